@@ -1,0 +1,84 @@
+"""The one preprocessing function: face box (or whole image) -> grey 48x48 -> model input.
+
+Training, evaluation and the runtime all call `crop_face` and `to_model_input`, so the
+network sees in the field exactly what it saw in training (tests/test_preprocess.py).
+"""
+
+import cv2
+import numpy as np
+
+PREPROCESS_NAME = "fer-grey48"
+PREPROCESS_VERSION = 1
+SIZE = 48
+
+# FER2013 faces are registered with little margin around the face. A detector box is
+# widened by this fraction on each side before the crop (chosen on the wild set, see README).
+DEFAULT_MARGIN = 0.10
+
+
+def to_grey(image):
+    """uint8 grey HxW from grey, BGR or BGRA input."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        grey = image
+    elif image.ndim == 3 and image.shape[2] == 1:
+        grey = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] == 3:
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        grey = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    else:
+        raise ValueError(f"unsupported image shape {image.shape}")
+    if grey.dtype != np.uint8:
+        grey = np.clip(grey, 0, 255).astype(np.uint8)
+    return grey
+
+
+def square_box(box, margin=DEFAULT_MARGIN):
+    """A square (x, y, side) around an (x, y, w, h) box, widened by `margin` per side."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), max(1, int(round(side)))
+
+
+def crop_face(image, box=None, margin=DEFAULT_MARGIN):
+    """uint8 48x48 grey face from an image and an optional (x, y, w, h) box.
+
+    Without a box the whole image is taken (centre square), which is what a FER2013 row or
+    a pre-cropped face photo is. Parts of the square outside the image are filled by
+    replicating the border, so faces at the frame edge keep their scale.
+    """
+    grey = to_grey(image)
+    h, w = grey.shape
+    if box is None:
+        side = min(h, w)
+        x0, y0 = (w - side) // 2, (h - side) // 2
+    else:
+        x0, y0, side = square_box(box, margin)
+    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
+    if pad:
+        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    crop = grey[y0:y0 + side, x0:x0 + side]
+    if crop.shape == (SIZE, SIZE):
+        return np.ascontiguousarray(crop)
+    interp = cv2.INTER_AREA if side > SIZE else cv2.INTER_LINEAR
+    return cv2.resize(crop, (SIZE, SIZE), interpolation=interp)
+
+
+def to_model_input(faces, dtype=np.float32, scale=None, zero_point=0):
+    """Batch (N,48,48,1) for the model from uint8 faces (N,48,48) or one face (48,48).
+
+    The network takes raw grey levels 0..255 and rescales inside its graph; an int8 model
+    takes them quantized with its input (scale, zero_point), which for our models is
+    (1.0, -128), so int8 input is exactly pixel - 128 and nothing is lost.
+    """
+    faces = np.asarray(faces)
+    if faces.ndim == 2:
+        faces = faces[None]
+    x = faces.astype(np.float32)[..., None]
+    if scale is None:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)

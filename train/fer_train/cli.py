@@ -1,0 +1,57 @@
+"""`fer-train fit`: train the compact CNN on a FER2013 CSV."""
+
+import os
+import shlex
+import sys
+
+import click
+
+from fer_edge.datasets import DatasetError, read_fer2013
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.group()
+def main():
+    """Train emotion models on FER2013-style data."""
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
+@click.option("--arch", default="ferdsnet", show_default=True, help="Architecture (ferdsnet, ferdsnet-s, ferdsnet-l).")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=4e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+@click.option("--patience", default=10, show_default=True, type=click.IntRange(0), help="Early-stop epochs (0: off).")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume):
+    """Train on Training, select on PublicTest, report PrivateTest."""
+    _quiet_tensorflow()
+    try:
+        faces = read_fer2013(data_path)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"read {data_path}: {faces.summary()}")
+    data = {}
+    for key, usage in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
+        index = (faces.usage == usage).nonzero()[0][:limit]
+        data[key] = type(faces)(images=faces.images[index], labels=faces.labels[index],
+                                rows=faces.rows[index], usage=faces.usage[index])
+        click.echo(f"  {usage}: {len(index)} faces")
+    if not len(data["train"].labels) or not len(data["val"].labels):
+        raise click.ClickException(f"{data_path}: needs Training and PublicTest rows")
+    from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
+
+    command = "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                      seed=seed, resume=resume, command=command)
+    for key, name in (("val", "PublicTest"), ("test", "PrivateTest")):
+        if key in metrics:
+            click.echo(f"{name}: accuracy {metrics[key]['accuracy'] * 100:.2f}%, macro-F1 {metrics[key]['macro_f1'] * 100:.2f}% (float, best epoch {metrics['best_epoch']})")
+    click.echo(f"wrote {out}/best.keras, history.csv, metrics.json, confusion.png, curves.png")

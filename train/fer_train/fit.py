@@ -1,0 +1,198 @@
+"""The training loop: resumable, checkpointed every epoch, early stopping on PublicTest.
+
+A run folder holds `last.keras` (model + optimizer, for --resume), `best.keras` (best
+PublicTest accuracy), `history.csv` (appended and flushed every epoch), `state.json`,
+and at the end `metrics.json`, `confusion.png` and `curves.png`.
+"""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fer_edge.labels import LABELS
+from fer_edge.metrics import classification_report
+
+from .arch import build, multiply_adds
+from .augment import make_augmenter
+
+
+def class_weights(labels, power=0.5):
+    """Inverse-frequency weights softened by `power` (0: none, 1: fully balanced), mean 1."""
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
+    return weights / (weights[labels].mean() if len(labels) else 1.0)
+
+
+def lr_at(epoch_float, epochs, peak, warmup=2.0):
+    """Linear warm-up then cosine decay to zero, as a function of fractional epoch."""
+    if epoch_float < warmup:
+        return peak * max(epoch_float, 0.05) / warmup
+    progress = min(1.0, (epoch_float - warmup) / max(1e-9, epochs - warmup))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Sets the learning rate per batch and writes checkpoints, history and state per epoch."""
+
+    def __init__(self, out, config, steps_per_epoch, state):
+        super().__init__()
+        self.out, self.config, self.steps, self.state = out, config, steps_per_epoch, state
+        self.epoch = 0
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_started = time.time()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        lr = lr_at(self.epoch + batch / self.steps, self.config["epochs"], self.config["lr"])
+        self.model.optimizer.learning_rate.assign(lr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, "lr": float(self.model.optimizer.learning_rate.numpy()),
+               "seconds": round(time.time() - self.epoch_started, 1)}
+        row.update({k: round(float(v), 5) for k, v in logs.items()})
+        history = os.path.join(self.out, "history.csv")
+        new = not os.path.exists(history)
+        with open(history, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+        val = float(logs.get("val_accuracy", 0.0))
+        if val > self.state["best_val_accuracy"]:
+            self.state.update(best_val_accuracy=val, best_epoch=epoch + 1)
+            _atomic_save(self.model, os.path.join(self.out, "best.keras"))
+        _atomic_save(self.model, os.path.join(self.out, "last.keras"))
+        self.state["epoch"] = epoch + 1
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + row["seconds"]
+        _write_json(os.path.join(self.out, "state.json"), self.state)
+        patience = self.config["patience"]
+        if patience and epoch + 1 - self.state["best_epoch"] >= patience:
+            print(f"early stop: PublicTest accuracy has not improved for {patience} epochs", flush=True)
+            self.model.stop_training = True
+
+
+def _atomic_save(model, path):
+    tmp = path + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0):
+    """tf.data pipeline of (float32 N,48,48,1 in 0..255, one-hot targets[, sample weights])."""
+    targets = keras.utils.to_categorical(labels, len(LABELS)).astype(np.float32)
+    if smoothing:
+        targets = targets * (1.0 - smoothing) + smoothing / len(LABELS)
+    parts = (images[..., None], targets) if weights is None else (images[..., None], targets, weights[labels].astype(np.float32))
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(lambda x, *rest: (augment(tf.cast(x, tf.float32)), *rest), num_parallel_calls=1)
+    else:
+        ds = ds.map(lambda x, *rest: (tf.cast(x, tf.float32), *rest))
+    return ds.prefetch(2)
+
+
+def predict_labels(model, images, batch_size=512):
+    logits = model.predict(images[..., None].astype(np.float32), batch_size=batch_size, verbose=0)
+    return logits.argmax(axis=1)
+
+
+def fit(data, out, arch="ferdsnet", epochs=40, batch_size=256, lr=4e-3, weight_decay=5e-4,
+        smoothing=0.1, class_weight_power=0.5, patience=10, seed=1, resume=False, command=None):
+    """Train on data['train'], select on data['val'] (PublicTest), report on data['test']."""
+    os.makedirs(out, exist_ok=True)
+    state_path = os.path.join(out, "state.json")
+    config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                  smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed)
+    keras.utils.set_random_seed(seed)
+    if resume and os.path.exists(state_path) and os.path.exists(os.path.join(out, "last.keras")):
+        with open(state_path) as f:
+            state = json.load(f)
+        config = state["config"]
+        model = keras.models.load_model(os.path.join(out, "last.keras"))
+        initial_epoch = state["epoch"]
+        keras.utils.set_random_seed(seed + initial_epoch)  # a fresh, reproducible shuffle after resume
+        print(f"resuming {out} after epoch {initial_epoch} (best PublicTest {state['best_val_accuracy'] * 100:.2f}% at epoch {state['best_epoch']})", flush=True)
+    else:
+        if resume:
+            print(f"nothing to resume in {out}; starting a new run", flush=True)
+        for stale in ("history.csv", "state.json", "last.keras", "best.keras"):
+            if os.path.exists(os.path.join(out, stale)):
+                os.remove(os.path.join(out, stale))
+        model = build(arch)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        initial_epoch = 0
+        state = {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0,
+                 "train_seconds": 0.0, "command": command, "commit": git_commit(),
+                 "params": int(model.count_params()), "multiply_adds": multiply_adds(model),
+                 "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
+        _write_json(state_path, state)
+    train, val = data["train"], data["val"]
+    weights = class_weights(train.labels, config["class_weight_power"])
+    train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
+                            augment=make_augmenter(config["seed"]), weights=weights, shuffle=True,
+                            smoothing=config["smoothing"])
+    val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
+    steps = math.ceil(len(train.labels) / config["batch_size"])
+    recorder = RunRecorder(out, config, steps, state)
+    if initial_epoch < config["epochs"] and state["epoch"] - state["best_epoch"] < (config["patience"] or 10**9):
+        model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=initial_epoch,
+                  callbacks=[recorder], verbose=1 if sys.stdout.isatty() else 2)
+    return finish(out, data, state)
+
+
+def finish(out, data, state):
+    """Evaluate the best checkpoint, write metrics.json and the PNG reports."""
+    from .report import plot_confusion, plot_curves
+
+    best = keras.models.load_model(os.path.join(out, "best.keras"))
+    metrics = {"arch": state["config"]["arch"], "params": state["params"], "multiply_adds": state["multiply_adds"],
+               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+               "train_seconds": round(state["train_seconds"], 1), "command": state.get("command"),
+               "commit": state.get("commit")}
+    for split in ("val", "test"):
+        faces = data.get(split)
+        if faces is not None and len(faces):
+            metrics[split] = classification_report(faces.labels, predict_labels(best, faces.images))
+            metrics[split]["usage"] = faces.usage[0] if faces.usage is not None and len(faces.usage) else split
+    _write_json(os.path.join(out, "metrics.json"), metrics)
+    plot_curves(os.path.join(out, "history.csv"), os.path.join(out, "curves.png"))
+    report = metrics.get("test") or metrics.get("val")
+    if report:
+        plot_confusion(report, os.path.join(out, "confusion.png"))
+    return metrics
