@@ -1,0 +1,173 @@
+"""`fer-convert`: a trained Keras model -> int8 (and float32/dynamic) TFLite with metadata,
+gated on the accuracy the int8 model keeps."""
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+
+import click
+
+from fer_edge.datasets import DatasetError, read_fer2013
+from fer_edge.labels import LABELS
+from fer_edge.metadata import FORMAT, FORMAT_VERSION, embed_metadata
+from fer_edge.preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
+
+
+def _run_record(model_path):
+    """What the training run folder says about this model (state.json, metrics.json)."""
+    folder = os.path.dirname(os.path.abspath(model_path))
+    record = {}
+    for name in ("state.json", "metrics.json"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                record[name] = json.load(f)
+    return record
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant):
+    state = record.get("state.json", {})
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "labels": list(LABELS),
+        "input": {"size": SIZE, "channels": 1, "colour": "grey", "range": "grey levels 0..255",
+                  "quantization": input_quant},
+        "output": {"kind": "logits", "quantization": output_quant},
+        "preprocess": {"name": PREPROCESS_NAME, "version": PREPROCESS_VERSION, "margin": DEFAULT_MARGIN},
+        "quantization": mode,
+        "architecture": state.get("config", {}).get("arch"),
+        "params": state.get("params"), "multiply_adds": state.get("multiply_adds"),
+        "provenance": {
+            "dataset": f"FER2013 {os.path.basename(data_path)} (sha256 {_file_sha256(data_path)[:16]}), Training split",
+            "train_command": state.get("command"), "train_commit": state.get("commit"),
+            "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
+            "convert_command": "fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "calibration_faces": calib if mode == "int8" else None,
+            "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",
+            "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "accuracy": accuracy,
+    }
+
+
+def _measure(model_bytes, metadata, splits):
+    """Accuracy report per split, measured by the device runtime itself."""
+    from fer_edge.classify import EmotionClassifier
+    from fer_edge.metrics import classification_report
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(embed_metadata(model_bytes, metadata))
+        f.flush()
+        classifier = EmotionClassifier(f.name, threads=os.cpu_count() or 1)
+        results = {}
+        for name, faces in splits.items():
+            predicted = classifier.predict(faces.images, max_batch=256).argmax(axis=1)
+            report = classification_report(faces.labels, predicted)
+            results[name] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "per_class_recall")}
+        quant = (classifier.input_quant, classifier.output_quant)
+    return results, quant
+
+
+@click.command()
+@click.argument("keras_model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="FER2013 CSV: Training faces calibrate, PublicTest gates, PrivateTest is reported.")
+@click.option("--int8", "modes", flag_value="int8", multiple=True, help="Full-integer int8 (int8 in and out).")
+@click.option("--float32", "modes", flag_value="float32", multiple=True, help="Float32 model.")
+@click.option("--dynamic", "modes", flag_value="dynamic", multiple=True, help="Dynamic-range (int8 weights).")
+@click.option("--calib", default=1000, show_default=True, type=click.IntRange(1), help="Calibration faces from Training.")
+@click.option("--max-loss", default=1.0, show_default=True, type=float, help="Most PublicTest points int8 may lose vs float.")
+@click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than --max-loss.")
+@click.option("--edgetpu", is_flag=True, help="Also compile for a Coral Edge TPU with edgetpu_compiler.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate on the first N rows of each split (smoke runs).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output .tflite; other modes are written beside it as NAME-float32.tflite / NAME-dynamic.tflite.")
+def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, limit, output):
+    """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
+    modes = list(dict.fromkeys(modes or ("int8",)))
+    try:
+        faces = read_fer2013(data_path)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    splits = {}
+    for usage in ("Training", "PublicTest", "PrivateTest"):
+        index = (faces.usage == usage).nonzero()[0]
+        if usage != "Training":
+            index = index[:limit]
+        splits[usage] = type(faces)(images=faces.images[index], labels=faces.labels[index], rows=faces.rows[index])
+    if not len(splits["PublicTest"].labels):
+        raise click.ClickException(f"{data_path}: has no PublicTest rows to measure the conversion on")
+
+    from . import edgetpu as tpu
+    from .quantize import calibration_faces, convert
+    import keras
+
+    try:
+        model = keras.models.load_model(keras_model)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise click.ClickException(f"{keras_model}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
+    record = _run_record(keras_model)
+    evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
+    # Float32 is always measured: it is the reference the int8 model is gated against.
+    wanted = list(dict.fromkeys(["float32", *modes]))
+    results, blobs = {}, {}
+    for mode in wanted:
+        click.echo(f"converting {mode}...", err=True)
+        calibration = calibration_faces(splits["Training"].images, splits["Training"].labels, calib) if mode == "int8" else None
+        blob = convert(model, mode, calibration)
+        draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None)
+        accuracy, (in_q, out_q) = _measure(blob, draft, evaluate)
+        metadata = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
+                                  list(in_q) if in_q else None, list(out_q) if out_q else None)
+        blobs[mode] = embed_metadata(blob, metadata)
+        results[mode] = accuracy
+        line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())
+        click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}")
+
+    refused = False
+    if "int8" in results:
+        loss = (results["float32"]["PublicTest"]["accuracy"] - results["int8"]["PublicTest"]["accuracy"]) * 100
+        click.echo(f"int8 vs float32 on PublicTest: {loss:+.2f} points lost (limit {max_loss})")
+        refused = loss > max_loss and not allow_loss
+        problems, ops = tpu.check(blobs["int8"])
+        click.echo(f"Edge TPU check: {'compatible' if not problems else 'NOT compatible: ' + '; '.join(problems)} (ops: {', '.join(ops)})")
+
+    stem, ext = os.path.splitext(output)
+    primary = modes[0]
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    for mode in modes:
+        if mode == "int8" and refused:
+            continue
+        path = output if mode == primary else f"{stem}-{mode}{ext or '.tflite'}"
+        with open(path, "wb") as f:
+            f.write(blobs[mode])
+        click.echo(f"wrote {path}")
+    if refused:
+        raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on PublicTest (> {max_loss}); "
+                                   "calibrate on more faces (--calib) or pass --allow-loss")
+    if edgetpu:
+        if "int8" not in blobs:
+            raise click.ClickException("--edgetpu needs --int8")
+        try:
+            compiled = tpu.compile_for_edgetpu(blobs["int8"])
+        except tpu.CompilerMissing as exc:
+            raise click.ClickException(str(exc)) from None
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        path = f"{stem}-edgetpu{ext or '.tflite'}"
+        with open(path, "wb") as f:
+            f.write(compiled)
+        click.echo(f"wrote {path}")

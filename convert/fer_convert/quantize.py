@@ -1,0 +1,62 @@
+"""Keras -> TFLite: float32, dynamic-range and full-integer int8 (int8 input and output)."""
+
+import os
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from fer_edge.preprocess import to_model_input  # noqa: E402
+
+MODES = ("float32", "dynamic", "int8")
+
+
+def _saved_model(model, folder, batch=1):
+    """Export a static-shape (batch 1) SavedModel: Edge TPU needs static shapes, and the
+    CPU runtime resizes the batch freely. (Keras 3 models do not convert from a bare
+    concrete function: their variables are not frozen there.)"""
+    spec = tf.TensorSpec([batch, *model.inputs[0].shape[1:]], tf.float32, name="face")
+    model.export(folder, format="tf_saved_model", input_signature=[spec], verbose=False)
+    return folder
+
+
+def calibration_faces(images, labels, n, seed=0):
+    """A class-stratified random sample of n training faces for int8 calibration."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = max(1, n // len(classes))
+    picks = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        picks.extend(rng.choice(members, size=min(per_class, len(members)), replace=False))
+    rng.shuffle(picks)
+    return images[np.array(picks[:n])]
+
+
+def convert(model, mode, calibration=None):
+    """Bytes of a TFLite flatbuffer for `mode`; int8 needs uint8 calibration faces (N,48,48)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    with tempfile.TemporaryDirectory() as folder:
+        converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder))
+        return _configure(converter, mode, calibration).convert()
+
+
+def _configure(converter, mode, calibration):
+    if mode in ("dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        if calibration is None or not len(calibration):
+            raise ValueError("int8 conversion needs calibration faces")
+
+        def representative():
+            for face in calibration:
+                yield [to_model_input(face)]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter

@@ -1,0 +1,88 @@
+"""The emotion classifier: one LiteRT interpreter for the whole run, faces in batches."""
+
+import os
+from importlib import resources
+
+import numpy as np
+
+from .litert import make_interpreter
+from .metadata import ModelError, read_metadata
+from .preprocess import to_model_input
+
+DEFAULT_MODEL_NAME = "fer-dsnet-int8.tflite"
+
+
+def default_model_path():
+    """The model shipped inside the installed package (models/ in the repo)."""
+    return str(resources.files("fer_edge.models").joinpath(DEFAULT_MODEL_NAME))
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class EmotionClassifier:
+    """Wraps one interpreter; `predict` takes uint8 48x48 faces and returns probabilities."""
+
+    def __init__(self, model_path=None, threads=1, delegate=None):
+        self.path = model_path or default_model_path()
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise ModelError(f"{self.path}: cannot read model ({exc.strerror or exc})") from None
+        self.metadata = read_metadata(data, source=self.path)
+        try:
+            self.interpreter = make_interpreter(data, threads=threads, delegate=delegate)
+        except ValueError as exc:
+            raise ModelError(f"{self.path}: the runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        # Edge TPU models need their static batch of 1; on the CPU we resize to the batch.
+        self.can_batch = delegate != "edgetpu"
+        self.batch = int(self.input["shape"][0])
+        self.interpreter.allocate_tensors()
+        self.input_dtype = self.input["dtype"]
+        scale, zero = self.input["quantization"]
+        self.input_quant = (scale, zero) if scale else None
+        out_scale, out_zero = self.output["quantization"]
+        self.output_quant = (out_scale, out_zero) if out_scale else None
+        self.output_kind = self.metadata.get("output", {}).get("kind", "logits")
+
+    @property
+    def name(self):
+        return os.path.basename(self.path)
+
+    def _resize(self, n):
+        if n != self.batch:
+            self.interpreter.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
+            self.interpreter.allocate_tensors()
+            self.batch = n
+
+    def _run(self, batch):
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self.output["index"]).astype(np.float32)
+        if self.output_quant:
+            out = (out - self.output_quant[1]) * self.output_quant[0]
+        return out
+
+    def predict(self, faces, max_batch=64):
+        """Probabilities (N,7) for uint8 faces (N,48,48) or one face (48,48)."""
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if self.input_quant:
+            x = to_model_input(faces, self.input_dtype, *self.input_quant)
+        else:
+            x = to_model_input(faces, self.input_dtype)
+        outputs = []
+        step = max_batch if self.can_batch else 1
+        for start in range(0, len(x), step):
+            chunk = x[start:start + step]
+            self._resize(len(chunk))
+            outputs.append(self._run(chunk))
+        out = np.concatenate(outputs) if outputs else np.zeros((0, 7), np.float32)
+        return out if self.output_kind == "probabilities" else softmax(out)

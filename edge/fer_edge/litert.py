@@ -1,0 +1,49 @@
+"""Find a TFLite interpreter without TensorFlow: LiteRT, then tflite-runtime, then TF.
+
+ai-edge-litert is the maintained successor of tflite-runtime; tf.lite is the last
+resort on a desktop that has TensorFlow anyway. The choice is made once, on first use.
+"""
+
+import functools
+
+
+class RuntimeMissing(RuntimeError):
+    pass
+
+
+@functools.lru_cache(maxsize=1)
+def interpreter_api():
+    """(Interpreter class, load_delegate function, name of the package used)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+        return Interpreter, load_delegate, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+        return Interpreter, load_delegate, "tflite-runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+        return tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow.lite"
+    except ImportError:
+        raise RuntimeMissing("no TFLite runtime found: pip install ai-edge-litert") from None
+
+
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+
+
+def make_interpreter(model_bytes, threads=1, delegate=None):
+    """An interpreter over `model_bytes`; delegate is None or 'edgetpu'."""
+    Interpreter, load_delegate, _ = interpreter_api()
+    delegates = []
+    if delegate == "edgetpu":
+        try:
+            delegates.append(load_delegate(EDGETPU_LIBRARY))
+        except (ValueError, OSError) as exc:
+            raise RuntimeMissing(f"Edge TPU delegate unavailable: cannot load {EDGETPU_LIBRARY} "
+                                 f"(install libedgetpu1-std and plug in the Coral): {exc}") from None
+    elif delegate not in (None, "cpu"):
+        raise RuntimeMissing(f"unknown delegate {delegate!r}; choose cpu or edgetpu")
+    return Interpreter(model_content=model_bytes, num_threads=threads, experimental_delegates=delegates or None)
