@@ -13,10 +13,10 @@ from fer_edge.labels import LABELS
 
 def _ds_conv(x, channels, stride=1, relu=True, name=None):
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(name=f"{name}_dwbn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_dwbn")(x)
     x = layers.ReLU(name=f"{name}_dwrelu")(x)
     x = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(name=f"{name}_pwbn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_pwbn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
@@ -32,7 +32,7 @@ def ferdsnet(widths=(32, 64, 128, 256), blocks=(0, 1, 1, 1), dropout=0.3, size=4
     inputs = keras.Input((size, size, 1), name="face")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
     x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     for stage, (width, n_blocks) in enumerate(zip(widths, blocks)):
         x = _ds_conv(x, width, stride=1 if stage == 0 else 2, name=f"s{stage}t")

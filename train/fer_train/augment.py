@@ -21,7 +21,7 @@ def make_augmenter(seed):
     ], name="augment")
     generator = tf.random.Generator.from_seed(seed + 6)
 
-    def random_erase(images, probability=0.5, max_area=0.25):
+    def random_erase(images, probability=0.25, max_area=0.2):
         shape = tf.shape(images)
         n, h, w = shape[0], shape[1], shape[2]
         area = generator.uniform([n], 0.02, max_area)

@@ -31,7 +31,7 @@ def class_weights(labels, power=0.5):
     return weights / (weights[labels].mean() if len(labels) else 1.0)
 
 
-def lr_at(epoch_float, epochs, peak, warmup=2.0):
+def lr_at(epoch_float, epochs, peak, warmup=1.0):
     """Linear warm-up then cosine decay to zero, as a function of fractional epoch."""
     if epoch_float < warmup:
         return peak * max(epoch_float, 0.05) / warmup
@@ -129,7 +129,7 @@ def predict_labels(model, images, batch_size=512):
 
 
 def fit(data, out, arch="ferdsnet", epochs=40, batch_size=256, lr=4e-3, weight_decay=5e-4,
-        smoothing=0.1, class_weight_power=0.5, patience=10, seed=1, resume=False, command=None):
+        smoothing=0.1, class_weight_power=0.3, patience=10, seed=1, resume=False, command=None):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test']."""
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
@@ -139,7 +139,9 @@ def fit(data, out, arch="ferdsnet", epochs=40, batch_size=256, lr=4e-3, weight_d
     if resume and os.path.exists(state_path) and os.path.exists(os.path.join(out, "last.keras")):
         with open(state_path) as f:
             state = json.load(f)
-        config = state["config"]
+        # The run keeps its own settings; only --epochs may change, to extend a finished run.
+        config = dict(state["config"], epochs=epochs)
+        state["config"] = config
         model = keras.models.load_model(os.path.join(out, "last.keras"))
         initial_epoch = state["epoch"]
         keras.utils.set_random_seed(seed + initial_epoch)  # a fresh, reproducible shuffle after resume

@@ -1,0 +1,100 @@
+"""Shared fixtures: real data from ../shared/data (fail under CI when missing, else skip)."""
+
+import csv
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FER_EDGE_DATA", ROOT.parent / "shared" / "data"))
+FER_CSV = DATA / "fer2013" / "fer2013.csv.gz"
+FERPLUS_CSV = DATA / "fer2013" / "fer2013new.csv"
+PHOTOS = DATA / "photos"
+WILD = DATA / "wild" / "wild.tar.gz"
+
+
+def need(path):
+    """The path, or a failure under CI / a skip elsewhere when the shared data is missing."""
+    if not Path(path).exists():
+        message = f"shared test data missing: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def fer_csv():
+    return need(FER_CSV)
+
+
+@pytest.fixture(scope="session")
+def ferplus_csv():
+    return need(FERPLUS_CSV)
+
+
+@pytest.fixture(scope="session")
+def photos():
+    return need(PHOTOS)
+
+
+@pytest.fixture(scope="session")
+def wild():
+    return need(WILD)
+
+
+@pytest.fixture(scope="session")
+def public_test(fer_csv):
+    from fer_edge.datasets import read_fer2013
+    return read_fer2013(str(fer_csv), usage="PublicTest")
+
+
+@pytest.fixture(scope="session")
+def small_csv(fer_csv, tmp_path_factory):
+    """A real FER2013 subset (first 600 Training, 300 PublicTest, 300 PrivateTest rows) as .csv.gz."""
+    path = tmp_path_factory.mktemp("data") / "fer_small.csv.gz"
+    quota = {"Training": 600, "PublicTest": 300, "PrivateTest": 300}
+    with gzip.open(fer_csv, "rt", newline="") as src, gzip.open(path, "wt", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        writer.writerow(next(reader))
+        for row in reader:
+            if quota.get(row[2], 0) > 0:
+                quota[row[2]] -= 1
+                writer.writerow(row)
+            if not any(quota.values()):
+                break
+    return path
+
+
+def run_cli(*args, timeout=600, env_path=None, **kwargs):
+    """Run one of the installed console scripts; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    if env_path is not None:
+        env["PATH"] = env_path
+    return subprocess.run([str(Path(sys.executable).parent / args[0]), *map(str, args[1:])],
+                          capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_csv, tmp_path_factory):
+    """A real (tiny) training run: 1 epoch on 600 real FER2013 rows; returns the run folder."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--batch-size", "64",
+                     "--epochs", "1", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run, small_csv):
+    """The tiny run converted to int8 (with float32 beside it) by fer-convert."""
+    output = tiny_run / "tiny-int8.tflite"
+    result = run_cli("fer-convert", tiny_run / "best.keras", "--data", small_csv, "--int8", "--float32",
+                     "--calib", "200", "--allow-loss", "-o", output)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return output

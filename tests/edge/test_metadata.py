@@ -1,0 +1,54 @@
+"""The runtime refuses models it cannot trust, with one line and a non-zero exit."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from fer_edge.classify import EmotionClassifier
+from fer_edge.metadata import ModelError, embed_metadata, read_metadata, strip_metadata
+
+
+def test_metadata_round_trip(tiny_model):
+    data = tiny_model.read_bytes()
+    meta = read_metadata(data)
+    again = embed_metadata(data, dict(meta, note="re-embedded"))
+    assert read_metadata(again)["note"] == "re-embedded"
+    assert strip_metadata(again) == strip_metadata(data)  # old archive replaced, not stacked
+
+
+def _variant(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_refusals(tiny_model, tmp_path):
+    data = tiny_model.read_bytes()
+    meta = read_metadata(data)
+    cases = {
+        "bare.tflite": (strip_metadata(data), "no fer-edge metadata"),
+        "labels.tflite": (embed_metadata(data, dict(meta, labels=list(reversed(meta["labels"])))), "label order"),
+        "prep.tflite": (embed_metadata(data, dict(meta, preprocess={"name": "rgb224", "version": 1})), "preprocessing"),
+        "future.tflite": (embed_metadata(data, dict(meta, format_version=99)), "newer than this fer-edge"),
+        "text.tflite": (b"hello, not a model at all", "not a TFLite model"),
+    }
+    for name, (blob, reason) in cases.items():
+        path = _variant(tmp_path, name, blob)
+        with pytest.raises(ModelError, match=reason):
+            EmotionClassifier(str(path))
+        result = run_cli("fer-edge", "eval", "--model", path, "--data", tmp_path)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert reason in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_truncated_model_is_refused(tiny_model, tmp_path):
+    data = tiny_model.read_bytes()
+    path = _variant(tmp_path, "cut.tflite", data[: len(data) // 3])
+    with pytest.raises(ModelError):
+        EmotionClassifier(str(path))
+
+
+def test_missing_model_is_one_line(tmp_path):
+    result = run_cli("fer-edge", "eval", "--model", tmp_path / "nope.tflite", "--data", tmp_path, "--json")
+    assert result.returncode != 0 and "cannot read model" in result.stderr and "Traceback" not in result.stderr
