@@ -6,11 +6,25 @@ import sys
 
 import click
 
-from .datasets import DatasetError
-from .litert import RuntimeMissing
-from .metadata import ModelError
+import os
+import time
 
-USER_ERRORS = (DatasetError, ModelError, RuntimeMissing, OSError)
+START = time.monotonic()  # for "time to first face": as early as the process can measure
+
+from .capture import SourceError  # noqa: E402
+from .datasets import DatasetError  # noqa: E402
+from .detect import DETECTORS, DetectorError  # noqa: E402
+from .litert import RuntimeMissing  # noqa: E402
+from .metadata import ModelError  # noqa: E402
+
+USER_ERRORS = (DatasetError, ModelError, RuntimeMissing, SourceError, DetectorError, OSError)
+
+
+def default_db_path():
+    """$STATE_DIRECTORY (systemd), else $XDG_STATE_HOME or ~/.local/state, /fer-edge/fer-edge.db."""
+    state = os.environ.get("STATE_DIRECTORY") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "fer-edge")
+    return os.path.join(state.split(":")[0], "fer-edge.db")
 
 
 class Group(click.Group):
@@ -65,6 +79,98 @@ def eval_command(model_path, data_path, usage, ferplus_path, threads, as_json):
     else:
         click.echo(f"{classifier.name} on {data_path} ({report['usage'] or 'folders'}; {view}); read {faces.summary()}")
         click.echo(format_report(report))
+
+
+def _frames_forever(open_fn, loop, stop):
+    """Frames of a source; with --loop a file starts again when it ends."""
+    while not stop.is_set():
+        source = open_fn()
+        try:
+            count = 0
+            for frame in source.frames():
+                count += 1
+                yield source, frame
+        finally:
+            source.close()
+        if not loop or source.live or count == 0:
+            return
+
+
+@main.command()
+@click.option("--camera", default=None, help="Camera: an index (0), /dev/videoN, or 'pi' for picamera2.")
+@click.option("--source", default=None, help="A video file, image file, folder of images, or stream URL (rtsp/http).")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="Emotion model; default: the shipped int8 model.")
+@click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
+@click.option("--blazeface-model", default=None, type=click.Path(exists=True, dir_okay=False), help="Path of a BlazeFace .tflite.")
+@click.option("--min-face", default=24, show_default=True, type=click.IntRange(8), help="Smallest face side in pixels.")
+@click.option("--margin", default=None, type=click.FloatRange(0, 1), help="Crop margin around a face box (default: the model's).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--delegate", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu"]))
+@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite log (default: state folder).")
+@click.option("--no-db", is_flag=True, help="Do not write the SQLite log.")
+@click.option("--log-interval", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds between logged updates per face.")
+@click.option("--device-id", default=None, help="Device id in events (default: host name).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
+@click.option("--quiet", is_flag=True, help="No per-update lines on stdout.")
+@click.option("--max-frames", default=None, type=click.IntRange(1))
+@click.option("--fps", "fps_cap", default=None, type=click.FloatRange(0.1), help="Process at most this many frames/s.")
+@click.option("--realtime", is_flag=True, help="Play a file at its own frame rate, as a camera would.")
+@click.option("--loop", is_flag=True, help="Start a file again when it ends.")
+@click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Write an annotated video (.mp4).")
+@click.option("--show", is_flag=True, help="Show the annotated frames in a window (needs a GUI OpenCV).")
+@click.option("--save-crops", default=None, type=click.Path(file_okay=False), help="Store face crops here (off by default).")
+def run(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, delegate, db_path, no_db,
+        log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops):
+    """Watch a camera or file: faces -> emotions -> log."""
+    import signal
+    import socket
+    import threading
+
+    from .capture import open_source, paced
+    from .classify import EmotionClassifier
+    from .detect import make_detector
+    from .preprocess import DEFAULT_MARGIN
+    from .runner import Annotator, Pipeline, Window
+    from .sinks import SQLiteLog, StdoutLog
+    from .track import Tracker
+
+    stop = threading.Event()
+    say = lambda message: click.echo(f"fer-edge: {message}", err=True)  # noqa: E731
+    open_fn = lambda: open_source(camera=camera, source=source, stop=stop, on_event=say)  # noqa: E731
+    first_source = open_fn()  # fail fast on a bad source, before loading anything else
+    first_source.close()
+    classifier = EmotionClassifier(model_path, threads=threads, delegate=None if delegate == "cpu" else delegate)
+    face_detector = make_detector(detector, blazeface_model, min_size=min_face, threads=threads)
+    device_id = device_id or socket.gethostname()
+    sinks = []
+    db_path = None if no_db else (db_path or default_db_path())
+    if db_path:
+        sinks.append(SQLiteLog(db_path))
+        sinks[-1].start_run(device_id, str(camera if camera is not None else source), classifier.name, face_detector.name)
+    if not quiet or as_json:
+        sinks.append(StdoutLog(as_json=as_json))
+    pipeline = Pipeline(face_detector, classifier, Tracker(), sinks, device_id=device_id, log_interval=log_interval,
+                        margin=DEFAULT_MARGIN if margin is None else margin,
+                        annotator=Annotator(annotate, first_source.fps) if annotate else None,
+                        window=Window() if show else None, save_crops=save_crops)
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    say(f"model {classifier.name}, detector {face_detector.name}, log {db_path or 'off'}")
+    frames = (frame for _, frame in _frames_forever(open_fn, loop, stop))
+    try:
+        stats = pipeline.run(paced(frames, fps_cap=fps_cap, realtime_fps=first_source.fps if realtime else None,
+                                   max_frames=max_frames, stop=stop), stop)
+    finally:
+        pipeline.close()
+    elapsed = time.monotonic() - stats.started
+    first = f", first face logged {stats.first_face_at - START:.2f} s after start" if stats.first_face_at else ""
+    say(f"{'stopped' if stop.is_set() else 'done'}: {stats.frames} frames, {stats.faces} faces, "
+        f"{len(stats.track_ids)} tracks, {stats.updates} updates logged in {elapsed:.1f} s "
+        f"({stats.fps():.1f} frames/s){first}")
 
 
 if __name__ == "__main__":

