@@ -98,3 +98,13 @@ def tiny_model(tiny_run, small_csv):
                      "--calib", "200", "--allow-loss", "-o", output)
     assert result.returncode == 0, result.stderr[-2000:]
     return output
+
+
+@pytest.fixture(scope="session")
+def model_path(request):
+    """The shipped int8 model (the real thing the device runs); a tiny trained one if not shipped yet."""
+    from fer_edge.classify import default_model_path
+    shipped = default_model_path()
+    if os.path.exists(shipped):
+        return Path(shipped)
+    return request.getfixturevalue("tiny_model")

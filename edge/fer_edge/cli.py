@@ -49,18 +49,25 @@ def main():
 @click.option("--usage", default="PrivateTest", show_default=True, help="CSV split to evaluate (Training, PublicTest, PrivateTest, all).")
 @click.option("--ferplus", "ferplus_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="FER+ vote CSV aligned with the FER2013 CSV: score against FER+ majority labels instead.")
+@click.option("--detect", is_flag=True, help="Full photos: detect faces first and classify the largest one.")
+@click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
+@click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path, data_path, usage, ferplus_path, threads, as_json):
+def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, as_json):
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces."""
     from .classify import EmotionClassifier
     from .datasets import ferplus_majority, read_dataset, read_ferplus
     from .metrics import classification_report, format_report
 
     classifier = EmotionClassifier(model_path, threads=threads)
-    faces = read_dataset(data_path, usage=None if usage == "all" else usage)
+    faces = read_dataset(data_path, usage=None if usage == "all" else usage, raw=detect)
     labels, images = faces.labels, faces.images
     view = "FER2013 labels"
+    no_face = 0
+    if detect:
+        images, found = _largest_faces(images, detector, margin)
+        no_face = int((~found).sum())
     if ferplus_path:
         votes, _ = read_ferplus(ferplus_path)
         if faces.rows.max(initial=-1) >= len(votes):
@@ -71,14 +78,44 @@ def eval_command(model_path, data_path, usage, ferplus_path, threads, as_json):
     if not len(labels):
         raise click.ClickException(f"{data_path}: no labelled faces to evaluate ({faces.summary()})")
     predicted = classifier.predict(images, max_batch=256).argmax(axis=1)
-    report = classification_report(labels, predicted)
+    if detect:
+        predicted[~found] = -1  # no face found: a miss, counted in no_face
+        report = classification_report(labels[found], predicted[found])
+        report["end_to_end_accuracy"] = float((predicted == labels).mean())
+        report["no_face"] = no_face
+    else:
+        report = classification_report(labels, predicted)
     report.update(model=classifier.path, data=data_path, usage=usage if data_path.lower().endswith((".csv", ".csv.gz")) else None,
                   labels_view=view, read=faces.summary())
     if as_json:
         click.echo(json.dumps(report))
     else:
         click.echo(f"{classifier.name} on {data_path} ({report['usage'] or 'folders'}; {view}); read {faces.summary()}")
+        if detect:
+            click.echo(f"no face found in {no_face} of {len(labels)} photos; end-to-end accuracy "
+                       f"{report['end_to_end_accuracy'] * 100:.2f}% (misses count as wrong); on faces found:")
         click.echo(format_report(report))
+
+
+def _largest_faces(photos, detector_name, margin):
+    """48x48 crop of the largest detected face per photo, and which photos had one."""
+    import numpy as np
+
+    from .detect import make_detector
+    from .preprocess import DEFAULT_MARGIN, SIZE, crop_face
+
+    detector = make_detector(detector_name, min_size=16, stills=True)
+    crops, found = [], []
+    with click.progressbar(photos, label="detecting", file=sys.stderr) as bar:
+        for photo in bar:
+            boxes = detector.detect(photo)
+            if boxes:
+                box = max(boxes, key=lambda b: b[2] * b[3])
+                crops.append(crop_face(photo, box[:4], DEFAULT_MARGIN if margin is None else margin))
+            else:
+                crops.append(np.zeros((SIZE, SIZE), np.uint8))
+            found.append(bool(boxes))
+    return np.stack(crops), np.array(found)
 
 
 def _frames_forever(open_fn, loop, stop):
@@ -126,7 +163,7 @@ def run(camera, source, model_path, detector, blazeface_model, min_face, margin,
     import socket
     import threading
 
-    from .capture import open_source, paced
+    from .capture import ImageSource, open_source, paced
     from .classify import EmotionClassifier
     from .detect import make_detector
     from .preprocess import DEFAULT_MARGIN
@@ -140,7 +177,8 @@ def run(camera, source, model_path, detector, blazeface_model, min_face, margin,
     first_source = open_fn()  # fail fast on a bad source, before loading anything else
     first_source.close()
     classifier = EmotionClassifier(model_path, threads=threads, delegate=None if delegate == "cpu" else delegate)
-    face_detector = make_detector(detector, blazeface_model, min_size=min_face, threads=threads)
+    face_detector = make_detector(detector, blazeface_model, stills=isinstance(first_source, ImageSource),
+                                  min_size=min_face, threads=threads)
     device_id = device_id or socket.gethostname()
     sinks = []
     db_path = None if no_db else (db_path or default_db_path())
@@ -149,7 +187,10 @@ def run(camera, source, model_path, detector, blazeface_model, min_face, margin,
         sinks[-1].start_run(device_id, str(camera if camera is not None else source), classifier.name, face_detector.name)
     if not quiet or as_json:
         sinks.append(StdoutLog(as_json=as_json))
-    pipeline = Pipeline(face_detector, classifier, Tracker(), sinks, device_id=device_id, log_interval=log_interval,
+    stills = isinstance(first_source, ImageSource)
+    # Separate photos are not a sequence: never carry a track from one photo to the next.
+    tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
+    pipeline = Pipeline(face_detector, classifier, tracker, sinks, device_id=device_id, log_interval=log_interval,
                         margin=DEFAULT_MARGIN if margin is None else margin,
                         annotator=Annotator(annotate, first_source.fps) if annotate else None,
                         window=Window() if show else None, save_crops=save_crops)
@@ -171,6 +212,44 @@ def run(camera, source, model_path, detector, blazeface_model, min_face, margin,
     say(f"{'stopped' if stop.is_set() else 'done'}: {stats.frames} frames, {stats.faces} faces, "
         f"{len(stats.track_ids)} tracks, {stats.updates} updates logged in {elapsed:.1f} s "
         f"({stats.fps():.1f} frames/s){first}")
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Model(s) to compare; default: the shipped int8 model and its float32 twin.")
+@click.option("--source", required=True, type=click.Path(exists=True, dir_okay=False), help="A video file with faces.")
+@click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
+@click.option("--threads", "thread_counts", multiple=True, type=click.IntRange(1), help="Thread counts (default 1 and 2).")
+@click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--max-frames", default=None, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
+    """Per-stage medians (decode, detect, classify), frames/s, faces/s, peak RSS."""
+    from . import bench as b
+    from .classify import default_model_path
+
+    if not models:
+        shipped = default_model_path()
+        models = [shipped] + [p for p in [shipped.replace("-int8.tflite", "-float32.tflite")] if os.path.exists(p)]
+    thread_counts = thread_counts or (1, 2)
+    faces = b.sample_faces(source, detector)
+    results = {"source": source, "decode": b.bench_decode(source, max_frames), "pipeline": [], "classifier": []}
+    for model in models:
+        for threads in thread_counts:
+            results["classifier"].append(b.bench_classifier(model, faces, threads))
+            results["pipeline"].append(b.bench_pipeline(source, model, detector, threads, warmup, max_frames))
+    results["peak_rss_mb"] = round(b.peak_rss_mb(), 1)
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    d = results["decode"]
+    click.echo(f"decode: {d['decode_ms']} ms/frame ({d['decode_fps']} frames/s)")
+    click.echo(f"{'model':<28}{'thr':>4}{'face ms':>9}{'detect ms':>11}{'classify ms':>13}{'frames/s':>10}{'faces/s':>9}")
+    for c, p in zip(results["classifier"], results["pipeline"]):
+        click.echo(f"{c['model']:<28}{c['threads']:>4}{c['per_face_ms']:>9}{p['detect_ms']:>11}{p['classify_ms']:>13}"
+                   f"{p['process_fps']:>10}{p['faces_per_s']:>9}")
+    click.echo(f"detector: {results['pipeline'][0]['detector']}; peak RSS {results['peak_rss_mb']} MB; "
+               "frames/s excludes decoding (see decode line)")
 
 
 if __name__ == "__main__":

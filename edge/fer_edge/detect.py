@@ -199,19 +199,44 @@ class BlazeFaceDetector:
         return keep_usable(boxes, frame.shape, self.min_size)
 
 
-DETECTORS = ("auto", "haar", "blazeface", "blazeface-full")
+class FusedDetector:
+    """Short- and full-range BlazeFace together, merged by NMS: the short-range model finds
+    large, close faces (a kiosk, a face crop) that the full-range one misses, and the
+    full-range model finds the smaller faces of a group photo that the short-range one misses."""
+
+    name = "blazeface-both"
+
+    def __init__(self, iou_threshold=0.3, **options):
+        self.parts = [BlazeFaceDetector(variant="blazeface", **options), BlazeFaceDetector(variant="blazeface-full", **options)]
+        self.iou_threshold = iou_threshold
+
+    def detect(self, frame):
+        boxes = [b for part in self.parts for b in part.detect(frame)]
+        if len(boxes) < 2:
+            return boxes
+        array = np.array([b[:4] for b in boxes], np.float32)
+        corners = np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
+        return [boxes[i] for i in nms(corners, np.array([b[4] for b in boxes], np.float32), self.iou_threshold)]
 
 
-def make_detector(name="auto", blazeface_model=None, **options):
-    """`auto`: a BlazeFace model given by path, else the installed full-range BlazeFace,
-    else the short-range one, else Haar (see README for the measured trade-offs)."""
+VARIANTS = {"blazeface": ["blazeface"], "blazeface-both": ["blazeface", "blazeface-full"]}
+DETECTORS = ("auto", "haar", "blazeface", "blazeface-full", "blazeface-both")
+
+
+def make_detector(name="auto", blazeface_model=None, stills=False, **options):
+    """`auto`: a BlazeFace model given by path, else the installed BlazeFace (short range for
+    video, where speed counts; short + full range for still photos, where coverage counts),
+    else Haar. The README gives the measured trade-offs."""
     if name not in DETECTORS:
         raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     blaze_options = {k: v for k, v in options.items() if k in ("min_size", "threads", "score_threshold")}
     if name == "auto":
         if blazeface_model:
             return BlazeFaceDetector(blazeface_model, **blaze_options)
-        name = next((v for v in ("blazeface-full", "blazeface") if find_blazeface(v)), "haar")
+        preference = ("blazeface-both", "blazeface") if stills else ("blazeface",)
+        name = next((v for v in preference if all(find_blazeface(p) for p in VARIANTS[v])), "haar")
+    if name == "blazeface-both":
+        return FusedDetector(**blaze_options)
     if name.startswith("blazeface"):
         return BlazeFaceDetector(blazeface_model, variant=name, **blaze_options)
     return HaarDetector(**{k: v for k, v in options.items() if k in ("min_size", "max_side")})

@@ -1,0 +1,108 @@
+"""fer-edge run on real photos and videos: detection, tracking, logging, annotation, signals."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from conftest import run_cli
+from fer_edge.detect import make_detector
+
+FRONTAL = {"astronaut.png": 1, "single_face.jpg": 1, "two_people.jpg": 2, "multi_face.jpg": 5}
+
+
+def test_device_side_never_imports_tensorflow():
+    code = ("import sys, fer_edge.cli, fer_edge.runner, fer_edge.classify, fer_edge.detect, fer_edge.capture, "
+            "fer_edge.bench, fer_edge.datasets; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("detector", ["auto", "haar"])
+def test_all_frontal_faces_found_without_false_ones(photos, detector):
+    det = make_detector(detector, stills=True)
+    for name, expected in FRONTAL.items():
+        boxes = det.detect(cv2.imread(str(photos / name)))
+        assert len(boxes) == expected, (det.name, name, boxes)
+
+
+def test_run_over_a_video_logs_tracked_faces(photos, model_path, tmp_path):
+    db = tmp_path / "log.db"
+    annotated = tmp_path / "out.mp4"
+    result = run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--model", model_path,
+                     "--db", db, "--json", "--log-interval", "0.5", "--annotate", annotated)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events and {e["track"] for e in events} == {1}, "one person, one stable track id"
+    assert set(events[0]) >= {"ts", "device", "track", "label", "confidence", "probs", "box"}
+    assert abs(sum(events[0]["probs"].values()) - 1) < 1e-3
+    rows = sqlite3.connect(db).execute("SELECT frame, track, label, p_happy FROM emotions ORDER BY id").fetchall()
+    assert len(rows) == len(events) and rows[0][1] == 1
+    # 72 frames at 30 fps = 2.4 s, one update per 0.5 s of media time
+    assert 4 <= len(rows) <= 6
+    run = sqlite3.connect(db).execute("SELECT frames, faces, ended FROM runs").fetchone()
+    assert run[0] == 72 and run[1] >= 70 and run[2] is not None
+    video = cv2.VideoCapture(str(annotated))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 72
+    ok, frame = video.read()
+    assert ok and frame.shape == (360, 640, 3)
+    assert "72 frames" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_photos_folder_counts_every_face(photos, model_path, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in FRONTAL:
+        (folder / name).symlink_to(photos / name)
+    result = run_cli("fer-edge", "run", "--source", folder, "--model", model_path, "--no-db", "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) == 9 and len({e["track"] for e in events}) == 9
+
+
+def test_sigterm_flushes_the_log_and_prints_a_summary(photos, model_path, tmp_path):
+    db = tmp_path / "log.db"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "fer-edge"), "run", "--source", str(photos / "WolfgangLanger_Pexels.mp4"),
+         "--model", str(model_path), "--db", str(db), "--json", "--realtime", "--loop", "--log-interval", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()
+    assert json.loads(first)["track"] >= 1
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "stopped:" in err and "Traceback" not in err
+    printed = 1 + len(out.splitlines())
+    stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0]
+    assert stored == printed, "every update shown was also committed"
+
+
+def test_bad_inputs_are_one_line_errors(photos, model_path, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes((photos / "single_face.mp4").read_bytes()[:3000])
+    cases = [
+        (["--source", tmp_path / "missing.mp4"], "no such file"),
+        (["--source", broken], "cannot open as video"),
+        (["--camera", "front"], "expected an index"),
+        (["--source", photos / "single_face.mp4", "--model", tmp_path / "none.tflite"], "cannot read model"),
+    ]
+    for args, message in cases:
+        extra = [] if "--model" in args else ["--model", model_path]
+        result = run_cli("fer-edge", "run", *args, *extra, "--no-db")
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_eval_detect_reports_missed_photos(wild, model_path):
+    result = run_cli("fer-edge", "eval", "--model", model_path, "--data", wild, "--detect", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["no_face"] + report["n"] == 1915
+    assert report["no_face"] < 300
