@@ -239,4 +239,8 @@ def make_detector(name="auto", blazeface_model=None, stills=False, **options):
         return FusedDetector(**blaze_options)
     if name.startswith("blazeface"):
         return BlazeFaceDetector(blazeface_model, variant=name, **blaze_options)
-    return HaarDetector(**{k: v for k, v in options.items() if k in ("min_size", "max_side")})
+    # Video: a 320-pixel copy and coarse scale steps keep Haar near real time; photos get
+    # more pixels and finer steps, for the small faces of a group photo.
+    haar = dict(max_side=640, scale_factor=1.1) if stills else dict(max_side=320, scale_factor=1.2)
+    haar.update({k: v for k, v in options.items() if k in ("min_size", "max_side")})
+    return HaarDetector(**haar)

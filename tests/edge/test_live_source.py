@@ -1,0 +1,98 @@
+"""A live stream (MJPEG over HTTP on 127.0.0.1) that dies mid-stream and comes back:
+fer-edge must reconnect with backoff, keep its log, and never crash."""
+
+import http.server
+import socketserver
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+
+class MJPEGServer:
+    """Serves real video frames as multipart JPEG; each connection ends after `per_connection` frames."""
+
+    def __init__(self, frames, per_connection, port=0):
+        self.frames, self.per_connection = frames, per_connection
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for i in range(server.per_connection):
+                        jpg = server.frames[i % len(server.frames)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg))
+                        self.wfile.write(jpg + b"\r\n")
+                        time.sleep(0.01)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        socketserver.TCPServer.allow_reuse_address = True
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def jpeg_frames(photos):
+    capture = cv2.VideoCapture(str(photos / "single_face.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
+    return frames
+
+
+def test_stream_that_drops_is_reopened(jpeg_frames, model_path, tmp_path):
+    server = MJPEGServer(jpeg_frames, per_connection=40)
+    db = tmp_path / "log.db"
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "fer-edge"), "run", "--source", f"http://127.0.0.1:{server.port}/stream.mjpg",
+             "--model", str(model_path), "--db", str(db), "--quiet", "--max-frames", "100", "--log-interval", "0"],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("reconnecting") >= 2 and "reopened" in result.stderr
+    assert "100 frames" in result.stderr and "Traceback" not in result.stderr
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0] >= 95
+
+
+def test_stream_gone_for_a_while_backs_off_then_resumes(jpeg_frames, model_path, tmp_path):
+    server = MJPEGServer(jpeg_frames, per_connection=30)
+    port = server.port
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "fer-edge"), "run", "--source", f"http://127.0.0.1:{port}/stream.mjpg",
+         "--model", str(model_path), "--no-db", "--json", "--log-interval", "0", "--max-frames", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()   # the stream works
+    server.stop()               # ...and now the camera is unplugged
+    time.sleep(3)
+    assert process.poll() is None, "a lost live source must not end the run"
+    back = MJPEGServer(jpeg_frames, per_connection=100, port=port)  # plugged in again, same address
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        back.stop()
+    assert process.returncode == 0, err
+    assert "reconnecting" in err and "reopened" in err and "60 frames" in err
