@@ -108,3 +108,16 @@ def model_path(request):
     if os.path.exists(shipped):
         return Path(shipped)
     return request.getfixturevalue("tiny_model")
+
+
+@pytest.fixture(scope="session")
+def jpeg_frames(photos):
+    import cv2
+    capture = cv2.VideoCapture(str(photos / "single_face.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
+    return frames

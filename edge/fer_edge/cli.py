@@ -17,7 +17,9 @@ from .detect import DETECTORS, DetectorError  # noqa: E402
 from .litert import RuntimeMissing  # noqa: E402
 from .metadata import ModelError  # noqa: E402
 
-USER_ERRORS = (DatasetError, ModelError, RuntimeMissing, SourceError, DetectorError, OSError)
+from .config import ConfigError  # noqa: E402
+
+USER_ERRORS = (DatasetError, ModelError, RuntimeMissing, SourceError, DetectorError, ConfigError, OSError)
 
 
 def default_db_path():
@@ -102,6 +104,7 @@ def _largest_faces(photos, detector_name, margin):
     import numpy as np
 
     from .detect import make_detector
+    from .notify import Notifier
     from .preprocess import DEFAULT_MARGIN, SIZE, crop_face
 
     detector = make_detector(detector_name, min_size=16, stills=True)
@@ -133,7 +136,25 @@ def _frames_forever(open_fn, loop, stop):
             return
 
 
+def apply_config(ctx, path, params):
+    """Fill the parameters not given on the command line from the config file."""
+    from click.core import ParameterSource
+
+    from .config import load_config
+
+    for name, value in load_config(path).items():
+        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None):
+            params[name] = value
+    if params.get("camera") is not None and params.get("source") is not None:
+        # a flag for one source replaces the file's other kind of source
+        given = "camera" if ctx.get_parameter_source("camera") == ParameterSource.COMMANDLINE else "source"
+        params["source" if given == "camera" else "camera"] = None
+    return params
+
+
 @main.command()
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="TOML config file (see systemd/config.example.toml); flags override it.")
 @click.option("--camera", default=None, help="Camera: an index (0), /dev/videoN, or 'pi' for picamera2.")
 @click.option("--source", default=None, help="A video file, image file, folder of images, or stream URL (rtsp/http).")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="Emotion model; default: the shipped int8 model.")
@@ -156,9 +177,17 @@ def _frames_forever(open_fn, loop, stop):
 @click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Write an annotated video (.mp4).")
 @click.option("--show", is_flag=True, help="Show the annotated frames in a window (needs a GUI OpenCV).")
 @click.option("--save-crops", default=None, type=click.Path(file_okay=False), help="Store face crops here (off by default).")
-def run(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, delegate, db_path, no_db,
-        log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops):
+@click.pass_context
+def run(ctx, config_path, **params):
     """Watch a camera or file: faces -> emotions -> log."""
+    if config_path:
+        params = apply_config(ctx, config_path, params)
+    watch(**params)
+
+
+def watch(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, delegate, db_path, no_db,
+          log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops):
+    """The run command's body, with every setting resolved."""
     import signal
     import socket
     import threading
@@ -166,6 +195,7 @@ def run(camera, source, model_path, detector, blazeface_model, min_face, margin,
     from .capture import ImageSource, open_source, paced
     from .classify import EmotionClassifier
     from .detect import make_detector
+    from .notify import Notifier
     from .preprocess import DEFAULT_MARGIN
     from .runner import Annotator, Pipeline, Window
     from .sinks import SQLiteLog, StdoutLog
@@ -193,7 +223,7 @@ def run(camera, source, model_path, detector, blazeface_model, min_face, margin,
     pipeline = Pipeline(face_detector, classifier, tracker, sinks, device_id=device_id, log_interval=log_interval,
                         margin=DEFAULT_MARGIN if margin is None else margin,
                         annotator=Annotator(annotate, first_source.fps) if annotate else None,
-                        window=Window() if show else None, save_crops=save_crops)
+                        window=Window() if show else None, save_crops=save_crops, notifier=Notifier())
 
     def on_signal(signum, _frame):
         stop.set()
@@ -250,6 +280,64 @@ def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
                    f"{p['process_fps']:>10}{p['faces_per_s']:>9}")
     click.echo(f"detector: {results['pipeline'][0]['detector']}; peak RSS {results['peak_rss_mb']} MB; "
                "frames/s excludes decoding (see decode line)")
+
+
+@main.group()
+def config():
+    """Check or show a config file."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def config_check(path):
+    """Validate PATH; one line naming the first wrong key, exit status 1."""
+    from .config import load_config
+
+    settings = load_config(path)
+    click.echo(f"{path}: ok ({len(settings)} settings)")
+
+
+@config.command("show")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help="Config file to read.")
+@click.pass_context
+def config_show(ctx, config_path):
+    """The effective settings of `run` (defaults, then the file), secrets masked."""
+    from .config import load_config, render
+
+    settings = {p.name: p.default for p in run.params if p.name != "config_path"}
+    if config_path:
+        settings.update(load_config(config_path))
+    click.echo(render(settings), nl=False)
+
+
+@main.group()
+def service():
+    """Install fer-edge as a systemd service."""
+
+
+@service.command("install")
+@click.option("--unit-dir", default="/etc/systemd/system", show_default=True, type=click.Path(file_okay=False))
+@click.option("--config", "config_path", default="/etc/fer-edge/config.toml", show_default=True,
+              help="Config file the service reads.")
+def service_install(unit_dir, config_path):
+    """Write fer-edge.service with this installation's fer-edge and print the systemctl commands."""
+    from .service import install
+
+    try:
+        path, commands = install(unit_dir, config_path)
+    except PermissionError:
+        raise click.ClickException(f"cannot write {unit_dir}: run with sudo, or pass --unit-dir") from None
+    click.echo(f"wrote {path}\nnext:")
+    for command in commands:
+        click.echo(f"  {command}")
+
+
+@service.command("example-config")
+def service_example_config():
+    """Print the example config file (to start /etc/fer-edge/config.toml from)."""
+    from .service import example_config
+
+    click.echo(example_config(), nl=False)
 
 
 if __name__ == "__main__":

@@ -66,10 +66,11 @@ class Annotator:
 
 class Pipeline:
     def __init__(self, detector, classifier, tracker, sinks=(), device_id="fer-edge", log_interval=1.0,
-                 margin=DEFAULT_MARGIN, annotator=None, window=None, save_crops=None, on_frame=None):
+                 margin=DEFAULT_MARGIN, annotator=None, window=None, save_crops=None, on_frame=None, notifier=None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.sinks, self.device_id, self.log_interval, self.margin = list(sinks), device_id, log_interval, margin
         self.annotator, self.window, self.save_crops, self.on_frame = annotator, window, save_crops, on_frame
+        self.notifier = notifier
         self.last_logged = {}
         self.stats = Stats()
         if save_crops:
@@ -109,6 +110,8 @@ class Pipeline:
                 self.window.show(annotated)
             if self.on_frame:
                 self.on_frame(annotated, tracks, stats)
+        if self.notifier:
+            self.notifier.frame_done(stats)
         return tracks
 
     def _log(self, frame, tracks, faces):
@@ -142,6 +145,8 @@ class Pipeline:
         return self.stats
 
     def close(self):
+        if self.notifier:
+            self.notifier.stopping()
         for sink in self.sinks:
             sink.close(frames=self.stats.frames, faces=self.stats.faces, updates=self.stats.updates)
         if self.annotator:

@@ -17,8 +17,11 @@ import pytest
 class MJPEGServer:
     """Serves real video frames as multipart JPEG; each connection ends after `per_connection` frames."""
 
-    def __init__(self, frames, per_connection, port=0):
+    def __init__(self, frames, per_connection, port=0, stall_after=False):
         self.frames, self.per_connection = frames, per_connection
+        self.stall_after = stall_after      # hold the connection open, silent, like a hung camera
+        self.stalled = threading.Event()
+        self.closing = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -32,6 +35,9 @@ class MJPEGServer:
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg))
                         self.wfile.write(jpg + b"\r\n")
                         time.sleep(0.01)
+                    if server.stall_after:
+                        server.stalled.set()
+                        server.closing.wait(30)
                 except OSError:
                     pass
 
@@ -45,20 +51,9 @@ class MJPEGServer:
         self.thread.start()
 
     def stop(self):
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture()
-def jpeg_frames(photos):
-    capture = cv2.VideoCapture(str(photos / "single_face.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
-    return frames
 
 
 def test_stream_that_drops_is_reopened(jpeg_frames, model_path, tmp_path):

@@ -1,0 +1,150 @@
+"""The config file (TOML): every option of `fer-edge run` in one typed, validated structure.
+
+Command-line flags override the file. A wrong key or value is one line naming the key and
+what is allowed. Secrets (keys ending in `password` or `token`) are masked when shown.
+"""
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+from .detect import DETECTORS
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _number(minimum=None, integer=False):
+    def check(value):
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool) or (minimum is not None and value < minimum):
+            kind = "an integer" if integer else "a number"
+            return f"expected {kind}{f' >= {minimum}' if minimum is not None else ''}"
+        return None
+    return check
+
+
+def _string(value):
+    return None if isinstance(value, str) else "expected a string"
+
+
+def _boolean(value):
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _choice(*allowed):
+    def check(value):
+        return None if value in allowed else f"expected one of {', '.join(map(str, allowed))}"
+    return check
+
+
+def _camera(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    if isinstance(value, str) and (value == "pi" or value.isdigit() or value.startswith("/dev/video")):
+        return None
+    return "expected a camera index (0), a /dev/videoN path or \"pi\""
+
+
+# section -> key -> (run() parameter, validator, help)
+SCHEMA = {
+    "source": {
+        "camera": ("camera", _camera, "camera index, /dev/videoN or \"pi\""),
+        "path": ("source", _string, "video/image file, folder or stream URL (instead of camera)"),
+        "fps": ("fps_cap", _number(0.1), "process at most this many frames/s"),
+        "realtime": ("realtime", _boolean, "play a file at its own frame rate"),
+        "loop": ("loop", _boolean, "start a file again when it ends"),
+        "max_frames": ("max_frames", _number(1, integer=True), "stop after this many frames"),
+    },
+    "detector": {
+        "type": ("detector", _choice(*DETECTORS), "face detector"),
+        "blazeface_model": ("blazeface_model", _string, "path of a BlazeFace .tflite"),
+        "min_face": ("min_face", _number(8, integer=True), "smallest face side in pixels"),
+    },
+    "model": {
+        "path": ("model_path", _string, "emotion model (.tflite); empty: the shipped one"),
+        "threads": ("threads", _number(1, integer=True), "LiteRT threads"),
+        "delegate": ("delegate", _choice("cpu", "edgetpu"), "cpu or edgetpu (Coral)"),
+        "margin": ("margin", _number(0), "crop margin around a face box"),
+    },
+    "log": {
+        "db": ("db_path", _string, "SQLite log path"),
+        "enabled": ("log_enabled", _boolean, "write the SQLite log"),
+        "interval": ("log_interval", _number(0), "seconds between logged updates per face"),
+        "json": ("as_json", _boolean, "JSON lines on stdout"),
+        "quiet": ("quiet", _boolean, "no per-update lines on stdout"),
+        "save_crops": ("save_crops", _string, "store face crops in this folder (off by default)"),
+    },
+    "device": {
+        "id": ("device_id", _string, "device id in events"),
+    },
+}
+
+
+def load_config(path):
+    """Validated {run() parameter: value} from a TOML file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return validate(data, path)
+
+
+def validate(data, path="config"):
+    values = {}
+    for section, entries in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{path}: [{section}]: unknown section; allowed: {', '.join(SCHEMA)}")
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{path}: {section}: expected a [{section}] table")
+        for key, value in entries.items():
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{path}: [{section}] {key}: unknown key; allowed: {', '.join(SCHEMA[section])}")
+            parameter, check, _ = SCHEMA[section][key]
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{path}: [{section}] {key}: {problem}, got {value!r}")
+            values[parameter] = str(value) if parameter == "camera" else value
+    if "camera" in values and "source" in values:
+        raise ConfigError(f"{path}: [source]: give camera or path, not both")
+    if "log_enabled" in values:
+        values["no_db"] = not values.pop("log_enabled")
+    return values
+
+
+def is_secret(key):
+    return key.endswith(("password", "token"))
+
+
+def render(settings):
+    """The effective settings as TOML-like text, secrets masked."""
+    lines = []
+    for section, entries in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key, (parameter, _, help_text) in entries.items():
+            if parameter == "log_enabled":
+                value = not settings.get("no_db", False)
+            else:
+                value = settings.get(parameter)
+            if value is None:
+                lines.append(f"# {key} = (unset: {help_text})")
+                continue
+            shown = "********" if is_secret(key) and value else value
+            lines.append(f"{key} = {_toml_value(shown)}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

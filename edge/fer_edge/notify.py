@@ -1,0 +1,68 @@
+"""systemd's notify protocol, spoken directly over $NOTIFY_SOCKET (no extra dependency).
+
+READY=1 after the first processed frame, STATUS= with fps and faces, WATCHDOG=1 only when
+frames have progressed since the last ping (so a camera that hangs stops the pings and
+systemd restarts the service), STOPPING=1 on shutdown. Without $NOTIFY_SOCKET it does nothing.
+"""
+
+import os
+import socket
+import time
+
+
+class Notifier:
+    def __init__(self, environ=None):
+        environ = os.environ if environ is None else environ
+        address = environ.get("NOTIFY_SOCKET")
+        self.socket = None
+        if address:
+            if address.startswith("@"):
+                address = "\0" + address[1:]  # abstract namespace
+            self.address = address
+            self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        usec = environ.get("WATCHDOG_USEC")
+        pid = environ.get("WATCHDOG_PID")
+        watched = usec and usec.isdigit() and (not pid or pid == str(os.getpid()))
+        # Ping at half the watchdog interval, as sd_watchdog_enabled(3) advises.
+        self.watchdog_interval = int(usec) / 2e6 if watched else None
+        self.status_interval = 5.0
+        self.ready = False
+        self.last_ping = self.last_status = 0.0
+        self.frames_at_ping = 0
+
+    @property
+    def active(self):
+        return self.socket is not None
+
+    def send(self, *fields):
+        if not self.socket:
+            return
+        try:
+            self.socket.sendto("\n".join(fields).encode(), self.address)
+        except OSError:
+            pass  # systemd gone (shutdown) or a socket we may not write: never fatal
+
+    def frame_done(self, stats):
+        """Called after every processed frame."""
+        if not self.socket:
+            return
+        now = time.monotonic()
+        if not self.ready:
+            self.ready = True
+            self.send("READY=1", self._status(stats))
+            self.last_status = now
+        if self.watchdog_interval and stats.frames > self.frames_at_ping and now - self.last_ping >= self.watchdog_interval:
+            self.send("WATCHDOG=1")
+            self.last_ping, self.frames_at_ping = now, stats.frames
+        if now - self.last_status >= self.status_interval:
+            self.send(self._status(stats))
+            self.last_status = now
+
+    @staticmethod
+    def _status(stats):
+        recent = stats.total[-50:]
+        fps = len(recent) / sum(recent) if recent and sum(recent) > 0 else 0.0
+        return f"STATUS={stats.frames} frames, {fps:.1f} fps, {stats.faces} faces, {len(stats.track_ids)} tracks"
+
+    def stopping(self):
+        self.send("STOPPING=1")

@@ -1,0 +1,1 @@
+"""The systemd unit and example config, installed as package data for `fer-edge service install`."""
