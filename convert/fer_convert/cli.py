@@ -13,6 +13,7 @@ import tempfile
 import click
 
 from fer_edge.datasets import DatasetError, read_fer2013
+from fer_edge.errors import guarded
 from fer_edge.labels import LABELS
 from fer_edge.metadata import FORMAT, FORMAT_VERSION, embed_metadata
 from fer_edge.preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
@@ -41,6 +42,7 @@ def _file_sha256(path):
 def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant):
     state = record.get("state.json", {})
     return {
+        "flip_average": bool(state.get("flip_average")),
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "labels": list(LABELS),
         "input": {"size": SIZE, "channels": 1, "colour": "grey", "range": "grey levels 0..255",
@@ -81,7 +83,7 @@ def _measure(model_bytes, metadata, splits):
     return results, quant
 
 
-@click.command()
+@click.command(cls=guarded(click.Command))
 @click.argument("keras_model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="FER2013 CSV: Training faces calibrate, PublicTest gates, PrivateTest is reported.")
@@ -92,10 +94,11 @@ def _measure(model_bytes, metadata, splits):
 @click.option("--max-loss", default=1.0, show_default=True, type=float, help="Most PublicTest points int8 may lose vs float.")
 @click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than --max-loss.")
 @click.option("--edgetpu", is_flag=True, help="Also compile for a Coral Edge TPU with edgetpu_compiler.")
+@click.option("--flip-average", is_flag=True, help="Average the logits of the face and its mirror image inside the model (2x multiply-adds).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate on the first N rows of each split (smoke runs).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Output .tflite; other modes are written beside it as NAME-float32.tflite / NAME-dynamic.tflite.")
-def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, limit, output):
+def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, limit, output):
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
     modes = list(dict.fromkeys(modes or ("int8",)))
     try:
@@ -112,7 +115,7 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, li
         raise click.ClickException(f"{data_path}: has no PublicTest rows to measure the conversion on")
 
     from . import edgetpu as tpu
-    from .quantize import calibration_faces, convert
+    from .quantize import calibration_faces, convert, with_flip_averaging
     import keras
 
     try:
@@ -120,6 +123,12 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, li
     except Exception as exc:  # Keras raises many types for a bad file
         raise click.ClickException(f"{keras_model}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
     record = _run_record(keras_model)
+    if flip_average:
+        model = with_flip_averaging(model)
+        state = record.setdefault("state.json", {})
+        state["flip_average"] = True
+        if state.get("multiply_adds"):
+            state["multiply_adds"] *= 2
     evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
     # Float32 is always measured: it is the reference the int8 model is gated against.
     wanted = list(dict.fromkeys(["float32", *modes]))

@@ -56,10 +56,17 @@ class EmotionClassifier:
         return os.path.basename(self.path)
 
     def _resize(self, n):
-        if n != self.batch:
+        if n == self.batch:
+            return
+        try:
             self.interpreter.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
             self.interpreter.allocate_tensors()
             self.batch = n
+        except (RuntimeError, ValueError):
+            # Some graphs bake their batch size in (a reshape): go back to one face per call.
+            self.interpreter.resize_tensor_input(self.input["index"], [1, *self.input["shape"][1:]])
+            self.interpreter.allocate_tensors()
+            self.batch, self.can_batch = 1, False
 
     def _run(self, batch):
         self.interpreter.set_tensor(self.input["index"], batch)
@@ -80,9 +87,13 @@ class EmotionClassifier:
             x = to_model_input(faces, self.input_dtype)
         outputs = []
         step = max_batch if self.can_batch else 1
-        for start in range(0, len(x), step):
+        start = 0
+        while start < len(x):
             chunk = x[start:start + step]
             self._resize(len(chunk))
+            if len(chunk) != self.batch:  # batching just turned out impossible
+                step, chunk = 1, chunk[:1]
             outputs.append(self._run(chunk))
+            start += len(chunk)
         out = np.concatenate(outputs) if outputs else np.zeros((0, 7), np.float32)
         return out if self.output_kind == "probabilities" else softmax(out)

@@ -1,25 +1,18 @@
 """`fer-edge`: the device command line. Heavy imports happen inside each command, so
 `fer-edge --help` and start-up stay fast on a Raspberry Pi."""
 
-import json
-import sys
-
-import click
-
-import os
 import time
 
 START = time.monotonic()  # for "time to first face": as early as the process can measure
 
-from .capture import SourceError  # noqa: E402
-from .datasets import DatasetError  # noqa: E402
-from .detect import DETECTORS, DetectorError  # noqa: E402
-from .litert import RuntimeMissing  # noqa: E402
-from .metadata import ModelError  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
-from .config import ConfigError  # noqa: E402
+import click  # noqa: E402
 
-USER_ERRORS = (DatasetError, ModelError, RuntimeMissing, SourceError, DetectorError, ConfigError, OSError)
+from .detect import DETECTORS  # noqa: E402
+from .errors import guarded  # noqa: E402
 
 
 def default_db_path():
@@ -29,17 +22,7 @@ def default_db_path():
     return os.path.join(state.split(":")[0], "fer-edge.db")
 
 
-class Group(click.Group):
-    """Turns the errors a user can cause into one line and exit status 2, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-
-
-@click.group(cls=Group)
+@click.group(cls=guarded(click.Group))
 @click.version_option(package_name="fer-edge")
 def main():
     """Facial emotion recognition on the device: run, eval, bench."""

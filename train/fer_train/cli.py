@@ -7,13 +7,14 @@ import sys
 import click
 
 from fer_edge.datasets import DatasetError, read_fer2013
+from fer_edge.errors import guarded
 
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@click.group()
+@click.group(cls=guarded(click.Group))
 def main():
     """Train emotion models on FER2013-style data."""
 
