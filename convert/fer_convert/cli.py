@@ -19,6 +19,15 @@ from fer_edge.metadata import FORMAT, FORMAT_VERSION, embed_metadata
 from fer_edge.preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
 
 
+def _metadata_json(model_bytes):
+    import io
+    import zipfile
+
+    from fer_edge.metadata import METADATA_NAME
+
+    return zipfile.ZipFile(io.BytesIO(model_bytes)).read(METADATA_NAME)
+
+
 def _run_record(model_path):
     """What the training run folder says about this model (state.json, metrics.json)."""
     folder = os.path.dirname(os.path.abspath(model_path))
@@ -61,12 +70,28 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",
             "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
+        "train_hardware": state.get("hardware"),
         "accuracy": accuracy,
     }
 
 
+def _latency_ms(classifier, faces, warmup=30, repeats=300):
+    """Median single-face latency after warm-up, one thread."""
+    import statistics
+    import time
+
+    for i in range(warmup):
+        classifier.predict(faces[i % len(faces)])
+    times = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        classifier.predict(faces[i % len(faces)])
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def _measure(model_bytes, metadata, splits):
-    """Accuracy report per split, measured by the device runtime itself."""
+    """Accuracy per split and single-thread per-face latency, measured by the device runtime."""
     from fer_edge.classify import EmotionClassifier
     from fer_edge.metrics import classification_report
 
@@ -80,7 +105,8 @@ def _measure(model_bytes, metadata, splits):
             report = classification_report(faces.labels, predicted)
             results[name] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "per_class_recall")}
         quant = (classifier.input_quant, classifier.output_quant)
-    return results, quant
+        latency = _latency_ms(EmotionClassifier(f.name, threads=1), next(iter(splits.values())).images[:300])
+    return results, quant, latency
 
 
 @click.command(cls=guarded(click.Command))
@@ -95,10 +121,11 @@ def _measure(model_bytes, metadata, splits):
 @click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than --max-loss.")
 @click.option("--edgetpu", is_flag=True, help="Also compile for a Coral Edge TPU with edgetpu_compiler.")
 @click.option("--flip-average", is_flag=True, help="Average the logits of the face and its mirror image inside the model (2x multiply-adds).")
+@click.option("--card/--no-card", default=True, show_default=True, help="Write the model card NAME.md beside the model.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate on the first N rows of each split (smoke runs).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Output .tflite; other modes are written beside it as NAME-float32.tflite / NAME-dynamic.tflite.")
-def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, limit, output):
+def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, card, limit, output):
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
     modes = list(dict.fromkeys(modes or ("int8",)))
     try:
@@ -132,19 +159,19 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
     evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
     # Float32 is always measured: it is the reference the int8 model is gated against.
     wanted = list(dict.fromkeys(["float32", *modes]))
-    results, blobs = {}, {}
+    results, blobs, latency = {}, {}, {}
     for mode in wanted:
         click.echo(f"converting {mode}...", err=True)
         calibration = calibration_faces(splits["Training"].images, splits["Training"].labels, calib) if mode == "int8" else None
         blob = convert(model, mode, calibration)
         draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None)
-        accuracy, (in_q, out_q) = _measure(blob, draft, evaluate)
+        accuracy, (in_q, out_q), latency[mode] = _measure(blob, draft, evaluate)
         metadata = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
                                   list(in_q) if in_q else None, list(out_q) if out_q else None)
         blobs[mode] = embed_metadata(blob, metadata)
         results[mode] = accuracy
         line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())
-        click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}")
+        click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}; {latency[mode]:.3f} ms/face (1 thread)")
 
     refused = False
     if "int8" in results:
@@ -164,6 +191,18 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
         with open(path, "wb") as f:
             f.write(blobs[mode])
         click.echo(f"wrote {path}")
+    written = {m: r for m, r in results.items() if m in modes and not (m == "int8" and refused)}
+    if written and card:
+        from fer_edge.hardware import describe
+
+        from .card import model_card
+
+        card_path = f"{stem}.md"
+        with open(card_path, "w") as f:
+            f.write(model_card(os.path.basename(output), written, {m: len(blobs[m]) for m in written}, latency,
+                               json.loads(_metadata_json(blobs[primary] if primary in written else blobs[next(iter(written))])),
+                               describe()))
+        click.echo(f"wrote {card_path}")
     if refused:
         raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on PublicTest (> {max_loss}); "
                                    "calibrate on more faces (--calib) or pass --allow-loss")

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fer_edge.hardware import describe
 from fer_edge.labels import LABELS
 from fer_edge.metrics import classification_report
 
@@ -160,7 +161,7 @@ def fit(data, out, arch="ferdsnet", epochs=40, batch_size=256, lr=4e-3, weight_d
         )
         initial_epoch = 0
         state = {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0,
-                 "train_seconds": 0.0, "command": command, "commit": git_commit(),
+                 "train_seconds": 0.0, "command": command, "commit": git_commit(), "hardware": describe(),
                  "params": int(model.count_params()), "multiply_adds": multiply_adds(model),
                  "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
         _write_json(state_path, state)

@@ -1,0 +1,57 @@
+"""The model card, written by fer-convert beside the model from what it measured."""
+
+from fer_edge.labels import LABELS
+
+
+def _pct(value):
+    return f"{value * 100:.2f} %"
+
+
+def _n(results, split):
+    return next((r[split]["n"] for r in results.values() if split in r), 0)
+
+
+def model_card(name, results, sizes, latency_ms, metadata, hardware):
+    """Markdown for models/NAME.md. `results[mode][split]` are the runtime's measurements."""
+    prov = metadata["provenance"]
+    lines = [
+        f"# {name}", "",
+        "Facial expression classifier for 48×48 grey faces, 7 classes in FER2013 order "
+        f"({', '.join(LABELS)}). Produced by this repository's own code; every figure below "
+        "was measured by `fer-convert` with the device runtime (LiteRT) on the machine named below.", "",
+        "## Provenance", "",
+        f"- Data: {prov['dataset']}; model selection on PublicTest; figures on PrivateTest "
+        f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
+        f"- Training command: `{prov.get('train_command')}` (commit `{prov.get('train_commit')}`)",
+        f"- Conversion command: `{prov['convert_command']}`",
+        f"- Training hardware: {metadata.get('train_hardware') or hardware}",
+        f"- Training time: {prov.get('train_seconds') or 0:.0f} s ({(prov.get('train_seconds') or 0) / 60:.0f} min), best epoch {prov.get('best_epoch')}",
+        f"- Converted on: {hardware}, {prov['converted_at']}",
+        f"- Architecture: `{metadata.get('architecture')}`, {metadata.get('params'):,} parameters, "
+        f"{(metadata.get('multiply_adds') or 0) / 1e6:.1f} M multiply-adds per face"
+        + (" (flip-averaged)" if metadata.get("flip_average") else ""),
+        f"- int8 calibration: {prov.get('calibration_faces')} class-stratified Training faces; input quantization "
+        f"{metadata['input'].get('quantization')}, output {metadata['output'].get('quantization')}", "",
+        "## Accuracy", "",
+        "| model | file size | PrivateTest acc. | PrivateTest macro-F1 | PublicTest acc. | PublicTest macro-F1 | per-face latency, 1 thread |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, splits in results.items():
+        priv, pub = splits.get("PrivateTest", {}), splits.get("PublicTest", {})
+        lines.append(f"| {mode} | {sizes[mode] / 1024:.0f} KB | {_pct(priv.get('accuracy', 0))} | {_pct(priv.get('macro_f1', 0))} "
+                     f"| {_pct(pub.get('accuracy', 0))} | {_pct(pub.get('macro_f1', 0))} | {latency_ms.get(mode, float('nan')):.3f} ms |")
+    lines += ["", "Per-class recall on PrivateTest:", "",
+              "| model | " + " | ".join(LABELS) + " |", "|---|" + "---|" * len(LABELS)]
+    for mode, splits in results.items():
+        recall = splits.get("PrivateTest", {}).get("per_class_recall", {})
+        lines.append(f"| {mode} | " + " | ".join(f"{recall.get(label, 0) * 100:.1f} %" for label in LABELS) + " |")
+    lines += ["", "Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real PrivateTest faces.",
+              "", "## Use and limits", "",
+              "- Input: a face crop made by `fer_edge.preprocess.crop_face` (grey, square, 48×48). The metadata "
+              "inside the file says so, and `fer-edge` refuses a model whose metadata it cannot honour.",
+              "- FER2013 labels are noisy (posed and web faces, about 65–72 % human agreement); "
+              "disgust has 436 training faces and its recall is the weakest.",
+              "- Emotion recognition is regulated: banned at workplaces and in education in the EU "
+              "(AI Act Art. 5(1)(f)); people exposed to it elsewhere must be informed (Art. 50(3)).",
+              "- Training data: FER2013 (Goodfellow et al. 2013), Kaggle competition rules; image rights unresolved.", ""]
+    return "\n".join(lines)
