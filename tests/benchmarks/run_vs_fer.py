@@ -70,10 +70,10 @@ def measure(command):
     return result
 
 
-def fer_edge_command(video, detector):
+def fer_edge_command(video, detector, model=None):
     exe = shutil.which("fer-edge", path=os.path.dirname(sys.executable)) or "fer-edge"
     return [exe, "run", "--source", str(video), "--no-db", "--json", "--log-interval", "1000",
-            "--detector", detector]
+            "--detector", detector] + (["--model", model] if model else [])
 
 
 def peer_available():
@@ -101,6 +101,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(DEFAULT_VIDEO))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=None, help="emotion model (default: the shipped one)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     video = Path(args.video)
@@ -109,8 +110,8 @@ def main():
     frames = frame_count(video)
     results = {"video": video.name, "frames": frames, "cpu_count": os.cpu_count(),
                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    configs = {"fer-edge (blazeface)": fer_edge_command(video, "blazeface"),
-               "fer-edge (haar, no extra files)": fer_edge_command(video, "haar")}
+    configs = {"fer-edge (blazeface)": fer_edge_command(video, "blazeface", args.model),
+               "fer-edge (haar, no extra files)": fer_edge_command(video, "haar", args.model)}
     if peer_available():
         configs["fer 25.10.3 (peer)"] = [sys.executable, "-c", PEER, str(video)]
     else:
