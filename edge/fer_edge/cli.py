@@ -160,6 +160,18 @@ def apply_config(ctx, path, params):
 @click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Write an annotated video (.mp4).")
 @click.option("--show", is_flag=True, help="Show the annotated frames in a window (needs a GUI OpenCV).")
 @click.option("--save-crops", default=None, type=click.Path(file_okay=False), help="Store face crops here (off by default).")
+@click.option("--mqtt", "mqtt_host", default=None, help="MQTT broker HOST[:PORT] (password: see README, never a flag).")
+@click.option("--mqtt-prefix", default="fer-edge", show_default=True, help="Topic prefix: PREFIX/DEVICE/...")
+@click.option("--mqtt-username", default=None)
+@click.option("--mqtt-password-file", default=None, type=click.Path(dir_okay=False), help="File holding the MQTT password.")
+@click.option("--mqtt-tls-ca", default=None, type=click.Path(exists=True, dir_okay=False), help="CA certificate: use TLS.")
+@click.option("--mqtt-tls-cert", default=None, type=click.Path(exists=True, dir_okay=False), help="Client certificate.")
+@click.option("--mqtt-tls-key", default=None, type=click.Path(exists=True, dir_okay=False), help="Client key.")
+@click.option("--durable-emotions", is_flag=True, help="Emotion updates too go through the durable outbox (QoS 1).")
+@click.option("--stats-interval", default=60.0, show_default=True, type=click.FloatRange(1), help="Seconds between stats messages.")
+@click.option("--session-min", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds a face must stay to open a session.")
+@click.option("--session-gap", default=3.0, show_default=True, type=click.FloatRange(0), help="Seconds unseen before a session ends.")
+@click.option("--exit-seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Last seconds that make the exit emotion.")
 @click.pass_context
 def run(ctx, config_path, **params):
     """Watch a camera or file: faces -> emotions -> log."""
@@ -169,7 +181,9 @@ def run(ctx, config_path, **params):
 
 
 def watch(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, delegate, db_path, no_db,
-          log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops):
+          log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops,
+          mqtt_host, mqtt_prefix, mqtt_username, mqtt_password_file, mqtt_tls_ca, mqtt_tls_cert, mqtt_tls_key,
+          durable_emotions, stats_interval, session_min, session_gap, exit_seconds, valence=None):
     """The run command's body, with every setting resolved."""
     import signal
     import socket
@@ -200,13 +214,30 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
         sinks[-1].start_run(device_id, str(camera if camera is not None else source), classifier.name, face_detector.name)
     if not quiet or as_json:
         sinks.append(StdoutLog(as_json=as_json))
+    publisher = None
+    if mqtt_host:
+        if not db_path:
+            raise click.ClickException("--mqtt needs the local database for its durable outbox; drop --no-db")
+        from .mqtt import MQTTPublisher, MQTTSettings, parse_host, read_password
+
+        host, port = parse_host(mqtt_host)
+        settings = MQTTSettings(host=host, port=port, prefix=mqtt_prefix, device_id=device_id, username=mqtt_username,
+                                password=read_password(mqtt_password_file), tls_ca=mqtt_tls_ca, tls_cert=mqtt_tls_cert,
+                                tls_key=mqtt_tls_key, durable_emotions=durable_emotions, stats_interval=stats_interval)
+        publisher = MQTTPublisher(settings, db_path, on_event=say, model_name=classifier.name)
+    from .sessions import SessionTracker
+
+    started_wall = time.time()
+    sessions = SessionTracker(min_seconds=session_min, gap_seconds=session_gap, exit_seconds=exit_seconds,
+                              valence=valence, device_id=device_id, wall_time_of=lambda t: started_wall + t)
     stills = isinstance(first_source, ImageSource)
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
     pipeline = Pipeline(face_detector, classifier, tracker, sinks, device_id=device_id, log_interval=log_interval,
                         margin=DEFAULT_MARGIN if margin is None else margin,
                         annotator=Annotator(annotate, first_source.fps) if annotate else None,
-                        window=Window() if show else None, save_crops=save_crops, notifier=Notifier())
+                        window=Window() if show else None, save_crops=save_crops, notifier=Notifier(),
+                        sessions=None if stills else sessions, publisher=publisher, stats_interval=stats_interval)
 
     def on_signal(signum, _frame):
         stop.set()
@@ -224,7 +255,7 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     first = f", first face logged {stats.first_face_at - START:.2f} s after start" if stats.first_face_at else ""
     say(f"{'stopped' if stop.is_set() else 'done'}: {stats.frames} frames, {stats.faces} faces, "
         f"{len(stats.track_ids)} tracks, {stats.updates} updates logged in {elapsed:.1f} s "
-        f"({stats.fps():.1f} frames/s){first}")
+        f"({stats.fps():.1f} frames/s), {pipeline.sessions_done} sessions{first}")
 
 
 @main.command()

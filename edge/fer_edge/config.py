@@ -48,6 +48,19 @@ def _camera(value):
     return "expected a camera index (0), a /dev/videoN path or \"pi\""
 
 
+def _valence(value):
+    from .labels import LABELS
+
+    if not isinstance(value, dict):
+        return "expected a table of emotion = weight"
+    for key, weight in value.items():
+        if key not in LABELS:
+            return f"unknown emotion {key!r}; allowed: {', '.join(LABELS)}"
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -1 <= weight <= 1:
+            return f"{key}: expected a number in -1..1"
+    return None
+
+
 # section -> key -> (run() parameter, validator, help)
 SCHEMA = {
     "source": {
@@ -79,6 +92,23 @@ SCHEMA = {
     },
     "device": {
         "id": ("device_id", _string, "device id in events"),
+    },
+    "mqtt": {
+        "host": ("mqtt_host", _string, "broker HOST[:PORT]"),
+        "prefix": ("mqtt_prefix", _string, "topic prefix"),
+        "username": ("mqtt_username", _string, "broker user name"),
+        "password_file": ("mqtt_password_file", _string, "file holding the password (or LoadCredential=mqtt-password)"),
+        "tls_ca": ("mqtt_tls_ca", _string, "CA certificate: use TLS"),
+        "tls_cert": ("mqtt_tls_cert", _string, "client certificate"),
+        "tls_key": ("mqtt_tls_key", _string, "client key"),
+        "durable_emotions": ("durable_emotions", _boolean, "emotion updates through the outbox too"),
+        "stats_interval": ("stats_interval", _number(1), "seconds between stats messages"),
+    },
+    "sessions": {
+        "min_seconds": ("session_min", _number(0), "seconds a face must stay to open a session"),
+        "gap_seconds": ("session_gap", _number(0), "seconds unseen before a session ends"),
+        "exit_seconds": ("exit_seconds", _number(0.1), "last seconds that make the exit emotion"),
+        "valence": ("valence", _valence, "per-emotion weights -1..1 for the satisfaction score"),
     },
 }
 
@@ -137,6 +167,9 @@ def render(settings):
                 lines.append(f"# {key} = (unset: {help_text})")
                 continue
             shown = "********" if is_secret(key) and value else value
+            if isinstance(value, dict):
+                lines.append(f"{key} = {{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }")
+                continue
             lines.append(f"{key} = {_toml_value(shown)}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -66,11 +66,15 @@ class Annotator:
 
 class Pipeline:
     def __init__(self, detector, classifier, tracker, sinks=(), device_id="fer-edge", log_interval=1.0,
-                 margin=DEFAULT_MARGIN, annotator=None, window=None, save_crops=None, on_frame=None, notifier=None):
+                 margin=DEFAULT_MARGIN, annotator=None, window=None, save_crops=None, on_frame=None, notifier=None,
+                 sessions=None, publisher=None, stats_interval=60.0):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.sinks, self.device_id, self.log_interval, self.margin = list(sinks), device_id, log_interval, margin
         self.annotator, self.window, self.save_crops, self.on_frame = annotator, window, save_crops, on_frame
         self.notifier = notifier
+        self.sessions, self.publisher, self.stats_interval = sessions, publisher, stats_interval
+        self.sessions_done = 0
+        self.last_stats = time.monotonic()
         self.last_logged = {}
         self.stats = Stats()
         if save_crops:
@@ -95,6 +99,8 @@ class Pipeline:
         t2 = time.perf_counter()
         tracks = self.tracker.update(boxes, probs, frame.media_time)
         self._log(frame, tracks, faces)
+        if self.sessions is not None:
+            self._finish_sessions(self.sessions.update(frame.media_time, tracks))
         stats = self.stats
         stats.frames += 1
         stats.faces += len(boxes)
@@ -112,7 +118,34 @@ class Pipeline:
                 self.on_frame(annotated, tracks, stats)
         if self.notifier:
             self.notifier.frame_done(stats)
+        if self.publisher and time.monotonic() - self.last_stats >= self.stats_interval:
+            self.last_stats = time.monotonic()
+            self.publisher.publish_stats(self.stats_payload())
         return tracks
+
+    def _finish_sessions(self, finished):
+        for session in finished:
+            self.sessions_done += 1
+            for sink in self.sinks:
+                sink.write_session(session)
+            if self.publisher:
+                self.publisher.publish_session(session)
+
+    def stats_payload(self):
+        """What the stats topic carries: throughput, stage latencies, counts, uptime."""
+        s = self.stats
+        recent = lambda values: round(float(np.median(values[-100:])) * 1000, 2) if values else None  # noqa: E731
+        payload = {"device": self.device_id, "ts": round(time.time(), 3), "uptime": round(time.monotonic() - s.started, 1),
+                   "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": len(s.track_ids),
+                   "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done}
+        for sink in self.sinks:
+            if hasattr(sink, "sessions_since"):
+                midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+                payload["sessions_today"] = sink.sessions_since(midnight)
+        if self.publisher:
+            payload["outbox_pending"] = self.publisher.outbox.count()
+            payload["dropped"] = dict(self.publisher.outbox.counters(), emotion_offline=self.publisher.dropped_offline)
+        return payload
 
     def _log(self, frame, tracks, faces):
         now = time.time()
@@ -125,6 +158,8 @@ class Pipeline:
             ev = event(track, self.device_id, frame.index, now)
             for sink in self.sinks:
                 sink.write(ev)
+            if self.publisher:
+                self.publisher.publish_emotion(ev)
             self.stats.updates += 1
             if self.stats.first_face_at is None:
                 self.stats.first_face_at = time.monotonic()
@@ -147,6 +182,11 @@ class Pipeline:
     def close(self):
         if self.notifier:
             self.notifier.stopping()
+        if self.sessions is not None:
+            self._finish_sessions(self.sessions.flush())
+        if self.publisher:
+            self.publisher.publish_stats(self.stats_payload())
+            self.publisher.close()
         for sink in self.sinks:
             sink.close(frames=self.stats.frames, faces=self.stats.faces, updates=self.stats.updates)
         if self.annotator:

@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS emotions (
     x REAL, y REAL, w REAL, h REAL
 );
 CREATE INDEX IF NOT EXISTS emotions_ts ON emotions (ts);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, device TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
+    duration REAL NOT NULL, frames INTEGER NOT NULL, dominant TEXT NOT NULL, exit_emotion TEXT NOT NULL,
+    satisfaction REAL NOT NULL, shares TEXT NOT NULL, exit_probs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_start ON sessions (start);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started REAL, ended REAL, device TEXT, source TEXT,
     model TEXT, detector TEXT, frames INTEGER, faces INTEGER, updates INTEGER
@@ -71,6 +77,17 @@ class SQLiteLog:
             self.db.commit()
             self.last_commit = time.monotonic()
 
+    def write_session(self, session):
+        self.db.execute('INSERT OR REPLACE INTO sessions (id, device, start, "end", duration, frames, dominant, '
+                        'exit_emotion, satisfaction, shares, exit_probs) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+                        (session["id"], session["device"], session["start"], session["end"], session["duration"],
+                         session["frames"], session["dominant"], session["exit_emotion"], session["satisfaction"],
+                         json.dumps(session["shares"]), json.dumps(session["exit_probs"])))
+        self.db.commit()
+
+    def sessions_since(self, start):
+        return self.db.execute("SELECT COUNT(*) FROM sessions WHERE start >= ?", (start,)).fetchone()[0]
+
     def close(self, frames=0, faces=0, updates=0):
         if self.run_id is not None:
             self.db.execute("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
@@ -92,6 +109,14 @@ class StdoutLog:
             line = (f"{time.strftime('%H:%M:%S', time.localtime(ev['ts']))} frame {ev['frame']:>6} "
                     f"face #{ev['track']:<3} {ev['label']:<8} {ev['confidence'] * 100:5.1f}%")
         self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def write_session(self, session):
+        if self.as_json:
+            self.stream.write(json.dumps({"session": session}) + "\n")
+        else:
+            self.stream.write(f"session {session['id'][:8]}: {session['duration']:.0f} s, mostly {session['dominant']}, "
+                              f"left {session['exit_emotion']}, satisfaction {session['satisfaction']:.0f}\n")
         self.stream.flush()
 
     def close(self, **_):

@@ -1,0 +1,224 @@
+"""MQTT publishing (paho-mqtt 2.x) with Frigate/Home Assistant-style topics.
+
+    <prefix>/<device>/availability  online/offline, retained, last will
+    <prefix>/<device>/emotion       smoothed per-track updates, rate-limited, QoS 0
+    <prefix>/<device>/session       one per finished visitor session, QoS 1, via the outbox
+    <prefix>/<device>/stats         fps, latencies, faces, sessions, uptime, every 60 s
+    homeassistant/sensor/<device>_<what>/config   discovery, retained, re-sent on
+                                                  homeassistant/status = online
+
+The camera loop never waits for the network: it writes to the outbox (or drops a QoS-0
+emotion update while offline, counted); a background thread sends, paho reconnects with
+backoff (1 s doubling to 60 s).
+"""
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from .outbox import Outbox
+
+
+@dataclass
+class MQTTSettings:
+    host: str
+    port: int = 1883
+    prefix: str = "fer-edge"
+    device_id: str = "fer-edge"
+    username: str = None
+    password: str = None
+    tls_ca: str = None
+    tls_cert: str = None
+    tls_key: str = None
+    keepalive: int = 30
+    durable_emotions: bool = False
+    stats_interval: float = 60.0
+    window: int = 20
+
+
+def parse_host(value):
+    """'host', 'host:port' or '[v6]:port' -> (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest.lstrip(":") or 1883)
+    host, sep, port = value.rpartition(":")
+    if sep and port.isdigit() and host and ":" not in host:
+        return host, int(port)
+    return value, 1883
+
+
+def read_password(password_file=None, environ=None):
+    """The MQTT password: from a file, $FER_EDGE_MQTT_PASSWORD, or systemd's
+    $CREDENTIALS_DIRECTORY/mqtt-password (LoadCredential=). Never from the command line."""
+    environ = os.environ if environ is None else environ
+    candidates = [password_file] if password_file else []
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], "mqtt-password"))
+    for path in candidates:
+        if path and os.path.exists(path):
+            with open(path) as f:
+                return f.read().strip()
+    if password_file:
+        raise OSError(f"{password_file}: MQTT password file not found")
+    return environ.get("FER_EDGE_MQTT_PASSWORD")
+
+
+def discovery_messages(s, model_name="fer-edge"):
+    """Home Assistant MQTT discovery configs (topic, payload) for this device."""
+    base = f"{s.prefix}/{s.device_id}"
+    device = {"identifiers": [f"fer-edge-{s.device_id}"], "name": f"fer-edge {s.device_id}",
+              "manufacturer": "fer-edge", "model": model_name}
+    availability = {"availability_topic": f"{base}/availability", "payload_available": "online",
+                    "payload_not_available": "offline"}
+    sensors = {
+        "emotion": dict(name="Emotion", state_topic=f"{base}/emotion", value_template="{{ value_json.label }}",
+                        icon="mdi:emoticon-outline"),
+        "satisfaction": dict(name="Last visitor satisfaction", state_topic=f"{base}/session",
+                             value_template="{{ value_json.satisfaction }}", unit_of_measurement="%",
+                             state_class="measurement", icon="mdi:emoticon-happy-outline"),
+        "sessions_today": dict(name="Visitors today", state_topic=f"{base}/stats",
+                               value_template="{{ value_json.sessions_today }}", state_class="total",
+                               icon="mdi:account-multiple"),
+    }
+    messages = []
+    for key, sensor in sensors.items():
+        payload = dict(sensor, unique_id=f"fer-edge-{s.device_id}-{key}", object_id=f"fer_edge_{s.device_id}_{key}",
+                       device=device, **availability)
+        messages.append((f"homeassistant/sensor/fer-edge-{s.device_id}/{key}/config", payload))
+    payload = dict(name="Online", state_topic=f"{base}/availability", payload_on="online", payload_off="offline",
+                   device_class="connectivity", unique_id=f"fer-edge-{s.device_id}-online", device=device)
+    messages.append((f"homeassistant/binary_sensor/fer-edge-{s.device_id}/online/config", payload))
+    return messages
+
+
+class MQTTPublisher:
+    """Owns the paho client and the sending thread; the camera loop calls the publish_* methods."""
+
+    def __init__(self, settings, db_path, on_event=print, model_name="fer-edge"):
+        import paho.mqtt.client as mqtt
+
+        self.s, self.on_event, self.model_name = settings, on_event, model_name
+        self.base = f"{settings.prefix}/{settings.device_id}"
+        self.db_path = db_path
+        self.outbox = Outbox(db_path)               # the camera thread's connection
+        self.connected = threading.Event()
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.acked, self.inflight, self.lock = [], {}, threading.Lock()
+        self.dropped_offline = 0
+        self.sent = 0
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{settings.device_id}",
+                             clean_session=True)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        if settings.tls_ca or settings.tls_cert:
+            client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert, keyfile=settings.tls_key)
+        client.will_set(f"{self.base}/availability", "offline", qos=1, retain=True)
+        client.reconnect_delay_set(1, 60)
+        client.max_inflight_messages_set(settings.window)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_publish, client.on_message = self._on_publish, self._on_message
+        self.client = client
+        client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+        client.loop_start()
+        self.thread = threading.Thread(target=self._pump, name="mqtt-outbox", daemon=True)
+        self.thread.start()
+
+    # paho callbacks (its network thread)
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.on_event(f"MQTT broker refused the connection: {reason_code}")
+            return
+        client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
+        client.subscribe("homeassistant/status", qos=1)
+        self._send_discovery()
+        self.on_event(f"MQTT connected to {self.s.host}:{self.s.port}")
+        self.connected.set()
+        self.wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if self.connected.is_set():
+            self.on_event(f"MQTT disconnected ({reason_code}); messages wait in the outbox")
+        self.connected.clear()
+        self.wake.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self.lock:
+            seq = self.inflight.pop(mid, None)
+            if seq is not None:
+                self.acked.append(seq)
+        self.wake.set()
+
+    def _on_message(self, client, userdata, message):
+        if message.topic == "homeassistant/status" and message.payload == b"online":
+            self._send_discovery()
+
+    def _send_discovery(self):
+        for topic, payload in discovery_messages(self.s, self.model_name):
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    # the sending thread: owns its own outbox connection
+    def _pump(self):
+        outbox = Outbox(self.db_path)
+        last_seq, was_connected = 0, False
+        while not self.stop_event.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            with self.lock:
+                acked, self.acked = self.acked, []
+            outbox.acknowledged(acked)
+            self.sent += len(acked)
+            if not self.connected.is_set():
+                was_connected = False
+                continue
+            if not was_connected:  # a new connection: resend everything not acknowledged, in order
+                with self.lock:
+                    self.inflight.clear()
+                last_seq, was_connected = 0, True
+            room = self.s.window - len(self.inflight)
+            for seq, topic, payload, qos, retain in outbox.pending(last_seq, max(0, room)):
+                info = self.client.publish(topic, payload, qos=qos, retain=bool(retain))
+                if info.rc != 0:
+                    break
+                with self.lock:
+                    if qos == 0:
+                        self.acked.append(seq)
+                    else:
+                        self.inflight[info.mid] = seq
+                last_seq = seq
+        outbox.close()
+
+    # the camera loop's side: never blocks on the network
+    def publish_session(self, session):
+        self.outbox.put("session", f"{self.base}/session", dict(session, msg_id=session["id"]), qos=1,
+                        created=time.time())
+        self.wake.set()
+
+    def publish_emotion(self, event):
+        if self.s.durable_emotions:
+            self.outbox.put("emotion", f"{self.base}/emotion", dict(event), qos=1, created=time.time())
+            self.wake.set()
+        elif self.connected.is_set():
+            self.client.publish(f"{self.base}/emotion", json.dumps(event), qos=0)
+        else:
+            self.dropped_offline += 1
+
+    def publish_stats(self, stats):
+        if self.connected.is_set():
+            self.client.publish(f"{self.base}/stats", json.dumps(stats), qos=0)
+
+    def close(self, drain_seconds=2.0):
+        """Give the outbox a moment to drain, say offline, and stop."""
+        deadline = time.monotonic() + drain_seconds
+        while self.connected.is_set() and self.outbox.count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.connected.is_set():
+            self.client.publish(f"{self.base}/availability", "offline", qos=1, retain=True).wait_for_publish(1.0)
+        self.stop_event.set()
+        self.wake.set()
+        self.thread.join(timeout=5)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.outbox.close()

@@ -1,0 +1,117 @@
+"""Visitor sessions from face tracks: who came, how long they stayed, how they felt as they left.
+
+A session opens once a face has been seen steadily for `min_seconds`; it survives short
+losses (a turned head, a passer-by in front): a track that ends and a new track that
+starts near the same place within `gap_seconds` are the same visitor. It closes
+`gap_seconds` after the face was last seen. The exit emotion is the mean of the smoothed
+probabilities over the last `exit_seconds` the visitor was seen; the satisfaction score
+maps that mean onto 0..100 through configurable valence weights.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .labels import LABELS
+
+# Valence of each emotion, -1 (unpleasant) .. +1 (pleasant); see README "Satisfaction score".
+DEFAULT_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -0.6, "happy": 1.0, "sad": -0.7,
+                   "surprise": 0.3, "neutral": 0.0}
+
+
+def satisfaction(probs, valence=DEFAULT_VALENCE):
+    """0..100: 50 + 50 x the valence-weighted mean of the probabilities."""
+    weights = np.array([valence[label] for label in LABELS])
+    return float(np.clip(50.0 + 50.0 * float(np.dot(weights, probs)), 0.0, 100.0))
+
+
+@dataclass
+class Session:
+    id: str
+    started: float
+    last_seen: float
+    box: tuple
+    tracks: set = field(default_factory=set)
+    times: list = field(default_factory=list)
+    probs: list = field(default_factory=list)
+    confirmed: bool = False
+
+    def add(self, t, probs, box, track_id):
+        self.times.append(t)
+        self.probs.append(np.asarray(probs, np.float64))
+        self.last_seen, self.box = t, box
+        self.tracks.add(track_id)
+
+    def summary(self, exit_seconds, valence, device_id, wall_time_of):
+        probs = np.stack(self.probs)
+        times = np.array(self.times)
+        labels = probs.argmax(axis=1)
+        shares = np.bincount(labels, minlength=len(LABELS)) / len(labels)
+        exit_mask = times >= self.last_seen - exit_seconds
+        exit_probs = probs[exit_mask].mean(axis=0)
+        return {
+            "id": self.id, "device": device_id,
+            "start": round(wall_time_of(self.started), 3), "end": round(wall_time_of(self.last_seen), 3),
+            "duration": round(self.last_seen - self.started, 2), "frames": len(self.times),
+            "shares": {label: round(float(s), 4) for label, s in zip(LABELS, shares)},
+            "dominant": LABELS[int(shares.argmax())],
+            "exit_emotion": LABELS[int(exit_probs.argmax())],
+            "exit_probs": {label: round(float(p), 4) for label, p in zip(LABELS, exit_probs)},
+            "satisfaction": round(satisfaction(exit_probs, valence), 1),
+            "tracks": sorted(self.tracks),
+        }
+
+
+def _near(a, b):
+    """Centres closer than the larger box side: the same visitor's face, moved a little."""
+    ax, ay = a[0] + a[2] / 2, a[1] + a[3] / 2
+    bx, by = b[0] + b[2] / 2, b[1] + b[3] / 2
+    return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 < max(a[2], a[3], b[2], b[3])
+
+
+class SessionTracker:
+    """Feed it every frame's tracks with `update`; it returns the sessions that finished."""
+
+    def __init__(self, min_seconds=1.0, gap_seconds=3.0, exit_seconds=3.0, valence=None, device_id="fer-edge",
+                 wall_time_of=None):
+        self.min_seconds, self.gap_seconds, self.exit_seconds = min_seconds, gap_seconds, exit_seconds
+        self.valence = dict(DEFAULT_VALENCE, **(valence or {}))
+        self.device_id = device_id
+        self.wall_time_of = wall_time_of or (lambda t: t)
+        self.by_track = {}      # track id -> Session
+        self.open = []          # sessions not yet finished
+
+    def update(self, t, tracks):
+        """tracks: objects with id, box, probs (this frame's). Returns finished session dicts."""
+        for track in tracks:
+            session = self.by_track.get(track.id)
+            if session is None:
+                session = self._continuing(t, track.box) or Session(uuid.uuid4().hex, t, t, track.box)
+                if session not in self.open:
+                    self.open.append(session)
+                self.by_track[track.id] = session
+            session.add(t, track.probs, track.box, track.id)
+            if not session.confirmed and session.last_seen - session.started >= self.min_seconds:
+                session.confirmed = True
+        return self._finish(lambda s: t - s.last_seen > self.gap_seconds)
+
+    def _continuing(self, t, box):
+        """An open session whose face was lost nearby within the gap: a turned head, not a new visitor."""
+        candidates = [s for s in self.open if t - s.last_seen <= self.gap_seconds and _near(s.box, box)
+                      and s.last_seen < t]
+        return max(candidates, key=lambda s: s.last_seen, default=None)
+
+    def _finish(self, done):
+        finished = []
+        for session in [s for s in self.open if done(s)]:
+            self.open.remove(session)
+            for track_id in session.tracks:
+                self.by_track.pop(track_id, None)
+            if session.confirmed:  # a glimpse shorter than min_seconds is not a visit
+                finished.append(session.summary(self.exit_seconds, self.valence, self.device_id, self.wall_time_of))
+        return finished
+
+    def flush(self):
+        """Finish every open session (end of the run)."""
+        return self._finish(lambda s: True)

@@ -1,0 +1,188 @@
+"""The kiosk sensor over MQTT, against a real mosquitto on 127.0.0.1: topics, Home Assistant
+discovery, a broker outage in the middle of a run, and a SIGKILL with messages waiting."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mqtt_helpers import Broker, Recorder
+
+pytest.importorskip("paho.mqtt")
+
+HA_REQUIRED = {"name", "unique_id", "state_topic", "device", "availability_topic", "payload_available",
+               "payload_not_available"}
+HA_KNOWN = HA_REQUIRED | {"value_template", "unit_of_measurement", "state_class", "icon", "object_id",
+                          "payload_on", "payload_off", "device_class"}
+
+
+@pytest.fixture(scope="module")
+def visits_video(photos, tmp_path_factory):
+    """A real face that comes and goes: 1.5 s of single_face.mp4, then 1.2 s of an empty frame, x4."""
+    capture = cv2.VideoCapture(str(photos / "single_face.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    empty = np.full_like(frames[0], 40)
+    path = tmp_path_factory.mktemp("video") / "visits.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (frames[0].shape[1], frames[0].shape[0]))
+    for _ in range(4):
+        for frame in frames[:45]:
+            writer.write(frame)
+        for _ in range(36):
+            writer.write(empty)
+    writer.release()
+    return path
+
+
+def fer_edge(*args):
+    return [str(Path(sys.executable).parent / "fer-edge"), "run", *map(str, args)]
+
+
+SESSION_FLAGS = ["--session-min", "0.5", "--session-gap", "0.5", "--exit-seconds", "0.5", "--quiet"]
+
+
+def stored_session_ids(db):
+    return [row[0] for row in sqlite3.connect(db).execute("SELECT id FROM sessions ORDER BY start")]
+
+
+def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    db = tmp_path / "log.db"
+    try:
+        result = subprocess.run(fer_edge("--source", visits_video, "--model", model_path, "--db", db,
+                                         "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk-1",
+                                         "--stats-interval", "1", *SESSION_FLAGS),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert recorder.wait_for(lambda: recorder.on("availability") and recorder.on("availability")[-1][1] == "offline", 10)
+    finally:
+        recorder.close()
+        broker.stop()
+    sessions = recorder.json_on("fer-edge/kiosk-1/session")
+    assert [s["id"] for s in sessions] == stored_session_ids(db)
+    assert len(sessions) == 4
+    for s in sessions:
+        assert s["msg_id"] == s["id"] and 0 <= s["satisfaction"] <= 100 and s["exit_emotion"]
+        assert set(s["shares"]) == set(s["exit_probs"]) and "pixels" not in json.dumps(s)
+    emotions = recorder.json_on("fer-edge/kiosk-1/emotion")
+    assert emotions and {"label", "confidence", "probs", "box", "track"} <= set(emotions[0])
+    stats = recorder.json_on("fer-edge/kiosk-1/stats")
+    assert stats and {"fps", "frames", "faces", "sessions", "uptime", "detect_ms", "classify_ms", "sessions_today"} <= set(stats[-1])
+    assert [p for _, p in recorder.on("kiosk-1/availability")][:1] == ["online"]
+    configs = [(topic, json.loads(payload)) for _, topic, payload, retain in recorder.messages
+               if topic.startswith("homeassistant/") and topic.endswith("/config")]
+    assert {topic.split("/")[1] for topic, _ in configs} == {"sensor", "binary_sensor"}
+    for topic, config in configs:
+        assert set(config) <= HA_KNOWN, set(config) - HA_KNOWN
+        assert HA_REQUIRED - {"availability_topic", "payload_available", "payload_not_available"} <= set(config)
+        assert config["device"]["identifiers"] == ["fer-edge-kiosk-1"]
+
+
+def test_discovery_is_resent_when_home_assistant_comes_online(tmp_path, model_path, visits_video):
+    import paho.mqtt.client as mqtt
+
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port, topics=("homeassistant/#",))
+    process = subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", tmp_path / "log.db",
+                                        "--mqtt", f"127.0.0.1:{broker.port}", "--realtime", *SESSION_FLAGS),
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 4, 20)
+        before = len(recorder.on("/config"))
+        ha = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        ha.connect("127.0.0.1", broker.port)
+        ha.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
+        ha.disconnect()
+        assert recorder.wait_for(lambda: len(recorder.on("/config")) >= before + 4, 10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        recorder.close()
+        broker.stop()
+
+
+def test_broker_outage_mid_run_loses_nothing(tmp_path, model_path, visits_video):
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port, topics=("fer-edge/+/session",))
+    db = tmp_path / "log.db"
+    process = subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", db,
+                                        "--mqtt", f"127.0.0.1:{broker.port}", "--realtime", *SESSION_FLAGS),
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+        broker.stop()                     # the broker goes away in the middle of the run...
+        time.sleep(5)
+        broker.start()                    # ...and comes back
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert "MQTT disconnected" in err
+        produced = stored_session_ids(db)
+        assert len(produced) == 4
+        assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) == 4, 30)
+    finally:
+        recorder.close()
+        broker.stop()
+    received = [s["id"] for s in recorder.json_on("/session")]
+    unique_in_order = list(dict.fromkeys(received))
+    assert unique_in_order == produced, "every session, in order"
+    assert len(received) - len(unique_in_order) == len(received) - len(set(received))  # duplicates share an id
+
+
+def test_sigkill_with_messages_waiting_delivers_after_restart(tmp_path, model_path, visits_video):
+    broker = Broker(tmp_path)             # not started: the broker is unreachable
+    db = tmp_path / "log.db"
+    process = subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", db,
+                                        "--mqtt", f"127.0.0.1:{broker.port}", *SESSION_FLAGS),
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        waiting = lambda: sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox WHERE kind='session'").fetchone()[0]  # noqa: E731
+        assert Recorder.wait_for(lambda: db.exists() and _safe(waiting) >= 2, 60)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        process.kill()
+    queued = [json.loads(p)["id"] for (p,) in sqlite3.connect(db).execute(
+        "SELECT payload FROM outbox WHERE kind='session' ORDER BY seq")]
+    broker.start()
+    recorder = Recorder(broker.port, topics=("fer-edge/+/session",))
+    try:
+        restart = subprocess.run(fer_edge("--source", visits_video, "--model", model_path, "--db", db,
+                                          "--mqtt", f"127.0.0.1:{broker.port}", "--max-frames", "10", *SESSION_FLAGS),
+                                 capture_output=True, text=True, timeout=60)
+        assert restart.returncode == 0, restart.stderr
+        assert recorder.wait_for(lambda: set(queued) <= {s["id"] for s in recorder.json_on("/session")}, 20)
+    finally:
+        recorder.close()
+        broker.stop()
+    received = list(dict.fromkeys(s["id"] for s in recorder.json_on("/session")))
+    assert received[: len(queued)] == queued, "the waiting messages first, in order"
+
+
+def _safe(fn):
+    try:
+        return fn()
+    except sqlite3.Error:
+        return 0
+
+
+def test_password_never_on_the_command_line(tmp_path):
+    from fer_edge.mqtt import read_password
+
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    assert read_password(environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "s3cret"
+    assert read_password(str(tmp_path / "mqtt-password"), environ={}) == "s3cret"
+    assert read_password(environ={"FER_EDGE_MQTT_PASSWORD": "env"}) == "env"
+    result = subprocess.run(fer_edge("--mqtt-password", "x"), capture_output=True, text=True)
+    assert result.returncode != 0 and "No such option" in result.stderr

@@ -1,0 +1,73 @@
+"""Visitor sessions on recorded track sequences: enter, leave, gaps, flicker."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fer_edge.labels import LABELS
+from fer_edge.sessions import SessionTracker, satisfaction
+
+
+def onehot(label, p=0.9):
+    probs = np.full(len(LABELS), (1 - p) / (len(LABELS) - 1))
+    probs[LABELS.index(label)] = p
+    return probs
+
+
+def track(track_id, label, box=(100, 100, 80, 80)):
+    return SimpleNamespace(id=track_id, box=box, probs=onehot(label))
+
+
+def play(tracker, script, fps=10):
+    """script: list of (seconds, [tracks]) segments played at fps; returns finished sessions."""
+    finished, t = [], 0.0
+    for seconds, tracks in script:
+        for _ in range(int(seconds * fps)):
+            finished += tracker.update(t, tracks)
+            t += 1.0 / fps
+    return finished + tracker.flush()
+
+
+def test_a_visit_with_its_exit_emotion_and_score():
+    sessions = play(SessionTracker(exit_seconds=2), [(5, [track(1, "neutral")]), (3, [track(1, "happy")]), (5, [])])
+    assert len(sessions) == 1
+    s = sessions[0]
+    assert s["dominant"] == "neutral" and s["exit_emotion"] == "happy"
+    assert 7.5 <= s["duration"] <= 8.0 and s["frames"] == 80
+    assert s["shares"]["neutral"] == pytest.approx(5 / 8) and s["satisfaction"] > 80
+
+
+def test_a_glimpse_is_not_a_visit():
+    assert play(SessionTracker(min_seconds=1.0), [(0.5, [track(1, "happy")]), (5, [])]) == []
+
+
+def test_turned_head_new_track_same_place_is_the_same_visit():
+    sessions = play(SessionTracker(gap_seconds=3), [(4, [track(1, "sad")]), (1.5, []), (4, [track(2, "sad")]), (5, [])])
+    assert len(sessions) == 1 and sessions[0]["tracks"] == [1, 2]
+
+
+def test_a_long_gap_makes_two_visits():
+    sessions = play(SessionTracker(gap_seconds=2), [(3, [track(1, "sad")]), (4, []), (3, [track(2, "happy")]), (5, [])])
+    assert [s["exit_emotion"] for s in sessions] == ["sad", "happy"]
+
+
+def test_two_people_side_by_side_are_two_visits():
+    left, right = (50, 100, 80, 80), (400, 100, 80, 80)
+    sessions = play(SessionTracker(), [(4, [track(1, "happy", left), track(2, "angry", right)]), (5, [])])
+    assert sorted(s["exit_emotion"] for s in sessions) == ["angry", "happy"]
+
+
+def test_flicker_does_not_split_a_visit():
+    flicker = [(0.2, [track(1, "neutral")]), (0.1, [])] * 20
+    sessions = play(SessionTracker(), flicker + [(5, [])])
+    assert len(sessions) == 1
+
+
+def test_score_is_configurable_and_bounded():
+    assert satisfaction(onehot("happy", 1.0)) == 100.0
+    assert satisfaction(onehot("angry", 1.0)) == 0.0
+    assert satisfaction(onehot("neutral", 1.0)) == 50.0
+    tracker = SessionTracker(valence={"neutral": 1.0})
+    s = play(tracker, [(3, [track(1, "neutral")]), (5, [])])[0]
+    assert s["satisfaction"] > 90

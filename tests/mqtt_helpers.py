@@ -1,0 +1,89 @@
+"""A real mosquitto broker on 127.0.0.1 for the tests, and a subscriber that records what arrives."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """mosquitto on 127.0.0.1:port with persistence, so a subscriber's queued messages survive a restart."""
+
+    def __init__(self, folder, port=None):
+        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+        if not binary:
+            message = "mosquitto is not installed (.ci/setup installs it from Debian's packages)"
+            pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+        self.binary, self.folder, self.port = binary, folder, port or free_port()
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                               f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 100000\n")
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class Recorder:
+    """A persistent QoS-1 subscriber (clean_session=False): it gets what was queued while it was away."""
+
+    def __init__(self, port, topics=("#",), client_id="recorder"):
+        import paho.mqtt.client as mqtt
+
+        self.messages, self.lock = [], threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.on_connect = lambda c, u, f, rc, p: [c.subscribe(t, qos=1) for t in topics]
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.wait_for(lambda: self.client.is_connected(), 10)
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            self.messages.append((time.time(), message.topic, message.payload.decode(), message.retain))
+
+    def on(self, suffix):
+        with self.lock:
+            return [(t, payload) for t, topic, payload, _ in self.messages if topic.endswith(suffix)]
+
+    def json_on(self, suffix):
+        return [json.loads(p) for _, p in self.on(suffix)]
+
+    @staticmethod
+    def wait_for(condition, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
