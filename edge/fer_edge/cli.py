@@ -296,6 +296,33 @@ def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
                "frames/s excludes decoding (see decode line)")
 
 
+@main.command()
+@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite log (default: state folder).")
+@click.option("--since", default="24h", show_default=True, help="Span to report: 30m, 24h, 7d, 2w or all.")
+@click.option("--by", default="hour", show_default=True, type=click.Choice(["hour", "day"]))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Write a chart (PNG).")
+def report(db_path, since, by, as_json, as_csv, plot_path):
+    """Visitor sessions per hour or day: counts, satisfaction, emotion and exit-emotion mix."""
+    from . import report as r
+
+    db_path = db_path or default_db_path()
+    if not os.path.exists(db_path):
+        raise click.ClickException(f"{db_path}: no such database (run fer-edge run first, or pass --db)")
+    result = r.build_report(db_path, r.parse_since(since), by)
+    if plot_path:
+        r.plot(result, plot_path)
+    if as_json:
+        click.echo(json.dumps(result))
+    elif as_csv:
+        click.echo(r.format_csv(result), nl=False)
+    else:
+        click.echo(r.format_table(result))
+    if plot_path:
+        click.echo(f"wrote {plot_path}", err=True)
+
+
 @main.group()
 def config():
     """Check or show a config file."""

@@ -1,0 +1,118 @@
+"""`fer-edge report`: what the visitors' sessions in the local database say, per hour or day."""
+
+import csv
+import io
+import json
+import re
+import sqlite3
+import time
+from collections import Counter
+
+from .labels import LABELS
+
+PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
+
+
+def parse_since(text, now=None):
+    """'24h', '7d', '30m', '2w' or 'all' -> unix start time (None for all)."""
+    now = time.time() if now is None else now
+    if text in (None, "", "all"):
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw])", text.strip())
+    if not match:
+        raise ValueError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w or 'all'")
+    value, unit = float(match.group(1)), match.group(2)
+    return now - value * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+
+
+def _mix(counter, total):
+    return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in LABELS}
+
+
+def build_report(db_path, since=None, by="hour"):
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        rows = db.execute('SELECT start, satisfaction, exit_emotion, shares, dominant FROM sessions '
+                          'WHERE start >= ? ORDER BY start', (since or 0,)).fetchall()
+    except sqlite3.Error as exc:
+        raise OSError(f"{db_path}: not a fer-edge database with sessions ({exc})") from None
+    groups = {}
+    for start, score, exit_emotion, shares, dominant in rows:
+        key = time.strftime(PERIODS[by], time.localtime(start))
+        groups.setdefault(key, []).append((score, exit_emotion, json.loads(shares), dominant))
+
+    def summarise(items):
+        n = len(items)
+        emotion = Counter()
+        for _, _, shares, _ in items:
+            emotion.update(shares)
+        return {"sessions": n,
+                "mean_satisfaction": round(sum(i[0] for i in items) / n, 1) if n else None,
+                "exit_mix": _mix(Counter(i[1] for i in items), n),
+                "emotion_mix": {label: round(emotion.get(label, 0.0) / n, 4) if n else 0.0 for label in LABELS}}
+
+    periods = [dict(period=key, **summarise(items)) for key, items in groups.items()]
+    everything = [item for items in groups.values() for item in items]
+    return {"db": str(db_path), "since": since, "by": by, "periods": periods, "total": summarise(everything)}
+
+
+def format_table(report):
+    lines = [f"{'period':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
+    for p in report["periods"]:
+        exits = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(p["exit_mix"].items(), key=lambda kv: -kv[1]) if v)
+        lines.append(f"{p['period']:<18}{p['sessions']:>9}{p['mean_satisfaction']:>14.1f}  {exits}")
+    t = report["total"]
+    if not t["sessions"]:
+        return "no sessions in this period"
+    mix = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(t["emotion_mix"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
+    exits = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(t["exit_mix"].items(), key=lambda kv: -kv[1]) if v)
+    lines += ["", f"total: {t['sessions']} sessions, mean satisfaction {t['mean_satisfaction']:.1f}/100",
+              f"how visitors looked: {mix}", f"how they left: {exits}"]
+    return "\n".join(lines)
+
+
+def format_csv(report):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{l}" for l in LABELS), *(f"emotion_{l}" for l in LABELS)])
+    for p in report["periods"]:
+        writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][l] for l in LABELS),
+                         *(p["emotion_mix"][l] for l in LABELS)])
+    return out.getvalue()
+
+
+COLOURS = {"happy": "#4caf50", "surprise": "#8bc34a", "neutral": "#9e9e9e", "sad": "#2196f3",
+           "fear": "#9c27b0", "angry": "#f44336", "disgust": "#795548"}
+
+
+def plot(report, out_png):
+    """Two panels a shop owner can read: visitors and mean satisfaction per period, and how they left."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise OSError("--plot needs matplotlib: pip install 'fer-edge[report]'") from None
+    periods = report["periods"]
+    names = [p["period"] for p in periods]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(names) + 3), 7), sharex=True)
+    bars = top.bar(names, [p["sessions"] for p in periods], color="#90caf9")
+    top.set_ylabel("visitors")
+    twin = top.twinx()
+    twin.plot(names, [p["mean_satisfaction"] for p in periods], "o-", color="#e65100")
+    twin.set_ylim(0, 100)
+    twin.set_ylabel("mean satisfaction (0-100)", color="#e65100")
+    top.bar_label(bars)
+    top.set_title(f"Visitors and satisfaction — {report['total']['sessions']} visits, "
+                  f"mean satisfaction {report['total']['mean_satisfaction'] or 0:.0f}/100")
+    bottom_acc = [0.0] * len(periods)
+    for label in ("happy", "surprise", "neutral", "sad", "fear", "angry", "disgust"):
+        values = [p["exit_mix"][label] * 100 for p in periods]
+        bottom.bar(names, values, bottom=bottom_acc, label=label, color=COLOURS[label])
+        bottom_acc = [a + v for a, v in zip(bottom_acc, values)]
+    bottom.set_ylabel("% of visitors, by how they looked as they left")
+    bottom.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    plt.setp(bottom.get_xticklabels(), rotation=45, ha="right")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,64 @@
+"""fer-edge report on a known database."""
+
+import csv
+import io
+import json
+import time
+
+import pytest
+
+from conftest import run_cli
+from fer_edge.labels import LABELS
+from fer_edge.sinks import SQLiteLog
+
+
+def shares(label):
+    return {l: (1.0 if l == label else 0.0) for l in LABELS}
+
+
+@pytest.fixture()
+def known_db(tmp_path):
+    db = tmp_path / "known.db"
+    log = SQLiteLog(str(db))
+    base = time.mktime(time.strptime("2026-11-20 10:05", "%Y-%m-%d %H:%M"))
+    visits = [(0, "happy", "happy", 90.0), (600, "neutral", "happy", 70.0), (3700, "sad", "sad", 20.0),
+              (86400 + 60, "angry", "neutral", 40.0)]
+    for i, (offset, dominant, exit_emotion, score) in enumerate(visits):
+        log.write_session({"id": f"s{i}", "device": "kiosk-1", "start": base + offset, "end": base + offset + 30,
+                           "duration": 30.0, "frames": 300, "dominant": dominant, "exit_emotion": exit_emotion,
+                           "satisfaction": score, "shares": shares(dominant), "exit_probs": shares(exit_emotion)})
+    log.close()
+    return db
+
+
+def test_report_by_hour_json(known_db):
+    result = run_cli("fer-edge", "report", "--db", known_db, "--since", "all", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [p["period"] for p in report["periods"]] == ["2026-11-20 10:00", "2026-11-20 11:00", "2026-11-21 10:00"]
+    first = report["periods"][0]
+    assert first["sessions"] == 2 and first["mean_satisfaction"] == 80.0
+    assert first["exit_mix"]["happy"] == 1.0 and first["emotion_mix"]["neutral"] == 0.5
+    assert report["total"]["sessions"] == 4 and report["total"]["mean_satisfaction"] == 55.0
+    assert report["total"]["exit_mix"]["happy"] == 0.5
+
+
+def test_report_by_day_table_csv_and_plot(known_db, tmp_path):
+    table = run_cli("fer-edge", "report", "--db", known_db, "--since", "all", "--by", "day")
+    assert "2026-11-20" in table.stdout and "total: 4 sessions, mean satisfaction 55.0/100" in table.stdout
+    rows = list(csv.DictReader(io.StringIO(run_cli("fer-edge", "report", "--db", known_db, "--since", "all",
+                                                   "--by", "day", "--csv").stdout)))
+    assert [r["sessions"] for r in rows] == ["3", "1"] and rows[0]["mean_satisfaction"] == "60.0"
+    png = tmp_path / "day.png"
+    result = run_cli("fer-edge", "report", "--db", known_db, "--since", "all", "--plot", png)
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_report_errors_are_one_line(tmp_path, known_db):
+    missing = run_cli("fer-edge", "report", "--db", tmp_path / "none.db")
+    assert missing.returncode != 0 and "no such database" in missing.stderr
+    bad = run_cli("fer-edge", "report", "--db", known_db, "--since", "yesterday")
+    assert bad.returncode != 0 and "expected a span" in bad.stderr and "Traceback" not in bad.stderr
+    recent = run_cli("fer-edge", "report", "--db", known_db, "--since", "1h")
+    assert recent.returncode == 0 and "no sessions" in recent.stdout
