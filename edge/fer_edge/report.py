@@ -95,7 +95,7 @@ def plot(report, out_png):
         raise OSError("--plot needs matplotlib: pip install 'fer-edge[report]'") from None
     periods = report["periods"]
     names = [p["period"] for p in periods]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(names) + 3), 7), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(7, 0.6 * len(names) + 4), 7), sharex=True)
     bars = top.bar(names, [p["sessions"] for p in periods], color="#90caf9")
     top.set_ylabel("visitors")
     twin = top.twinx()
@@ -110,8 +110,9 @@ def plot(report, out_png):
         values = [p["exit_mix"][label] * 100 for p in periods]
         bottom.bar(names, values, bottom=bottom_acc, label=label, color=COLOURS[label])
         bottom_acc = [a + v for a, v in zip(bottom_acc, values)]
-    bottom.set_ylabel("% of visitors, by how they looked as they left")
-    bottom.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    bottom.set_ylabel("how they left (% of visitors)")
+    bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exit emotion", title_fontsize=8)
+    top.yaxis.get_major_locator().set_params(integer=True)
     plt.setp(bottom.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
