@@ -14,6 +14,7 @@ backoff (1 s doubling to 60 s).
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ def read_password(password_file=None, environ=None):
 def discovery_messages(s, model_name="fer-edge"):
     """Home Assistant MQTT discovery configs (topic, payload) for this device."""
     base = f"{s.prefix}/{s.device_id}"
+    slug = re.sub(r"[^a-z0-9_]", "_", s.device_id.lower())
     device = {"identifiers": [f"fer-edge-{s.device_id}"], "name": f"fer-edge {s.device_id}",
               "manufacturer": "fer-edge", "model": model_name}
     availability = {"availability_topic": f"{base}/availability", "payload_available": "online",
@@ -84,7 +86,7 @@ def discovery_messages(s, model_name="fer-edge"):
     }
     messages = []
     for key, sensor in sensors.items():
-        payload = dict(sensor, unique_id=f"fer-edge-{s.device_id}-{key}", object_id=f"fer_edge_{s.device_id}_{key}",
+        payload = dict(sensor, unique_id=f"fer-edge-{s.device_id}-{key}", object_id=f"fer_edge_{slug}_{key}",
                        device=device, **availability)
         messages.append((f"homeassistant/sensor/fer-edge-{s.device_id}/{key}/config", payload))
     payload = dict(name="Online", state_topic=f"{base}/availability", payload_on="online", payload_off="offline",
