@@ -60,7 +60,9 @@ def read_password(password_file=None, environ=None):
     for path in candidates:
         if path and os.path.exists(path):
             with open(path) as f:
-                return f.read().strip()
+                password = f.read().strip()
+            if password:  # an empty credential is systemd's fallback: no password
+                return password
     if password_file:
         raise OSError(f"{password_file}: MQTT password file not found")
     return environ.get("FER_EDGE_MQTT_PASSWORD")

@@ -41,6 +41,10 @@ def install(unit_dir, config_path, executable=None):
     if not os.path.exists(config_path):
         commands.append(f"sudo install -d -m 0755 {config_dir} && "
                         f"{executable} service example-config | sudo tee {config_path} >/dev/null")
+    password = os.path.join(config_dir, "mqtt-password")
+    if not os.path.exists(password):
+        commands.append(f"sudo install -m 600 /dev/null {password}   # the unit loads it as a credential; "
+                        "put the MQTT password in it, or leave it empty")
     commands += [f"sudo {executable} config check {config_path}",
                  "sudo systemctl daemon-reload",
                  "sudo systemctl enable --now fer-edge",
