@@ -1,7 +1,8 @@
 """Where track updates go: a SQLite log (WAL), JSON lines or a human line on stdout.
 
-The SQLite log commits in small batches (every `commit_every` seconds) so a power cut
-loses at most that much, and WAL keeps readers (`fer-edge report`) from blocking the camera.
+The SQLite log commits every row: with WAL and synchronous=NORMAL a commit is cheap, a power
+cut loses nothing already shown, and no write transaction is left open to block the MQTT
+outbox, which shares the file. WAL keeps readers (`fer-edge report`) from blocking the camera.
 Face pixels are never written here.
 """
 
@@ -49,7 +50,7 @@ def event(track, device_id, frame_index, timestamp):
 
 
 class SQLiteLog:
-    def __init__(self, path, commit_every=1.0):
+    def __init__(self, path):
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self.path = path
@@ -57,8 +58,6 @@ class SQLiteLog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        self.commit_every = commit_every
-        self.last_commit = time.monotonic()
         self.columns = ["ts", "device", "frame", "track", "label", "confidence",
                         *(f"p_{label}" for label in LABELS), "x", "y", "w", "h"]
         self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
@@ -73,9 +72,7 @@ class SQLiteLog:
     def write(self, ev):
         self.db.execute(self.insert, (ev["ts"], ev["device"], ev["frame"], ev["track"], ev["label"], ev["confidence"],
                                       *(ev["probs"][label] for label in LABELS), *ev["box"].values()))
-        if time.monotonic() - self.last_commit >= self.commit_every:
-            self.db.commit()
-            self.last_commit = time.monotonic()
+        self.db.commit()
 
     def write_session(self, session):
         self.db.execute('INSERT OR REPLACE INTO sessions (id, device, start, "end", duration, frames, dominant, '

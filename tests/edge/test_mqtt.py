@@ -90,6 +90,25 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
         assert config["device"]["identifiers"] == ["fer-edge-kiosk-1"]
 
 
+def test_durable_emotion_updates_share_the_database_without_blocking(tmp_path, model_path, visits_video):
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port, topics=("fer-edge/+/emotion",))
+    db = tmp_path / "log.db"
+    try:
+        result = subprocess.run(fer_edge("--source", visits_video, "--model", model_path, "--db", db, "--mqtt",
+                                         f"127.0.0.1:{broker.port}", "--durable-emotions", "--log-interval", "0.1",
+                                         *SESSION_FLAGS), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0]
+        assert rows > 20
+        assert recorder.wait_for(lambda: len(recorder.on("/emotion")) >= rows, 20)
+    finally:
+        recorder.close()
+        broker.stop()
+    assert all("msg_id" in e for e in recorder.json_on("/emotion"))
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
 def test_discovery_is_resent_when_home_assistant_comes_online(tmp_path, model_path, visits_video):
     import paho.mqtt.client as mqtt
 
