@@ -135,43 +135,59 @@ def apply_config(ctx, path, params):
     return params
 
 
+RUN_OPTIONS = [
+    click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="TOML config file (see systemd/config.example.toml); flags override it."),
+    click.option("--camera", default=None, help="Camera: an index (0), /dev/videoN, or 'pi' for picamera2."),
+    click.option("--source", default=None, help="A video file, image file, folder of images, or stream URL (rtsp/http)."),
+    click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="Emotion model; default: the shipped int8 model."),
+    click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS)),
+    click.option("--blazeface-model", default=None, type=click.Path(exists=True, dir_okay=False), help="Path of a BlazeFace .tflite."),
+    click.option("--min-face", default=24, show_default=True, type=click.IntRange(8), help="Smallest face side in pixels."),
+    click.option("--margin", default=None, type=click.FloatRange(0, 1), help="Crop margin around a face box (default: the model's)."),
+    click.option("--threads", default=1, show_default=True, type=click.IntRange(1)),
+    click.option("--delegate", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu"])),
+    click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite log (default: state folder)."),
+    click.option("--no-db", is_flag=True, help="Do not write the SQLite log."),
+    click.option("--log-interval", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds between logged updates per face."),
+    click.option("--device-id", default=None, help="Device id in events (default: host name)."),
+    click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout."),
+    click.option("--quiet", is_flag=True, help="No per-update lines on stdout."),
+    click.option("--max-frames", default=None, type=click.IntRange(1)),
+    click.option("--fps", "fps_cap", default=None, type=click.FloatRange(0.1), help="Process at most this many frames/s."),
+    click.option("--realtime", is_flag=True, help="Play a file at its own frame rate, as a camera would."),
+    click.option("--loop", is_flag=True, help="Start a file again when it ends."),
+    click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Write an annotated video (.mp4)."),
+    click.option("--show", is_flag=True, help="Show the annotated frames in a window (needs a GUI OpenCV)."),
+    click.option("--save-crops", default=None, type=click.Path(file_okay=False), help="Store face crops here (off by default)."),
+    click.option("--mqtt", "mqtt_host", default=None, help="MQTT broker HOST[:PORT] (password: see README, never a flag)."),
+    click.option("--mqtt-prefix", default="fer-edge", show_default=True, help="Topic prefix: PREFIX/DEVICE/..."),
+    click.option("--mqtt-username", default=None),
+    click.option("--mqtt-password-file", default=None, type=click.Path(dir_okay=False), help="File holding the MQTT password."),
+    click.option("--mqtt-tls-ca", default=None, type=click.Path(exists=True, dir_okay=False), help="CA certificate: use TLS."),
+    click.option("--mqtt-tls-cert", default=None, type=click.Path(exists=True, dir_okay=False), help="Client certificate."),
+    click.option("--mqtt-tls-key", default=None, type=click.Path(exists=True, dir_okay=False), help="Client key."),
+    click.option("--durable-emotions", is_flag=True, help="Emotion updates too go through the durable outbox (QoS 1)."),
+    click.option("--stats-interval", default=60.0, show_default=True, type=click.FloatRange(1), help="Seconds between stats messages."),
+    click.option("--session-min", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds a face must stay to open a session."),
+    click.option("--session-gap", default=3.0, show_default=True, type=click.FloatRange(0), help="Seconds unseen before a session ends."),
+    click.option("--exit-seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Last seconds that make the exit emotion."),
+    click.option("--web", default=None, help="Serve the local web page on HOST:PORT (serve: 127.0.0.1:8080)."),
+    click.option("--web-token-file", default=None, type=click.Path(dir_okay=False), help="Token for the page (required beyond loopback)."),
+    click.option("--live-fps", default=5.0, show_default=True, type=click.FloatRange(0.5, 30), help="Live view frames/s."),
+    click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Largest photo upload."),
+]
+
+
+def run_options(function):
+    """The options of `run`, shared by `serve`."""
+    for option in reversed(RUN_OPTIONS):
+        function = option(function)
+    return function
+
+
 @main.command()
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="TOML config file (see systemd/config.example.toml); flags override it.")
-@click.option("--camera", default=None, help="Camera: an index (0), /dev/videoN, or 'pi' for picamera2.")
-@click.option("--source", default=None, help="A video file, image file, folder of images, or stream URL (rtsp/http).")
-@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="Emotion model; default: the shipped int8 model.")
-@click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
-@click.option("--blazeface-model", default=None, type=click.Path(exists=True, dir_okay=False), help="Path of a BlazeFace .tflite.")
-@click.option("--min-face", default=24, show_default=True, type=click.IntRange(8), help="Smallest face side in pixels.")
-@click.option("--margin", default=None, type=click.FloatRange(0, 1), help="Crop margin around a face box (default: the model's).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--delegate", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu"]))
-@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite log (default: state folder).")
-@click.option("--no-db", is_flag=True, help="Do not write the SQLite log.")
-@click.option("--log-interval", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds between logged updates per face.")
-@click.option("--device-id", default=None, help="Device id in events (default: host name).")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
-@click.option("--quiet", is_flag=True, help="No per-update lines on stdout.")
-@click.option("--max-frames", default=None, type=click.IntRange(1))
-@click.option("--fps", "fps_cap", default=None, type=click.FloatRange(0.1), help="Process at most this many frames/s.")
-@click.option("--realtime", is_flag=True, help="Play a file at its own frame rate, as a camera would.")
-@click.option("--loop", is_flag=True, help="Start a file again when it ends.")
-@click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Write an annotated video (.mp4).")
-@click.option("--show", is_flag=True, help="Show the annotated frames in a window (needs a GUI OpenCV).")
-@click.option("--save-crops", default=None, type=click.Path(file_okay=False), help="Store face crops here (off by default).")
-@click.option("--mqtt", "mqtt_host", default=None, help="MQTT broker HOST[:PORT] (password: see README, never a flag).")
-@click.option("--mqtt-prefix", default="fer-edge", show_default=True, help="Topic prefix: PREFIX/DEVICE/...")
-@click.option("--mqtt-username", default=None)
-@click.option("--mqtt-password-file", default=None, type=click.Path(dir_okay=False), help="File holding the MQTT password.")
-@click.option("--mqtt-tls-ca", default=None, type=click.Path(exists=True, dir_okay=False), help="CA certificate: use TLS.")
-@click.option("--mqtt-tls-cert", default=None, type=click.Path(exists=True, dir_okay=False), help="Client certificate.")
-@click.option("--mqtt-tls-key", default=None, type=click.Path(exists=True, dir_okay=False), help="Client key.")
-@click.option("--durable-emotions", is_flag=True, help="Emotion updates too go through the durable outbox (QoS 1).")
-@click.option("--stats-interval", default=60.0, show_default=True, type=click.FloatRange(1), help="Seconds between stats messages.")
-@click.option("--session-min", default=1.0, show_default=True, type=click.FloatRange(0), help="Seconds a face must stay to open a session.")
-@click.option("--session-gap", default=3.0, show_default=True, type=click.FloatRange(0), help="Seconds unseen before a session ends.")
-@click.option("--exit-seconds", default=3.0, show_default=True, type=click.FloatRange(0.1), help="Last seconds that make the exit emotion.")
+@run_options
 @click.pass_context
 def run(ctx, config_path, **params):
     """Watch a camera or file: faces -> emotions -> log."""
@@ -180,10 +196,23 @@ def run(ctx, config_path, **params):
     watch(**params)
 
 
+@main.command()
+@run_options
+@click.pass_context
+def serve(ctx, config_path, **params):
+    """The local web page (live view, today, try a photo) beside the camera loop; without
+    --camera/--source, only the page, the report and photo analysis."""
+    if config_path:
+        params = apply_config(ctx, config_path, params)
+    params["web"] = params["web"] or "127.0.0.1:8080"
+    watch(**params)
+
+
 def watch(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, delegate, db_path, no_db,
           log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops,
           mqtt_host, mqtt_prefix, mqtt_username, mqtt_password_file, mqtt_tls_ca, mqtt_tls_cert, mqtt_tls_key,
-          durable_emotions, stats_interval, session_min, session_gap, exit_seconds, valence=None):
+          durable_emotions, stats_interval, session_min, session_gap, exit_seconds, web, web_token_file, live_fps,
+          max_upload_mb, valence=None):
     """The run command's body, with every setting resolved."""
     import signal
     import socket
@@ -200,6 +229,15 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
 
     stop = threading.Event()
     say = lambda message: click.echo(f"fer-edge: {message}", err=True)  # noqa: E731
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if web and camera is None and source is None:
+        return serve_only(web, web_token_file, model_path, blazeface_model, db_path, no_db, max_upload_mb, live_fps,
+                          stop, say)
     open_fn = lambda: open_source(camera=camera, source=source, stop=stop, on_event=say)  # noqa: E731
     first_source = open_fn()  # fail fast on a bad source, before loading anything else
     first_source.close()
@@ -231,19 +269,21 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     sessions = SessionTracker(min_seconds=session_min, gap_seconds=session_gap, exit_seconds=exit_seconds,
                               valence=valence, device_id=device_id, wall_time_of=lambda t: started_wall + t)
     stills = isinstance(first_source, ImageSource)
+    live = server = None
+    if web:
+        from .live import LiveState
+
+        live = LiveState({"device": device_id, "model": classifier.name, "detector": face_detector.name,
+                          "source": str(camera if camera is not None else source), "camera": True})
+        server = start_web(web, web_token_file, live, model_path, blazeface_model, db_path, max_upload_mb, live_fps, say)
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
     pipeline = Pipeline(face_detector, classifier, tracker, sinks, device_id=device_id, log_interval=log_interval,
                         margin=DEFAULT_MARGIN if margin is None else margin,
                         annotator=Annotator(annotate, first_source.fps) if annotate else None,
                         window=Window() if show else None, save_crops=save_crops, notifier=Notifier(),
-                        sessions=None if stills else sessions, publisher=publisher, stats_interval=stats_interval)
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+                        sessions=None if stills else sessions, publisher=publisher, stats_interval=stats_interval,
+                        live=live)
     say(f"model {classifier.name}, detector {face_detector.name}, log {db_path or 'off'}")
     frames = (frame for _, frame in _frames_forever(open_fn, loop, stop))
     try:
@@ -251,11 +291,43 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
                                    max_frames=max_frames, stop=stop), stop)
     finally:
         pipeline.close()
+        if server:
+            server.stop()
     elapsed = time.monotonic() - stats.started
     first = f", first face logged {stats.first_face_at - START:.2f} s after start" if stats.first_face_at else ""
     say(f"{'stopped' if stop.is_set() else 'done'}: {stats.frames} frames, {stats.faces} faces, "
         f"{len(stats.track_ids)} tracks, {stats.updates} updates logged in {elapsed:.1f} s "
         f"({stats.fps():.1f} frames/s), {pipeline.sessions_done} sessions{first}")
+
+
+def start_web(listen, token_file, live, model_path, blazeface_model, db_path, max_upload_mb, live_fps, say):
+    """Start the web page's server thread; beyond loopback only with a token."""
+    try:
+        from .web import Analyzer, WebServer, is_loopback, make_app, parse_listen, read_token
+    except ImportError:
+        raise click.ClickException("the web page needs aiohttp: pip install 'fer-edge[web]'") from None
+    host, port = parse_listen(listen)
+    token = read_token(token_file)
+    if not is_loopback(host) and not token:
+        raise click.ClickException(f"--web {listen} listens beyond this machine: give a token with --web-token-file "
+                                   "FILE or $FER_EDGE_WEB_TOKEN (or listen on 127.0.0.1)")
+    app = make_app(live, Analyzer(model_path, blazeface_model), db_path, token=token,
+                   max_upload=int(max_upload_mb * 1024 * 1024), live_fps=live_fps)
+    server = WebServer(app, host, port).start()
+    say(f"web page on http://{host}:{server.port}/" + ("?token=..." if token else ""))
+    return server
+
+
+def serve_only(web, token_file, model_path, blazeface_model, db_path, no_db, max_upload_mb, live_fps, stop, say):
+    """No camera: the page, the report and photo analysis until SIGINT/SIGTERM."""
+    db_path = None if no_db else (db_path or default_db_path())
+    server = start_web(web, token_file, None, model_path, blazeface_model, db_path, max_upload_mb, live_fps, say)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    say("stopped")
 
 
 @main.command()

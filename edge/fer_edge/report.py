@@ -18,9 +18,11 @@ def parse_since(text, now=None):
     now = time.time() if now is None else now
     if text in (None, "", "all"):
         return None
+    if text == "today":
+        return time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw])", text.strip())
     if not match:
-        raise ValueError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w or 'all'")
+        raise ValueError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w, 'today' or 'all'")
     value, unit = float(match.group(1)), match.group(2)
     return now - value * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
 

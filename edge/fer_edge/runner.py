@@ -67,13 +67,14 @@ class Annotator:
 class Pipeline:
     def __init__(self, detector, classifier, tracker, sinks=(), device_id="fer-edge", log_interval=1.0,
                  margin=DEFAULT_MARGIN, annotator=None, window=None, save_crops=None, on_frame=None, notifier=None,
-                 sessions=None, publisher=None, stats_interval=60.0):
+                 sessions=None, publisher=None, stats_interval=60.0, live=None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.sinks, self.device_id, self.log_interval, self.margin = list(sinks), device_id, log_interval, margin
         self.annotator, self.window, self.save_crops, self.on_frame = annotator, window, save_crops, on_frame
         self.notifier = notifier
         self.sessions, self.publisher, self.stats_interval = sessions, publisher, stats_interval
         self.sessions_done = 0
+        self.live = live
         self.last_stats = time.monotonic()
         self.last_logged = {}
         self.stats = Stats()
@@ -116,6 +117,8 @@ class Pipeline:
                 self.window.show(annotated)
             if self.on_frame:
                 self.on_frame(annotated, tracks, stats)
+        if self.live:
+            self.live.offer(frame.image, tracks, stats)
         if self.notifier:
             self.notifier.frame_done(stats)
         if self.publisher and time.monotonic() - self.last_stats >= self.stats_interval:

@@ -1,0 +1,269 @@
+"""`fer-edge serve`: a small local web page and JSON API beside the camera loop (aiohttp).
+
+    GET  /               the page: live view, today's visitors, try a photo
+    GET  /live.mjpg      the annotated camera stream (MJPEG, at most --live-fps frames/s)
+    GET  /api/status     fps, faces, current tracks with their emotions
+    GET  /api/report     the numbers of `fer-edge report` (?since=today&by=hour)
+    POST /api/analyze    a JPEG/PNG photo -> every face with box, emotion and 7 probabilities
+    GET  /openapi.json   the API description;  GET /healthz  for monitors (no token needed)
+
+aiohttp is an optional extra (`pip install 'fer-edge[web]'`): the device runs without it.
+It runs in its own thread with its own event loop; drawing and JPEG encoding happen there,
+in an executor, only while someone watches.
+"""
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import os
+import socket
+import threading
+import time
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from .labels import LABELS
+
+ALLOWED_TYPES = ("image/jpeg", "image/png")
+
+
+class WebError(ValueError):
+    pass
+
+
+def is_loopback(host):
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def parse_listen(value):
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise WebError(f"--web {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+def read_token(token_file=None, environ=None):
+    environ = os.environ if environ is None else environ
+    if token_file:
+        with open(token_file) as f:
+            token = f.read().strip()
+        if not token:
+            raise WebError(f"{token_file}: the token file is empty")
+        return token
+    creds = environ.get("CREDENTIALS_DIRECTORY")
+    if creds and os.path.exists(os.path.join(creds, "web-token")):
+        with open(os.path.join(creds, "web-token")) as f:
+            return f.read().strip() or None
+    return environ.get("FER_EDGE_WEB_TOKEN") or None
+
+
+class Analyzer:
+    """Photo analysis for uploads: its own detector and interpreter (not the camera loop's)."""
+
+    def __init__(self, model_path, blazeface_model=None):
+        from .classify import EmotionClassifier
+        from .detect import make_detector
+
+        self.classifier = EmotionClassifier(model_path, threads=1)
+        self.detector = make_detector("auto", blazeface_model, stills=True, min_size=16)
+        self.lock = threading.Lock()
+
+    def analyze(self, image):
+        from .preprocess import crop_face
+
+        with self.lock:
+            boxes = self.detector.detect(image)
+            faces = [crop_face(image, box[:4]) for box in boxes]
+            probs = self.classifier.predict(np.stack(faces)) if faces else np.zeros((0, len(LABELS)))
+        out = []
+        for box, p in sorted(zip(boxes, probs), key=lambda bp: bp[0][0]):
+            out.append({"box": {k: round(float(v), 1) for k, v in zip("xywh", box[:4])},
+                        "label": LABELS[int(np.argmax(p))], "confidence": round(float(np.max(p)), 4),
+                        "probs": {label: round(float(v), 4) for label, v in zip(LABELS, p)}})
+        return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": out}
+
+
+def openapi(max_upload):
+    ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "fer-edge", "version": "1", "description": "Local API of a fer-edge sensor."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/status": {"get": {"summary": "fps, faces and current tracks", "responses": ok}},
+            "/api/report": {"get": {"summary": "visitor sessions per hour or day", "parameters": [
+                {"name": "since", "in": "query", "schema": {"type": "string", "default": "today"}},
+                {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["hour", "day"]}}], "responses": ok}},
+            "/api/analyze": {"post": {
+                "summary": f"faces and emotions of a JPEG or PNG photo (at most {max_upload // (1024 * 1024)} MB)",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "photo": {"type": "string", "format": "binary"}}}},
+                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                    "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": dict(ok, **{"400": {"description": "not a JPEG/PNG image, or empty"},
+                                         "413": {"description": "too large"},
+                                         "415": {"description": "wrong content type"}})}},
+            "/live.mjpg": {"get": {"summary": "annotated camera stream (multipart/x-mixed-replace)",
+                                   "responses": {"200": {"description": "MJPEG stream"}}}},
+            "/healthz": {"get": {"summary": "liveness (no token needed)", "security": [], "responses": ok}},
+        },
+    }
+
+
+def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0):
+    from aiohttp import web
+
+    from .report import build_report, parse_since
+    from .runner import draw
+
+    page = resources.files("fer_edge").joinpath("web_page.html").read_text()
+    executor = None
+
+    def error(status, message):
+        return web.json_response({"error": message}, status=status)
+
+    @web.middleware
+    async def auth(request, handler):
+        if token and request.path != "/healthz":
+            given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return error(401, "a token is required: ?token=... or Authorization: Bearer ...")
+        return await handler(request)
+
+    async def index(request):
+        return web.Response(text=page, content_type="text/html")
+
+    async def healthz(request):
+        return web.json_response({"ok": True, "frames": live.status()["frames"] if live else None})
+
+    async def status(request):
+        return web.json_response(live.status() if live else {"frames": 0, "fps": 0.0, "tracks": [], "camera": False})
+
+    async def report(request):
+        try:
+            since = parse_since(request.query.get("since", "today"))
+            by = request.query.get("by", "hour")
+            if by not in ("hour", "day"):
+                raise ValueError("by: expected hour or day")
+        except ValueError as exc:
+            return error(400, str(exc))
+        if not db_path or not os.path.exists(db_path):
+            return web.json_response({"periods": [], "total": {"sessions": 0, "mean_satisfaction": None}})
+        loop = asyncio.get_running_loop()
+        return web.json_response(await loop.run_in_executor(executor, build_report, db_path, since, by))
+
+    async def analyze(request):
+        if request.content_length is not None and request.content_length > max_upload + 64 * 1024:
+            return error(413, f"file too large: at most {max_upload // (1024 * 1024)} MB")
+        data, kind = None, request.content_type
+        if kind == "multipart/form-data":
+            reader = await request.multipart()
+            part = await reader.next()
+            while part is not None and part.name != "photo":
+                part = await reader.next()
+            if part is None:
+                return error(400, "no 'photo' field in the form")
+            kind = part.headers.get("Content-Type", "")
+            data = await part.read(decode=False)
+        elif kind in ALLOWED_TYPES:
+            data = await request.read()
+        if kind not in ALLOWED_TYPES:
+            return error(415, f"unsupported content type {kind or 'none'!r}: send a JPEG or PNG photo")
+        if not data:
+            return error(400, "empty file: send a JPEG or PNG photo")
+        if len(data) > max_upload:
+            return error(413, f"file too large: at most {max_upload // (1024 * 1024)} MB")
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            return error(400, "not a readable JPEG or PNG image")
+        loop = asyncio.get_running_loop()
+        return web.json_response(await loop.run_in_executor(executor, analyzer.analyze, image))
+
+    def encode(frame, tracks):
+        ok, jpeg = cv2.imencode(".jpg", draw(frame, tracks), [cv2.IMWRITE_JPEG_QUALITY, 75])
+        return jpeg.tobytes() if ok else None
+
+    async def mjpeg(request):
+        if live is None:
+            return error(404, "no camera: start fer-edge serve with --camera or --source")
+        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame",
+                                               "Cache-Control": "no-store"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        live.viewers += 1
+        last_seq, interval = -1, 1.0 / live_fps
+        try:
+            while True:
+                started = time.monotonic()
+                seq, frame, tracks = live.snapshot()
+                if frame is not None and seq != last_seq:
+                    jpeg = await loop.run_in_executor(executor, encode, frame, tracks)
+                    if jpeg:
+                        await response.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                             % len(jpeg) + jpeg + b"\r\n")
+                    last_seq = seq
+                await asyncio.sleep(max(0.01, interval - (time.monotonic() - started)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            live.viewers -= 1
+        return response
+
+    async def openapi_json(request):
+        return web.json_response(openapi(max_upload))
+
+    app = web.Application(middlewares=[auth], client_max_size=max_upload + 256 * 1024)
+    app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
+                    web.get("/api/report", report), web.post("/api/analyze", analyze), web.get("/live.mjpg", mjpeg),
+                    web.get("/openapi.json", openapi_json)])
+    return app
+
+
+class WebServer:
+    """Runs the app in a background thread with its own event loop."""
+
+    def __init__(self, app, host, port):
+        self.app, self.host, self.port = app, host, port
+        self.loop = asyncio.new_event_loop()
+        self.ready, self.error = threading.Event(), None
+        self.thread = threading.Thread(target=self._run, name="fer-edge-web", daemon=True)
+
+    def _run(self):
+        from aiohttp import web
+
+        asyncio.set_event_loop(self.loop)
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        try:
+            self.loop.run_until_complete(self.runner.setup())
+            site = web.TCPSite(self.runner, self.host, self.port)
+            self.loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+        except OSError as exc:
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.runner.cleanup())
+
+    def start(self):
+        self.thread.start()
+        self.ready.wait(30)
+        if self.error:
+            raise WebError(f"cannot listen on {self.host}:{self.port}: {self.error.strerror or self.error}")
+        return self
+
+    def stop(self):
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
