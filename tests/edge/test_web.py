@@ -1,0 +1,196 @@
+"""fer-edge serve: the API with real requests, the access rules, and the page in a real
+headless Chromium (live view, today's chart, a photo upload), with screenshots saved."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from fer_edge.labels import LABELS
+from fer_edge.sinks import SQLiteLog
+
+pytest.importorskip("aiohttp")
+SCREENSHOTS = Path(os.environ.get("FER_EDGE_SCREENSHOTS", ROOT / "tests" / "screenshots"))
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seeded_db(path, n=3):
+    """A log with n of today's sessions (what `fer-edge run` writes)."""
+    log = SQLiteLog(str(path))
+    now = time.time()
+    for i in range(n):
+        shares = {label: (1.0 if label == "happy" else 0.0) for label in LABELS}
+        log.write_session({"id": f"today-{i}", "device": "kiosk-1", "start": now - 60 * (i + 1), "end": now - 60 * i,
+                           "duration": 50.0, "frames": 500, "dominant": "happy", "exit_emotion": "happy",
+                           "satisfaction": 80.0, "shares": shares, "exit_probs": shares})
+    log.close()
+    return path
+
+
+class Server:
+    def __init__(self, *args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "serve", "--web",
+                                         f"127.0.0.1:{self.port}", *map(str, args)],
+                                        stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(self.process.stderr.read())
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def request(self, path, data=None, headers=None, method=None):
+        req = urllib.request.Request(self.url + path, data=data, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=30)
+        return err
+
+
+def multipart(name, filename, data, content_type):
+    boundary = "fer-edge-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.fixture()
+def server(tmp_path, photos, model_path):
+    s = Server("--source", photos / "WolfgangLanger_Pexels.mp4", "--realtime", "--loop", "--model", model_path,
+               "--db", seeded_db(tmp_path / "log.db"), "--quiet", "--device-id", "kiosk-1")
+    yield s
+    err = s.stop()
+    assert "Traceback" not in err
+
+
+def test_api(server, photos):
+    time.sleep(1.5)
+    status, body = server.request("/api/status")
+    st = json.loads(body)
+    assert status == 200 and st["frames"] > 0 and st["device"] == "kiosk-1" and st["tracks"]
+    status, body = server.request("/api/report?since=today&by=hour")
+    assert status == 200 and json.loads(body)["total"]["sessions"] == 3
+    data, headers = multipart("photo", "two.jpg", (photos / "two_people.jpg").read_bytes(), "image/jpeg")
+    status, body = server.request("/api/analyze", data, headers)
+    result = json.loads(body)
+    assert status == 200 and len(result["faces"]) == 2 and set(result["faces"][0]["probs"]) == set(LABELS)
+    raw = (photos / "astronaut.png").read_bytes()
+    status, body = server.request("/api/analyze", raw, {"Content-Type": "image/png"})
+    assert status == 200 and len(json.loads(body)["faces"]) == 1
+    spec = json.loads(server.request("/openapi.json")[1])
+    assert {"/api/status", "/api/report", "/api/analyze", "/healthz"} <= set(spec["paths"])
+
+
+def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(server, photos, tmp_path):
+    cases = [
+        (multipart("photo", "notes.jpg", b"this is not an image", "image/jpeg"), 400, "not a readable"),
+        (multipart("photo", "huge.jpg", os.urandom(50 * 1024 * 1024), "image/jpeg"), 413, "too large"),
+        (multipart("photo", "empty.png", b"", "image/png"), 400, "empty file"),
+        (multipart("photo", "photo.jpg", (photos / "single_face.jpg").read_bytes(), "text/plain"), 415, "content type"),
+        ((b"x", {"Content-Type": "application/octet-stream"}), 415, "content type"),
+    ]
+    for (data, headers), code, message in cases:
+        status, body = server.request("/api/analyze", data, headers)
+        assert status == code and message in json.loads(body)["error"], (code, body[:200])
+        assert server.request("/healthz")[0] == 200
+
+
+def test_beyond_loopback_needs_a_token(tmp_path, model_path):
+    port = free_port()
+    refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{port}", "--model", model_path, "--no-db")
+    assert refused.returncode != 0 and "give a token" in refused.stderr and "Traceback" not in refused.stderr
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    s = Server("--model", model_path, "--no-db", "--web-token-file", token)
+    try:
+        assert s.request("/api/status")[0] == 401
+        assert s.request("/api/status?token=wrong")[0] == 401
+        assert s.request("/api/status?token=s3cret-token")[0] == 200
+        assert s.request("/api/status", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+        assert s.request("/healthz")[0] == 200
+    finally:
+        s.stop()
+
+
+def chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        message = "Debian's chromium and chromium-driver are needed (.ci/setup installs them)"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_page_in_a_real_browser(server, photos):
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser = chromium()
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 30)
+        # Live view: the MJPEG image has frames, and the status line keeps counting.
+        wait.until(lambda b: b.execute_script("const i = document.getElementById('live'); return i.complete && i.naturalWidth > 0"))
+        first = int(wait.until(lambda b: b.find_element(By.ID, "live-status").get_attribute("data-frames")))
+        wait.until(lambda b: int(b.find_element(By.ID, "live-status").get_attribute("data-frames") or 0) > first + 10)
+        assert browser.execute_script("return document.getElementById('live').naturalWidth") == 640
+        browser.save_screenshot(str(SCREENSHOTS / "live.png"))
+        # Today: the chart shows the sessions in the database.
+        wait.until(lambda b: b.find_element(By.ID, "today-sessions").text == "3")
+        bars = browser.find_elements(By.CSS_SELECTOR, "#today-chart rect.hour-bar")
+        assert sum(int(bar.get_attribute("data-sessions")) for bar in bars) == 3
+        browser.find_element(By.ID, "today-section").screenshot(str(SCREENSHOTS / "today.png"))
+        # Try a photo: an upload shows its faces.
+        browser.find_element(By.ID, "photo-input").send_keys(str(photos / "multi_face.jpg"))
+        browser.find_element(By.CSS_SELECTOR, "#photo-form button").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#photo-faces tr.face-row")) == 5)
+        assert browser.find_element(By.ID, "photo-message").text == "5 faces found"
+        browser.find_element(By.ID, "photo-section").screenshot(str(SCREENSHOTS / "photo.png"))
+        # A bad upload shows its error on the page.
+        bad = SCREENSHOTS / "not-an-image.png"
+        bad.write_bytes(b"not really a png")
+        browser.find_element(By.ID, "photo-input").send_keys(str(bad))
+        browser.find_element(By.CSS_SELECTOR, "#photo-form button").click()
+        wait.until(lambda b: "not a readable" in b.find_element(By.ID, "photo-message").text)
+        bad.unlink()
+    finally:
+        browser.quit()
+    for name in ("live.png", "today.png", "photo.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 5000
