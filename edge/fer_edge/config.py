@@ -104,6 +104,12 @@ SCHEMA = {
         "durable_emotions": ("durable_emotions", _boolean, "emotion updates through the outbox too"),
         "stats_interval": ("stats_interval", _number(1), "seconds between stats messages"),
     },
+    "web": {
+        "listen": ("web", _string, "serve the local web page on HOST:PORT (beside the camera loop)"),
+        "token_file": ("web_token_file", _string, "token file; required to listen beyond loopback"),
+        "live_fps": ("live_fps", _number(0.5), "live view frames/s"),
+        "max_upload_mb": ("max_upload_mb", _number(0.1), "largest photo upload"),
+    },
     "sessions": {
         "min_seconds": ("session_min", _number(0), "seconds a face must stay to open a session"),
         "gap_seconds": ("session_gap", _number(0), "seconds unseen before a session ends"),

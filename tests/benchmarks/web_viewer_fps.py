@@ -1,0 +1,83 @@
+"""Benchmark: camera-loop frames/s of `fer-edge serve` over a video with no viewer and with
+one headless Chromium watching the live view, interleaved, medians of --repeats runs.
+
+    python tests/benchmarks/web_viewer_fps.py [--repeats 3] [--video PATH]
+"""
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def one_run(video, loops, watch, driver):
+    port = free_port()
+    # --loop with --max-frames: a fixed amount of work, long enough for the viewer to matter.
+    command = [str(Path(sys.executable).parent / "fer-edge"), "serve", "--source", str(video), "--loop",
+               "--max-frames", str(loops), "--no-db", "--quiet", "--web", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    if watch:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        threading.Thread(target=lambda: driver.get(f"http://127.0.0.1:{port}/"), daemon=True).start()
+    _, err = process.communicate()
+    line = [l for l in err.splitlines() if "frames/s" in l][-1]
+    return float(line.split("(")[1].split(" frames/s")[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=str(VIDEO))
+    parser.add_argument("--frames", type=int, default=2400)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    driver = browser()
+    alone, watched = [], []
+    try:
+        for _ in range(args.repeats):
+            alone.append(one_run(args.video, args.frames, False, driver))
+            watched.append(one_run(args.video, args.frames, True, driver))
+            driver.get("about:blank")
+    finally:
+        driver.quit()
+    a, w = statistics.median(alone), statistics.median(watched)
+    print(f"camera loop over {Path(args.video).name}, {args.frames} frames, median of {args.repeats}:")
+    print(f"  no viewer          {a:.1f} frames/s   {alone}")
+    print(f"  one browser        {w:.1f} frames/s   {watched}")
+    print(f"  ratio              {w / a:.3f}")
+
+
+if __name__ == "__main__":
+    main()
