@@ -110,14 +110,26 @@ def model_path(request):
     return request.getfixturevalue("tiny_model")
 
 
-@pytest.fixture(scope="session")
-def jpeg_frames(photos):
+def read_frames(path):
+    """Every frame of a real video file, decoded."""
     import cv2
-    capture = cv2.VideoCapture(str(photos / "single_face.mp4"))
+    capture = cv2.VideoCapture(str(path))
     frames = []
     while True:
         ok, frame = capture.read()
         if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
-    return frames
+            return frames
+        frames.append(frame)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def jpeg_frames(photos):
+    import cv2
+    return [cv2.imencode(".jpg", frame)[1].tobytes() for frame in read_frames(photos / "single_face.mp4")]

@@ -75,23 +75,9 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
     }
 
 
-def _latency_ms(classifier, faces, warmup=30, repeats=300):
-    """Median single-face latency after warm-up, one thread."""
-    import statistics
-    import time
-
-    for i in range(warmup):
-        classifier.predict(faces[i % len(faces)])
-    times = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        classifier.predict(faces[i % len(faces)])
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
-
-
 def _measure(model_bytes, metadata, splits):
     """Accuracy per split and single-thread per-face latency, measured by the device runtime."""
+    from fer_edge.bench import per_face_ms
     from fer_edge.classify import EmotionClassifier
     from fer_edge.metrics import classification_report
 
@@ -105,7 +91,8 @@ def _measure(model_bytes, metadata, splits):
             report = classification_report(faces.labels, predicted)
             results[name] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "per_class_recall")}
         quant = (classifier.input_quant, classifier.output_quant)
-        latency = _latency_ms(EmotionClassifier(f.name, threads=1), next(iter(splits.values())).images[:300])
+        latency = per_face_ms(EmotionClassifier(f.name, threads=1), next(iter(splits.values())).images[:300],
+                              warmup=30, repeats=300)
     return results, quant, latency
 
 

@@ -69,9 +69,8 @@ def bench_decode(source, max_frames=None):
     return {"decode_ms": _median_ms(times[5:]), "decode_fps": round(len(times) / sum(times), 1) if times else None}
 
 
-def bench_classifier(model_path, faces, threads=1, warmup=20, repeats=200):
-    """Per-face latency: one face per invoke, median after warm-up."""
-    classifier = EmotionClassifier(model_path, threads=threads)
+def per_face_ms(classifier, faces, warmup=20, repeats=200):
+    """Median latency of one face per call, after warm-up calls that are thrown away."""
     for i in range(warmup):
         classifier.predict(faces[i % len(faces)])
     times = []
@@ -79,7 +78,13 @@ def bench_classifier(model_path, faces, threads=1, warmup=20, repeats=200):
         t = time.perf_counter()
         classifier.predict(faces[i % len(faces)])
         times.append(time.perf_counter() - t)
-    return {"model": classifier.name, "threads": threads, "per_face_ms": _median_ms(times)}
+    return _median_ms(times)
+
+
+def bench_classifier(model_path, faces, threads=1, warmup=20, repeats=200):
+    """Per-face latency of a model file."""
+    classifier = EmotionClassifier(model_path, threads=threads)
+    return {"model": classifier.name, "threads": threads, "per_face_ms": per_face_ms(classifier, faces, warmup, repeats)}
 
 
 def sample_faces(source, detector="auto", n=64):

@@ -6,7 +6,6 @@ one headless Chromium watching the live view, interleaved, medians of --repeats 
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -16,13 +15,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import free_port  # noqa: E402
 VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def browser():

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import read_frames
 from mqtt_helpers import Broker, Recorder
 
 pytest.importorskip("paho.mqtt")
@@ -26,13 +27,7 @@ HA_KNOWN = HA_REQUIRED | {"value_template", "unit_of_measurement", "state_class"
 @pytest.fixture(scope="module")
 def visits_video(photos, tmp_path_factory):
     """A real face that comes and goes: 1.5 s of single_face.mp4, then 1.2 s of an empty frame, x4."""
-    capture = cv2.VideoCapture(str(photos / "single_face.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
+    frames = read_frames(photos / "single_face.mp4")
     empty = np.full_like(frames[0], 40)
     path = tmp_path_factory.mktemp("video") / "visits.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (frames[0].shape[1], frames[0].shape[0]))

@@ -14,19 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, free_port, run_cli
 from fer_edge.labels import LABELS
 from fer_edge.sinks import SQLiteLog
 
 pytest.importorskip("aiohttp")
 SCREENSHOTS = Path(os.environ.get("FER_EDGE_SCREENSHOTS", ROOT / "tests" / "screenshots"))
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seeded_db(path, n=3):
