@@ -48,7 +48,7 @@ def _file_sha256(path):
     return digest.hexdigest()
 
 
-def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant):
+def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant, margin=DEFAULT_MARGIN):
     state = record.get("state.json", {})
     return {
         "flip_average": bool(state.get("flip_average")),
@@ -57,7 +57,7 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
         "input": {"size": SIZE, "channels": 1, "colour": "grey", "range": "grey levels 0..255",
                   "quantization": input_quant},
         "output": {"kind": "logits", "quantization": output_quant},
-        "preprocess": {"name": PREPROCESS_NAME, "version": PREPROCESS_VERSION, "margin": DEFAULT_MARGIN},
+        "preprocess": {"name": PREPROCESS_NAME, "version": PREPROCESS_VERSION, "margin": margin},
         "quantization": mode,
         "architecture": state.get("config", {}).get("arch"),
         "params": state.get("params"), "multiply_adds": state.get("multiply_adds"),
@@ -108,11 +108,13 @@ def _measure(model_bytes, metadata, splits):
 @click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than --max-loss.")
 @click.option("--edgetpu", is_flag=True, help="Also compile for a Coral Edge TPU with edgetpu_compiler.")
 @click.option("--flip-average", is_flag=True, help="Average the logits of the face and its mirror image inside the model (2x multiply-adds).")
+@click.option("--margin", default=DEFAULT_MARGIN, show_default=True, type=click.FloatRange(0, 1),
+              help="Crop margin around a detected face box that the runtime should use with this model.")
 @click.option("--card/--no-card", default=True, show_default=True, help="Write the model card NAME.md beside the model.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate on the first N rows of each split (smoke runs).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Output .tflite; other modes are written beside it as NAME-float32.tflite / NAME-dynamic.tflite.")
-def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, card, limit, output):
+def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, margin, card, limit, output):
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
     modes = list(dict.fromkeys(modes or ("int8",)))
     try:
@@ -151,10 +153,10 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
         click.echo(f"converting {mode}...", err=True)
         calibration = calibration_faces(splits["Training"].images, splits["Training"].labels, calib) if mode == "int8" else None
         blob = convert(model, mode, calibration)
-        draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None)
+        draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None, margin)
         accuracy, (in_q, out_q), latency[mode] = _measure(blob, draft, evaluate)
         metadata = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
-                                  list(in_q) if in_q else None, list(out_q) if out_q else None)
+                                  list(in_q) if in_q else None, list(out_q) if out_q else None, margin)
         blobs[mode] = embed_metadata(blob, metadata)
         results[mode] = accuracy
         line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())

@@ -7,7 +7,7 @@ import numpy as np
 
 from .litert import make_interpreter
 from .metadata import ModelError, read_metadata
-from .preprocess import to_model_input
+from .preprocess import DEFAULT_MARGIN, to_model_input
 
 DEFAULT_MODEL_NAME = "fer-dsnet-int8.tflite"
 
@@ -50,6 +50,11 @@ class EmotionClassifier:
         out_scale, out_zero = self.output["quantization"]
         self.output_quant = (out_scale, out_zero) if out_scale else None
         self.output_kind = self.metadata.get("output", {}).get("kind", "logits")
+
+    @property
+    def margin(self):
+        """The crop margin the model was converted for (chosen on real photos, see README)."""
+        return float(self.metadata.get("preprocess", {}).get("margin", DEFAULT_MARGIN))
 
     @property
     def name(self):

@@ -36,7 +36,7 @@ def main():
               help="FER+ vote CSV aligned with the FER2013 CSV: score against FER+ majority labels instead.")
 @click.option("--detect", is_flag=True, help="Full photos: detect faces first and classify the largest one.")
 @click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
-@click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box.")
+@click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, as_json):
@@ -51,7 +51,7 @@ def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, m
     view = "FER2013 labels"
     no_face = 0
     if detect:
-        images, found = _largest_faces(images, detector, margin)
+        images, found = _largest_faces(images, detector, classifier.margin if margin is None else margin)
         no_face = int((~found).sum())
     if ferplus_path:
         votes, _ = read_ferplus(ferplus_path)
@@ -88,7 +88,7 @@ def _largest_faces(photos, detector_name, margin):
 
     from .detect import make_detector
     from .notify import Notifier
-    from .preprocess import DEFAULT_MARGIN, SIZE, crop_face
+    from .preprocess import SIZE, crop_face
 
     detector = make_detector(detector_name, min_size=16, stills=True)
     crops, found = [], []
@@ -97,7 +97,7 @@ def _largest_faces(photos, detector_name, margin):
             boxes = detector.detect(photo)
             if boxes:
                 box = max(boxes, key=lambda b: b[2] * b[3])
-                crops.append(crop_face(photo, box[:4], DEFAULT_MARGIN if margin is None else margin))
+                crops.append(crop_face(photo, box[:4], margin))
             else:
                 crops.append(np.zeros((SIZE, SIZE), np.uint8))
             found.append(bool(boxes))
@@ -222,7 +222,6 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     from .classify import EmotionClassifier
     from .detect import make_detector
     from .notify import Notifier
-    from .preprocess import DEFAULT_MARGIN
     from .runner import Annotator, Pipeline, Window
     from .sinks import SQLiteLog, StdoutLog
     from .track import Tracker
@@ -279,7 +278,7 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
     pipeline = Pipeline(face_detector, classifier, tracker, sinks, device_id=device_id, log_interval=log_interval,
-                        margin=DEFAULT_MARGIN if margin is None else margin,
+                        margin=classifier.margin if margin is None else margin,
                         annotator=Annotator(annotate, first_source.fps) if annotate else None,
                         window=Window() if show else None, save_crops=save_crops, notifier=Notifier(),
                         sessions=None if stills else sessions, publisher=publisher, stats_interval=stats_interval,

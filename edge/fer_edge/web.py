@@ -79,7 +79,7 @@ class Analyzer:
 
         with self.lock:
             boxes = self.detector.detect(image)
-            faces = [crop_face(image, box[:4]) for box in boxes]
+            faces = [crop_face(image, box[:4], self.classifier.margin) for box in boxes]
             probs = self.classifier.predict(np.stack(faces)) if faces else np.zeros((0, len(LABELS)))
         out = []
         for box, p in sorted(zip(boxes, probs), key=lambda bp: bp[0][0]):
