@@ -31,7 +31,7 @@ def bench_pipeline(source, model_path, detector="auto", threads=1, warmup=20, ma
     """Run the pipeline over a video; per-stage medians (ms) and throughput."""
     stop = threading.Event()
     classifier = EmotionClassifier(model_path, threads=threads)
-    pipeline = Pipeline(make_detector(detector, threads=threads), classifier, Tracker(), sinks=())
+    pipeline = Pipeline(make_detector(detector, threads=threads), classifier, Tracker(), sinks=(), margin=classifier.margin)
     src = open_source(source=source, stop=stop)
     frames = 0
     start = None
