@@ -87,7 +87,6 @@ def _largest_faces(photos, detector_name, margin):
     import numpy as np
 
     from .detect import make_detector
-    from .notify import Notifier
     from .preprocess import SIZE, crop_face
 
     detector = make_detector(detector_name, min_size=16, stills=True)
