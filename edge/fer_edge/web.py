@@ -15,7 +15,6 @@ in an executor, only while someone watches.
 import asyncio
 import hmac
 import ipaddress
-import json
 import os
 import socket
 import threading

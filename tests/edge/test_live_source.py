@@ -10,8 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-import pytest
 
 
 class MJPEGServer:

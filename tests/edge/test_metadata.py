@@ -1,6 +1,5 @@
 """The runtime refuses models it cannot trust, with one line and a non-zero exit."""
 
-import json
 
 import pytest
 
