@@ -344,7 +344,8 @@ def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
 
     if not models:
         shipped = default_model_path()
-        models = [shipped] + [p for p in [shipped.replace("-int8.tflite", "-float32.tflite")] if os.path.exists(p)]
+        twin = shipped[: -len(".tflite")] + "-float32.tflite"  # fer-convert writes NAME-float32.tflite beside NAME
+        models = [shipped] + ([twin] if os.path.exists(twin) else [])
     thread_counts = thread_counts or (1, 2)
     faces = b.sample_faces(source, detector)
     results = {"source": source, "decode": b.bench_decode(source, max_frames), "pipeline": [], "classifier": []}
