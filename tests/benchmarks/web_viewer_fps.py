@@ -1,7 +1,11 @@
 """Benchmark: camera-loop frames/s of `fer-edge serve` over a video with no viewer and with
 one headless Chromium watching the live view, interleaved, medians of --repeats runs.
 
-    python tests/benchmarks/web_viewer_fps.py [--repeats 3] [--video PATH]
+On a real device the browser runs on another machine. Here it shares the 2 cores, so with
+--pin (the default) fer-edge runs on core 0 and Chromium on core 1: what is left to compare
+is what serving the viewer costs the fer-edge process itself. --no-pin shows the shared case.
+
+    python tests/benchmarks/web_viewer_fps.py [--repeats 3] [--video PATH] [--no-pin]
 """
 
 import argparse
@@ -20,22 +24,28 @@ from conftest import free_port  # noqa: E402
 VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
 
 
-def browser():
+def browser(pin, folder):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    driver = shutil.which("chromedriver")
+    if pin:  # the driver and every Chromium process it starts inherit core 1
+        wrapper = Path(folder) / "chromedriver-core1"
+        wrapper.write_text(f"#!/bin/sh\nexec taskset -c 1 {driver} \"$@\"\n")
+        wrapper.chmod(0o755)
+        driver = str(wrapper)
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"):
         options.add_argument(flag)
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def one_run(video, loops, watch, driver):
+def one_run(video, loops, watch, driver, pin):
     port = free_port()
     # --loop with --max-frames: a fixed amount of work, long enough for the viewer to matter.
-    command = [str(Path(sys.executable).parent / "fer-edge"), "serve", "--source", str(video), "--loop",
+    command = (["taskset", "-c", "0"] if pin else []) + [str(Path(sys.executable).parent / "fer-edge"), "serve", "--source", str(video), "--loop",
                "--max-frames", str(loops), "--no-db", "--quiet", "--web", f"127.0.0.1:{port}"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     if watch:
@@ -57,18 +67,23 @@ def main():
     parser.add_argument("--video", default=str(VIDEO))
     parser.add_argument("--frames", type=int, default=2400)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
-    driver = browser()
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    driver = browser(args.pin, folder)
     alone, watched = [], []
     try:
         for _ in range(args.repeats):
-            alone.append(one_run(args.video, args.frames, False, driver))
-            watched.append(one_run(args.video, args.frames, True, driver))
+            alone.append(one_run(args.video, args.frames, False, driver, args.pin))
+            watched.append(one_run(args.video, args.frames, True, driver, args.pin))
             driver.get("about:blank")
     finally:
         driver.quit()
     a, w = statistics.median(alone), statistics.median(watched)
-    print(f"camera loop over {Path(args.video).name}, {args.frames} frames, median of {args.repeats}:")
+    where = "fer-edge on core 0, Chromium on core 1" if args.pin else "fer-edge and Chromium sharing both cores"
+    print(f"camera loop over {Path(args.video).name}, {args.frames} frames, median of {args.repeats} ({where}):")
     print(f"  no viewer          {a:.1f} frames/s   {alone}")
     print(f"  one browser        {w:.1f} frames/s   {watched}")
     print(f"  ratio              {w / a:.3f}")
