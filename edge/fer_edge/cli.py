@@ -104,18 +104,24 @@ def _largest_faces(photos, detector_name, margin):
 
 
 def _frames_forever(open_fn, loop, stop):
-    """Frames of a source; with --loop a file starts again when it ends."""
+    """Frames of a source; with --loop a file starts again when it ends, its media time
+    carrying on from where the last pass ended (sessions and rate limits need a clock
+    that never runs backwards)."""
+    offset = 0.0
     while not stop.is_set():
         source = open_fn()
+        count, last = 0, 0.0
         try:
-            count = 0
             for frame in source.frames():
                 count += 1
+                last = frame.media_time
+                frame.media_time += offset
                 yield source, frame
         finally:
             source.close()
         if not loop or source.live or count == 0:
             return
+        offset += last + (1.0 / source.fps if source.fps else 0.04)
 
 
 def apply_config(ctx, path, params):

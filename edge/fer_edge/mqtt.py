@@ -165,8 +165,13 @@ class MQTTPublisher:
 
     # the sending thread: owns its own outbox connection
     def _pump(self):
+        """Send outbox rows in order. After a reconnect paho itself retransmits what was in
+        flight (same message ids, in order) and this thread carries on after the last row it
+        handed over: resending from the start here would put old rows after newer ones."""
+        import paho.mqtt.client as mqtt
+
         outbox = Outbox(self.db_path)
-        last_seq, was_connected = 0, False
+        last_seq = 0
         while not self.stop_event.is_set():
             self.wake.wait(0.5)
             self.wake.clear()
@@ -175,18 +180,13 @@ class MQTTPublisher:
             outbox.acknowledged(acked)
             self.sent += len(acked)
             if not self.connected.is_set():
-                was_connected = False
                 continue
-            if not was_connected:  # a new connection: resend everything not acknowledged, in order
-                with self.lock:
-                    self.inflight.clear()
-                last_seq, was_connected = 0, True
             room = self.s.window - len(self.inflight)
             for seq, topic, payload, qos, retain in outbox.pending(last_seq, max(0, room)):
                 info = self.client.publish(topic, payload, qos=qos, retain=bool(retain))
-                if info.rc != 0:
-                    break
-                with self.lock:
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    break  # not queued by paho: try this row again later
+                with self.lock:  # sent, or queued by paho for the next connection
                     if qos == 0:
                         self.acked.append(seq)
                     else:

@@ -2,6 +2,7 @@
 discovery, a broker outage in the middle of a run, and a SIGKILL with messages waiting."""
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -48,7 +49,7 @@ SESSION_FLAGS = ["--session-min", "0.5", "--session-gap", "0.5", "--exit-seconds
 
 
 def stored_session_ids(db):
-    return [row[0] for row in sqlite3.connect(db).execute("SELECT id FROM sessions ORDER BY start")]
+    return [row[0] for row in sqlite3.connect(db).execute("SELECT id FROM sessions ORDER BY rowid")]
 
 
 def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
@@ -128,30 +129,36 @@ def test_discovery_is_resent_when_home_assistant_comes_online(tmp_path, model_pa
 
 
 def test_broker_outage_mid_run_loses_nothing(tmp_path, model_path, visits_video):
+    # 5 s here; the README's figure comes from FER_EDGE_OUTAGE_SECONDS=30 (the issue's goal).
+    outage = float(os.environ.get("FER_EDGE_OUTAGE_SECONDS", "5"))
     broker = Broker(tmp_path).start()
     recorder = Recorder(broker.port, topics=("fer-edge/+/session",))
     db = tmp_path / "log.db"
+    frames = int((outage + 9) * 30)  # the visits video runs at 30 fps: a visit every 2.7 s
     process = subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", db,
-                                        "--mqtt", f"127.0.0.1:{broker.port}", "--realtime", *SESSION_FLAGS),
+                                        "--mqtt", f"127.0.0.1:{broker.port}", "--realtime", "--loop",
+                                        "--max-frames", frames, *SESSION_FLAGS),
                                stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2.5)
         broker.stop()                     # the broker goes away in the middle of the run...
-        time.sleep(5)
+        time.sleep(outage)
         broker.start()                    # ...and comes back
-        _, err = process.communicate(timeout=120)
+        _, err = process.communicate(timeout=120 + outage)
         assert process.returncode == 0, err
         assert "MQTT disconnected" in err
         produced = stored_session_ids(db)
-        assert len(produced) == 4
-        assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) == 4, 30)
+        assert len(produced) >= 4
+        assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) == len(produced), 30)
     finally:
         recorder.close()
         broker.stop()
     received = [s["id"] for s in recorder.json_on("/session")]
     unique_in_order = list(dict.fromkeys(received))
-    assert unique_in_order == produced, "every session, in order"
-    assert len(received) - len(unique_in_order) == len(received) - len(set(received))  # duplicates share an id
+    order = [produced.index(i) if i in produced else -1 for i in received]
+    assert unique_in_order == produced, f"every session, in order: received indices {order}"
+    print(f"outage {outage:.0f} s: {len(produced)} sessions produced, {len(received)} messages received, "
+          f"{len(unique_in_order)} unique, in order")
 
 
 def test_sigkill_with_messages_waiting_delivers_after_restart(tmp_path, model_path, visits_video):

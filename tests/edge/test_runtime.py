@@ -38,8 +38,11 @@ def test_run_over_a_video_logs_tracked_faces(photos, model_path, tmp_path):
     result = run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--model", model_path,
                      "--db", db, "--json", "--log-interval", "0.5", "--annotate", annotated)
     assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    events = [line for line in lines if "track" in line]
+    sessions = [line["session"] for line in lines if "session" in line]
     assert events and {e["track"] for e in events} == {1}, "one person, one stable track id"
+    assert len(sessions) == 1 and sessions[0]["frames"] == 72 and sessions[0]["tracks"] == [1]
     assert set(events[0]) >= {"ts", "device", "track", "label", "confidence", "probs", "box"}
     assert abs(sum(events[0]["probs"].values()) - 1) < 1e-3
     rows = sqlite3.connect(db).execute("SELECT frame, track, label, p_happy FROM emotions ORDER BY id").fetchall()
@@ -79,7 +82,7 @@ def test_sigterm_flushes_the_log_and_prints_a_summary(photos, model_path, tmp_pa
     out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
     assert "stopped:" in err and "Traceback" not in err
-    printed = 1 + len(out.splitlines())
+    printed = 1 + len([line for line in out.splitlines() if '"session"' not in line[:12]])
     stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0]
     assert stored == printed, "every update shown was also committed"
 

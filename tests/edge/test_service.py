@@ -30,7 +30,9 @@ def test_example_config_is_valid():
     ("[detector]\ntype = \"yolo\"\n", "[detector] type: expected one of auto, haar"),
     ("[source]\ncamera = \"front\"\n", "[source] camera: expected a camera index"),
     ("[source]\ncamera = 0\npath = \"a.mp4\"\n", "give camera or path, not both"),
-    ("[mqtt]\nhost = \"x\"\n", "[mqtt]: unknown section"),
+    ("[cloud]\nhost = \"x\"\n", "[cloud]: unknown section"),
+    ("[sessions.valence]\njoy = 1.0\n", "unknown emotion 'joy'"),
+    ("[mqtt]\nhots = \"x\"\n", "[mqtt] hots: unknown key"),
     ("[log\n", "not valid TOML"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, message):
