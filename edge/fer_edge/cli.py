@@ -300,7 +300,7 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     elapsed = time.monotonic() - stats.started
     first = f", first face logged {stats.first_face_at - START:.2f} s after start" if stats.first_face_at else ""
     say(f"{'stopped' if stop.is_set() else 'done'}: {stats.frames} frames, {stats.faces} faces, "
-        f"{len(stats.track_ids)} tracks, {stats.updates} updates logged in {elapsed:.1f} s "
+        f"{stats.tracks} tracks, {stats.updates} updates logged in {elapsed:.1f} s "
         f"({stats.fps():.1f} frames/s), {pipeline.sessions_done} sessions{first}")
 
 

@@ -40,8 +40,7 @@ class LiveState:
     def status(self):
         with self.lock:
             stats, tracks = self.stats, list(self.tracks)
-        recent = stats.total[-50:] if stats else []
-        fps = len(recent) / sum(recent) if recent and sum(recent) > 0 else 0.0
+        fps = stats.recent_fps() if stats else 0.0
         return dict(self.info, uptime=round(time.time() - self.started, 1), frames=stats.frames if stats else 0,
                     fps=round(fps, 2), faces=stats.faces if stats else 0, viewers=self.viewers,
                     tracks=[{"id": t.id, "label": t.label, "confidence": round(t.confidence, 4),

@@ -60,9 +60,7 @@ class Notifier:
 
     @staticmethod
     def _status(stats):
-        recent = stats.total[-50:]
-        fps = len(recent) / sum(recent) if recent and sum(recent) > 0 else 0.0
-        return f"STATUS={stats.frames} frames, {fps:.1f} fps, {stats.faces} faces, {len(stats.track_ids)} tracks"
+        return f"STATUS={stats.frames} frames, {stats.recent_fps():.1f} fps, {stats.faces} faces, {stats.tracks} tracks"
 
     def stopping(self):
         self.send("STOPPING=1")

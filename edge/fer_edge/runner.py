@@ -6,13 +6,22 @@ per frame); the loop only moves frames. Stage times are kept for `fer-edge bench
 
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from .preprocess import DEFAULT_MARGIN, crop_face
+from .report import parse_since
 from .sinks import event
+
+
+KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
+
+
+def _timings():
+    return deque(maxlen=KEPT_TIMINGS)
 
 
 @dataclass
@@ -20,17 +29,23 @@ class Stats:
     frames: int = 0
     faces: int = 0
     updates: int = 0
+    tracks: int = 0                  # distinct faces tracked (track ids only grow)
     first_face_at: float = None      # monotonic time the first face was logged
     started: float = field(default_factory=time.monotonic)
-    decode: list = field(default_factory=list)
-    detect: list = field(default_factory=list)
-    classify: list = field(default_factory=list)
-    total: list = field(default_factory=list)
-    track_ids: set = field(default_factory=set)
+    decode: deque = field(default_factory=_timings)
+    detect: deque = field(default_factory=_timings)
+    classify: deque = field(default_factory=_timings)
+    total: deque = field(default_factory=_timings)
 
     def fps(self):
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def recent_fps(self, n=50):
+        """Frames/s over the last n frames' processing times."""
+        recent = list(self.total)[-n:]
+        busy = sum(recent)
+        return len(recent) / busy if busy > 0 else 0.0
 
 
 def draw(image, tracks):
@@ -137,14 +152,13 @@ class Pipeline:
     def stats_payload(self):
         """What the stats topic carries: throughput, stage latencies, counts, uptime."""
         s = self.stats
-        recent = lambda values: round(float(np.median(values[-100:])) * 1000, 2) if values else None  # noqa: E731
+        recent = lambda values: round(float(np.median(list(values)[-100:])) * 1000, 2) if values else None  # noqa: E731
         payload = {"device": self.device_id, "ts": round(time.time(), 3), "uptime": round(time.monotonic() - s.started, 1),
-                   "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": len(s.track_ids),
+                   "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": s.tracks,
                    "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done}
         for sink in self.sinks:
             if hasattr(sink, "sessions_since"):
-                midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
-                payload["sessions_today"] = sink.sessions_since(midnight)
+                payload["sessions_today"] = sink.sessions_since(parse_since("today"))
         if self.publisher:
             payload["outbox_pending"] = self.publisher.outbox.count()
             payload["dropped"] = dict(self.publisher.outbox.counters(), emotion_offline=self.publisher.dropped_offline)
@@ -153,7 +167,7 @@ class Pipeline:
     def _log(self, frame, tracks, faces):
         now = time.time()
         for i, track in enumerate(tracks):
-            self.stats.track_ids.add(track.id)
+            self.stats.tracks = max(self.stats.tracks, track.id)
             last = self.last_logged.get(track.id)
             if last is not None and frame.media_time - last < self.log_interval:
                 continue
