@@ -69,12 +69,10 @@ class HaarDetector:
             small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px), outputRejectLevels=True)
         if not len(found):
             return []
-        found = np.asarray(found, np.float32) / scale
-        scores = np.asarray(weights, np.float32).ravel()
-        corners = np.concatenate([found[:, :2], found[:, :2] + found[:, 2:]], axis=1)
+        boxes = [(*(float(v) / scale for v in box), float(weight))
+                 for box, weight in zip(found, np.asarray(weights).ravel())]
         # The cascade can report one face twice at neighbouring scales: keep the stronger.
-        boxes = [(*map(float, found[i]), float(scores[i])) for i in nms(corners, scores, 0.3)]
-        return keep_usable(boxes, frame.shape, self.min_size)
+        return keep_usable(nms_boxes(boxes, 0.3), frame.shape, self.min_size)
 
 
 BLAZEFACE_FILES = {"blazeface": "face_detection_short_range.tflite",
@@ -138,6 +136,15 @@ def nms(boxes, scores, iou_threshold):
         iou = inter / (area(boxes[i]) + area(boxes[rest]) - inter + 1e-9)
         order = rest[iou < iou_threshold]
     return keep
+
+
+def nms_boxes(boxes, iou_threshold):
+    """NMS over (x, y, w, h, score) boxes; returns the kept ones, strongest first."""
+    if len(boxes) < 2:
+        return list(boxes)
+    array = np.array([b[:4] for b in boxes], np.float32)
+    corners = np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
+    return [boxes[i] for i in nms(corners, np.array([b[4] for b in boxes], np.float32), iou_threshold)]
 
 
 class BlazeFaceDetector:
@@ -211,12 +218,7 @@ class FusedDetector:
         self.iou_threshold = iou_threshold
 
     def detect(self, frame):
-        boxes = [b for part in self.parts for b in part.detect(frame)]
-        if len(boxes) < 2:
-            return boxes
-        array = np.array([b[:4] for b in boxes], np.float32)
-        corners = np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
-        return [boxes[i] for i in nms(corners, np.array([b[4] for b in boxes], np.float32), self.iou_threshold)]
+        return nms_boxes([b for part in self.parts for b in part.detect(frame)], self.iou_threshold)
 
 
 VARIANTS = {"blazeface": ["blazeface"], "blazeface-both": ["blazeface", "blazeface-full"]}
