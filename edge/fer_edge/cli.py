@@ -297,7 +297,7 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
         pipeline.close()
         if server:
             server.stop()
-    elapsed = time.monotonic() - stats.started
+    elapsed = stats.elapsed()
     first = f", first face logged {stats.first_face_at - START:.2f} s after start" if stats.first_face_at else ""
     say(f"{'stopped' if stop.is_set() else 'done'}: {stats.frames} frames, {stats.faces} faces, "
         f"{stats.tracks} tracks, {stats.updates} updates logged in {elapsed:.1f} s "

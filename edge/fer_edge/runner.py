@@ -32,13 +32,18 @@ class Stats:
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
     first_face_at: float = None      # monotonic time the first face was logged
     started: float = field(default_factory=time.monotonic)
+    ended: float = None              # monotonic time the last frame was done (set by Pipeline.run)
     decode: deque = field(default_factory=_timings)
     detect: deque = field(default_factory=_timings)
     classify: deque = field(default_factory=_timings)
     total: deque = field(default_factory=_timings)
 
+    def elapsed(self):
+        """Seconds of the camera loop: to its last frame once it has ended, not to shutdown's end."""
+        return (self.ended or time.monotonic()) - self.started
+
     def fps(self):
-        elapsed = time.monotonic() - self.started
+        elapsed = self.elapsed()
         return self.frames / elapsed if elapsed > 0 else 0.0
 
     def recent_fps(self, n=50):
@@ -194,6 +199,7 @@ class Pipeline:
             if frame is None:
                 break
             self.process(frame, time.perf_counter() - t)
+        self.stats.ended = time.monotonic()
         return self.stats
 
     def close(self):

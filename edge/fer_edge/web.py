@@ -125,6 +125,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
 
     page = resources.files("fer_edge").joinpath("web_page.html").read_text()
     executor = None
+    streams = set()  # the running /live.mjpg handlers
 
     def error(status, message):
         return web.json_response({"error": message}, status=status)
@@ -198,6 +199,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         await response.prepare(request)
         loop = asyncio.get_running_loop()
         live.viewers += 1
+        streams.add(asyncio.current_task())
         last_seq, interval = -1, 1.0 / live_fps
         try:
             while True:
@@ -214,12 +216,20 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
             pass
         finally:
             live.viewers -= 1
+            streams.discard(asyncio.current_task())
         return response
+
+    async def close_streams(app):
+        # A stream never ends by itself: without this, shutdown waits for every viewer's
+        # connection until the server's timeout, and `fer-edge serve` takes that long to stop.
+        for task in list(streams):
+            task.cancel()
 
     async def openapi_json(request):
         return web.json_response(openapi(max_upload))
 
     app = web.Application(middlewares=[auth], client_max_size=max_upload + 256 * 1024)
+    app.on_shutdown.append(close_streams)
     app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
                     web.get("/api/report", report), web.post("/api/analyze", analyze), web.get("/live.mjpg", mjpeg),
                     web.get("/openapi.json", openapi_json)])
