@@ -5,10 +5,11 @@ On a real device the browser runs on another machine. Here it shares the 2 cores
 --pin (the default) fer-edge runs on core 0 and Chromium on core 1: what is left to compare
 is what serving the viewer costs the fer-edge process itself. --no-pin shows the shared case.
 
-    python tests/benchmarks/web_viewer_fps.py [--repeats 3] [--video PATH] [--no-pin]
+    python tests/benchmarks/web_viewer_fps.py [--repeats 3] [--video PATH] [--no-pin] [--realtime --frames 480]
 """
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -42,11 +43,22 @@ def browser(pin, folder):
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def one_run(video, loops, watch, driver, pin):
+def count_viewers(port, seen):
+    """Record the live view's viewer count while the run goes on (proves the browser watched)."""
+    for _ in range(10):
+        time.sleep(0.5)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=1) as r:
+                seen.append(json.load(r)["viewers"])
+        except OSError:
+            return
+
+
+def one_run(video, loops, watch, driver, pin, seen, realtime=False):
     port = free_port()
     # --loop with --max-frames: a fixed amount of work, long enough for the viewer to matter.
     command = (["taskset", "-c", "0"] if pin else []) + [str(Path(sys.executable).parent / "fer-edge"), "serve", "--source", str(video), "--loop",
-               "--max-frames", str(loops), "--no-db", "--quiet", "--web", f"127.0.0.1:{port}"]
+               "--max-frames", str(loops), "--no-db", "--quiet", "--web", f"127.0.0.1:{port}"] + (["--realtime"] if realtime else [])
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     if watch:
         deadline = time.monotonic() + 30
@@ -57,6 +69,7 @@ def one_run(video, loops, watch, driver, pin):
             except OSError:
                 time.sleep(0.05)
         threading.Thread(target=lambda: driver.get(f"http://127.0.0.1:{port}/"), daemon=True).start()
+        threading.Thread(target=count_viewers, args=(port, seen), daemon=True).start()
     _, err = process.communicate()
     line = [l for l in err.splitlines() if "frames/s" in l][-1]
     return float(line.split("(")[1].split(" frames/s")[0])
@@ -68,24 +81,28 @@ def main():
     parser.add_argument("--frames", type=int, default=2400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--realtime", action="store_true", help="pace the video at its own frame rate, like a camera")
     args = parser.parse_args()
     import tempfile
 
     folder = tempfile.mkdtemp()
     driver = browser(args.pin, folder)
-    alone, watched = [], []
+    alone, watched, viewers = [], [], []
     try:
         for _ in range(args.repeats):
-            alone.append(one_run(args.video, args.frames, False, driver, args.pin))
-            watched.append(one_run(args.video, args.frames, True, driver, args.pin))
+            alone.append(one_run(args.video, args.frames, False, driver, args.pin, [], args.realtime))
+            seen = []
+            watched.append(one_run(args.video, args.frames, True, driver, args.pin, seen, args.realtime))
+            viewers.append(max(seen, default=0))
             driver.get("about:blank")
     finally:
         driver.quit()
     a, w = statistics.median(alone), statistics.median(watched)
     where = "fer-edge on core 0, Chromium on core 1" if args.pin else "fer-edge and Chromium sharing both cores"
-    print(f"camera loop over {Path(args.video).name}, {args.frames} frames, median of {args.repeats} ({where}):")
+    pace = "paced at the video's frame rate" if args.realtime else "as fast as it goes"
+    print(f"camera loop over {Path(args.video).name} ({pace}), {args.frames} frames, median of {args.repeats} ({where}):")
     print(f"  no viewer          {a:.1f} frames/s   {alone}")
-    print(f"  one browser        {w:.1f} frames/s   {watched}")
+    print(f"  one browser        {w:.1f} frames/s   {watched}  (viewers seen: {viewers})")
     print(f"  ratio              {w / a:.3f}")
 
 
