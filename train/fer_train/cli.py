@@ -23,9 +23,9 @@ def main():
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
 @click.option("--arch", default="ferdsnet", show_default=True, help="Architecture (ferdsnet, ferdsnet-s, ferdsnet-l).")
-@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=3e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+@click.option("--epochs", default=36, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
 @click.option("--patience", default=10, show_default=True, type=click.IntRange(0), help="Early-stop epochs (0: off).")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
