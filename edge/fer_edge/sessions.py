@@ -9,6 +9,7 @@ maps that mean onto 0..100 through configurable valence weights.
 """
 
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,32 +29,38 @@ def satisfaction(probs, valence=DEFAULT_VALENCE):
 
 @dataclass
 class Session:
+    """What a summary needs, and no more: a face that stays for hours (or a poster that
+    looks like one) must not grow the service's memory. Per-frame labels are counted as
+    they come; only the last `exit_seconds` of probabilities are kept."""
+
     id: str
     started: float
     last_seen: float
     box: tuple
+    exit_seconds: float
     tracks: set = field(default_factory=set)
-    times: list = field(default_factory=list)
-    probs: list = field(default_factory=list)
+    frames: int = 0
+    label_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS), np.int64))
+    recent: deque = field(default_factory=deque)  # (t, probs) within exit_seconds of last_seen
     confirmed: bool = False
 
     def add(self, t, probs, box, track_id):
-        self.times.append(t)
-        self.probs.append(np.asarray(probs, np.float64))
+        probs = np.asarray(probs, np.float64)
+        self.frames += 1
+        self.label_counts[int(probs.argmax())] += 1
+        self.recent.append((t, probs))
+        while self.recent[0][0] < t - self.exit_seconds:
+            self.recent.popleft()
         self.last_seen, self.box = t, box
         self.tracks.add(track_id)
 
-    def summary(self, exit_seconds, valence, device_id, wall_time_of):
-        probs = np.stack(self.probs)
-        times = np.array(self.times)
-        labels = probs.argmax(axis=1)
-        shares = np.bincount(labels, minlength=len(LABELS)) / len(labels)
-        exit_mask = times >= self.last_seen - exit_seconds
-        exit_probs = probs[exit_mask].mean(axis=0)
+    def summary(self, valence, device_id, wall_time_of):
+        shares = self.label_counts / self.frames
+        exit_probs = np.stack([p for _, p in self.recent]).mean(axis=0)
         return {
             "id": self.id, "device": device_id,
             "start": round(wall_time_of(self.started), 3), "end": round(wall_time_of(self.last_seen), 3),
-            "duration": round(self.last_seen - self.started, 2), "frames": len(self.times),
+            "duration": round(self.last_seen - self.started, 2), "frames": self.frames,
             "shares": {label: round(float(s), 4) for label, s in zip(LABELS, shares)},
             "dominant": LABELS[int(shares.argmax())],
             "exit_emotion": LABELS[int(exit_probs.argmax())],
@@ -87,7 +94,8 @@ class SessionTracker:
         for track in tracks:
             session = self.by_track.get(track.id)
             if session is None:
-                session = self._continuing(t, track.box) or Session(uuid.uuid4().hex, t, t, track.box)
+                session = (self._continuing(t, track.box)
+                           or Session(uuid.uuid4().hex, t, t, track.box, self.exit_seconds))
                 if session not in self.open:
                     self.open.append(session)
                 self.by_track[track.id] = session
@@ -109,7 +117,7 @@ class SessionTracker:
             for track_id in session.tracks:
                 self.by_track.pop(track_id, None)
             if session.confirmed:  # a glimpse shorter than min_seconds is not a visit
-                finished.append(session.summary(self.exit_seconds, self.valence, self.device_id, self.wall_time_of))
+                finished.append(session.summary(self.valence, self.device_id, self.wall_time_of))
         return finished
 
     def flush(self):

@@ -71,3 +71,16 @@ def test_score_is_configurable_and_bounded():
     tracker = SessionTracker(valence={"neutral": 1.0})
     s = play(tracker, [(3, [track(1, "neutral")]), (5, [])])[0]
     assert s["satisfaction"] > 90
+
+
+def test_a_face_that_stays_for_hours_keeps_only_the_exit_window():
+    # A poster or a visitor who never leaves: a months-long service must not keep every frame.
+    tracker = SessionTracker(exit_seconds=2)
+    finished, fps = [], 10
+    for i in range(2 * 3600 * fps):  # two hours at 10 frames/s
+        label = "happy" if i < 3600 * fps else "sad"
+        finished += tracker.update(i / fps, [track(1, label)])
+    assert finished == [] and len(tracker.open[0].recent) <= 2 * fps + 1
+    s = tracker.flush()[0]
+    assert s["frames"] == 2 * 3600 * fps and s["shares"]["happy"] == pytest.approx(0.5)
+    assert s["exit_emotion"] == "sad"
