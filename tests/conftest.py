@@ -84,8 +84,7 @@ def tiny_run(small_csv, tmp_path_factory):
     """A real (tiny) training run: 1 epoch on 600 real FER2013 rows; returns the run folder."""
     pytest.importorskip("tensorflow")
     out = tmp_path_factory.mktemp("run") / "tiny"
-    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--batch-size", "64",
-                     "--epochs", "1", "--out", out)
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--batch-size", "64", "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 

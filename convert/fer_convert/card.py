@@ -45,7 +45,7 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
     for mode, splits in results.items():
         recall = splits.get("PrivateTest", {}).get("per_class_recall", {})
         lines.append(f"| {mode} | " + " | ".join(f"{recall.get(label, 0) * 100:.1f} %" for label in LABELS) + " |")
-    lines += ["", "Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real PrivateTest faces.",
+    lines += ["", "Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real PublicTest faces.",
               "", "## Use and limits", "",
               "- Input: a face crop made by `fer_edge.preprocess.crop_face` (grey, square, 48×48). The metadata "
               "inside the file says so, and `fer-edge` refuses a model whose metadata it cannot honour.",

@@ -19,15 +19,6 @@ from fer_edge.metadata import FORMAT, FORMAT_VERSION, embed_metadata
 from fer_edge.preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
 
 
-def _metadata_json(model_bytes):
-    import io
-    import zipfile
-
-    from fer_edge.metadata import METADATA_NAME
-
-    return zipfile.ZipFile(io.BytesIO(model_bytes)).read(METADATA_NAME)
-
-
 def _run_record(model_path):
     """What the training run folder says about this model (state.json, metrics.json)."""
     folder = os.path.dirname(os.path.abspath(model_path))
@@ -91,7 +82,7 @@ def _measure(model_bytes, metadata, splits):
             report = classification_report(faces.labels, predicted)
             results[name] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "per_class_recall")}
         quant = (classifier.input_quant, classifier.output_quant)
-        latency = per_face_ms(EmotionClassifier(f.name, threads=1), next(iter(splits.values())).images[:300],
+        latency = per_face_ms(EmotionClassifier(f.name, threads=1), splits["PublicTest"].images[:300],
                               warmup=30, repeats=300)
     return results, quant, latency
 
@@ -148,16 +139,16 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
     evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
     # Float32 is always measured: it is the reference the int8 model is gated against.
     wanted = list(dict.fromkeys(["float32", *modes]))
-    results, blobs, latency = {}, {}, {}
+    results, blobs, metadatas, latency = {}, {}, {}, {}
     for mode in wanted:
         click.echo(f"converting {mode}...", err=True)
         calibration = calibration_faces(splits["Training"].images, splits["Training"].labels, calib) if mode == "int8" else None
         blob = convert(model, mode, calibration)
         draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None, margin)
         accuracy, (in_q, out_q), latency[mode] = _measure(blob, draft, evaluate)
-        metadata = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
-                                  list(in_q) if in_q else None, list(out_q) if out_q else None, margin)
-        blobs[mode] = embed_metadata(blob, metadata)
+        metadatas[mode] = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
+                                         list(in_q) if in_q else None, list(out_q) if out_q else None, margin)
+        blobs[mode] = embed_metadata(blob, metadatas[mode])
         results[mode] = accuracy
         line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())
         click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}; {latency[mode]:.3f} ms/face (1 thread)")
@@ -173,14 +164,12 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
     stem, ext = os.path.splitext(output)
     primary = modes[0]
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    for mode in modes:
-        if mode == "int8" and refused:
-            continue
+    written = [mode for mode in modes if not (mode == "int8" and refused)]
+    for mode in written:
         path = output if mode == primary else f"{stem}-{mode}{ext or '.tflite'}"
         with open(path, "wb") as f:
             f.write(blobs[mode])
         click.echo(f"wrote {path}")
-    written = {m: r for m, r in results.items() if m in modes and not (m == "int8" and refused)}
     if written and card:
         from fer_edge.hardware import describe
 
@@ -188,9 +177,9 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
 
         card_path = f"{stem}.md"
         with open(card_path, "w") as f:
-            f.write(model_card(os.path.basename(output), written, {m: len(blobs[m]) for m in written}, latency,
-                               json.loads(_metadata_json(blobs[primary] if primary in written else blobs[next(iter(written))])),
-                               describe()))
+            shown = {m: r for m, r in results.items() if m in written}  # float32 first, as converted
+            f.write(model_card(os.path.basename(output), shown, {m: len(blobs[m]) for m in shown}, latency,
+                               metadatas[primary if primary in shown else next(iter(shown))], describe()))
         click.echo(f"wrote {card_path}")
     if refused:
         raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on PublicTest (> {max_loss}); "
