@@ -16,7 +16,6 @@ import numpy as np
 
 from .datasets import IMAGE_SUFFIXES
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264")
 STREAM_TIMEOUT_MS = 5000
 URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 

@@ -60,18 +60,20 @@ class EmotionClassifier:
     def name(self):
         return os.path.basename(self.path)
 
+    def _allocate(self, n):
+        self.interpreter.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
+        self.interpreter.allocate_tensors()
+        self.batch = n
+
     def _resize(self, n):
         if n == self.batch:
             return
         try:
-            self.interpreter.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
-            self.interpreter.allocate_tensors()
-            self.batch = n
+            self._allocate(n)
         except (RuntimeError, ValueError):
             # Some graphs bake their batch size in (a reshape): go back to one face per call.
-            self.interpreter.resize_tensor_input(self.input["index"], [1, *self.input["shape"][1:]])
-            self.interpreter.allocate_tensors()
-            self.batch, self.can_batch = 1, False
+            self._allocate(1)
+            self.can_batch = False
 
     def _run(self, batch):
         self.interpreter.set_tensor(self.input["index"], batch)

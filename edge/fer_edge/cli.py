@@ -22,6 +22,11 @@ def default_db_path():
     return os.path.join(state.split(":")[0], "fer-edge.db")
 
 
+def log_path(db_path, no_db):
+    """The SQLite log to write: --db, else the default; None with --no-db."""
+    return None if no_db else (db_path or default_db_path())
+
+
 @click.group(cls=guarded(click.Group))
 @click.version_option(package_name="fer-edge")
 def main():
@@ -245,15 +250,16 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     open_fn = lambda: open_source(camera=camera, source=source, stop=stop, on_event=say)  # noqa: E731
     first_source = open_fn()  # fail fast on a bad source, before loading anything else
     first_source.close()
+    stills = isinstance(first_source, ImageSource)
+    source_name = str(camera if camera is not None else source)
     classifier = EmotionClassifier(model_path, threads=threads, delegate=None if delegate == "cpu" else delegate)
-    face_detector = make_detector(detector, blazeface_model, stills=isinstance(first_source, ImageSource),
-                                  min_size=min_face, threads=threads)
+    face_detector = make_detector(detector, blazeface_model, stills=stills, min_size=min_face, threads=threads)
     device_id = device_id or socket.gethostname()
     sinks = []
-    db_path = None if no_db else (db_path or default_db_path())
+    db_path = log_path(db_path, no_db)
     if db_path:
         sinks.append(SQLiteLog(db_path))
-        sinks[-1].start_run(device_id, str(camera if camera is not None else source), classifier.name, face_detector.name)
+        sinks[-1].start_run(device_id, source_name, classifier.name, face_detector.name)
     if not quiet or as_json:
         sinks.append(StdoutLog(as_json=as_json))
     publisher = None
@@ -272,13 +278,12 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     started_wall = time.time()
     sessions = SessionTracker(min_seconds=session_min, gap_seconds=session_gap, exit_seconds=exit_seconds,
                               valence=valence, device_id=device_id, wall_time_of=lambda t: started_wall + t)
-    stills = isinstance(first_source, ImageSource)
     live = server = None
     if web:
         from .live import LiveState
 
         live = LiveState({"device": device_id, "model": classifier.name, "detector": face_detector.name,
-                          "source": str(camera if camera is not None else source), "camera": True})
+                          "source": source_name, "camera": True})
         server = start_web(web, web_token_file, live, model_path, blazeface_model, db_path, max_upload_mb, live_fps, say)
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
@@ -324,7 +329,7 @@ def start_web(listen, token_file, live, model_path, blazeface_model, db_path, ma
 
 def serve_only(web, token_file, model_path, blazeface_model, db_path, no_db, max_upload_mb, live_fps, stop, say):
     """No camera: the page, the report and photo analysis until SIGINT/SIGTERM."""
-    db_path = None if no_db else (db_path or default_db_path())
+    db_path = log_path(db_path, no_db)
     server = start_web(web, token_file, None, model_path, blazeface_model, db_path, max_upload_mb, live_fps, say)
     try:
         while not stop.wait(0.5):
@@ -419,7 +424,7 @@ def config_check(path):
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help="Config file to read.")
 @click.pass_context
 def config_show(ctx, config_path):
-    """The effective settings of `run` (defaults, then the file), secrets masked."""
+    """The effective settings of `run` (defaults, then the file)."""
     from .config import load_config, render
 
     settings = {p.name: p.default for p in run.params if p.name != "config_path"}

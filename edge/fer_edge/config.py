@@ -1,7 +1,8 @@
 """The config file (TOML): every option of `fer-edge run` in one typed, validated structure.
 
 Command-line flags override the file. A wrong key or value is one line naming the key and
-what is allowed. Secrets (keys ending in `password` or `token`) are masked when shown.
+what is allowed. The file never holds a secret itself, only the paths of files that do
+(`password_file`, `token_file`), so showing it reveals none.
 """
 
 try:
@@ -155,12 +156,8 @@ def validate(data, path="config"):
     return values
 
 
-def is_secret(key):
-    return key.endswith(("password", "token"))
-
-
 def render(settings):
-    """The effective settings as TOML-like text, secrets masked."""
+    """The effective settings as TOML-like text."""
     lines = []
     for section, entries in SCHEMA.items():
         lines.append(f"[{section}]")
@@ -172,11 +169,10 @@ def render(settings):
             if value is None:
                 lines.append(f"# {key} = (unset: {help_text})")
                 continue
-            shown = "********" if is_secret(key) and value else value
             if isinstance(value, dict):
                 lines.append(f"{key} = {{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }")
                 continue
-            lines.append(f"{key} = {_toml_value(shown)}")
+            lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -54,8 +54,7 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, max_side=480, min_size=24, min_neighbors=5, scale_factor=1.1):
-        path = os.path.join(getattr(cv2, "data", None).haarcascades if hasattr(cv2, "data") else "",
-                            "haarcascade_frontalface_default.xml")
+        path = os.path.join(cv2.data.haarcascades if hasattr(cv2, "data") else "", "haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise DetectorError(f"Haar cascade not found at {path} (opencv-python-headless 5.x ships none: use <5)")
@@ -122,6 +121,7 @@ def blazeface_anchors(size=128, strides=(8, 16, 16, 16), per_layer=2):
 def nms(boxes, scores, iou_threshold):
     """Indices kept by greedy non-maximum suppression; boxes are (x0, y0, x1, y1)."""
     order = np.argsort(-scores)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     keep = []
     while order.size:
         i = order[0]
@@ -132,8 +132,7 @@ def nms(boxes, scores, iou_threshold):
         xx1 = np.minimum(boxes[i, 2], boxes[rest, 2])
         yy1 = np.minimum(boxes[i, 3], boxes[rest, 3])
         inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
-        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-        iou = inter / (area(boxes[i]) + area(boxes[rest]) - inter + 1e-9)
+        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
         order = rest[iou < iou_threshold]
     return keep
 
@@ -168,9 +167,9 @@ class BlazeFaceDetector:
         self.size = int(self.input["shape"][1])
         outputs = self.interpreter.get_output_details()
         self.regressors = next(o for o in outputs if o["shape"][-1] == 16)["index"]
-        self.scores = next(o for o in outputs if o["shape"][-1] == 1)["index"]
-        n_anchors = \
-            int(next(o for o in outputs if o["shape"][-1] == 1)["shape"][1])
+        score_output = next(o for o in outputs if o["shape"][-1] == 1)
+        self.scores = score_output["index"]
+        n_anchors = int(score_output["shape"][1])
         if n_anchors not in ANCHOR_LAYOUTS:
             raise DetectorError(f"{path}: {n_anchors} anchors is not a known BlazeFace layout")
         self.anchors = blazeface_anchors(**ANCHOR_LAYOUTS[n_anchors])

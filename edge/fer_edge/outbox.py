@@ -10,8 +10,9 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 """
 
 import json
-import sqlite3
 import uuid
+
+from .sinks import open_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -28,20 +29,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 
-def connect(path):
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit: every put is durable
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
-    return db
-
-
 class Outbox:
     """One per thread: each holds its own SQLite connection to the same file."""
 
     def __init__(self, path, max_messages=100_000):
         self.path, self.max_messages = path, max_messages
-        self.db = connect(path)
+        self.db = open_wal(path, SCHEMA, timeout=30, isolation_level=None)  # autocommit: every put is durable
 
     def put(self, kind, topic, payload, qos=1, retain=False, created=0.0):
         """Store a message; `payload` (a dict) gets its `msg_id`. Returns the msg_id."""
@@ -50,7 +43,7 @@ class Outbox:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created) VALUES (?,?,?,?,?,?,?)",
                             (msg_id, kind, topic, json.dumps(payload), qos, int(retain), created))
-            excess = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.max_messages
+            excess = self.count() - self.max_messages
             if excess > 0:
                 self._drop(excess)
         return msg_id

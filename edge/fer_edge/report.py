@@ -51,7 +51,7 @@ def build_report(db_path, since=None, by="hour"):
         return {"sessions": n,
                 "mean_satisfaction": round(sum(i[0] for i in items) / n, 1) if n else None,
                 "exit_mix": _mix(Counter(i[1] for i in items), n),
-                "emotion_mix": {label: round(emotion.get(label, 0.0) / n, 4) if n else 0.0 for label in LABELS}}
+                "emotion_mix": _mix(emotion, n)}
 
     periods = [dict(period=key, **summarise(items)) for key, items in groups.items()]
     everything = [item for items in groups.values() for item in items]

@@ -8,6 +8,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 import cv2
 import numpy as np
@@ -22,6 +23,11 @@ KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded fo
 
 def _timings():
     return deque(maxlen=KEPT_TIMINGS)
+
+
+def _last(timings, n):
+    """The newest n timings, without copying the whole deque (the web status asks every second)."""
+    return list(islice(reversed(timings), n))
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Stats:
 
     def recent_fps(self, n=50):
         """Frames/s over the last n frames' processing times."""
-        recent = list(self.total)[-n:]
+        recent = _last(self.total, n)
         busy = sum(recent)
         return len(recent) / busy if busy > 0 else 0.0
 
@@ -157,7 +163,7 @@ class Pipeline:
     def stats_payload(self):
         """What the stats topic carries: throughput, stage latencies, counts, uptime."""
         s = self.stats
-        recent = lambda values: round(float(np.median(list(values)[-100:])) * 1000, 2) if values else None  # noqa: E731
+        recent = lambda values: round(float(np.median(_last(values, 100))) * 1000, 2) if values else None  # noqa: E731
         payload = {"device": self.device_id, "ts": round(time.time(), 3), "uptime": round(time.monotonic() - s.started, 1),
                    "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": s.tracks,
                    "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done}

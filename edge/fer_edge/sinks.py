@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS runs (
 """.format(probs=",\n    ".join(f"p_{label} REAL" for label in LABELS))
 
 
+def open_wal(path, schema, **options):
+    """Our SQLite files (the log and the outbox share one): WAL, so readers never block the
+    camera, and synchronous=NORMAL, so a commit is cheap; `schema` is applied."""
+    db = sqlite3.connect(path, **options)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
 def event(track, device_id, frame_index, timestamp):
     """The event dict of one track update: what may leave the device (no pixels)."""
     x, y, w, h = (round(v, 1) for v in track.box)
@@ -54,10 +64,7 @@ class SQLiteLog:
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=10)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db = open_wal(path, SCHEMA, timeout=10)
         self.columns = ["ts", "device", "frame", "track", "label", "confidence",
                         *(f"p_{label}" for label in LABELS), "x", "y", "w", "h"]
         self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
