@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +30,50 @@ def test_resume_continues_after_the_last_epoch(tiny_run, small_csv):
     with open(tiny_run / "history.csv") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == [1, 2]
+
+
+def test_average_of_the_last_epochs(tiny_run, small_csv, tmp_path):
+    import keras
+
+    from fer_train.fit import epoch_weights_path
+
+    # After the resume test the run has two epochs, each with its weights kept.
+    assert all(os.path.exists(epoch_weights_path(tiny_run, epoch)) for epoch in (1, 2))
+    result = run_cli("fer-train", "average", "--data", small_csv, "--run", tiny_run, "--last", "2", "--out", tmp_path / "avg")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mean of epochs 1-2" in result.stdout
+    state = json.loads((tmp_path / "avg" / "state.json").read_text())
+    assert state["averaged"]["epochs"] == [1, 2] and "fer-train average" in state["averaged"]["command"]
+    metrics = json.loads((tmp_path / "avg" / "metrics.json").read_text())
+    assert metrics["averaged_epochs"] == [1, 2] and metrics["test"]["n"] == 300
+    averaged = keras.models.load_model(tmp_path / "avg" / "best.keras")
+    kernels = []
+    for epoch in (1, 2):
+        averaged.load_weights(epoch_weights_path(tiny_run, epoch))
+        kernels.append(averaged.get_layer("logits").get_weights()[0])
+    averaged = keras.models.load_model(tmp_path / "avg" / "best.keras")
+    np.testing.assert_allclose(averaged.get_layer("logits").get_weights()[0], (kernels[0] + kernels[1]) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
+    result = run_cli("fer-train", "average", "--data", small_csv, "--run", tiny_run, "--last", "99", "--out", tmp_path / "a")
+    assert result.returncode != 0 and "99 asked for" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("fer-train", "average", "--data", small_csv, "--run", tmp_path, "--out", tmp_path / "b")
+    assert result.returncode != 0 and "not a fer-train run folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_batchnorm_statistics_are_remeasured_over_the_faces(public_test):
+    import keras
+
+    from fer_train.arch import build
+    from fer_train.average import recompute_batchnorm
+
+    model = build("fercnn")
+    faces = public_test.images[:512]
+    recompute_batchnorm(model, faces, batch_size=256)
+    stem = keras.Model(model.input, model.get_layer("stem").output)(faces[..., None].astype(np.float32)).numpy()
+    np.testing.assert_allclose(model.get_layer("stem_bn").moving_mean.numpy(), stem.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
+    assert model.get_layer("stem_bn").momentum == 0.9
 
 
 def test_int8_model_is_full_integer_with_metadata(tiny_model):

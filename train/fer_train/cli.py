@@ -19,21 +19,8 @@ def main():
     """Train emotion models on FER2013-style data."""
 
 
-@main.command()
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
-@click.option("--arch", default="ferdsnet", show_default=True, help="Architecture (ferdsnet, ferdsnet-s, ferdsnet-l).")
-@click.option("--epochs", default=36, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
-@click.option("--patience", default=10, show_default=True, type=click.IntRange(0), help="Early-stop epochs (0: off).")
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
-@click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
-def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume):
-    """Train on Training, select on PublicTest, report PrivateTest."""
-    _quiet_tensorflow()
+def _load_splits(data_path, limit=None):
+    """Training / PublicTest / PrivateTest faces of a FER2013 CSV; a one-line error if unusable."""
     try:
         faces = read_fer2013(data_path)
     except DatasetError as exc:
@@ -47,12 +34,60 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
         click.echo(f"  {usage}: {len(index)} faces")
     if not len(data["train"].labels) or not len(data["val"].labels):
         raise click.ClickException(f"{data_path}: needs Training and PublicTest rows")
+    return data
+
+
+def _echo_metrics(metrics, what):
+    for key, name in (("val", "PublicTest"), ("test", "PrivateTest")):
+        if key in metrics:
+            click.echo(f"{name}: accuracy {metrics[key]['accuracy'] * 100:.2f}%, macro-F1 {metrics[key]['macro_f1'] * 100:.2f}% ({what})")
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
+@click.option("--arch", default="ferdsnet", show_default=True, help="Architecture (fercnn, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l).")
+@click.option("--epochs", default=36, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+@click.option("--patience", default=10, show_default=True, type=click.IntRange(0), help="Early-stop epochs (0: off).")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume):
+    """Train on Training, select on PublicTest, report PrivateTest."""
+    _quiet_tensorflow()
+    data = _load_splits(data_path, limit)
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
     command = "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                       seed=seed, resume=resume, command=command)
-    for key, name in (("val", "PublicTest"), ("test", "PrivateTest")):
-        if key in metrics:
-            click.echo(f"{name}: accuracy {metrics[key]['accuracy'] * 100:.2f}%, macro-F1 {metrics[key]['macro_f1'] * 100:.2f}% (float, best epoch {metrics['best_epoch']})")
+    _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")
     click.echo(f"wrote {out}/best.keras, history.csv, metrics.json, confusion.png, curves.png")
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="The FER2013 CSV the run was trained on (batch-norm statistics, evaluation).")
+@click.option("--run", "run", required=True, type=click.Path(file_okay=False, exists=True),
+              help="A run folder written by `fer-train fit` (with epochs/*.weights.h5).")
+@click.option("--last", default=10, show_default=True, type=click.IntRange(1), help="Average this many last epochs.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the averaged model.")
+def average(data_path, run, last, limit, out):
+    """Average a run's last epochs' weights (SWA-style) into OUT/best.keras."""
+    _quiet_tensorflow()
+    if not os.path.exists(os.path.join(run, "state.json")) or not os.path.exists(os.path.join(run, "last.keras")):
+        raise click.ClickException(f"{run}: not a fer-train run folder (no state.json / last.keras)")
+    data = _load_splits(data_path, limit)
+    from .average import average_run  # imports TensorFlow
+
+    command = "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        metrics = average_run(run, data, last, out, command=command)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_metrics(metrics, f"float, mean of epochs {metrics['averaged_epochs'][0]}-{metrics['averaged_epochs'][-1]}")
+    click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png, curves.png")

@@ -1,7 +1,8 @@
 """The training loop: resumable, checkpointed every epoch, early stopping on PublicTest.
 
 A run folder holds `last.keras` (model + optimizer, for --resume), `best.keras` (best
-PublicTest accuracy), `history.csv` (appended and flushed every epoch), `state.json`,
+PublicTest accuracy), `epochs/epoch-NNN.weights.h5` (every epoch's weights, for
+`fer-train average`), `history.csv` (appended and flushed every epoch), `state.json`,
 and at the end `metrics.json`, `confusion.png` and `curves.png`.
 """
 
@@ -9,6 +10,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -85,6 +87,7 @@ class RunRecorder(keras.callbacks.Callback):
             self.state.update(best_val_accuracy=val, best_epoch=epoch + 1)
             _atomic_save(self.model, os.path.join(self.out, "best.keras"))
         _atomic_save(self.model, os.path.join(self.out, "last.keras"))
+        self.model.save_weights(epoch_weights_path(self.out, epoch + 1))
         self.state["epoch"] = epoch + 1
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + row["seconds"]
         _write_json(os.path.join(self.out, "state.json"), self.state)
@@ -92,6 +95,10 @@ class RunRecorder(keras.callbacks.Callback):
         if patience and epoch + 1 - self.state["best_epoch"] >= patience:
             print(f"early stop: PublicTest accuracy has not improved for {patience} epochs", flush=True)
             self.model.stop_training = True
+
+
+def epoch_weights_path(out, epoch):
+    return os.path.join(out, "epochs", f"epoch-{epoch:03d}.weights.h5")
 
 
 def _atomic_save(model, path):
@@ -153,6 +160,7 @@ def fit(data, out, arch="ferdsnet", epochs=36, batch_size=64, lr=2e-3, weight_de
         for stale in ("history.csv", "state.json", "last.keras", "best.keras"):
             if os.path.exists(os.path.join(out, stale)):
                 os.remove(os.path.join(out, stale))
+        shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
         model = build(arch)
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay),
@@ -172,6 +180,7 @@ def fit(data, out, arch="ferdsnet", epochs=36, batch_size=64, lr=2e-3, weight_de
                             smoothing=config["smoothing"])
     val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
     steps = math.ceil(len(train.labels) / config["batch_size"])
+    os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
     recorder = RunRecorder(out, config, steps, state)
     if initial_epoch < config["epochs"] and state["epoch"] - state["best_epoch"] < (config["patience"] or 10**9):
         model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=initial_epoch,
@@ -188,6 +197,8 @@ def finish(out, data, state):
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                "train_seconds": round(state["train_seconds"], 1), "command": state.get("command"),
                "commit": state.get("commit")}
+    if state.get("averaged"):
+        metrics["averaged_epochs"] = state["averaged"]["epochs"]
     for split in ("val", "test"):
         faces = data.get(split)
         if faces is not None and len(faces):
