@@ -23,9 +23,13 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         f"- Data: {prov['dataset']}; model selection on PublicTest; figures on PrivateTest "
         f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
         f"- Training command: `{prov.get('train_command')}` (commit `{prov.get('train_commit')}`)",
+        *([f"- Weight averaging: `{prov['average_command']}` (mean of epochs "
+           f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)"]
+          if prov.get("average_command") else []),
         f"- Conversion command: `{prov['convert_command']}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
-        f"- Training time: {prov.get('train_seconds') or 0:.0f} s ({(prov.get('train_seconds') or 0) / 60:.0f} min), best epoch {prov.get('best_epoch')}",
+        f"- Training time: {prov.get('train_seconds') or 0:.0f} s ({(prov.get('train_seconds') or 0) / 60:.0f} min), "
+        f"best single epoch {prov.get('best_epoch')}",
         f"- Converted on: {hardware}, {prov['converted_at']}",
         f"- Architecture: `{metadata.get('architecture')}`, {metadata.get('params'):,} parameters, "
         f"{(metadata.get('multiply_adds') or 0) / 1e6:.1f} M multiply-adds per face"

@@ -56,6 +56,8 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "dataset": f"FER2013 {os.path.basename(data_path)} (sha256 {_file_sha256(data_path)[:16]}), Training split",
             "train_command": state.get("command"), "train_commit": state.get("commit"),
             "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
+            "averaged_epochs": state.get("averaged", {}).get("epochs"),
+            "average_command": state.get("averaged", {}).get("command"),
             "convert_command": "fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "calibration_faces": calib if mode == "int8" else None,
             "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",

@@ -53,6 +53,12 @@ def test_average_of_the_last_epochs(tiny_run, small_csv, tmp_path):
         kernels.append(averaged.get_layer("logits").get_weights()[0])
     averaged = keras.models.load_model(tmp_path / "avg" / "best.keras")
     np.testing.assert_allclose(averaged.get_layer("logits").get_weights()[0], (kernels[0] + kernels[1]) / 2, rtol=1e-5, atol=1e-7)
+    # The model card and the metadata name the averaging step.
+    result = run_cli("fer-convert", tmp_path / "avg" / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "avg.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "- Weight averaging: `fer-train average" in (tmp_path / "avg.md").read_text()
+    assert EmotionClassifier(str(tmp_path / "avg.tflite")).metadata["provenance"]["averaged_epochs"] == [1, 2]
 
 
 def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
