@@ -136,8 +136,8 @@ def predict_labels(model, images, batch_size=512):
     return logits.argmax(axis=1)
 
 
-def fit(data, out, arch="ferdsnet", epochs=36, batch_size=64, lr=2e-3, weight_decay=5e-4,
-        smoothing=0.1, class_weight_power=0.3, patience=10, seed=1, resume=False, command=None):
+def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
+        smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test']."""
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
