@@ -54,7 +54,7 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
               "- Input: a face crop made by `fer_edge.preprocess.crop_face` (grey, square, 48×48). The metadata "
               "inside the file says so, and `fer-edge` refuses a model whose metadata it cannot honour.",
               "- FER2013 labels are noisy: its authors estimated human accuracy on it at about 65 % (± 5 %); "
-              "disgust has 436 training faces and its recall is the weakest.",
+              "disgust has only 436 training faces; fear and disgust have the weakest recall (see the table).",
               "- Emotion recognition is regulated: banned at workplaces and in education in the EU "
               "(AI Act Art. 5(1)(f)); people exposed to it elsewhere must be informed (Art. 50(3)).",
               "- Training data: FER2013 (Goodfellow et al. 2013), Kaggle competition rules; image rights unresolved.", ""]

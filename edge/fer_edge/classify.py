@@ -9,7 +9,7 @@ from .litert import make_interpreter
 from .metadata import ModelError, read_metadata
 from .preprocess import DEFAULT_MARGIN, to_model_input
 
-DEFAULT_MODEL_NAME = "fer-dsnet-int8.tflite"
+DEFAULT_MODEL_NAME = "fer-cnn-int8.tflite"
 
 
 def default_model_path():
