@@ -35,34 +35,39 @@ def _residual(x, channels, name):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, x]))
 
 
-def ferdsnet(widths=(32, 64, 128, 256), blocks=(0, 1, 1, 1), dropout=0.3, size=48):
-    """Stem at full resolution, then one stage per width, each halving the resolution."""
-    inputs = keras.Input((size, size, 1), name="face")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
-    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem")(x)
-    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    for stage, (width, n_blocks) in enumerate(zip(widths, blocks)):
-        x = _ds_conv(x, width, stride=1 if stage == 0 else 2, name=f"s{stage}t")
-        for b in range(n_blocks):
-            x = _residual(x, width, name=f"s{stage}b{b}")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(len(LABELS), name="logits")(x)
-    return keras.Model(inputs, outputs, name="ferdsnet")
-
-
 def _conv(x, channels, stride=1, name=None):
     x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def fercnn(stem=32, full=((48, 2), (96, 2)), separable=(192, 1), dropout=0.3, size=48):
-    """Full convolutions at 48/24/12 pixels, residual depthwise-separable blocks at 6."""
+def _stem(size, channels):
+    """The 0..255 grey input, rescaled in-graph, and a full 3x3 convolution at full resolution."""
     inputs = keras.Input((size, size, 1), name="face")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
-    x = _conv(x, stem, name="stem")
+    return inputs, _conv(x, channels, name="stem")
+
+
+def _head(inputs, x, dropout, name):
+    """Global average pooling, dropout, one logit per label."""
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(inputs, layers.Dense(len(LABELS), name="logits")(x), name=name)
+
+
+def ferdsnet(widths=(32, 64, 128, 256), blocks=(0, 1, 1, 1), dropout=0.3, size=48):
+    """Stem at full resolution, then one stage per width, each halving the resolution."""
+    inputs, x = _stem(size, widths[0])
+    for stage, (width, n_blocks) in enumerate(zip(widths, blocks)):
+        x = _ds_conv(x, width, stride=1 if stage == 0 else 2, name=f"s{stage}t")
+        for b in range(n_blocks):
+            x = _residual(x, width, name=f"s{stage}b{b}")
+    return _head(inputs, x, dropout, "ferdsnet")
+
+
+def fercnn(stem=32, full=((48, 2), (96, 2)), separable=(192, 1), dropout=0.3, size=48):
+    """Full convolutions at 48/24/12 pixels, residual depthwise-separable blocks at 6."""
+    inputs, x = _stem(size, stem)
     for stage, (width, n_convs) in enumerate(full):
         for k in range(n_convs):
             x = _conv(x, width, stride=2 if k == 0 else 1, name=f"c{stage}_{k}")
@@ -70,10 +75,7 @@ def fercnn(stem=32, full=((48, 2), (96, 2)), separable=(192, 1), dropout=0.3, si
     x = _ds_conv(x, width, stride=2, name="s0t")
     for b in range(n_blocks):
         x = _residual(x, width, name=f"s0b{b}")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(len(LABELS), name="logits")(x)
-    return keras.Model(inputs, outputs, name="fercnn")
+    return _head(inputs, x, dropout, "fercnn")
 
 
 ARCHITECTURES = {
