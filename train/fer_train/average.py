@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -67,9 +68,7 @@ def average_run(run, data, last, out, command=None):
     os.makedirs(out, exist_ok=True)
     _atomic_save(model, os.path.join(out, "best.keras"))
     state = dict(state, averaged={"run": run, "epochs": chosen, "command": command})
-    for copied in ("history.csv",):
-        if os.path.exists(os.path.join(run, copied)):
-            with open(os.path.join(run, copied)) as src, open(os.path.join(out, copied), "w") as dst:
-                dst.write(src.read())
+    if os.path.exists(os.path.join(run, "history.csv")):  # the curves of the run it came from
+        shutil.copyfile(os.path.join(run, "history.csv"), os.path.join(out, "history.csv"))
     _write_json(os.path.join(out, "state.json"), state)
     return finish(out, data, state)
