@@ -1,7 +1,10 @@
-"""Find a TFLite interpreter without TensorFlow: LiteRT, then tflite-runtime, then TF.
+"""Find a TFLite interpreter without TensorFlow: LiteRT, then tflite-runtime.
 
-ai-edge-litert is the maintained successor of tflite-runtime; tf.lite is the last
-resort on a desktop that has TensorFlow anyway. The choice is made once, on first use.
+ai-edge-litert is the maintained successor of tflite-runtime and a dependency of
+fer-edge, so the fallback only serves an old device image that has tflite-runtime alone.
+There is deliberately no tensorflow.lite fallback (issue 2 asked for one): the device side
+never imports TensorFlow, and a desktop that has TensorFlow has LiteRT too, because
+fer-edge depends on it. The choice is made once, on first use.
 """
 
 import functools
@@ -22,11 +25,6 @@ def interpreter_api():
     try:
         from tflite_runtime.interpreter import Interpreter, load_delegate
         return Interpreter, load_delegate, "tflite-runtime"
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-        return tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow.lite"
     except ImportError:
         raise RuntimeMissing("no TFLite runtime found: pip install ai-edge-litert") from None
 

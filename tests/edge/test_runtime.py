@@ -1,6 +1,7 @@
 """fer-edge run on real photos and videos: detection, tracking, logging, annotation, signals."""
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +23,12 @@ def test_device_side_never_imports_tensorflow():
             "fer_edge.bench, fer_edge.datasets; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    # Nor does any code path further in (no fallback that would load it either).
+    import fer_edge
+
+    importers = [path.name for path in Path(fer_edge.__file__).parent.rglob("*.py")
+                 if re.search(r"^\s*(import|from)\s+tensorflow\b", path.read_text(), re.MULTILINE)]
+    assert importers == []
 
 
 @pytest.mark.parametrize("detector", ["auto", "haar"])
