@@ -1,4 +1,4 @@
-"""`fer-train fit`: train the compact CNN on a FER2013 CSV."""
+"""`fer-train fit` trains the compact CNN on a FER2013 CSV; `fer-train average` averages its last epochs."""
 
 import os
 import shlex
@@ -37,6 +37,11 @@ def _load_splits(data_path, limit=None):
     return data
 
 
+def _this_command():
+    """The command line as typed, for the run's provenance."""
+    return "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _echo_metrics(metrics, what):
     for key, name in (("val", "PublicTest"), ("test", "PrivateTest")):
         if key in metrics:
@@ -61,9 +66,8 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
     data = _load_splits(data_path, limit)
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
-    command = "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                      seed=seed, resume=resume, command=command)
+                      seed=seed, resume=resume, command=_this_command())
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")
     click.echo(f"wrote {out}/best.keras, history.csv, metrics.json, confusion.png, curves.png")
 
@@ -84,9 +88,8 @@ def average(data_path, run, last, limit, out):
     data = _load_splits(data_path, limit)
     from .average import average_run  # imports TensorFlow
 
-    command = "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        metrics = average_run(run, data, last, out, command=command)
+        metrics = average_run(run, data, last, out, command=_this_command())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, mean of epochs {metrics['averaged_epochs'][0]}-{metrics['averaged_epochs'][-1]}")
