@@ -42,6 +42,11 @@ def _this_command():
     return "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _require_run(run):
+    if not os.path.exists(os.path.join(run, "state.json")) or not os.path.exists(os.path.join(run, "last.keras")):
+        raise click.ClickException(f"{run}: not a fer-train run folder (no state.json / last.keras)")
+
+
 def _echo_metrics(metrics, what):
     for key, name in (("val", "PublicTest"), ("test", "PrivateTest")):
         if key in metrics:
@@ -60,14 +65,23 @@ def _echo_metrics(metrics, what):
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
 @click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
-def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume):
+@click.option("--init-from", type=click.Path(file_okay=False, exists=True),
+              help="Start from this finished run's last weights (a warm restart: new warm-up and cosine cycle).")
+def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from):
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
+    if init_from:
+        _require_run(init_from)
+        if os.path.realpath(init_from) == os.path.realpath(out):
+            raise click.ClickException("--init-from must be another run folder than --out (a new run clears --out)")
     data = _load_splits(data_path, limit)
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
-    metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                      seed=seed, resume=resume, command=_this_command())
+    try:
+        metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                          seed=seed, resume=resume, command=_this_command(), init_from=init_from)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")
     click.echo(f"wrote {out}/best.keras, history.csv, metrics.json, confusion.png, curves.png")
 
@@ -83,8 +97,7 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
 def average(data_path, run, last, limit, out):
     """Average a run's last epochs' weights (SWA-style) into OUT/best.keras."""
     _quiet_tensorflow()
-    if not os.path.exists(os.path.join(run, "state.json")) or not os.path.exists(os.path.join(run, "last.keras")):
-        raise click.ClickException(f"{run}: not a fer-train run folder (no state.json / last.keras)")
+    _require_run(run)
     data = _load_splits(data_path, limit)
     from .average import average_run  # imports TensorFlow
 

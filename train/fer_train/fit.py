@@ -137,8 +137,13 @@ def predict_labels(model, images, batch_size=512):
 
 
 def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
-        smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None):
-    """Train on data['train'], select on data['val'] (PublicTest), report on data['test']."""
+        smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None):
+    """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
+
+    `init_from` (a finished run folder) starts from that run's last weights with a fresh
+    warm-up and cosine cycle: a warm restart (SGDR), which lets a finished run be extended
+    by a second cycle whose peak learning rate is chosen anew. The new run records its parent.
+    """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
     config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -162,6 +167,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
                 os.remove(os.path.join(out, stale))
         shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
         model = build(arch)
+        parent = _load_parent(init_from, arch, model) if init_from else None
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
@@ -172,6 +178,8 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
                  "train_seconds": 0.0, "command": command, "commit": git_commit(), "hardware": describe(),
                  "params": int(model.count_params()), "multiply_adds": multiply_adds(model),
                  "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
+        if parent:
+            state["init_from"] = parent
         _write_json(state_path, state)
     train, val = data["train"], data["val"]
     weights = class_weights(train.labels, config["class_weight_power"])
@@ -186,6 +194,21 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=initial_epoch,
                   callbacks=[recorder], verbose=1 if sys.stdout.isatty() else 2)
     return finish(out, data, state)
+
+
+def _load_parent(run, arch, model):
+    """Copy a finished run's last weights into `model`; return what the card needs to know of it."""
+    state_path, last = os.path.join(run, "state.json"), os.path.join(run, "last.keras")
+    if not (os.path.exists(state_path) and os.path.exists(last)):
+        raise ValueError(f"{run}: not a run folder (no state.json and last.keras)")
+    with open(state_path) as f:
+        parent = json.load(f)
+    if parent["config"]["arch"] != arch:
+        raise ValueError(f"{run} trained --arch {parent['config']['arch']}, not {arch}")
+    model.set_weights(keras.models.load_model(last, compile=False).get_weights())
+    return {"run": run, "epochs": parent["epoch"], "command": parent.get("command"),
+            "commit": parent.get("commit"), "train_seconds": parent.get("train_seconds", 0.0),
+            "hardware": parent.get("hardware")}
 
 
 def finish(out, data, state):
