@@ -14,6 +14,8 @@ def _n(results, split):
 def model_card(name, results, sizes, latency_ms, metadata, hardware):
     """Markdown for models/NAME.md. `results[mode][split]` are the runtime's measurements."""
     prov = metadata["provenance"]
+    warm = prov.get("warm_start")
+    train_seconds = (prov.get("train_seconds") or 0) + ((warm or {}).get("train_seconds") or 0)
     lines = [
         f"# {name}", "",
         "Facial expression classifier for 48×48 grey faces, 7 classes in FER2013 order "
@@ -22,14 +24,16 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         "## Provenance", "",
         f"- Data: {prov['dataset']}; model selection on PublicTest; figures on PrivateTest "
         f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
+        *([f"- Warm start: the run below began from the last weights of `{warm['command']}` "
+           f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s)"] if warm else []),
         f"- Training command: `{prov.get('train_command')}` (commit `{prov.get('train_commit')}`)",
         *([f"- Weight averaging: `{prov['average_command']}` (mean of epochs "
            f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)"]
           if prov.get("average_command") else []),
         f"- Conversion command: `{prov['convert_command']}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
-        f"- Training time: {prov.get('train_seconds') or 0:.0f} s ({(prov.get('train_seconds') or 0) / 60:.0f} min), "
-        f"best single epoch {prov.get('best_epoch')}",
+        f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"
+        + (", both runs" if warm else "") + f"), best single epoch {prov.get('best_epoch')}",
         f"- Converted on: {hardware}, {prov['converted_at']}",
         f"- Architecture: `{metadata.get('architecture')}`, {metadata.get('params'):,} parameters, "
         f"{(metadata.get('multiply_adds') or 0) / 1e6:.1f} M multiply-adds per face"

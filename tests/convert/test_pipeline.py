@@ -68,6 +68,37 @@ def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
     assert result.returncode != 0 and "not a fer-train run folder" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_warm_restart_starts_from_the_parent_run(tiny_run, small_csv, tmp_path):
+    import keras
+
+    # A learning rate of 1e-9 leaves the copied weights where they were: they must be the parent's.
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--lr", "1e-9", "--init-from", tiny_run,
+                     "--out", tmp_path / "warm")
+    assert result.returncode == 0, result.stderr[-2000:]
+    parent = keras.models.load_model(tiny_run / "last.keras").get_layer("logits").get_weights()[0]
+    child = keras.models.load_model(tmp_path / "warm" / "last.keras").get_layer("logits").get_weights()[0]
+    np.testing.assert_allclose(child, parent, atol=1e-6)
+    parent_state = json.loads((tiny_run / "state.json").read_text())
+    warm = json.loads((tmp_path / "warm" / "state.json").read_text())["init_from"]
+    assert warm["command"] == parent_state["command"] and warm["epochs"] == parent_state["epoch"]
+    # The card and the metadata name the parent run, and the training time counts both runs.
+    result = run_cli("fer-convert", tmp_path / "warm" / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "warm.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = (tmp_path / "warm.md").read_text()
+    assert f"- Warm start: the run below began from the last weights of `{parent_state['command']}`" in card
+    assert "both runs" in card
+    assert EmotionClassifier(str(tmp_path / "warm.tflite")).metadata["provenance"]["warm_start"]["epochs"] == parent_state["epoch"]
+
+
+def test_warm_restart_refuses_in_one_line(tiny_run, small_csv, tmp_path):
+    for args, message in ((["--init-from", tmp_path], "not a fer-train run folder"),
+                          (["--init-from", tiny_run, "--out", tiny_run], "another run folder than --out"),
+                          (["--init-from", tiny_run, "--arch", "ferdsnet"], "trained --arch fercnn, not ferdsnet")):
+        result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--out", tmp_path / "x", *args)
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_batchnorm_statistics_are_remeasured_over_the_faces(public_test):
     import keras
 

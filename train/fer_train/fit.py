@@ -220,6 +220,8 @@ def finish(out, data, state):
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                "train_seconds": round(state["train_seconds"], 1), "command": state.get("command"),
                "commit": state.get("commit")}
+    if state.get("init_from"):
+        metrics["init_from"] = state["init_from"]
     if state.get("averaged"):
         metrics["averaged_epochs"] = state["averaged"]["epochs"]
     for split in ("val", "test"):
