@@ -65,12 +65,13 @@ def _echo_metrics(metrics, what):
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
 @click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
-@click.option("--init-from", type=click.Path(file_okay=False, exists=True),
-              help="Start from this finished run's last weights (a warm restart: new warm-up and cosine cycle).")
+@click.option("--init-from", type=click.Path(exists=True),
+              help="Start from this finished run's last weights, or a shipped model's float32 twin "
+                   "(models/NAME-float32.tflite): a warm restart with a new warm-up and cosine cycle.")
 def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from):
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
-    if init_from:
+    if init_from and not init_from.endswith(".tflite"):
         _require_run(init_from)
         if os.path.realpath(init_from) == os.path.realpath(out):
             raise click.ClickException("--init-from must be another run folder than --out (a new run clears --out)")

@@ -140,9 +140,10 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
-    `init_from` (a finished run folder) starts from that run's last weights with a fresh
-    warm-up and cosine cycle: a warm restart (SGDR), which lets a finished run be extended
-    by a second cycle whose peak learning rate is chosen anew. The new run records its parent.
+    `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
+    starts from those weights with a fresh warm-up and cosine cycle: a warm restart (SGDR),
+    which lets a finished run be extended by a second cycle whose peak learning rate is
+    chosen anew. The new run records its parent.
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
@@ -167,7 +168,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
                 os.remove(os.path.join(out, stale))
         shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
         model = build(arch)
-        parent = _load_parent(init_from, arch, model) if init_from else None
+        parent = _load_parent(init_from, arch, model, data["train"].images) if init_from else None
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
@@ -196,19 +197,42 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     return finish(out, data, state)
 
 
-def _load_parent(run, arch, model):
-    """Copy a finished run's last weights into `model`; return what the card needs to know of it."""
-    state_path, last = os.path.join(run, "state.json"), os.path.join(run, "last.keras")
+def _load_parent(source, arch, model, train_images):
+    """Copy a finished run's last weights (or a shipped float32 twin's) into `model`;
+    return what the card needs to know of the parent."""
+    if source.endswith(".tflite"):
+        return _load_twin_parent(source, arch, model, train_images)
+    state_path, last = os.path.join(source, "state.json"), os.path.join(source, "last.keras")
     if not (os.path.exists(state_path) and os.path.exists(last)):
-        raise ValueError(f"{run}: not a run folder (no state.json and last.keras)")
+        raise ValueError(f"{source}: not a run folder (no state.json and last.keras)")
     with open(state_path) as f:
         parent = json.load(f)
     if parent["config"]["arch"] != arch:
-        raise ValueError(f"{run} trained --arch {parent['config']['arch']}, not {arch}")
+        raise ValueError(f"{source} trained --arch {parent['config']['arch']}, not {arch}")
     model.set_weights(keras.models.load_model(last, compile=False).get_weights())
-    return {"run": run, "epochs": parent["epoch"], "command": parent.get("command"),
+    return {"run": source, "epochs": parent["epoch"], "command": parent.get("command"),
             "commit": parent.get("commit"), "train_seconds": parent.get("train_seconds", 0.0),
             "hardware": parent.get("hardware")}
+
+
+def _load_twin_parent(path, arch, model, train_images):
+    from fer_edge.metadata import ModelError
+
+    from .warmstart import load_float_twin
+
+    try:
+        meta = load_float_twin(model, path, train_images[:4000])
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None
+    if meta.get("architecture") != arch:
+        raise ValueError(f"{path} is a {meta.get('architecture')} model, not {arch}")
+    prov = meta.get("provenance", {})
+    epochs = (prov.get("averaged_epochs") or [None])[-1] or prov.get("best_epoch")
+    command = prov.get("train_command")
+    if prov.get("average_command"):
+        command = f"{command}, then {prov['average_command']}"
+    return {"run": path, "epochs": epochs, "command": command, "commit": prov.get("train_commit"),
+            "train_seconds": prov.get("train_seconds") or 0.0, "hardware": meta.get("train_hardware")}
 
 
 def finish(out, data, state):
