@@ -1,5 +1,7 @@
 """The model card, written by fer-convert beside the model from what it measured."""
 
+import os
+
 from fer_edge.labels import LABELS
 
 
@@ -9,6 +11,23 @@ def _pct(value):
 
 def _n(results, split):
     return next((r[split]["n"] for r in results.values() if split in r), 0)
+
+
+def _warm_start_line(warm):
+    if str(warm.get("run") or "").endswith(".tflite"):  # a shipped model's float32 twin
+        start = f"the weights of `{os.path.basename(warm['run'])}`, made by `{warm['command']}`"
+    else:
+        start = f"the last weights of `{warm['command']}`"
+    return (f"- Warm start: the run below began from {start} "
+            f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s)")
+
+
+def _distillation_line(distilled):
+    teachers = "; ".join(
+        f"`{t['model']}` ({t.get('quantization')}, PrivateTest {_pct(t['private_test_accuracy']) if t.get('private_test_accuracy') else 'n/a'})"
+        for t in distilled["teachers"])
+    return (f"- Distillation: each Training face's target mixed {distilled['weight']:g} of the teachers' mean "
+            f"probabilities (face and mirror image, temperature {distilled['temperature']:g}) into its label; teachers: {teachers}")
 
 
 def model_card(name, results, sizes, latency_ms, metadata, hardware):
@@ -24,12 +43,12 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         "## Provenance", "",
         f"- Data: {prov['dataset']}; model selection on PublicTest; figures on PrivateTest "
         f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
-        *([f"- Warm start: the run below began from the last weights of `{warm['command']}` "
-           f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s)"] if warm else []),
+        *([_warm_start_line(warm)] if warm else []),
         f"- Training command: `{prov.get('train_command')}` (commit `{prov.get('train_commit')}`)",
         *([f"- Weight averaging: `{prov['average_command']}` (mean of epochs "
            f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)"]
           if prov.get("average_command") else []),
+        *([_distillation_line(prov["distilled"])] if prov.get("distilled") else []),
         f"- Conversion command: `{prov['convert_command']}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
         f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"

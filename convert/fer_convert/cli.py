@@ -58,8 +58,9 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
             "averaged_epochs": state.get("averaged", {}).get("epochs"),
             "average_command": state.get("averaged", {}).get("command"),
-            "warm_start": {k: state["init_from"].get(k) for k in ("command", "commit", "epochs", "train_seconds")}
+            "warm_start": {k: state["init_from"].get(k) for k in ("run", "command", "commit", "epochs", "train_seconds")}
             if state.get("init_from") else None,
+            "distilled": state.get("distilled"),
             "convert_command": "fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "calibration_faces": calib if mode == "int8" else None,
             "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",

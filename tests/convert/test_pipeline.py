@@ -99,6 +99,67 @@ def test_warm_restart_refuses_in_one_line(tiny_run, small_csv, tmp_path):
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_warm_start_from_a_float32_twin_keeps_its_function(tiny_model, public_test):
+    from fer_edge.litert import make_interpreter
+    from fer_train.arch import build
+    from fer_train.warmstart import load_float_twin
+
+    twin = str(tiny_model).replace("int8.tflite", "int8-float32.tflite")
+    model = build("fercnn")
+    load_float_twin(model, twin, public_test.images[:64], "fercnn")
+    faces = public_test.images[:64, ..., None].astype(np.float32)
+    interpreter = make_interpreter(open(twin, "rb").read())
+    interpreter.allocate_tensors()
+    expected = []
+    for face in faces:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], face[None])
+        interpreter.invoke()
+        expected.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
+    np.testing.assert_allclose(model.predict(faces, verbose=0), np.array(expected), atol=1e-3)
+    # Training mode normalises by the batch's own statistics: on the faces the statistics
+    # were measured on, it computes the same function too (no jolt when training starts).
+    model.get_layer("dropout").rate = 0.0  # dropout is the one intended difference
+    np.testing.assert_allclose(model(faces, training=True).numpy(), np.array(expected), atol=1e-3)
+
+
+def test_warm_restart_from_a_float32_twin(tiny_model, small_csv, tmp_path):
+    twin = str(tiny_model).replace("int8.tflite", "int8-float32.tflite")
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--lr", "1e-9", "--init-from", twin,
+                     "--out", tmp_path / "warm")
+    assert result.returncode == 0, result.stderr[-2000:]
+    parent = EmotionClassifier(twin).metadata["provenance"]
+    warm = json.loads((tmp_path / "warm" / "state.json").read_text())["init_from"]
+    assert warm["run"] == twin and warm["command"] == parent["train_command"] and warm["commit"] == parent["train_commit"]
+    for args, message in ((["--init-from", tiny_model], "needs the float32 twin"),
+                          (["--init-from", twin, "--arch", "ferdsnet"], "is a fercnn model, not ferdsnet")):
+        result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--out", tmp_path / "x", *args)
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_distillation_from_a_teacher(tiny_model, small_csv, tmp_path):
+    from fer_edge.datasets import read_fer2013
+
+    out = tmp_path / "student"
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--teacher", tiny_model,
+                     "--distill-weight", "0.7", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # The cached soft targets are the teacher's mean over each Training face and its mirror image.
+    train = read_fer2013(str(small_csv), usage="Training")
+    teacher = EmotionClassifier(str(tiny_model))
+    expected = (teacher.predict(train.images) + teacher.predict(train.images[:, :, ::-1].copy())) / 2
+    np.testing.assert_allclose(np.load(out / "teacher-probabilities.npy"), expected, atol=1e-5)
+    distilled = json.loads((out / "state.json").read_text())["distilled"]
+    assert distilled["weight"] == 0.7 and distilled["teachers"][0]["model"] == tiny_model.name
+    result = run_cli("fer-convert", out / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "student.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"- Distillation: each Training face's target mixed 0.7 of the teachers' mean probabilities" in (tmp_path / "student.md").read_text()
+    bad = tmp_path / "not-a-model.tflite"
+    bad.write_bytes(b"nothing")
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--teacher", bad, "--out", tmp_path / "x")
+    assert result.returncode != 0 and "not a TFLite model" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_batchnorm_statistics_are_remeasured_over_the_faces(public_test):
     import keras
 

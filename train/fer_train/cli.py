@@ -68,7 +68,14 @@ def _echo_metrics(metrics, what):
 @click.option("--init-from", type=click.Path(exists=True),
               help="Start from this finished run's last weights, or a shipped model's float32 twin "
                    "(models/NAME-float32.tflite): a warm restart with a new warm-up and cosine cycle.")
-def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from):
+@click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Distil from this fer-edge .tflite model (repeat for an ensemble; each also sees the mirror image).")
+@click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of the teachers' probabilities in each face's target.")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Soften the teachers' probabilities (softmax(log p / T)).")
+def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from, teachers,
+        distill_weight, temperature):
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
@@ -80,7 +87,8 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
 
     try:
         metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                          seed=seed, resume=resume, command=_this_command(), init_from=init_from)
+                          seed=seed, resume=resume, command=_this_command(), init_from=init_from,
+                          teachers=teachers, distill_weight=distill_weight, temperature=temperature)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")

@@ -114,11 +114,18 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
-def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0):
-    """tf.data pipeline of (float32 N,48,48,1 in 0..255, one-hot targets[, sample weights])."""
+def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
+                 soft=None, soft_weight=0.0):
+    """tf.data pipeline of (float32 N,48,48,1 in 0..255, targets[, sample weights]).
+
+    Targets are the one-hot labels, smoothed, and mixed with `soft` (N,7 teacher
+    probabilities) at `soft_weight` when given.
+    """
     targets = keras.utils.to_categorical(labels, len(LABELS)).astype(np.float32)
     if smoothing:
         targets = targets * (1.0 - smoothing) + smoothing / len(LABELS)
+    if soft is not None and soft_weight:
+        targets = ((1.0 - soft_weight) * targets + soft_weight * soft).astype(np.float32)
     parts = (images[..., None], targets) if weights is None else (images[..., None], targets, weights[labels].astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle:
@@ -137,18 +144,25 @@ def predict_labels(model, images, batch_size=512):
 
 
 def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
-        smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None):
+        smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None,
+        teachers=(), distill_weight=0.5, temperature=1.0):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
     starts from those weights with a fresh warm-up and cosine cycle: a warm restart (SGDR),
     which lets a finished run be extended by a second cycle whose peak learning rate is
     chosen anew. The new run records its parent.
+
+    `teachers` (fer-edge .tflite models) turn the targets into a mix of label and teacher
+    probabilities, `distill_weight` of the latter (see distill.py).
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
     config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed)
+    if teachers:
+        config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
+                      temperature=temperature)
     keras.utils.set_random_seed(seed)
     if resume and os.path.exists(state_path) and os.path.exists(os.path.join(out, "last.keras")):
         with open(state_path) as f:
@@ -163,7 +177,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     else:
         if resume:
             print(f"nothing to resume in {out}; starting a new run", flush=True)
-        for stale in ("history.csv", "state.json", "last.keras", "best.keras"):
+        for stale in ("history.csv", "state.json", "last.keras", "best.keras", "teacher-probabilities.npy"):
             if os.path.exists(os.path.join(out, stale)):
                 os.remove(os.path.join(out, stale))
         shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
@@ -181,12 +195,20 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
                  "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
         if parent:
             state["init_from"] = parent
+        if teachers:
+            from .distill import describe_teachers
+            state["distilled"] = {"teachers": describe_teachers(teachers), "weight": distill_weight,
+                                  "temperature": temperature}
         _write_json(state_path, state)
     train, val = data["train"], data["val"]
     weights = class_weights(train.labels, config["class_weight_power"])
+    soft = None
+    if config.get("teachers"):
+        from .distill import cached_teacher_targets
+        soft = cached_teacher_targets(out, config["teachers"], train.images, config["temperature"])
     train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
                             augment=make_augmenter(config["seed"]), weights=weights, shuffle=True,
-                            smoothing=config["smoothing"])
+                            smoothing=config["smoothing"], soft=soft, soft_weight=config.get("distill_weight", 0.0))
     val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
     steps = math.ceil(len(train.labels) / config["batch_size"])
     os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
@@ -221,18 +243,22 @@ def _load_twin_parent(path, arch, model, train_images):
     from .warmstart import load_float_twin
 
     try:
-        meta = load_float_twin(model, path, train_images[:4000])
+        meta = load_float_twin(model, path, train_images[:4000], arch)
     except ModelError as exc:
         raise ValueError(str(exc)) from None
-    if meta.get("architecture") != arch:
-        raise ValueError(f"{path} is a {meta.get('architecture')} model, not {arch}")
     prov = meta.get("provenance", {})
-    epochs = (prov.get("averaged_epochs") or [None])[-1] or prov.get("best_epoch")
+    epochs = (prov.get("averaged_epochs") or [None])[-1] or prov.get("best_epoch") or 0
     command = prov.get("train_command")
     if prov.get("average_command"):
         command = f"{command}, then {prov['average_command']}"
+    seconds = prov.get("train_seconds") or 0.0
+    earlier = prov.get("warm_start")
+    if earlier:  # the twin itself came from a warm restart: keep the whole chain
+        command = f"{earlier.get('command')}, then {command}"
+        epochs += earlier.get("epochs") or 0
+        seconds += earlier.get("train_seconds") or 0.0
     return {"run": path, "epochs": epochs, "command": command, "commit": prov.get("train_commit"),
-            "train_seconds": prov.get("train_seconds") or 0.0, "hardware": meta.get("train_hardware")}
+            "train_seconds": seconds, "hardware": meta.get("train_hardware")}
 
 
 def finish(out, data, state):

@@ -57,8 +57,8 @@ def _weighted_layers(model):
     return pairs
 
 
-def load_float_twin(model, path, images, batch_size=256):
-    """Load the float32 twin at `path` into `model` (same architecture); return its metadata.
+def load_float_twin(model, path, images, arch, batch_size=256):
+    """Load the float32 twin at `path` into `model`, built as `arch`; return its metadata.
 
     `images`: uint8 Training faces (N, 48, 48) to measure the batch-norm statistics on.
     """
@@ -67,6 +67,8 @@ def load_float_twin(model, path, images, batch_size=256):
     metadata = read_metadata(model_bytes, path)
     if metadata.get("quantization") != "float32":
         raise ValueError(f"{path}: --init-from needs the float32 twin (fer-convert --float32), this one is {metadata.get('quantization')}")
+    if metadata.get("architecture") != arch:
+        raise ValueError(f"{path} is a {metadata.get('architecture')} model, not {arch}")
     if metadata.get("flip_average"):
         raise ValueError(f"{path}: a flip-averaged model cannot seed a single network")
     twin, pairs = _twin_weights(model_bytes), _weighted_layers(model)

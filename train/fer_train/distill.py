@@ -1,0 +1,72 @@
+"""Soft targets from teacher models: knowledge distillation, done offline.
+
+Each Training face's target becomes `(1 - weight) * its label + weight * the teachers'
+probabilities`, where the teachers' probabilities are the mean over every teacher of its
+output on the face and on the face's mirror image. A flip-averaged ensemble is a better
+classifier than any single network of ours (flip averaging alone is +1.2 points), but it
+costs 2x per model on the device; distillation moves part of that gain into the single
+network the device runs. On FER2013, whose labels are noisy, the soft targets also say
+how ambiguous a face is, which a one-hot label cannot.
+
+Offline, because a 2-core CPU cannot afford teacher passes on every augmented batch: the
+teachers run once, with the device runtime (any fer-edge .tflite works as a teacher), over
+the un-augmented faces, before training; the targets are cached in the run folder so a
+resumed run uses exactly the same ones.
+"""
+
+import os
+
+import numpy as np
+
+from fer_edge.classify import EmotionClassifier
+from fer_edge.metadata import ModelError
+
+
+def teacher_probabilities(paths, images, temperature=1.0):
+    """(N, 7) mean probabilities of the teachers at `paths` over `images` and their mirrors."""
+    total = np.zeros((len(images), 7), np.float64)
+    for path in paths:
+        try:
+            teacher = EmotionClassifier(path, threads=os.cpu_count() or 1)
+        except ModelError as exc:
+            raise ValueError(f"teacher {exc}") from None
+        for faces in (images, images[:, :, ::-1]):
+            probabilities = teacher.predict(np.ascontiguousarray(faces), max_batch=256).astype(np.float64)
+            total += _soften(probabilities, temperature)
+    return (total / (2 * len(paths))).astype(np.float32)
+
+
+def _soften(probabilities, temperature):
+    """The same distribution at a higher temperature (softmax(log p / T))."""
+    if temperature == 1.0:
+        return probabilities
+    logits = np.log(np.maximum(probabilities, 1e-12)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    soft = np.exp(logits)
+    return soft / soft.sum(axis=1, keepdims=True)
+
+
+def describe_teachers(paths):
+    """What the model card needs to know of each teacher (its file and measured accuracy)."""
+    described = []
+    for path in paths:
+        meta = EmotionClassifier(path).metadata
+        private = meta.get("accuracy", {}).get("PrivateTest", {}).get("accuracy")
+        described.append({"model": os.path.basename(path), "quantization": meta.get("quantization"),
+                          "architecture": meta.get("architecture"), "flip_average": bool(meta.get("flip_average")),
+                          "private_test_accuracy": private,
+                          "train_command": meta.get("provenance", {}).get("train_command")})
+    return described
+
+
+def cached_teacher_targets(out, paths, images, temperature):
+    """The teachers' probabilities, computed once per run folder and kept in it."""
+    cache = os.path.join(out, "teacher-probabilities.npy")
+    if os.path.exists(cache):
+        probabilities = np.load(cache)
+        if probabilities.shape == (len(images), 7):
+            return probabilities
+    print(f"teachers: {len(paths)} model(s) x 2 (face and mirror) over {len(images)} Training faces...", flush=True)
+    probabilities = teacher_probabilities(paths, images, temperature)
+    np.save(cache, probabilities)
+    return probabilities
