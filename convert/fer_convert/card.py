@@ -52,7 +52,7 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         f"- Conversion command: `{prov['convert_command']}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
         f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"
-        + (", both runs" if warm else "") + f"), best single epoch {prov.get('best_epoch')}",
+        + (", all runs of the chain" if warm else "") + f"), best single epoch {prov.get('best_epoch')}",
         f"- Converted on: {hardware}, {prov['converted_at']}",
         f"- Architecture: `{metadata.get('architecture')}`, {metadata.get('params'):,} parameters, "
         f"{(metadata.get('multiply_adds') or 0) / 1e6:.1f} M multiply-adds per face"

@@ -81,13 +81,13 @@ def test_warm_restart_starts_from_the_parent_run(tiny_run, small_csv, tmp_path):
     parent_state = json.loads((tiny_run / "state.json").read_text())
     warm = json.loads((tmp_path / "warm" / "state.json").read_text())["init_from"]
     assert warm["command"] == parent_state["command"] and warm["epochs"] == parent_state["epoch"]
-    # The card and the metadata name the parent run, and the training time counts both runs.
+    # The card and the metadata name the parent run, and the training time counts every run of the chain.
     result = run_cli("fer-convert", tmp_path / "warm" / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
                      "--allow-loss", "-o", tmp_path / "warm.tflite")
     assert result.returncode == 0, result.stderr[-2000:]
     card = (tmp_path / "warm.md").read_text()
     assert f"- Warm start: the run below began from the last weights of `{parent_state['command']}`" in card
-    assert "both runs" in card
+    assert "all runs of the chain" in card
     assert EmotionClassifier(str(tmp_path / "warm.tflite")).metadata["provenance"]["warm_start"]["epochs"] == parent_state["epoch"]
 
 
