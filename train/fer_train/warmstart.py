@@ -12,6 +12,7 @@ network then computes the twin's function in inference, and nearly the same in
 training mode, where batch-norm normalises by each batch's own statistics.
 """
 
+import keras
 import numpy as np
 from keras import layers
 
@@ -76,8 +77,10 @@ def load_float_twin(model, path, images, arch, batch_size=256):
         raise ValueError(f"{path}: {len(twin)} weighted layers, the network {model.name} has {len(pairs)}")
     for (op_name, kernel, bias), (layer, norm) in zip(twin, pairs):
         kernel = _keras_kernel(op_name, kernel)
-        if tuple(kernel.shape) != tuple(layer.kernel.shape) or (norm is None and layer.bias is None):
-            raise ValueError(f"{path}: layer {layer.name} is {tuple(layer.kernel.shape)}, the model has {kernel.shape}")
+        if tuple(kernel.shape) != tuple(layer.kernel.shape):
+            raise ValueError(f"{path}: its kernel for {layer.name} is {tuple(kernel.shape)}, the network's is {tuple(layer.kernel.shape)}")
+        if norm is None and layer.bias is None:
+            raise ValueError(f"{path}: {layer.name} has neither a bias nor a batch-norm to take the twin's bias")
         layer.kernel.assign(kernel)
         if norm is None:
             layer.bias.assign(bias)
@@ -90,8 +93,6 @@ def load_float_twin(model, path, images, arch, batch_size=256):
 
 def _match_batchnorm_statistics(model, pairs, images, batch_size):
     """Give each batch-norm its convolution's real output statistics, keeping its function."""
-    import keras
-
     normed = [(layer, norm) for layer, norm in pairs if norm is not None]
     probe = keras.Model(model.inputs, [layer.output for layer, _ in normed])
     sums, squares, counts = [0.0] * len(normed), [0.0] * len(normed), [0] * len(normed)
