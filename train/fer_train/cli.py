@@ -5,8 +5,9 @@ import shlex
 import sys
 
 import click
+import numpy as np
 
-from fer_edge.datasets import DatasetError, read_fer2013
+from fer_edge.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
 from fer_edge.errors import guarded
 
 
@@ -35,6 +36,20 @@ def _load_splits(data_path, limit=None):
     if not len(data["train"].labels) or not len(data["val"].labels):
         raise click.ClickException(f"{data_path}: needs Training and PublicTest rows")
     return data
+
+
+def _ferplus_vote_shares(path, rows):
+    """(N,7) FER+ vote shares of the faces at CSV data rows `rows`; a one-line error if the file is unusable."""
+    try:
+        votes, _ = read_ferplus(path)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    if len(rows) and len(votes) <= rows.max():
+        raise click.ClickException(f"{path}: has {len(votes)} rows, but the FER2013 CSV has at least {rows.max() + 1}: "
+                                   "not the vote file of this CSV")
+    shares = ferplus_soft_labels(votes)[rows]
+    click.echo(f"FER+ votes: {int((shares.sum(axis=1) > 0).sum())} of {len(rows)} Training faces have some")
+    return shares.astype(np.float32)
 
 
 def _this_command():
@@ -74,8 +89,12 @@ def _echo_metrics(metrics, what):
               help="Share of the teachers' probabilities in each face's target.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Soften the teachers' probabilities (softmax(log p / T)).")
+@click.option("--ferplus", "ferplus_path", default=None, type=click.Path(dir_okay=False),
+              help="FER+ vote CSV aligned with --data: mix each Training face's human vote shares into its target.")
+@click.option("--ferplus-weight", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of the FER+ vote shares in each face's target.")
 def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from, teachers,
-        distill_weight, temperature):
+        distill_weight, temperature, ferplus_path, ferplus_weight):
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
@@ -83,12 +102,14 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
         if os.path.realpath(init_from) == os.path.realpath(out):
             raise click.ClickException("--init-from must be another run folder than --out (a new run clears --out)")
     data = _load_splits(data_path, limit)
+    ferplus = (ferplus_path, _ferplus_vote_shares(ferplus_path, data["train"].rows)) if ferplus_path else None
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
     try:
         metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                           seed=seed, resume=resume, command=_this_command(), init_from=init_from,
-                          teachers=teachers, distill_weight=distill_weight, temperature=temperature)
+                          teachers=teachers, distill_weight=distill_weight, temperature=temperature,
+                          ferplus=ferplus, ferplus_weight=ferplus_weight)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")

@@ -115,17 +115,20 @@ def _write_json(path, data):
 
 
 def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
-                 soft=None, soft_weight=0.0):
+                 mixes=()):
     """tf.data pipeline of (float32 N,48,48,1 in 0..255, targets[, sample weights]).
 
-    Targets are the one-hot labels, smoothed, and mixed with `soft` (N,7 teacher
-    probabilities) at `soft_weight` when given.
+    Targets are the one-hot labels, smoothed, then mixed in turn with each `(probabilities
+    (N,7), weight)` of `mixes` (teachers, then human votes): `weight` is that source's
+    share of the target so far. A row whose probabilities are all zero (a face nobody
+    voted on) keeps its target.
     """
     targets = keras.utils.to_categorical(labels, len(LABELS)).astype(np.float32)
     if smoothing:
         targets = targets * (1.0 - smoothing) + smoothing / len(LABELS)
-    if soft is not None and soft_weight:
-        targets = ((1.0 - soft_weight) * targets + soft_weight * soft).astype(np.float32)
+    for probabilities, weight in mixes:
+        known = (probabilities.sum(axis=1) > 0)[:, None]
+        targets = np.where(known, (1.0 - weight) * targets + weight * probabilities, targets).astype(np.float32)
     parts = (images[..., None], targets) if weights is None else (images[..., None], targets, weights[labels].astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle:
@@ -145,7 +148,7 @@ def predict_labels(model, images, batch_size=512):
 
 def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
         smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None,
-        teachers=(), distill_weight=0.5, temperature=1.0):
+        teachers=(), distill_weight=0.5, temperature=1.0, ferplus=None, ferplus_weight=0.3):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
@@ -155,6 +158,9 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
 
     `teachers` (fer-edge .tflite models) turn the targets into a mix of label and teacher
     probabilities, `distill_weight` of the latter (see distill.py).
+
+    `ferplus` (the FER+ vote file's path and its (N,7) vote shares for data['train'])
+    then mixes each face's human vote distribution in at `ferplus_weight`.
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
@@ -163,6 +169,8 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
                       temperature=temperature)
+    if ferplus:
+        config.update(ferplus=os.path.abspath(ferplus[0]), ferplus_weight=ferplus_weight)
     keras.utils.set_random_seed(seed)
     if resume and os.path.exists(state_path) and os.path.exists(os.path.join(out, "last.keras")):
         with open(state_path) as f:
@@ -199,16 +207,24 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
             from .distill import describe_teachers
             state["distilled"] = {"teachers": describe_teachers(teachers), "weight": distill_weight,
                                   "temperature": temperature}
+        if ferplus:
+            state["ferplus"] = {"file": os.path.basename(ferplus[0]), "weight": ferplus_weight,
+                                "faces_with_votes": int((ferplus[1].sum(axis=1) > 0).sum())}
         _write_json(state_path, state)
     train, val = data["train"], data["val"]
     weights = class_weights(train.labels, config["class_weight_power"])
-    soft = None
+    mixes = []
     if config.get("teachers"):
         from .distill import cached_teacher_targets
-        soft = cached_teacher_targets(out, config["teachers"], train.images, config["temperature"])
+        mixes.append((cached_teacher_targets(out, config["teachers"], train.images, config["temperature"]),
+                      config["distill_weight"]))
+    if config.get("ferplus"):
+        if not ferplus:
+            raise ValueError(f"{out} was trained with --ferplus {config['ferplus']}; give it again to resume")
+        mixes.append((ferplus[1], config["ferplus_weight"]))
     train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
                             augment=make_augmenter(config["seed"]), weights=weights, shuffle=True,
-                            smoothing=config["smoothing"], soft=soft, soft_weight=config.get("distill_weight", 0.0))
+                            smoothing=config["smoothing"], mixes=mixes)
     val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
     steps = math.ceil(len(train.labels) / config["batch_size"])
     os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
