@@ -80,6 +80,25 @@ def run_cli(*args, timeout=600, env_path=None, **kwargs):
 
 
 @pytest.fixture(scope="session")
+def small_ferplus(fer_csv, ferplus_csv, small_csv, tmp_path_factory):
+    """The real FER+ votes of exactly small_csv's rows, aligned with it row by row."""
+    path = tmp_path_factory.mktemp("data") / "ferplus_small.csv"
+    quota = {"Training": 600, "PublicTest": 300, "PrivateTest": 300}
+    with gzip.open(fer_csv, "rt", newline="") as fer, open(ferplus_csv, newline="") as votes, \
+            open(path, "w", newline="") as dst:
+        fer_rows, vote_rows, writer = csv.reader(fer), csv.reader(votes), csv.writer(dst)
+        next(fer_rows)
+        writer.writerow(next(vote_rows))
+        for row, vote in zip(fer_rows, vote_rows):
+            if quota.get(row[2], 0) > 0:
+                quota[row[2]] -= 1
+                writer.writerow(vote)
+            if not any(quota.values()):
+                break
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_run(small_csv, tmp_path_factory):
     """A real (tiny) training run: 1 epoch on 600 real FER2013 rows; returns the run folder."""
     pytest.importorskip("tensorflow")

@@ -61,6 +61,7 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "warm_start": {k: state["init_from"].get(k) for k in ("run", "command", "commit", "epochs", "train_seconds")}
             if state.get("init_from") else None,
             "distilled": state.get("distilled"),
+            "ferplus": state.get("ferplus"),
             "convert_command": "fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "calibration_faces": calib if mode == "int8" else None,
             "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",

@@ -160,6 +160,37 @@ def test_distillation_from_a_teacher(tiny_model, small_csv, tmp_path):
     assert result.returncode != 0 and "not a TFLite model" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_path):
+    from fer_edge.datasets import ferplus_soft_labels, read_fer2013, read_ferplus
+    from fer_train.fit import make_dataset
+
+    train = read_fer2013(str(small_csv), usage="Training")
+    shares = ferplus_soft_labels(read_ferplus(str(small_ferplus))[0])[train.rows].astype(np.float32)
+    shares[0] = 0  # a face nobody voted on (some real ones too, e.g. voted "not a face") keeps its label
+    targets = np.concatenate([t for _, t in make_dataset(train.images, train.labels, 256, 0, mixes=[(shares, 0.4)])])
+    onehot = np.eye(len(LABELS), dtype=np.float32)[train.labels]
+    voted = shares.sum(axis=1) > 0
+    assert voted.sum() > 550 and (~voted).sum() >= 1
+    np.testing.assert_allclose(targets[voted], 0.6 * onehot[voted] + 0.4 * shares[voted], atol=1e-6)
+    np.testing.assert_allclose(targets[~voted], onehot[~voted])
+
+    out = tmp_path / "voted"
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--ferplus", small_ferplus,
+                     "--ferplus-weight", "0.4", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with_votes = int((ferplus_soft_labels(read_ferplus(str(small_ferplus))[0])[train.rows].sum(axis=1) > 0).sum())
+    assert json.loads((out / "state.json").read_text())["ferplus"] == {
+        "file": small_ferplus.name, "weight": 0.4, "faces_with_votes": with_votes}
+    result = run_cli("fer-convert", out / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "voted.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"- Human votes: 0.4 of each Training face's target" in (tmp_path / "voted.md").read_text()
+    short = tmp_path / "short.csv"
+    short.write_text("".join(small_ferplus.read_text().splitlines(keepends=True)[:11]))
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--ferplus", short, "--out", tmp_path / "x")
+    assert result.returncode != 0 and "not the vote file of this CSV" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_batchnorm_statistics_are_remeasured_over_the_faces(public_test):
     import keras
 
