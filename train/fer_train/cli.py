@@ -71,7 +71,7 @@ def _echo_metrics(metrics, what):
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
-@click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l).")
+@click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l).")
 @click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
@@ -82,7 +82,8 @@ def _echo_metrics(metrics, what):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--init-from", type=click.Path(exists=True),
               help="Start from this finished run's last weights, or a shipped model's float32 twin "
-                   "(models/NAME-float32.tflite): a warm restart with a new warm-up and cosine cycle.")
+                   "(models/NAME-float32.tflite): a warm restart with a new warm-up and cosine cycle. "
+                   "A deeper --arch that only adds residual blocks (fercnn-d from fercnn) grows from it.")
 @click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Distil from this fer-edge .tflite model (repeat for an ensemble; each also sees the mirror image).")
 @click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),

@@ -23,7 +23,8 @@ from fer_edge.hardware import describe
 from fer_edge.labels import LABELS
 from fer_edge.metrics import classification_report
 
-from .arch import build, multiply_adds
+from .arch import ARCHITECTURES, build, multiply_adds
+from .grow import grow_into
 from .augment import make_augmenter
 
 
@@ -245,10 +246,9 @@ def _load_parent(source, arch, model, train_images):
         raise ValueError(f"{source}: not a run folder (no state.json and last.keras)")
     with open(state_path) as f:
         parent = json.load(f)
-    if parent["config"]["arch"] != arch:
-        raise ValueError(f"{source} trained --arch {parent['config']['arch']}, not {arch}")
-    model.set_weights(keras.models.load_model(last, compile=False).get_weights())
-    return {"run": source, "epochs": parent["epoch"], "command": parent.get("command"),
+    trained = keras.models.load_model(last, compile=False)
+    grown = _copy_or_grow(trained, model, parent["config"]["arch"], arch, source)
+    return {"run": source, **grown, "epochs": parent["epoch"], "command": parent.get("command"),
             "commit": parent.get("commit"), "train_seconds": parent.get("train_seconds", 0.0),
             "hardware": parent.get("hardware")}
 
@@ -256,12 +256,18 @@ def _load_parent(source, arch, model, train_images):
 def _load_twin_parent(path, arch, model, train_images):
     from fer_edge.metadata import ModelError
 
+    from fer_edge.metadata import read_metadata
+
     from .warmstart import load_float_twin
 
     try:
-        meta = load_float_twin(model, path, train_images[:4000], arch)
+        with open(path, "rb") as f:
+            parent_arch = read_metadata(f.read(), path).get("architecture")
+        parent = model if parent_arch == arch else build(_known_arch(parent_arch, path))
+        meta = load_float_twin(parent, path, train_images[:4000], parent_arch)
     except ModelError as exc:
         raise ValueError(str(exc)) from None
+    grown = _copy_or_grow(parent, model, parent_arch, arch, path)
     prov = meta.get("provenance", {})
     epochs = (prov.get("averaged_epochs") or [None])[-1] or prov.get("best_epoch") or 0
     command = prov.get("train_command")
@@ -273,8 +279,28 @@ def _load_twin_parent(path, arch, model, train_images):
         command = f"{earlier.get('command')}, then {command}"
         epochs += earlier.get("epochs") or 0
         seconds += earlier.get("train_seconds") or 0.0
-    return {"run": path, "epochs": epochs, "command": command, "commit": prov.get("train_commit"),
+    return {"run": path, **grown, "epochs": epochs, "command": command, "commit": prov.get("train_commit"),
             "train_seconds": seconds, "hardware": meta.get("train_hardware")}
+
+
+def _known_arch(name, source):
+    if name not in ARCHITECTURES:
+        raise ValueError(f"{source}: its architecture {name!r} is not one fer-train builds")
+    return name
+
+
+def _copy_or_grow(parent, model, parent_arch, arch, source):
+    """Put the parent's weights into `model`: all of them, or grown into a deeper `arch` (grow.py)."""
+    if parent is model:
+        return {}
+    if parent_arch == arch:
+        model.set_weights(parent.get_weights())
+        return {}
+    try:
+        blocks = grow_into(parent, model)
+    except ValueError as exc:
+        raise ValueError(f"{source} is a {parent_arch} model, not {arch}, and {exc}") from None
+    return {"grown_from": parent_arch, "new_blocks": blocks}
 
 
 def finish(out, data, state):
