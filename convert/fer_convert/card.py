@@ -18,8 +18,10 @@ def _warm_start_line(warm):
         start = f"the weights of `{os.path.basename(warm['run'])}`, made by `{warm['command']}`"
     else:
         start = f"the last weights of `{warm['command']}`"
+    grown = (f"; grown from `{warm['grown_from']}`, new residual block(s) {', '.join(warm.get('new_blocks') or [])} "
+             "starting as identity, so the run began with the parent's function") if warm.get("grown_from") else ""
     return (f"- Warm start: the run below began from {start} "
-            f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s)")
+            f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s{grown})")
 
 
 def _distillation_line(distilled):

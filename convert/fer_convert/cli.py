@@ -39,6 +39,14 @@ def _file_sha256(path):
     return digest.hexdigest()
 
 
+def _warm_start(parent):
+    """What the card needs of the run's parent (None for a run from scratch)."""
+    if not parent:
+        return None
+    keys = ("run", "command", "commit", "epochs", "train_seconds", "grown_from", "new_blocks")
+    return {k: parent[k] for k in keys if k in parent}
+
+
 def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant, margin=DEFAULT_MARGIN):
     state = record.get("state.json", {})
     return {
@@ -58,8 +66,7 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
             "averaged_epochs": state.get("averaged", {}).get("epochs"),
             "average_command": state.get("averaged", {}).get("command"),
-            "warm_start": {k: state["init_from"].get(k) for k in ("run", "command", "commit", "epochs", "train_seconds")}
-            if state.get("init_from") else None,
+            "warm_start": _warm_start(state.get("init_from")),
             "distilled": state.get("distilled"),
             "ferplus": state.get("ferplus"),
             "convert_command": "fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

@@ -122,6 +122,35 @@ def test_warm_start_from_a_float32_twin_keeps_its_function(tiny_model, public_te
     np.testing.assert_allclose(model(faces, training=True).numpy(), np.array(expected), atol=1e-3)
 
 
+def test_a_deeper_network_grows_from_a_trained_one_keeping_its_function(tiny_run, public_test, small_csv, tmp_path):
+    import keras
+
+    from fer_train.arch import build
+    from fer_train.grow import grow_into
+
+    parent = keras.models.load_model(tiny_run / "last.keras", compile=False)
+    grown = build("fercnn-d")
+    assert grow_into(parent, grown) == ["s0b1"]
+    assert grown.count_params() > parent.count_params() + 70_000
+    faces = public_test.images[:64, ..., None].astype(np.float32)
+    np.testing.assert_allclose(grown.predict(faces, verbose=0), parent.predict(faces, verbose=0), atol=1e-5)
+    for model in (parent, grown):
+        model.get_layer("dropout").rate = 0.0
+    np.testing.assert_allclose(grown(faces, training=True).numpy(), parent(faces, training=True).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_into(parent, build("ferdsnet"))
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--arch", "fercnn-d",
+                     "--init-from", tiny_run, "--out", tmp_path / "grown")
+    assert result.returncode == 0, result.stderr[-2000:]
+    warm = json.loads((tmp_path / "grown" / "state.json").read_text())["init_from"]
+    assert warm["grown_from"] == "fercnn" and warm["new_blocks"] == ["s0b1"]
+    result = run_cli("fer-convert", tmp_path / "grown" / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "grown.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = (tmp_path / "grown.md").read_text()
+    assert "grown from `fercnn`, new residual block(s) s0b1 starting as identity" in card and "`fercnn-d`" in card
+
+
 def test_warm_restart_from_a_float32_twin(tiny_model, small_csv, tmp_path):
     twin = str(tiny_model).replace("int8.tflite", "int8-float32.tflite")
     result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--lr", "1e-9", "--init-from", twin,
