@@ -53,20 +53,48 @@ def public_test(fer_csv):
     return read_fer2013(str(fer_csv), usage="PublicTest")
 
 
-@pytest.fixture(scope="session")
-def small_csv(fer_csv, tmp_path_factory):
-    """A real FER2013 subset (first 600 Training, 300 PublicTest, 300 PrivateTest rows) as .csv.gz."""
-    path = tmp_path_factory.mktemp("data") / "fer_small.csv.gz"
-    quota = {"Training": 600, "PublicTest": 300, "PrivateTest": 300}
-    with gzip.open(fer_csv, "rt", newline="") as src, gzip.open(path, "wt", newline="") as dst:
-        reader, writer = csv.reader(src), csv.writer(dst)
-        writer.writerow(next(reader))
-        for row in reader:
+SMALL_QUOTA = {"Training": 600, "PublicTest": 300, "PrivateTest": 300}
+
+
+def _small_rows(fer_csv):
+    """Data-row indices of the first 600 Training, 300 PublicTest and 300 PrivateTest rows."""
+    quota, chosen = dict(SMALL_QUOTA), []
+    with gzip.open(fer_csv, "rt", newline="") as src:
+        reader = csv.reader(src)
+        next(reader)
+        for index, row in enumerate(reader):
             if quota.get(row[2], 0) > 0:
                 quota[row[2]] -= 1
-                writer.writerow(row)
+                chosen.append(index)
             if not any(quota.values()):
                 break
+    return chosen
+
+
+def _write_rows(source, path, rows):
+    """Copy the header and the data rows at `rows` of a CSV (plain or .gz) to `path` (same kind)."""
+    opener = gzip.open if str(source).endswith(".gz") else open
+    wanted = set(rows)
+    with opener(source, "rt", newline="") as src, opener(path, "wt", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        writer.writerow(next(reader))
+        for index, row in enumerate(reader):
+            if index in wanted:
+                writer.writerow(row)
+            if index >= rows[-1]:
+                break
+
+
+@pytest.fixture(scope="session")
+def small_rows(fer_csv):
+    return _small_rows(fer_csv)
+
+
+@pytest.fixture(scope="session")
+def small_csv(fer_csv, small_rows, tmp_path_factory):
+    """A real FER2013 subset (first 600 Training, 300 PublicTest, 300 PrivateTest rows) as .csv.gz."""
+    path = tmp_path_factory.mktemp("data") / "fer_small.csv.gz"
+    _write_rows(fer_csv, path, small_rows)
     return path
 
 
@@ -80,21 +108,10 @@ def run_cli(*args, timeout=600, env_path=None, **kwargs):
 
 
 @pytest.fixture(scope="session")
-def small_ferplus(fer_csv, ferplus_csv, small_csv, tmp_path_factory):
+def small_ferplus(ferplus_csv, small_rows, tmp_path_factory):
     """The real FER+ votes of exactly small_csv's rows, aligned with it row by row."""
     path = tmp_path_factory.mktemp("data") / "ferplus_small.csv"
-    quota = {"Training": 600, "PublicTest": 300, "PrivateTest": 300}
-    with gzip.open(fer_csv, "rt", newline="") as fer, open(ferplus_csv, newline="") as votes, \
-            open(path, "w", newline="") as dst:
-        fer_rows, vote_rows, writer = csv.reader(fer), csv.reader(votes), csv.writer(dst)
-        next(fer_rows)
-        writer.writerow(next(vote_rows))
-        for row, vote in zip(fer_rows, vote_rows):
-            if quota.get(row[2], 0) > 0:
-                quota[row[2]] -= 1
-                writer.writerow(vote)
-            if not any(quota.values()):
-                break
+    _write_rows(ferplus_csv, path, small_rows)
     return path
 
 
