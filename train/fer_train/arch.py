@@ -81,8 +81,9 @@ def fercnn(stem=32, full=((48, 2), (96, 2)), separable=(192, 1), dropout=0.3, si
 ARCHITECTURES = {
     "fercnn": fercnn,
     "fercnn-l": lambda: fercnn(full=((48, 2), (96, 3)), separable=(192, 2)),
-    # fercnn plus a second residual block at 6x6 (343 k parameters, ~380 KB int8): it can
-    # grow from a trained fercnn (grow.py) and costs the device almost nothing (6x6 pixels).
+    # fercnn plus a second residual block at 6x6 (343 k parameters, 398 KB int8): it can
+    # grow from a trained fercnn (grow.py) and costs the device little (6x6 pixels, +2.8 M
+    # multiply-adds). Measured: no more accurate than fercnn (README), so not shipped.
     "fercnn-d": lambda: fercnn(separable=(192, 2)),
     "ferdsnet": ferdsnet,
     "ferdsnet-s": lambda: ferdsnet(widths=(16, 32, 64, 128), blocks=(0, 1, 1, 1)),

@@ -24,8 +24,8 @@ from fer_edge.labels import LABELS
 from fer_edge.metrics import classification_report
 
 from .arch import ARCHITECTURES, build, multiply_adds
-from .grow import grow_into
 from .augment import make_augmenter
+from .grow import grow_into
 
 
 def class_weights(labels, power=0.5):
@@ -254,9 +254,7 @@ def _load_parent(source, arch, model, train_images):
 
 
 def _load_twin_parent(path, arch, model, train_images):
-    from fer_edge.metadata import ModelError
-
-    from fer_edge.metadata import read_metadata
+    from fer_edge.metadata import ModelError, read_metadata
 
     from .warmstart import load_float_twin
 
