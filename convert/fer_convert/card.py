@@ -28,8 +28,10 @@ def _distillation_line(distilled):
     teachers = "; ".join(
         f"`{t['model']}` ({t.get('quantization')}, PrivateTest {_pct(t['private_test_accuracy']) if t.get('private_test_accuracy') else 'n/a'})"
         for t in distilled["teachers"])
+    seen = ("the same augmented face as the student, every epoch" if distilled.get("live")
+            else "the clean face and its mirror image, once")
     return (f"- Distillation: each Training face's target mixed {distilled['weight']:g} of the teachers' mean "
-            f"probabilities (face and mirror image, temperature {distilled['temperature']:g}) into its label; teachers: {teachers}")
+            f"probabilities ({seen}; temperature {distilled['temperature']:g}) into its label; teachers: {teachers}")
 
 
 def _ferplus_line(ferplus):

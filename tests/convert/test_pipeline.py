@@ -189,6 +189,32 @@ def test_distillation_from_a_teacher(tiny_model, small_csv, tmp_path):
     assert result.returncode != 0 and "not a TFLite model" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
+    import tensorflow as tf
+
+    from fer_edge.datasets import read_fer2013
+    from fer_train.distill import LiveTeachers
+    from fer_train.fit import make_dataset
+
+    train = read_fer2013(str(small_csv), usage="Training")
+    faces, labels = train.images[:128], train.labels[:128]
+    shifted = lambda x: tf.roll(x, shift=5, axis=2)  # a fixed "augmentation", so the view is known
+    teachers = LiveTeachers([str(tiny_model)])
+    batches = list(make_dataset(faces, labels, 64, 0, augment=shifted, mixes=(), live=(teachers, 0.7)))
+    seen = np.concatenate([x.numpy() for x, _ in batches])
+    targets = np.concatenate([t.numpy() for _, t in batches])
+    np.testing.assert_array_equal(seen[..., 0], np.roll(faces, 5, axis=2))
+    expected = 0.3 * np.eye(len(LABELS))[labels] + 0.7 * EmotionClassifier(str(tiny_model)).predict(np.roll(faces, 5, axis=2))
+    np.testing.assert_allclose(targets, expected, atol=1e-5)
+
+    out = tmp_path / "live"
+    result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--teacher", tiny_model,
+                     "--live-teachers", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "state.json").read_text())["distilled"]["live"] is True
+    assert not (out / "teacher-probabilities.npy").exists()
+
+
 def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_path):
     from fer_edge.datasets import ferplus_soft_labels, read_fer2013, read_ferplus
     from fer_train.fit import make_dataset

@@ -90,12 +90,15 @@ def _echo_metrics(metrics, what):
               help="Share of the teachers' probabilities in each face's target.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Soften the teachers' probabilities (softmax(log p / T)).")
+@click.option("--live-teachers", is_flag=True,
+              help="Teachers look at each augmented batch the student sees, every epoch (slower), "
+                   "instead of once at the clean faces.")
 @click.option("--ferplus", "ferplus_path", default=None, type=click.Path(dir_okay=False),
               help="FER+ vote CSV aligned with --data: mix each Training face's human vote shares into its target.")
 @click.option("--ferplus-weight", default=0.3, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the FER+ vote shares in each face's target.")
 def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from, teachers,
-        distill_weight, temperature, ferplus_path, ferplus_weight):
+        distill_weight, temperature, live_teachers, ferplus_path, ferplus_weight):
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
@@ -110,7 +113,7 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
         metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                           seed=seed, resume=resume, command=_this_command(), init_from=init_from,
                           teachers=teachers, distill_weight=distill_weight, temperature=temperature,
-                          ferplus=ferplus, ferplus_weight=ferplus_weight)
+                          live_teachers=live_teachers, ferplus=ferplus, ferplus_weight=ferplus_weight)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")

@@ -36,6 +36,29 @@ def teacher_probabilities(paths, images, temperature=1.0):
     return (total / (2 * len(paths))).astype(np.float32)
 
 
+class LiveTeachers:
+    """The teachers' mean probabilities over the very batch the student sees, augmented.
+
+    Why: offline targets describe the clean face, but the student is shown a rotated,
+    shifted, partly erased one; a teacher that looks at the same view gives a target that
+    fits it ("consistent teaching", Beyer et al. 2022). It costs one teacher pass per
+    augmented face per epoch, on the device runtime.
+    """
+
+    def __init__(self, paths, temperature=1.0):
+        try:
+            self.teachers = [EmotionClassifier(path, threads=os.cpu_count() or 1) for path in paths]
+        except ModelError as exc:
+            raise ValueError(f"teacher {exc}") from None
+        self.temperature = temperature
+
+    def __call__(self, batch):
+        faces = np.clip(np.rint(batch[..., 0]), 0, 255).astype(np.uint8)
+        total = sum(_soften(t.predict(faces, max_batch=len(faces)).astype(np.float64), self.temperature)
+                    for t in self.teachers)
+        return (total / len(self.teachers)).astype(np.float32)
+
+
 def _soften(probabilities, temperature):
     """The same distribution at a higher temperature (softmax(log p / T))."""
     if temperature == 1.0:

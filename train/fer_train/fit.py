@@ -116,13 +116,14 @@ def _write_json(path, data):
 
 
 def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
-                 mixes=()):
+                 mixes=(), live=None):
     """tf.data pipeline of (float32 N,48,48,1 in 0..255, targets[, sample weights]).
 
     Targets are the one-hot labels, smoothed, then mixed in turn with each `(probabilities
     (N,7), weight)` of `mixes` (teachers, then human votes): `weight` is that source's
     share of the target so far. A row whose probabilities are all zero (a face nobody
-    voted on) keeps its target.
+    voted on) keeps its target. `live` (`(teachers, weight)`, distill.LiveTeachers) mixes
+    in the teachers' probabilities over each augmented batch instead, after augmentation.
     """
     targets = keras.utils.to_categorical(labels, len(LABELS)).astype(np.float32)
     if smoothing:
@@ -139,6 +140,15 @@ def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, s
         ds = ds.map(lambda x, *rest: (augment(tf.cast(x, tf.float32)), *rest), num_parallel_calls=1)
     else:
         ds = ds.map(lambda x, *rest: (tf.cast(x, tf.float32), *rest))
+    if live is not None:
+        teachers, weight = live
+
+        def consult(x, targets, *rest):
+            seen = tf.numpy_function(teachers, [x], tf.float32, stateful=False)
+            seen.set_shape(targets.shape)
+            return (x, (1.0 - weight) * targets + weight * seen, *rest)
+
+        ds = ds.map(consult, num_parallel_calls=1)
     return ds.prefetch(2)
 
 
@@ -149,7 +159,7 @@ def predict_labels(model, images, batch_size=512):
 
 def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
         smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None,
-        teachers=(), distill_weight=0.5, temperature=1.0, ferplus=None, ferplus_weight=0.3):
+        teachers=(), distill_weight=0.5, temperature=1.0, live_teachers=False, ferplus=None, ferplus_weight=0.3):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
@@ -158,7 +168,8 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     chosen anew. The new run records its parent.
 
     `teachers` (fer-edge .tflite models) turn the targets into a mix of label and teacher
-    probabilities, `distill_weight` of the latter (see distill.py).
+    probabilities, `distill_weight` of the latter (see distill.py): computed once over the
+    clean faces, or with `live_teachers` over every augmented batch (mixed in last).
 
     `ferplus` (the FER+ vote file's path and its (N,7) vote shares for data['train'])
     then mixes each face's human vote distribution in at `ferplus_weight`.
@@ -169,7 +180,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
                   smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed)
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
-                      temperature=temperature)
+                      temperature=temperature, live_teachers=bool(live_teachers))
     if ferplus:
         config.update(ferplus=os.path.abspath(ferplus[0]), ferplus_weight=ferplus_weight)
     keras.utils.set_random_seed(seed)
@@ -207,7 +218,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         if teachers:
             from .distill import describe_teachers
             state["distilled"] = {"teachers": describe_teachers(teachers), "weight": distill_weight,
-                                  "temperature": temperature}
+                                  "temperature": temperature, "live": bool(live_teachers)}
         if ferplus:
             state["ferplus"] = {"file": os.path.basename(ferplus[0]), "weight": ferplus_weight,
                                 "faces_with_votes": int((ferplus[1].sum(axis=1) > 0).sum())}
@@ -215,7 +226,11 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     train, val = data["train"], data["val"]
     weights = class_weights(train.labels, config["class_weight_power"])
     mixes = []
-    if config.get("teachers"):
+    live = None
+    if config.get("teachers") and config.get("live_teachers"):
+        from .distill import LiveTeachers
+        live = (LiveTeachers(config["teachers"], config["temperature"]), config["distill_weight"])
+    elif config.get("teachers"):
         from .distill import cached_teacher_targets
         mixes.append((cached_teacher_targets(out, config["teachers"], train.images, config["temperature"]),
                       config["distill_weight"]))
@@ -225,7 +240,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         mixes.append((ferplus[1], config["ferplus_weight"]))
     train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
                             augment=make_augmenter(config["seed"]), weights=weights, shuffle=True,
-                            smoothing=config["smoothing"], mixes=mixes)
+                            smoothing=config["smoothing"], mixes=mixes, live=live)
     val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
     steps = math.ceil(len(train.labels) / config["batch_size"])
     os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
