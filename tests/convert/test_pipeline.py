@@ -94,7 +94,7 @@ def test_warm_restart_starts_from_the_parent_run(tiny_run, small_csv, tmp_path):
 def test_warm_restart_refuses_in_one_line(tiny_run, small_csv, tmp_path):
     for args, message in ((["--init-from", tmp_path], "not a fer-train run folder"),
                           (["--init-from", tiny_run, "--out", tiny_run], "another run folder than --out"),
-                          (["--init-from", tiny_run, "--arch", "ferdsnet"], "trained --arch fercnn, not ferdsnet")):
+                          (["--init-from", tiny_run, "--arch", "ferdsnet"], "is a fercnn model, not ferdsnet")):
         result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--out", tmp_path / "x", *args)
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
