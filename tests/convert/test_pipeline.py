@@ -193,13 +193,13 @@ def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
     import tensorflow as tf
 
     from fer_edge.datasets import read_fer2013
-    from fer_train.distill import LiveTeachers
+    from fer_train.distill import Teachers
     from fer_train.fit import make_dataset
 
     train = read_fer2013(str(small_csv), usage="Training")
     faces, labels = train.images[:128], train.labels[:128]
     shifted = lambda x: tf.roll(x, shift=5, axis=2)  # a fixed "augmentation", so the view is known
-    teachers = LiveTeachers([str(tiny_model)])
+    teachers = Teachers([str(tiny_model)])
     batches = list(make_dataset(faces, labels, 64, 0, augment=shifted, mixes=(), live=(teachers, 0.7)))
     seen = np.concatenate([x.numpy() for x, _ in batches])
     targets = np.concatenate([t.numpy() for _, t in batches])

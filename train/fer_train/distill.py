@@ -22,27 +22,14 @@ from fer_edge.classify import EmotionClassifier
 from fer_edge.metadata import ModelError
 
 
-def teacher_probabilities(paths, images, temperature=1.0):
-    """(N, 7) mean probabilities of the teachers at `paths` over `images` and their mirrors."""
-    total = np.zeros((len(images), 7), np.float64)
-    for path in paths:
-        try:
-            teacher = EmotionClassifier(path, threads=os.cpu_count() or 1)
-        except ModelError as exc:
-            raise ValueError(f"teacher {exc}") from None
-        for faces in (images, images[:, :, ::-1]):
-            probabilities = teacher.predict(np.ascontiguousarray(faces), max_batch=256).astype(np.float64)
-            total += _soften(probabilities, temperature)
-    return (total / (2 * len(paths))).astype(np.float32)
+class Teachers:
+    """A set of teacher models, run by the device runtime; the mean of their probabilities.
 
-
-class LiveTeachers:
-    """The teachers' mean probabilities over the very batch the student sees, augmented.
-
-    Why: offline targets describe the clean face, but the student is shown a rotated,
-    shifted, partly erased one; a teacher that looks at the same view gives a target that
-    fits it ("consistent teaching", Beyer et al. 2022). It costs one teacher pass per
-    augmented face per epoch, on the device runtime.
+    Called on a float batch (N,48,48,1) inside the input pipeline, it scores the very
+    batch the student sees, augmented (`--live-teachers`). Why: offline targets describe
+    the clean face, but the student is shown a rotated, shifted, partly erased one; a
+    teacher that looks at the same view gives a target that fits it ("consistent
+    teaching", Beyer et al. 2022). It costs one teacher pass per augmented face per epoch.
     """
 
     def __init__(self, paths, temperature=1.0):
@@ -52,11 +39,22 @@ class LiveTeachers:
             raise ValueError(f"teacher {exc}") from None
         self.temperature = temperature
 
+    def mean_probabilities(self, faces, max_batch=256):
+        """(N, 7) mean softened probabilities of the teachers over uint8 faces (N,48,48)."""
+        total = sum(_soften(t.predict(faces, max_batch=max_batch).astype(np.float64), self.temperature)
+                    for t in self.teachers)
+        return total / len(self.teachers)
+
     def __call__(self, batch):
         faces = np.clip(np.rint(batch[..., 0]), 0, 255).astype(np.uint8)
-        total = sum(_soften(t.predict(faces, max_batch=len(faces)).astype(np.float64), self.temperature)
-                    for t in self.teachers)
-        return (total / len(self.teachers)).astype(np.float32)
+        return self.mean_probabilities(faces, max_batch=len(faces)).astype(np.float32)
+
+
+def teacher_probabilities(paths, images, temperature=1.0):
+    """(N, 7) mean probabilities of the teachers at `paths` over `images` and their mirrors."""
+    teachers = Teachers(paths, temperature)
+    mirrors = np.ascontiguousarray(images[:, :, ::-1])
+    return ((teachers.mean_probabilities(images) + teachers.mean_probabilities(mirrors)) / 2).astype(np.float32)
 
 
 def _soften(probabilities, temperature):

@@ -122,7 +122,7 @@ def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, s
     Targets are the one-hot labels, smoothed, then mixed in turn with each `(probabilities
     (N,7), weight)` of `mixes` (teachers, then human votes): `weight` is that source's
     share of the target so far. A row whose probabilities are all zero (a face nobody
-    voted on) keeps its target. `live` (`(teachers, weight)`, distill.LiveTeachers) mixes
+    voted on) keeps its target. `live` (`(teachers, weight)`, distill.Teachers) mixes
     in the teachers' probabilities over each augmented batch instead, after augmentation.
     """
     targets = keras.utils.to_categorical(labels, len(LABELS)).astype(np.float32)
@@ -228,8 +228,8 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     mixes = []
     live = None
     if config.get("teachers") and config.get("live_teachers"):
-        from .distill import LiveTeachers
-        live = (LiveTeachers(config["teachers"], config["temperature"]), config["distill_weight"])
+        from .distill import Teachers
+        live = (Teachers(config["teachers"], config["temperature"]), config["distill_weight"])
     elif config.get("teachers"):
         from .distill import cached_teacher_targets
         mixes.append((cached_teacher_targets(out, config["teachers"], train.images, config["temperature"]),
