@@ -34,8 +34,9 @@ def _distillation_line(distilled):
             f"probabilities ({seen}; temperature {distilled['temperature']:g}) into its label; teachers: {teachers}")
 
 
-def _ferplus_line(ferplus):
-    return (f"- Human votes: {ferplus['weight']:g} of each Training face's target (mixed in last) came from its FER+ "
+def _ferplus_line(ferplus, distilled):
+    order = "mixed in before the live teachers'" if (distilled or {}).get("live") else "mixed in last"
+    return (f"- Human votes: {ferplus['weight']:g} of each Training face's target ({order}) came from its FER+ "
             f"vote shares over the seven emotions (`{ferplus['file']}`, {ferplus['faces_with_votes']} Training faces "
             "with votes; no test row's votes are read)")
 
@@ -59,7 +60,7 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
            f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)"]
           if prov.get("average_command") else []),
         *([_distillation_line(prov["distilled"])] if prov.get("distilled") else []),
-        *([_ferplus_line(prov["ferplus"])] if prov.get("ferplus") else []),
+        *([_ferplus_line(prov["ferplus"], prov.get("distilled"))] if prov.get("ferplus") else []),
         f"- Conversion command: `{prov['convert_command']}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
         f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"
