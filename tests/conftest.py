@@ -98,9 +98,9 @@ def small_csv(fer_csv, small_rows, tmp_path_factory):
     return path
 
 
-def run_cli(*args, timeout=600, env_path=None, **kwargs):
+def run_cli(*args, timeout=600, env_path=None, extra_env=None, **kwargs):
     """Run one of the installed console scripts; returns the CompletedProcess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **(extra_env or {}))
     if env_path is not None:
         env["PATH"] = env_path
     return subprocess.run([str(Path(sys.executable).parent / args[0]), *map(str, args[1:])],

