@@ -14,7 +14,7 @@ import numpy as np
 from .capture import open_source
 from .classify import EmotionClassifier
 from .detect import make_detector
-from .preprocess import crop_face
+from .preprocess import crop_detected
 from .runner import Pipeline
 from .track import Tracker
 
@@ -94,7 +94,7 @@ def sample_faces(source, detector="auto", n=64):
     src = open_source(source=source)
     for frame in src.frames():
         for box in det.detect(frame.image):
-            found.append(crop_face(frame.image, box[:4]))
+            found.append(crop_detected(frame.image, box))
         if len(found) >= n:
             break
     src.close()

@@ -24,9 +24,15 @@ def softmax(logits):
 
 
 class EmotionClassifier:
-    """Wraps one interpreter; `predict` takes uint8 48x48 faces and returns probabilities."""
+    """Wraps one interpreter; `predict` takes uint8 48x48 faces and returns probabilities.
 
-    def __init__(self, model_path=None, threads=1, delegate=None):
+    With `mirror` each face is also classified flipped left-right, in the same batch, and
+    the two answers are averaged: an expression reads the same in a mirror, the network's
+    errors do not. Probabilities are divided by the temperature the model's metadata
+    carries (`fer-edge calibrate`), so that a face called 70 % happy is happy 70 % of the time.
+    """
+
+    def __init__(self, model_path=None, threads=1, delegate=None, mirror=True):
         self.path = model_path or default_model_path()
         try:
             with open(self.path, "rb") as f:
@@ -50,6 +56,8 @@ class EmotionClassifier:
         out_scale, out_zero = self.output["quantization"]
         self.output_quant = (out_scale, out_zero) if out_scale else None
         self.output_kind = self.metadata.get("output", {}).get("kind", "logits")
+        self.mirror = mirror
+        self.temperature = float(self.metadata.get("calibration", {}).get("temperature", 1.0))
 
     @property
     def margin(self):
@@ -85,9 +93,19 @@ class EmotionClassifier:
 
     def predict(self, faces, max_batch=64):
         """Probabilities (N,7) for uint8 faces (N,48,48) or one face (48,48)."""
+        return probabilities(self.logits(faces, max_batch), self.temperature, self.mirror)
+
+    def logits(self, faces, max_batch=64):
+        """Log-probabilities up to a constant, before calibration: (N,7), or (2,N,7) with
+        mirror (the faces, then the same faces flipped)."""
         faces = np.asarray(faces)
         if faces.ndim == 2:
             faces = faces[None]
+        if self.mirror:
+            return self._logits(np.concatenate([faces, faces[:, :, ::-1]]), max_batch).reshape(2, len(faces), -1)
+        return self._logits(faces, max_batch)
+
+    def _logits(self, faces, max_batch):
         if self.input_quant:
             x = to_model_input(faces, self.input_dtype, *self.input_quant)
         else:
@@ -103,4 +121,11 @@ class EmotionClassifier:
             outputs.append(self._run(chunk))
             start += len(chunk)
         out = np.concatenate(outputs) if outputs else np.zeros((0, 7), np.float32)
-        return out if self.output_kind == "probabilities" else softmax(out)
+        return np.log(np.clip(out, 1e-7, None)) if self.output_kind == "probabilities" else out
+
+
+def probabilities(logits, temperature=1.0, mirror=False):
+    """Calibrated probabilities from `EmotionClassifier.logits`: softmax(logits / T), the
+    face and its mirror image averaged."""
+    probs = softmax(np.asarray(logits, np.float32).reshape(-1, logits.shape[-1]) / temperature)
+    return probs.reshape(logits.shape).mean(axis=0) if mirror else probs

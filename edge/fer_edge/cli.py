@@ -46,6 +46,7 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, as_json):
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces."""
+    from .calibration import expected_calibration_error
     from .classify import EmotionClassifier
     from .datasets import ferplus_majority, read_dataset, read_ferplus
     from .metrics import classification_report, format_report
@@ -67,14 +68,17 @@ def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, m
         labels, images, view = majority[keep], images[keep], f"FER+ majority labels ({int((~keep).sum())} rows without one dropped)"
     if not len(labels):
         raise click.ClickException(f"{data_path}: no labelled faces to evaluate ({faces.summary()})")
-    predicted = classifier.predict(images, max_batch=256).argmax(axis=1)
+    probs = classifier.predict(images, max_batch=256)
+    predicted = probs.argmax(axis=1)
     if detect:
         predicted[~found] = -1  # no face found: a miss, counted in no_face
         report = classification_report(labels[found], predicted[found])
         report["end_to_end_accuracy"] = float((predicted == labels).mean())
         report["no_face"] = no_face
+        report["ece"] = expected_calibration_error(probs[found], labels[found])
     else:
         report = classification_report(labels, predicted)
+        report["ece"] = expected_calibration_error(probs, labels)
     report.update(model=classifier.path, data=data_path, usage=usage if data_path.lower().endswith((".csv", ".csv.gz")) else None,
                   labels_view=view, read=faces.summary())
     if as_json:
@@ -85,6 +89,39 @@ def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, m
             click.echo(f"no face found in {no_face} of {len(labels)} photos; end-to-end accuracy "
                        f"{report['end_to_end_accuracy'] * 100:.2f}% (misses count as wrong); on faces found:")
         click.echo(format_report(report))
+        click.echo(f"expected calibration error (15 bins): {report['ece']:.4f}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True), help="FER2013 CSV.")
+@click.option("--usage", default="PublicTest", show_default=True, help="Split to fit on (never the one you report).")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Reliability diagram (PNG).")
+def calibrate(model_path, data_path, usage, plot_path):
+    """Fit the temperature that makes MODEL's confidence match its accuracy, and store it in MODEL."""
+    from .calibration import expected_calibration_error, fit_temperature, plot_reliability, reliability
+    from .classify import EmotionClassifier, probabilities
+    from .datasets import read_dataset
+    from .metadata import embed_metadata
+
+    classifier = EmotionClassifier(model_path)
+    faces = read_dataset(data_path, usage=usage)
+    logits = classifier.logits(faces.images, max_batch=256)
+    before = probabilities(logits, 1.0, classifier.mirror)
+    temperature = fit_temperature(logits, faces.labels, classifier.mirror)
+    after = probabilities(logits, temperature, classifier.mirror)
+    ece_before, ece_after = (expected_calibration_error(p, faces.labels) for p in (before, after))
+    metadata = dict(classifier.metadata, calibration={"temperature": temperature, "fitted_on": f"{usage} of {os.path.basename(data_path)}", "mirror": classifier.mirror, "ece_before": round(ece_before, 4), "ece_after": round(ece_after, 4)})
+    with open(model_path, "rb") as f:
+        data = embed_metadata(f.read(), metadata)
+    with open(model_path + ".part", "wb") as f:
+        f.write(data)
+    os.replace(model_path + ".part", model_path)
+    if plot_path:
+        plot_reliability(reliability(before, faces.labels), reliability(after, faces.labels), plot_path,
+                         f"{classifier.name} on {usage}: ECE {ece_before:.3f} -> {ece_after:.3f} (T = {temperature:g})")
+    click.echo(f"{classifier.name}: temperature {temperature:g} fitted on {len(faces)} {usage} faces; "
+               f"ECE {ece_before:.4f} -> {ece_after:.4f}; stored in {model_path}")
 
 
 def _largest_faces(photos, detector_name, margin):
@@ -92,7 +129,7 @@ def _largest_faces(photos, detector_name, margin):
     import numpy as np
 
     from .detect import make_detector
-    from .preprocess import SIZE, crop_face
+    from .preprocess import SIZE, crop_detected
 
     detector = make_detector(detector_name, min_size=16, stills=True)
     if getattr(detector, "note", None):
@@ -103,7 +140,7 @@ def _largest_faces(photos, detector_name, margin):
             boxes = detector.detect(photo)
             if boxes:
                 box = max(boxes, key=lambda b: b[2] * b[3])
-                crops.append(crop_face(photo, box[:4], margin))
+                crops.append(crop_detected(photo, box, margin))
             else:
                 crops.append(np.zeros((SIZE, SIZE), np.uint8))
             found.append(bool(boxes))

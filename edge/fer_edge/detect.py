@@ -1,6 +1,7 @@
 """Face detectors: OpenCV's Haar cascade (no extra files) and MediaPipe's BlazeFace.
 
-Both take a BGR or grey frame and return boxes (x, y, w, h, score) in frame pixels.
+Both take a BGR or grey frame and return `Detection`s: a box (x, y, w, h), a score and,
+from BlazeFace, the centres of the two eyes, all in frame pixels.
 Detection runs on a copy scaled so its longer side is at most `max_side` (faces at a
 kiosk are large; small copies are much faster), and boxes are mapped back.
 
@@ -9,6 +10,7 @@ BlazeFace is not ours to ship: its .tflite files come from a path the user gives
 """
 
 import os
+from typing import NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -19,6 +21,29 @@ from .preprocess import to_grey
 
 class DetectorError(ValueError):
     pass
+
+
+Point = Tuple[float, float]
+
+
+class Detection(NamedTuple):
+    """One face. `eyes` is (eye on the image's left, eye on the image's right) or None."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    eyes: Optional[Tuple[Point, Point]] = None
+
+    def scaled(self, factor: float) -> "Detection":
+        """The same face in an image `factor` times larger."""
+        eyes = None if self.eyes is None else tuple((ex * factor, ey * factor) for ex, ey in self.eyes)
+        return Detection(self.x * factor, self.y * factor, self.w * factor, self.h * factor, self.score, eyes)
+
+    def shifted(self, dx: float, dy: float) -> "Detection":
+        eyes = None if self.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in self.eyes)
+        return Detection(self.x + dx, self.y + dy, self.w, self.h, self.score, eyes)
 
 
 def _scaled(frame, max_side):
@@ -34,14 +59,15 @@ def keep_usable(boxes, frame_shape, min_size, border=0.25):
     outside the frame (half a face reads as a different expression)."""
     h, w = frame_shape[:2]
     kept = []
-    for x, y, bw, bh, score in boxes:
+    for box in boxes:
+        x, y, bw, bh = box[:4]
         if min(bw, bh) < min_size:
             continue
         visible_w = min(x + bw, w) - max(x, 0)
         visible_h = min(y + bh, h) - max(y, 0)
         if visible_w <= 0 or visible_h <= 0 or (visible_w * visible_h) / (bw * bh) < 1 - border:
             continue
-        kept.append((x, y, bw, bh, score))
+        kept.append(box)
     return kept
 
 
@@ -66,7 +92,7 @@ class HaarDetector:
             small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px), outputRejectLevels=True)
         if not len(found):
             return []
-        boxes = [(*(float(v) / scale for v in box), float(weight))
+        boxes = [Detection(*(float(v) / scale for v in box), float(weight))
                  for box, weight in zip(found, np.asarray(weights).ravel())]
         # The cascade can report one face twice at neighbouring scales: keep the stronger.
         return keep_usable(nms_boxes(boxes, 0.3), frame.shape, self.min_size)
@@ -126,7 +152,7 @@ def nms(boxes, scores, iou_threshold):
 
 
 def nms_boxes(boxes, iou_threshold):
-    """NMS over (x, y, w, h, score) boxes; returns the kept ones, strongest first."""
+    """NMS over detections; returns the kept ones, strongest first."""
     if len(boxes) < 2:
         return list(boxes)
     array = np.array([b[:4] for b in boxes], np.float32)
@@ -187,7 +213,10 @@ class BlazeFaceDetector:
         bw, bh = raw[:, 2] / self.size, raw[:, 3] / self.size
         corners = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * side
         corners -= np.array([left, top, left, top], np.float32)
-        boxes = [(float(x0), float(y0), float(x1 - x0), float(y1 - y0), float(scores[i]))
+        # Keypoints 0 and 1 are the eyes (MediaPipe: right eye, left eye of the person).
+        eyes = (raw[:, 4:8].reshape(-1, 2, 2) / self.size + anchors[:, None, :]) * side - np.array([left, top], np.float32)
+        boxes = [Detection(float(x0), float(y0), float(x1 - x0), float(y1 - y0), float(scores[i]),
+                           tuple((float(ex), float(ey)) for ex, ey in eyes[i]))
                  for i in nms(corners, scores, self.iou_threshold) for x0, y0, x1, y1 in [corners[i]]]
         return keep_usable(boxes, frame.shape, self.min_size)
 
@@ -207,6 +236,24 @@ class FusedDetector:
         return nms_boxes([b for part in self.parts for b in part.detect(frame)], self.iou_threshold)
 
 
+class BorderRetry:
+    """For still photos: BlazeFace misses most faces that fill the whole picture (a portrait
+    cropped to the face), so when it finds none it looks again with a black border around
+    the photo, the face then being the size it was trained on."""
+
+    def __init__(self, detector, min_size, border=0.25):
+        self.detector, self.min_size, self.border = detector, min_size, border
+        self.name = detector.name
+
+    def detect(self, frame):
+        found = self.detector.detect(frame)
+        if found:
+            return found
+        pad = int(round(max(frame.shape[:2]) * self.border))
+        framed = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        return keep_usable([d.shifted(-pad, -pad) for d in self.detector.detect(framed)], frame.shape, self.min_size)
+
+
 VARIANTS = {"blazeface": ["blazeface"], "blazeface-both": ["blazeface", "blazeface-full"]}
 DETECTORS = ("auto", "haar", "blazeface", "blazeface-full", "blazeface-both")
 
@@ -214,23 +261,23 @@ DETECTORS = ("auto", "haar", "blazeface", "blazeface-full", "blazeface-both")
 def make_detector(name="auto", blazeface_model=None, stills=False, **options):
     """`auto`: a BlazeFace model given by path, else the installed BlazeFace (short range for
     video, where speed counts; short + full range for still photos, where coverage counts),
-    else Haar. The README gives the measured trade-offs."""
+    else Haar. For still photos BlazeFace looks again with a border when it finds nothing."""
     if name not in DETECTORS:
         raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     blaze_options = {k: v for k, v in options.items() if k in ("min_size", "threads", "score_threshold")}
-    if name == "auto":
-        if blazeface_model:
-            return BlazeFaceDetector(blazeface_model, **blaze_options)
+    if name == "auto" and blazeface_model:
+        name = "blazeface"
+    elif name == "auto":
         preference = ("blazeface-both", "blazeface") if stills else ("blazeface",)
         name = next((v for v in preference if all(find_blazeface(p) for p in VARIANTS[v])), "haar")
         if name == "haar":
             detector = make_detector("haar", stills=stills, **options)
             detector.note = f"{NO_BLAZEFACE}; detecting with the slower, less precise Haar cascade meanwhile"
             return detector
-    if name == "blazeface-both":
-        return FusedDetector(**blaze_options)
     if name.startswith("blazeface"):
-        return BlazeFaceDetector(blazeface_model, variant=name, **blaze_options)
+        found = FusedDetector(**blaze_options) if name == "blazeface-both" else \
+            BlazeFaceDetector(blazeface_model, variant=name, **blaze_options)
+        return BorderRetry(found, options.get("min_size", 24)) if stills else found
     # Video: a 320-pixel copy and coarse scale steps keep Haar near real time; photos get
     # more pixels and finer steps, for the small faces of a group photo.
     haar = dict(max_side=640, scale_factor=1.1) if stills else dict(max_side=320, scale_factor=1.2)

@@ -1,7 +1,7 @@
-"""The one preprocessing function: face box (or whole image) -> grey 48x48 -> model input.
+"""The one preprocessing path: detection (or whole image) -> grey 48x48 -> model input.
 
-Training, evaluation and the runtime all call `crop_face` and `to_model_input`, so the
-network sees in the field exactly what it saw in training (tests/test_preprocess.py).
+Training, evaluation and the runtime all call these functions, so the network sees in
+the field what it saw in training (tests/train/test_preprocess_parity.py).
 """
 
 import cv2
@@ -14,6 +14,12 @@ SIZE = 48
 # FER2013 faces are registered with little margin around the face. A detector box is
 # widened by this fraction on each side before the crop (chosen on the wild set, see README).
 DEFAULT_MARGIN = 0.10
+
+# Where FER2013 faces have their eyes, in 48x48 pixels: medians over the PublicTest faces in
+# which BlazeFace finds both eyes. A detected face with eyes is framed to match.
+FER_EYE_MIDPOINT = (23.94, 18.45)
+FER_EYE_DISTANCE = 18.44
+LEVEL_EYES = False
 
 
 def to_grey(image):
@@ -65,6 +71,33 @@ def crop_face(image, box=None, margin=DEFAULT_MARGIN):
         return np.ascontiguousarray(crop)
     interp = cv2.INTER_AREA if side > SIZE else cv2.INTER_LINEAR
     return cv2.resize(crop, (SIZE, SIZE), interpolation=interp)
+
+
+def align_face(image, eyes, level=LEVEL_EYES):
+    """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: the eye line
+    level (turned about its midpoint), the eyes FER_EYE_DISTANCE apart around
+    FER_EYE_MIDPOINT. `eyes` are the two eye centres in image pixels, left one first."""
+    grey = to_grey(image)
+    (x0, y0), (x1, y1) = eyes
+    distance = max(float(np.hypot(x1 - x0, y1 - y0)), 1.0)
+    side = max(1, int(round(SIZE * distance / FER_EYE_DISTANCE)))  # crop side in image pixels
+    angle = float(np.degrees(np.arctan2(y1 - y0, x1 - x0))) if level else 0.0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    # Turn about the eye midpoint, then move it to where FER2013 has it in a side x side crop.
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    matrix[0, 2] += FER_EYE_MIDPOINT[0] * side / SIZE - cx
+    matrix[1, 2] += FER_EYE_MIDPOINT[1] * side / SIZE - cy
+    crop = cv2.warpAffine(grey, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if side == SIZE:
+        return crop
+    return cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA if side > SIZE else cv2.INTER_LINEAR)
+
+
+def crop_detected(image, detection, margin=DEFAULT_MARGIN):
+    """The 48x48 face of one detection: aligned from its eyes when the detector gave them
+    (BlazeFace), else the box widened by `margin` (Haar)."""
+    eyes = getattr(detection, "eyes", None)
+    return align_face(image, eyes) if eyes is not None else crop_face(image, detection[:4], margin)
 
 
 def to_model_input(faces, dtype=np.float32, scale=None, zero_point=0):

@@ -13,7 +13,7 @@ from itertools import islice
 import cv2
 import numpy as np
 
-from .preprocess import DEFAULT_MARGIN, crop_face
+from .preprocess import DEFAULT_MARGIN, crop_detected
 from .report import parse_since
 from .sinks import event
 
@@ -110,8 +110,7 @@ class Pipeline:
     def detect(self, frame):
         if frame.detect_image is None:
             return self.detector.detect(frame.image)
-        s = frame.detect_scale
-        return [(x * s, y * s, w * s, h * s, score) for x, y, w, h, score in self.detector.detect(frame.detect_image)]
+        return [found.scaled(frame.detect_scale) for found in self.detector.detect(frame.detect_image)]
 
     def process(self, frame, decode_seconds=0.0):
         """Analyse one frame; returns the tracks seen in it."""
@@ -119,7 +118,7 @@ class Pipeline:
         boxes = self.detect(frame)
         t1 = time.perf_counter()
         if boxes:
-            faces = np.stack([crop_face(frame.image, box[:4], self.margin) for box in boxes])
+            faces = np.stack([crop_detected(frame.image, box, self.margin) for box in boxes])
             probs = self.classifier.predict(faces)
         else:
             faces, probs = None, np.zeros((0, 7), np.float32)

@@ -74,11 +74,11 @@ class Analyzer:
         self.lock = threading.Lock()
 
     def analyze(self, image):
-        from .preprocess import crop_face
+        from .preprocess import crop_detected
 
         with self.lock:
             boxes = self.detector.detect(image)
-            faces = [crop_face(image, box[:4], self.classifier.margin) for box in boxes]
+            faces = [crop_detected(image, box, self.classifier.margin) for box in boxes]
             probs = self.classifier.predict(np.stack(faces)) if faces else np.zeros((0, len(LABELS)))
         out = []
         for box, p in sorted(zip(boxes, probs), key=lambda bp: bp[0][0]):
