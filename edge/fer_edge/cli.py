@@ -95,9 +95,11 @@ def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, m
 @main.command()
 @click.argument("model_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True), help="FER2013 CSV.")
-@click.option("--usage", default="PublicTest", show_default=True, help="Split to fit on (never the one you report).")
-@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Reliability diagram (PNG).")
-def calibrate(model_path, data_path, usage, plot_path):
+@click.option("--usage", default="PublicTest", show_default=True, help="Split to fit on.")
+@click.option("--check-usage", default="PrivateTest", show_default=True, help="Held-out split to measure and plot.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Reliability diagram of the held-out split, before and after (PNG).")
+def calibrate(model_path, data_path, usage, check_usage, plot_path):
     """Fit the temperature that makes MODEL's confidence match its accuracy, and store it in MODEL."""
     from .calibration import expected_calibration_error, fit_temperature, plot_reliability, reliability
     from .classify import EmotionClassifier, probabilities
@@ -105,23 +107,24 @@ def calibrate(model_path, data_path, usage, plot_path):
     from .metadata import embed_metadata
 
     classifier = EmotionClassifier(model_path)
-    faces = read_dataset(data_path, usage=usage)
-    logits = classifier.logits(faces.images, max_batch=256)
-    before = probabilities(logits, 1.0, classifier.mirror)
-    temperature = fit_temperature(logits, faces.labels, classifier.mirror)
-    after = probabilities(logits, temperature, classifier.mirror)
-    ece_before, ece_after = (expected_calibration_error(p, faces.labels) for p in (before, after))
-    metadata = dict(classifier.metadata, calibration={"temperature": temperature, "fitted_on": f"{usage} of {os.path.basename(data_path)}", "mirror": classifier.mirror, "ece_before": round(ece_before, 4), "ece_after": round(ece_after, 4)})
+    fit_faces, check_faces = (read_dataset(data_path, usage=u) for u in (usage, check_usage))
+    temperature = fit_temperature(classifier.logits(fit_faces.images, 256), fit_faces.labels, classifier.mirror)
+    check_logits = classifier.logits(check_faces.images, 256)
+    before, after = (probabilities(check_logits, t, classifier.mirror) for t in (1.0, temperature))
+    ece_before, ece_after = (expected_calibration_error(p, check_faces.labels) for p in (before, after))
+    calibration = {"temperature": temperature, "fitted_on": f"{usage} of {os.path.basename(data_path)}",
+                   "mirror": classifier.mirror, "checked_on": check_usage,
+                   "ece_before": round(ece_before, 4), "ece_after": round(ece_after, 4)}
     with open(model_path, "rb") as f:
-        data = embed_metadata(f.read(), metadata)
+        data = embed_metadata(f.read(), dict(classifier.metadata, calibration=calibration))
     with open(model_path + ".part", "wb") as f:
         f.write(data)
     os.replace(model_path + ".part", model_path)
     if plot_path:
-        plot_reliability(reliability(before, faces.labels), reliability(after, faces.labels), plot_path,
-                         f"{classifier.name} on {usage}: ECE {ece_before:.3f} -> {ece_after:.3f} (T = {temperature:g})")
-    click.echo(f"{classifier.name}: temperature {temperature:g} fitted on {len(faces)} {usage} faces; "
-               f"ECE {ece_before:.4f} -> {ece_after:.4f}; stored in {model_path}")
+        plot_reliability(reliability(before, check_faces.labels), reliability(after, check_faces.labels), plot_path,
+                         f"{classifier.name} on {check_usage}: ECE {ece_before:.3f} -> {ece_after:.3f} (T = {temperature:g})")
+    click.echo(f"{classifier.name}: temperature {temperature:g} fitted on {len(fit_faces)} {usage} faces; "
+               f"{check_usage} ECE {ece_before:.4f} -> {ece_after:.4f}; stored in {model_path}")
 
 
 def _largest_faces(photos, detector_name, margin):

@@ -7,7 +7,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from fer_edge.datasets import read_class_folders  # noqa: E402
-from fer_edge.preprocess import crop_face, to_model_input  # noqa: E402
+from fer_edge.detect import Detection  # noqa: E402
+from fer_edge.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected, crop_face, to_model_input  # noqa: E402
 from fer_train.fit import make_dataset  # noqa: E402
 
 
@@ -37,6 +38,14 @@ def test_fer2013_rows_pass_through_unchanged(public_test):
     assert np.array_equal(crop_face(face), face)
     batch = next(iter(make_dataset(public_test.images[5:6], public_test.labels[5:6], 1, 0)))[0].numpy()
     assert np.array_equal(batch, to_model_input(face))
+
+
+def test_an_aligned_crop_of_a_face_framed_like_fer2013_is_that_face(public_test):
+    """Eyes where FER2013 has them: the aligned crop is the training face itself."""
+    face = public_test.images[5]
+    (mx, my), half = FER_EYE_MIDPOINT, FER_EYE_DISTANCE / 2
+    detection = Detection(0, 0, 48, 48, 1.0, eyes=((mx - half, my), (mx + half, my)))
+    assert np.abs(crop_detected(face, detection).astype(int) - face).max() <= 1
 
 
 def test_crop_at_the_frame_border_keeps_scale():
