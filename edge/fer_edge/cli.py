@@ -43,15 +43,16 @@ def main():
 @click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
 @click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, as_json):
+def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, mirror, as_json):
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces."""
     from .calibration import expected_calibration_error
     from .classify import EmotionClassifier
     from .datasets import ferplus_majority, read_dataset, read_ferplus
     from .metrics import classification_report, format_report
 
-    classifier = EmotionClassifier(model_path, threads=threads)
+    classifier = EmotionClassifier(model_path, threads=threads, mirror=mirror)
     faces = read_dataset(data_path, usage=None if usage == "all" else usage, raw=detect)
     labels, images = faces.labels, faces.images
     view = "FER2013 labels"
@@ -198,6 +199,8 @@ RUN_OPTIONS = [
     click.option("--min-face", default=24, show_default=True, type=click.IntRange(8), help="Smallest face side in pixels."),
     click.option("--margin", default=None, type=click.FloatRange(0, 1), help="Crop margin around a face box (default: the model's)."),
     click.option("--threads", default=1, show_default=True, type=click.IntRange(1)),
+    click.option("--mirror/--no-mirror", default=True, show_default=True,
+                 help="Also classify each face mirrored and average the two (twice the classifier time)."),
     click.option("--delegate", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu"])),
     click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite log (default: state folder)."),
     click.option("--no-db", is_flag=True, help="Do not write the SQLite log."),
@@ -260,7 +263,7 @@ def serve(ctx, config_path, **params):
     watch(**params)
 
 
-def watch(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, delegate, db_path, no_db,
+def watch(camera, source, model_path, detector, blazeface_model, min_face, margin, threads, mirror, delegate, db_path, no_db,
           log_interval, device_id, as_json, quiet, max_frames, fps_cap, realtime, loop, annotate, show, save_crops,
           mqtt_host, mqtt_prefix, mqtt_username, mqtt_password_file, mqtt_tls_ca, mqtt_tls_cert, mqtt_tls_key,
           durable_emotions, stats_interval, session_min, session_gap, exit_seconds, web, web_token_file, live_fps,
@@ -294,7 +297,8 @@ def watch(camera, source, model_path, detector, blazeface_model, min_face, margi
     first_source.close()
     stills = isinstance(first_source, ImageSource)
     source_name = str(camera if camera is not None else source)
-    classifier = EmotionClassifier(model_path, threads=threads, delegate=None if delegate == "cpu" else delegate)
+    classifier = EmotionClassifier(model_path, threads=threads, delegate=None if delegate == "cpu" else delegate,
+                                   mirror=mirror)
     face_detector = make_detector(detector, blazeface_model, stills=stills, min_size=min_face, threads=threads)
     device_id = device_id or socket.gethostname()
     sinks = []

@@ -82,6 +82,7 @@ SCHEMA = {
         "threads": ("threads", _number(1, integer=True), "LiteRT threads"),
         "delegate": ("delegate", _choice("cpu", "edgetpu"), "cpu or edgetpu (Coral)"),
         "margin": ("margin", _number(0), "crop margin around a face box"),
+        "mirror": ("mirror", _boolean, "also classify each face mirrored and average (twice the classifier time)"),
     },
     "log": {
         "db": ("db_path", _string, "SQLite log path"),

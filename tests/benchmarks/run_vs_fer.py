@@ -70,10 +70,10 @@ def measure(command):
     return result
 
 
-def fer_edge_command(video, detector, model=None):
+def fer_edge_command(video, detector, model=None, *extra):
     exe = shutil.which("fer-edge", path=os.path.dirname(sys.executable)) or "fer-edge"
     return [exe, "run", "--source", str(video), "--no-db", "--json", "--log-interval", "1000",
-            "--detector", detector] + (["--model", model] if model else [])
+            "--detector", detector, *extra] + (["--model", model] if model else [])
 
 
 def peer_available():
@@ -111,6 +111,7 @@ def main():
     results = {"video": video.name, "frames": frames, "cpu_count": os.cpu_count(),
                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     configs = {"fer-edge (blazeface)": fer_edge_command(video, "blazeface", args.model),
+               "fer-edge (blazeface, --no-mirror)": fer_edge_command(video, "blazeface", args.model, "--no-mirror"),
                "fer-edge (haar, no extra files)": fer_edge_command(video, "haar", args.model)}
     if peer_available():
         configs["fer 25.10.3 (peer)"] = [sys.executable, "-c", PEER, str(video)]
