@@ -18,7 +18,7 @@ def crops(video, count, out):
     import cv2
 
     from fer_edge.detect import make_detector
-    from fer_edge.preprocess import DEFAULT_MARGIN, crop_face
+    from fer_edge.preprocess import crop_detected
 
     detector, capture, faces = make_detector("blazeface"), cv2.VideoCapture(video), []
     for _ in range(int(count)):
@@ -27,7 +27,7 @@ def crops(video, count, out):
             break
         boxes = detector.detect(frame)
         if boxes:
-            faces.append(crop_face(frame, max(boxes, key=lambda b: b[2] * b[3])[:4], DEFAULT_MARGIN))
+            faces.append(crop_detected(frame, max(boxes, key=lambda b: b[2] * b[3])))
     np.save(out, np.stack(faces))
 
 

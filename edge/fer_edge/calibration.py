@@ -5,11 +5,13 @@ it is, never which emotion it picks. It is fitted on held-out faces (FER2013 Pub
 minimising the negative log-likelihood, and travels in the model's metadata.
 """
 
-from typing import List
+import os
+from typing import List, Optional
 
 import numpy as np
 
-from .classify import probabilities
+from .atomic import write_atomically
+from .classify import EmotionClassifier, probabilities
 
 ECE_BINS = 15
 
@@ -72,3 +74,27 @@ def plot_reliability(before: List[dict], after: List[dict], out_png: str, title:
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
+
+
+def calibrate_model(model_path: str, data_path: str, usage: str = "PublicTest", check_usage: str = "PrivateTest",
+                    plot_path: Optional[str] = None) -> dict:
+    """Fit the temperature on `usage`, measure it on `check_usage`, and store it in the
+    model's metadata (the weights are untouched). Returns what was stored, and the count."""
+    from .datasets import read_dataset
+    from .metadata import embed_metadata
+
+    classifier = EmotionClassifier(model_path)
+    fit_faces, check_faces = (read_dataset(data_path, usage=u) for u in (usage, check_usage))
+    temperature = fit_temperature(classifier.logits(fit_faces.images, 256), fit_faces.labels, classifier.mirror)
+    check_logits = classifier.logits(check_faces.images, 256)
+    before, after = (probabilities(check_logits, t, classifier.mirror) for t in (1.0, temperature))
+    ece_before, ece_after = (expected_calibration_error(p, check_faces.labels) for p in (before, after))
+    calibration = {"temperature": temperature, "fitted_on": f"{usage} of {os.path.basename(data_path)}",
+                   "mirror": classifier.mirror, "checked_on": check_usage,
+                   "ece_before": round(ece_before, 4), "ece_after": round(ece_after, 4)}
+    with open(model_path, "rb") as f:
+        write_atomically(model_path, embed_metadata(f.read(), dict(classifier.metadata, calibration=calibration)))
+    if plot_path:
+        plot_reliability(reliability(before, check_faces.labels), reliability(after, check_faces.labels), plot_path,
+                         f"{classifier.name} on {check_usage}: ECE {ece_before:.3f} -> {ece_after:.3f} (T = {temperature:g})")
+    return dict(calibration, fitted_faces=len(fit_faces))

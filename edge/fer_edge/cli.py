@@ -102,30 +102,12 @@ def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, m
               help="Reliability diagram of the held-out split, before and after (PNG).")
 def calibrate(model_path, data_path, usage, check_usage, plot_path):
     """Fit the temperature that makes MODEL's confidence match its accuracy, and store it in MODEL."""
-    from .calibration import expected_calibration_error, fit_temperature, plot_reliability, reliability
-    from .classify import EmotionClassifier, probabilities
-    from .datasets import read_dataset
-    from .metadata import embed_metadata
+    from .calibration import calibrate_model
 
-    classifier = EmotionClassifier(model_path)
-    fit_faces, check_faces = (read_dataset(data_path, usage=u) for u in (usage, check_usage))
-    temperature = fit_temperature(classifier.logits(fit_faces.images, 256), fit_faces.labels, classifier.mirror)
-    check_logits = classifier.logits(check_faces.images, 256)
-    before, after = (probabilities(check_logits, t, classifier.mirror) for t in (1.0, temperature))
-    ece_before, ece_after = (expected_calibration_error(p, check_faces.labels) for p in (before, after))
-    calibration = {"temperature": temperature, "fitted_on": f"{usage} of {os.path.basename(data_path)}",
-                   "mirror": classifier.mirror, "checked_on": check_usage,
-                   "ece_before": round(ece_before, 4), "ece_after": round(ece_after, 4)}
-    with open(model_path, "rb") as f:
-        data = embed_metadata(f.read(), dict(classifier.metadata, calibration=calibration))
-    with open(model_path + ".part", "wb") as f:
-        f.write(data)
-    os.replace(model_path + ".part", model_path)
-    if plot_path:
-        plot_reliability(reliability(before, check_faces.labels), reliability(after, check_faces.labels), plot_path,
-                         f"{classifier.name} on {check_usage}: ECE {ece_before:.3f} -> {ece_after:.3f} (T = {temperature:g})")
-    click.echo(f"{classifier.name}: temperature {temperature:g} fitted on {len(fit_faces)} {usage} faces; "
-               f"{check_usage} ECE {ece_before:.4f} -> {ece_after:.4f}; stored in {model_path}")
+    result = calibrate_model(model_path, data_path, usage, check_usage, plot_path)
+    click.echo(f"{os.path.basename(model_path)}: temperature {result['temperature']:g} fitted on {result['fitted_faces']} "
+               f"{usage} faces; {check_usage} ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}; "
+               f"stored in {model_path}")
 
 
 def _largest_faces(photos, detector_name, margin):

