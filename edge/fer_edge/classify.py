@@ -61,7 +61,7 @@ class EmotionClassifier:
 
     @property
     def margin(self):
-        """The crop margin the model was converted for (chosen on real photos, see README)."""
+        """The crop margin the model was converted for (chosen on real photos, see docs/model.md)."""
         return float(self.metadata.get("preprocess", {}).get("margin", DEFAULT_MARGIN))
 
     @property

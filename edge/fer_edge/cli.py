@@ -197,7 +197,7 @@ RUN_OPTIONS = [
     click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Write an annotated video (.mp4)."),
     click.option("--show", is_flag=True, help="Show the annotated frames in a window (needs a GUI OpenCV)."),
     click.option("--save-crops", default=None, type=click.Path(file_okay=False), help="Store face crops here (off by default)."),
-    click.option("--mqtt", "mqtt_host", default=None, help="MQTT broker HOST[:PORT] (password: see README, never a flag)."),
+    click.option("--mqtt", "mqtt_host", default=None, help="MQTT broker HOST[:PORT] (password: see docs/kiosk.md, never a flag)."),
     click.option("--mqtt-prefix", default="fer-edge", show_default=True, help="Topic prefix: PREFIX/DEVICE/..."),
     click.option("--mqtt-username", default=None),
     click.option("--mqtt-password-file", default=None, type=click.Path(dir_okay=False), help="File holding the MQTT password."),

@@ -12,7 +12,7 @@ PREPROCESS_VERSION = 1
 SIZE = 48
 
 # FER2013 faces are registered with little margin around the face. A detector box is
-# widened by this fraction on each side before the crop (chosen on the wild set, see README).
+# widened by this fraction on each side before the crop (chosen on the wild set, see docs/model.md).
 DEFAULT_MARGIN = 0.10
 
 # Where FER2013 faces have their eyes, in 48x48 pixels: medians over the PublicTest faces in

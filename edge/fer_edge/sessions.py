@@ -16,7 +16,7 @@ import numpy as np
 
 from .labels import LABELS
 
-# Valence of each emotion, -1 (unpleasant) .. +1 (pleasant); see README "Satisfaction score".
+# Valence of each emotion, -1 (unpleasant) .. +1 (pleasant); see docs/kiosk.md "Satisfaction score".
 DEFAULT_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -0.6, "happy": 1.0, "sad": -0.7,
                    "surprise": 0.3, "neutral": 0.0}
 

@@ -129,7 +129,7 @@ def test_discovery_is_resent_when_home_assistant_comes_online(tmp_path, model_pa
 
 
 def test_broker_outage_mid_run_loses_nothing(tmp_path, model_path, visits_video):
-    # 5 s here; the README's figure comes from FER_EDGE_OUTAGE_SECONDS=30 (the issue's goal).
+    # 5 s here; the docs' figure comes from FER_EDGE_OUTAGE_SECONDS=30 (the issue's goal).
     outage = float(os.environ.get("FER_EDGE_OUTAGE_SECONDS", "5"))
     broker = Broker(tmp_path).start()
     recorder = Recorder(broker.port, topics=("fer-edge/+/session",))

@@ -83,7 +83,7 @@ ARCHITECTURES = {
     "fercnn-l": lambda: fercnn(full=((48, 2), (96, 3)), separable=(192, 2)),
     # fercnn plus a second residual block at 6x6 (343 k parameters, 398 KB int8): it can
     # grow from a trained fercnn (grow.py) and costs the device little (6x6 pixels, +2.8 M
-    # multiply-adds). Measured: no more accurate than fercnn (README), so not shipped.
+    # multiply-adds). Measured: no more accurate than fercnn (docs/model.md), so not shipped.
     "fercnn-d": lambda: fercnn(separable=(192, 2)),
     "ferdsnet": ferdsnet,
     "ferdsnet-s": lambda: ferdsnet(widths=(16, 32, 64, 128), blocks=(0, 1, 1, 1)),
