@@ -4,6 +4,7 @@ Each configuration runs the real pipeline over the same decoded video; times are
 over the measured frames, after `warmup` frames that are thrown away.
 """
 
+import os
 import resource
 import statistics
 import threading
@@ -11,11 +12,12 @@ import time
 
 import numpy as np
 
+from .analyzer import FaceAnalyzer
 from .capture import open_source
 from .classify import EmotionClassifier
 from .detect import make_detector
-from .preprocess import crop_detected
-from .runner import Pipeline
+from .errors import UserError
+from .pipeline import Pipeline
 from .track import Tracker
 
 
@@ -31,7 +33,7 @@ def bench_pipeline(source, model_path, detector="auto", threads=1, warmup=20, ma
     """Run the pipeline over a video; per-stage medians (ms) and throughput."""
     stop = threading.Event()
     classifier = EmotionClassifier(model_path, threads=threads)
-    pipeline = Pipeline(make_detector(detector, threads=threads), classifier, Tracker(), sinks=(), margin=classifier.margin)
+    pipeline = Pipeline(FaceAnalyzer(make_detector(detector, threads=threads), classifier), Tracker())
     src = open_source(source=source, stop=stop)
     frames = 0
     start = None
@@ -47,7 +49,7 @@ def bench_pipeline(source, model_path, detector="auto", threads=1, warmup=20, ma
     elapsed = time.perf_counter() - (start or time.perf_counter())
     stats = pipeline.stats
     return {
-        "model": classifier.name, "detector": pipeline.detector.name, "threads": threads,
+        "model": classifier.name, "detector": pipeline.analyzer.detector.name, "threads": threads,
         "frames": stats.frames, "faces": stats.faces,
         "detect_ms": _median_ms(stats.detect), "classify_ms": _median_ms(stats.classify),
         "process_fps": round(stats.frames / elapsed, 1) if elapsed else None,
@@ -90,14 +92,44 @@ def bench_classifier(model_path, faces, threads=1, warmup=20, repeats=200):
 def sample_faces(source, detector="auto", n=64):
     """Real face crops from a video, for the classifier benchmark."""
     found = []
-    det = make_detector(detector)
+    analyzer = FaceAnalyzer(make_detector(detector), EmotionClassifier())
     src = open_source(source=source)
     for frame in src.frames():
-        for box in det.detect(frame.image):
-            found.append(crop_detected(frame.image, box))
+        found.extend(face.crop for face in analyzer.analyze(frame.image))
         if len(found) >= n:
             break
     src.close()
     if not found:
-        raise ValueError(f"{source}: no faces found to benchmark the classifier on")
+        raise UserError(f"{source}: no faces found to benchmark the classifier on")
     return np.stack(found)
+
+
+def format_table(results):
+    """`fer-edge bench`'s human-readable lines."""
+    d = results["decode"]
+    lines = [f"decode: {d['decode_ms']} ms/frame ({d['decode_fps']} frames/s)",
+             f"{'model':<28}{'thr':>4}{'face ms':>9}{'detect ms':>11}{'classify ms':>13}{'frames/s':>10}{'faces/s':>9}"]
+    for c, p in zip(results["classifier"], results["pipeline"]):
+        lines.append(f"{c['model']:<28}{c['threads']:>4}{c['per_face_ms']:>9}{p['detect_ms']:>11}{p['classify_ms']:>13}"
+                     f"{p['process_fps']:>10}{p['faces_per_s']:>9}")
+    lines.append(f"detector: {results['pipeline'][0]['detector']}; peak RSS {results['peak_rss_mb']} MB; "
+                 "frames/s excludes decoding (see decode line)")
+    return "\n".join(lines)
+
+
+def run_bench(source, models, detector, thread_counts, warmup, max_frames):
+    """Every model at every thread count over the same video."""
+    from .classify import default_model_path
+
+    if not models:
+        shipped = default_model_path()
+        twin = shipped[: -len(".tflite")] + "-float32.tflite"  # fer-convert writes NAME-float32.tflite beside NAME
+        models = [shipped] + ([twin] if os.path.exists(twin) else [])
+    faces = sample_faces(source, detector)
+    results = {"source": source, "decode": bench_decode(source, max_frames), "pipeline": [], "classifier": []}
+    for model in models:
+        for threads in thread_counts or (1, 2):
+            results["classifier"].append(bench_classifier(model, faces, threads))
+            results["pipeline"].append(bench_pipeline(source, model, detector, threads, warmup, max_frames))
+    results["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return results

@@ -15,12 +15,13 @@ import cv2
 import numpy as np
 
 from .datasets import IMAGE_SUFFIXES
+from .errors import UserError
 
 STREAM_TIMEOUT_MS = 5000
 URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source that cannot be opened at all; one line for the user."""
 
 
@@ -50,14 +51,24 @@ class Backoff:
 class OpenCVSource:
     """A camera index, a video file or a URL through cv2.VideoCapture."""
 
-    def __init__(self, target, live, stop=None, on_event=print):
+    def __init__(self, target, live, stop=None, on_event=print, wait=True):
         self.target, self.live = target, live
         self.stop = stop or threading.Event()
         self.on_event = on_event
         self.capture = None
         self.fps = None
         self.reconnects = 0
-        self._open(first=True)
+        self.frame_count = 0
+        self.ended_early = None
+        if not self._open(first=True) and live:
+            if isinstance(target, int) or str(target).startswith("/dev/video"):
+                what = (f"camera {target}: cannot open (no camera there, or another program is using it; "
+                        "`ls /dev/video*` lists cameras)")
+            else:
+                what = f"{target}: no answer from the stream"
+            if not wait:
+                raise SourceError(what)
+            self.on_event(f"{what}; trying again with backoff")
 
     def _open(self, first=False):
         if isinstance(self.target, int):
@@ -74,6 +85,7 @@ class OpenCVSource:
                 raise SourceError(f"{self.target}: cannot open as video (missing, unreadable or unsupported format)")
             return False
         self.capture = capture
+        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.live else 0
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
         return True
@@ -93,7 +105,11 @@ class OpenCVSource:
                 index += 1
                 continue
             if not self.live:
-                return  # end of file (or a corrupt tail): end cleanly
+                if index + 2 < self.frame_count:  # a damaged file: say so, keep what was read
+                    self.ended_early = (f"{self.target} ended after {index} of the {self.frame_count} frames "
+                                        "its header announces (damaged or cut short?)")
+                    self.on_event(self.ended_early)
+                return
             if self.capture is not None:
                 self.capture.release()
                 self.capture = None
@@ -101,7 +117,9 @@ class OpenCVSource:
             backoff.wait()
             if self._open():
                 self.reconnects += 1
-                self.on_event(f"source {self.target} reopened")
+                self.on_event(f"source {self.target} {'reopened' if index else 'opened'}")
+            elif self.reconnects == 0 or backoff.delay >= backoff.cap:
+                self.on_event(f"{self.target}: still cannot open; next try in {backoff.delay:.0f} s")
 
     def close(self):
         if self.capture is not None:
@@ -122,9 +140,11 @@ class ImageSource:
                 raise SourceError(f"{path}: no images in folder")
         else:
             self.paths = [path]
-        self.skipped = 0
+        self.path = path
+        self.unreadable = []  # names of the files that could not be decoded
 
     def frames(self):
+        self.unreadable = []
         for index, path in enumerate(self.paths):
             if self.stop.is_set():
                 return
@@ -132,9 +152,11 @@ class ImageSource:
             if image is None:
                 if len(self.paths) == 1:
                     raise SourceError(f"{path}: not a readable image")
-                self.skipped += 1
+                self.unreadable.append(os.path.basename(path))
                 continue
             yield Frame(index, float(index), image)
+        if len(self.unreadable) == len(self.paths):
+            raise SourceError(f"{self.path}: none of its {len(self.paths)} images could be read")
 
     def close(self):
         pass
@@ -179,17 +201,19 @@ class PiCameraSource:
         self.camera.close()
 
 
-def open_source(camera=None, source=None, stop=None, on_event=print):
-    """The source for `--camera N|pi` or `--source FILE|DIR|URL`."""
+def open_source(camera=None, source=None, stop=None, on_event=print, wait=False):
+    """The source for `--camera N|pi` or `--source FILE|DIR|URL`. A camera that cannot be
+    opened is an error unless `wait` (a service waits for its camera, saying so each try);
+    a stream URL is always waited for."""
     if (camera is None) == (source is None):
         raise SourceError("give exactly one of --camera or --source")
     if camera is not None:
         if str(camera).lower() == "pi":
             return PiCameraSource(stop=stop)
         if str(camera).isdigit():
-            return OpenCVSource(int(camera), live=True, stop=stop, on_event=on_event)
+            return OpenCVSource(int(camera), live=True, stop=stop, on_event=on_event, wait=wait)
         if str(camera).startswith("/dev/video"):
-            return OpenCVSource(str(camera), live=True, stop=stop, on_event=on_event)
+            return OpenCVSource(str(camera), live=True, stop=stop, on_event=on_event, wait=wait)
         raise SourceError(f"--camera {camera}: expected an index (0), a /dev/video path or 'pi'")
     if str(source).lower().startswith(URL_PREFIXES):
         return OpenCVSource(source, live=True, stop=stop, on_event=on_event)
@@ -217,3 +241,24 @@ def paced(frames, fps_cap=None, realtime_fps=None, max_frames=None, stop=None):
                     time.sleep(delay)
             next_due = max(next_due + interval, time.monotonic() - interval)
         yield frame
+
+
+def frames_forever(open_fn, loop, stop):
+    """(source, frame) of a source; with `loop` a file starts again when it ends, its media
+    time carrying on from where the last pass ended (sessions and rate limits need a clock
+    that never runs backwards)."""
+    offset = 0.0
+    while not stop.is_set():
+        source = open_fn()
+        count, last = 0, 0.0
+        try:
+            for frame in source.frames():
+                count += 1
+                last = frame.media_time
+                frame.media_time += offset
+                yield source, frame
+        finally:
+            source.close()
+        if not loop or source.live or count == 0:
+            return
+        offset += last + (1.0 / source.fps if source.fps else 0.04)

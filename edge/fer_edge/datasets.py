@@ -18,12 +18,13 @@ import numpy as np
 
 from .labels import LABELS, label_index
 from .preprocess import SIZE, crop_face
+from .errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 USAGES = ("Training", "PublicTest", "PrivateTest")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be read; the message is one line for the user."""
 
 

@@ -10,16 +10,18 @@ BlazeFace is not ours to ship: its .tflite files come from a path the user gives
 """
 
 import os
-from typing import NamedTuple, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .litert import make_interpreter
 from .preprocess import to_grey
+from .errors import UserError
 
 
-class DetectorError(ValueError):
+class DetectorError(UserError):
     pass
 
 
@@ -254,32 +256,70 @@ class BorderRetry:
         return keep_usable([d.shifted(-pad, -pad) for d in self.detector.detect(framed)], frame.shape, self.min_size)
 
 
-VARIANTS = {"blazeface": ["blazeface"], "blazeface-both": ["blazeface", "blazeface-full"]}
-DETECTORS = ("auto", "haar", "blazeface", "blazeface-full", "blazeface-both")
+@dataclass
+class DetectorOptions:
+    """What every detector may use; each takes the options it needs."""
+
+    min_size: int = 24
+    threads: int = 1
+    stills: bool = False             # separate photos (coverage counts) rather than video (speed counts)
+    model_path: Optional[str] = None  # a model file given by the user (BlazeFace)
 
 
-def make_detector(name="auto", blazeface_model=None, stills=False, **options):
-    """`auto`: a BlazeFace model given by path, else the installed BlazeFace (short range for
-    video, where speed counts; short + full range for still photos, where coverage counts),
-    else Haar. For still photos BlazeFace looks again with a border when it finds nothing."""
-    if name not in DETECTORS:
-        raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    blaze_options = {k: v for k, v in options.items() if k in ("min_size", "threads", "score_threshold")}
-    if name == "auto" and blazeface_model:
-        name = "blazeface"
-    elif name == "auto":
-        preference = ("blazeface-both", "blazeface") if stills else ("blazeface",)
-        name = next((v for v in preference if all(find_blazeface(p) for p in VARIANTS[v])), "haar")
-        if name == "haar":
-            detector = make_detector("haar", stills=stills, **options)
-            detector.note = f"{NO_BLAZEFACE}; detecting with the slower, less precise Haar cascade meanwhile"
-            return detector
-    if name.startswith("blazeface"):
-        found = FusedDetector(**blaze_options) if name == "blazeface-both" else \
-            BlazeFaceDetector(blazeface_model, variant=name, **blaze_options)
-        return BorderRetry(found, options.get("min_size", 24)) if stills else found
+def _haar(options: DetectorOptions):
     # Video: a 320-pixel copy and coarse scale steps keep Haar near real time; photos get
     # more pixels and finer steps, for the small faces of a group photo.
-    haar = dict(max_side=640, scale_factor=1.1) if stills else dict(max_side=320, scale_factor=1.2)
-    haar.update({k: v for k, v in options.items() if k in ("min_size", "max_side")})
-    return HaarDetector(**haar)
+    if options.stills:
+        return HaarDetector(max_side=640, scale_factor=1.1, min_size=options.min_size)
+    return HaarDetector(max_side=320, scale_factor=1.2, min_size=options.min_size)
+
+
+def _blazeface(variant):
+    def make(options: DetectorOptions):
+        found = BlazeFaceDetector(options.model_path if variant == "blazeface" else None, variant=variant,
+                                  min_size=options.min_size, threads=options.threads)
+        return BorderRetry(found, options.min_size) if options.stills else found
+    return make
+
+
+def _blazeface_both(options: DetectorOptions):
+    found = FusedDetector(min_size=options.min_size, threads=options.threads)
+    return BorderRetry(found, options.min_size) if options.stills else found
+
+
+class Registered(NamedTuple):
+    make: Callable[[DetectorOptions], object]   # options -> an object with .name and .detect(frame)
+    installed: Callable[[], bool]               # can it run here (its files present)?
+
+
+# Adding a detector: a class with `name` and `detect(frame) -> [Detection]`, and one line here.
+REGISTRY: Dict[str, Registered] = {
+    "haar": Registered(_haar, lambda: True),
+    "blazeface": Registered(_blazeface("blazeface"), lambda: bool(find_blazeface("blazeface"))),
+    "blazeface-full": Registered(_blazeface("blazeface-full"), lambda: bool(find_blazeface("blazeface-full"))),
+    "blazeface-both": Registered(_blazeface_both,
+                                 lambda: bool(find_blazeface("blazeface") and find_blazeface("blazeface-full"))),
+}
+DETECTORS = ("auto", *REGISTRY)
+# `auto`'s preference: the first installed one wins.
+AUTO_VIDEO = ("blazeface", "haar")
+AUTO_STILLS = ("blazeface-both", "blazeface", "haar")
+
+
+def make_detector(name="auto", blazeface_model=None, stills=False, min_size=24, threads=1):
+    """The detector called `name`. `auto`: a BlazeFace model given by path, else the best
+    installed one (short range for video, where speed counts; short + full range for still
+    photos, where coverage counts), else Haar, with a note saying how to get BlazeFace.
+    For still photos BlazeFace looks again with a border when it finds nothing."""
+    if name not in DETECTORS:
+        raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    options = DetectorOptions(min_size=min_size, threads=threads, stills=stills, model_path=blazeface_model)
+    note = None
+    if name == "auto":
+        preference = ("blazeface",) if blazeface_model else (AUTO_STILLS if stills else AUTO_VIDEO)
+        name = next((n for n in preference if blazeface_model or REGISTRY[n].installed()), "haar")
+        if name == "haar":
+            note = f"{NO_BLAZEFACE}; detecting with the slower, less precise Haar cascade meanwhile"
+    detector = REGISTRY[name].make(options)
+    detector.note = note
+    return detector

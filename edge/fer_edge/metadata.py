@@ -12,13 +12,14 @@ import zipfile
 
 from .labels import LABELS
 from .preprocess import PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
+from .errors import UserError
 
 METADATA_NAME = "fer_edge_metadata.json"
 FORMAT = "fer-edge-model"
 FORMAT_VERSION = 1
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model file the runtime will not run; the message is one line for the user."""
 
 

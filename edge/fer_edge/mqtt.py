@@ -9,7 +9,9 @@
 
 The camera loop never waits for the network: it writes to the outbox (or drops a QoS-0
 emotion update while offline, counted); a background thread sends, paho reconnects with
-backoff (1 s doubling to 60 s).
+backoff (1 s doubling to 60 s). A broker that cannot be reached is said in one line naming
+it and the reason, then every `REMIND_SECONDS` while it lasts, and every change of state
+is said once; the state and the backlog show in `health()`.
 """
 
 import json
@@ -20,6 +22,8 @@ import time
 from dataclasses import dataclass
 
 from .outbox import Outbox
+from .settings import split_host_port
+from .sinks import EventSink, is_disk_full
 
 
 @dataclass
@@ -41,13 +45,7 @@ class MQTTSettings:
 
 def parse_host(value):
     """'host', 'host:port' or '[v6]:port' -> (host, port)."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        return host, int(rest.lstrip(":") or 1883)
-    host, sep, port = value.rpartition(":")
-    if sep and port.isdigit() and host and ":" not in host:
-        return host, int(port)
-    return value, 1883
+    return split_host_port(value, 1883)
 
 
 def read_password(password_file=None, environ=None):
@@ -97,13 +95,19 @@ def discovery_messages(s, model_name="fer-edge"):
     return messages
 
 
-class MQTTPublisher:
-    """Owns the paho client and the sending thread; the camera loop calls the publish_* methods."""
+class MQTTSink(EventSink):
+    """Owns the paho client and the sending thread; the camera loop calls the EventSink methods."""
+
+    REMIND_SECONDS = 60.0
 
     def __init__(self, settings, db_path, on_event=print, model_name="fer-edge"):
         import paho.mqtt.client as mqtt
 
         self.s, self.on_event, self.model_name = settings, on_event, model_name
+        self.broker = f"{settings.host}:{settings.port}"
+        self.state, self.reason = "connecting", None
+        self.state_lock = threading.Lock()
+        self.last_said = 0.0
         self.base = f"{settings.prefix}/{settings.device_id}"
         self.db_path = db_path
         self.outbox = Outbox(db_path)               # the camera thread's connection
@@ -123,6 +127,7 @@ class MQTTPublisher:
         client.reconnect_delay_set(1, 60)
         client.max_inflight_messages_set(settings.window)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish, client.on_message = self._on_publish, self._on_message
         self.client = client
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
@@ -130,21 +135,40 @@ class MQTTPublisher:
         self.thread = threading.Thread(target=self._pump, name="mqtt-outbox", daemon=True)
         self.thread.start()
 
+    def _set_state(self, state, reason=None):
+        """Say a change of state once, and a lasting failure again every REMIND_SECONDS."""
+        now = time.monotonic()
+        with self.state_lock:
+            changed = (state, reason) != (self.state, self.reason)
+            remind = state not in ("connected", "connecting") and now - self.last_said >= self.REMIND_SECONDS
+            self.state, self.reason = state, reason
+            if not (changed or remind):
+                return
+            self.last_said = now
+        if state == "connected":
+            self.on_event(f"MQTT connected to {self.broker}")
+        else:
+            self.on_event(f"MQTT broker {self.broker} {state}: {reason}; messages wait in the outbox, "
+                          "retrying with backoff")
+
     # paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            self.on_event(f"MQTT broker refused the connection: {reason_code}")
+            self._set_state("refused the connection", str(reason_code))
             return
         client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
         client.subscribe("homeassistant/status", qos=1)
         self._send_discovery()
-        self.on_event(f"MQTT connected to {self.s.host}:{self.s.port}")
+        self._set_state("connected")
         self.connected.set()
         self.wake.set()
 
+    def _on_connect_fail(self, client, userdata):
+        self._set_state("unreachable", "cannot connect (refused, no route or timed out)")
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self.connected.is_set():
-            self.on_event(f"MQTT disconnected ({reason_code}); messages wait in the outbox")
+            self._set_state("disconnected", str(reason_code))
         self.connected.clear()
         self.wake.set()
 
@@ -195,25 +219,39 @@ class MQTTPublisher:
         outbox.close()
 
     # the camera loop's side: never blocks on the network
-    def publish_session(self, session):
-        self.outbox.put("session", f"{self.base}/session", dict(session, msg_id=session["id"]), qos=1,
-                        created=time.time())
+    def _store(self, kind, payload):
+        """Into the outbox; on a full disk straight to paho (kept in memory until sent)."""
+        try:
+            self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, created=time.time())
+        except Exception as exc:  # noqa: BLE001 - only a full disk is expected here
+            if not is_disk_full(exc):
+                raise
+            payload.setdefault("msg_id", payload.get("id"))
+            self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1)
         self.wake.set()
 
-    def publish_emotion(self, event):
+    def session(self, session):
+        self._store("session", dict(session, msg_id=session["id"]))
+
+    def update(self, ev):
         if self.s.durable_emotions:
-            self.outbox.put("emotion", f"{self.base}/emotion", dict(event), qos=1, created=time.time())
-            self.wake.set()
+            self._store("emotion", dict(ev))
         elif self.connected.is_set():
-            self.client.publish(f"{self.base}/emotion", json.dumps(event), qos=0)
+            self.client.publish(f"{self.base}/emotion", json.dumps(ev), qos=0)
         else:
             self.dropped_offline += 1
 
-    def publish_stats(self, stats):
+    def stats(self, payload):
         if self.connected.is_set():
-            self.client.publish(f"{self.base}/stats", json.dumps(stats), qos=0)
+            self.client.publish(f"{self.base}/stats", json.dumps(payload), qos=0)
 
-    def close(self, drain_seconds=2.0):
+    def health(self):
+        with self.state_lock:
+            state = self.state
+        return {"mqtt": state, "outbox_pending": self.outbox.count(),
+                "dropped": dict(self.outbox.counters(), emotion_offline=self.dropped_offline)}
+
+    def close(self, summary=None, drain_seconds=2.0):
         """Give the outbox a moment to drain, say offline, and stop."""
         deadline = time.monotonic() + drain_seconds
         while self.connected.is_set() and self.outbox.count() and time.monotonic() < deadline:

@@ -42,8 +42,8 @@ class Notifier:
         except OSError:
             pass  # systemd gone (shutdown) or a socket we may not write: never fatal
 
-    def frame_done(self, stats):
-        """Called after every processed frame."""
+    def on_frame(self, frame, tracks, stats):
+        """A frame hook: called after every processed frame."""
         if not self.socket:
             return
         now = time.monotonic()
@@ -64,3 +64,7 @@ class Notifier:
 
     def stopping(self):
         self.send("STOPPING=1")
+
+    def close(self):
+        if self.socket:
+            self.socket.close()

@@ -54,7 +54,7 @@ class Session:
         self.last_seen, self.box = t, box
         self.tracks.add(track_id)
 
-    def summary(self, valence, device_id, wall_time_of):
+    def summary(self, valence, device_id, wall_time_of, ended_by="left"):
         shares = self.label_counts / self.frames
         exit_probs = np.stack([p for _, p in self.recent]).mean(axis=0)
         return {
@@ -67,6 +67,7 @@ class Session:
             "exit_probs": {label: round(float(p), 4) for label, p in zip(LABELS, exit_probs)},
             "satisfaction": round(satisfaction(exit_probs, valence), 1),
             "tracks": sorted(self.tracks),
+            "ended_by": ended_by,
         }
 
 
@@ -110,16 +111,17 @@ class SessionTracker:
                       and s.last_seen < t]
         return max(candidates, key=lambda s: s.last_seen, default=None)
 
-    def _finish(self, done):
+    def _finish(self, done, ended_by="left"):
         finished = []
         for session in [s for s in self.open if done(s)]:
             self.open.remove(session)
             for track_id in session.tracks:
                 self.by_track.pop(track_id, None)
             if session.confirmed:  # a glimpse shorter than min_seconds is not a visit
-                finished.append(session.summary(self.valence, self.device_id, self.wall_time_of))
+                finished.append(session.summary(self.valence, self.device_id, self.wall_time_of, ended_by))
         return finished
 
-    def flush(self):
-        """Finish every open session (end of the run)."""
-        return self._finish(lambda s: True)
+    def flush(self, ended_by="stopped"):
+        """Finish every open session at the end of the run. `ended_by` says why: "stopped"
+        (a signal: the visitor may still be there) or "source ended" (a file's last frame)."""
+        return self._finish(lambda s: True, ended_by)

@@ -1,9 +1,12 @@
-"""Where track updates go: a SQLite log (WAL), JSON lines or a human line on stdout.
+"""Where events go. Every sink implements `EventSink`: a track update, a finished visit, a
+stats message, and the end of the run; `health` says how the sink is doing.
 
-The SQLite log commits every row: with WAL and synchronous=NORMAL a commit is cheap, a power
-cut loses nothing already shown, and no write transaction is left open to block the MQTT
-outbox, which shares the file. WAL keeps readers (`fer-edge report`) from blocking the camera.
-Face pixels are never written here.
+`SQLiteLog` is the local log (WAL, every row committed: a power cut loses nothing already
+shown, and no write transaction is left open to block the MQTT outbox, which shares the
+file; readers such as `fer-edge report` never block the camera). It prunes itself (days
+and megabytes) and survives a full disk: the camera loop goes on, the log says once that
+it is full, drops rows meanwhile (counted) and writes again once there is room. Face
+pixels are never written here. `StdoutLog` prints JSON lines or a readable line.
 """
 
 import json
@@ -11,6 +14,7 @@ import os
 import sqlite3
 import sys
 import time
+from typing import Callable, Optional
 
 from .labels import LABELS
 
@@ -30,7 +34,7 @@ CREATE INDEX IF NOT EXISTS emotions_ts ON emotions (ts);
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY, device TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
     duration REAL NOT NULL, frames INTEGER NOT NULL, dominant TEXT NOT NULL, exit_emotion TEXT NOT NULL,
-    satisfaction REAL NOT NULL, shares TEXT NOT NULL, exit_probs TEXT NOT NULL
+    satisfaction REAL NOT NULL, shares TEXT NOT NULL, exit_probs TEXT NOT NULL, ended_by TEXT NOT NULL DEFAULT 'left'
 );
 CREATE INDEX IF NOT EXISTS sessions_start ON sessions (start);
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,15 +43,37 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """.format(probs=",\n    ".join(f"p_{label} REAL" for label in LABELS))
 
+# Columns added after a table first shipped: (table, column, declaration) for older files.
+MIGRATIONS = [("sessions", "ended_by", "TEXT NOT NULL DEFAULT 'left'")]
+
+
+def _create_private(path):
+    """Create the file readable by its owner only (0600) if it does not exist yet; SQLite
+    gives its -wal and -shm files the same mode."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
 
 def open_wal(path, schema, **options):
-    """Our SQLite files (the log and the outbox share one): WAL, so readers never block the
-    camera, and synchronous=NORMAL, so a commit is cheap; `schema` is applied."""
+    """Our SQLite files (the log and the outbox share one): private, WAL, so readers never
+    block the camera, and synchronous=NORMAL, so a commit is cheap; `schema` is applied."""
+    _create_private(path)
     db = sqlite3.connect(path, **options)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(schema)
+    try:
+        db.executescript(schema)
+    except sqlite3.OperationalError as exc:
+        if not is_disk_full(exc):
+            raise
+        # A full disk: the tables exist already (or nothing can be written anyway); go on.
     return db
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
 
 
 def event(track, device_id, frame_index, timestamp):
@@ -59,54 +85,145 @@ def event(track, device_id, frame_index, timestamp):
             "box": {"x": x, "y": y, "w": w, "h": h}}
 
 
-class SQLiteLog:
-    def __init__(self, path):
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        self.path = path
+class EventSink:
+    """Where the pipeline's events go; every method may be left as it is here."""
+
+    def update(self, ev: dict) -> None:
+        """One track update (rate-limited per face)."""
+
+    def session(self, session: dict) -> None:
+        """One finished visit."""
+
+    def stats(self, payload: dict) -> None:
+        """The periodic stats message."""
+
+    def health(self) -> dict:
+        """What the status page, the stats message and the run's summary show of this sink."""
+        return {}
+
+    def close(self, summary: dict) -> None:
+        """The run ends; `summary` has frames, faces and updates."""
+
+
+class SQLiteLog(EventSink):
+    RETRY_SECONDS = 30.0       # after a full disk, how long to wait before writing again
+    PRUNE_SECONDS = 3600.0     # how often retention runs
+
+    def __init__(self, path: str, keep_days: float = 0.0, max_mb: float = 0.0,
+                 say: Callable[[str], None] = lambda message: None):
+        self.path, self.keep_days, self.max_mb, self.say = path, keep_days, max_mb, say
         self.db = open_wal(path, SCHEMA, timeout=10)
+        self._migrate()
         self.columns = ["ts", "device", "frame", "track", "label", "confidence",
                         *(f"p_{label}" for label in LABELS), "x", "y", "w", "h"]
         self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
         self.run_id = None
+        self.full_since: Optional[float] = None
+        self.retry_at = 0.0
+        self.dropped = 0
+        self.pruned = 0
+        self.next_prune = 0.0
+        self.prune()
+
+    def _migrate(self):
+        for table, column, declaration in MIGRATIONS:
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._write(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}", ())
+
+    def _write(self, sql, values) -> bool:
+        """Run and commit one write; on a full disk say so once, count the loss and go on."""
+        now = time.monotonic()
+        if self.full_since is not None and now < self.retry_at:
+            self.dropped += 1
+            return False
+        try:
+            cursor = self.db.execute(sql, values)
+            self.db.commit()
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.db.rollback()
+            self.dropped += 1
+            if self.full_since is None:
+                self.full_since = now
+                self.say(f"log full: {self.path} cannot grow ({exc}); the camera, sessions and MQTT go on, "
+                         f"log rows are dropped and counted, writing is retried every {self.RETRY_SECONDS:.0f} s")
+            self.retry_at = now + self.RETRY_SECONDS
+            return False
+        if self.full_since is not None:
+            self.say(f"log writable again after {now - self.full_since:.0f} s; {self.dropped} rows were dropped")
+            self.full_since = None
+        self.lastrowid = cursor.lastrowid
+        return True
+
+    def prune(self) -> int:
+        """Apply the retention policy to the emotion log (visits and runs are small and kept)."""
+        self.next_prune = time.monotonic() + self.PRUNE_SECONDS
+        removed = 0
+        if self.keep_days:
+            if self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,)):
+                removed += self.db.execute("SELECT changes()").fetchone()[0]
+        if self.max_mb:
+            limit = self.max_mb * 1024 * 1024
+            while self.used_bytes() > limit:
+                oldest = self.db.execute("SELECT id FROM emotions ORDER BY id LIMIT 1 OFFSET 1000").fetchone()
+                if oldest is None or not self._write("DELETE FROM emotions WHERE id < ?", (oldest[0],)):
+                    break
+                removed += self.db.execute("SELECT changes()").fetchone()[0]
+        self.pruned += removed
+        return removed
+
+    def used_bytes(self) -> int:
+        """Bytes of the log in use (free pages are reused before the file grows)."""
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0] - self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
 
     def start_run(self, device, source, model, detector):
-        cur = self.db.execute("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
-                              (time.time(), device, source, model, detector))
-        self.run_id = cur.lastrowid
-        self.db.commit()
+        if self._write("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
+                       (time.time(), device, source, model, detector)):
+            self.run_id = self.lastrowid
 
-    def write(self, ev):
-        self.db.execute(self.insert, (ev["ts"], ev["device"], ev["frame"], ev["track"], ev["label"], ev["confidence"],
-                                      *(ev["probs"][label] for label in LABELS), *ev["box"].values()))
-        self.db.commit()
+    def update(self, ev):
+        self._write(self.insert, (ev["ts"], ev["device"], ev["frame"], ev["track"], ev["label"], ev["confidence"],
+                                  *(ev["probs"][label] for label in LABELS), *ev["box"].values()))
+        if time.monotonic() >= self.next_prune:
+            self.prune()
 
-    def write_session(self, session):
-        self.db.execute('INSERT OR REPLACE INTO sessions (id, device, start, "end", duration, frames, dominant, '
-                        'exit_emotion, satisfaction, shares, exit_probs) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
-                        (session["id"], session["device"], session["start"], session["end"], session["duration"],
-                         session["frames"], session["dominant"], session["exit_emotion"], session["satisfaction"],
-                         json.dumps(session["shares"]), json.dumps(session["exit_probs"])))
-        self.db.commit()
+    def session(self, session):
+        self._write('INSERT OR REPLACE INTO sessions (id, device, start, "end", duration, frames, dominant, '
+                    'exit_emotion, satisfaction, shares, exit_probs, ended_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+                    (session["id"], session["device"], session["start"], session["end"], session["duration"],
+                     session["frames"], session["dominant"], session["exit_emotion"], session["satisfaction"],
+                     json.dumps(session["shares"]), json.dumps(session["exit_probs"]),
+                     session.get("ended_by", "left")))
 
     def sessions_since(self, start):
         return self.db.execute("SELECT COUNT(*) FROM sessions WHERE start >= ?", (start,)).fetchone()[0]
 
-    def close(self, frames=0, faces=0, updates=0):
+    def health(self):
+        from .visit_report import parse_since
+
+        return {"log": "full" if self.full_since is not None else "ok", "log_dropped": self.dropped,
+                "sessions_today": self.sessions_since(parse_since("today"))}
+
+    def close(self, summary=None):
+        summary = summary or {}
         if self.run_id is not None:
-            self.db.execute("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
-                            (time.time(), frames, faces, updates, self.run_id))
-        self.db.commit()
+            self.full_since = None  # one last try
+            self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
+                        (time.time(), summary.get("frames", 0), summary.get("faces", 0), summary.get("updates", 0),
+                         self.run_id))
         self.db.close()
 
 
-class StdoutLog:
+class StdoutLog(EventSink):
     """JSON lines (--json) or one readable line per update."""
 
     def __init__(self, as_json=False, stream=None):
         self.as_json, self.stream = as_json, stream or sys.stdout
 
-    def write(self, ev):
+    def update(self, ev):
         if self.as_json:
             line = json.dumps(ev)
         else:
@@ -115,13 +232,14 @@ class StdoutLog:
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def write_session(self, session):
+    def session(self, session):
         if self.as_json:
             self.stream.write(json.dumps({"session": session}) + "\n")
         else:
+            cut = "" if session.get("ended_by", "left") == "left" else f" (cut: {session['ended_by']})"
             self.stream.write(f"session {session['id'][:8]}: {session['duration']:.0f} s, mostly {session['dominant']}, "
-                              f"left {session['exit_emotion']}, satisfaction {session['satisfaction']:.0f}\n")
+                              f"left {session['exit_emotion']}, satisfaction {session['satisfaction']:.0f}{cut}\n")
         self.stream.flush()
 
-    def close(self, **_):
+    def close(self, summary=None):
         self.stream.flush()

@@ -25,26 +25,22 @@ import cv2
 import numpy as np
 
 from .labels import LABELS
+from .errors import UserError
 
 ALLOWED_TYPES = ("image/jpeg", "image/png")
 
 
-class WebError(ValueError):
+class WebError(UserError):
     pass
 
 
 def is_loopback(host):
+    """True when every address `host` names is a loopback one (127.0.0.0/8, ::1)."""
     try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
     except (OSError, ValueError):
         return False
-
-
-def parse_listen(value):
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise WebError(f"--web {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    return host.strip("[]"), int(port)
 
 
 def read_token(token_file=None, environ=None):
@@ -62,30 +58,18 @@ def read_token(token_file=None, environ=None):
     return environ.get("FER_EDGE_WEB_TOKEN") or None
 
 
-class Analyzer:
-    """Photo analysis for uploads: its own detector and interpreter (not the camera loop's)."""
+class PhotoAnalyzer:
+    """Photo uploads: their own FaceAnalyzer (not the camera loop's), one photo at a time."""
 
-    def __init__(self, model_path, blazeface_model=None):
-        from .classify import EmotionClassifier
-        from .detect import make_detector
-
-        self.classifier = EmotionClassifier(model_path, threads=1)
-        self.detector = make_detector("auto", blazeface_model, stills=True, min_size=16)
+    def __init__(self, analyzer):
+        self.analyzer = analyzer
         self.lock = threading.Lock()
 
     def analyze(self, image):
-        from .preprocess import crop_detected
-
         with self.lock:
-            boxes = self.detector.detect(image)
-            faces = [crop_detected(image, box, self.classifier.margin) for box in boxes]
-            probs = self.classifier.predict(np.stack(faces)) if faces else np.zeros((0, len(LABELS)))
-        out = []
-        for box, p in sorted(zip(boxes, probs), key=lambda bp: bp[0][0]):
-            out.append({"box": {k: round(float(v), 1) for k, v in zip("xywh", box[:4])},
-                        "label": LABELS[int(np.argmax(p))], "confidence": round(float(np.max(p)), 4),
-                        "probs": {label: round(float(v), 4) for label, v in zip(LABELS, p)}})
-        return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": out}
+            faces = self.analyzer.analyze(image)
+        return {"width": int(image.shape[1]), "height": int(image.shape[0]),
+                "faces": [face.describe() for face in sorted(faces, key=lambda f: f.detection.x)]}
 
 
 def openapi(max_upload):
@@ -120,8 +104,8 @@ def openapi(max_upload):
 def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0):
     from aiohttp import web
 
-    from .report import build_report, parse_since
-    from .runner import draw
+    from .visit_report import build_report, parse_since
+    from .drawing import draw
 
     page = resources.files("fer_edge").joinpath("web_page.html").read_text()
     executor = None
@@ -276,3 +260,25 @@ class WebServer:
         self.thread.join(timeout=10)
 
 
+def start_web(settings, live, db_path, say):
+    """Start the web page's server thread; beyond loopback only with a token."""
+    from .app import make_analyzer
+    from .settings import split_host_port
+
+    try:
+        import aiohttp  # noqa: F401 - an optional extra
+    except ImportError:
+        raise WebError("the web page needs aiohttp: pip install 'fer-edge[web]'") from None
+    web_settings = settings.web
+    host, port = split_host_port(web_settings.listen, None)
+    token = read_token(web_settings.token_file)
+    if not is_loopback(host) and not token:
+        raise WebError(f"--web {web_settings.listen} listens beyond this machine: give a token with --web-token-file "
+                       "FILE or $FER_EDGE_WEB_TOKEN (or listen on 127.0.0.1)")
+    photos = PhotoAnalyzer(make_analyzer(settings, stills=True, threads=1, min_face=16))
+    app = make_app(live, photos, db_path, token=token, max_upload=int(web_settings.max_upload_mb * 1024 * 1024),
+                   live_fps=web_settings.live_fps)
+    server = WebServer(app, host, port).start()
+    shown = f"[{host}]" if ":" in host else host
+    say(f"web page on http://{shown}:{server.port}/" + ("?token=..." if token else ""))
+    return server

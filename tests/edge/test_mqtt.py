@@ -4,6 +4,7 @@ discovery, a broker outage in the middle of a run, and a SIGKILL with messages w
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -128,6 +129,35 @@ def test_discovery_is_resent_when_home_assistant_comes_online(tmp_path, model_pa
         broker.stop()
 
 
+def test_a_broker_refusing_connections_is_said_and_the_run_goes_on(tmp_path, model_path, visits_video):
+    with socket.socket() as probe:  # a port nobody listens on: the broker refuses
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = tmp_path / "log.db"
+    process = subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", db,
+                                        "--mqtt", f"127.0.0.1:{port}", "--realtime", "--loop", *SESSION_FLAGS),
+                               stderr=subprocess.PIPE, text=True)
+    started, lines = time.monotonic(), []
+    try:
+        while time.monotonic() - started < 15:
+            line = process.stderr.readline()
+            lines.append(line)
+            if f"MQTT broker 127.0.0.1:{port} unreachable" in line:
+                break
+        said_after = time.monotonic() - started
+        assert f"MQTT broker 127.0.0.1:{port} unreachable" in lines[-1], "".join(lines)
+        time.sleep(max(0.0, 6 - said_after))  # a few visits while the broker stays away
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    summary = rest.strip().splitlines()[-1]
+    assert "MQTT unreachable" in summary and "messages waiting in the outbox" in summary, summary
+    waiting = sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox WHERE kind = 'session'").fetchone()[0]
+    assert waiting == len(stored_session_ids(db)) >= 1, "every visit waits in the outbox for the broker"
+    print(f"broker refusing: said after {said_after:.1f} s")
+
+
 def test_broker_outage_mid_run_loses_nothing(tmp_path, model_path, visits_video):
     # 5 s here; the docs' figure comes from FER_EDGE_OUTAGE_SECONDS=30 (the issue's goal).
     outage = float(os.environ.get("FER_EDGE_OUTAGE_SECONDS", "5"))
@@ -146,7 +176,7 @@ def test_broker_outage_mid_run_loses_nothing(tmp_path, model_path, visits_video)
         broker.start()                    # ...and comes back
         _, err = process.communicate(timeout=120 + outage)
         assert process.returncode == 0, err
-        assert "MQTT disconnected" in err
+        assert f"MQTT broker 127.0.0.1:{broker.port} disconnected" in err, err
         produced = stored_session_ids(db)
         assert len(produced) >= 4
         assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) == len(produced), 30)

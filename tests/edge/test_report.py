@@ -24,7 +24,7 @@ def known_db(tmp_path):
     visits = [(0, "happy", "happy", 90.0), (600, "neutral", "happy", 70.0), (3700, "sad", "sad", 20.0),
               (86400 + 60, "angry", "neutral", 40.0)]
     for i, (offset, dominant, exit_emotion, score) in enumerate(visits):
-        log.write_session({"id": f"s{i}", "device": "kiosk-1", "start": base + offset, "end": base + offset + 30,
+        log.session({"id": f"s{i}", "device": "kiosk-1", "start": base + offset, "end": base + offset + 30,
                            "duration": 30.0, "frames": 300, "dominant": dominant, "exit_emotion": exit_emotion,
                            "satisfaction": score, "shares": shares(dominant), "exit_probs": shares(exit_emotion)})
     log.close()

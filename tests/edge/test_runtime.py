@@ -19,7 +19,7 @@ FRONTAL = {"astronaut.png": 1, "single_face.jpg": 1, "two_people.jpg": 2, "multi
 
 
 def test_device_side_never_imports_tensorflow():
-    code = ("import sys, fer_edge.cli, fer_edge.runner, fer_edge.classify, fer_edge.detect, fer_edge.capture, "
+    code = ("import sys, fer_edge.cli, fer_edge.app, fer_edge.pipeline, fer_edge.classify, fer_edge.detect, fer_edge.capture, "
             "fer_edge.bench, fer_edge.datasets; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -100,7 +100,7 @@ def test_bad_inputs_are_one_line_errors(photos, model_path, tmp_path):
     cases = [
         (["--source", tmp_path / "missing.mp4"], "no such file"),
         (["--source", broken], "cannot open as video"),
-        (["--camera", "front"], "expected an index"),
+        (["--camera", "front"], "expected a camera index"),
         (["--source", photos / "single_face.mp4", "--model", tmp_path / "none.tflite"], "cannot read model"),
     ]
     for args, message in cases:

@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from fer_edge.config import ConfigError, load_config
+from fer_edge.settings import ConfigError, read_file
 
 UNIT = ROOT / "systemd" / "fer-edge.service"
 EXAMPLE = ROOT / "systemd" / "config.example.toml"
 
 
 def test_example_config_is_valid():
-    settings = load_config(EXAMPLE)
-    assert settings["camera"] == "0" and settings["threads"] == 2 and settings["quiet"] is True
+    settings = read_file(EXAMPLE)
+    assert settings["source_camera"] == "0" and settings["model_threads"] == 2 and settings["log_quiet"] is True
 
 
 @pytest.mark.parametrize("text, message", [
     ("[source]\ncamra = 0\n", "[source] camra: unknown key; allowed: camera"),
-    ("[model]\nthreads = 0\n", "[model] threads: expected an integer >= 1, got 0"),
+    ("[model]\nthreads = 0\n", "[model] threads: expected an integer in 1..64, got 0"),
     ("[model]\ndelegate = \"gpu\"\n", "[model] delegate: expected one of cpu, edgetpu"),
     ("[detector]\ntype = \"yolo\"\n", "[detector] type: expected one of auto, haar"),
     ("[source]\ncamera = \"front\"\n", "[source] camera: expected a camera index"),
@@ -34,16 +34,50 @@ def test_example_config_is_valid():
     ("[sessions.valence]\njoy = 1.0\n", "unknown emotion 'joy'"),
     ("[mqtt]\nhots = \"x\"\n", "[mqtt] hots: unknown key"),
     ("[log\n", "not valid TOML"),
+    ("[model]\nmargin = 10\n", "[model] margin: expected a number in 0..1, got 10"),
+    ("[model]\nmargin = nan\n", "[model] margin: expected a number in 0..1, got nan"),
+    ("[model]\nthreads = 100000\n", "[model] threads: expected an integer in 1..64"),
+    ("[mqtt]\nhost = \"127.0.0.1:notaport\"\n", "[mqtt] host: port 'notaport' is not a number in 1..65535"),
+    ("[mqtt]\nhost = \"broker:99999\"\n", "[mqtt] host: port '99999' is not a number in 1..65535"),
+    ("[mqtt]\nhost = \"\"\n", "[mqtt] host: expected a host name or address"),
+    ("[web]\nlisten = \"nonsense\"\n", "[web] listen: expected HOST:PORT"),
+    ("[log]\ninterval = inf\n", "[log] interval: expected a number in 0..3600"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, message):
     path = tmp_path / "config.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=None) as error:
-        load_config(path)
+        read_file(path)
     assert message in str(error.value)
     result = run_cli("fer-edge", "config", "check", path)
     assert result.returncode == 1 and message in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--margin", "10", "expected a number in 0..1"),
+    ("--threads", "100000", "expected an integer in 1..64"),
+    ("--mqtt", "127.0.0.1:notaport", "port 'notaport' is not a number in 1..65535"),
+    ("--web", "nonsense", "expected HOST:PORT"),
+    ("--log-interval", "nan", "expected a number in 0..3600"),
+])
+def test_flags_obey_the_same_rules_as_the_file(flag, value, message):
+    result = run_cli("fer-edge", "run", "--source", "x.mp4", flag, value)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[device]\nid = \"caf\xe9\"\n")
+    result = run_cli("fer-edge", "config", "check", path)
+    assert result.returncode == 1 and f"{path}: not UTF-8 text" in result.stderr
+
+
+def test_the_config_reference_is_generated_from_the_settings():
+    from fer_edge.settings import markdown_reference
+
+    page = (ROOT / "docs" / "config.md").read_text()
+    assert markdown_reference() in page, "docs/config.md is stale: python -m fer_edge.settings > the table"
 
 
 def test_flags_override_the_config(tmp_path, photos, model_path):

@@ -28,7 +28,7 @@ def seeded_db(path, n=3):
     now = time.time()
     for i in range(n):
         shares = {label: (1.0 if label == "happy" else 0.0) for label in LABELS}
-        log.write_session({"id": f"today-{i}", "device": "kiosk-1", "start": now - 60 * (i + 1), "end": now - 60 * i,
+        log.session({"id": f"today-{i}", "device": "kiosk-1", "start": now - 60 * (i + 1), "end": now - 60 * i,
                            "duration": 50.0, "frames": 500, "dominant": "happy", "exit_emotion": "happy",
                            "satisfaction": 80.0, "shares": shares, "exit_probs": shares})
     log.close()

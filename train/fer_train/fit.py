@@ -25,6 +25,7 @@ from fer_edge.metrics import classification_report
 
 from .arch import ARCHITECTURES, build, multiply_adds
 from .augment import make_augmenter
+from .camera import make_camera_augmenter
 from .grow import grow_into
 
 
@@ -159,7 +160,8 @@ def predict_labels(model, images, batch_size=512):
 
 def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
         smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None,
-        teachers=(), distill_weight=0.5, temperature=1.0, live_teachers=False, ferplus=None, ferplus_weight=0.3):
+        teachers=(), distill_weight=0.5, temperature=1.0, live_teachers=False, ferplus=None, ferplus_weight=0.3,
+        camera_augment=False):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
@@ -173,11 +175,16 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
 
     `ferplus` (the FER+ vote file's path and its (N,7) vote shares for data['train'])
     then mixes each face's human vote distribution in at `ferplus_weight`.
+
+    `camera_augment` adds the effects of a detector and a camera (camera.py) after the
+    usual augmentation; `class_weight_power` weighs rare classes up (0: not at all, 1:
+    fully balanced).
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
     config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed)
+                  smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed,
+                  camera_augment=bool(camera_augment))
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
                       temperature=temperature, live_teachers=bool(live_teachers))
@@ -238,8 +245,12 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         if not ferplus:
             raise ValueError(f"{out} was trained with --ferplus {config['ferplus']}; give it again to resume")
         mixes.append((ferplus[1], config["ferplus_weight"]))
+    augment = make_augmenter(config["seed"])
+    if config.get("camera_augment"):
+        camera = make_camera_augmenter(config["seed"])
+        augment = (lambda usual: lambda images: camera(usual(images)))(augment)
     train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
-                            augment=make_augmenter(config["seed"]), weights=weights, shuffle=True,
+                            augment=augment, weights=weights, shuffle=True,
                             smoothing=config["smoothing"], mixes=mixes, live=live)
     val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
     steps = math.ceil(len(train.labels) / config["batch_size"])
@@ -318,7 +329,7 @@ def _copy_or_grow(parent, model, parent_arch, arch, source):
 
 def finish(out, data, state):
     """Evaluate the best checkpoint, write metrics.json and the PNG reports."""
-    from .report import plot_confusion, plot_curves
+    from .plots import plot_confusion, plot_curves
 
     best = keras.models.load_model(os.path.join(out, "best.keras"))
     metrics = {"arch": state["config"]["arch"], "params": state["params"], "multiply_adds": state["multiply_adds"],

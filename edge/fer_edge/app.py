@@ -1,0 +1,198 @@
+"""The composition root: builds the pipeline that `fer-edge run` and `serve` describe from
+resolved settings, runs it, and says how it went.
+
+Nothing else wires components together: the command line resolves the settings, this
+module builds the source, the face analyzer, the sinks, the frame hooks and the web page
+from them. Heavy imports happen here, inside functions, so `fer-edge --help` stays fast.
+"""
+
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Callable, Optional
+
+from .settings import Settings
+
+Say = Callable[[str], None]
+
+
+def default_db_path() -> str:
+    """$STATE_DIRECTORY (systemd), else $XDG_STATE_HOME or ~/.local/state, /fer-edge/fer-edge.db."""
+    state = os.environ.get("STATE_DIRECTORY") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "fer-edge")
+    return os.path.join(state.split(":")[0], "fer-edge.db")
+
+
+def log_path(settings: Settings) -> Optional[str]:
+    """The SQLite log to write, or None when the log is off."""
+    return (settings.log.db or default_db_path()) if settings.log.enabled else None
+
+
+def under_systemd() -> bool:
+    """Started by systemd (a service waits for its camera; a person at a terminal wants to know now)."""
+    return bool(os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"))
+
+
+def stop_on_signals() -> threading.Event:
+    """SIGINT, SIGTERM and SIGHUP (the SSH session that started a run closing) end a run cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = None, min_face: Optional[int] = None):
+    """The FaceAnalyzer the settings describe: the emotion model and the face detector."""
+    from .analyzer import FaceAnalyzer
+    from .classify import EmotionClassifier
+    from .detect import make_detector
+
+    model = settings.model
+    threads = threads or model.threads
+    classifier = EmotionClassifier(model.path, threads=threads, delegate=None if model.delegate == "cpu" else model.delegate,
+                                   mirror=model.mirror)
+    detector = make_detector(settings.detector.type, settings.detector.blazeface_model, stills=stills,
+                             min_size=min_face or settings.detector.min_face, threads=threads)
+    return FaceAnalyzer(detector, classifier, model.margin)
+
+
+def run(settings: Settings, say: Say, started: float) -> None:
+    """`fer-edge run` / `serve`: watch the source until it ends or a signal stops it."""
+    from .capture import ImageSource, frames_forever, open_source, paced
+
+    stop = stop_on_signals()
+    source_settings = settings.source
+    if settings.web.listen and source_settings.camera is None and source_settings.path is None:
+        return serve_only(settings, stop, say)
+    open_fn = lambda: open_source(camera=source_settings.camera, source=source_settings.path, stop=stop,  # noqa: E731
+                                  on_event=say, wait=under_systemd())
+    first_source = open_fn()  # fail fast on a bad source, before loading anything else
+    first_source.close()
+    stills = isinstance(first_source, ImageSource)
+    analyzer = make_analyzer(settings, stills)
+    pipeline = build_pipeline(settings, analyzer, first_source, stills, say)
+    server = None
+    if settings.web.listen:
+        from .live import LiveState
+        from .web import start_web
+
+        live = LiveState({"device": pipeline.device_id, "model": analyzer.classifier.name,
+                          "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
+                         health=pipeline.health)
+        pipeline.hooks.append(live)
+        server = start_web(settings, live, log_path(settings), say)
+    note = getattr(analyzer.detector, "note", None)
+    if note:
+        say(note)
+    db_path = log_path(settings)
+    say(f"model {analyzer.classifier.name}, detector {analyzer.detector.name}, log {db_path or 'off'}")
+    current = {}
+
+    def frames():
+        for source, frame in frames_forever(open_fn, source_settings.loop, stop):
+            current["source"] = source
+            yield frame
+
+    try:
+        stats = pipeline.run(paced(frames(), fps_cap=source_settings.fps,
+                                   realtime_fps=first_source.fps if source_settings.realtime else None,
+                                   max_frames=source_settings.max_frames, stop=stop), stop)
+        health = pipeline.health()
+    finally:
+        pipeline.close("stopped" if stop.is_set() else "source ended")
+        if server:
+            server.stop()
+    say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
+
+
+def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, say: Say):
+    """Sinks, sessions and frame hooks around the analyzer."""
+    from .drawing import Annotator, Window
+    from .notify import Notifier
+    from .pipeline import Pipeline
+    from .sessions import SessionTracker
+    from .sinks import SQLiteLog, StdoutLog
+    from .track import Tracker
+
+    device_id = settings.device.id or socket.gethostname()
+    db_path = log_path(settings)
+    sinks = []
+    if db_path:
+        log = SQLiteLog(db_path, keep_days=settings.log.keep_days, max_mb=settings.log.max_mb, say=say)
+        log.start_run(device_id, describe_source(settings), analyzer.classifier.name, analyzer.detector.name)
+        sinks.append(log)
+    if not settings.log.quiet or settings.log.json:
+        sinks.append(StdoutLog(as_json=settings.log.json))
+    if settings.mqtt.host:
+        if not db_path:
+            raise_user_error("--mqtt needs the local database for its durable outbox; drop --no-db")
+        sinks.append(make_mqtt_sink(settings, device_id, db_path, analyzer.classifier.name, say))
+    started_wall = time.time()
+    sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
+                              exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
+                              device_id=device_id, wall_time_of=lambda t: started_wall + t)
+    hooks = [Notifier()]
+    if settings.run.annotate:
+        hooks.append(Annotator(settings.run.annotate, first_source.fps))
+    if settings.run.show:
+        hooks.append(Window())
+    # Separate photos are not a sequence: never carry a track from one photo to the next.
+    tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
+    return Pipeline(analyzer, tracker, sinks, hooks, device_id=device_id, log_interval=settings.log.interval,
+                    save_crops=settings.log.save_crops, sessions=None if stills else sessions,
+                    stats_interval=settings.mqtt.stats_interval)
+
+
+def make_mqtt_sink(settings: Settings, device_id: str, db_path: str, model_name: str, say: Say):
+    from .mqtt import MQTTSettings, MQTTSink, parse_host, read_password
+
+    mqtt = settings.mqtt
+    host, port = parse_host(mqtt.host)
+    options = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, device_id=device_id, username=mqtt.username,
+                           password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
+                           tls_key=mqtt.tls_key, durable_emotions=mqtt.durable_emotions,
+                           stats_interval=mqtt.stats_interval)
+    return MQTTSink(options, db_path, on_event=say, model_name=model_name)
+
+
+def raise_user_error(message: str):
+    from .errors import UserError
+
+    raise UserError(message)
+
+
+def describe_source(settings: Settings) -> str:
+    return str(settings.source.camera if settings.source.camera is not None else settings.source.path)
+
+
+def summary_line(stats, sessions_done: int, health: dict, stopped: bool, started: float, source=None) -> str:
+    """The run's last line: what was done, and anything that did not go to plan."""
+    first = f", first face logged {stats.first_face_at - started:.2f} s after start" if stats.first_face_at else ""
+    line = (f"{'stopped' if stopped else 'done'}: {stats.frames} frames, {stats.faces} faces, "
+            f"{stats.tracks} tracks, {stats.updates} updates logged in {stats.elapsed():.1f} s "
+            f"({stats.fps():.1f} frames/s), {sessions_done} sessions{first}")
+    if health.get("log") == "full" or health.get("log_dropped"):
+        line += f"; log full, {health.get('log_dropped', 0)} rows dropped"
+    if "mqtt" in health:
+        line += f"; MQTT {health['mqtt']}, {health['outbox_pending']} messages waiting in the outbox"
+    unreadable = getattr(source, "unreadable", [])
+    if unreadable:
+        line += f"; {len(unreadable)} unreadable: {', '.join(unreadable[:5])}" + (" ..." if len(unreadable) > 5 else "")
+    if getattr(source, "ended_early", None):
+        line += f"; {source.ended_early}"
+    return line
+
+
+def serve_only(settings: Settings, stop: threading.Event, say: Say) -> None:
+    """No camera: the page, the report and photo analysis until a signal."""
+    from .web import start_web
+
+    server = start_web(settings, None, log_path(settings), say)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    say("stopped")

@@ -1,0 +1,177 @@
+"""The camera loop: frame -> faces (FaceAnalyzer) -> tracks -> sessions -> sinks and frame hooks.
+
+Everything is built before the first frame (one interpreter for the run, never one per
+frame); the loop only moves frames. Where results go is not the loop's business: every
+event goes to each sink (sinks.EventSink), every frame to each frame hook (something
+with `on_frame(frame, tracks, stats)` and `close()`: the annotated video, the window, the
+live view, the systemd notifier). Stage times are kept for `fer-edge bench`.
+"""
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterable, List, Optional
+
+import cv2
+import numpy as np
+
+from .sinks import event
+
+KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
+
+
+def _timings():
+    return deque(maxlen=KEPT_TIMINGS)
+
+
+def _last(timings, n):
+    """The newest n timings, without copying the whole deque (the web status asks every second)."""
+    return list(islice(reversed(timings), n))
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    faces: int = 0
+    updates: int = 0
+    tracks: int = 0                  # distinct faces tracked (track ids only grow)
+    first_face_at: float = None      # monotonic time the first face was logged
+    started: float = field(default_factory=time.monotonic)
+    ended: float = None              # monotonic time the last frame was done (set by Pipeline.run)
+    decode: deque = field(default_factory=_timings)
+    detect: deque = field(default_factory=_timings)
+    classify: deque = field(default_factory=_timings)
+    total: deque = field(default_factory=_timings)
+
+    def elapsed(self):
+        """Seconds of the camera loop: to its last frame once it has ended, not to shutdown's end."""
+        return (self.ended or time.monotonic()) - self.started
+
+    def fps(self):
+        elapsed = self.elapsed()
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def recent_fps(self, n=50):
+        """Frames/s over the last n frames' processing times."""
+        recent = _last(self.total, n)
+        busy = sum(recent)
+        return len(recent) / busy if busy > 0 else 0.0
+
+
+class Pipeline:
+    def __init__(self, analyzer, tracker, sinks: Iterable = (), hooks: Iterable = (), device_id: str = "fer-edge",
+                 log_interval: float = 1.0, save_crops: Optional[str] = None, sessions=None,
+                 stats_interval: float = 60.0):
+        self.analyzer, self.tracker = analyzer, tracker
+        self.sinks, self.hooks = list(sinks), list(hooks)
+        self.device_id, self.log_interval, self.save_crops = device_id, log_interval, save_crops
+        self.sessions, self.stats_interval = sessions, stats_interval
+        self.sessions_done = 0
+        self.last_stats = time.monotonic()
+        self.last_logged = {}
+        self.stats = Stats()
+        if save_crops:
+            os.makedirs(save_crops, exist_ok=True)
+
+    def process(self, frame, decode_seconds: float = 0.0) -> List:
+        """Analyse one frame; returns the tracks seen in it."""
+        t0 = time.perf_counter()
+        found = self.analyzer.detect(frame.image, frame.detect_image, frame.detect_scale)
+        t1 = time.perf_counter()
+        faces = self.analyzer.classify(frame.image, found)
+        t2 = time.perf_counter()
+        probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, 7)
+        tracks = self.tracker.update(found, probabilities, frame.media_time)
+        self._log(frame, tracks, faces)
+        if self.sessions is not None:
+            self._finish_sessions(self.sessions.update(frame.media_time, tracks))
+        stats = self.stats
+        stats.frames += 1
+        stats.faces += len(found)
+        stats.decode.append(decode_seconds)
+        stats.detect.append(t1 - t0)
+        stats.classify.append(t2 - t1)
+        stats.total.append(decode_seconds + time.perf_counter() - t0)
+        for hook in self.hooks:
+            hook.on_frame(frame, tracks, stats)
+        if time.monotonic() - self.last_stats >= self.stats_interval:
+            self.last_stats = time.monotonic()
+            self._send_stats()
+        return tracks
+
+    def _finish_sessions(self, finished):
+        for session in finished:
+            self.sessions_done += 1
+            for sink in self.sinks:
+                sink.session(session)
+
+    def health(self) -> dict:
+        """What the sinks report of themselves (log state, broker state, backlog), merged."""
+        merged = {}
+        for sink in self.sinks:
+            merged.update(sink.health())
+        return merged
+
+    def stats_payload(self) -> dict:
+        """What the stats message carries: throughput, stage latencies, counts, uptime, sink health."""
+        s = self.stats
+        recent = lambda values: round(float(np.median(_last(values, 100))) * 1000, 2) if values else None  # noqa: E731
+        payload = {"device": self.device_id, "ts": round(time.time(), 3), "uptime": round(time.monotonic() - s.started, 1),
+                   "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": s.tracks,
+                   "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done}
+        payload.update(self.health())
+        return payload
+
+    def _send_stats(self):
+        payload = self.stats_payload()
+        for sink in self.sinks:
+            sink.stats(payload)
+
+    def _log(self, frame, tracks, faces):
+        now = time.time()
+        for i, track in enumerate(tracks):
+            self.stats.tracks = max(self.stats.tracks, track.id)
+            last = self.last_logged.get(track.id)
+            if last is not None and frame.media_time - last < self.log_interval:
+                continue
+            self.last_logged[track.id] = frame.media_time
+            ev = event(track, self.device_id, frame.index, now)
+            for sink in self.sinks:
+                sink.update(ev)
+            self.stats.updates += 1
+            if self.stats.first_face_at is None:
+                self.stats.first_face_at = time.monotonic()
+            if self.save_crops and i < len(faces):
+                cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"), faces[i].crop)
+        for ended in self.tracker.ended:
+            self.last_logged.pop(ended.id, None)
+
+    def run(self, frames, stop):
+        """Process frames until they end or `stop` is set."""
+        iterator = iter(frames)
+        while not stop.is_set():
+            t = time.perf_counter()
+            frame = next(iterator, None)
+            if frame is None:
+                break
+            self.process(frame, time.perf_counter() - t)
+        self.stats.ended = time.monotonic()
+        return self.stats
+
+    def close(self, ended_by: str = "end"):
+        """Finish the visits in progress (`ended_by`: why the run ends), send the last stats, close everything."""
+        for hook in self.hooks:
+            stopping = getattr(hook, "stopping", None)
+            if stopping:
+                stopping()
+        if self.sessions is not None:
+            self._finish_sessions(self.sessions.flush(ended_by))
+        if self.sinks:
+            self._send_stats()
+        summary = {"frames": self.stats.frames, "faces": self.stats.faces, "updates": self.stats.updates}
+        for sink in self.sinks:
+            sink.close(summary)
+        for hook in self.hooks:
+            hook.close()

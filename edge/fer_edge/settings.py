@@ -1,0 +1,419 @@
+"""Every setting of `fer-edge run` and `serve`, declared once.
+
+Each `Setting` names its config-file section and key, its command-line flag, its kind
+(which parses and checks a value), default and help. The click options, the TOML
+validation, `config show` and docs/config.md all come from the one table below, so a
+value is held to the same rule whether it comes from a flag or from the file.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from .errors import UserError
+from .labels import LABELS
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+
+class ConfigError(UserError):
+    """A config file or flag value that cannot be used."""
+
+
+class Kind:
+    """How one kind of value is read from a flag's text and checked; `problem` says why not."""
+
+    metavar = "TEXT"
+
+    def from_text(self, text: str) -> Any:
+        return text
+
+    def problem(self, value: Any) -> Optional[str]:
+        return None if isinstance(value, str) else "expected a string"
+
+
+class Text(Kind):
+    def __init__(self, nonempty: bool = False):
+        self.nonempty = nonempty
+
+    def problem(self, value):
+        if not isinstance(value, str):
+            return "expected a string"
+        if self.nonempty and not value.strip():
+            return "expected a non-empty string"
+        return None
+
+
+class FilePath(Kind):
+    """A path; `exists` files are checked when the setting is read, not when first used."""
+
+    metavar = "FILE"
+
+    def __init__(self, exists: bool = False, folder: bool = False):
+        self.exists, self.folder = exists, folder
+        self.metavar = "DIR" if folder else "FILE"
+
+    def problem(self, value):
+        if not isinstance(value, str) or not value:
+            return "expected a path"
+        if self.exists and not os.path.isfile(value):
+            return "no such file"
+        return None
+
+
+class Number(Kind):
+    def __init__(self, minimum: float = None, maximum: float = None, integer: bool = False):
+        self.minimum, self.maximum, self.integer = minimum, maximum, integer
+        self.metavar = "N" if integer else "X"
+
+    def from_text(self, text):
+        try:
+            return int(text) if self.integer else float(text)
+        except ValueError:
+            return text  # `problem` names what was expected
+
+    def problem(self, value):
+        kind = "an integer" if self.integer else "a number"
+        ok = isinstance(value, int) if self.integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or not math.isfinite(value):
+            return f"expected {kind}{self._range()}"
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            return f"expected {kind}{self._range()}"
+        return None
+
+    def _range(self):
+        if self.minimum is not None and self.maximum is not None:
+            return f" in {self.minimum:g}..{self.maximum:g}"
+        if self.minimum is not None:
+            return f" >= {self.minimum:g}"
+        return ""
+
+
+class Boolean(Kind):
+    def problem(self, value):
+        return None if isinstance(value, bool) else "expected true or false"
+
+
+class Choice(Kind):
+    def __init__(self, *allowed: str):
+        self.allowed = allowed
+        self.metavar = "[" + "|".join(allowed) + "]"
+
+    def problem(self, value):
+        return None if value in self.allowed else f"expected one of {', '.join(self.allowed)}"
+
+
+class Camera(Kind):
+    metavar = "CAMERA"
+
+    def from_text(self, text):
+        return text
+
+    def problem(self, value):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return None
+        if isinstance(value, str) and (value == "pi" or value.isdigit() or value.startswith("/dev/video")):
+            return None
+        return 'expected a camera index (0), a /dev/videoN path or "pi"'
+
+
+def split_host_port(value: str, default_port: Optional[int]) -> Tuple[str, int]:
+    """'host', 'host:port', '[v6]:port' or a bare IPv6 address -> (host, port); ValueError if not."""
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("expected [ADDRESS]:PORT")
+        port_text = rest[1:]
+    elif value.count(":") > 1:  # a bare IPv6 address: no port
+        host, port_text = value, ""
+    else:
+        host, _, port_text = value.partition(":")
+    if not host.strip():
+        raise ValueError("expected a host name or address")
+    if not port_text:
+        if default_port is None:
+            raise ValueError("expected HOST:PORT")
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number in 1..65535")
+    return host, int(port_text)
+
+
+class HostPort(Kind):
+    """A network address; `default_port` None means the port must be given."""
+
+    metavar = "HOST[:PORT]"
+
+    def __init__(self, default_port: Optional[int]):
+        self.default_port = default_port
+        if default_port is None:
+            self.metavar = "HOST:PORT"
+
+    def problem(self, value):
+        if not isinstance(value, str):
+            return "expected a string"
+        try:
+            split_host_port(value, self.default_port)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+
+class Valence(Kind):
+    """Per-emotion weights: a TOML table, or `happy=1,sad=-1` on the command line."""
+
+    metavar = "EMOTION=W,..."
+
+    def from_text(self, text):
+        weights = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, number = part.partition("=")
+            try:
+                weights[key.strip()] = float(number)
+            except ValueError:
+                return text
+        return weights
+
+    def problem(self, value):
+        if not isinstance(value, dict):
+            return "expected emotion = weight pairs"
+        for key, weight in value.items():
+            if key not in LABELS:
+                return f"unknown emotion {key!r}; allowed: {', '.join(LABELS)}"
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -1 <= weight <= 1:
+                return f"{key}: expected a number in -1..1"
+        return None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: where it lives in the file, its flag, how it is checked."""
+
+    section: Optional[str]        # config-file section; None: a flag only
+    key: str                      # key in the section (and the attribute of the section's settings)
+    kind: Kind
+    default: Any
+    help: str
+    flag: Optional[str] = None    # e.g. "--margin" or "--mirror/--no-mirror"; None: the file only
+
+    @property
+    def name(self) -> str:
+        """The click parameter name, unique over all settings."""
+        return f"{self.section or 'run'}_{self.key}"
+
+
+def _detector_names():
+    from .detect import DETECTORS
+
+    return DETECTORS
+
+
+SETTINGS: List[Setting] = [
+    Setting("source", "camera", Camera(), None, 'Camera: an index (0), /dev/videoN, or "pi" for picamera2.', "--camera"),
+    Setting("source", "path", Text(nonempty=True), None,
+            "A video file, image file, folder of images, or stream URL (rtsp/http), instead of a camera.", "--source"),
+    Setting("source", "fps", Number(0.1, 240), None, "Process at most this many frames/s.", "--fps"),
+    Setting("source", "realtime", Boolean(), False, "Play a file at its own frame rate, as a camera would.", "--realtime"),
+    Setting("source", "loop", Boolean(), False, "Start a file again when it ends.", "--loop"),
+    Setting("source", "max_frames", Number(1, integer=True), None, "Stop after this many frames.", "--max-frames"),
+    Setting("detector", "type", Choice(*_detector_names()), "auto", "Face detector.", "--detector"),
+    Setting("detector", "blazeface_model", FilePath(exists=True), None, "Path of a BlazeFace .tflite.", "--blazeface-model"),
+    Setting("detector", "min_face", Number(8, 4096, integer=True), 24, "Smallest face side in pixels.", "--min-face"),
+    Setting("model", "path", FilePath(), None, "Emotion model (.tflite); unset: the shipped int8 model.", "--model"),
+    Setting("model", "threads", Number(1, 64, integer=True), 1, "LiteRT threads.", "--threads"),
+    Setting("model", "delegate", Choice("cpu", "edgetpu"), "cpu", "cpu, or edgetpu for a Coral.", "--delegate"),
+    Setting("model", "margin", Number(0, 1), None, "Crop margin around a face box; unset: the model's.", "--margin"),
+    Setting("model", "mirror", Boolean(), True,
+            "Also classify each face mirrored and average the two (twice the classifier time).", "--mirror/--no-mirror"),
+    Setting("log", "db", FilePath(), None, "SQLite log; unset: $STATE_DIRECTORY or ~/.local/state/fer-edge/fer-edge.db.", "--db"),
+    Setting("log", "enabled", Boolean(), True, "Write the SQLite log.", "--log/--no-db"),
+    Setting("log", "interval", Number(0, 3600), 1.0, "Seconds between logged updates per face.", "--log-interval"),
+    Setting("log", "keep_days", Number(0, 36500), 90.0,
+            "Delete logged emotion updates older than this many days (0: keep all).", "--keep-days"),
+    Setting("log", "max_mb", Number(0), 500.0,
+            "Delete the oldest emotion updates while the log is larger than this (0: no limit).", "--max-log-mb"),
+    Setting("log", "json", Boolean(), False, "JSON lines on stdout.", "--json"),
+    Setting("log", "quiet", Boolean(), False, "No per-update lines on stdout.", "--quiet"),
+    Setting("log", "save_crops", FilePath(folder=True), None, "Store face crops in this folder (off by default).", "--save-crops"),
+    Setting("device", "id", Text(nonempty=True), None, "Device id in events; unset: the host name.", "--device-id"),
+    Setting("mqtt", "host", HostPort(1883), None, "MQTT broker HOST[:PORT]; unset: no MQTT.", "--mqtt"),
+    Setting("mqtt", "prefix", Text(nonempty=True), "fer-edge", "Topic prefix: PREFIX/DEVICE/...", "--mqtt-prefix"),
+    Setting("mqtt", "username", Text(), None, "Broker user name.", "--mqtt-username"),
+    Setting("mqtt", "password_file", FilePath(), None,
+            "File holding the broker password (or LoadCredential=mqtt-password); never the password itself.",
+            "--mqtt-password-file"),
+    Setting("mqtt", "tls_ca", FilePath(exists=True), None, "CA certificate: use TLS.", "--mqtt-tls-ca"),
+    Setting("mqtt", "tls_cert", FilePath(exists=True), None, "Client certificate.", "--mqtt-tls-cert"),
+    Setting("mqtt", "tls_key", FilePath(exists=True), None, "Client key.", "--mqtt-tls-key"),
+    Setting("mqtt", "durable_emotions", Boolean(), False, "Emotion updates too go through the durable outbox (QoS 1).",
+            "--durable-emotions"),
+    Setting("mqtt", "stats_interval", Number(1, 86400), 60.0, "Seconds between stats messages.", "--stats-interval"),
+    Setting("web", "listen", HostPort(None), None, "Serve the local web page on HOST:PORT (serve: 127.0.0.1:8080).", "--web"),
+    Setting("web", "token_file", FilePath(), None, "Token for the page; required to listen beyond loopback.",
+            "--web-token-file"),
+    Setting("web", "live_fps", Number(0.5, 30), 5.0, "Live view frames/s.", "--live-fps"),
+    Setting("web", "max_upload_mb", Number(0.1, 50), 10.0, "Largest photo upload in MB.", "--max-upload-mb"),
+    Setting("sessions", "min_seconds", Number(0, 3600), 1.0, "Seconds a face must stay to open a session.", "--session-min"),
+    Setting("sessions", "gap_seconds", Number(0, 3600), 3.0, "Seconds unseen before a session ends.", "--session-gap"),
+    Setting("sessions", "exit_seconds", Number(0.1, 3600), 3.0, "Last seconds that make the exit emotion.", "--exit-seconds"),
+    Setting("sessions", "valence", Valence(), None,
+            "Per-emotion weights -1..1 for the satisfaction score; unset: the built-in ones.", "--valence"),
+    Setting(None, "annotate", FilePath(), None, "Write an annotated video (.mp4).", "--annotate"),
+    Setting(None, "show", Boolean(), False, "Show the annotated frames in a window (needs a GUI OpenCV).", "--show"),
+]
+
+SECTIONS = list(dict.fromkeys(s.section for s in SETTINGS if s.section))
+BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def check(setting: Setting, value: Any, where: str) -> Any:
+    """`value` if it is allowed, else a ConfigError naming `where` it came from."""
+    if value is None:
+        return None
+    problem = setting.kind.problem(value)
+    if problem:
+        raise ConfigError(f"{where}: {problem}, got {value!r}")
+    if isinstance(setting.kind, Camera):
+        return str(value)
+    if isinstance(setting.kind, Number) and not setting.kind.integer:
+        return float(value)
+    return value
+
+
+def read_file(path: str) -> Dict[str, Any]:
+    """{setting name: value} from a TOML file; every value checked, errors name file, section and key."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return from_mapping(data, path)
+
+
+def from_mapping(data: Dict[str, Any], path: str = "config") -> Dict[str, Any]:
+    values = {}
+    for section, entries in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: [{section}]: unknown section; allowed: {', '.join(SECTIONS)}")
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{path}: {section}: expected a [{section}] table")
+        known = {s.key: s for s in SETTINGS if s.section == section}
+        for key, value in entries.items():
+            if key not in known:
+                raise ConfigError(f"{path}: [{section}] {key}: unknown key; allowed: {', '.join(known)}")
+            values[known[key].name] = check(known[key], value, f"{path}: [{section}] {key}")
+    if values.get("source_camera") is not None and values.get("source_path") is not None:
+        raise ConfigError(f"{path}: [source]: give camera or path, not both")
+    return values
+
+
+class Settings:
+    """Resolved settings, read by section: `settings.mqtt.host`, `settings.run.annotate`."""
+
+    def __init__(self, values: Dict[str, Any]):
+        self.values = {s.name: values.get(s.name, s.default) for s in SETTINGS}
+        for section in SECTIONS + ["run"]:
+            setattr(self, section, SimpleNamespace(**{
+                s.key: self.values[s.name] for s in SETTINGS if (s.section or "run") == section}))
+
+    def render(self) -> str:
+        """The effective settings as TOML (what `config show` prints)."""
+        lines = []
+        for section in SECTIONS:
+            lines.append(f"[{section}]")
+            for s in (s for s in SETTINGS if s.section == section):
+                value = self.values[s.name]
+                if value is None:
+                    lines.append(f"# {s.key} = (unset: {s.help})")
+                elif isinstance(value, dict):
+                    lines.append(f"{s.key} = {{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }")
+                else:
+                    lines.append(f"{s.key} = {toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def resolve(file_values: Dict[str, Any], given: Dict[str, Any]) -> Settings:
+    """Flags given on the command line win over the file, which wins over the defaults.
+    A source flag (--camera or --source) replaces the file's source of either kind."""
+    values = dict(file_values)
+    if given.get("source_camera") is not None or given.get("source_path") is not None:
+        values.pop("source_camera", None)
+        values.pop("source_path", None)
+    values.update(given)
+    return Settings(values)
+
+
+def click_options(settings: Iterable[Setting] = SETTINGS) -> Callable:
+    """A decorator adding one click option per setting that has a flag."""
+    import click
+
+    class SettingType(click.ParamType):
+        def __init__(self, setting):
+            self.setting = setting
+            self.name = setting.kind.metavar
+
+        def convert(self, value, param, ctx):
+            if not isinstance(value, str):
+                return value
+            problem = self.setting.kind.problem(self.setting.kind.from_text(value))
+            if problem:
+                self.fail(f"{problem}, got {value!r}", param, ctx)
+            return check(self.setting, self.setting.kind.from_text(value), self.setting.flag)
+
+    def decorate(function):
+        for s in reversed([s for s in settings if s.flag]):
+            default = s.default if s.default is not None else None
+            if isinstance(s.kind, Boolean):
+                option = click.option(s.flag, s.name, is_flag="/" not in s.flag or None, default=s.default,
+                                      show_default=True, help=s.help)
+            else:
+                option = click.option(s.flag, s.name, default=default, show_default=default is not None,
+                                      type=SettingType(s), metavar=s.kind.metavar, help=s.help)
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def given_on_command_line(ctx, params: Dict[str, Any]) -> Dict[str, Any]:
+    """The subset of click's `params` the user typed (not click's defaults)."""
+    from click.core import ParameterSource
+
+    return {name: value for name, value in params.items()
+            if name in BY_NAME and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+
+
+def markdown_reference() -> str:
+    """docs/config.md's table: every setting with its section, key, flag, default and help."""
+    lines = ["| section | key | flag | default | what it does |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "" if s.default is None else f"`{toml_value(s.default)}`"
+        flag = f"`{s.flag}`" if s.flag else "(file only)"
+        where = f"`[{s.section}]`" if s.section else "(flag only)"
+        key = f"`{s.key}`" if s.section else ""
+        lines.append(f"| {where} | {key} | {flag} | {default} | {s.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # regenerate docs/config.md's table
+    print(markdown_reference(), end="")
