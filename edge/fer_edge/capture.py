@@ -17,6 +17,10 @@ import numpy as np
 from .datasets import IMAGE_SUFFIXES
 from .errors import UserError
 
+# OpenCV's own warnings (a camera index that cannot be opened, at every try) would drown
+# fer-edge's one-line messages; its errors still show.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 STREAM_TIMEOUT_MS = 5000
 URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 

@@ -16,10 +16,6 @@ from .detect import DETECTORS  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .settings import click_options  # noqa: E402
 
-# OpenCV's own warnings (a camera index that cannot be opened, every few ms) would drown
-# fer-edge's one-line messages; its errors still show.
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-
 
 def say(message: str) -> None:
     click.echo(f"fer-edge: {message}", err=True)

@@ -6,6 +6,7 @@ trailing bytes, and `zipfile` finds the archive from the end. One file to copy, 
 beside it to lose, and no extra dependency to read it.
 """
 
+import hashlib
 import io
 import json
 import zipfile
@@ -36,8 +37,10 @@ def strip_metadata(data):
 
 
 def embed_metadata(model_bytes, metadata):
-    """Return the model with `metadata` (a dict) appended; replaces earlier metadata."""
+    """Return the model with `metadata` (a dict) appended; replaces earlier metadata. The
+    metadata records the sha256 of the flatbuffer, so a damaged copy is refused at load."""
     bare = strip_metadata(model_bytes)
+    metadata = dict(metadata, weights_sha256=hashlib.sha256(bare).hexdigest())
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(METADATA_NAME, json.dumps(metadata, indent=1, sort_keys=True))
@@ -57,6 +60,10 @@ def read_metadata(data, source="model"):
     except (ValueError, zipfile.LargeZipFile) as exc:
         raise ModelError(f"{source}: unreadable metadata ({exc})") from None
     check_metadata(metadata, source)
+    expected = metadata.get("weights_sha256")
+    if expected and hashlib.sha256(strip_metadata(data)).hexdigest() != expected:
+        raise ModelError(f"{source}: the model's weights do not match the sha256 in its metadata "
+                         "(a damaged copy: copy the file again)")
     return metadata
 
 

@@ -17,6 +17,7 @@ is said once; the state and the backlog show in `health()`.
 import json
 import os
 import re
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -110,7 +111,13 @@ class MQTTSink(EventSink):
         self.last_said = 0.0
         self.base = f"{settings.prefix}/{settings.device_id}"
         self.db_path = db_path
-        self.outbox = Outbox(db_path)               # the camera thread's connection
+        try:
+            self.outbox = Outbox(db_path)           # the camera thread's connection
+        except Exception as exc:  # noqa: BLE001 - only a full disk is expected here
+            if not is_disk_full(exc):
+                raise
+            self.outbox = None
+            on_event(f"MQTT outbox unavailable ({exc}): messages go to the broker from memory until a restart")
         self.connected = threading.Event()
         self.stop_event = threading.Event()
         self.wake = threading.Event()
@@ -194,6 +201,8 @@ class MQTTSink(EventSink):
         handed over: resending from the start here would put old rows after newer ones."""
         import paho.mqtt.client as mqtt
 
+        if self.outbox is None:
+            return
         outbox = Outbox(self.db_path)
         last_seq = 0
         while not self.stop_event.is_set():
@@ -222,6 +231,8 @@ class MQTTSink(EventSink):
     def _store(self, kind, payload):
         """Into the outbox; on a full disk straight to paho (kept in memory until sent)."""
         try:
+            if self.outbox is None:
+                raise sqlite3.OperationalError("database or disk is full")
             self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, created=time.time())
         except Exception as exc:  # noqa: BLE001 - only a full disk is expected here
             if not is_disk_full(exc):
@@ -248,13 +259,18 @@ class MQTTSink(EventSink):
     def health(self):
         with self.state_lock:
             state = self.state
-        return {"mqtt": state, "outbox_pending": self.outbox.count(),
-                "dropped": dict(self.outbox.counters(), emotion_offline=self.dropped_offline)}
+        if self.outbox is None:
+            return {"mqtt": state, "outbox_pending": 0, "dropped": {"emotion_offline": self.dropped_offline}}
+        try:
+            pending, counters = self.outbox.count(), self.outbox.counters()
+        except sqlite3.OperationalError:
+            pending, counters = None, {}
+        return {"mqtt": state, "outbox_pending": pending, "dropped": dict(counters, emotion_offline=self.dropped_offline)}
 
     def close(self, summary=None, drain_seconds=2.0):
         """Give the outbox a moment to drain, say offline, and stop."""
         deadline = time.monotonic() + drain_seconds
-        while self.connected.is_set() and self.outbox.count() and time.monotonic() < deadline:
+        while self.connected.is_set() and self.outbox and self.outbox.count() and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.connected.is_set():
             self.client.publish(f"{self.base}/availability", "offline", qos=1, retain=True).wait_for_publish(1.0)
@@ -263,4 +279,5 @@ class MQTTSink(EventSink):
         self.thread.join(timeout=5)
         self.client.disconnect()
         self.client.loop_stop()
-        self.outbox.close()
+        if self.outbox:
+            self.outbox.close()

@@ -73,7 +73,9 @@ def open_wal(path, schema, **options):
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+    """SQLite cannot write: the disk is full (or, on a full tmpfs, its shared memory cannot grow)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk i/o error" in text)
 
 
 def event(track, device_id, frame_index, timestamp):
@@ -112,18 +114,41 @@ class SQLiteLog(EventSink):
     def __init__(self, path: str, keep_days: float = 0.0, max_mb: float = 0.0,
                  say: Callable[[str], None] = lambda message: None):
         self.path, self.keep_days, self.max_mb, self.say = path, keep_days, max_mb, say
-        self.db = open_wal(path, SCHEMA, timeout=10)
-        self._migrate()
+        self.full_since: Optional[float] = None
+        self.retry_at = 0.0
+        self.dropped = 0
+        self.db = None
+        self._open()
         self.columns = ["ts", "device", "frame", "track", "label", "confidence",
                         *(f"p_{label}" for label in LABELS), "x", "y", "w", "h"]
         self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
         self.run_id = None
-        self.full_since: Optional[float] = None
-        self.retry_at = 0.0
-        self.dropped = 0
         self.pruned = 0
         self.next_prune = 0.0
         self.prune()
+
+    def _open(self) -> bool:
+        """Open the log; on a full disk run without it for now (said once, retried)."""
+        try:
+            self.db = open_wal(self.path, SCHEMA, timeout=10)
+            self._migrate()
+            return True
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            if self.db is not None:
+                self.db.close()
+            self.db = None
+            self._full(exc)
+            return False
+
+    def _full(self, exc):
+        now = time.monotonic()
+        if self.full_since is None:
+            self.full_since = now
+            self.say(f"log full: {self.path} cannot be written ({exc}); the camera, sessions and MQTT go on, "
+                     f"log rows are dropped and counted, writing is retried every {self.RETRY_SECONDS:.0f} s")
+        self.retry_at = now + self.RETRY_SECONDS
 
     def _migrate(self):
         for table, column, declaration in MIGRATIONS:
@@ -137,6 +162,9 @@ class SQLiteLog(EventSink):
         if self.full_since is not None and now < self.retry_at:
             self.dropped += 1
             return False
+        if self.db is None and not self._open():
+            self.dropped += 1
+            return False
         try:
             cursor = self.db.execute(sql, values)
             self.db.commit()
@@ -145,11 +173,7 @@ class SQLiteLog(EventSink):
                 raise
             self.db.rollback()
             self.dropped += 1
-            if self.full_since is None:
-                self.full_since = now
-                self.say(f"log full: {self.path} cannot grow ({exc}); the camera, sessions and MQTT go on, "
-                         f"log rows are dropped and counted, writing is retried every {self.RETRY_SECONDS:.0f} s")
-            self.retry_at = now + self.RETRY_SECONDS
+            self._full(exc)
             return False
         if self.full_since is not None:
             self.say(f"log writable again after {now - self.full_since:.0f} s; {self.dropped} rows were dropped")
@@ -161,6 +185,8 @@ class SQLiteLog(EventSink):
         """Apply the retention policy to the emotion log (visits and runs are small and kept)."""
         self.next_prune = time.monotonic() + self.PRUNE_SECONDS
         removed = 0
+        if self.db is None:
+            return 0
         if self.keep_days:
             if self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,)):
                 removed += self.db.execute("SELECT changes()").fetchone()[0]
@@ -199,6 +225,8 @@ class SQLiteLog(EventSink):
                      session.get("ended_by", "left")))
 
     def sessions_since(self, start):
+        if self.db is None:
+            return None
         return self.db.execute("SELECT COUNT(*) FROM sessions WHERE start >= ?", (start,)).fetchone()[0]
 
     def health(self):
@@ -214,7 +242,8 @@ class SQLiteLog(EventSink):
             self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
                         (time.time(), summary.get("frames", 0), summary.get("faces", 0), summary.get("updates", 0),
                          self.run_id))
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
 
 class StdoutLog(EventSink):

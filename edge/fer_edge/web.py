@@ -24,14 +24,40 @@ from importlib import resources
 import cv2
 import numpy as np
 
+from .image_header import ImageHeaderError, image_size
 from .labels import LABELS
 from .errors import UserError
 
 ALLOWED_TYPES = ("image/jpeg", "image/png")
+MAX_PIXELS = 40_000_000      # an upload larger than this is refused before it is decoded
+HEADER_SECONDS = 10.0        # a connection must send a request within this
+KEEPALIVE_SECONDS = 15.0     # an idle kept-alive connection is closed after this
+MAX_CONNECTIONS = 200        # beyond this, a new connection gets 503 at once
+
+
+def decode(data):
+    """BGR pixels of a JPEG/PNG whose size was checked (cv2.error on a damaged one is None)."""
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
 
 
 class WebError(UserError):
     pass
+
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def is_loopback_name(host):
+    """A Host header naming this machine's loopback: without a DNS lookup (rebinding)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_loopback(host):
@@ -115,6 +141,21 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         return web.json_response({"error": message}, status=status)
 
     @web.middleware
+    async def same_origin(request, handler):
+        """No cross-site POSTs, and on loopback no foreign Host (DNS rebinding): a page in a
+        browser on the device cannot drive the API."""
+        if request.transport is not None:
+            Guard.request_started(request.transport)
+        host = request.host.rsplit(":", 1)[0].strip("[]") if request.host else ""
+        if not token and host and not is_loopback_name(host):
+            return error(403, f"Host {request.host!r} is not this device's loopback name: open http://127.0.0.1:PORT/")
+        origin = request.headers.get("Origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+            if origin == "null" or origin.split("://", 1)[-1] != request.host:
+                return error(403, f"cross-site request from {origin} refused")
+        return await handler(request)
+
+    @web.middleware
     async def auth(request, handler):
         if token and request.path != "/healthz":
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -165,7 +206,14 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
             return error(400, "empty file: send a JPEG or PNG photo")
         if len(data) > max_upload:
             return error(413, f"file too large: at most {max_upload // (1024 * 1024)} MB")
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        try:
+            _, width, height = image_size(data)
+        except ImageHeaderError as exc:
+            return error(400, f"{exc}: send a JPEG or PNG photo")
+        if width * height > MAX_PIXELS:
+            return error(413, f"image too large: {width}x{height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels")
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(executor, decode, data)
         if image is None:
             return error(400, "not a readable JPEG or PNG image")
         loop = asyncio.get_running_loop()
@@ -212,7 +260,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     async def openapi_json(request):
         return web.json_response(openapi(max_upload))
 
-    app = web.Application(middlewares=[auth], client_max_size=max_upload + 256 * 1024)
+    app = web.Application(middlewares=[same_origin, auth], client_max_size=max_upload + 256 * 1024)
     app.on_shutdown.append(close_streams)
     app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
                     web.get("/api/report", report), web.post("/api/analyze", analyze), web.get("/live.mjpg", mjpeg),
@@ -220,31 +268,97 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     return app
 
 
+class Guard(asyncio.Protocol):
+    """Wraps each connection's aiohttp protocol: a cap on open connections (503 beyond it)
+    and a deadline for the first request, so idle or slow connections cannot use up the
+    process's open files and lock the page out."""
+
+    open_connections = {}  # transport -> Guard
+
+    def __init__(self, inner, cap):
+        self.inner, self.cap = inner, cap
+        self.opened, self.started = time.monotonic(), False
+
+    @classmethod
+    def request_started(cls, transport):
+        guard = cls.open_connections.get(transport)
+        if guard:
+            guard.started = True
+
+    @classmethod
+    def reap(cls, deadline=HEADER_SECONDS):
+        now = time.monotonic()
+        for transport, guard in list(cls.open_connections.items()):
+            if not guard.started and now - guard.opened > deadline:
+                transport.close()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if len(self.open_connections) >= self.cap:
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                            b"Content-Length: 21\r\n\r\ntoo many connections\n")
+            transport.close()
+            self.inner = None
+            return
+        self.open_connections[transport] = self
+        self.inner.connection_made(transport)
+
+    def data_received(self, data):
+        if self.inner:
+            self.inner.data_received(data)
+
+    def eof_received(self):
+        return self.inner.eof_received() if self.inner else None
+
+    def connection_lost(self, exc):
+        self.open_connections.pop(getattr(self, "transport", None), None)
+        if self.inner:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self):
+        if self.inner:
+            self.inner.pause_writing()
+
+    def resume_writing(self):
+        if self.inner:
+            self.inner.resume_writing()
+
+
 class WebServer:
     """Runs the app in a background thread with its own event loop."""
 
-    def __init__(self, app, host, port):
-        self.app, self.host, self.port = app, host, port
+    def __init__(self, app, host, port, max_connections=MAX_CONNECTIONS):
+        self.app, self.host, self.port, self.max_connections = app, host, port, max_connections
         self.loop = asyncio.new_event_loop()
         self.ready, self.error = threading.Event(), None
         self.thread = threading.Thread(target=self._run, name="fer-edge-web", daemon=True)
+
+    async def _reaper(self):
+        while True:
+            await asyncio.sleep(1.0)
+            Guard.reap()
 
     def _run(self):
         from aiohttp import web
 
         asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
+                                    keepalive_timeout=KEEPALIVE_SECONDS)
         try:
             self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, self.host, self.port)
-            self.loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]
+            factory = self.runner.server
+            self.server = self.loop.run_until_complete(self.loop.create_server(
+                lambda: Guard(factory(), self.max_connections), self.host, self.port, backlog=128))
+            self.port = self.server.sockets[0].getsockname()[1]
         except OSError as exc:
             self.error = exc
             self.ready.set()
             return
+        reaper = self.loop.create_task(self._reaper())
         self.ready.set()
         self.loop.run_forever()
+        reaper.cancel()
+        self.server.close()
         self.loop.run_until_complete(self.runner.cleanup())
 
     def start(self):

@@ -22,22 +22,33 @@ def test_training_run_writes_its_records(tiny_run):
     assert metrics["test"]["n"] == 300 and 0 <= metrics["test"]["accuracy"] <= 1
 
 
-def test_resume_continues_after_the_last_epoch(tiny_run, small_csv):
+@pytest.fixture(scope="module")
+def resumed_run(tiny_run, small_csv, tmp_path_factory):
+    """A copy of the one-epoch run, resumed to two epochs (the shared run stays as it is)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("resumed") / "run"
+    shutil.copytree(tiny_run, folder)
     result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "2", "--batch-size", "64",
-                     "--out", tiny_run, "--resume")
+                     "--out", folder, "--resume")
+    return folder, result
+
+
+def test_resume_continues_after_the_last_epoch(resumed_run):
+    folder, result = resumed_run
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout and "after epoch 1" in result.stdout
-    with open(tiny_run / "history.csv") as f:
+    with open(folder / "history.csv") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == [1, 2]
 
 
-def test_average_of_the_last_epochs(tiny_run, small_csv, tmp_path):
+def test_average_of_the_last_epochs(resumed_run, small_csv, tmp_path):
     import keras
 
     from fer_train.fit import epoch_weights_path
 
-    # After the resume test the run has two epochs, each with its weights kept.
+    tiny_run = resumed_run[0]  # two epochs, each with its weights kept
     assert all(os.path.exists(epoch_weights_path(tiny_run, epoch)) for epoch in (1, 2))
     result = run_cli("fer-train", "average", "--data", small_csv, "--run", tiny_run, "--last", "2", "--out", tmp_path / "avg")
     assert result.returncode == 0, result.stderr[-2000:]

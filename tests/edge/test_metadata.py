@@ -41,6 +41,22 @@ def test_refusals(tiny_model, tmp_path):
         assert reason in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
 
 
+def test_a_damaged_copy_of_the_shipped_model_is_refused(tmp_path):
+    from fer_edge.classify import default_model_path
+
+    data = bytearray(open(default_model_path(), "rb").read())
+    assert read_metadata(bytes(data))["weights_sha256"]
+    refused = 0
+    for i, offset in enumerate(range(1000, len(strip_metadata(bytes(data))), 20000)):
+        damaged = bytearray(data)
+        damaged[offset] ^= 0x5A
+        path = _variant(tmp_path, f"damaged-{i}.tflite", bytes(damaged))
+        with pytest.raises(ModelError, match="do not match the sha256"):
+            EmotionClassifier(str(path))
+        refused += 1
+    assert refused >= 10
+
+
 def test_truncated_model_is_refused(tiny_model, tmp_path):
     data = tiny_model.read_bytes()
     path = _variant(tmp_path, "cut.tflite", data[: len(data) // 3])

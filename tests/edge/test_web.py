@@ -104,7 +104,10 @@ def test_api(server, photos):
 
 def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(server, photos, tmp_path):
     cases = [
-        (multipart("photo", "notes.jpg", b"this is not an image", "image/jpeg"), 400, "not a readable"),
+        (multipart("photo", "notes.jpg", b"this is not an image", "image/jpeg"), 400, "not a JPEG or PNG"),
+        (multipart("photo", "cut.jpg", (photos / "single_face.jpg").read_bytes()[:600], "image/jpeg"), 400, "JPEG"),
+        (multipart("photo", "photo.gif", gif_bytes(), "image/jpeg"), 400, "not a JPEG or PNG"),
+        (multipart("photo", "photo.bmp", encoded(".bmp"), "image/png"), 400, "not a JPEG or PNG"),
         (multipart("photo", "huge.jpg", os.urandom(50 * 1024 * 1024), "image/jpeg"), 413, "too large"),
         (multipart("photo", "empty.png", b"", "image/png"), 400, "empty file"),
         (multipart("photo", "photo.jpg", (photos / "single_face.jpg").read_bytes(), "text/plain"), 415, "content type"),
@@ -114,6 +117,113 @@ def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(server, photo
         status, body = server.request("/api/analyze", data, headers)
         assert status == code and message in json.loads(body)["error"], (code, body[:200])
         assert server.request("/healthz")[0] == 200
+
+
+def encoded(suffix, image=None):
+    import cv2
+    import numpy as np
+
+    ok, data = cv2.imencode(suffix, np.full((64, 64, 3), 128, np.uint8) if image is None else image)
+    return data.tobytes()
+
+
+def gif_bytes():
+    """A 1x1 GIF (OpenCV >= 4.7 decodes GIF, which the page does not accept)."""
+    return bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+def bomb_png(side):
+    """A real PNG of side x side pixels of one colour: about 1 MB that decodes to side**2 * 3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\0" + b"\0" * side  # filter byte + one grey byte per pixel
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM")).split()[1]) / 1024
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(server):
+    bomb = bomb_png(30000)
+    before = peak_rss_mb(server.process.pid)
+    status, body = server.request("/api/analyze", bomb, {"Content-Type": "image/png"})
+    after = peak_rss_mb(server.process.pid)
+    print(f"{len(bomb) / 1024:.0f} KB PNG of 30000x30000: {status}, peak RSS {before:.0f} -> {after:.0f} MB")
+    assert status == 413 and "30000x30000 pixels" in json.loads(body)["error"]
+    assert after < 500 and server.request("/healthz")[0] == 200
+
+
+def test_cross_site_and_rebinding_requests_are_refused(server, photos):
+    data = (photos / "single_face.jpg").read_bytes()
+    status, body = server.request("/api/analyze", data, {"Content-Type": "image/jpeg", "Origin": "http://evil.example"})
+    assert status == 403 and "cross-site" in json.loads(body)["error"]
+    status, body = server.request("/api/status", headers={"Host": "evil.example:8080"})
+    assert status == 403 and "loopback" in json.loads(body)["error"]
+    same = f"http://127.0.0.1:{server.port}"
+    assert server.request("/api/analyze", data, {"Content-Type": "image/jpeg", "Origin": same})[0] == 200
+    assert server.request("/api/status", headers={"Host": f"localhost:{server.port}"})[0] == 200
+
+
+def test_idle_connections_cannot_lock_the_page_out(tmp_path, photos, model_path):
+    """1,100 connections that send nothing, against a server limited to 1,024 open files."""
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))  # this test process holds the 1,100
+    limited = subprocess.Popen  # the server gets the systemd default soft limit
+    port = free_port()
+    process = limited([str(Path(sys.executable).parent / "fer-edge"), "serve", "--web", f"127.0.0.1:{port}",
+                       "--model", str(model_path), "--no-db"], stderr=subprocess.PIPE, text=True,
+                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
+    sockets = []
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.2)
+        for _ in range(1100):
+            s = socket.socket()
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        started = time.monotonic()
+        answered = None
+        while time.monotonic() - started < 30:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    answered = response.status
+                    break
+            except (OSError, urllib.error.HTTPError):
+                time.sleep(0.5)
+        waited = time.monotonic() - started
+        print(f"{len(sockets)} idle connections held; /healthz answered {answered} after {waited:.1f} s")
+        assert answered == 200 and waited < 30
+    finally:
+        for s in sockets:
+            s.close()
+        process.send_signal(signal.SIGTERM)
+        err = process.communicate(timeout=30)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "Too many open files" not in err and len(err) < 10_000, err[-2000:]
 
 
 def test_stops_promptly_while_a_viewer_watches(server):
