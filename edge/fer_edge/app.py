@@ -153,8 +153,24 @@ def make_mqtt_sink(settings: Settings, device_id: str, db_path: str, model_name:
     options = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, device_id=device_id, username=mqtt.username,
                            password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
                            tls_key=mqtt.tls_key, durable_emotions=mqtt.durable_emotions,
-                           stats_interval=mqtt.stats_interval)
+                           stats_interval=mqtt.stats_interval, discovery=mqtt.discovery,
+                           discovery_prefix=mqtt.discovery_prefix, configuration_url=web_url(settings))
     return MQTTSink(options, db_path, on_event=say, model_name=model_name)
+
+
+def web_url(settings: Settings) -> Optional[str]:
+    """The web page's address for Home Assistant's device page, when it listens beyond loopback."""
+    from .settings import split_host_port
+    from .web import is_loopback
+
+    if not settings.web.listen:
+        return None
+    host, port = split_host_port(settings.web.listen, None)
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    if is_loopback(host):
+        return None
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
 def raise_user_error(message: str):

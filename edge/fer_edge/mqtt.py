@@ -4,7 +4,8 @@
     <prefix>/<device>/emotion       smoothed per-track updates, rate-limited, QoS 0
     <prefix>/<device>/session       one per finished visitor session, QoS 1, via the outbox
     <prefix>/<device>/stats         fps, latencies, faces, sessions, uptime, every 60 s
-    homeassistant/sensor/<device>_<what>/config   discovery, retained, re-sent on
+    <prefix>/<device>/presence      this process's token, retained: a second device on the same id is said
+    homeassistant/<component>/fer-edge-<device>/<what>/config   discovery, retained, re-sent on
                                                   homeassistant/status = online
 
 The camera loop never waits for the network: it writes to the outbox (or drops a QoS-0
@@ -20,6 +21,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from .outbox import Outbox
@@ -42,6 +44,9 @@ class MQTTSettings:
     durable_emotions: bool = False
     stats_interval: float = 60.0
     window: int = 20
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    configuration_url: str = None
 
 
 def parse_host(value):
@@ -67,32 +72,73 @@ def read_password(password_file=None, environ=None):
     return environ.get("FER_EDGE_MQTT_PASSWORD")
 
 
-def discovery_messages(s, model_name="fer-edge"):
-    """Home Assistant MQTT discovery configs (topic, payload) for this device."""
-    base = f"{s.prefix}/{s.device_id}"
-    slug = re.sub(r"[^a-z0-9_]", "_", s.device_id.lower())
+def topic_id(device_id):
+    """The device id as one MQTT topic level: no '/', '+' or '#' (they would split or match levels)."""
+    return re.sub(r"[/+#\x00]", "_", device_id) or "_"
+
+
+def discovery_id(device_id):
+    """The device id as Home Assistant's discovery node id allows it: [a-zA-Z0-9_-]+."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", device_id) or "_"
+
+
+def entity_slug(device_id):
+    """The device id as an entity id part: [a-z0-9_]."""
+    return re.sub(r"[^a-z0-9_]", "_", device_id.lower())
+
+
+def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=30):
+    """Home Assistant MQTT discovery configs (topic, payload) for this device. The emotion
+    sensor becomes unavailable `expire_after` seconds after the last face left."""
+    base = f"{s.prefix}/{topic_id(s.device_id)}"
+    node, slug = discovery_id(s.device_id), entity_slug(s.device_id)
     device = {"identifiers": [f"fer-edge-{s.device_id}"], "name": f"fer-edge {s.device_id}",
               "manufacturer": "fer-edge", "model": model_name}
+    if sw_version:
+        device["sw_version"] = sw_version
+    if s.configuration_url:
+        device["configuration_url"] = s.configuration_url
+    origin = {"name": "fer-edge", "support_url": "https://github.com/fer-edge/fer-edge"}
+    if sw_version:
+        origin["sw_version"] = sw_version
     availability = {"availability_topic": f"{base}/availability", "payload_available": "online",
                     "payload_not_available": "offline"}
-    sensors = {
-        "emotion": dict(name="Emotion", state_topic=f"{base}/emotion", value_template="{{ value_json.label }}",
-                        icon="mdi:emoticon-outline"),
-        "satisfaction": dict(name="Last visitor satisfaction", state_topic=f"{base}/session",
-                             value_template="{{ value_json.satisfaction }}", unit_of_measurement="%",
-                             state_class="measurement", icon="mdi:emoticon-happy-outline"),
-        "sessions_today": dict(name="Visitors today", state_topic=f"{base}/stats",
-                               value_template="{{ value_json.sessions_today }}", state_class="total",
-                               icon="mdi:account-multiple"),
+    diagnostic = {"entity_category": "diagnostic", "state_topic": f"{base}/stats"}
+    entities = {
+        ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/emotion",
+                                    value_template="{{ value_json.label }}", icon="mdi:emoticon-outline",
+                                    json_attributes_topic=f"{base}/emotion",
+                                    json_attributes_template="{{ value_json.probs | tojson }}",
+                                    expire_after=expire_after),
+        ("sensor", "satisfaction"): dict(name="Last visitor satisfaction", state_topic=f"{base}/session",
+                                         value_template="{{ value_json.satisfaction }}", unit_of_measurement="%",
+                                         state_class="measurement", icon="mdi:emoticon-happy-outline",
+                                         json_attributes_topic=f"{base}/session",
+                                         json_attributes_template=(
+                                             "{{ {'exit_emotion': value_json.exit_emotion, 'dominant': "
+                                             "value_json.dominant, 'duration': value_json.duration, "
+                                             "'ended_by': value_json.ended_by, 'exit_probs': value_json.exit_probs}"
+                                             " | tojson }}")),
+        ("sensor", "sessions_today"): dict(name="Visitors today", state_topic=f"{base}/stats",
+                                           value_template="{{ value_json.sessions_today }}",
+                                           state_class="total_increasing", icon="mdi:account-multiple"),
+        ("sensor", "fps"): dict(diagnostic, name="Frames per second", value_template="{{ value_json.fps }}",
+                                unit_of_measurement="fps", state_class="measurement", icon="mdi:speedometer"),
+        ("sensor", "outbox"): dict(diagnostic, name="Outbox backlog", value_template="{{ value_json.outbox_pending }}",
+                                   unit_of_measurement="messages", state_class="measurement", icon="mdi:tray-full"),
+        ("event", "visit"): dict(name="Visit", state_topic=f"{base}/session", event_types=["visit"],
+                                 icon="mdi:account-arrow-right"),
     }
+    prefix = s.discovery_prefix
     messages = []
-    for key, sensor in sensors.items():
-        payload = dict(sensor, unique_id=f"fer-edge-{s.device_id}-{key}", object_id=f"fer_edge_{slug}_{key}",
-                       device=device, **availability)
-        messages.append((f"homeassistant/sensor/fer-edge-{s.device_id}/{key}/config", payload))
+    for (component, key), entity in entities.items():
+        payload = dict(entity, unique_id=f"fer-edge-{s.device_id}-{key}", default_entity_id=f"{component}.fer_edge_{slug}_{key}",
+                       device=device, origin=origin, **availability)
+        messages.append((f"{prefix}/{component}/fer-edge-{node}/{key}/config", payload))
     payload = dict(name="Online", state_topic=f"{base}/availability", payload_on="online", payload_off="offline",
-                   device_class="connectivity", unique_id=f"fer-edge-{s.device_id}-online", device=device)
-    messages.append((f"homeassistant/binary_sensor/fer-edge-{s.device_id}/online/config", payload))
+                   device_class="connectivity", unique_id=f"fer-edge-{s.device_id}-online",
+                   default_entity_id=f"binary_sensor.fer_edge_{slug}_online", device=device, origin=origin)
+    messages.append((f"{prefix}/binary_sensor/fer-edge-{node}/online/config", payload))
     return messages
 
 
@@ -109,7 +155,11 @@ class MQTTSink(EventSink):
         self.state, self.reason = "connecting", None
         self.state_lock = threading.Lock()
         self.last_said = 0.0
-        self.base = f"{settings.prefix}/{settings.device_id}"
+        self.base = f"{settings.prefix}/{topic_id(settings.device_id)}"
+        # Who holds this device id on the broker: a retained token per process. Another
+        # process's token there means two devices share an id and would take turns.
+        self.token = uuid.uuid4().hex[:12]
+        self.duplicate_said = False
         self.db_path = db_path
         try:
             self.outbox = Outbox(db_path)           # the camera thread's connection
@@ -124,7 +174,7 @@ class MQTTSink(EventSink):
         self.acked, self.inflight, self.lock = [], {}, threading.Lock()
         self.dropped_offline = 0
         self.sent = 0
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{settings.device_id}",
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{discovery_id(settings.device_id)}-{self.token}",
                              clean_session=True)
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
@@ -164,8 +214,11 @@ class MQTTSink(EventSink):
             self._set_state("refused the connection", str(reason_code))
             return
         client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
-        client.subscribe("homeassistant/status", qos=1)
-        self._send_discovery()
+        client.subscribe(f"{self.base}/presence", qos=1)
+        client.publish(f"{self.base}/presence", json.dumps({"token": self.token, "pid": os.getpid()}), qos=1, retain=True)
+        if self.s.discovery:
+            client.subscribe(f"{self.s.discovery_prefix}/status", qos=1)
+            self._send_discovery()
         self._set_state("connected")
         self.connected.set()
         self.wake.set()
@@ -187,11 +240,26 @@ class MQTTSink(EventSink):
         self.wake.set()
 
     def _on_message(self, client, userdata, message):
-        if message.topic == "homeassistant/status" and message.payload == b"online":
+        if message.topic == f"{self.s.discovery_prefix}/status" and message.payload == b"online":
             self._send_discovery()
+        elif message.topic == f"{self.base}/presence":
+            try:
+                token = json.loads(message.payload).get("token")
+            except (ValueError, AttributeError):
+                return
+            if token and token != self.token and not self.duplicate_said:
+                self.duplicate_said = True
+                self.on_event(f"another fer-edge uses the device id {self.s.device_id!r} on {self.broker}: "
+                              "give each device its own [device] id (--device-id); their messages mix meanwhile")
 
     def _send_discovery(self):
-        for topic, payload in discovery_messages(self.s, self.model_name):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sw_version = version("fer-edge")
+        except PackageNotFoundError:
+            sw_version = None
+        for topic, payload in discovery_messages(self.s, self.model_name, sw_version):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # the sending thread: owns its own outbox connection
@@ -233,16 +301,17 @@ class MQTTSink(EventSink):
         try:
             if self.outbox is None:
                 raise sqlite3.OperationalError("database or disk is full")
-            self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, created=time.time())
+            # Sessions are retained: Home Assistant shows the last visit again after a restart.
+            self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, retain=kind == "session", created=time.time())
         except Exception as exc:  # noqa: BLE001 - only a full disk is expected here
             if not is_disk_full(exc):
                 raise
             payload.setdefault("msg_id", payload.get("id"))
-            self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1)
+            self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1, retain=kind == "session")
         self.wake.set()
 
     def session(self, session):
-        self._store("session", dict(session, msg_id=session["id"]))
+        self._store("session", dict(session, msg_id=session["id"], event_type="visit"))
 
     def update(self, ev):
         if self.s.durable_emotions:

@@ -34,22 +34,27 @@ def _mix(counter, total):
 def build_report(db_path, since=None, by="hour"):
     try:
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        rows = db.execute('SELECT start, satisfaction, exit_emotion, shares, dominant FROM sessions '
+        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+        ended_by = "ended_by" if "ended_by" in columns else "'left'"  # a log from before ended_by
+        rows = db.execute(f'SELECT start, satisfaction, exit_emotion, shares, dominant, {ended_by} FROM sessions '
                           'WHERE start >= ? ORDER BY start', (since or 0,)).fetchall()
     except sqlite3.Error as exc:
         raise OSError(f"{db_path}: not a fer-edge database with sessions ({exc})") from None
     groups = {}
-    for start, score, exit_emotion, shares, dominant in rows:
+    for start, score, exit_emotion, shares, dominant, why in rows:
         key = time.strftime(PERIODS[by], time.localtime(start))
-        groups.setdefault(key, []).append((score, exit_emotion, json.loads(shares), dominant))
+        groups.setdefault(key, []).append((score, exit_emotion, json.loads(shares), dominant, why))
 
     def summarise(items):
+        """Visits cut by a stop or restart count as visits, but not in the satisfaction:
+        their exit emotion is the moment of the stop, not of leaving."""
         n = len(items)
         emotion = Counter()
-        for _, _, shares, _ in items:
-            emotion.update(shares)
-        return {"sessions": n,
-                "mean_satisfaction": round(sum(i[0] for i in items) / n, 1) if n else None,
+        for item in items:
+            emotion.update(item[2])
+        scored = [i[0] for i in items if i[4] != "stopped"]
+        return {"sessions": n, "cut_by_stop": n - len(scored),
+                "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
                 "exit_mix": _mix(Counter(i[1] for i in items), n),
                 "emotion_mix": _mix(emotion, n)}
 
@@ -62,13 +67,16 @@ def format_table(report):
     lines = [f"{'period':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
     for p in report["periods"]:
         exits = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(p["exit_mix"].items(), key=lambda kv: -kv[1]) if v)
-        lines.append(f"{p['period']:<18}{p['sessions']:>9}{p['mean_satisfaction']:>14.1f}  {exits}")
+        score = "-" if p["mean_satisfaction"] is None else f"{p['mean_satisfaction']:.1f}"
+        lines.append(f"{p['period']:<18}{p['sessions']:>9}{score:>14}  {exits}")
     t = report["total"]
     if not t["sessions"]:
         return "no sessions in this period"
     mix = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(t["emotion_mix"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
     exits = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(t["exit_mix"].items(), key=lambda kv: -kv[1]) if v)
-    lines += ["", f"total: {t['sessions']} sessions, mean satisfaction {t['mean_satisfaction']:.1f}/100",
+    score = "-" if t["mean_satisfaction"] is None else f"{t['mean_satisfaction']:.1f}/100"
+    cut = f" ({t['cut_by_stop']} cut by a stop, left out of the satisfaction)" if t["cut_by_stop"] else ""
+    lines += ["", f"total: {t['sessions']} sessions{cut}, mean satisfaction {score}",
               f"how visitors looked: {mix}", f"how they left: {exits}"]
     return "\n".join(lines)
 
@@ -101,7 +109,8 @@ def plot(report, out_png):
     bars = top.bar(names, [p["sessions"] for p in periods], color="#90caf9")
     top.set_ylabel("visitors")
     twin = top.twinx()
-    twin.plot(names, [p["mean_satisfaction"] for p in periods], "o-", color="#e65100")
+    twin.plot(names, [float("nan") if p["mean_satisfaction"] is None else p["mean_satisfaction"] for p in periods], "o-",
+              color="#e65100")
     twin.set_ylim(0, 100)
     twin.set_ylabel("mean satisfaction (0-100)", color="#e65100")
     top.bar_label(bars)

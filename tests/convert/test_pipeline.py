@@ -12,6 +12,7 @@ from fer_edge.classify import EmotionClassifier
 from fer_edge.labels import LABELS
 
 pytest.importorskip("tensorflow")
+pytestmark = [pytest.mark.needs_tf, pytest.mark.slow]
 
 
 def test_training_run_writes_its_records(tiny_run):

@@ -3,6 +3,7 @@ discovery, a broker outage in the middle of a run, and a SIGKILL with messages w
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -19,11 +20,15 @@ from conftest import read_frames
 from mqtt_helpers import Broker, Recorder
 
 pytest.importorskip("paho.mqtt")
+pytestmark = [pytest.mark.needs_broker, pytest.mark.slow]
 
 HA_REQUIRED = {"name", "unique_id", "state_topic", "device", "availability_topic", "payload_available",
                "payload_not_available"}
-HA_KNOWN = HA_REQUIRED | {"value_template", "unit_of_measurement", "state_class", "icon", "object_id",
-                          "payload_on", "payload_off", "device_class"}
+HA_KNOWN = HA_REQUIRED | {"value_template", "unit_of_measurement", "state_class", "icon", "default_entity_id",
+                          "payload_on", "payload_off", "device_class", "json_attributes_topic",
+                          "json_attributes_template", "expire_after", "origin", "entity_category", "event_types"}
+# Home Assistant's discovery topic pattern (homeassistant/components/mqtt/discovery.py)
+HA_TOPIC = re.compile(r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<object_id>[a-zA-Z0-9_-]+)/config")
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +85,44 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
     assert [p for _, p in recorder.on("kiosk-1/availability")][:1] == ["online"]
     configs = [(topic, json.loads(payload)) for _, topic, payload, retain in recorder.messages
                if topic.startswith("homeassistant/") and topic.endswith("/config")]
-    assert {topic.split("/")[1] for topic, _ in configs} == {"sensor", "binary_sensor"}
+    assert {topic.split("/")[1] for topic, _ in configs} == {"sensor", "binary_sensor", "event"}
     for topic, config in configs:
+        assert HA_TOPIC.fullmatch(topic.split("/", 1)[1]), topic
+        assert "object_id" not in config and config.get("state_class") != "total"
         assert set(config) <= HA_KNOWN, set(config) - HA_KNOWN
         assert HA_REQUIRED - {"availability_topic", "payload_available", "payload_not_available"} <= set(config)
         assert config["device"]["identifiers"] == ["fer-edge-kiosk-1"]
+
+
+@pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café", "pi/4", "kiosk+#1"])
+def test_discovery_topics_fit_home_assistants_pattern_for_any_device_id(device_id):
+    from fer_edge.mqtt import MQTTSettings, discovery_messages, topic_id
+
+    settings = MQTTSettings(host="x", device_id=device_id)
+    messages = discovery_messages(settings, sw_version="1.0")
+    assert len(messages) == 7
+    for topic, config in messages:
+        assert HA_TOPIC.fullmatch(topic.split("/", 1)[1]), topic
+        assert re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", config["default_entity_id"]), config["default_entity_id"]
+        assert config["state_topic"].count("/") == 2 and not set("+#") & set(config["state_topic"])
+    assert "/" not in topic_id(device_id)
+
+
+def test_two_devices_on_one_id_are_said(tmp_path, model_path, visits_video):
+    broker = Broker(tmp_path).start()
+    processes = [subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", tmp_path / f"{i}.db",
+                                           "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk-1",
+                                           "--realtime", "--loop", *SESSION_FLAGS), stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]
+    try:
+        time.sleep(6)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        errs = [process.communicate(timeout=30)[1] for process in processes]
+        broker.stop()
+    assert any("another fer-edge uses the device id 'kiosk-1'" in err for err in errs), errs
+    assert all(err.count("MQTT connected to") == 1 for err in errs), ("unique client ids: no kicking each other off", errs)
 
 
 def test_durable_emotion_updates_share_the_database_without_blocking(tmp_path, model_path, visits_video):
@@ -115,13 +153,13 @@ def test_discovery_is_resent_when_home_assistant_comes_online(tmp_path, model_pa
                                         "--mqtt", f"127.0.0.1:{broker.port}", "--realtime", *SESSION_FLAGS),
                                stderr=subprocess.PIPE, text=True)
     try:
-        assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 4, 20)
+        assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 7, 20)
         before = len(recorder.on("/config"))
         ha = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         ha.connect("127.0.0.1", broker.port)
         ha.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
         ha.disconnect()
-        assert recorder.wait_for(lambda: len(recorder.on("/config")) >= before + 4, 10)
+        assert recorder.wait_for(lambda: len(recorder.on("/config")) >= before + 7, 10)
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)

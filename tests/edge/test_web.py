@@ -19,6 +19,7 @@ from fer_edge.labels import LABELS
 from fer_edge.sinks import SQLiteLog
 
 pytest.importorskip("aiohttp")
+pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(os.environ.get("FER_EDGE_SCREENSHOTS", ROOT / "tests" / "screenshots"))
 
 
@@ -272,6 +273,7 @@ def chromium():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+@pytest.mark.browser
 def test_page_in_a_real_browser(server, photos):
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By

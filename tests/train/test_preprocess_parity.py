@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.needs_tf
 
 from fer_edge.datasets import read_class_folders  # noqa: E402
 from fer_edge.detect import Detection  # noqa: E402

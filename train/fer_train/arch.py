@@ -8,9 +8,7 @@ fewest multiply-adds, but depthwise convolutions use a CPU badly, both in traini
 in int8 inference. `fercnn` spends its multiply-adds on full 3x3 convolutions at 24x24
 and 12x12, where CPUs run them several times faster per multiply-add, and switches to
 depthwise-separable blocks at 6x6, where full convolutions would cost most of the
-parameters (the model file). Measured on this project's 2-core x86 machine with random
-weights: ferdsnet 22.8 M multiply-adds, ~280 training images/s, 0.35 ms per int8 face;
-a plain net of 24 M multiply-adds ~375 images/s and 0.16 ms.
+parameters (the model file). docs/model.md compares their speed.
 """
 
 import keras

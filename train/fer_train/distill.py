@@ -1,17 +1,17 @@
-"""Soft targets from teacher models: knowledge distillation, done offline.
+"""Soft targets from teacher models: knowledge distillation.
 
 Each Training face's target becomes `(1 - weight) * its label + weight * the teachers'
 probabilities`, where the teachers' probabilities are the mean over every teacher of its
-output on the face and on the face's mirror image. A flip-averaged ensemble is a better
-classifier than any single network of ours (flip averaging alone is +1.2 points), but it
-costs 2x per model on the device; distillation moves part of that gain into the single
-network the device runs. On FER2013, whose labels are noisy, the soft targets also say
-how ambiguous a face is, which a one-hot label cannot.
+output on the face and on the face's mirror image. A flip-averaged ensemble classifies
+better than any single network of ours, but costs 2x per model on the device;
+distillation moves part of that gain into the single network the device runs. On
+FER2013, whose labels are noisy, the soft targets also say how ambiguous a face is,
+which a one-hot label cannot.
 
-Offline, because a 2-core CPU cannot afford teacher passes on every augmented batch: the
-teachers run once, with the device runtime (any fer-edge .tflite works as a teacher), over
-the un-augmented faces, before training; the targets are cached in the run folder so a
-resumed run uses exactly the same ones.
+Offline (the default), the teachers run once, with the device runtime (any fer-edge
+.tflite works as a teacher), over the un-augmented faces, and the targets are cached in
+the run folder so a resumed run uses exactly the same ones; live, they look at every
+augmented batch (`Teachers`).
 """
 
 import os

@@ -1,0 +1,105 @@
+"""Fast tests of the pieces on their own: tracker, outbox, pacing, NMS, drawing, settings,
+errors, image headers. No model, no subprocess: `pytest tests/unit` runs in seconds."""
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_edge.capture import Frame, paced
+from fer_edge.detect import Detection, nms_boxes
+from fer_edge.drawing import draw, label_colour
+from fer_edge.errors import UserError, one_line
+from fer_edge.image_header import ImageHeaderError, image_size
+from fer_edge.outbox import Outbox
+from fer_edge.settings import BY_NAME, ConfigError, Settings, check, from_mapping, resolve, split_host_port
+from fer_edge.track import Tracker
+
+HAPPY = np.eye(7)[3]
+SAD = np.eye(7)[4]
+
+
+def test_tracker_keeps_ids_smooths_and_forgets():
+    tracker = Tracker(iou_threshold=0.3, max_misses=2, alpha=0.5)
+    first = tracker.update([(10, 10, 50, 50)], np.array([HAPPY]), 0.0)
+    assert [t.id for t in first] == [1] and first[0].label == "happy"
+    moved = tracker.update([(14, 12, 50, 50), (200, 10, 40, 40)], np.array([SAD, HAPPY]), 0.1)
+    assert [t.id for t in moved] == [1, 2]
+    assert moved[0].probs[3] == pytest.approx(0.5) and moved[0].probs[4] == pytest.approx(0.5)  # one noisy frame
+    for step in range(3):
+        tracker.update([], np.zeros((0, 7)), 0.2 + step)
+    assert tracker.tracks == [] and {t.id for t in tracker.ended} == {1, 2}
+    assert [t.id for t in tracker.update([(14, 12, 50, 50)], np.array([HAPPY]), 9.0)] == [3], "ids only grow"
+
+
+def test_outbox_keeps_order_and_drops_emotions_first(tmp_path):
+    box = Outbox(str(tmp_path / "outbox.db"), max_messages=3)
+    box.put("session", "t/session", {"n": 1})
+    box.put("emotion", "t/emotion", {"n": 2})
+    box.put("session", "t/session", {"n": 3})
+    box.put("session", "t/session", {"n": 4})  # over the bound: the oldest emotion goes
+    rows = box.pending()
+    assert [r[1] for r in rows] == ["t/session"] * 3 and box.counters() == {"dropped_emotion": 1}
+    box.put("session", "t/session", {"n": 5})  # no emotion left: the oldest of anything
+    assert box.counters() == {"dropped_emotion": 1, "dropped_session": 1}
+    seqs = [r[0] for r in box.pending()]
+    box.acknowledged(seqs[:2])
+    assert box.count() == 1 and box.pending(after_seq=seqs[2]) == []
+    box.close()
+
+
+def test_paced_limits_rate_and_count():
+    frames = (Frame(i, i / 100, None) for i in range(1000))
+    started = time.monotonic()
+    taken = list(paced(frames, fps_cap=20, max_frames=6, stop=threading.Event()))
+    assert [f.index for f in taken] == list(range(6)) and time.monotonic() - started >= 5 / 20 * 0.9
+
+
+def test_nms_keeps_the_stronger_of_overlapping_faces():
+    kept = nms_boxes([Detection(0, 0, 100, 100, 0.6), Detection(5, 5, 100, 100, 0.9), Detection(300, 0, 80, 80, 0.7)], 0.3)
+    assert [d.score for d in kept] == [0.9, 0.7]
+
+
+def test_drawing_marks_the_face_in_its_colour():
+    class Track:
+        id, box, label, confidence = 1, (20, 30, 60, 60), "happy", 0.9
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    out = draw(image, [Track()])
+    assert image.sum() == 0, "the frame itself is left as it is"
+    assert tuple(out[30, 50]) == label_colour("happy")
+
+
+def test_settings_one_rule_for_flags_and_files():
+    margin = BY_NAME["model_margin"]
+    assert check(margin, 0.2, "x") == 0.2
+    for bad in (10, float("nan"), float("inf"), "0.2", True):
+        with pytest.raises(ConfigError):
+            check(margin, bad, "x")
+    assert margin.kind.problem(margin.kind.from_text("10")) == "expected a number in 0..1"
+    assert split_host_port("[::1]:8080", None) == ("::1", 8080)
+    assert split_host_port("broker.lan", 1883) == ("broker.lan", 1883)
+    with pytest.raises(ValueError):
+        split_host_port("host:0", 1883)
+    values = from_mapping({"model": {"threads": 2}, "source": {"path": "a.mp4"}})
+    settings = resolve(values, {"source_camera": "0"})
+    assert settings.source.camera == "0" and settings.source.path is None and settings.model.threads == 2
+    assert Settings({}).mqtt.prefix == "fer-edge" and Settings({}).log.enabled is True
+
+
+def test_errors_show_user_errors_alone_and_bugs_with_their_type():
+    assert one_line(UserError("camera 0: cannot open")) == "camera 0: cannot open"
+    assert one_line(FileNotFoundError(2, "No such file")) == "[Errno 2] No such file"
+    bug = one_line(KeyError("frames"))
+    assert bug.startswith("KeyError: 'frames'") and "FER_EDGE_DEBUG=1" in bug
+
+
+def test_image_headers_give_the_size_before_decoding():
+    for suffix in (".png", ".jpg"):
+        ok, data = cv2.imencode(suffix, np.zeros((37, 91, 3), np.uint8))
+        assert image_size(data.tobytes())[1:] == (91, 37)
+    ok, bmp = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ImageHeaderError, match="not a JPEG or PNG"):
+        image_size(bmp.tobytes())
