@@ -24,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .outbox import Outbox
+from .outbox import Outbox, OutboxSender
 from .settings import split_host_port
 from .sinks import EventSink, is_disk_full
 
@@ -143,7 +143,8 @@ def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=3
 
 
 class MQTTSink(EventSink):
-    """Owns the paho client and the sending thread; the camera loop calls the EventSink methods."""
+    """Owns the paho client; the camera loop calls the EventSink methods; an OutboxSender
+    sends the outbox through it (it is that sender's Transport)."""
 
     REMIND_SECONDS = 60.0
 
@@ -169,11 +170,7 @@ class MQTTSink(EventSink):
             self.outbox = None
             on_event(f"MQTT outbox unavailable ({exc}): messages go to the broker from memory until a restart")
         self.connected = threading.Event()
-        self.stop_event = threading.Event()
-        self.wake = threading.Event()
-        self.acked, self.inflight, self.lock = [], {}, threading.Lock()
         self.dropped_offline = 0
-        self.sent = 0
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{discovery_id(settings.device_id)}-{self.token}",
                              clean_session=True)
         if settings.username:
@@ -187,10 +184,9 @@ class MQTTSink(EventSink):
         client.on_connect_fail = self._on_connect_fail
         client.on_publish, client.on_message = self._on_publish, self._on_message
         self.client = client
+        self.sender = OutboxSender(db_path, self, settings.window, name="mqtt-outbox") if self.outbox else None
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
         client.loop_start()
-        self.thread = threading.Thread(target=self._pump, name="mqtt-outbox", daemon=True)
-        self.thread.start()
 
     def _set_state(self, state, reason=None):
         """Say a change of state once, and a lasting failure again every REMIND_SECONDS."""
@@ -221,7 +217,7 @@ class MQTTSink(EventSink):
             self._send_discovery()
         self._set_state("connected")
         self.connected.set()
-        self.wake.set()
+        self._nudge()
 
     def _on_connect_fail(self, client, userdata):
         self._set_state("unreachable", "cannot connect (refused, no route or timed out)")
@@ -230,14 +226,11 @@ class MQTTSink(EventSink):
         if self.connected.is_set():
             self._set_state("disconnected", str(reason_code))
         self.connected.clear()
-        self.wake.set()
+        self._nudge()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
-        with self.lock:
-            seq = self.inflight.pop(mid, None)
-            if seq is not None:
-                self.acked.append(seq)
-        self.wake.set()
+        if self.sender:
+            self.sender.acknowledge(mid)
 
     def _on_message(self, client, userdata, message):
         if message.topic == f"{self.s.discovery_prefix}/status" and message.payload == b"online":
@@ -262,38 +255,21 @@ class MQTTSink(EventSink):
         for topic, payload in discovery_messages(self.s, self.model_name, sw_version):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
-    # the sending thread: owns its own outbox connection
-    def _pump(self):
-        """Send outbox rows in order. After a reconnect paho itself retransmits what was in
-        flight (same message ids, in order) and this thread carries on after the last row it
-        handed over: resending from the start here would put old rows after newer ones."""
+    # the outbox's Transport (called from the sender's thread)
+    def ready(self):
+        return self.connected.is_set()
+
+    def send(self, topic, payload, qos, retain):
         import paho.mqtt.client as mqtt
 
-        if self.outbox is None:
-            return
-        outbox = Outbox(self.db_path)
-        last_seq = 0
-        while not self.stop_event.is_set():
-            self.wake.wait(0.5)
-            self.wake.clear()
-            with self.lock:
-                acked, self.acked = self.acked, []
-            outbox.acknowledged(acked)
-            self.sent += len(acked)
-            if not self.connected.is_set():
-                continue
-            room = self.s.window - len(self.inflight)
-            for seq, topic, payload, qos, retain in outbox.pending(last_seq, max(0, room)):
-                info = self.client.publish(topic, payload, qos=qos, retain=bool(retain))
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    break  # not queued by paho: try this row again later
-                with self.lock:  # sent, or queued by paho for the next connection
-                    if qos == 0:
-                        self.acked.append(seq)
-                    else:
-                        self.inflight[info.mid] = seq
-                last_seq = seq
-        outbox.close()
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            return False, None  # not queued by paho: try this row again later
+        return True, (info.mid if qos else None)  # sent, or queued by paho for the next connection
+
+    def _nudge(self):
+        if self.sender:
+            self.sender.nudge()
 
     # the camera loop's side: never blocks on the network
     def _store(self, kind, payload):
@@ -308,7 +284,7 @@ class MQTTSink(EventSink):
                 raise
             payload.setdefault("msg_id", payload.get("id"))
             self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1, retain=kind == "session")
-        self.wake.set()
+        self._nudge()
 
     def session(self, session):
         self._store("session", dict(session, msg_id=session["id"], event_type="visit"))
@@ -343,9 +319,8 @@ class MQTTSink(EventSink):
             time.sleep(0.05)
         if self.connected.is_set():
             self.client.publish(f"{self.base}/availability", "offline", qos=1, retain=True).wait_for_publish(1.0)
-        self.stop_event.set()
-        self.wake.set()
-        self.thread.join(timeout=5)
+        if self.sender:
+            self.sender.stop()
         self.client.disconnect()
         self.client.loop_stop()
         if self.outbox:

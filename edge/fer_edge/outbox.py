@@ -1,7 +1,9 @@
-"""A durable outbox in SQLite: messages wait here until the broker acknowledges them.
+"""A durable outbox in SQLite: messages wait here until the receiver acknowledges them.
 
-The camera loop only inserts (a local write, never the network); the MQTT thread sends in
-insertion order and deletes a row when its PUBACK arrives. After an outage or a restart
+Any network output can use it: the camera loop only inserts (a local write, never the
+network) with the address the output understands (an MQTT topic); an `OutboxSender`
+thread sends in insertion order through the output's `Transport` and deletes a row when
+its acknowledgement (an MQTT PUBACK) arrives. After an outage or a restart
 everything still here is sent again, in order; every payload carries a `msg_id`, so a
 consumer can drop the duplicates an unacknowledged resend may cause.
 
@@ -10,6 +12,7 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 """
 
 import json
+import threading
 import uuid
 
 from .sinks import open_wal
@@ -19,7 +22,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     msg_id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
-    topic TEXT NOT NULL,
+    topic TEXT NOT NULL,         -- the address the output sends to
     payload TEXT NOT NULL,
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
@@ -77,3 +80,76 @@ class Outbox:
 
     def close(self):
         self.db.close()
+
+
+class Transport:
+    """What an `OutboxSender` needs from a network output (MQTT today; a webhook could be one)."""
+
+    def ready(self) -> bool:
+        """Connected: rows may be handed over now."""
+        raise NotImplementedError
+
+    def send(self, address: str, payload: str, qos: int, retain: bool):
+        """Hand one message over. Returns (queued, handle): `queued` False means try this row
+        again later; `handle` is what the transport later passes to `acknowledge`, or None
+        when the message needs no acknowledgement (done once handed over)."""
+        raise NotImplementedError
+
+
+class OutboxSender:
+    """The thread that empties an outbox through a transport, in order, at most `window`
+    messages unacknowledged. It owns its own connection to the outbox file; rows are deleted
+    only once the transport acknowledges them."""
+
+    def __init__(self, path, transport: Transport, window=20, name="outbox"):
+        self.path, self.transport, self.window = path, transport, window
+        self.wake, self.stop_event, self.lock = threading.Event(), threading.Event(), threading.Lock()
+        self.acked, self.inflight = [], {}
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def nudge(self):
+        """Something changed (a new row, a connection): look again now."""
+        self.wake.set()
+
+    def acknowledge(self, handle):
+        """Called by the transport (from any thread) when a message is safely delivered."""
+        with self.lock:
+            seq = self.inflight.pop(handle, None)
+            if seq is not None:
+                self.acked.append(seq)
+        self.wake.set()
+
+    def _run(self):
+        """After a reconnect the transport itself retransmits what was in flight (MQTT keeps
+        the same message ids, in order) and this thread carries on after the last row it
+        handed over: resending from the start here would put old rows after newer ones."""
+        outbox = Outbox(self.path)
+        last_seq = 0
+        while not self.stop_event.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            with self.lock:
+                acked, self.acked = self.acked, []
+            outbox.acknowledged(acked)
+            self.sent += len(acked)
+            if not self.transport.ready():
+                continue
+            room = self.window - len(self.inflight)
+            for seq, address, payload, qos, retain in outbox.pending(last_seq, max(0, room)):
+                queued, handle = self.transport.send(address, payload, qos, bool(retain))
+                if not queued:
+                    break  # try this row again later
+                with self.lock:
+                    if handle is None:
+                        self.acked.append(seq)
+                    else:
+                        self.inflight[handle] = seq
+                last_seq = seq
+        outbox.close()
+
+    def stop(self, timeout=5.0):
+        self.stop_event.set()
+        self.wake.set()
+        self.thread.join(timeout=timeout)

@@ -1,7 +1,7 @@
 """MQTT benchmarks against a real mosquitto on 127.0.0.1.
 
 1. fleet: N device ids publishing R messages/s each for S seconds through fer-edge's MQTT
-   sink (MQTTPublisher: durable outbox, QoS 1); reports lost messages and publish->receive
+   sink (MQTTSink: durable outbox, QoS 1); reports lost messages and publish->receive
    latency p50/p99.
 2. outage: `fer-edge run` over a video with a healthy broker and with an unreachable one;
    reports both frames/s (medians of --repeats runs) and their ratio.
@@ -28,7 +28,7 @@ VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
 
 
 def fleet(devices, rate, seconds, folder):
-    from fer_edge.mqtt import MQTTPublisher, MQTTSettings
+    from fer_edge.mqtt import MQTTSink, MQTTSettings
 
     broker = Broker(folder).start()
     latencies, received, lock = [], set(), threading.Lock()
@@ -43,7 +43,7 @@ def fleet(devices, rate, seconds, folder):
 
     recorder.client.on_message = on_message
     quiet = lambda message: None  # noqa: E731
-    publishers = [MQTTPublisher(MQTTSettings(host="127.0.0.1", port=broker.port, prefix="fleet", device_id=f"dev-{i:02d}"),
+    publishers = [MQTTSink(MQTTSettings(host="127.0.0.1", port=broker.port, prefix="fleet", device_id=f"dev-{i:02d}"),
                                 str(folder / f"dev-{i:02d}.db"), on_event=quiet) for i in range(devices)]
     Recorder.wait_for(lambda: all(p.connected.is_set() for p in publishers), 30)
     sent, start, tick = [], time.monotonic(), 1.0 / rate
@@ -54,7 +54,7 @@ def fleet(devices, rate, seconds, folder):
             time.sleep(delay)
         for publisher in publishers:
             msg_id = f"{publisher.s.device_id}-{step}"
-            publisher.publish_session({"id": msg_id, "sent": time.time(), "satisfaction": 50.0})
+            publisher.session({"id": msg_id, "sent": time.time(), "satisfaction": 50.0})
             sent.append(msg_id)
     publish_seconds = time.monotonic() - start
     Recorder.wait_for(lambda: len(received) >= len(sent), 120)

@@ -74,6 +74,7 @@ def test_expected_calibration_error_of_known_bins():
     assert [r["count"] for r in reliability(probs, labels)] == [2, 2]
 
 
+@pytest.mark.slow
 def test_a_fitted_temperature_lowers_calibration_error_on_fer2013(public_test, model_path):
     classifier = EmotionClassifier(str(model_path))
     logits = classifier.logits(public_test.images, max_batch=256)
@@ -83,6 +84,7 @@ def test_a_fitted_temperature_lowers_calibration_error_on_fer2013(public_test, m
     assert after < before * 0.6, (before, after, temperature)
 
 
+@pytest.mark.slow
 def test_calibrate_stores_the_temperature_that_the_device_applies(fer_csv, model_path, tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(model_path.read_bytes())

@@ -58,6 +58,7 @@ def test_a_restart_on_a_full_disk_runs_and_says_the_log_is_full(full_tmpfs, phot
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0] == kept, "nothing recorded is lost"
 
 
+@pytest.mark.slow
 def test_sighup_ends_a_run_like_sigterm_and_keeps_the_visit(photos, model_path, tmp_path):
     db = tmp_path / "log.db"
     process = subprocess.Popen([FER_EDGE, "run", "--source", str(photos / "single_face.mp4"), "--model", str(model_path),
@@ -83,6 +84,7 @@ def test_a_camera_that_cannot_be_opened_is_one_line(tmp_path):
                      "`ls /dev/video*` lists cameras)"], result.stderr
 
 
+@pytest.mark.slow
 def test_a_service_waits_for_its_camera_saying_why(tmp_path):
     missing = next(i for i in range(10, 64) if not os.path.exists(f"/dev/video{i}"))
     process = subprocess.Popen([FER_EDGE, "run", "--camera", str(missing), "--no-db"], stderr=subprocess.PIPE, text=True,

@@ -1,6 +1,7 @@
 """A live stream (MJPEG over HTTP on 127.0.0.1) that dies mid-stream and comes back:
 fer-edge must reconnect with backoff, keep its log, and never crash."""
 
+import pytest
 import http.server
 import socketserver
 import sqlite3
@@ -70,6 +71,7 @@ def test_stream_that_drops_is_reopened(jpeg_frames, model_path, tmp_path):
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0] >= 95
 
 
+@pytest.mark.slow
 def test_stream_gone_for_a_while_backs_off_then_resumes(jpeg_frames, model_path, tmp_path):
     server = MJPEGServer(jpeg_frames, per_connection=30)
     port = server.port

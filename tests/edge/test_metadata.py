@@ -8,8 +8,8 @@ from fer_edge.classify import EmotionClassifier
 from fer_edge.metadata import ModelError, embed_metadata, read_metadata, strip_metadata
 
 
-def test_metadata_round_trip(tiny_model):
-    data = tiny_model.read_bytes()
+def test_metadata_round_trip(model_path):
+    data = model_path.read_bytes()
     meta = read_metadata(data)
     again = embed_metadata(data, dict(meta, note="re-embedded"))
     assert read_metadata(again)["note"] == "re-embedded"
@@ -22,8 +22,8 @@ def _variant(tmp_path, name, data):
     return path
 
 
-def test_refusals(tiny_model, tmp_path):
-    data = tiny_model.read_bytes()
+def test_refusals(model_path, tmp_path):
+    data = model_path.read_bytes()
     meta = read_metadata(data)
     cases = {
         "bare.tflite": (strip_metadata(data), "no fer-edge metadata"),
@@ -57,8 +57,8 @@ def test_a_damaged_copy_of_the_shipped_model_is_refused(tmp_path):
     assert refused >= 10
 
 
-def test_truncated_model_is_refused(tiny_model, tmp_path):
-    data = tiny_model.read_bytes()
+def test_truncated_model_is_refused(model_path, tmp_path):
+    data = model_path.read_bytes()
     path = _variant(tmp_path, "cut.tflite", data[: len(data) // 3])
     with pytest.raises(ModelError):
         EmotionClassifier(str(path))

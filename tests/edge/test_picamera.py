@@ -1,5 +1,6 @@
 """`--camera pi` through a stand-in for picamera2 that follows its documented array layouts."""
 
+import pytest
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def _iou(a, b):
     return w * h / (aw * ah + bw * bh - w * h)
 
 
+@pytest.mark.slow
 def test_camera_pi_logs_the_same_emotions_as_the_same_frames_from_a_file(photos, model_path, tmp_path):
     video = photos / "single_face.mp4"
     sys.path.insert(0, str(STAND_INS))

@@ -110,6 +110,7 @@ def test_bad_inputs_are_one_line_errors(photos, model_path, tmp_path):
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_eval_detect_reports_missed_photos(wild, model_path):
     result = run_cli("fer-edge", "eval", "--model", model_path, "--data", wild, "--detect", "--json")
     assert result.returncode == 0, result.stderr

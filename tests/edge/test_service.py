@@ -149,6 +149,7 @@ class NotifySocket:
         return [t for t, field in self.messages if field.startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_watchdog_is_fed_only_while_frames_progress(tmp_path, model_path, jpeg_frames):
     from test_live_source import MJPEGServer
 

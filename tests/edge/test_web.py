@@ -306,7 +306,7 @@ def test_page_in_a_real_browser(server, photos):
         bad.write_bytes(b"not really a png")
         browser.find_element(By.ID, "photo-input").send_keys(str(bad))
         browser.find_element(By.CSS_SELECTOR, "#photo-form button").click()
-        wait.until(lambda b: "not a readable" in b.find_element(By.ID, "photo-message").text)
+        wait.until(lambda b: "not a JPEG or PNG" in b.find_element(By.ID, "photo-message").text)
         bad.unlink()
     finally:
         browser.quit()

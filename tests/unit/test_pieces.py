@@ -103,3 +103,11 @@ def test_image_headers_give_the_size_before_decoding():
     ok, bmp = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ImageHeaderError, match="not a JPEG or PNG"):
         image_size(bmp.tobytes())
+
+
+def test_loopback_is_recognised_for_v4_v6_and_names():
+    from fer_edge.web import is_loopback, is_loopback_name
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+    assert is_loopback_name("[::1]".strip("[]")) and not is_loopback_name("evil.example")
