@@ -6,6 +6,7 @@ files, wall clock for live sources), so rate limits behave the same at any speed
 """
 
 import glob
+import importlib
 import os
 import threading
 import time
@@ -17,9 +18,19 @@ import numpy as np
 from .datasets import IMAGE_SUFFIXES
 from .errors import UserError
 
-# OpenCV's own warnings (a camera index that cannot be opened, at every try) would drown
-# fer-edge's one-line messages; its errors still show.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+def _quiet_opencv():
+    """OpenCV's own warnings (a camera index that cannot be opened, at every try) would drown
+    fer-edge's one-line messages; its errors still show. Not every build has the same API."""
+    try:
+        logging = importlib.import_module("cv2.utils.logging")
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        if hasattr(cv2, "setLogLevel"):
+            cv2.setLogLevel(2)  # cv::utils::logging::LOG_LEVEL_ERROR
+
+
+_quiet_opencv()
 
 STREAM_TIMEOUT_MS = 5000
 URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
