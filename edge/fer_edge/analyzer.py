@@ -44,20 +44,17 @@ class FaceAnalyzer:
             return self.detector.detect(image)
         return [found.scaled(detect_scale) for found in self.detector.detect(detect_image)]
 
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        """The 48x48 grey face the model is shown for `detection`."""
+        return crop_detected(image, detection, self.margin)
+
     def classify(self, image: np.ndarray, detections: List[Detection]) -> List[Face]:
         """One batch for all the faces of a frame."""
         if not detections:
             return []
-        crops = np.stack([crop_detected(image, found, self.margin) for found in detections])
+        crops = np.stack([self.crop(image, found) for found in detections])
         probabilities = self.classifier.predict(crops)
         return [Face(found, crop, p) for found, crop, p in zip(detections, crops, probabilities)]
 
     def analyze(self, image: np.ndarray) -> List[Face]:
         return self.classify(image, self.detect(image))
-
-    def largest(self, image: np.ndarray) -> Optional[Face]:
-        """The largest face of a photo (what `eval --detect` scores), or None."""
-        detections = self.detect(image)
-        if not detections:
-            return None
-        return self.classify(image, [max(detections, key=lambda d: d.w * d.h)])[0]

@@ -72,7 +72,8 @@ def run(settings: Settings, say: Say, started: float) -> None:
     first_source.close()
     stills = isinstance(first_source, ImageSource)
     analyzer = make_analyzer(settings, stills)
-    pipeline = build_pipeline(settings, analyzer, first_source, stills, say)
+    db_path = log_path(settings)
+    pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say)
     server = None
     if settings.web.listen:
         from .live import LiveState
@@ -82,11 +83,9 @@ def run(settings: Settings, say: Say, started: float) -> None:
                           "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
                          health=pipeline.health)
         pipeline.hooks.append(live)
-        server = start_web(settings, live, log_path(settings), say)
-    note = getattr(analyzer.detector, "note", None)
-    if note:
-        say(note)
-    db_path = log_path(settings)
+        server = start_web(settings, live, db_path, say)
+    if analyzer.detector.note:
+        say(analyzer.detector.note)
     say(f"model {analyzer.classifier.name}, detector {analyzer.detector.name}, log {db_path or 'off'}")
     current = {}
 
@@ -107,9 +106,10 @@ def run(settings: Settings, say: Say, started: float) -> None:
     say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
 
 
-def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, say: Say):
-    """Sinks, sessions and frame hooks around the analyzer."""
+def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_path: Optional[str], say: Say):
+    """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log."""
     from .drawing import Annotator, Window
+    from .errors import UserError
     from .notify import Notifier
     from .pipeline import Pipeline
     from .sessions import SessionTracker
@@ -117,7 +117,6 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, say
     from .track import Tracker
 
     device_id = settings.device.id or socket.gethostname()
-    db_path = log_path(settings)
     sinks = []
     if db_path:
         log = SQLiteLog(db_path, keep_days=settings.log.keep_days, max_mb=settings.log.max_mb, say=say)
@@ -127,7 +126,7 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, say
         sinks.append(StdoutLog(as_json=settings.log.json))
     if settings.mqtt.host:
         if not db_path:
-            raise_user_error("--mqtt needs the local database for its durable outbox; drop --no-db")
+            raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")
         sinks.append(make_mqtt_sink(settings, device_id, db_path, analyzer.classifier.name, say))
     started_wall = time.time()
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
@@ -171,12 +170,6 @@ def web_url(settings: Settings) -> Optional[str]:
     if is_loopback(host):
         return None
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-
-
-def raise_user_error(message: str):
-    from .errors import UserError
-
-    raise UserError(message)
 
 
 def describe_source(settings: Settings) -> str:

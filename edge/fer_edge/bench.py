@@ -95,7 +95,7 @@ def sample_faces(source, detector="auto", n=64):
     analyzer = FaceAnalyzer(make_detector(detector), EmotionClassifier())
     src = open_source(source=source)
     for frame in src.frames():
-        found.extend(face.crop for face in analyzer.analyze(frame.image))
+        found.extend(analyzer.crop(frame.image, detection) for detection in analyzer.detect(frame.image))
         if len(found) >= n:
             break
     src.close()

@@ -77,7 +77,6 @@ class HaarDetector:
     """OpenCV's frontal-face cascade, bundled with opencv-python(-headless) 4.x."""
 
     name = "haar"
-    note = None  # why this detector was chosen over a better one, said once at start
 
     def __init__(self, max_side=480, min_size=24, min_neighbors=5, scale_factor=1.1):
         path = os.path.join(cv2.data.haarcascades if hasattr(cv2, "data") else "", "haarcascade_frontalface_default.xml")
@@ -309,8 +308,9 @@ AUTO_STILLS = ("blazeface-both", "blazeface", "haar")
 def make_detector(name="auto", blazeface_model=None, stills=False, min_size=24, threads=1):
     """The detector called `name`. `auto`: a BlazeFace model given by path, else the best
     installed one (short range for video, where speed counts; short + full range for still
-    photos, where coverage counts), else Haar, with a note saying how to get BlazeFace.
-    For still photos BlazeFace looks again with a border when it finds nothing."""
+    photos, where coverage counts), else Haar. The detector's `note` says why a better one
+    was not chosen (to be said once at start), or is None. For still photos BlazeFace looks
+    again with a border when it finds nothing."""
     if name not in DETECTORS:
         raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     options = DetectorOptions(min_size=min_size, threads=threads, stills=stills, model_path=blazeface_model)

@@ -9,15 +9,15 @@ from .errors import UserError
 
 
 def largest_faces(photos, analyzer, progress=None):
-    """48x48 crop of the largest detected face per photo (zeros where none), and which photos had one."""
+    """48x48 crop of the largest detected face per photo (zeros where none), and which photos
+    had one. The crops are classified afterwards, all in large batches."""
     from .preprocess import SIZE
 
     crops, found = [], []
     for photo in progress(photos) if progress else photos:
         detections = analyzer.detect(photo)
         if detections:
-            face = max(detections, key=lambda d: d.w * d.h)
-            crops.append(analyzer.classify(photo, [face])[0].crop)
+            crops.append(analyzer.crop(photo, max(detections, key=lambda d: d.w * d.h)))
         else:
             crops.append(np.zeros((SIZE, SIZE), np.uint8))
         found.append(bool(detections))
@@ -38,12 +38,10 @@ def evaluate(model_path: Optional[str], data_path: str, usage: str, ferplus_path
     faces = read_dataset(data_path, usage=None if usage == "all" else usage, raw=detect)
     labels, images = faces.labels, faces.images
     view, no_face = "FER2013 labels", 0
-    note = None
     if detect:
         analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), classifier, margin)
-        note = getattr(analyzer.detector, "note", None)
-        if note:
-            print(f"fer-edge: {note}", file=sys.stderr)
+        if analyzer.detector.note:
+            print(f"fer-edge: {analyzer.detector.note}", file=sys.stderr)
         images, found = largest_faces(images, analyzer, progress)
         no_face = int((~found).sum())
     if ferplus_path:

@@ -72,6 +72,16 @@ def read_password(password_file=None, environ=None):
     return environ.get("FER_EDGE_MQTT_PASSWORD")
 
 
+def installed_version():
+    """fer-edge's version, for Home Assistant's device page (None when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fer-edge")
+    except PackageNotFoundError:
+        return None
+
+
 def topic_id(device_id):
     """The device id as one MQTT topic level: no '/', '+' or '#' (they would split or match levels)."""
     return re.sub(r"[/+#\x00]", "_", device_id) or "_"
@@ -161,10 +171,10 @@ class MQTTSink(EventSink):
         # process's token there means two devices share an id and would take turns.
         self.token = uuid.uuid4().hex[:12]
         self.duplicate_said = False
-        self.db_path = db_path
+        self.sw_version = installed_version()
         try:
             self.outbox = Outbox(db_path)           # the camera thread's connection
-        except Exception as exc:  # noqa: BLE001 - only a full disk is expected here
+        except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
                 raise
             self.outbox = None
@@ -246,13 +256,7 @@ class MQTTSink(EventSink):
                               "give each device its own [device] id (--device-id); their messages mix meanwhile")
 
     def _send_discovery(self):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            sw_version = version("fer-edge")
-        except PackageNotFoundError:
-            sw_version = None
-        for topic, payload in discovery_messages(self.s, self.model_name, sw_version):
+        for topic, payload in discovery_messages(self.s, self.model_name, self.sw_version):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # the outbox's Transport (called from the sender's thread)
@@ -273,18 +277,19 @@ class MQTTSink(EventSink):
 
     # the camera loop's side: never blocks on the network
     def _store(self, kind, payload):
-        """Into the outbox; on a full disk straight to paho (kept in memory until sent)."""
-        try:
-            if self.outbox is None:
-                raise sqlite3.OperationalError("database or disk is full")
-            # Sessions are retained: Home Assistant shows the last visit again after a restart.
-            self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, retain=kind == "session", created=time.time())
-        except Exception as exc:  # noqa: BLE001 - only a full disk is expected here
-            if not is_disk_full(exc):
-                raise
-            payload.setdefault("msg_id", payload.get("id"))
-            self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1, retain=kind == "session")
-        self._nudge()
+        """Into the outbox; on a full disk straight to paho (kept in memory until sent).
+        Sessions are retained: Home Assistant shows the last visit again after a restart."""
+        retain = kind == "session"
+        if self.outbox is not None:
+            try:
+                self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, retain=retain, created=time.time())
+                self._nudge()
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+        payload.setdefault("msg_id", payload.get("id"))
+        self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1, retain=retain)
 
     def session(self, session):
         self._store("session", dict(session, msg_id=session["id"], event_type="visit"))

@@ -105,7 +105,6 @@ class OutboxSender:
         self.path, self.transport, self.window = path, transport, window
         self.wake, self.stop_event, self.lock = threading.Event(), threading.Event(), threading.Lock()
         self.acked, self.inflight = [], {}
-        self.sent = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -133,7 +132,6 @@ class OutboxSender:
             with self.lock:
                 acked, self.acked = self.acked, []
             outbox.acknowledged(acked)
-            self.sent += len(acked)
             if not self.transport.ready():
                 continue
             room = self.window - len(self.inflight)

@@ -160,7 +160,7 @@ class Pipeline:
         self.stats.ended = time.monotonic()
         return self.stats
 
-    def close(self, ended_by: str = "end"):
+    def close(self, ended_by: str = "source ended"):
         """Finish the visits in progress (`ended_by`: why the run ends), send the last stats, close everything."""
         for hook in self.hooks:
             stopping = getattr(hook, "stopping", None)

@@ -111,9 +111,6 @@ class Choice(Kind):
 class Camera(Kind):
     metavar = "CAMERA"
 
-    def from_text(self, text):
-        return text
-
     def problem(self, value):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return None
@@ -282,6 +279,11 @@ def check(setting: Setting, value: Any, where: str) -> Any:
     problem = setting.kind.problem(value)
     if problem:
         raise ConfigError(f"{where}: {problem}, got {value!r}")
+    return normalised(setting, value)
+
+
+def normalised(setting: Setting, value: Any) -> Any:
+    """An allowed value in the one type its readers expect (a camera as text, a number as float)."""
     if isinstance(setting.kind, Camera):
         return str(value)
     if isinstance(setting.kind, Number) and not setting.kind.integer:
@@ -379,19 +381,19 @@ def click_options(settings: Iterable[Setting] = SETTINGS) -> Callable:
         def convert(self, value, param, ctx):
             if not isinstance(value, str):
                 return value
-            problem = self.setting.kind.problem(self.setting.kind.from_text(value))
+            parsed = self.setting.kind.from_text(value)
+            problem = self.setting.kind.problem(parsed)
             if problem:
                 self.fail(f"{problem}, got {value!r}", param, ctx)
-            return check(self.setting, self.setting.kind.from_text(value), self.setting.flag)
+            return normalised(self.setting, parsed)
 
     def decorate(function):
         for s in reversed([s for s in settings if s.flag]):
-            default = s.default if s.default is not None else None
             if isinstance(s.kind, Boolean):
                 option = click.option(s.flag, s.name, is_flag="/" not in s.flag or None, default=s.default,
                                       show_default=True, help=s.help)
             else:
-                option = click.option(s.flag, s.name, default=default, show_default=default is not None,
+                option = click.option(s.flag, s.name, default=s.default, show_default=s.default is not None,
                                       type=SettingType(s), metavar=s.kind.metavar, help=s.help)
             function = option(function)
         return function

@@ -123,7 +123,6 @@ class SQLiteLog(EventSink):
                         *(f"p_{label}" for label in LABELS), "x", "y", "w", "h"]
         self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
         self.run_id = None
-        self.pruned = 0
         self.next_prune = 0.0
         self.prune()
 
@@ -156,15 +155,16 @@ class SQLiteLog(EventSink):
             if column not in columns:
                 self._write(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}", ())
 
-    def _write(self, sql, values) -> bool:
-        """Run and commit one write; on a full disk say so once, count the loss and go on."""
+    def _write(self, sql, values) -> Optional[sqlite3.Cursor]:
+        """Run and commit one write, returning its cursor; on a full disk say so once, count
+        the loss, return None and go on."""
         now = time.monotonic()
         if self.full_since is not None and now < self.retry_at:
             self.dropped += 1
-            return False
+            return None
         if self.db is None and not self._open():
             self.dropped += 1
-            return False
+            return None
         try:
             cursor = self.db.execute(sql, values)
             self.db.commit()
@@ -174,12 +174,11 @@ class SQLiteLog(EventSink):
             self.db.rollback()
             self.dropped += 1
             self._full(exc)
-            return False
+            return None
         if self.full_since is not None:
             self.say(f"log writable again after {now - self.full_since:.0f} s; {self.dropped} rows were dropped")
             self.full_since = None
-        self.lastrowid = cursor.lastrowid
-        return True
+        return cursor
 
     def prune(self) -> int:
         """Apply the retention policy to the emotion log (visits and runs are small and kept)."""
@@ -188,16 +187,16 @@ class SQLiteLog(EventSink):
         if self.db is None:
             return 0
         if self.keep_days:
-            if self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,)):
-                removed += self.db.execute("SELECT changes()").fetchone()[0]
+            done = self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,))
+            removed += done.rowcount if done else 0
         if self.max_mb:
             limit = self.max_mb * 1024 * 1024
             while self.used_bytes() > limit:
                 oldest = self.db.execute("SELECT id FROM emotions ORDER BY id LIMIT 1 OFFSET 1000").fetchone()
-                if oldest is None or not self._write("DELETE FROM emotions WHERE id < ?", (oldest[0],)):
+                done = oldest and self._write("DELETE FROM emotions WHERE id < ?", (oldest[0],))
+                if not done:
                     break
-                removed += self.db.execute("SELECT changes()").fetchone()[0]
-        self.pruned += removed
+                removed += done.rowcount
         return removed
 
     def used_bytes(self) -> int:
@@ -206,9 +205,9 @@ class SQLiteLog(EventSink):
         return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
 
     def start_run(self, device, source, model, detector):
-        if self._write("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
-                       (time.time(), device, source, model, detector)):
-            self.run_id = self.lastrowid
+        done = self._write("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
+                           (time.time(), device, source, model, detector))
+        self.run_id = done.lastrowid if done else None
 
     def update(self, ev):
         self._write(self.insert, (ev["ts"], ev["device"], ev["frame"], ev["track"], ev["label"], ev["confidence"],

@@ -136,6 +136,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     page = resources.files("fer_edge").joinpath("web_page.html").read_text()
     executor = None
     streams = set()  # the running /live.mjpg handlers
+    connections = Connections()
 
     def error(status, message):
         return web.json_response({"error": message}, status=status)
@@ -145,7 +146,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         """No cross-site POSTs, and on loopback no foreign Host (DNS rebinding): a page in a
         browser on the device cannot drive the API."""
         if request.transport is not None:
-            Guard.request_started(request.transport)
+            connections.request_started(request.transport)
         host = request.host.rsplit(":", 1)[0].strip("[]") if request.host else ""
         if not token and host and not is_loopback_name(host):
             return error(403, f"Host {request.host!r} is not this device's loopback name: open http://127.0.0.1:PORT/")
@@ -262,45 +263,49 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
 
     app = web.Application(middlewares=[same_origin, auth], client_max_size=max_upload + 256 * 1024)
     app.on_shutdown.append(close_streams)
+    app["connections"] = connections
     app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
                     web.get("/api/report", report), web.post("/api/analyze", analyze), web.get("/live.mjpg", mjpeg),
                     web.get("/openapi.json", openapi_json)])
     return app
 
 
-class Guard(asyncio.Protocol):
-    """Wraps each connection's aiohttp protocol: a cap on open connections (503 beyond it)
-    and a deadline for the first request, so idle or slow connections cannot use up the
+class Connections:
+    """One server's open connections: at most `cap` (503 beyond it), and each must send its
+    first request within HEADER_SECONDS, so idle or slow connections cannot use up the
     process's open files and lock the page out."""
 
-    open_connections = {}  # transport -> Guard
+    def __init__(self, cap=MAX_CONNECTIONS):
+        self.cap = cap
+        self.open = {}  # transport -> monotonic time it opened, None once a request started
 
-    def __init__(self, inner, cap):
-        self.inner, self.cap = inner, cap
-        self.opened, self.started = time.monotonic(), False
+    def request_started(self, transport):
+        if transport in self.open:
+            self.open[transport] = None
 
-    @classmethod
-    def request_started(cls, transport):
-        guard = cls.open_connections.get(transport)
-        if guard:
-            guard.started = True
-
-    @classmethod
-    def reap(cls, deadline=HEADER_SECONDS):
+    def reap(self, deadline=HEADER_SECONDS):
         now = time.monotonic()
-        for transport, guard in list(cls.open_connections.items()):
-            if not guard.started and now - guard.opened > deadline:
+        for transport, opened in list(self.open.items()):
+            if opened is not None and now - opened > deadline:
                 transport.close()
+
+
+class Guard(asyncio.Protocol):
+    """Wraps each connection's aiohttp protocol to keep `Connections`' rules."""
+
+    def __init__(self, inner, connections):
+        self.inner, self.connections = inner, connections
+        self.transport = None
 
     def connection_made(self, transport):
         self.transport = transport
-        if len(self.open_connections) >= self.cap:
+        if len(self.connections.open) >= self.connections.cap:
             transport.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
                             b"Content-Length: 21\r\n\r\ntoo many connections\n")
             transport.close()
             self.inner = None
             return
-        self.open_connections[transport] = self
+        self.connections.open[transport] = time.monotonic()
         self.inner.connection_made(transport)
 
     def data_received(self, data):
@@ -311,7 +316,7 @@ class Guard(asyncio.Protocol):
         return self.inner.eof_received() if self.inner else None
 
     def connection_lost(self, exc):
-        self.open_connections.pop(getattr(self, "transport", None), None)
+        self.connections.open.pop(self.transport, None)
         if self.inner:
             self.inner.connection_lost(exc)
 
@@ -327,8 +332,9 @@ class Guard(asyncio.Protocol):
 class WebServer:
     """Runs the app in a background thread with its own event loop."""
 
-    def __init__(self, app, host, port, max_connections=MAX_CONNECTIONS):
-        self.app, self.host, self.port, self.max_connections = app, host, port, max_connections
+    def __init__(self, app, host, port):
+        self.app, self.host, self.port = app, host, port
+        self.connections = app["connections"]
         self.loop = asyncio.new_event_loop()
         self.ready, self.error = threading.Event(), None
         self.thread = threading.Thread(target=self._run, name="fer-edge-web", daemon=True)
@@ -336,7 +342,7 @@ class WebServer:
     async def _reaper(self):
         while True:
             await asyncio.sleep(1.0)
-            Guard.reap()
+            self.connections.reap()
 
     def _run(self):
         from aiohttp import web
@@ -348,7 +354,7 @@ class WebServer:
             self.loop.run_until_complete(self.runner.setup())
             factory = self.runner.server
             self.server = self.loop.run_until_complete(self.loop.create_server(
-                lambda: Guard(factory(), self.max_connections), self.host, self.port, backlog=128))
+                lambda: Guard(factory(), self.connections), self.host, self.port, backlog=128))
             self.port = self.server.sockets[0].getsockname()[1]
         except OSError as exc:
             self.error = exc
