@@ -10,7 +10,25 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, read_frames
+
+
+def make_visits_video(photos, folder):
+    """A real face that comes and goes: 1.5 s of single_face.mp4, then 1.2 s of an empty frame, x4."""
+    import cv2
+    import numpy as np
+
+    frames = read_frames(photos / "single_face.mp4")
+    empty = np.full_like(frames[0], 40)
+    path = folder / "visits.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (frames[0].shape[1], frames[0].shape[0]))
+    for _ in range(4):
+        for frame in frames[:45]:
+            writer.write(frame)
+        for _ in range(36):
+            writer.write(empty)
+    writer.release()
+    return path
 
 
 class Broker:

@@ -25,6 +25,11 @@ def default_db_path() -> str:
     return os.path.join(state.split(":")[0], "fer-edge.db")
 
 
+def device_id(settings: Settings) -> str:
+    """The device's name in logs, MQTT and Home Assistant: [device] id, or the host name."""
+    return settings.device.id or socket.gethostname()
+
+
 def log_path(settings: Settings) -> Optional[str]:
     """The SQLite log to write, or None when the log is off."""
     return (settings.log.db or default_db_path()) if settings.log.enabled else None
@@ -116,22 +121,22 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     from .sinks import SQLiteLog, StdoutLog
     from .track import Tracker
 
-    device_id = settings.device.id or socket.gethostname()
+    device = device_id(settings)
     sinks = []
     if db_path:
         log = SQLiteLog(db_path, keep_days=settings.log.keep_days, max_mb=settings.log.max_mb, say=say)
-        log.start_run(device_id, describe_source(settings), analyzer.classifier.name, analyzer.detector.name)
+        log.start_run(device, describe_source(settings), analyzer.classifier.name, analyzer.detector.name)
         sinks.append(log)
     if not settings.log.quiet or settings.log.json:
         sinks.append(StdoutLog(as_json=settings.log.json))
     if settings.mqtt.host:
         if not db_path:
             raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")
-        sinks.append(make_mqtt_sink(settings, device_id, db_path, analyzer.classifier.name, say))
+        sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier.name, say))
     started_wall = time.time()
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
                               exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
-                              device_id=device_id, wall_time_of=lambda t: started_wall + t)
+                              device_id=device, wall_time_of=lambda t: started_wall + t)
     hooks = [Notifier()]
     if settings.run.annotate:
         hooks.append(Annotator(settings.run.annotate, first_source.fps))
@@ -139,17 +144,17 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
         hooks.append(Window())
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
-    return Pipeline(analyzer, tracker, sinks, hooks, device_id=device_id, log_interval=settings.log.interval,
+    return Pipeline(analyzer, tracker, sinks, hooks, device_id=device, log_interval=settings.log.interval,
                     save_crops=settings.log.save_crops, sessions=None if stills else sessions,
                     stats_interval=settings.mqtt.stats_interval)
 
 
-def make_mqtt_sink(settings: Settings, device_id: str, db_path: str, model_name: str, say: Say):
+def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say):
     from .mqtt import MQTTSettings, MQTTSink, parse_host, read_password
 
     mqtt = settings.mqtt
     host, port = parse_host(mqtt.host)
-    options = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, device_id=device_id, username=mqtt.username,
+    options = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, device_id=device, username=mqtt.username,
                            password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
                            tls_key=mqtt.tls_key, durable_emotions=mqtt.durable_emotions,
                            stats_interval=mqtt.stats_interval, discovery=mqtt.discovery,

@@ -2,23 +2,33 @@
 
 import cv2
 
-POSITIVE = ("happy", "surprise", "neutral")
+from .labels import colour_bgr
+
+WHITE = (255, 255, 255)
 
 
-def label_colour(label: str):
-    """BGR: green for the calm or pleased labels, orange for the others."""
-    return (0, 200, 0) if label in POSITIVE else (0, 120, 255)
+def label_chip(out, text, x, y, colour, scale):
+    """White text on a filled chip of the label's colour, above (x, y) or below it where
+    there is no room: readable on any background, and after JPEG compression."""
+    thickness = max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(2, round(4 * scale))
+    top = y - th - base - 2 * pad
+    if top < 0:
+        top = y
+    cv2.rectangle(out, (x, top), (x + tw + 2 * pad, top + th + base + 2 * pad), colour, cv2.FILLED)
+    cv2.putText(out, text, (x + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, WHITE, thickness, cv2.LINE_AA)
 
 
 def draw(image, tracks):
     """Boxes, labels, confidence and track ids on a copy of the frame."""
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    scale = max(0.6, out.shape[1] / 800)
     for track in tracks:
         x, y, w, h = (int(round(v)) for v in track.box)
-        colour = label_colour(track.label)
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
-        text = f"#{track.id} {track.label} {track.confidence * 100:.0f}%"
-        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        colour = colour_bgr(track.label)
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, max(2, round(scale * 3)))
+        label_chip(out, f"#{track.id} {track.label} {track.confidence * 100:.0f}%", x, y, colour, scale)
     return out
 
 

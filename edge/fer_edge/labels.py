@@ -18,3 +18,14 @@ def label_index(name):
     """Index of a class-folder name in LABELS, or None for unknown classes (contempt...)."""
     canonical = ALIASES.get(name.strip().lower())
     return None if canonical is None else LABELS.index(canonical)
+
+# One colour per emotion, used everywhere a person sees one (live view, photo result, charts,
+# `report --plot`): dark enough for white text on it, and distinct from each other.
+COLOURS = {"angry": "#d32f2f", "disgust": "#6d4c41", "fear": "#7b1fa2", "happy": "#2e7d32",
+           "sad": "#1565c0", "surprise": "#ef6c00", "neutral": "#546e7a"}
+
+
+def colour_bgr(label: str) -> tuple:
+    """A label's colour as OpenCV's (blue, green, red)."""
+    rgb = COLOURS.get(label, "#546e7a")
+    return tuple(int(rgb[i:i + 2], 16) for i in (5, 3, 1))

@@ -31,6 +31,7 @@ class LiveState:
         self.started = time.time()
         self.viewers = 0
         self.health_of, self.health, self.health_at = health, {}, 0.0
+        self.state = "starting"
 
     def on_frame(self, frame, tracks, stats):
         views = [TrackView(t.id, tuple(t.box), t.label, t.confidence, [float(p) for p in t.probs]) for t in tracks]
@@ -39,9 +40,15 @@ class LiveState:
             health, self.health_at = self.health_of(), time.monotonic()  # in the camera thread, which owns the sinks
         with self.lock:
             self.frame, self.tracks, self.stats = frame.image, views, stats
+            self.state = "running"
             self.seq += 1
             if health is not None:
                 self.health = health
+
+    def stopping(self):
+        """The service is stopping: the page says so instead of a frozen picture."""
+        with self.lock:
+            self.state = "stopping"
 
     def close(self):
         pass
@@ -52,9 +59,13 @@ class LiveState:
 
     def status(self):
         with self.lock:
-            stats, tracks = self.stats, list(self.tracks)
+            stats, tracks, state = self.stats, list(self.tracks), self.state
         fps = stats.recent_fps() if stats else 0.0
-        return dict(self.info, **self.health, uptime=round(time.time() - self.started, 1), frames=stats.frames if stats else 0,
-                    fps=round(fps, 2), faces=stats.faces if stats else 0, viewers=self.viewers,
+        view = (stats.view if stats else None) or {}
+        last_frame = round(time.monotonic() - stats.last_frame_at, 1) if stats and stats.last_frame_at else None
+        return dict(self.info, **self.health, state=state, uptime=round(time.time() - self.started, 1),
+                    frames=stats.frames if stats else 0, fps=round(fps, 2), faces=stats.faces if stats else 0,
+                    viewers=self.viewers, last_frame_seconds=last_frame, people=view.get("people", 0),
+                    visits=view.get("visits", []),
                     tracks=[{"id": t.id, "label": t.label, "confidence": round(t.confidence, 4),
                              "box": [round(v, 1) for v in t.box]} for t in tracks])

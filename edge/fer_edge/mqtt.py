@@ -2,6 +2,7 @@
 
     <prefix>/<device>/availability  online/offline, retained, last will
     <prefix>/<device>/emotion       smoothed per-track updates, rate-limited, QoS 0
+    <prefix>/<device>/view          who is in view: the count and the main (largest) face, QoS 0
     <prefix>/<device>/session       one per finished visitor session, QoS 1, via the outbox
     <prefix>/<device>/stats         fps, latencies, faces, sessions, uptime, every 60 s
     <prefix>/<device>/presence      this process's token, retained: a second device on the same id is said
@@ -115,11 +116,17 @@ def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=3
                     "payload_not_available": "offline"}
     diagnostic = {"entity_category": "diagnostic", "state_topic": f"{base}/stats"}
     entities = {
-        ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/emotion",
+        ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/view",
                                     value_template="{{ value_json.label }}", icon="mdi:emoticon-outline",
-                                    json_attributes_topic=f"{base}/emotion",
-                                    json_attributes_template="{{ value_json.probs | tojson }}",
+                                    json_attributes_topic=f"{base}/view",
+                                    json_attributes_template="{{ dict(value_json.probs, confidence="
+                                                             "value_json.confidence) | tojson }}",
                                     expire_after=expire_after),
+        ("sensor", "people"): dict(name="People in view", state_topic=f"{base}/view",
+                                   value_template="{{ value_json.people }}", state_class="measurement",
+                                   icon="mdi:account-eye", json_attributes_topic=f"{base}/view",
+                                   json_attributes_template="{{ {'visits_in_progress': value_json.visits | count}"
+                                                            " | tojson }}"),
         ("sensor", "satisfaction"): dict(name="Last visitor satisfaction", state_topic=f"{base}/session",
                                          value_template="{{ value_json.satisfaction }}", unit_of_measurement="%",
                                          state_class="measurement", icon="mdi:emoticon-happy-outline",
@@ -181,6 +188,7 @@ class MQTTSink(EventSink):
             on_event(f"MQTT outbox unavailable ({exc}): messages go to the broker from memory until a restart")
         self.connected = threading.Event()
         self.dropped_offline = 0
+        self.last_view = None
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{discovery_id(settings.device_id)}-{self.token}",
                              clean_session=True)
         if settings.username:
@@ -225,6 +233,8 @@ class MQTTSink(EventSink):
         if self.s.discovery:
             client.subscribe(f"{self.s.discovery_prefix}/status", qos=1)
             self._send_discovery()
+        if self.last_view is not None:
+            client.publish(f"{self.base}/view", json.dumps(self.last_view), qos=0)
         self._set_state("connected")
         self.connected.set()
         self._nudge()
@@ -301,6 +311,11 @@ class MQTTSink(EventSink):
             self.client.publish(f"{self.base}/emotion", json.dumps(ev), qos=0)
         else:
             self.dropped_offline += 1
+
+    def view(self, payload):
+        self.last_view = payload  # said again on (re)connection: the count is right from the start
+        if self.connected.is_set():
+            self.client.publish(f"{self.base}/view", json.dumps(payload), qos=0)
 
     def stats(self, payload):
         if self.connected.is_set():

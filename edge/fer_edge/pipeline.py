@@ -17,7 +17,7 @@ from typing import Iterable, List, Optional
 import cv2
 import numpy as np
 
-from .sinks import event
+from .sinks import event, view
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
 
@@ -37,6 +37,8 @@ class Stats:
     faces: int = 0
     updates: int = 0
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
+    view: dict = None                # who is in view now (sinks.view)
+    last_frame_at: float = None      # monotonic time the newest frame was done
     first_face_at: float = None      # monotonic time the first face was logged
     started: float = field(default_factory=time.monotonic)
     ended: float = None              # monotonic time the last frame was done (set by Pipeline.run)
@@ -71,6 +73,7 @@ class Pipeline:
         self.sessions_done = 0
         self.last_stats = time.monotonic()
         self.last_logged = {}
+        self.view_sent = float("-inf")
         self.stats = Stats()
         if save_crops:
             os.makedirs(save_crops, exist_ok=True)
@@ -87,6 +90,7 @@ class Pipeline:
         self._log(frame, tracks, faces)
         if self.sessions is not None:
             self._finish_sessions(self.sessions.update(frame.media_time, tracks))
+        self._send_view(frame, tracks)
         stats = self.stats
         stats.frames += 1
         stats.faces += len(found)
@@ -94,12 +98,25 @@ class Pipeline:
         stats.detect.append(t1 - t0)
         stats.classify.append(t2 - t1)
         stats.total.append(decode_seconds + time.perf_counter() - t0)
+        stats.last_frame_at = time.monotonic()
         for hook in self.hooks:
             hook.on_frame(frame, tracks, stats)
         if time.monotonic() - self.last_stats >= self.stats_interval:
             self.last_stats = time.monotonic()
             self._send_stats()
         return tracks
+
+    def _send_view(self, frame, tracks):
+        """The view goes out when the number of faces changes, and once per log interval while
+        someone is there; an empty scene is said once."""
+        visits = self.sessions.in_progress(frame.media_time) if self.sessions is not None else []
+        now = view(tracks, visits, self.device_id, time.time())
+        last, self.stats.view = self.stats.view, now
+        changed = last is None or now["people"] != last["people"]
+        if changed or (now["people"] and frame.media_time - self.view_sent >= self.log_interval):
+            self.view_sent = frame.media_time
+            for sink in self.sinks:
+                sink.view(now)
 
     def _finish_sessions(self, finished):
         for session in finished:

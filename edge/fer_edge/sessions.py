@@ -105,6 +105,13 @@ class SessionTracker:
                 session.confirmed = True
         return self._finish(lambda s: t - s.last_seen > self.gap_seconds)
 
+    def in_progress(self, t):
+        """The visits going on now (seen within the gap, longer than min_seconds): when each
+        started (wall time), how long it has lasted, and the visitor's latest emotion."""
+        return [{"started": round(self.wall_time_of(s.started), 3), "seconds": round(t - s.started, 1),
+                 "label": LABELS[int(s.recent[-1][1].argmax())]}
+                for s in self.open if s.confirmed and t - s.last_seen <= self.gap_seconds]
+
     def _continuing(self, t, box):
         """An open session whose face was lost nearby within the gap: a turned head, not a new visitor."""
         candidates = [s for s in self.open if t - s.last_seen <= self.gap_seconds and _near(s.box, box)

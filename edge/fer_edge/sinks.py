@@ -87,6 +87,18 @@ def event(track, device_id, frame_index, timestamp):
             "box": {"x": x, "y": y, "w": w, "h": h}}
 
 
+def view(tracks, visits, device_id, timestamp):
+    """Who is in view: how many faces, the main one's emotion (the largest face: the visitor
+    nearest the kiosk) and the visits in progress. A sensor reading this follows one face
+    instead of alternating between faces."""
+    main = max(tracks, key=lambda t: t.box[2] * t.box[3], default=None)
+    return {"ts": round(timestamp, 3), "device": device_id, "people": len(tracks),
+            "label": main.label if main else None,
+            "confidence": round(main.confidence, 4) if main else None,
+            "probs": {label: round(float(p), 4) for label, p in zip(LABELS, main.probs)} if main else {},
+            "track": main.id if main else None, "visits": visits}
+
+
 class EventSink:
     """Where the pipeline's events go; every method may be left as it is here."""
 
@@ -95,6 +107,9 @@ class EventSink:
 
     def session(self, session: dict) -> None:
         """One finished visit."""
+
+    def view(self, payload: dict) -> None:
+        """Who is in view now (see `view`): when the count changes, else once per log interval."""
 
     def stats(self, payload: dict) -> None:
         """The periodic stats message."""

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections import Counter
 
-from .labels import LABELS
+from .labels import COLOURS, LABELS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 
@@ -31,36 +31,56 @@ def _mix(counter, total):
     return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in LABELS}
 
 
-def build_report(db_path, since=None, by="hour"):
+def _query(db_path, columns, tail, args):
+    """Rows of the sessions table, read-only; a log from before `ended_by` reads as 'left'."""
     try:
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-        ended_by = "ended_by" if "ended_by" in columns else "'left'"  # a log from before ended_by
-        rows = db.execute(f'SELECT start, satisfaction, exit_emotion, shares, dominant, {ended_by} FROM sessions '
-                          'WHERE start >= ? ORDER BY start', (since or 0,)).fetchall()
+        try:
+            known = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+            names = ", ".join(c if c in known or c != "ended_by" else "'left'" for c in columns)
+            return db.execute(f"SELECT {names} FROM sessions {tail}", args).fetchall()
+        finally:
+            db.close()
     except sqlite3.Error as exc:
         raise OSError(f"{db_path}: not a fer-edge database with sessions ({exc})") from None
+
+
+def recent_visits(db_path, limit=20):
+    """The newest finished visits, newest first: when, how long, how the visitor looked and left."""
+    columns = ("start", "duration", "dominant", "exit_emotion", "satisfaction", "ended_by")
+    rows = _query(db_path, columns, "ORDER BY start DESC LIMIT ?", (limit,))
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def build_report(db_path, since=None, by="hour"):
+    rows = _query(db_path, ("start", "satisfaction", "exit_emotion", "shares", "dominant", "ended_by"),
+                  "WHERE start >= ? ORDER BY start", (since or 0,))
     groups = {}
     for start, score, exit_emotion, shares, dominant, why in rows:
         key = time.strftime(PERIODS[by], time.localtime(start))
         groups.setdefault(key, []).append((score, exit_emotion, json.loads(shares), dominant, why))
-
-    def summarise(items):
-        """Visits cut by a stop or restart count as visits, but not in the satisfaction:
-        their exit emotion is the moment of the stop, not of leaving."""
-        n = len(items)
-        emotion = Counter()
-        for item in items:
-            emotion.update(item[2])
-        scored = [i[0] for i in items if i[4] != "stopped"]
-        return {"sessions": n, "cut_by_stop": n - len(scored),
-                "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
-                "exit_mix": _mix(Counter(i[1] for i in items), n),
-                "emotion_mix": _mix(emotion, n)}
-
-    periods = [dict(period=key, **summarise(items)) for key, items in groups.items()]
+    periods = [dict(period=key, **_summarise(items)) for key, items in groups.items()]
     everything = [item for items in groups.values() for item in items]
-    return {"db": str(db_path), "since": since, "by": by, "periods": periods, "total": summarise(everything)}
+    return {"db": str(db_path), "since": since, "by": by, "periods": periods, "total": _summarise(everything)}
+
+
+def empty_report(since=None, by="hour"):
+    """What build_report says of a log that has no visits yet."""
+    return {"db": None, "since": since, "by": by, "periods": [], "total": _summarise([])}
+
+
+def _summarise(items):
+    """Visits cut by a stop or restart count as visits, but not in the satisfaction: their
+    exit emotion is the moment of the stop, not of leaving."""
+    n = len(items)
+    emotion = Counter()
+    for item in items:
+        emotion.update(item[2])
+    scored = [i[0] for i in items if i[4] != "stopped"]
+    return {"sessions": n, "cut_by_stop": n - len(scored),
+            "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
+            "exit_mix": _mix(Counter(i[1] for i in items), n),
+            "emotion_mix": _mix(emotion, n)}
 
 
 def format_table(report):
@@ -91,40 +111,63 @@ def format_csv(report):
     return out.getvalue()
 
 
-COLOURS = {"happy": "#4caf50", "surprise": "#8bc34a", "neutral": "#9e9e9e", "sad": "#2196f3",
-           "fear": "#9c27b0", "angry": "#f44336", "disgust": "#795548"}
-
-
 def plot(report, out_png):
-    """Two panels a shop owner can read: visitors and mean satisfaction per period, and how they left."""
+    """The report's figure as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def figure(report):
+    """Two panels a shop owner can read, on a real time axis (hours or days without visits
+    keep their place): visitors and mean satisfaction (0-100) per period, and how they left."""
     try:
         import matplotlib
         matplotlib.use("Agg")
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         raise OSError("--plot needs matplotlib: pip install 'fer-edge[report]'") from None
+    from datetime import datetime, timedelta
+
     periods = report["periods"]
-    names = [p["period"] for p in periods]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(7, 0.6 * len(names) + 4), 7), sharex=True)
-    bars = top.bar(names, [p["sessions"] for p in periods], color="#90caf9")
-    top.set_ylabel("visitors")
-    twin = top.twinx()
-    twin.plot(names, [float("nan") if p["mean_satisfaction"] is None else p["mean_satisfaction"] for p in periods], "o-",
-              color="#e65100")
-    twin.set_ylim(0, 100)
-    twin.set_ylabel("mean satisfaction (0-100)", color="#e65100")
+    hourly = report["by"] == "hour"
+    times = [datetime.strptime(p["period"], PERIODS[report["by"]]) for p in periods]
+    width = timedelta(hours=0.8) if hourly else timedelta(days=0.8)
+    span = (max(times) - min(times)) / (timedelta(hours=1) if hourly else timedelta(days=1)) if times else 0
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(min(16, max(8, 0.3 * span + 5)), 7), sharex=True)
+    bars = top.bar(times, [p["sessions"] for p in periods], width=width, color="#90caf9", label="visitors")
     top.bar_label(bars)
-    top.set_title(f"Visitors and satisfaction — {report['total']['sessions']} visits, "
-                  f"mean satisfaction {report['total']['mean_satisfaction'] or 0:.0f}/100")
-    bottom_acc = [0.0] * len(periods)
+    top.set_ylabel("visitors")
+    top.yaxis.get_major_locator().set_params(integer=True)
+    twin = top.twinx()
+    scores = [float("nan") if p["mean_satisfaction"] is None else p["mean_satisfaction"] for p in periods]
+    twin.plot(times, scores, "o", color="#e65100", label="mean satisfaction")
+    for when, score in zip(times, scores):
+        if score == score:
+            twin.annotate(f"{score:.0f}", (when, score), textcoords="offset points", xytext=(0, 6), ha="center",
+                          fontsize=8, color="#e65100")
+    twin.set_ylim(0, 105)
+    twin.set_ylabel("mean satisfaction (0-100)", color="#e65100")
+    handles = [bars, twin.get_lines()[0]]
+    top.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    total = report["total"]
+    score = "-" if total["mean_satisfaction"] is None else f"{total['mean_satisfaction']:.0f}/100"
+    top.set_title(f"Visitors and satisfaction: {total['sessions']} visits, mean satisfaction {score}")
+    stacked = [0.0] * len(periods)
     for label in ("happy", "surprise", "neutral", "sad", "fear", "angry", "disgust"):
         values = [p["exit_mix"][label] * 100 for p in periods]
-        bottom.bar(names, values, bottom=bottom_acc, label=label, color=COLOURS[label])
-        bottom_acc = [a + v for a, v in zip(bottom_acc, values)]
+        bottom.bar(times, values, bottom=stacked, width=width, label=label, color=COLOURS[label])
+        stacked = [a + v for a, v in zip(stacked, values)]
     bottom.set_ylabel("how they left (% of visitors)")
+    bottom.set_ylim(0, 100)
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exit emotion", title_fontsize=8)
-    top.yaxis.get_major_locator().set_params(integer=True)
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=14)
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:00" if hourly else "%a %d %b"))
+    bottom.set_xlabel("hour" if hourly else "day")
     plt.setp(bottom.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    return fig

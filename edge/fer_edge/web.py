@@ -4,6 +4,7 @@
     GET  /live.mjpg      the annotated camera stream (MJPEG, at most --live-fps frames/s)
     GET  /api/status     fps, faces, current tracks with their emotions
     GET  /api/report     the numbers of `fer-edge report` (?since=today&by=hour)
+    GET  /api/visits     the newest finished visits (?limit=20)
     POST /api/analyze    a JPEG/PNG photo -> every face with box, emotion and 7 probabilities
     GET  /openapi.json   the API description;  GET /healthz  for monitors (no token needed)
 
@@ -15,6 +16,7 @@ in an executor, only while someone watches.
 import asyncio
 import hmac
 import ipaddress
+import json
 import os
 import socket
 import threading
@@ -25,7 +27,7 @@ import cv2
 import numpy as np
 
 from .image_header import ImageHeaderError, image_size
-from .labels import LABELS
+from .labels import COLOURS, LABELS
 from .errors import UserError
 
 ALLOWED_TYPES = ("image/jpeg", "image/png")
@@ -120,6 +122,9 @@ def openapi(max_upload):
                 "responses": dict(ok, **{"400": {"description": "not a JPEG/PNG image, or empty"},
                                          "413": {"description": "too large"},
                                          "415": {"description": "wrong content type"}})}},
+            "/api/visits": {"get": {"summary": "the newest finished visits, newest first", "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 20, "minimum": 1,
+                                                            "maximum": 500}}], "responses": ok}},
             "/live.mjpg": {"get": {"summary": "annotated camera stream (multipart/x-mixed-replace)",
                                    "responses": {"200": {"description": "MJPEG stream"}}}},
             "/healthz": {"get": {"summary": "liveness (no token needed)", "security": [], "responses": ok}},
@@ -127,13 +132,29 @@ def openapi(max_upload):
     }
 
 
-def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0):
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="15" fill="#2e7d32"/>'
+           '<circle cx="11" cy="12" r="2.5" fill="#fff"/><circle cx="21" cy="12" r="2.5" fill="#fff"/>'
+           '<path d="M9 19q7 7 14 0" stroke="#fff" stroke-width="2.5" fill="none"/></svg>')
+
+
+def page_html(max_upload):
+    """The page, with the emotion colours and the upload limit the server really uses."""
+    page = resources.files("fer_edge").joinpath("web_page.html").read_text()
+    return (page.replace("/*COLOURS*/{}", json.dumps(COLOURS))
+                .replace("{{MAX_MB}}", f"{max_upload / (1024 * 1024):g}"))
+
+
+def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0, info=None):
+    """`live` None: no camera (photos, the report and the visits only); `info` names the device,
+    model and detector then."""
     from aiohttp import web
 
-    from .visit_report import build_report, parse_since
+    from .visit_report import build_report, empty_report, parse_since, recent_visits
     from .drawing import draw
 
-    page = resources.files("fer_edge").joinpath("web_page.html").read_text()
+    page = page_html(max_upload)
+    no_camera = dict(info or {}, state="photos only", camera=False, frames=0, fps=0.0, faces=0, people=0,
+                     visits=[], tracks=[], last_frame_seconds=None)
     executor = None
     streams = set()  # the running /live.mjpg handlers
     connections = Connections()
@@ -158,7 +179,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
 
     @web.middleware
     async def auth(request, handler):
-        if token and request.path != "/healthz":
+        if token and request.path not in ("/healthz", "/favicon.ico"):
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return error(401, "a token is required: ?token=... or Authorization: Bearer ...")
@@ -171,7 +192,22 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         return web.json_response({"ok": True, "frames": live.status()["frames"] if live else None})
 
     async def status(request):
-        return web.json_response(live.status() if live else {"frames": 0, "fps": 0.0, "tracks": [], "camera": False})
+        return web.json_response(live.status() if live else no_camera)
+
+    async def favicon(request):
+        return web.Response(text=FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+    async def visits(request):
+        try:
+            limit = int(request.query.get("limit", "20"))
+            if not 1 <= limit <= 500:
+                raise ValueError
+        except ValueError:
+            return error(400, "limit: expected a whole number from 1 to 500")
+        if not db_path or not os.path.exists(db_path):
+            return web.json_response({"visits": []})
+        loop = asyncio.get_running_loop()
+        return web.json_response({"visits": await loop.run_in_executor(executor, recent_visits, db_path, limit)})
 
     async def report(request):
         try:
@@ -182,7 +218,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         except ValueError as exc:
             return error(400, str(exc))
         if not db_path or not os.path.exists(db_path):
-            return web.json_response({"periods": [], "total": {"sessions": 0, "mean_satisfaction": None}})
+            return web.json_response(empty_report(since, by))
         loop = asyncio.get_running_loop()
         return web.json_response(await loop.run_in_executor(executor, build_report, db_path, since, by))
 
@@ -266,7 +302,8 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     app["connections"] = connections
     app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
                     web.get("/api/report", report), web.post("/api/analyze", analyze), web.get("/live.mjpg", mjpeg),
-                    web.get("/openapi.json", openapi_json)])
+                    web.get("/openapi.json", openapi_json), web.get("/api/visits", visits),
+                    web.get("/favicon.ico", favicon)])
     return app
 
 
@@ -382,7 +419,7 @@ class WebServer:
 
 def start_web(settings, live, db_path, say):
     """Start the web page's server thread; beyond loopback only with a token."""
-    from .app import make_analyzer
+    from .app import device_id, make_analyzer
     from .settings import split_host_port
 
     try:
@@ -395,9 +432,10 @@ def start_web(settings, live, db_path, say):
     if not is_loopback(host) and not token:
         raise WebError(f"--web {web_settings.listen} listens beyond this machine: give a token with --web-token-file "
                        "FILE or $FER_EDGE_WEB_TOKEN (or listen on 127.0.0.1)")
-    photos = PhotoAnalyzer(make_analyzer(settings, stills=True, threads=1, min_face=16))
-    app = make_app(live, photos, db_path, token=token, max_upload=int(web_settings.max_upload_mb * 1024 * 1024),
-                   live_fps=web_settings.live_fps)
+    analyzer = make_analyzer(settings, stills=True, threads=1, min_face=16)
+    info = {"device": device_id(settings), "model": analyzer.classifier.name, "detector": analyzer.detector.name}
+    app = make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
+                   max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps, info=info)
     server = WebServer(app, host, port).start()
     shown = f"[{host}]" if ":" in host else host
     say(f"web page on http://{shown}:{server.port}/" + ("?token=..." if token else ""))

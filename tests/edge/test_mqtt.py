@@ -12,12 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from conftest import read_frames
-from mqtt_helpers import Broker, Recorder
+from mqtt_helpers import Broker, Recorder, make_visits_video
 
 pytest.importorskip("paho.mqtt")
 pytestmark = [pytest.mark.needs_broker, pytest.mark.slow]
@@ -33,18 +30,7 @@ HA_TOPIC = re.compile(r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<
 
 @pytest.fixture(scope="module")
 def visits_video(photos, tmp_path_factory):
-    """A real face that comes and goes: 1.5 s of single_face.mp4, then 1.2 s of an empty frame, x4."""
-    frames = read_frames(photos / "single_face.mp4")
-    empty = np.full_like(frames[0], 40)
-    path = tmp_path_factory.mktemp("video") / "visits.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (frames[0].shape[1], frames[0].shape[0]))
-    for _ in range(4):
-        for frame in frames[:45]:
-            writer.write(frame)
-        for _ in range(36):
-            writer.write(empty)
-    writer.release()
-    return path
+    return make_visits_video(photos, tmp_path_factory.mktemp("video"))
 
 
 def fer_edge(*args):
@@ -80,6 +66,11 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
         assert set(s["shares"]) == set(s["exit_probs"]) and "pixels" not in json.dumps(s)
     emotions = recorder.json_on("fer-edge/kiosk-1/emotion")
     assert emotions and {"label", "confidence", "probs", "box", "track"} <= set(emotions[0])
+    views = recorder.json_on("fer-edge/kiosk-1/view")
+    people = [v["people"] for v in views]
+    assert people[0] in (0, 1) and people.count(0) >= 4 and 1 in people, "said when the count changes"
+    assert all(v["label"] is None for v in views if not v["people"])
+    assert all(v["label"] and len(v["probs"]) == 7 for v in views if v["people"])
     stats = recorder.json_on("fer-edge/kiosk-1/stats")
     assert stats and {"fps", "frames", "faces", "sessions", "uptime", "detect_ms", "classify_ms", "sessions_today"} <= set(stats[-1])
     assert [p for _, p in recorder.on("kiosk-1/availability")][:1] == ["online"]
@@ -100,7 +91,7 @@ def test_discovery_topics_fit_home_assistants_pattern_for_any_device_id(device_i
 
     settings = MQTTSettings(host="x", device_id=device_id)
     messages = discovery_messages(settings, sw_version="1.0")
-    assert len(messages) == 7
+    assert len(messages) == 8
     for topic, config in messages:
         assert HA_TOPIC.fullmatch(topic.split("/", 1)[1]), topic
         assert re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", config["default_entity_id"]), config["default_entity_id"]

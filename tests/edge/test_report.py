@@ -55,6 +55,24 @@ def test_report_by_day_table_csv_and_plot(known_db, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_report_plot_has_a_real_time_axis(known_db):
+    """Hours without visits keep their place: 10h, 11h and the next day's 10h are 1 and 23
+    hours apart on the axis, not neighbours; satisfaction is on a 0-100 scale."""
+    pytest.importorskip("matplotlib")
+    from fer_edge.visit_report import build_report, figure
+
+    fig = figure(build_report(known_db, None, "hour"))
+    top, bottom = fig.axes[0], fig.axes[1]
+    centres = [bar.get_x() + bar.get_width() / 2 for bar in top.patches]
+    gaps = [round((b - a) * 24, 3) for a, b in zip(centres, centres[1:])]
+    assert gaps == [1.0, 23.0]
+    assert top.containers[0].datavalues.tolist() == [2, 1, 1]
+    satisfaction = fig.axes[2]
+    assert satisfaction.get_ylim()[0] == 0 and satisfaction.get_ylim()[1] >= 100
+    assert [t.get_text() for t in satisfaction.texts] == ["80", "20", "40"]
+    assert top.get_legend() is not None and bottom.get_legend() is not None
+
+
 def test_report_errors_are_one_line(tmp_path, known_db):
     missing = run_cli("fer-edge", "report", "--db", tmp_path / "none.db")
     assert missing.returncode != 0 and "no such database" in missing.stderr

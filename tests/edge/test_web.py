@@ -90,6 +90,10 @@ def test_api(server, photos):
     status, body = server.request("/api/status")
     st = json.loads(body)
     assert status == 200 and st["frames"] > 0 and st["device"] == "kiosk-1" and st["tracks"]
+    assert st["state"] == "running" and st["people"] >= 1 and 0 <= st["last_frame_seconds"] < 2
+    status, body = server.request("/api/visits?limit=2")
+    assert status == 200 and [v["satisfaction"] for v in json.loads(body)["visits"]] == [80.0, 80.0]
+    assert server.request("/api/visits?limit=0")[0] == 400
     status, body = server.request("/api/report?since=today&by=hour")
     assert status == 200 and json.loads(body)["total"]["sessions"] == 3
     data, headers = multipart("photo", "two.jpg", (photos / "two_people.jpg").read_bytes(), "image/jpeg")
@@ -273,34 +277,97 @@ def chromium():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+WIDEST = """return Math.max(document.documentElement.scrollWidth,
+    ...Array.from(document.querySelectorAll('body *')).filter(e => e.getClientRects().length)
+       .map(e => Math.ceil(e.getBoundingClientRect().right)))"""
+
+
+def at_width(browser, width, height):
+    """The page as a phone or a desktop shows it: the viewport `width` CSS pixels wide."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
+def history_db(path):
+    """Today's three visits, one cut by a stop, and visits on two earlier days."""
+    seeded_db(path)
+    log = SQLiteLog(str(path))
+    midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+    shares = {label: (1.0 if label == "sad" else 0.0) for label in LABELS}
+    for i, (days, score, ended_by) in enumerate([(2, 30.0, "left"), (2, 40.0, "left"), (5, 20.0, "left"),
+                                                 (0, 50.0, "stopped")]):
+        start = midnight - days * 86400 + 11 * 3600 if days else time.time() - 30
+        log.session({"id": f"old-{i}", "device": "kiosk-1", "start": start, "end": start + 40, "duration": 40.0,
+                     "frames": 400, "dominant": "sad", "exit_emotion": "sad", "satisfaction": score, "shares": shares,
+                     "exit_probs": shares, "ended_by": ended_by})
+    log.close()
+    return path
+
+
+@pytest.fixture()
+def history_server(tmp_path, photos, model_path):
+    s = Server("--source", photos / "WolfgangLanger_Pexels.mp4", "--realtime", "--loop", "--model", model_path,
+               "--db", history_db(tmp_path / "log.db"), "--quiet", "--device-id", "Kiosk 1.lan")
+    yield s
+    err = s.stop()
+    assert "Traceback" not in err
+
+
 @pytest.mark.browser
-def test_page_in_a_real_browser(server, photos):
+@pytest.mark.parametrize("width", [1280, 390])
+def test_page_in_a_real_browser(history_server, photos, width):
+    """What an operator sees on a desktop and on a phone: the live view and who is there,
+    today by hour on a 0-23 axis, the last 7 days, the recent visits and a photo, with
+    nothing wider than the screen."""
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    server = history_server
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser = chromium()
     try:
+        at_width(browser, width, 2600)
         browser.get(server.url + "/")
+        assert browser.execute_script("return window.innerWidth") == width
         wait = WebDriverWait(browser, 30)
-        # Live view: the MJPEG image has frames, and the status line keeps counting.
+        # Now: the MJPEG image has frames, the status keeps counting, the visitor is in view.
         wait.until(lambda b: b.execute_script("const i = document.getElementById('live'); return i.complete && i.naturalWidth > 0"))
         first = int(wait.until(lambda b: b.find_element(By.ID, "live-status").get_attribute("data-frames")))
         wait.until(lambda b: int(b.find_element(By.ID, "live-status").get_attribute("data-frames") or 0) > first + 10)
         assert browser.execute_script("return document.getElementById('live').naturalWidth") == 640
-        browser.save_screenshot(str(SCREENSHOTS / "live.png"))
-        # Today: the chart shows the sessions in the database.
-        wait.until(lambda b: b.find_element(By.ID, "today-sessions").text == "3")
+        wait.until(lambda b: b.find_element(By.ID, "now-people").text not in ("", "–", "0"))
+        assert "Kiosk 1.lan" in browser.find_element(By.ID, "device").text
+        # Today: the three finished visits (the one cut by a stop counts as a visit, not in the score),
+        # on an axis of all 24 hours, with the satisfaction of each hour labelled.
+        wait.until(lambda b: b.find_element(By.ID, "today-sessions").text == "4")
         bars = browser.find_elements(By.CSS_SELECTOR, "#today-chart rect.hour-bar")
-        assert sum(int(bar.get_attribute("data-sessions")) for bar in bars) == 3
-        browser.find_element(By.ID, "today-section").screenshot(str(SCREENSHOTS / "today.png"))
-        # Try a photo: an upload shows its faces.
+        assert sum(int(bar.get_attribute("data-sessions")) for bar in bars) == 4
+        ticks = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#today-chart text.tick")]
+        assert ticks[0] == "00h" and (ticks[-1] in ("21h", "22h", "23h")), ticks
+        assert {float(d.get_attribute("data-score")) for d in browser.find_elements(By.CSS_SELECTOR, "#today-chart circle.score-dot")} == {80.0}
+        assert "pleased" in browser.find_element(By.ID, "today-legend").text
+        # The last 7 days: seven places, the earlier days' visits in theirs; the recent visits listed.
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#week-chart rect.hour-bar")) == 3)
+        week = {bar.get_attribute("data-slot"): int(bar.get_attribute("data-sessions"))
+                for bar in browser.find_elements(By.CSS_SELECTOR, "#week-chart rect.hour-bar")}
+        assert sorted(week.values()) == [1, 2, 4]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#week-chart text.tick")) >= 4
+        rows = browser.find_elements(By.CSS_SELECTOR, "#recent-visits tr.visit-row")
+        assert len(rows) == 7 and rows[0].find_elements(By.TAG_NAME, "td")[4].text == "–", "the visit cut by a stop"
+        # Try a photo: an upload shows its five faces.
         browser.find_element(By.ID, "photo-input").send_keys(str(photos / "multi_face.jpg"))
         browser.find_element(By.CSS_SELECTOR, "#photo-form button").click()
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#photo-faces tr.face-row")) == 5)
         assert browser.find_element(By.ID, "photo-message").text == "5 faces found"
-        browser.find_element(By.ID, "photo-section").screenshot(str(SCREENSHOTS / "photo.png"))
+        wait.until(lambda b: b.execute_script("return document.getElementById('photo-canvas').width") > 0)
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "undefined" not in text and "NaN" not in text
+        widest = browser.execute_script(WIDEST)
+        assert widest <= width, f"an element reaches {widest} px on a {width} px screen"
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        at_width(browser, width, height)
+        browser.save_screenshot(str(SCREENSHOTS / f"page-{width}.png"))
         # A bad upload shows its error on the page.
         bad = SCREENSHOTS / "not-an-image.png"
         bad.write_bytes(b"not really a png")
@@ -308,7 +375,41 @@ def test_page_in_a_real_browser(server, photos):
         browser.find_element(By.CSS_SELECTOR, "#photo-form button").click()
         wait.until(lambda b: "not a JPEG or PNG" in b.find_element(By.ID, "photo-message").text)
         bad.unlink()
+        # The service stops: the page says so instead of showing a frozen picture.
+        server.stop()
+        wait.until(lambda b: "not answering" in b.find_element(By.ID, "notice").text)
     finally:
         browser.quit()
-    for name in ("live.png", "today.png", "photo.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 5000
+    assert (SCREENSHOTS / f"page-{width}.png").stat().st_size > 20000
+
+
+@pytest.mark.browser
+def test_page_without_a_camera(tmp_path, model_path):
+    """`fer-edge serve` with no camera: photos and the log only, and the page says so."""
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = Server("--model", model_path, "--db", seeded_db(tmp_path / "log.db"), "--device-id", "kiosk-1")
+    browser = chromium()
+    try:
+        status, body = server.request("/favicon.ico")
+        assert status == 200 and body.startswith(b"<svg")
+        at_width(browser, 390, 1600)
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_element(By.ID, "today-sessions").text == "3")
+        wait.until(lambda b: b.find_element(By.ID, "no-camera").is_displayed())
+        assert not browser.find_element(By.ID, "live").is_displayed()
+        assert browser.execute_script("return document.getElementById('live').getAttribute('src')") is None
+        header = browser.find_element(By.ID, "device").text
+        assert header.startswith("kiosk-1 · ") and "·  ·" not in header and not header.endswith("·")
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "undefined" not in text and "NaN" not in text and "at most 10 MB" in text
+        assert browser.execute_script(WIDEST) <= 390
+        browser.save_screenshot(str(SCREENSHOTS / "page-no-camera-390.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()
+        server.stop()

@@ -10,7 +10,8 @@ import pytest
 
 from fer_edge.capture import Frame, paced
 from fer_edge.detect import Detection, nms_boxes
-from fer_edge.drawing import draw, label_colour
+from fer_edge.drawing import draw
+from fer_edge.labels import colour_bgr
 from fer_edge.errors import UserError, one_line
 from fer_edge.image_header import ImageHeaderError, image_size
 from fer_edge.outbox import Outbox
@@ -69,7 +70,10 @@ def test_drawing_marks_the_face_in_its_colour():
     image = np.zeros((120, 160, 3), np.uint8)
     out = draw(image, [Track()])
     assert image.sum() == 0, "the frame itself is left as it is"
-    assert tuple(out[30, 50]) == label_colour("happy")
+    assert tuple(out[89, 50]) == colour_bgr("happy"), "the box's bottom edge"
+    chip = out[:30, 20:120]
+    assert (chip == colour_bgr("happy")).all(axis=2).sum() > 300, "a filled chip in the label's colour"
+    assert (chip > 200).all(axis=2).sum() > 20, "white text on it"
 
 
 def test_settings_one_rule_for_flags_and_files():

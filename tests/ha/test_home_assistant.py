@@ -1,0 +1,92 @@
+"""fer-edge as a real Home Assistant core sees it: its own MQTT discovery, schemas and entities.
+
+Home Assistant needs Python >= 3.13, so it runs from its own venv (see docs/kiosk.md):
+set FER_EDGE_HA_PYTHON to that venv's python, or make `.ha-venv` at the repository root.
+Without one this test is skipped.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, free_port
+from mqtt_helpers import Broker, Recorder, make_visits_video
+
+HA_PYTHON = Path(os.environ.get("FER_EDGE_HA_PYTHON") or ROOT / ".ha-venv" / "bin" / "python")
+pytestmark = [pytest.mark.slow, pytest.mark.needs_broker, pytest.mark.home_assistant]
+LABEL_STATES = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+
+
+def ha_version():
+    if not HA_PYTHON.exists():
+        pytest.skip(f"no Home Assistant venv at {HA_PYTHON} (docs/kiosk.md says how to make one)")
+    found = subprocess.run([str(HA_PYTHON), "-c", "from homeassistant.const import __version__ as v; print(v)"],
+                           capture_output=True, text=True)
+    if found.returncode:
+        pytest.skip(f"{HA_PYTHON} has no Home Assistant: {found.stderr.strip().splitlines()[-1:]}")
+    return tuple(int(part) for part in found.stdout.strip().split(".")[:2])
+
+
+def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_path):
+    version = ha_version()
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port, topics=("homeassistant/#",))
+    log = (tmp_path / "ha.log").open("w")
+    ha = subprocess.Popen([str(HA_PYTHON), str(ROOT / "tests" / "ha" / "home_assistant_check.py"),
+                           "--broker", f"127.0.0.1:{broker.port}", "--payloads", str(tmp_path / "payloads.json"),
+                           "--entity-prefix", "fer_edge_kiosk_1_lan", "--http-port", str(free_port()),
+                           "--seconds", "240"], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "watching" not in (tmp_path / "ha.log").read_text():
+            assert ha.poll() is None and time.monotonic() < deadline, (tmp_path / "ha.log").read_text()[-3000:]
+            time.sleep(0.5)
+        video = make_visits_video(photos, tmp_path)
+        run = subprocess.run([str(Path(sys.executable).parent / "fer-edge"), "run", "--source", str(video), "--realtime",
+                              "--model", str(model_path), "--db", str(tmp_path / "log.db"), "--mqtt",
+                              f"127.0.0.1:{broker.port}", "--device-id", "Kiosk 1.lan", "--session-min", "0.5",
+                              "--session-gap", "0.5", "--exit-seconds", "0.5", "--quiet"],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        configs = {topic: json.loads(payload) for _, topic, payload, _ in recorder.messages if topic.endswith("/config")}
+        (tmp_path / "payloads.json").write_text(json.dumps(list(configs.items())))
+        out, _ = ha.communicate(timeout=120)
+    finally:
+        if ha.poll() is None:
+            ha.kill()
+        recorder.close()
+        broker.stop()
+    report = json.loads(out)
+    print(json.dumps(report, indent=1)[:6000])
+    # Every discovery topic fits HA's pattern, every payload passes its platform's schema,
+    # and HA keeps every key (default_entity_id is known from 2025.10 on).
+    assert len(report["payloads"]) == 8
+    for checked in report["payloads"]:
+        assert checked["topic_ok"] and checked["error"] is None, checked
+        newer = {"default_entity_id"} if version < (2025, 10) else set()
+        assert set(checked["dropped"]) <= newer, checked
+    assert not report["warnings"], report["warnings"]
+    # Each entity exists under the id the device asked for (HA from 2025.10 honours
+    # default_entity_id; older ones name it from the entity's name).
+    by_key = {e["unique_id"].removeprefix("fer-edge-Kiosk 1.lan-"): e["entity_id"] for e in report["entities"]}
+    assert set(by_key) == {"emotion", "people", "satisfaction", "sessions_today", "fps", "outbox", "visit", "online"}
+    if version >= (2025, 10):
+        assert all(entity.endswith(f"fer_edge_kiosk_1_lan_{key}") for key, entity in by_key.items()), by_key
+    history = report["history"]
+    states = lambda key: [h["state"] for h in history.get(by_key[key], [])]  # noqa: E731
+    # The emotion sensor follows the visitor, and the people count goes up and back to 0.
+    assert set(states("emotion")) & LABEL_STATES, states("emotion")
+    assert "1" in states("people") and "0" in states("people"), states("people")
+    # Each finished visit sets the satisfaction (0-100, with its attributes) and fires the event.
+    scores = [float(s) for s in states("satisfaction") if s not in ("unknown", "unavailable")]
+    assert scores and all(0 <= s <= 100 for s in scores)
+    last = [h for h in history[by_key["satisfaction"]] if h["state"] not in ("unknown", "unavailable")][-1]
+    assert {"exit_emotion", "dominant", "duration", "ended_by", "exit_probs"} <= set(last["attributes"])
+    fired = [h for h in history[by_key["visit"]] if h["attributes"].get("event_type") == "visit"]
+    assert len(fired) >= 3 and fired[-1]["attributes"]["exit_emotion"] in LABEL_STATES
+    assert states("online")[-1] == "off" and report["offline_seen"]
