@@ -22,6 +22,7 @@ import re
 import sqlite3
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -94,8 +95,10 @@ def discovery_id(device_id):
 
 
 def entity_slug(device_id):
-    """The device id as an entity id part: [a-z0-9_]."""
-    return re.sub(r"[^a-z0-9_]", "_", device_id.lower())
+    """The device id as an entity id part, as Home Assistant would write it: [a-z0-9_],
+    accents dropped ('café' -> 'cafe'), no repeated or edge underscores."""
+    ascii_id = unicodedata.normalize("NFKD", device_id).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_id).strip("_") or "device"
 
 
 def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=30):

@@ -32,14 +32,18 @@ def ha_version():
     return tuple(int(part) for part in found.stdout.strip().split(".")[:2])
 
 
-def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_path):
+@pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café"])
+def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_path, device_id):
+    from fer_edge.mqtt import entity_slug
+
     version = ha_version()
+    slug = f"fer_edge_{entity_slug(device_id)}"
     broker = Broker(tmp_path).start()
     recorder = Recorder(broker.port, topics=("homeassistant/#",))
     log = (tmp_path / "ha.log").open("w")
     ha = subprocess.Popen([str(HA_PYTHON), str(ROOT / "tests" / "ha" / "home_assistant_check.py"),
                            "--broker", f"127.0.0.1:{broker.port}", "--payloads", str(tmp_path / "payloads.json"),
-                           "--entity-prefix", "fer_edge_kiosk_1_lan", "--http-port", str(free_port()),
+                           "--entity-prefix", slug, "--http-port", str(free_port()),
                            "--seconds", "240"], stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -49,7 +53,7 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
         video = make_visits_video(photos, tmp_path)
         run = subprocess.run([str(Path(sys.executable).parent / "fer-edge"), "run", "--source", str(video), "--realtime",
                               "--model", str(model_path), "--db", str(tmp_path / "log.db"), "--mqtt",
-                              f"127.0.0.1:{broker.port}", "--device-id", "Kiosk 1.lan", "--session-min", "0.5",
+                              f"127.0.0.1:{broker.port}", "--device-id", device_id, "--session-min", "0.5",
                               "--session-gap", "0.5", "--exit-seconds", "0.5", "--quiet"],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
@@ -73,10 +77,10 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
     assert not report["warnings"], report["warnings"]
     # Each entity exists under the id the device asked for (HA from 2025.10 honours
     # default_entity_id; older ones name it from the entity's name).
-    by_key = {e["unique_id"].removeprefix("fer-edge-Kiosk 1.lan-"): e["entity_id"] for e in report["entities"]}
+    by_key = {e["unique_id"].removeprefix(f"fer-edge-{device_id}-"): e["entity_id"] for e in report["entities"]}
     assert set(by_key) == {"emotion", "people", "satisfaction", "sessions_today", "fps", "outbox", "visit", "online"}
     if version >= (2025, 10):
-        assert all(entity.endswith(f"fer_edge_kiosk_1_lan_{key}") for key, entity in by_key.items()), by_key
+        assert all(entity.endswith(f".{slug}_{key}") for key, entity in by_key.items()), by_key
     history = report["history"]
     states = lambda key: [h["state"] for h in history.get(by_key[key], [])]  # noqa: E731
     # The emotion sensor follows the visitor, and the people count goes up and back to 0.
