@@ -11,7 +11,7 @@ import pytest
 from fer_edge.capture import Frame, paced
 from fer_edge.detect import Detection, nms_boxes
 from fer_edge.drawing import draw
-from fer_edge.labels import colour_bgr
+from fer_edge.labels import LABELS, colour_bgr
 from fer_edge.errors import UserError, one_line
 from fer_edge.image_header import ImageHeaderError, image_size
 from fer_edge.outbox import Outbox
@@ -115,3 +115,38 @@ def test_loopback_is_recognised_for_v4_v6_and_names():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
     assert is_loopback_name("[::1]".strip("[]")) and not is_loopback_name("evil.example")
+
+
+def test_the_view_follows_the_largest_face_and_lists_visits_in_progress():
+    from fer_edge.sessions import SessionTracker
+    from fer_edge.sinks import view
+
+    class Track:
+        def __init__(self, id, box, label):
+            self.id, self.box, self.label, self.confidence = id, box, label, 0.8
+            self.probs = np.eye(7)[LABELS.index(label)]
+
+    near, far = Track(1, (0, 0, 120, 120), "happy"), Track(2, (300, 0, 40, 40), "sad")
+    sessions = SessionTracker(min_seconds=1.0, gap_seconds=3.0)
+    for t in range(3):
+        sessions.update(float(t), [far, near])
+    seen = view([far, near], sessions.in_progress(2.0), "kiosk", 100.0)
+    assert seen["people"] == 2 and seen["label"] == "happy" and seen["track"] == 1
+    assert sorted(v["seconds"] for v in seen["visits"]) == [2.0, 2.0]
+    assert {v["label"] for v in seen["visits"]} == {"happy", "sad"}
+    empty = view([], sessions.in_progress(10.0), "kiosk", 108.0)
+    assert empty["people"] == 0 and empty["label"] is None and empty["visits"] == []
+
+
+def test_the_live_status_says_a_stalled_camera_and_a_stop():
+    from fer_edge.live import LiveState
+    from fer_edge.pipeline import Stats
+
+    live = LiveState({"camera": True})
+    assert live.status()["state"] == "starting" and live.status()["last_frame_seconds"] is None
+    stats = Stats(frames=1, last_frame_at=time.monotonic() - 12.0)
+    live.on_frame(Frame(0, 0.0, np.zeros((4, 4, 3), np.uint8)), [], stats)
+    status = live.status()
+    assert status["state"] == "running" and 11.5 < status["last_frame_seconds"] < 13.0
+    live.stopping()
+    assert live.status()["state"] == "stopping"
