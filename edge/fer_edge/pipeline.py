@@ -37,7 +37,7 @@ class Stats:
     faces: int = 0
     updates: int = 0
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
-    view: dict = None                # who is in view now (sinks.view)
+    view: dict = None                # who is in view: the view last sent (sinks.view)
     last_frame_at: float = None      # monotonic time the newest frame was done
     first_face_at: float = None      # monotonic time the first face was logged
     started: float = field(default_factory=time.monotonic)
@@ -108,15 +108,16 @@ class Pipeline:
 
     def _send_view(self, frame, tracks):
         """The view goes out when the number of faces changes, and once per log interval while
-        someone is there; an empty scene is said once."""
+        someone is there; an empty scene is said once. It is built only when it goes out."""
+        last = self.stats.view
+        changed = last is None or len(tracks) != last["people"]
+        if not (changed or (tracks and frame.media_time - self.view_sent >= self.log_interval)):
+            return
         visits = self.sessions.in_progress(frame.media_time) if self.sessions is not None else []
-        now = view(tracks, visits, self.device_id, time.time())
-        last, self.stats.view = self.stats.view, now
-        changed = last is None or now["people"] != last["people"]
-        if changed or (now["people"] and frame.media_time - self.view_sent >= self.log_interval):
-            self.view_sent = frame.media_time
-            for sink in self.sinks:
-                sink.view(now)
+        self.stats.view = now = view(tracks, visits, self.device_id, time.time())
+        self.view_sent = frame.media_time
+        for sink in self.sinks:
+            sink.view(now)
 
     def _finish_sessions(self, finished):
         for session in finished:

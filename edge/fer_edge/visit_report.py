@@ -37,7 +37,7 @@ def _query(db_path, columns, tail, args):
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
             known = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-            names = ", ".join(c if c in known or c != "ended_by" else "'left'" for c in columns)
+            names = ", ".join("'left'" if c == "ended_by" and c not in known else c for c in columns)
             return db.execute(f"SELECT {names} FROM sessions {tail}", args).fetchall()
         finally:
             db.close()
@@ -113,9 +113,9 @@ def format_csv(report):
 
 def plot(report, out_png):
     """The report's figure as a PNG."""
+    fig = figure(report)  # first: it says how to install matplotlib when it is missing
     import matplotlib.pyplot as plt
 
-    fig = figure(report)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
 

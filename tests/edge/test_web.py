@@ -76,13 +76,18 @@ def multipart(name, filename, data, content_type):
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-@pytest.fixture()
-def server(tmp_path, photos, model_path):
+def video_server(photos, model_path, db, device_id):
+    """`fer-edge serve` on a looping real video, in real time, with the log `db`."""
     s = Server("--source", photos / "WolfgangLanger_Pexels.mp4", "--realtime", "--loop", "--model", model_path,
-               "--db", seeded_db(tmp_path / "log.db"), "--quiet", "--device-id", "kiosk-1")
+               "--db", db, "--quiet", "--device-id", device_id)
     yield s
     err = s.stop()
     assert "Traceback" not in err
+
+
+@pytest.fixture()
+def server(tmp_path, photos, model_path):
+    yield from video_server(photos, model_path, seeded_db(tmp_path / "log.db"), "kiosk-1")
 
 
 def test_api(server, photos):
@@ -306,11 +311,7 @@ def history_db(path):
 
 @pytest.fixture()
 def history_server(tmp_path, photos, model_path):
-    s = Server("--source", photos / "WolfgangLanger_Pexels.mp4", "--realtime", "--loop", "--model", model_path,
-               "--db", history_db(tmp_path / "log.db"), "--quiet", "--device-id", "Kiosk 1.lan")
-    yield s
-    err = s.stop()
-    assert "Traceback" not in err
+    yield from video_server(photos, model_path, history_db(tmp_path / "log.db"), "Kiosk 1.lan")
 
 
 @pytest.mark.browser
