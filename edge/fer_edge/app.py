@@ -53,9 +53,10 @@ def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = Non
     from .analyzer import FaceAnalyzer
     from .classify import EmotionClassifier
     from .detect import make_detector
+    from .settings import thread_count
 
     model = settings.model
-    threads = threads or model.threads
+    threads = threads or thread_count(model.threads)
     classifier = EmotionClassifier(model.path, threads=threads, delegate=None if model.delegate == "cpu" else model.delegate,
                                    mirror=model.mirror)
     detector = make_detector(settings.detector.type, settings.detector.blazeface_model, stills=stills,
@@ -91,7 +92,9 @@ def run(settings: Settings, say: Say, started: float) -> None:
         server = start_web(settings, live, db_path, say)
     if analyzer.detector.note:
         say(analyzer.detector.note)
-    say(f"model {analyzer.classifier.name}, detector {analyzer.detector.name}, log {db_path or 'off'}")
+    say(f"model {analyzer.classifier.name}, detector {analyzer.detector.name}, {analyzer.classifier.threads} "
+        f"thread{'' if analyzer.classifier.threads == 1 else 's'}, "
+        f"log {db_path or 'off'}")
     current = {}
 
     def frames():

@@ -34,6 +34,7 @@ class EmotionClassifier:
 
     def __init__(self, model_path=None, threads=1, delegate=None, mirror=True):
         self.path = model_path or default_model_path()
+        self.threads = threads
         try:
             with open(self.path, "rb") as f:
                 data = f.read()

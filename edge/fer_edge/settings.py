@@ -94,6 +94,37 @@ class Number(Kind):
         return ""
 
 
+class Threads(Number):
+    """A thread count, or "auto": one per CPU this process may use, at most `AUTO_MAX`."""
+
+    AUTO_MAX = 4
+    metavar = "N|auto"
+
+    def __init__(self):
+        super().__init__(1, 64, integer=True)
+        self.metavar = Threads.metavar
+
+    def from_text(self, text):
+        return "auto" if text == "auto" else super().from_text(text)
+
+    def problem(self, value):
+        if value == "auto":
+            return None
+        problem = super().problem(value)
+        return problem and f'{problem} or "auto"'
+
+
+def thread_count(value: Any) -> int:
+    """The number of threads a `Threads` setting stands for on this machine."""
+    if value != "auto":
+        return int(value)
+    try:
+        cpus = len(os.sched_getaffinity(0))  # respects taskset, cgroups' cpusets and systemd's CPUAffinity
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, Threads.AUTO_MAX))
+
+
 class Boolean(Kind):
     def problem(self, value):
         return None if isinstance(value, bool) else "expected true or false"
@@ -222,7 +253,8 @@ SETTINGS: List[Setting] = [
     Setting("detector", "blazeface_model", FilePath(exists=True), None, "Path of a BlazeFace .tflite.", "--blazeface-model"),
     Setting("detector", "min_face", Number(8, 4096, integer=True), 24, "Smallest face side in pixels.", "--min-face"),
     Setting("model", "path", FilePath(), None, "Emotion model (.tflite); unset: the shipped int8 model.", "--model"),
-    Setting("model", "threads", Number(1, 64, integer=True), 1, "LiteRT threads.", "--threads"),
+    Setting("model", "threads", Threads(), "auto", 'LiteRT threads for the detector and the model; "auto": one per CPU, at most 4.',
+            "--threads"),
     Setting("model", "delegate", Choice("cpu", "edgetpu"), "cpu", "cpu, or edgetpu for a Coral.", "--delegate"),
     Setting("model", "margin", Number(0, 1), None, "Crop margin around a face box; unset: the model's.", "--margin"),
     Setting("model", "mirror", Boolean(), True,

@@ -111,6 +111,7 @@ def main():
     results = {"video": video.name, "frames": frames, "cpu_count": os.cpu_count(),
                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     configs = {"fer-edge (blazeface)": fer_edge_command(video, "blazeface", args.model),
+               "fer-edge (blazeface, --threads 1)": fer_edge_command(video, "blazeface", args.model, "--threads", "1"),
                "fer-edge (blazeface, --no-mirror)": fer_edge_command(video, "blazeface", args.model, "--no-mirror"),
                "fer-edge (haar, no extra files)": fer_edge_command(video, "haar", args.model)}
     if peer_available():

@@ -1,6 +1,7 @@
 """fer-edge run on real photos and videos: detection, tracking, logging, annotation, signals."""
 
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -74,6 +75,24 @@ def test_photos_folder_counts_every_face(photos, model_path, tmp_path):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(events) == 9 and len({e["track"] for e in events}) == 9
+
+
+def test_threads_follow_the_cpus_and_never_change_the_answer(photos, model_path, tmp_path):
+    """"auto" threads: one per CPU the process may use (here pinned to one), at most 4."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in sorted(FRONTAL)[:3]:
+        (folder / name).symlink_to(photos / name)
+    command = ("fer-edge", "run", "--source", folder, "--model", model_path, "--no-db", "--json")
+    pinned = run_cli(*command, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert pinned.returncode == 0 and ", 1 thread, log off" in pinned.stderr, pinned.stderr
+    free = run_cli(*command)
+    cpus = min(len(os.sched_getaffinity(0)), 4)
+    assert f", {cpus} thread{'' if cpus == 1 else 's'}, " in free.stderr
+    two = run_cli(*command, "--threads", "2")
+    assert ", 2 threads, " in two.stderr
+    answers = [[(e["label"], e["probs"], e["box"]) for e in map(json.loads, r.stdout.splitlines())] for r in (pinned, two)]
+    assert len(answers[0]) >= 3 and answers[0] == answers[1]
 
 
 def test_sigterm_flushes_the_log_and_prints_a_summary(photos, model_path, tmp_path):

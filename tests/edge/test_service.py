@@ -18,6 +18,14 @@ UNIT = ROOT / "systemd" / "fer-edge.service"
 EXAMPLE = ROOT / "systemd" / "config.example.toml"
 
 
+def test_threads_default_to_auto(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[model]\nthreads = "auto"\n')
+    assert read_file(path)["model_threads"] == "auto"
+    shown = run_cli("fer-edge", "config", "show")
+    assert 'threads = "auto"' in shown.stdout
+
+
 def test_example_config_is_valid():
     settings = read_file(EXAMPLE)
     assert settings["source_camera"] == "0" and settings["model_threads"] == 2 and settings["log_quiet"] is True
@@ -25,7 +33,7 @@ def test_example_config_is_valid():
 
 @pytest.mark.parametrize("text, message", [
     ("[source]\ncamra = 0\n", "[source] camra: unknown key; allowed: camera"),
-    ("[model]\nthreads = 0\n", "[model] threads: expected an integer in 1..64, got 0"),
+    ("[model]\nthreads = 0\n", "[model] threads: expected an integer in 1..64 or \"auto\", got 0"),
     ("[model]\ndelegate = \"gpu\"\n", "[model] delegate: expected one of cpu, edgetpu"),
     ("[detector]\ntype = \"yolo\"\n", "[detector] type: expected one of auto, haar"),
     ("[source]\ncamera = \"front\"\n", "[source] camera: expected a camera index"),
@@ -37,6 +45,7 @@ def test_example_config_is_valid():
     ("[model]\nmargin = 10\n", "[model] margin: expected a number in 0..1, got 10"),
     ("[model]\nmargin = nan\n", "[model] margin: expected a number in 0..1, got nan"),
     ("[model]\nthreads = 100000\n", "[model] threads: expected an integer in 1..64"),
+    ("[model]\nthreads = \"many\"\n", "[model] threads: expected an integer in 1..64 or \"auto\", got 'many'"),
     ("[mqtt]\nhost = \"127.0.0.1:notaport\"\n", "[mqtt] host: port 'notaport' is not a number in 1..65535"),
     ("[mqtt]\nhost = \"broker:99999\"\n", "[mqtt] host: port '99999' is not a number in 1..65535"),
     ("[mqtt]\nhost = \"\"\n", "[mqtt] host: expected a host name or address"),
