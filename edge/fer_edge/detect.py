@@ -240,10 +240,11 @@ class FusedDetector:
 class BorderRetry:
     """For still photos: BlazeFace misses most faces that fill the whole picture (a portrait
     cropped to the face), so when it finds none it looks again with a black border around
-    the photo, the face then being the size it was trained on."""
+    the photo, the face then being the size it was trained on. Such a photo often cuts the
+    face at its sides, so on this second look a face may hang further over the photo's edge."""
 
-    def __init__(self, detector, min_size, border=0.25):
-        self.detector, self.min_size, self.border = detector, min_size, border
+    def __init__(self, detector, min_size, border=0.5, outside=0.5):
+        self.detector, self.min_size, self.border, self.outside = detector, min_size, border, outside
         self.name = detector.name
 
     def detect(self, frame):
@@ -252,7 +253,8 @@ class BorderRetry:
             return found
         pad = int(round(max(frame.shape[:2]) * self.border))
         framed = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        return keep_usable([d.shifted(-pad, -pad) for d in self.detector.detect(framed)], frame.shape, self.min_size)
+        return keep_usable([d.shifted(-pad, -pad) for d in self.detector.detect(framed)], frame.shape, self.min_size,
+                           border=self.outside)
 
 
 @dataclass

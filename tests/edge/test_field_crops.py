@@ -59,6 +59,18 @@ def test_a_portrait_cropped_to_the_face_is_found_on_a_second_look(photos):
     assert fw > 0.6 * w and abs(fx + fw / 2 - w / 2) < 0.2 * w and abs(fy + fh / 2 - h / 2) < 0.25 * h
 
 
+def test_a_portrait_cut_at_the_sides_is_found_on_the_second_look(photos):
+    """Face crops are often narrower than the face: the second look lets the box hang over."""
+    image = cv2.imread(str(photos / "single_face.jpg"))
+    x, y, w, h = (int(v) for v in make_detector("auto", stills=True, min_size=16).detect(image)[0][:4])
+    narrow = image[y:y + h, x + w // 5:x + w - w // 5]
+    found = make_detector("auto", stills=True, min_size=16).detect(narrow)
+    assert len(found) == 1
+    fx, fy, fw, fh = found[0][:4]
+    assert fw > narrow.shape[1] and abs(fx + fw / 2 - narrow.shape[1] / 2) < 0.2 * w
+    assert crop_detected(narrow, found[0]).shape == (48, 48)
+
+
 def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror_image(public_test, model_path):
     faces = public_test.images[:64]
     plain = EmotionClassifier(str(model_path), mirror=False)
