@@ -149,7 +149,9 @@ class Pipeline:
 
     def _log(self, frame, tracks, faces):
         now = time.time()
-        for i, track in enumerate(tracks):
+        # A track holds the box of the detection it was matched to this frame: that finds its crop.
+        crops = {tuple(float(v) for v in face.detection[:4]): face.crop for face in faces} if self.save_crops else {}
+        for track in tracks:
             self.stats.tracks = max(self.stats.tracks, track.id)
             last = self.last_logged.get(track.id)
             if last is not None and frame.media_time - last < self.log_interval:
@@ -161,8 +163,8 @@ class Pipeline:
             self.stats.updates += 1
             if self.stats.first_face_at is None:
                 self.stats.first_face_at = time.monotonic()
-            if self.save_crops and i < len(faces):
-                cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"), faces[i].crop)
+            if track.box in crops:
+                cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"), crops[track.box])
         for ended in self.tracker.ended:
             self.last_logged.pop(ended.id, None)
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -93,6 +94,37 @@ def test_threads_follow_the_cpus_and_never_change_the_answer(photos, model_path,
     assert ", 2 threads, " in two.stderr
     answers = [[(e["label"], e["probs"], e["box"]) for e in map(json.loads, r.stdout.splitlines())] for r in (pinned, two)]
     assert len(answers[0]) >= 3 and answers[0] == answers[1]
+
+
+def test_saved_crops_belong_to_their_tracks(photos, model_path, tmp_path):
+    """Each track's saved crops, classified again and smoothed as the tracker does, give
+    exactly what was logged for it, also when the detector lists the faces in another order
+    than the tracks (the two halves of a photo of two people swap places)."""
+    from fer_edge.classify import EmotionClassifier
+    from fer_edge.track import Tracker
+
+    image = cv2.imread(str(photos / "two_people.jpg"))
+    half = image.shape[1] // 2
+    swapped = np.hstack([image[:, half:], image[:, :half]])
+    video = tmp_path / "swap.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (half * 2, image.shape[0]))
+    for frame in [image[:, :half * 2]] * 3 + [swapped] * 3:
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
+    crops = tmp_path / "crops"
+    result = run_cli("fer-edge", "run", "--source", video, "--model", model_path, "--no-db", "--json",
+                     "--log-interval", "0", "--save-crops", crops)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) == 12 and {e["track"] for e in events} == {1, 2}
+    classifier, alpha, smoothed = EmotionClassifier(str(model_path)), Tracker().alpha, {}
+    for e in events:
+        crop = cv2.imread(str(crops / f"f{e['frame']:07d}_t{e['track']}.png"), cv2.IMREAD_GRAYSCALE)
+        probs = classifier.predict(crop)[0].astype(np.float64)
+        before = smoothed.get(e["track"])
+        smoothed[e["track"]] = probs if before is None else (1 - alpha) * before + alpha * probs
+        logged = np.array(list(e["probs"].values()))
+        assert np.abs(smoothed[e["track"]] - logged).max() <= 6e-5, (e["frame"], e["track"])
 
 
 def test_sigterm_flushes_the_log_and_prints_a_summary(photos, model_path, tmp_path):
