@@ -97,7 +97,7 @@ def _match_batchnorm_statistics(model, pairs, images, batch_size):
     probe = keras.Model(model.inputs, [layer.output for layer, _ in normed])
     sums, squares, counts = [0.0] * len(normed), [0.0] * len(normed), [0] * len(normed)
     for start in range(0, len(images), batch_size):
-        outputs = probe(images[start:start + batch_size, ..., None].astype(np.float32), training=False)
+        outputs = probe([images[start:start + batch_size, ..., None].astype(np.float32)], training=False)
         for k, z in enumerate(outputs):
             z = np.asarray(z, np.float64).reshape(-1, z.shape[-1])
             sums[k] = sums[k] + z.sum(axis=0)
