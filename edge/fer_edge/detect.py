@@ -56,8 +56,8 @@ def _scaled(frame, max_side):
     return frame, scale
 
 
-def keep_usable(boxes, frame_shape, min_size, border=0.25):
-    """Drop faces smaller than min_size pixels, or with more than `border` of the box
+def keep_usable(boxes, frame_shape, min_size, outside=0.25):
+    """Drop faces smaller than min_size pixels, or with more than `outside` of the box
     outside the frame (half a face reads as a different expression)."""
     h, w = frame_shape[:2]
     kept = []
@@ -67,7 +67,7 @@ def keep_usable(boxes, frame_shape, min_size, border=0.25):
             continue
         visible_w = min(x + bw, w) - max(x, 0)
         visible_h = min(y + bh, h) - max(y, 0)
-        if visible_w <= 0 or visible_h <= 0 or (visible_w * visible_h) / (bw * bh) < 1 - border:
+        if visible_w <= 0 or visible_h <= 0 or (visible_w * visible_h) / (bw * bh) < 1 - outside:
             continue
         kept.append(box)
     return kept
@@ -254,7 +254,7 @@ class BorderRetry:
         pad = int(round(max(frame.shape[:2]) * self.border))
         framed = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
         return keep_usable([d.shifted(-pad, -pad) for d in self.detector.detect(framed)], frame.shape, self.min_size,
-                           border=self.outside)
+                           outside=self.outside)
 
 
 @dataclass
@@ -275,17 +275,20 @@ def _haar(options: DetectorOptions):
     return HaarDetector(max_side=320, scale_factor=1.2, min_size=options.min_size)
 
 
+def _second_look_for_stills(found, options: DetectorOptions):
+    return BorderRetry(found, options.min_size) if options.stills else found
+
+
 def _blazeface(variant):
     def make(options: DetectorOptions):
         found = BlazeFaceDetector(options.model_path if variant == "blazeface" else None, variant=variant,
                                   min_size=options.min_size, threads=options.threads)
-        return BorderRetry(found, options.min_size) if options.stills else found
+        return _second_look_for_stills(found, options)
     return make
 
 
 def _blazeface_both(options: DetectorOptions):
-    found = FusedDetector(min_size=options.min_size, threads=options.threads)
-    return BorderRetry(found, options.min_size) if options.stills else found
+    return _second_look_for_stills(FusedDetector(min_size=options.min_size, threads=options.threads), options)
 
 
 class Registered(NamedTuple):
