@@ -68,11 +68,11 @@ def calibrate(model_path, data_path, usage, check_usage, plot_path):
                f"stored in {model_path}")
 
 
-def resolved_settings(ctx, config_path, params):
-    """Flags typed on the command line, over the config file, over the defaults."""
-    from .settings import given_on_command_line, read_file, resolve
+def resolved_settings(config_path, given):
+    """`given` (flags typed on the command line), over the config file, over the defaults."""
+    from .settings import read_file, resolve
 
-    return resolve(read_file(config_path) if config_path else {}, given_on_command_line(ctx, params))
+    return resolve(read_file(config_path) if config_path else {}, given)
 
 
 CONFIG_OPTION = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
@@ -86,8 +86,9 @@ CONFIG_OPTION = click.option("--config", "config_path", default=None, type=click
 def run(ctx, config_path, **params):
     """Watch a camera or file: faces -> emotions -> log."""
     from . import app
+    from .settings import given_on_command_line
 
-    app.run(resolved_settings(ctx, config_path, params), say, START)
+    app.run(resolved_settings(config_path, given_on_command_line(ctx, params)), say, START)
 
 
 @main.command()
@@ -98,10 +99,12 @@ def serve(ctx, config_path, **params):
     """The local web page (live view, today, try a photo) beside the camera loop; without
     --camera/--source, only the page, the report and photo analysis."""
     from . import app
+    from .settings import given_on_command_line
 
-    settings = resolved_settings(ctx, config_path, params)
+    given = given_on_command_line(ctx, params)
+    settings = resolved_settings(config_path, given)
     if not settings.web.listen:
-        settings = resolved_settings(ctx, config_path, dict(params, web_listen="127.0.0.1:8080"))
+        settings = resolved_settings(config_path, dict(given, web_listen="127.0.0.1:8080"))
     app.run(settings, say, START)
 
 
@@ -164,9 +167,7 @@ def config_check(path):
 @CONFIG_OPTION
 def config_show(config_path):
     """The effective settings of `run` (defaults, then the file)."""
-    from .settings import read_file, resolve
-
-    click.echo(resolve(read_file(config_path) if config_path else {}, {}).render(), nl=False)
+    click.echo(resolved_settings(config_path, {}).render(), nl=False)
 
 
 @main.group()

@@ -248,6 +248,31 @@ def test_stops_promptly_while_a_viewer_watches(server):
     assert "stopped:" in err and "Traceback" not in err
 
 
+def test_serve_without_flags_listens_on_loopback_8080(model_path):
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8080)) == 0:
+            pytest.skip("something else listens on 127.0.0.1:8080")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "serve", "--model", str(model_path),
+                                "--no-db"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=1) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"serve did not listen on 127.0.0.1:8080: {process.stderr.read() if process.poll() else ''}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        err = process.communicate(timeout=30)[1]
+    assert "web page on http://127.0.0.1:8080/" in err and "Traceback" not in err
+
+
 def test_beyond_loopback_needs_a_token(tmp_path, model_path):
     port = free_port()
     refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{port}", "--model", model_path, "--no-db")
