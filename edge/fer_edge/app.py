@@ -168,7 +168,7 @@ def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: st
 def web_url(settings: Settings) -> Optional[str]:
     """The web page's address for Home Assistant's device page, when it listens beyond loopback."""
     from .settings import split_host_port
-    from .web import is_loopback
+    from .web import is_loopback, page_url
 
     if not settings.web.listen:
         return None
@@ -177,7 +177,7 @@ def web_url(settings: Settings) -> Optional[str]:
         host = socket.getfqdn()
     if is_loopback(host):
         return None
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    return page_url(host, port)
 
 
 def describe_source(settings: Settings) -> str:

@@ -417,6 +417,11 @@ class WebServer:
         self.thread.join(timeout=10)
 
 
+def page_url(host: str, port: int) -> str:
+    """The page's address (an IPv6 address in brackets)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 def start_web(settings, live, db_path, say):
     """Start the web page's server thread; beyond loopback only with a token."""
     from .app import device_id, make_analyzer
@@ -437,6 +442,5 @@ def start_web(settings, live, db_path, say):
     app = make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
                    max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps, info=info)
     server = WebServer(app, host, port).start()
-    shown = f"[{host}]" if ":" in host else host
-    say(f"web page on http://{shown}:{server.port}/" + ("?token=..." if token else ""))
+    say(f"web page on {page_url(host, server.port)}" + ("?token=..." if token else ""))
     return server
