@@ -37,11 +37,14 @@ def seeded_db(path, n=3):
 
 
 class Server:
-    def __init__(self, *args, env=None):
-        self.port = free_port()
+    """`fer-edge serve ARGS` on a free loopback port, or with `default_port` on the one it
+    listens on without --web."""
+
+    def __init__(self, *args, env=None, default_port=False):
+        self.port = 8080 if default_port else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "serve", "--web",
-                                         f"127.0.0.1:{self.port}", *map(str, args)],
+        web = [] if default_port else ["--web", f"127.0.0.1:{self.port}"]
+        self.process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "serve", *web, *map(str, args)],
                                         stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -254,22 +257,11 @@ def test_serve_without_flags_listens_on_loopback_8080(model_path):
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8080)) == 0:
             pytest.skip("something else listens on 127.0.0.1:8080")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "serve", "--model", str(model_path),
-                                "--no-db"], stderr=subprocess.PIPE, text=True)
+    s = Server("--model", model_path, "--no-db", default_port=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=1) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"serve did not listen on 127.0.0.1:8080: {process.stderr.read() if process.poll() else ''}")
+        assert s.request("/healthz")[0] == 200
     finally:
-        process.send_signal(signal.SIGTERM)
-        err = process.communicate(timeout=30)[1]
+        err = s.stop()
     assert "web page on http://127.0.0.1:8080/" in err and "Traceback" not in err
 
 
