@@ -67,11 +67,17 @@ def test_run_over_a_video_logs_tracked_faces(photos, model_path, tmp_path):
     assert "72 frames" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_photos_folder_counts_every_face(photos, model_path, tmp_path):
+def photo_folder(tmp_path, photos, names):
+    """A folder holding (links to) these real photos."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name in FRONTAL:
+    for name in names:
         (folder / name).symlink_to(photos / name)
+    return folder
+
+
+def test_photos_folder_counts_every_face(photos, model_path, tmp_path):
+    folder = photo_folder(tmp_path, photos, FRONTAL)
     result = run_cli("fer-edge", "run", "--source", folder, "--model", model_path, "--no-db", "--json")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
@@ -80,10 +86,7 @@ def test_photos_folder_counts_every_face(photos, model_path, tmp_path):
 
 def test_threads_follow_the_cpus_and_never_change_the_answer(photos, model_path, tmp_path):
     """"auto" threads: one per CPU the process may use (here pinned to one), at most 4."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in sorted(FRONTAL)[:3]:
-        (folder / name).symlink_to(photos / name)
+    folder = photo_folder(tmp_path, photos, sorted(FRONTAL)[:3])
     command = ("fer-edge", "run", "--source", folder, "--model", model_path, "--no-db", "--json")
     pinned = run_cli(*command, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
     assert pinned.returncode == 0 and ", 1 thread, log off" in pinned.stderr, pinned.stderr
