@@ -245,10 +245,12 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         if not ferplus:
             raise ValueError(f"{out} was trained with --ferplus {config['ferplus']}; give it again to resume")
         mixes.append((ferplus[1], config["ferplus_weight"]))
-    augment = make_augmenter(config["seed"])
+    usual = make_augmenter(config["seed"])
     if config.get("camera_augment"):
         camera = make_camera_augmenter(config["seed"])
-        augment = (lambda usual: lambda images: camera(usual(images)))(augment)
+        augment = lambda images: camera(usual(images))  # noqa: E731
+    else:
+        augment = usual
     train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
                             augment=augment, weights=weights, shuffle=True,
                             smoothing=config["smoothing"], mixes=mixes, live=live)
