@@ -258,6 +258,19 @@ def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_
     assert result.returncode != 0 and "not the vote file of this CSV" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_camera_augment_changes_part_of_each_batch_within_range(public_test):
+    from fer_train.camera import make_camera_augmenter
+
+    faces = public_test.images[:256, ..., None].astype(np.float32)
+    out = np.asarray(make_camera_augmenter(seed=1)(faces))
+    assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 255
+    changed = np.abs(out - faces).reshape(len(faces), -1).max(axis=1) > 0.5
+    # Each of 6 effects touches a fifth of the faces: about 0.8^6 = 26 % stay clean.
+    assert 0.1 < 1 - changed.mean() < 0.45, changed.mean()
+    again = np.asarray(make_camera_augmenter(seed=1)(faces))
+    assert np.array_equal(out, again), "the same seed gives the same faces (a resumed run sees the same)"
+
+
 def test_batchnorm_statistics_are_remeasured_over_the_faces(public_test):
     import keras
 
