@@ -61,33 +61,32 @@ def crop_face(image, box=None, margin=DEFAULT_MARGIN):
         x0, y0 = (w - side) // 2, (h - side) // 2
     else:
         x0, y0, side = square_box(box, margin)
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    if pad:
-        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = grey[y0:y0 + side, x0:x0 + side]
-    if crop.shape == (SIZE, SIZE):
-        return np.ascontiguousarray(crop)
-    interp = cv2.INTER_AREA if side > SIZE else cv2.INTER_LINEAR
-    return cv2.resize(crop, (SIZE, SIZE), interpolation=interp)
+    if side == SIZE and 0 <= x0 <= w - SIZE and 0 <= y0 <= h - SIZE:
+        return np.ascontiguousarray(grey[y0:y0 + SIZE, x0:x0 + SIZE])
+    scale = SIZE / side
+    return _warp(grey, scale, (x0 + side / 2.0, y0 + side / 2.0), (SIZE / 2.0, SIZE / 2.0))
 
 
 def align_face(image, eyes):
     """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: scaled so the
     eyes are FER_EYE_DISTANCE apart, their midpoint at FER_EYE_MIDPOINT. The head keeps its
     tilt, as FER2013's faces do. `eyes` are the two eye centres in image pixels."""
-    grey = to_grey(image)
     (x0, y0), (x1, y1) = eyes
     distance = max(float(np.hypot(x1 - x0, y1 - y0)), 1.0)
-    side = max(1, int(round(SIZE * distance / FER_EYE_DISTANCE)))  # crop side in image pixels
-    # Move the eye midpoint to where FER2013 has it in a side x side crop.
-    shift_x = FER_EYE_MIDPOINT[0] * side / SIZE - (x0 + x1) / 2.0
-    shift_y = FER_EYE_MIDPOINT[1] * side / SIZE - (y0 + y1) / 2.0
-    matrix = np.array([[1.0, 0.0, shift_x], [0.0, 1.0, shift_y]])
-    crop = cv2.warpAffine(grey, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if side == SIZE:
-        return crop
-    return cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA if side > SIZE else cv2.INTER_LINEAR)
+    return _warp(to_grey(image), FER_EYE_DISTANCE / distance, ((x0 + x1) / 2.0, (y0 + y1) / 2.0), FER_EYE_MIDPOINT)
+
+
+def _warp(grey, scale, source, target):
+    """The 48x48 face in one bilinear warp: `source` (image pixels) lands on `target` (face
+    pixels), scaled by `scale`. One resampling and no smoothing, as the training augmentation
+    resamples a face: a face averaged down (INTER_AREA) is softer than what the network
+    learnt from and reads worse (docs/model.md). Pixel centres are aligned, so a
+    48-pixel square is copied exactly."""
+    # Pixel centres sit at +0.5: map centre to centre so that no half-pixel shift creeps in.
+    shift_x = (target[0] - 0.5) - scale * (source[0] - 0.5)
+    shift_y = (target[1] - 0.5) - scale * (source[1] - 0.5)
+    matrix = np.array([[scale, 0.0, shift_x], [0.0, scale, shift_y]])
+    return cv2.warpAffine(grey, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def crop_detected(image, detection, margin=DEFAULT_MARGIN):

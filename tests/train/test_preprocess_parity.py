@@ -61,3 +61,15 @@ def test_int8_input_is_pixel_minus_128():
     face = np.arange(48 * 48, dtype=np.int64).reshape(48, 48) % 256
     q = to_model_input(face.astype(np.uint8), np.int8, 1.0, -128)
     assert q.dtype == np.int8 and np.array_equal(q[0, ..., 0].astype(int), face - 128)
+
+
+def test_a_face_twice_as_big_comes_back_pixel_for_pixel(public_test):
+    """One centre-aligned warp, no smoothing: a FER2013 face blown up 2x by repeating pixels,
+    in a bigger frame, is cut back to exactly that face (no half-pixel shift)."""
+    face = public_test.images[5]
+    frame = np.full((200, 240), 90, np.uint8)
+    frame[30:126, 70:166] = np.repeat(np.repeat(face, 2, axis=0), 2, axis=1)
+    assert np.array_equal(crop_face(frame, (70, 30, 96, 96), margin=0.0), face)
+    (mx, my), half = FER_EYE_MIDPOINT, FER_EYE_DISTANCE / 2
+    eyes = ((70 + 2 * (mx - half), 30 + 2 * my), (70 + 2 * (mx + half), 30 + 2 * my))
+    assert np.array_equal(crop_detected(frame, Detection(70, 30, 96, 96, 1.0, eyes=eyes)), face)
