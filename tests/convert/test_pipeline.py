@@ -332,3 +332,20 @@ def test_bad_keras_file_is_one_line(tmp_path, small_csv):
     result = run_cli("fer-convert", bad, "--data", small_csv, "-o", tmp_path / "x.tflite")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "cannot load Keras model" in result.stderr
+
+
+def test_the_geometric_augmentation_is_one_warp(public_test):
+    """Flip, rotation, zoom and shift are one resampling: with no rotation, zoom or shift
+    every face comes back exactly, or exactly mirrored (chained warps would blur it)."""
+    import tensorflow as tf
+
+    from fer_train.augment import make_warp
+
+    faces = public_test.images[:64, ..., None].astype(np.float32)
+    still = np.asarray(make_warp(tf.random.Generator.from_seed(1), 0.0, 0.0, 0.0)(faces))
+    same = np.all(still == faces, axis=(1, 2, 3))
+    mirrored = np.all(still == faces[:, :, ::-1], axis=(1, 2, 3))
+    assert np.all(same | mirrored) and 10 < mirrored.sum() < 54, mirrored.sum()
+    moved = np.asarray(make_warp(tf.random.Generator.from_seed(1))(faces))
+    assert moved.min() >= 0 and moved.max() <= 255
+    assert not np.any(np.all(moved == faces, axis=(1, 2, 3)) | np.all(moved == faces[:, :, ::-1], axis=(1, 2, 3)))

@@ -2,24 +2,69 @@
 
 Shift/zoom/rotation (small, faces are registered), horizontal flip, brightness/contrast
 and random erasing (occlusion by hands, glasses, hair). Values stay in 0..255.
+
+The usual geometry is Keras's chain of flip, rotation, zoom and shift layers, each of which
+resamples the face, so training faces are softer than FER2013's test faces. `one_warp`
+does the same geometry in one bilinear warp instead (docs/model.md says what it changes).
 """
+
+import math
 
 import keras
 import tensorflow as tf
 from keras import layers
 
+ROTATION_TURNS = 0.04  # of a full turn: about +-15 degrees
+MAX_ROTATION = ROTATION_TURNS * 2 * math.pi
+MAX_ZOOM = 0.12
+MAX_SHIFT = 0.10  # of the face's size
 
-def make_augmenter(seed):
+
+def make_warp(generator, max_rotation=MAX_ROTATION, max_zoom=MAX_ZOOM, max_shift=MAX_SHIFT):
+    """A callable batch -> the batch with each face flipped (half of them), rotated, zoomed
+    and shifted in one bilinear warp; float32 (N,48,48,1). Draws from `generator`."""
+
+    def warp(images):
+        shape = tf.shape(images)
+        n, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        flip = tf.where(generator.uniform([n]) < 0.5, -1.0, 1.0)
+        angle = generator.uniform([n], -max_rotation, max_rotation)
+        scale = 1.0 + generator.uniform([n], -max_zoom, max_zoom)  # >1 shows more of the frame
+        shift_x = generator.uniform([n], -max_shift, max_shift) * w
+        shift_y = generator.uniform([n], -max_shift, max_shift) * h
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+        # Output pixel (x, y) reads the input at centre + rotate/scale(flip(x - cx, y - cy)) + shift.
+        a0, a1 = cos * flip, -sin
+        b0, b1 = sin * flip, cos
+        a2 = cx + shift_x - a0 * cx - a1 * cy
+        b2 = cy + shift_y - b0 * cx - b1 * cy
+        zeros = tf.zeros([n])
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="REFLECT")
+
+    return warp
+
+
+def make_augmenter(seed, one_warp=False):
     """A callable batch -> augmented batch; float32 (N,48,48,1) in 0..255 both ways."""
-    geometric = keras.Sequential([
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # about +-15 degrees
-        layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+    generator = tf.random.Generator.from_seed(seed + 6)
+    if one_warp:
+        geometric = make_warp(generator)
+    else:
+        chain = keras.Sequential([
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(ROTATION_TURNS, fill_mode="reflect", seed=seed + 1),
+            layers.RandomZoom(MAX_ZOOM, fill_mode="reflect", seed=seed + 2),
+            layers.RandomTranslation(MAX_SHIFT, MAX_SHIFT, fill_mode="reflect", seed=seed + 3),
+        ], name="geometry")
+        geometric = lambda images: chain(images, training=True)  # noqa: E731
+    photometric = keras.Sequential([
         layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
         layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 5),
     ], name="augment")
-    generator = tf.random.Generator.from_seed(seed + 6)
 
     def random_erase(images, probability=0.25, max_area=0.2):
         shape = tf.shape(images)
@@ -40,7 +85,7 @@ def make_augmenter(seed):
         return tf.where(mask, fill, images)
 
     def augment(images):
-        images = geometric(images, training=True)
+        images = photometric(geometric(images), training=True)
         return tf.clip_by_value(random_erase(images), 0.0, 255.0)
 
     return augment

@@ -100,10 +100,14 @@ def _echo_metrics(metrics, what):
 @click.option("--camera-augment", is_flag=True,
               help="Also show the model faces as a detector and camera hand them over: box jitter, "
                    "small faces scaled up, blur, JPEG, gamma, noise.")
+@click.option("--one-warp", is_flag=True,
+              help="Flip, rotate, zoom and shift each face in one resampling instead of a chain of "
+                   "layers that softens it (sharper training faces).")
 @click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
               help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
 def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from, teachers,
-        distill_weight, temperature, live_teachers, ferplus_path, ferplus_weight, camera_augment, class_balance):
+        distill_weight, temperature, live_teachers, ferplus_path, ferplus_weight, camera_augment, one_warp,
+        class_balance):
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
@@ -119,7 +123,7 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
                           seed=seed, resume=resume, command=_this_command(), init_from=init_from,
                           teachers=teachers, distill_weight=distill_weight, temperature=temperature,
                           live_teachers=live_teachers, ferplus=ferplus, ferplus_weight=ferplus_weight,
-                          camera_augment=camera_augment, class_weight_power=class_balance)
+                          camera_augment=camera_augment, one_warp=one_warp, class_weight_power=class_balance)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")

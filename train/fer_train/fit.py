@@ -161,7 +161,7 @@ def predict_labels(model, images, batch_size=512):
 def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
         smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None,
         teachers=(), distill_weight=0.5, temperature=1.0, live_teachers=False, ferplus=None, ferplus_weight=0.3,
-        camera_augment=False):
+        camera_augment=False, one_warp=False):
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
@@ -177,14 +177,14 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     then mixes each face's human vote distribution in at `ferplus_weight`.
 
     `camera_augment` adds the effects of a detector and a camera (camera.py) after the
-    usual augmentation; `class_weight_power` weighs rare classes up (0: not at all, 1:
-    fully balanced).
+    usual augmentation; `one_warp` does its geometry in one resampling (augment.py);
+    `class_weight_power` weighs rare classes up (0: not at all, 1: fully balanced).
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
     config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed,
-                  camera_augment=bool(camera_augment))
+                  camera_augment=bool(camera_augment), one_warp=bool(one_warp))
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
                       temperature=temperature, live_teachers=bool(live_teachers))
@@ -245,7 +245,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         if not ferplus:
             raise ValueError(f"{out} was trained with --ferplus {config['ferplus']}; give it again to resume")
         mixes.append((ferplus[1], config["ferplus_weight"]))
-    usual = make_augmenter(config["seed"])
+    usual = make_augmenter(config["seed"], one_warp=config.get("one_warp", False))
     if config.get("camera_augment"):
         camera = make_camera_augmenter(config["seed"])
         augment = lambda images: camera(usual(images))  # noqa: E731
