@@ -61,10 +61,7 @@ def crop_face(image, box=None, margin=DEFAULT_MARGIN):
         x0, y0 = (w - side) // 2, (h - side) // 2
     else:
         x0, y0, side = square_box(box, margin)
-    if side == SIZE and 0 <= x0 <= w - SIZE and 0 <= y0 <= h - SIZE:
-        return np.ascontiguousarray(grey[y0:y0 + SIZE, x0:x0 + SIZE])
-    scale = SIZE / side
-    return _warp(grey, scale, (x0 + side / 2.0, y0 + side / 2.0), (SIZE / 2.0, SIZE / 2.0))
+    return _warp(grey, SIZE / side, (x0 + side / 2.0, y0 + side / 2.0), (SIZE / 2.0, SIZE / 2.0))
 
 
 def align_face(image, eyes):
