@@ -27,5 +27,5 @@ COLOURS = {"angry": "#d32f2f", "disgust": "#6d4c41", "fear": "#7b1fa2", "happy":
 
 def colour_bgr(label: str) -> tuple:
     """A label's colour as OpenCV's (blue, green, red)."""
-    rgb = COLOURS.get(label, "#546e7a")
+    rgb = COLOURS.get(label, COLOURS["neutral"])
     return tuple(int(rgb[i:i + 2], 16) for i in (5, 3, 1))
