@@ -24,6 +24,15 @@ def _warm_start_line(warm):
             f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s{grown})")
 
 
+def _averaging_line(prov):
+    if prov.get("soup"):
+        mix = " + ".join(f"{s['share']:g} × `{s['model']}`" for s in prov["soup"])
+        return (f"- Weight soup: `{prov['average_command']}` ({mix}; a run folder gives its best epoch; "
+                "batch-norm statistics re-measured)")
+    return (f"- Weight averaging: `{prov['average_command']}` (mean of epochs "
+            f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)")
+
+
 def _distillation_line(distilled):
     teachers = "; ".join(
         f"`{t['model']}` ({t.get('quantization')}, PrivateTest {_pct(t['private_test_accuracy']) if t.get('private_test_accuracy') else 'n/a'})"
@@ -56,9 +65,7 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
         *([_warm_start_line(warm)] if warm else []),
         f"- Training command: `{prov.get('train_command')}` (commit `{prov.get('train_commit')}`)",
-        *([f"- Weight averaging: `{prov['average_command']}` (mean of epochs "
-           f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)"]
-          if prov.get("average_command") else []),
+        *([_averaging_line(prov)] if prov.get("average_command") else []),
         *([_distillation_line(prov["distilled"])] if prov.get("distilled") else []),
         *([_ferplus_line(prov["ferplus"], prov.get("distilled"))] if prov.get("ferplus") else []),
         f"- Conversion command: `{prov['convert_command']}`",

@@ -66,6 +66,7 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
             "averaged_epochs": state.get("averaged", {}).get("epochs"),
             "average_command": state.get("averaged", {}).get("command"),
+            "soup": state.get("averaged", {}).get("soup"),
             "warm_start": _warm_start(state.get("init_from")),
             "distilled": state.get("distilled"),
             "ferplus": state.get("ferplus"),

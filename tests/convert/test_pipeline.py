@@ -80,6 +80,43 @@ def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
     assert result.returncode != 0 and "not a fer-train run folder" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_soup_mixes_a_twin_and_the_run_fine_tuned_from_it(tiny_model, resumed_run, small_csv, tmp_path):
+    import keras
+
+    from fer_train.arch import build
+    from fer_train.warmstart import load_float_twin
+
+    twin, run = str(tiny_model).replace("int8.tflite", "int8-float32.tflite"), str(resumed_run[0])
+    result = run_cli("fer-train", "soup", "--data", small_csv, "--model", twin, "--model", run,
+                     "--share", "0.25", "--share", "0.75", "--out", tmp_path / "soup")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"0.25 x {twin} + 0.75 x {run}" in result.stdout
+    state = json.loads((tmp_path / "soup" / "state.json").read_text())
+    assert state["averaged"]["soup"] == [{"model": twin, "share": 0.25}, {"model": run, "share": 0.75}]
+    # The mix is exact: a quarter of the twin's classifier weights and three quarters of the run's.
+    loaded = build("fercnn")
+    load_float_twin(loaded, twin, np.zeros((8, 48, 48), np.uint8), "fercnn")
+    fine_tuned = keras.models.load_model(os.path.join(run, "best.keras"))
+    mixed = keras.models.load_model(tmp_path / "soup" / "best.keras")
+    for a, b, m in zip(loaded.get_layer("logits").get_weights(), fine_tuned.get_layer("logits").get_weights(),
+                       mixed.get_layer("logits").get_weights()):
+        np.testing.assert_allclose(m, 0.25 * a + 0.75 * b, rtol=1e-5, atol=1e-7)
+    result = run_cli("fer-convert", tmp_path / "soup" / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "soup.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "- Weight soup: `fer-train soup" in (tmp_path / "soup.md").read_text()
+    assert EmotionClassifier(str(tmp_path / "soup.tflite")).metadata["provenance"]["soup"][1]["share"] == 0.75
+
+
+def test_soup_refuses_bad_mixes_in_one_line(tiny_model, tiny_run, small_csv, tmp_path):
+    twin = str(tiny_model).replace("int8.tflite", "int8-float32.tflite")
+    for args, message in ((["--model", twin, "--model", tiny_run, "--share", "0.5", "--share", "0.6"], "summing to 1"),
+                          (["--model", twin], "at least one run folder"),
+                          (["--model", tmp_path], "not a fer-train run folder")):
+        result = run_cli("fer-train", "soup", "--data", small_csv, *args, "--out", tmp_path / "x")
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_warm_restart_starts_from_the_parent_run(tiny_run, small_csv, tmp_path):
     import keras
 

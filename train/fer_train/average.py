@@ -1,10 +1,12 @@
-"""Weight averaging of a run's last epochs (SWA-style), with batch-norm statistics redone.
+"""Weight averaging, with batch-norm statistics redone: of a run's last epochs (SWA-style),
+or of models fine-tuned from one another (a "weight soup").
 
 The weights of the last K epochs of a cosine schedule lie around one minimum; their mean
 usually sits nearer its centre than any single epoch and generalises a little better, at
-no cost on the device (same network, same size). The averaged batch-norm running means
-and variances do not belong to the averaged weights, so they are measured again over the
-Training faces (no augmentation), as SWA does.
+no cost on the device (same network, same size). A model and the run fine-tuned from it
+lie in one basin too, so a weighted mean of the two mixes what each reads best. The
+averaged batch-norm running means and variances do not belong to the averaged weights,
+so they are measured again over the Training faces (no augmentation), as SWA does.
 """
 
 import glob
@@ -27,12 +29,17 @@ def saved_epochs(run):
 
 def average_weights(model, paths):
     """Load each weights file into `model` and leave their element-wise mean in it."""
-    total = None
+    ingredients = []
     for path in paths:
         model.load_weights(path)
-        weights = model.get_weights()
-        total = weights if total is None else [t + w for t, w in zip(total, weights)]
-    model.set_weights([t / len(paths) for t in total])
+        ingredients.append(model.get_weights())
+    model.set_weights(weighted_mean(ingredients, [1 / len(paths)] * len(paths)))
+
+
+def weighted_mean(ingredients, shares):
+    """Element-wise sum of share x weights over lists of weight arrays of one network."""
+    return [sum(share * weights[k] for share, weights in zip(shares, ingredients))
+            for k in range(len(ingredients[0]))]
 
 
 def recompute_batchnorm(model, images, batch_size=256):
@@ -64,11 +71,55 @@ def average_run(run, data, last, out, command=None):
         state = json.load(f)
     model = keras.models.load_model(os.path.join(run, "last.keras"), compile=False)
     average_weights(model, [epoch_weights_path(run, e) for e in chosen])
+    return _finish_averaged(model, data, run, out, dict(state, averaged={"run": run, "epochs": chosen, "command": command}))
+
+
+def _finish_averaged(model, data, run, out, state):
+    """Re-measure batch-norm, save into `out` with the state and curves of `run`, and report."""
     recompute_batchnorm(model, data["train"].images)
     os.makedirs(out, exist_ok=True)
     _atomic_save(model, os.path.join(out, "best.keras"))
-    state = dict(state, averaged={"run": run, "epochs": chosen, "command": command})
     if os.path.exists(os.path.join(run, "history.csv")):  # the curves of the run it came from
         shutil.copyfile(os.path.join(run, "history.csv"), os.path.join(out, "history.csv"))
     _write_json(os.path.join(out, "state.json"), state)
     return finish(out, data, state)
+
+
+def _ingredient_weights(source, arch, model, train_images):
+    """The weights of a run folder's best.keras, or of a float32 twin loaded into `model`."""
+    if source.endswith(".tflite"):
+        from .warmstart import STATISTICS_FACES, load_float_twin
+
+        load_float_twin(model, source, train_images[:STATISTICS_FACES], arch)
+        return model.get_weights()
+    path = os.path.join(source, "best.keras")
+    if not os.path.exists(path):
+        raise ValueError(f"{source}: neither a float32 twin (.tflite) nor a run folder with best.keras")
+    trained = keras.models.load_model(path, compile=False)
+    if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
+        raise ValueError(f"{source} is not a {arch} model like the run folder given first")
+    return trained.get_weights()
+
+
+def soup_models(sources, shares, data, out, command=None):
+    """Mix models fine-tuned from one another: `shares`-weighted mean of their weights, into `out`.
+
+    The first run folder among `sources` gives the network and the provenance; the
+    batch-norm statistics are measured again over the Training faces.
+    """
+    if len(shares) != len(sources) or any(s < 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
+        raise ValueError(f"give one share per model, none negative, summing to 1 (got {', '.join(f'{s:g}' for s in shares)})")
+    runs = [s for s in sources if not s.endswith(".tflite")]
+    if not runs:
+        raise ValueError("a soup needs at least one run folder (it gives the network and the provenance)")
+    state_path = os.path.join(runs[0], "state.json")
+    if not os.path.exists(state_path):
+        raise ValueError(f"{runs[0]}: not a fer-train run folder (no state.json)")
+    with open(state_path) as f:
+        state = json.load(f)
+    model = keras.models.load_model(os.path.join(runs[0], "best.keras"), compile=False)
+    arch = state["config"]["arch"]
+    ingredients = [_ingredient_weights(s, arch, model, data["train"].images) for s in sources]
+    model.set_weights(weighted_mean(ingredients, shares))
+    soup = [{"model": s, "share": share} for s, share in zip(sources, shares)]
+    return _finish_averaged(model, data, runs[0], out, dict(state, averaged={"soup": soup, "command": command}))

@@ -151,3 +151,29 @@ def average(data_path, run, last, limit, out):
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, mean of epochs {metrics['averaged_epochs'][0]}-{metrics['averaged_epochs'][-1]}")
     click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png, curves.png")
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="The FER2013 CSV the models were trained on (batch-norm statistics, evaluation).")
+@click.option("--model", "models", required=True, multiple=True, type=click.Path(exists=True),
+              help="A run folder (its best.keras) or a shipped model's float32 twin; repeat. "
+                   "The first run folder gives the network and the provenance.")
+@click.option("--share", "shares", multiple=True, type=float,
+              help="Each --model's share of the mean, in the same order, summing to 1 (default: equal).")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the mixed model.")
+def soup(data_path, models, shares, limit, out):
+    """Mix models fine-tuned from one another (a weight soup) into OUT/best.keras."""
+    _quiet_tensorflow()
+    data = _load_splits(data_path, limit)
+    from .average import soup_models  # imports TensorFlow
+
+    try:
+        metrics = soup_models(list(models), list(shares) or [1 / len(models)] * len(models), data, out,
+                              command=_this_command())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    mix = " + ".join(f"{s['share']:g} x {s['model']}" for s in metrics["soup"])
+    _echo_metrics(metrics, f"float, {mix}")
+    click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png, curves.png")

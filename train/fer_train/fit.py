@@ -284,13 +284,13 @@ def _load_parent(source, arch, model, train_images):
 def _load_twin_parent(path, arch, model, train_images):
     from fer_edge.metadata import ModelError, read_metadata
 
-    from .warmstart import load_float_twin
+    from .warmstart import STATISTICS_FACES, load_float_twin
 
     try:
         with open(path, "rb") as f:
             parent_arch = read_metadata(f.read(), path).get("architecture")
         parent = model if parent_arch == arch else build(_known_arch(parent_arch, path))
-        meta = load_float_twin(parent, path, train_images[:4000], parent_arch)
+        meta = load_float_twin(parent, path, train_images[:STATISTICS_FACES], parent_arch)
     except ModelError as exc:
         raise ValueError(str(exc)) from None
     grown = _copy_or_grow(parent, model, parent_arch, arch, path)
@@ -340,8 +340,9 @@ def finish(out, data, state):
                "commit": state.get("commit")}
     if state.get("init_from"):
         metrics["init_from"] = state["init_from"]
-    if state.get("averaged"):
-        metrics["averaged_epochs"] = state["averaged"]["epochs"]
+    for key, name in (("epochs", "averaged_epochs"), ("soup", "soup")):
+        if (state.get("averaged") or {}).get(key):
+            metrics[name] = state["averaged"][key]
     for split in ("val", "test"):
         faces = data.get(split)
         if faces is not None and len(faces):

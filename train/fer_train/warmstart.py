@@ -20,6 +20,7 @@ from fer_edge.litert import make_interpreter
 from fer_edge.metadata import read_metadata
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+STATISTICS_FACES = 4000  # Training faces the batch-norm statistics of a loaded twin are measured on
 
 
 def _twin_weights(model_bytes):
