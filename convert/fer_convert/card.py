@@ -93,8 +93,9 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         lines.append(f"| {mode} | " + " | ".join(f"{recall.get(label, 0) * 100:.1f} %" for label in LABELS) + " |")
     lines += ["", "Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real PublicTest faces.",
               "", "## Use and limits", "",
-              "- Input: a face crop made by `fer_edge.preprocess.crop_face` (grey, square, 48×48). The metadata "
-              "inside the file says so, and `fer-edge` refuses a model whose metadata it cannot honour.",
+              "- Input: a grey 48×48 face made by `fer_edge.preprocess.crop_detected` (eye-framed for BlazeFace, "
+              "a box crop for Haar) or `crop_face`. The metadata inside the file says so, and `fer-edge` refuses "
+              "a model whose metadata it cannot honour.",
               "- FER2013 labels are noisy: its authors estimated human accuracy on it at about 65 % (± 5 %); "
               "disgust has only 436 training faces; fear and disgust have the weakest recall (see the table).",
               "- Emotion recognition is regulated: banned at workplaces and in education in the EU "
