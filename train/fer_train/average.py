@@ -18,6 +18,7 @@ import shutil
 import keras
 import numpy as np
 
+from .arch import build
 from .fit import _atomic_save, _write_json, epoch_weights_path, finish
 
 
@@ -97,7 +98,7 @@ def _ingredient_weights(source, arch, model, train_images):
         raise ValueError(f"{source}: neither a float32 twin (.tflite) nor a run folder with best.keras")
     trained = keras.models.load_model(path, compile=False)
     if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
-        raise ValueError(f"{source} is not a {arch} model like the run folder given first")
+        raise ValueError(f"{source} is not a {arch} model like the first run folder")
     return trained.get_weights()
 
 
@@ -117,8 +118,8 @@ def soup_models(sources, shares, data, out, command=None):
         raise ValueError(f"{runs[0]}: not a fer-train run folder (no state.json)")
     with open(state_path) as f:
         state = json.load(f)
-    model = keras.models.load_model(os.path.join(runs[0], "best.keras"), compile=False)
     arch = state["config"]["arch"]
+    model = build(arch)
     ingredients = [_ingredient_weights(s, arch, model, data["train"].images) for s in sources]
     model.set_weights(weighted_mean(ingredients, shares))
     soup = [{"model": s, "share": share} for s, share in zip(sources, shares)]
