@@ -47,7 +47,7 @@ def test_resume_continues_after_the_last_epoch(resumed_run):
 def test_average_of_the_last_epochs(resumed_run, small_csv, tmp_path):
     import keras
 
-    from fer_train.fit import epoch_weights_path
+    from fer_train.recipe import epoch_weights_path
 
     tiny_run = resumed_run[0]  # two epochs, each with its weights kept
     assert all(os.path.exists(epoch_weights_path(tiny_run, epoch)) for epoch in (1, 2))

@@ -76,6 +76,29 @@ def fercnn(stem=32, full=((48, 2), (96, 2)), separable=(192, 1), dropout=0.3, si
     return _head(inputs, x, dropout, "fercnn")
 
 
+def _basic_block(x, channels, stride, name):
+    """Two full 3x3 convolutions with a shortcut (ResNet's basic block)."""
+    shortcut = x
+    y = _conv(x, channels, stride=stride, name=f"{name}a")
+    y = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}b")(y)
+    y = layers.BatchNormalization(momentum=0.9, name=f"{name}b_bn")(y)
+    if stride != 1 or x.shape[-1] != channels:
+        shortcut = layers.Conv2D(channels, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def ferresnet(widths=(64, 128, 256), blocks=(2, 2, 2), dropout=0.4, size=48):
+    """A teacher, not a device model: residual full convolutions at 24, 12 and 6 pixels,
+    several times the device network's work, trained where an accelerator is lent
+    (portable.py) and distilled into fercnn."""
+    inputs, x = _stem(size, widths[0])
+    for stage, (width, n_blocks) in enumerate(zip(widths, blocks)):
+        for b in range(n_blocks):
+            x = _basic_block(x, width, stride=2 if b == 0 else 1, name=f"r{stage}b{b}")
+    return _head(inputs, x, dropout, "ferresnet")
+
+
 ARCHITECTURES = {
     "fercnn": fercnn,
     "fercnn-l": lambda: fercnn(full=((48, 2), (96, 3)), separable=(192, 2)),
@@ -86,6 +109,7 @@ ARCHITECTURES = {
     "ferdsnet": ferdsnet,
     "ferdsnet-s": lambda: ferdsnet(widths=(16, 32, 64, 128), blocks=(0, 1, 1, 1)),
     "ferdsnet-l": lambda: ferdsnet(widths=(32, 64, 128, 256), blocks=(0, 2, 2, 2)),
+    "ferresnet": ferresnet,
 }
 
 

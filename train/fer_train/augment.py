@@ -12,12 +12,10 @@ import math
 
 import keras
 import tensorflow as tf
-from keras import layers
 
-ROTATION_TURNS = 0.04  # of a full turn: about +-15 degrees
+from .recipe import MAX_SHIFT, MAX_ZOOM, ROTATION_TURNS, geometry_layers, photometric_layers
+
 MAX_ROTATION = ROTATION_TURNS * 2 * math.pi
-MAX_ZOOM = 0.12
-MAX_SHIFT = 0.10  # of the face's size
 
 
 def make_warp(generator, max_rotation=MAX_ROTATION, max_zoom=MAX_ZOOM, max_shift=MAX_SHIFT):
@@ -54,17 +52,9 @@ def make_augmenter(seed, one_warp=False):
     if one_warp:
         geometric = make_warp(generator)
     else:
-        chain = keras.Sequential([
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(ROTATION_TURNS, fill_mode="reflect", seed=seed + 1),
-            layers.RandomZoom(MAX_ZOOM, fill_mode="reflect", seed=seed + 2),
-            layers.RandomTranslation(MAX_SHIFT, MAX_SHIFT, fill_mode="reflect", seed=seed + 3),
-        ], name="geometry")
+        chain = keras.Sequential(geometry_layers(seed), name="geometry")
         geometric = lambda images: chain(images, training=True)  # noqa: E731
-    photometric = keras.Sequential([
-        layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
-        layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 5),
-    ], name="augment")
+    photometric = keras.Sequential(photometric_layers(seed), name="augment")
 
     def random_erase(images, probability=0.25, max_area=0.2):
         shape = tf.shape(images)

@@ -19,7 +19,8 @@ import keras
 import numpy as np
 
 from .arch import build
-from .fit import _atomic_save, _write_json, epoch_weights_path, finish
+from .fit import finish
+from .recipe import atomic_save, epoch_weights_path, write_json
 
 
 def saved_epochs(run):
@@ -79,10 +80,10 @@ def _finish_averaged(model, data, run, out, state):
     """Re-measure batch-norm, save into `out` with the state and curves of `run`, and report."""
     recompute_batchnorm(model, data["train"].images)
     os.makedirs(out, exist_ok=True)
-    _atomic_save(model, os.path.join(out, "best.keras"))
+    atomic_save(model, os.path.join(out, "best.keras"))
     if os.path.exists(os.path.join(run, "history.csv")):  # the curves of the run it came from
         shutil.copyfile(os.path.join(run, "history.csv"), os.path.join(out, "history.csv"))
-    _write_json(os.path.join(out, "state.json"), state)
+    write_json(os.path.join(out, "state.json"), state)
     return finish(out, data, state)
 
 

@@ -1,4 +1,6 @@
-"""`fer-train fit` trains the compact CNN on a FER2013 CSV; `fer-train average` averages its last epochs."""
+"""`fer-train fit` trains the compact CNN on a FER2013 CSV; `fer-train average` averages its
+last epochs; `fer-train soup` mixes fine-tuned models; `fer-train pack` and `fer-train
+fit-portable` train on a GPU machine without TensorFlow."""
 
 import os
 import shlex
@@ -22,8 +24,10 @@ def main():
 
 def _load_splits(data_path, limit=None):
     """Training / PublicTest / PrivateTest faces of a FER2013 CSV; a one-line error if unusable."""
+    from .pack import is_pack, read_pack
+
     try:
-        faces = read_fer2013(data_path)
+        faces = read_pack(data_path) if is_pack(data_path) else read_fer2013(data_path)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"read {data_path}: {faces.summary()}")
@@ -70,8 +74,8 @@ def _echo_metrics(metrics, what):
 
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
-@click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l).")
+              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, or a `fer-train pack` file.")
+@click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
 @click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
@@ -177,3 +181,66 @@ def soup(data_path, models, shares, limit, out):
     mix = " + ".join(f"{s['share']:g} x {s['model']}" for s in metrics["soup"])
     _echo_metrics(metrics, f"float, {mix}")
     click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png, curves.png")
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
+@click.option("--usage", "usages", multiple=True, type=click.Choice(["Training", "PublicTest", "PrivateTest"]),
+              help="Keep only these splits (repeat; default: all).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The pack file (.npz).")
+def pack(data_path, usages, out):
+    """Write the faces losslessly in about 0.7 of their raw size, to carry to a training machine."""
+    from .pack import is_pack, write_pack
+
+    if not is_pack(out):
+        raise click.ClickException(f"{out}: a pack's name ends in .npz")
+    try:
+        faces = read_fer2013(data_path)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    keep = np.isin(faces.usage, usages) if usages else np.ones(len(faces), dtype=bool)
+    kept = type(faces)(images=faces.images[keep], labels=faces.labels[keep], rows=faces.rows[keep],
+                       usage=faces.usage[keep])
+    size = write_pack(kept, out)
+    click.echo(f"wrote {out}: {len(kept)} faces, {size / 1e6:.1f} MB")
+
+
+@main.command("fit-portable")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="FER2013 CSV, plain or .gz, or a `fer-train pack` file.")
+@click.option("--arch", default="fercnn", show_default=True, help="Architecture (as for fit; ferresnet is the teacher).")
+@click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--init-from", type=click.Path(exists=True),
+              help="Start from this .keras model (or run folder's best.keras) of the same architecture.")
+@click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True),
+              help="Distil from this .keras model or run folder (repeat for an ensemble); it sees each augmented batch.")
+@click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of the teachers' probabilities in each face's target.")
+@click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
+def fit_portable(data_path, arch, epochs, batch_size, lr, seed, limit, out, init_from, teachers, distill_weight,
+                 class_balance):
+    """Train on any Keras backend (KERAS_BACKEND=jax on a GPU machine); select on PublicTest."""
+    _quiet_tensorflow()
+    data = _load_splits(data_path, limit)
+    from .portable import fit_portable as run  # imports Keras and its backend
+
+    try:
+        state = run(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                    command=_this_command(), init_from=init_from, teachers=teachers,
+                    distill_weight=distill_weight, class_weight_power=class_balance)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"PublicTest: accuracy {state['best_val_accuracy'] * 100:.2f}% (float, best epoch {state['best_epoch']}, "
+               f"{state['train_seconds']:.0f} s)")
+    click.echo(f"wrote {out}/best.keras, last.keras, epochs/, history.csv, state.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,14 +6,11 @@ PublicTest accuracy), `epochs/epoch-NNN.weights.h5` (every epoch's weights, for
 and at the end `metrics.json`, `confusion.png` and `curves.png`.
 """
 
-import csv
 import json
 import math
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -27,93 +24,7 @@ from .arch import ARCHITECTURES, build, multiply_adds
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
-
-
-def class_weights(labels, power=0.5):
-    """Inverse-frequency weights softened by `power` (0: none, 1: fully balanced), mean 1."""
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
-    weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
-    return weights / (weights[labels].mean() if len(labels) else 1.0)
-
-
-def lr_at(epoch_float, epochs, peak, warmup=1.0):
-    """Linear warm-up then cosine decay to zero, as a function of fractional epoch."""
-    if epoch_float < warmup:
-        return peak * max(epoch_float, 0.05) / warmup
-    progress = min(1.0, (epoch_float - warmup) / max(1e-9, epochs - warmup))
-    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def git_commit():
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-class RunRecorder(keras.callbacks.Callback):
-    """Sets the learning rate per batch and writes checkpoints, history and state per epoch."""
-
-    def __init__(self, out, config, steps_per_epoch, state):
-        super().__init__()
-        self.out, self.config, self.steps, self.state = out, config, steps_per_epoch, state
-        self.epoch = 0
-        self.started = time.time()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.epoch_started = time.time()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        lr = lr_at(self.epoch + batch / self.steps, self.config["epochs"], self.config["lr"])
-        self.model.optimizer.learning_rate.assign(lr)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        row = {"epoch": epoch + 1, "lr": float(self.model.optimizer.learning_rate.numpy()),
-               "seconds": round(time.time() - self.epoch_started, 1)}
-        row.update({k: round(float(v), 5) for k, v in logs.items()})
-        history = os.path.join(self.out, "history.csv")
-        new = not os.path.exists(history)
-        with open(history, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-        val = float(logs.get("val_accuracy", 0.0))
-        if val > self.state["best_val_accuracy"]:
-            self.state.update(best_val_accuracy=val, best_epoch=epoch + 1)
-            _atomic_save(self.model, os.path.join(self.out, "best.keras"))
-        _atomic_save(self.model, os.path.join(self.out, "last.keras"))
-        self.model.save_weights(epoch_weights_path(self.out, epoch + 1))
-        self.state["epoch"] = epoch + 1
-        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + row["seconds"]
-        _write_json(os.path.join(self.out, "state.json"), self.state)
-        patience = self.config["patience"]
-        if patience and epoch + 1 - self.state["best_epoch"] >= patience:
-            print(f"early stop: PublicTest accuracy has not improved for {patience} epochs", flush=True)
-            self.model.stop_training = True
-
-
-def epoch_weights_path(out, epoch):
-    return os.path.join(out, "epochs", f"epoch-{epoch:03d}.weights.h5")
-
-
-def _atomic_save(model, path):
-    tmp = path + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+from .recipe import RunRecorder, atomic_save, class_weights, git_commit, write_json
 
 
 def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
@@ -229,7 +140,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         if ferplus:
             state["ferplus"] = {"file": os.path.basename(ferplus[0]), "weight": ferplus_weight,
                                 "faces_with_votes": int((ferplus[1].sum(axis=1) > 0).sum())}
-        _write_json(state_path, state)
+        write_json(state_path, state)
     train, val = data["train"], data["val"]
     weights = class_weights(train.labels, config["class_weight_power"])
     mixes = []
@@ -348,7 +259,7 @@ def finish(out, data, state):
         if faces is not None and len(faces):
             metrics[split] = classification_report(faces.labels, predict_labels(best, faces.images))
             metrics[split]["usage"] = faces.usage[0] if faces.usage is not None and len(faces.usage) else split
-    _write_json(os.path.join(out, "metrics.json"), metrics)
+    write_json(os.path.join(out, "metrics.json"), metrics)
     plot_curves(os.path.join(out, "history.csv"), os.path.join(out, "curves.png"))
     report = metrics.get("test") or metrics.get("val")
     if report:

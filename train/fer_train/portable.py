@@ -1,0 +1,168 @@
+"""Training on any Keras backend: JAX or PyTorch on a GPU machine that has no TensorFlow.
+
+fit.py feeds faces through tf.data and scores teachers with the device runtime, so it
+needs TensorFlow and is paced by the CPU. Here the faces stay in memory as numpy,
+augmentation runs on the accelerator as Keras layers inside the training graph, and the
+teachers are .keras models that score the very augmented batch the student sees. That
+is what makes larger teachers, and distilling them into the device network, affordable.
+On TensorFlow it runs too (slowly, on a CPU), so every run can be repeated without a GPU.
+
+A run folder has fit.py's files (best.keras, last.keras, epochs/, history.csv,
+state.json), so fer-convert, `fer-train average` and `fer-train soup` take it as is.
+There is no --resume: a run on a lent machine is short and starts over.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from fer_edge.hardware import describe
+from fer_edge.labels import LABELS
+
+from .arch import build, multiply_adds
+from .recipe import RunRecorder, class_weights, geometry_layers, git_commit, photometric_layers, write_json
+
+ERASE_PROBABILITY = 0.25
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """fit.py's usual augmentation as layers (active only while training), with Keras's own
+    random erasing in place of fit.py's TensorFlow one."""
+    erase = layers.RandomErasing(factor=ERASE_PROBABILITY, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 6)
+    chain = [*geometry_layers(seed), *photometric_layers(seed), erase]
+    if keras.backend.backend() != "tensorflow":
+        # Keras marks its geometric layers as not compilable for TensorFlow's XLA; JAX compiles
+        # them, and the whole training step runs many times faster compiled than op by op.
+        for layer in chain:
+            layer.supports_jit = True
+    return keras.Sequential(chain, name="augment")
+
+
+def distillation_loss(distill_weight: float, smoothing: float):
+    """Cross-entropy of the student's logits (the first 7 outputs) against the smoothed label,
+    mixed `distill_weight` with the teachers' mean probabilities (the other 7), if any."""
+    n = len(LABELS)
+
+    def loss(y_true, y_pred):
+        target = y_true * (1.0 - smoothing) + smoothing / n
+        if y_pred.shape[-1] > n:
+            target = (1.0 - distill_weight) * target + distill_weight * ops.stop_gradient(y_pred[:, n:])
+        return keras.losses.categorical_crossentropy(target, y_pred[:, :n], from_logits=True)
+
+    return loss
+
+
+def accuracy(y_true, y_pred):
+    """How often the student's top label (the first 7 outputs) is the true one."""
+    n = len(LABELS)
+    return ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred[:, :n], axis=-1)), "float32")
+
+
+def trainer(student: keras.Model, teachers: list, seed: int) -> keras.Model:
+    """The model that is fitted: augment, then the student's logits, then (with teachers)
+    the teachers' mean probabilities on the same augmented faces."""
+    faces = keras.Input((48, 48, 1), name="face")
+    seen = augmentation(seed)(faces)
+    logits = student(seen)
+    if not teachers:
+        return keras.Model(faces, logits, name="trainer")
+    probabilities = []
+    for k, teacher in enumerate(teachers):
+        teacher.trainable = False
+        named = keras.Model(teacher.input, teacher.output, name=f"teacher{k}")  # two teachers may share a name
+        probabilities.append(layers.Softmax(name=f"teacher{k}_softmax")(named(seen, training=False)))
+    mean = probabilities[0] if len(probabilities) == 1 else layers.Average(name="teachers")(probabilities)
+    return keras.Model(faces, layers.Concatenate(name="student_and_teachers")([logits, mean]), name="trainer")
+
+
+def _model_file(path):
+    """A .keras file, or a run folder's best.keras."""
+    return os.path.join(path, "best.keras") if os.path.isdir(path) else path
+
+
+def _provenance(path):
+    """What a card needs of a .keras model's run: its folder's state.json, where there is one."""
+    state_path = os.path.join(os.path.dirname(os.path.abspath(_model_file(path))), "state.json")
+    if not os.path.exists(state_path):
+        return {"run": path}
+    with open(state_path) as f:
+        state = json.load(f)
+    return {"run": path, "epochs": state.get("best_epoch") or state.get("epoch"), "command": state.get("command"),
+            "commit": state.get("commit"), "train_seconds": state.get("train_seconds", 0.0),
+            "hardware": state.get("hardware"), "architecture": state.get("config", {}).get("arch")}
+
+
+def _load(path, what):
+    model_file = _model_file(path)
+    if not (model_file.endswith(".keras") and os.path.exists(model_file)):
+        raise ValueError(f"{path}: a {what} must be a .keras file or a run folder with best.keras")
+    return keras.models.load_model(model_file, compile=False)
+
+
+def schedule(peak: float, epochs: int, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """fit.py's schedule (recipe.lr_at) inside the optimizer: a linear warm-up over the first
+    epoch from 5 % of the peak, then a cosine decay to zero."""
+    warmup = steps_per_epoch if epochs > 1 else 0
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * 0.05 if warmup else peak, decay_steps=max(1, (epochs - 1) * steps_per_epoch),
+        alpha=0.0, warmup_target=peak if warmup else None, warmup_steps=warmup)
+
+
+def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, batch_size: int = 128,
+                 lr: float = 2e-3, weight_decay: float = 5e-4, smoothing: float = 0.1,
+                 class_weight_power: float = 0.3, seed: int = 1, command: str = None, init_from: str = None,
+                 teachers: tuple = (), distill_weight: float = 0.5) -> dict:
+    """Train `arch` on data['train'] and keep the best epoch by data['val'] (PublicTest).
+
+    `init_from` (a .keras file or run folder of the same architecture) starts from its
+    weights; `teachers` (.keras files or run folders) are distilled into the student."""
+    config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                  smoothing=smoothing, class_weight_power=class_weight_power, patience=0, seed=seed,
+                  backend=keras.backend.backend())
+    keras.utils.set_random_seed(seed)
+    student = build(arch)
+    parent = None
+    if init_from:
+        loaded = _load(init_from, "starting point")
+        if loaded.name != student.name or len(loaded.weights) != len(student.weights):
+            raise ValueError(f"{init_from}: a {loaded.name} model, not {arch}")
+        student.set_weights(loaded.get_weights())
+        parent = _provenance(init_from)
+    teacher_models = [_load(t, "teacher") for t in teachers]
+    if teachers:
+        config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
+                      temperature=1.0, live_teachers=True)
+    os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
+    for stale in ("history.csv", "state.json", "last.keras", "best.keras"):
+        if os.path.exists(os.path.join(out, stale)):
+            os.remove(os.path.join(out, stale))
+    state = {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "train_seconds": 0.0,
+             "command": command, "commit": git_commit(), "hardware": describe(),
+             "params": int(student.count_params()), "multiply_adds": multiply_adds(student),
+             "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
+    if parent:
+        state["init_from"] = parent
+    if teachers:
+        described = [{"model": os.path.basename(os.path.normpath(t)), **_provenance(t)} for t in teachers]
+        state["distilled"] = {"teachers": described, "weight": distill_weight, "temperature": 1.0, "live": True}
+    write_json(os.path.join(out, "state.json"), state)
+
+    model = trainer(student, teacher_models, seed)
+    steps = -(-len(data["train"].labels) // batch_size)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule(lr, epochs, steps), weight_decay=weight_decay),
+                  loss=distillation_loss(distill_weight, smoothing), metrics=[accuracy])
+    train, val = data["train"], data["val"]
+    n = len(LABELS)
+    x = train.images[..., None].astype(np.float32)
+    y = np.eye(n, dtype=np.float32)[train.labels]
+    weights = class_weights(train.labels, class_weight_power)[train.labels].astype(np.float32)
+    val_xy = (val.images[..., None].astype(np.float32), np.eye(n, dtype=np.float32)[val.labels])
+    recorder = RunRecorder(out, config, steps, state, network=student, sets_lr=False)
+    model.fit(x, y, sample_weight=weights, batch_size=batch_size, epochs=epochs, shuffle=True,
+              validation_data=val_xy, validation_batch_size=512, callbacks=[recorder],
+              verbose=1 if sys.stdout.isatty() else 2)
+    return state

@@ -1,0 +1,135 @@
+"""What every training loop here shares, on any Keras backend: the learning-rate schedule,
+class weights, and the run folder's per-epoch records (checkpoints, history, state)."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import time
+
+import keras
+import numpy as np
+
+from fer_edge.labels import LABELS
+
+# How far augmentation moves a face: faces are registered, so the moves are small.
+ROTATION_TURNS = 0.04  # of a full turn: about +-15 degrees
+MAX_ZOOM = 0.12
+MAX_SHIFT = 0.10  # of the face's size
+
+
+def geometry_layers(seed: int) -> list:
+    """Keras's chain of flip, rotation, zoom and shift; each layer resamples the face."""
+    layers = keras.layers
+    return [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(ROTATION_TURNS, fill_mode="reflect", seed=seed + 1),
+        layers.RandomZoom(MAX_ZOOM, fill_mode="reflect", seed=seed + 2),
+        layers.RandomTranslation(MAX_SHIFT, MAX_SHIFT, fill_mode="reflect", seed=seed + 3),
+    ]
+
+
+def photometric_layers(seed: int) -> list:
+    """Brightness and contrast changes of a 0..255 face."""
+    layers = keras.layers
+    return [
+        layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
+        layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 5),
+    ]
+
+def class_weights(labels, power=0.5):
+    """Inverse-frequency weights softened by `power` (0: none, 1: fully balanced), mean 1."""
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
+    return weights / (weights[labels].mean() if len(labels) else 1.0)
+
+
+def lr_at(epoch_float, epochs, peak, warmup=1.0):
+    """Linear warm-up then cosine decay to zero, as a function of fractional epoch."""
+    if epoch_float < warmup:
+        return peak * max(epoch_float, 0.05) / warmup
+    progress = min(1.0, (epoch_float - warmup) / max(1e-9, epochs - warmup))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Sets the learning rate per batch and writes checkpoints, history and state per epoch.
+
+    `network` is the model the checkpoints hold when the model being fitted wraps it (a
+    student trained beside its teachers); by default the fitted model itself. Without
+    `sets_lr` the optimizer carries its own schedule (on JAX, a variable set from a
+    callback between compiled steps does not reach them).
+    """
+
+    def __init__(self, out, config, steps_per_epoch, state, network=None, sets_lr=True):
+        super().__init__()
+        self.out, self.config, self.steps, self.state = out, config, steps_per_epoch, state
+        self.network, self.sets_lr = network, sets_lr
+        self.epoch = 0
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_started = time.time()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.sets_lr:
+            return
+        lr = lr_at(self.epoch + batch / self.steps, self.config["epochs"], self.config["lr"])
+        self.model.optimizer.learning_rate.assign(lr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        saved = self.network or self.model
+        row = {"epoch": epoch + 1, "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "seconds": round(time.time() - self.epoch_started, 1)}
+        row.update({k: round(float(v), 5) for k, v in logs.items()})
+        history = os.path.join(self.out, "history.csv")
+        new = not os.path.exists(history)
+        with open(history, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+        val = float(logs.get("val_accuracy", 0.0))
+        if val > self.state["best_val_accuracy"]:
+            self.state.update(best_val_accuracy=val, best_epoch=epoch + 1)
+            atomic_save(saved, os.path.join(self.out, "best.keras"))
+        atomic_save(saved, os.path.join(self.out, "last.keras"))
+        saved.save_weights(epoch_weights_path(self.out, epoch + 1))
+        self.state["epoch"] = epoch + 1
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + row["seconds"]
+        write_json(os.path.join(self.out, "state.json"), self.state)
+        patience = self.config["patience"]
+        if patience and epoch + 1 - self.state["best_epoch"] >= patience:
+            print(f"early stop: PublicTest accuracy has not improved for {patience} epochs", flush=True)
+            self.model.stop_training = True
+
+
+def epoch_weights_path(out, epoch):
+    return os.path.join(out, "epochs", f"epoch-{epoch:03d}.weights.h5")
+
+
+def atomic_save(model, path):
+    tmp = path + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
