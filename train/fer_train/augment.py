@@ -13,7 +13,8 @@ import math
 import keras
 import tensorflow as tf
 
-from .recipe import MAX_SHIFT, MAX_ZOOM, ROTATION_TURNS, geometry_layers, photometric_layers
+from .recipe import (ERASE_AREA, ERASE_PROBABILITY, MAX_SHIFT, MAX_ZOOM, ROTATION_TURNS, geometry_layers,
+                     photometric_layers)
 
 MAX_ROTATION = ROTATION_TURNS * 2 * math.pi
 
@@ -56,10 +57,10 @@ def make_augmenter(seed, one_warp=False):
         geometric = lambda images: chain(images, training=True)  # noqa: E731
     photometric = keras.Sequential(photometric_layers(seed), name="augment")
 
-    def random_erase(images, probability=0.25, max_area=0.2):
+    def random_erase(images, probability=ERASE_PROBABILITY, area_range=ERASE_AREA):
         shape = tf.shape(images)
         n, h, w = shape[0], shape[1], shape[2]
-        area = generator.uniform([n], 0.02, max_area)
+        area = generator.uniform([n], *area_range)
         aspect = tf.exp(generator.uniform([n], -1.0, 1.0))
         eh = tf.clip_by_value(tf.sqrt(area * aspect), 0.05, 0.9) * tf.cast(h, tf.float32)
         ew = tf.clip_by_value(tf.sqrt(area / aspect), 0.05, 0.9) * tf.cast(w, tf.float32)

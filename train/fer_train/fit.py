@@ -9,22 +9,20 @@ and at the end `metrics.json`, `confusion.png` and `curves.png`.
 import json
 import math
 import os
-import shutil
 import sys
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_edge.hardware import describe
 from fer_edge.labels import LABELS
 from fer_edge.metrics import classification_report
 
-from .arch import ARCHITECTURES, build, multiply_adds
+from .arch import ARCHITECTURES, build
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
-from .recipe import RunRecorder, atomic_save, class_weights, git_commit, write_json
+from .recipe import RunRecorder, atomic_save, class_weights, clear_run, new_run_state, write_json
 
 
 def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
@@ -115,10 +113,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     else:
         if resume:
             print(f"nothing to resume in {out}; starting a new run", flush=True)
-        for stale in ("history.csv", "state.json", "last.keras", "best.keras", "teacher-probabilities.npy"):
-            if os.path.exists(os.path.join(out, stale)):
-                os.remove(os.path.join(out, stale))
-        shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
+        clear_run(out)
         model = build(arch)
         parent = _load_parent(init_from, arch, model, data["train"].images) if init_from else None
         model.compile(
@@ -127,10 +122,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
             metrics=["accuracy"],
         )
         initial_epoch = 0
-        state = {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0,
-                 "train_seconds": 0.0, "command": command, "commit": git_commit(), "hardware": describe(),
-                 "params": int(model.count_params()), "multiply_adds": multiply_adds(model),
-                 "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
+        state = new_run_state(config, command, model, data)
         if parent:
             state["init_from"] = parent
         if teachers:

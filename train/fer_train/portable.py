@@ -13,6 +13,7 @@ There is no --resume: a run on a lent machine is short and starts over.
 """
 
 import json
+import math
 import os
 import sys
 
@@ -20,19 +21,17 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fer_edge.hardware import describe
 from fer_edge.labels import LABELS
 
-from .arch import build, multiply_adds
-from .recipe import RunRecorder, class_weights, geometry_layers, git_commit, photometric_layers, write_json
-
-ERASE_PROBABILITY = 0.25
+from .arch import build
+from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers,
+                     new_run_state, photometric_layers, write_json)
 
 
 def augmentation(seed: int) -> keras.Sequential:
     """fit.py's usual augmentation as layers (active only while training), with Keras's own
     random erasing in place of fit.py's TensorFlow one."""
-    erase = layers.RandomErasing(factor=ERASE_PROBABILITY, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 6)
+    erase = layers.RandomErasing(factor=ERASE_PROBABILITY, scale=ERASE_AREA, value_range=(0, 255), seed=seed + 6)
     chain = [*geometry_layers(seed), *photometric_layers(seed), erase]
     if keras.backend.backend() != "tensorflow":
         # Keras marks its geometric layers as not compilable for TensorFlow's XLA; JAX compiles
@@ -136,14 +135,8 @@ def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, b
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
                       temperature=1.0, live_teachers=True)
-    os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
-    for stale in ("history.csv", "state.json", "last.keras", "best.keras"):
-        if os.path.exists(os.path.join(out, stale)):
-            os.remove(os.path.join(out, stale))
-    state = {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "train_seconds": 0.0,
-             "command": command, "commit": git_commit(), "hardware": describe(),
-             "params": int(student.count_params()), "multiply_adds": multiply_adds(student),
-             "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
+    clear_run(out)
+    state = new_run_state(config, command, student, data)
     if parent:
         state["init_from"] = parent
     if teachers:
@@ -151,11 +144,11 @@ def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, b
         state["distilled"] = {"teachers": described, "weight": distill_weight, "temperature": 1.0, "live": True}
     write_json(os.path.join(out, "state.json"), state)
 
+    train, val = data["train"], data["val"]
+    steps = math.ceil(len(train.labels) / batch_size)
     model = trainer(student, teacher_models, seed)
-    steps = -(-len(data["train"].labels) // batch_size)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule(lr, epochs, steps), weight_decay=weight_decay),
                   loss=distillation_loss(distill_weight, smoothing), metrics=[accuracy])
-    train, val = data["train"], data["val"]
     n = len(LABELS)
     x = train.images[..., None].astype(np.float32)
     y = np.eye(n, dtype=np.float32)[train.labels]

@@ -5,23 +5,30 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import time
 
 import keras
 import numpy as np
+from keras import layers
 
+from fer_edge.hardware import describe
 from fer_edge.labels import LABELS
+
+from .arch import multiply_adds
 
 # How far augmentation moves a face: faces are registered, so the moves are small.
 ROTATION_TURNS = 0.04  # of a full turn: about +-15 degrees
 MAX_ZOOM = 0.12
 MAX_SHIFT = 0.10  # of the face's size
+# Random erasing (occlusion by hands, glasses, hair): how often, and how much of the face.
+ERASE_PROBABILITY = 0.25
+ERASE_AREA = (0.02, 0.2)
 
 
 def geometry_layers(seed: int) -> list:
     """Keras's chain of flip, rotation, zoom and shift; each layer resamples the face."""
-    layers = keras.layers
     return [
         layers.RandomFlip("horizontal", seed=seed),
         layers.RandomRotation(ROTATION_TURNS, fill_mode="reflect", seed=seed + 1),
@@ -32,7 +39,6 @@ def geometry_layers(seed: int) -> list:
 
 def photometric_layers(seed: int) -> list:
     """Brightness and contrast changes of a 0..255 face."""
-    layers = keras.layers
     return [
         layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 4),
         layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 5),
@@ -133,3 +139,20 @@ def write_json(path, data):
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2)
     os.replace(tmp, path)
+
+
+def clear_run(out: str) -> None:
+    """Remove what an earlier run left in `out`, so that a new run's records are all its own."""
+    for name in ("history.csv", "state.json", "last.keras", "best.keras", "teacher-probabilities.npy"):
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
+    os.makedirs(os.path.join(out, "epochs"))
+
+
+def new_run_state(config: dict, command: str, model: keras.Model, data: dict) -> dict:
+    """The state.json of a run that has not trained an epoch yet."""
+    return {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "train_seconds": 0.0,
+            "command": command, "commit": git_commit(), "hardware": describe(),
+            "params": int(model.count_params()), "multiply_adds": multiply_adds(model),
+            "n_train": int(len(data["train"].labels)), "n_val": int(len(data["val"].labels))}
