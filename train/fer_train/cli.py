@@ -13,6 +13,18 @@ from fer_edge.datasets import DatasetError, ferplus_soft_labels, read_fer2013, r
 from fer_edge.errors import guarded
 
 
+# Options that more than one command takes, defined once.
+EPOCHS = click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
+PEAK_LR = click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+SEED = click.option("--seed", default=1, show_default=True, type=int)
+LIMIT = click.option("--limit", default=None, type=click.IntRange(1),
+                     help="Use only the first N rows of each split (smoke runs).")
+DISTILL_WEIGHT = click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+                              help="Share of the teachers' probabilities in each face's target.")
+CLASS_BALANCE = click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+                             help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
+
+
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,6 +32,12 @@ def _quiet_tensorflow():
 @click.group(cls=guarded(click.Group))
 def main():
     """Train emotion models on FER2013-style data."""
+
+
+def _subset(faces, index):
+    """The faces at `index` (positions or a mask), with their labels, CSV rows and splits."""
+    return type(faces)(images=faces.images[index], labels=faces.labels[index], rows=faces.rows[index],
+                       usage=faces.usage[index])
 
 
 def _load_splits(data_path, limit=None):
@@ -34,8 +52,7 @@ def _load_splits(data_path, limit=None):
     data = {}
     for key, usage in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
         index = (faces.usage == usage).nonzero()[0][:limit]
-        data[key] = type(faces)(images=faces.images[index], labels=faces.labels[index],
-                                rows=faces.rows[index], usage=faces.usage[index])
+        data[key] = _subset(faces, index)
         click.echo(f"  {usage}: {len(index)} faces")
     if not len(data["train"].labels) or not len(data["val"].labels):
         raise click.ClickException(f"{data_path}: needs Training and PublicTest rows")
@@ -76,12 +93,12 @@ def _echo_metrics(metrics, what):
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, or a `fer-train pack` file.")
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
-@click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
+@EPOCHS
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+@PEAK_LR
 @click.option("--patience", default=15, show_default=True, type=click.IntRange(0), help="Early-stop epochs (0: off).")
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@SEED
+@LIMIT
 @click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--init-from", type=click.Path(exists=True),
@@ -90,8 +107,7 @@ def _echo_metrics(metrics, what):
                    "A deeper --arch that only adds residual blocks (fercnn-d from fercnn) grows from it.")
 @click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Distil from this fer-edge .tflite model (repeat for an ensemble; each also sees the mirror image).")
-@click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of the teachers' probabilities in each face's target.")
+@DISTILL_WEIGHT
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Soften the teachers' probabilities (softmax(log p / T)).")
 @click.option("--live-teachers", is_flag=True,
@@ -107,8 +123,7 @@ def _echo_metrics(metrics, what):
 @click.option("--one-warp", is_flag=True,
               help="Flip, rotate, zoom and shift each face in one resampling instead of a chain of "
                    "layers that softens it (sharper training faces).")
-@click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
-              help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
+@CLASS_BALANCE
 def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from, teachers,
         distill_weight, temperature, live_teachers, ferplus_path, ferplus_weight, camera_augment, one_warp,
         class_balance):
@@ -140,7 +155,7 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
 @click.option("--run", "run", required=True, type=click.Path(file_okay=False, exists=True),
               help="A run folder written by `fer-train fit` (with epochs/*.weights.h5).")
 @click.option("--last", default=10, show_default=True, type=click.IntRange(1), help="Average this many last epochs.")
-@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@LIMIT
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the averaged model.")
 def average(data_path, run, last, limit, out):
     """Average a run's last epochs' weights (SWA-style) into OUT/best.keras."""
@@ -165,7 +180,7 @@ def average(data_path, run, last, limit, out):
                    "The first run folder gives the network and the provenance.")
 @click.option("--share", "shares", multiple=True, type=float,
               help="Each --model's share of the mean, in the same order, summing to 1 (default: equal).")
-@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@LIMIT
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the mixed model.")
 def soup(data_path, models, shares, limit, out):
     """Mix models fine-tuned from one another (a weight soup) into OUT/best.keras."""
@@ -200,8 +215,7 @@ def pack(data_path, usages, out):
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     keep = np.isin(faces.usage, usages) if usages else np.ones(len(faces), dtype=bool)
-    kept = type(faces)(images=faces.images[keep], labels=faces.labels[keep], rows=faces.rows[keep],
-                       usage=faces.usage[keep])
+    kept = _subset(faces, keep)
     size = write_pack(kept, out)
     click.echo(f"wrote {out}: {len(kept)} faces, {size / 1e6:.1f} MB")
 
@@ -210,20 +224,18 @@ def pack(data_path, usages, out):
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="FER2013 CSV, plain or .gz, or a `fer-train pack` file.")
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (as for fit; ferresnet is the teacher).")
-@click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
+@EPOCHS
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N rows of each split (smoke runs).")
+@PEAK_LR
+@SEED
+@LIMIT
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--init-from", type=click.Path(exists=True),
               help="Start from this .keras model (or run folder's best.keras) of the same architecture.")
 @click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True),
               help="Distil from this .keras model or run folder (repeat for an ensemble); it sees each augmented batch.")
-@click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of the teachers' probabilities in each face's target.")
-@click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
-              help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
+@DISTILL_WEIGHT
+@CLASS_BALANCE
 def fit_portable(data_path, arch, epochs, batch_size, lr, seed, limit, out, init_from, teachers, distill_weight,
                  class_balance):
     """Train on any Keras backend (KERAS_BACKEND=jax on a GPU machine); select on PublicTest."""
