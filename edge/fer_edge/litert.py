@@ -8,6 +8,10 @@ fer-edge depends on it. The choice is made once, on first use.
 """
 
 import functools
+import os
+import sys
+import tempfile
+
 from .errors import UserError
 
 
@@ -45,4 +49,43 @@ def make_interpreter(model_bytes, threads=1, delegate=None):
                                  f"(install libedgetpu1-std and plug in the Coral): {exc}") from None
     elif delegate not in (None, "cpu"):
         raise RuntimeMissing(f"unknown delegate {delegate!r}; choose cpu or edgetpu")
-    return Interpreter(model_content=model_bytes, num_threads=threads, experimental_delegates=delegates or None)
+    interpreter = Interpreter(model_content=model_bytes, num_threads=threads,
+                              experimental_delegates=delegates or None)
+    _allocate_without_notice(interpreter)
+    return interpreter
+
+
+XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_notice_passed = False
+
+
+def _allocate_without_notice(interpreter):
+    """Allocate tensors, keeping the runtime's one-time XNNPACK notice off the user's stderr.
+
+    The runtime writes it from C++ straight to file descriptor 2 on the first allocation in a
+    process, so that first allocation runs with descriptor 2 caught in a file; everything else
+    it wrote is passed on unchanged.
+    """
+    global _notice_passed
+    if _notice_passed:
+        interpreter.allocate_tensors()
+        return
+    _notice_passed = True
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        interpreter.allocate_tensors()
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            interpreter.allocate_tensors()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True)
+                    if not line.startswith(XNNPACK_NOTICE)]
+            if kept:
+                os.write(2, b"".join(kept))

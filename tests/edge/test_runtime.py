@@ -65,6 +65,21 @@ def test_run_over_a_video_logs_tracked_faces(photos, model_path, tmp_path):
     ok, frame = video.read()
     assert ok and frame.shape == (360, 640, 3)
     assert "72 frames" in result.stderr and "Traceback" not in result.stderr
+    assert all(line.startswith("fer-edge: ") for line in result.stderr.splitlines()), result.stderr
+
+
+def test_runtime_notice_is_dropped_and_other_native_output_kept(model_path):
+    """The runtime's XNNPACK notice stays off stderr; anything else written to descriptor 2 passes."""
+    real = f"from fer_edge.classify import EmotionClassifier; EmotionClassifier({str(model_path)!r})"
+    result = subprocess.run([sys.executable, "-c", real], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    other = ("import os, fer_edge.litert as litert\n"
+             "class WritesToDescriptor2:\n"
+             "    def allocate_tensors(self):\n"
+             "        os.write(2, litert.XNNPACK_NOTICE + b'\\nWARNING: kept\\n')\n"
+             "litert._allocate_without_notice(WritesToDescriptor2())\n")
+    result = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "WARNING: kept\n", result.stderr
 
 
 def photo_folder(tmp_path, photos, names):
