@@ -64,7 +64,8 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         f"- Data: {prov['dataset']}; model selection on PublicTest; figures on PrivateTest "
         f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
         *([_warm_start_line(warm)] if warm else []),
-        f"- Training command: `{prov.get('train_command')}` (commit `{prov.get('train_commit')}`)",
+        (f"- Training command: `{prov['train_command']}` (commit `{prov.get('train_commit')}`)"
+         if prov.get("train_command") else "- Training command: unknown (the model was not in its fer-train run folder)"),
         *([_averaging_line(prov)] if prov.get("average_command") else []),
         *([_distillation_line(prov["distilled"])] if prov.get("distilled") else []),
         *([_ferplus_line(prov["ferplus"], prov.get("distilled"))] if prov.get("ferplus") else []),
@@ -73,8 +74,9 @@ def model_card(name, results, sizes, latency_ms, metadata, hardware):
         f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"
         + (", all runs of the chain" if warm else "") + f"), best single epoch {prov.get('best_epoch')}",
         f"- Converted on: {hardware}, {prov['converted_at']}",
-        f"- Architecture: `{metadata.get('architecture')}`, {metadata.get('params'):,} parameters, "
-        f"{(metadata.get('multiply_adds') or 0) / 1e6:.1f} M multiply-adds per face"
+        f"- Architecture: `{metadata.get('architecture') or 'unknown'}`, {metadata.get('params'):,} parameters, "
+        + (f"{metadata['multiply_adds'] / 1e6:.1f} M" if metadata.get("multiply_adds") else "unknown")
+        + " multiply-adds per face"
         + (" (flip-averaged)" if metadata.get("flip_average") else ""),
         f"- int8 calibration: {prov.get('calibration_faces')} class-stratified Training faces; input quantization "
         f"{metadata['input'].get('quantization')}, output {metadata['output'].get('quantization')}", "",

@@ -144,9 +144,10 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
     except Exception as exc:  # Keras raises many types for a bad file
         raise click.ClickException(f"{keras_model}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
     record = _run_record(keras_model)
+    state = record.setdefault("state.json", {})
+    state.setdefault("params", model.count_params())  # a .keras moved out of its run folder has no record
     if flip_average:
         model = with_flip_averaging(model)
-        state = record.setdefault("state.json", {})
         state["flip_average"] = True
         if state.get("multiply_adds"):
             state["multiply_adds"] *= 2

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -361,6 +362,20 @@ def test_edgetpu_without_compiler_explains(tiny_run, small_csv, tmp_path):
     assert result.returncode != 0
     assert "edgetpu_compiler is not on PATH" in result.stderr and "Traceback" not in result.stderr
     assert "Edge TPU check: compatible" in result.stdout
+
+
+def test_a_model_moved_out_of_its_run_folder_converts_with_a_card(tiny_run, small_csv, tmp_path):
+    moved = tmp_path / "moved.keras"
+    shutil.copy(tiny_run / "best.keras", moved)
+    result = run_cli("fer-convert", moved, "--data", small_csv, "--int8", "--calib", "50", "--limit", "50",
+                     "--allow-loss", "-o", tmp_path / "moved.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = (tmp_path / "moved.md").read_text()
+    assert "Training command: unknown" in card and "Architecture: `unknown`" in card
+    import keras
+
+    params = keras.models.load_model(moved).count_params()
+    assert f"{params:,} parameters" in card
 
 
 def test_bad_keras_file_is_one_line(tmp_path, small_csv):
