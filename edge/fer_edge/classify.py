@@ -5,7 +5,7 @@ from importlib import resources
 
 import numpy as np
 
-from .litert import make_interpreter
+from .litert import allocate_tensors, make_interpreter
 from .metadata import ModelError, read_metadata
 from .preprocess import DEFAULT_MARGIN, to_model_input
 
@@ -50,7 +50,7 @@ class EmotionClassifier:
         # Edge TPU models need their static batch of 1; on the CPU we resize to the batch.
         self.can_batch = delegate != "edgetpu"
         self.batch = int(self.input["shape"][0])
-        self.interpreter.allocate_tensors()
+        allocate_tensors(self.interpreter)
         self.input_dtype = self.input["dtype"]
         scale, zero = self.input["quantization"]
         self.input_quant = (scale, zero) if scale else None

@@ -16,7 +16,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 import cv2
 import numpy as np
 
-from .litert import make_interpreter
+from .litert import allocate_tensors, make_interpreter
 from .preprocess import to_grey
 from .errors import UserError
 
@@ -176,7 +176,7 @@ class BlazeFaceDetector:
         except (OSError, ValueError) as exc:
             raise DetectorError(f"{path}: cannot load BlazeFace model ({exc})") from None
         self.path = path
-        self.interpreter.allocate_tensors()
+        allocate_tensors(self.interpreter)
         self.input = self.interpreter.get_input_details()[0]
         self.size = int(self.input["shape"][1])
         outputs = self.interpreter.get_output_details()

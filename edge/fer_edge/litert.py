@@ -49,18 +49,15 @@ def make_interpreter(model_bytes, threads=1, delegate=None):
                                  f"(install libedgetpu1-std and plug in the Coral): {exc}") from None
     elif delegate not in (None, "cpu"):
         raise RuntimeMissing(f"unknown delegate {delegate!r}; choose cpu or edgetpu")
-    interpreter = Interpreter(model_content=model_bytes, num_threads=threads,
-                              experimental_delegates=delegates or None)
-    _allocate_without_notice(interpreter)
-    return interpreter
+    return Interpreter(model_content=model_bytes, num_threads=threads, experimental_delegates=delegates or None)
 
 
 XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 _notice_passed = False
 
 
-def _allocate_without_notice(interpreter):
-    """Allocate tensors, keeping the runtime's one-time XNNPACK notice off the user's stderr.
+def allocate_tensors(interpreter) -> None:
+    """interpreter.allocate_tensors(), keeping the runtime's one-time XNNPACK notice off stderr.
 
     The runtime writes it from C++ straight to file descriptor 2 on the first allocation in a
     process, so that first allocation runs with descriptor 2 caught in a file; everything else

@@ -77,7 +77,7 @@ def test_runtime_notice_is_dropped_and_other_native_output_kept(model_path):
              "class WritesToDescriptor2:\n"
              "    def allocate_tensors(self):\n"
              "        os.write(2, litert.XNNPACK_NOTICE + b'\\nWARNING: kept\\n')\n"
-             "litert._allocate_without_notice(WritesToDescriptor2())\n")
+             "litert.allocate_tensors(WritesToDescriptor2())\n")
     result = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "WARNING: kept\n", result.stderr
 

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from fer_edge.litert import make_interpreter
+from fer_edge.litert import allocate_tensors, make_interpreter
 from fer_edge.metadata import read_metadata
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -26,7 +26,7 @@ STATISTICS_FACES = 4000  # Training faces the batch-norm statistics of a loaded 
 def _twin_weights(model_bytes):
     """(op name, kernel, bias) of each weighted op of a float32 TFLite model, in graph order."""
     interpreter = make_interpreter(model_bytes)
-    interpreter.allocate_tensors()
+    allocate_tensors(interpreter)
     tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
     weighted = []
     for op in interpreter._get_ops_details():
