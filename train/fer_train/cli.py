@@ -14,6 +14,8 @@ from fer_edge.errors import guarded
 
 
 # Options that more than one command takes, defined once.
+TRAINING_DATA = click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+                             help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, or a `fer-train pack` file.")
 EPOCHS = click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
 PEAK_LR = click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
 SEED = click.option("--seed", default=1, show_default=True, type=int)
@@ -90,8 +92,7 @@ def _echo_metrics(metrics, what):
 
 
 @main.command()
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, or a `fer-train pack` file.")
+@TRAINING_DATA
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
 @EPOCHS
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
@@ -221,8 +222,7 @@ def pack(data_path, usages, out):
 
 
 @main.command("fit-portable")
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="FER2013 CSV, plain or .gz, or a `fer-train pack` file.")
+@TRAINING_DATA
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (as for fit; ferresnet is the teacher).")
 @EPOCHS
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
