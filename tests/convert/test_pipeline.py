@@ -118,6 +118,22 @@ def test_soup_refuses_bad_mixes_in_one_line(tiny_model, tiny_run, small_csv, tmp
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_broken_run_folders_are_refused_in_one_line_before_training(tiny_run, small_csv, tmp_path):
+    # A copy of a real run whose state.json was cut short (a full disk), and one without best.keras.
+    cut, no_best = tmp_path / "cut", tmp_path / "no-best"
+    shutil.copytree(tiny_run, cut)
+    (cut / "state.json").write_text((cut / "state.json").read_text()[:40])
+    shutil.copytree(tiny_run, no_best)
+    (no_best / "best.keras").unlink()
+    for args, message in ((["fit", "--epochs", "1", "--init-from", cut, "--out", tmp_path / "x"], "state.json: unreadable"),
+                          (["average", "--run", cut, "--out", tmp_path / "x"], "state.json: unreadable"),
+                          (["soup", "--model", cut, "--out", tmp_path / "x"], "state.json: unreadable"),
+                          (["soup", "--model", no_best, "--out", tmp_path / "x"], "not a fer-train run folder (no best.keras)")):
+        result = run_cli("fer-train", *args[:1], "--data", small_csv, *args[1:])
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists(), result.stderr
+
+
 def test_warm_restart_starts_from_the_parent_run(tiny_run, small_csv, tmp_path):
     import keras
 

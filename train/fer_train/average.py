@@ -10,7 +10,6 @@ so they are measured again over the Training faces (no augmentation), as SWA doe
 """
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ import numpy as np
 from .arch import build
 from .fit import finish
 from .recipe import atomic_save, epoch_weights_path, write_json
+from .run_folder import BEST, LAST, read_run_state
 
 
 def saved_epochs(run):
@@ -69,8 +69,7 @@ def average_run(run, data, last, out, command=None):
     if len(epochs) < last:
         raise ValueError(f"{run}: {len(epochs)} epoch weight files, {last} asked for")
     chosen = epochs[-last:]
-    with open(os.path.join(run, "state.json")) as f:
-        state = json.load(f)
+    state = read_run_state(run, LAST)
     model = keras.models.load_model(os.path.join(run, "last.keras"), compile=False)
     average_weights(model, [epoch_weights_path(run, e) for e in chosen])
     return _finish_averaged(model, data, run, out, dict(state, averaged={"run": run, "epochs": chosen, "command": command}))
@@ -94,10 +93,8 @@ def _ingredient_weights(source, arch, model, train_images):
 
         load_float_twin(model, source, train_images[:STATISTICS_FACES], arch)
         return model.get_weights()
-    path = os.path.join(source, "best.keras")
-    if not os.path.exists(path):
-        raise ValueError(f"{source}: neither a float32 twin (.tflite) nor a run folder with best.keras")
-    trained = keras.models.load_model(path, compile=False)
+    read_run_state(source, BEST)
+    trained = keras.models.load_model(os.path.join(source, "best.keras"), compile=False)
     if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
         raise ValueError(f"{source} is not a {arch} model like the first run folder")
     return trained.get_weights()
@@ -114,11 +111,7 @@ def soup_models(sources, shares, data, out, command=None):
     runs = [s for s in sources if not s.endswith(".tflite")]
     if not runs:
         raise ValueError("a soup needs at least one run folder (it gives the network and the provenance)")
-    state_path = os.path.join(runs[0], "state.json")
-    if not os.path.exists(state_path):
-        raise ValueError(f"{runs[0]}: not a fer-train run folder (no state.json)")
-    with open(state_path) as f:
-        state = json.load(f)
+    state = read_run_state(runs[0], BEST)
     arch = state["config"]["arch"]
     model = build(arch)
     ingredients = [_ingredient_weights(s, arch, model, data["train"].images) for s in sources]

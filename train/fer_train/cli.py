@@ -12,6 +12,8 @@ import numpy as np
 from fer_edge.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
 from fer_edge.errors import guarded
 
+from .run_folder import BEST, LAST, read_run_state
+
 
 # Options that more than one command takes, defined once.
 TRAINING_DATA = click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
@@ -80,9 +82,12 @@ def _this_command():
     return "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _require_run(run):
-    if not os.path.exists(os.path.join(run, "state.json")) or not os.path.exists(os.path.join(run, "last.keras")):
-        raise click.ClickException(f"{run}: not a fer-train run folder (no state.json / last.keras)")
+def _require_run(folder, needs=LAST):
+    """Stop before the faces and the framework load when `folder` is not a usable run folder."""
+    try:
+        read_run_state(folder, needs)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _echo_metrics(metrics, what):
@@ -186,6 +191,9 @@ def average(data_path, run, last, limit, out):
 def soup(data_path, models, shares, limit, out):
     """Mix models fine-tuned from one another (a weight soup) into OUT/best.keras."""
     _quiet_tensorflow()
+    for model in models:
+        if not model.endswith(".tflite"):
+            _require_run(model, BEST)
     data = _load_splits(data_path, limit)
     from .average import soup_models  # imports TensorFlow
 

@@ -6,7 +6,6 @@ PublicTest accuracy), `epochs/epoch-NNN.weights.h5` (every epoch's weights, for
 and at the end `metrics.json`, `confusion.png` and `curves.png`.
 """
 
-import json
 import math
 import os
 import sys
@@ -22,7 +21,8 @@ from .arch import ARCHITECTURES, build
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
-from .recipe import RunRecorder, atomic_save, class_weights, clear_run, new_run_state, write_json
+from .recipe import RunRecorder, class_weights, clear_run, new_run_state, write_json
+from .run_folder import LAST, read_run_state
 
 
 def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
@@ -101,8 +101,7 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         config.update(ferplus=os.path.abspath(ferplus[0]), ferplus_weight=ferplus_weight)
     keras.utils.set_random_seed(seed)
     if resume and os.path.exists(state_path) and os.path.exists(os.path.join(out, "last.keras")):
-        with open(state_path) as f:
-            state = json.load(f)
+        state = read_run_state(out, LAST)
         # The run keeps its own settings; only --epochs may change, to extend a finished run.
         config = dict(state["config"], epochs=epochs)
         state["config"] = config
@@ -172,12 +171,8 @@ def _load_parent(source, arch, model, train_images):
     return what the card needs to know of the parent."""
     if source.endswith(".tflite"):
         return _load_twin_parent(source, arch, model, train_images)
-    state_path, last = os.path.join(source, "state.json"), os.path.join(source, "last.keras")
-    if not (os.path.exists(state_path) and os.path.exists(last)):
-        raise ValueError(f"{source}: not a run folder (no state.json and last.keras)")
-    with open(state_path) as f:
-        parent = json.load(f)
-    trained = keras.models.load_model(last, compile=False)
+    parent = read_run_state(source, LAST)
+    trained = keras.models.load_model(os.path.join(source, "last.keras"), compile=False)
     grown = _copy_or_grow(trained, model, parent["config"]["arch"], arch, source)
     return {"run": source, **grown, "epochs": parent["epoch"], "command": parent.get("command"),
             "commit": parent.get("commit"), "train_seconds": parent.get("train_seconds", 0.0),

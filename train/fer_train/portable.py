@@ -12,7 +12,6 @@ state.json), so fer-convert, `fer-train average` and `fer-train soup` take it as
 There is no --resume: a run on a lent machine is short and starts over.
 """
 
-import json
 import math
 import os
 import sys
@@ -26,6 +25,7 @@ from fer_edge.labels import LABELS
 from .arch import build
 from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers,
                      new_run_state, photometric_layers, write_json)
+from .run_folder import BEST, read_run_state
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -85,17 +85,18 @@ def _model_file(path):
 
 def _provenance(path):
     """What a card needs of a .keras model's run: its folder's state.json, where there is one."""
-    state_path = os.path.join(os.path.dirname(os.path.abspath(_model_file(path))), "state.json")
-    if not os.path.exists(state_path):
+    folder = os.path.dirname(os.path.abspath(_model_file(path)))
+    if not os.path.exists(os.path.join(folder, "state.json")):
         return {"run": path}
-    with open(state_path) as f:
-        state = json.load(f)
+    state = read_run_state(folder, needs=())
     return {"run": path, "epochs": state.get("best_epoch") or state.get("epoch"), "command": state.get("command"),
             "commit": state.get("commit"), "train_seconds": state.get("train_seconds", 0.0),
             "hardware": state.get("hardware"), "architecture": state.get("config", {}).get("arch")}
 
 
 def _load(path, what):
+    if os.path.isdir(path):
+        read_run_state(path, BEST)
     model_file = _model_file(path)
     if not (model_file.endswith(".keras") and os.path.exists(model_file)):
         raise ValueError(f"{path}: a {what} must be a .keras file or a run folder with best.keras")
