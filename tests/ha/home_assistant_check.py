@@ -15,6 +15,7 @@ import pathlib
 import sys
 import tempfile
 import time
+from datetime import timedelta
 
 
 def storage(config_dir, host, port):
@@ -59,6 +60,37 @@ def check_payloads(payloads):
     return results
 
 
+async def long_term_statistics(hass, device_prefix):
+    """What HA's recorder keeps of the device's sensors: which have statistics (and their
+    units), what HA's own validation says of them, and the 5-minute statistics compiled
+    now over the periods the run fell in (HA compiles them every 5 minutes by itself)."""
+    from homeassistant.components.recorder import get_instance
+    from homeassistant.components.recorder.statistics import list_statistic_ids, statistics_during_period
+    from homeassistant.components.recorder.tasks import StatisticsTask
+    from homeassistant.components.sensor.recorder import validate_statistics
+    from homeassistant.util import dt as dt_util
+
+    recorder = get_instance(hass)
+    await recorder.async_block_till_done()
+    now = dt_util.utcnow()
+    current = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+    for start in (current - timedelta(minutes=10), current - timedelta(minutes=5), current):
+        recorder.queue_task(StatisticsTask(start, False))
+    await recorder.async_block_till_done()
+    ours = lambda entity_id: entity_id.split(".", 1)[1].startswith(device_prefix)  # noqa: E731
+    ids = await recorder.async_add_executor_job(list_statistic_ids, hass)
+    issues = await recorder.async_add_executor_job(validate_statistics, hass)
+    rows = await recorder.async_add_executor_job(
+        statistics_during_period, hass, current - timedelta(minutes=10), None, None, "5minute", None,
+        {"mean", "min", "max", "state", "sum"})
+    return {"ids": {i["statistic_id"]: {"unit": i.get("statistics_unit_of_measurement"), "sum": bool(i.get("has_sum")),
+                                        "mean": bool(i.get("mean_type", i.get("has_mean")))}
+                    for i in ids if ours(i["statistic_id"])},
+            "issues": {k: [str(v) for v in found] for k, found in issues.items() if ours(k)},
+            "five_minute": {k: [{key: row.get(key) for key in ("mean", "min", "max", "state", "sum")} for row in found]
+                            for k, found in rows.items() if ours(k)}}
+
+
 async def watch(config_dir, port, device_prefix, seconds):
     from homeassistant import bootstrap, runner
     from homeassistant.components import mqtt
@@ -67,7 +99,8 @@ async def watch(config_dir, port, device_prefix, seconds):
 
     config = pathlib.Path(config_dir, "configuration.yaml")
     config.write_text(f"homeassistant:\n  name: check\n  time_zone: UTC\nhttp:\n  server_host: 127.0.0.1\n"
-                      f"  server_port: {port}\nlogger:\n  default: warning\n")
+                      f"  server_port: {port}\nlogger:\n  default: warning\n"
+                      f"recorder:\n  db_url: sqlite:///{config_dir}/home-assistant_v2.db\n  commit_interval: 0\n")
     hass = await bootstrap.async_setup_hass(runner.RuntimeConfig(config_dir=config_dir, skip_pip=True))
     history = {}
     online_seen = offline_after_online = False
@@ -95,12 +128,14 @@ async def watch(config_dir, port, device_prefix, seconds):
     registry = er.async_get(hass)
     entities = [{"entity_id": e.entity_id, "unique_id": e.unique_id, "platform": e.platform}
                 for e in registry.entities.values() if e.platform == "mqtt"]
+    statistics = await long_term_statistics(hass, device_prefix)
     await hass.async_stop()
     await run
     log = pathlib.Path(config_dir, "home-assistant.log")
     warnings = [line for line in (log.read_text().splitlines() if log.exists() else [])
                 if ("WARNING" in line or "ERROR" in line) and "mqtt" in line.lower()]
-    return {"entities": entities, "history": history, "warnings": warnings, "offline_seen": offline_after_online}
+    return {"entities": entities, "history": history, "warnings": warnings, "offline_seen": offline_after_online,
+            "statistics": statistics}
 
 
 def main():

@@ -66,6 +66,7 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
         recorder.close()
         broker.stop()
     report = json.loads(out)
+    print(json.dumps(report["statistics"], indent=1))
     print(json.dumps(report, indent=1)[:6000])
     # Every discovery topic fits HA's pattern, every payload passes its platform's schema,
     # and HA keeps every key (default_entity_id is known from 2025.10 on).
@@ -94,3 +95,18 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
     fired = [h for h in history[by_key["visit"]] if h["attributes"].get("event_type") == "visit"]
     assert len(fired) >= 3 and fired[-1]["attributes"]["exit_emotion"] in LABEL_STATES
     assert states("online")[-1] == "off" and report["offline_seen"]
+    # HA's recorder keeps long-term statistics of the numeric sensors, with their units, its
+    # own validation finds nothing to repair, and the 5-minute statistics hold what happened.
+    statistics = report["statistics"]
+    kept = {key: statistics["ids"].get(entity) for key, entity in by_key.items()}
+    assert kept["satisfaction"] == {"unit": "%", "mean": True, "sum": False}, kept
+    assert kept["people"] == {"unit": None, "mean": True, "sum": False}, kept
+    assert kept["fps"]["unit"] == "fps" and kept["outbox"]["unit"] == "messages", kept
+    assert kept["sessions_today"]["sum"] and kept["emotion"] is None, kept
+    assert not statistics["issues"], statistics["issues"]
+    rows = lambda key: statistics["five_minute"].get(by_key[key], [])  # noqa: E731
+    assert max(r["max"] for r in rows("people")) == 1 and min(r["min"] for r in rows("people")) == 0, rows("people")
+    assert rows("satisfaction") and all(0 <= r["min"] <= r["max"] <= 100 for r in rows("satisfaction"))
+    assert max(r["max"] for r in rows("satisfaction")) == max(scores), (rows("satisfaction"), scores)
+    counted = [float(s) for s in states("sessions_today") if s not in ("unknown", "unavailable")]
+    assert rows("sessions_today")[-1]["state"] == counted[-1] >= 3, (rows("sessions_today"), counted)
