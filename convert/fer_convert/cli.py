@@ -3,7 +3,6 @@ gated on the accuracy the int8 model keeps."""
 
 import datetime
 import hashlib
-import json
 import os
 import platform
 import shlex
@@ -17,6 +16,7 @@ from fer_edge.errors import guarded
 from fer_edge.labels import LABELS
 from fer_edge.metadata import FORMAT, FORMAT_VERSION, embed_metadata
 from fer_edge.preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
+from fer_train.run_folder import read_record
 
 
 def _run_record(model_path):
@@ -26,8 +26,10 @@ def _run_record(model_path):
     for name in ("state.json", "metrics.json"):
         path = os.path.join(folder, name)
         if os.path.exists(path):
-            with open(path) as f:
-                record[name] = json.load(f)
+            try:
+                record[name] = read_record(path)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
     return record
 
 
@@ -122,6 +124,7 @@ def _measure(model_bytes, metadata, splits):
 def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, margin, card, limit, output):
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
     modes = list(dict.fromkeys(modes or ("int8",)))
+    record = _run_record(keras_model)  # before the faces and TensorFlow load: a broken record stops here
     try:
         faces = read_fer2013(data_path)
     except DatasetError as exc:
@@ -143,7 +146,6 @@ def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, fl
         model = keras.models.load_model(keras_model)
     except Exception as exc:  # Keras raises many types for a bad file
         raise click.ClickException(f"{keras_model}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
-    record = _run_record(keras_model)
     state = record.setdefault("state.json", {})
     state.setdefault("params", model.count_params())  # a .keras moved out of its run folder has no record
     if flip_average:

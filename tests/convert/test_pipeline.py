@@ -132,6 +132,9 @@ def test_broken_run_folders_are_refused_in_one_line_before_training(tiny_run, sm
         result = run_cli("fer-train", *args[:1], "--data", small_csv, *args[1:])
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists(), result.stderr
+    result = run_cli("fer-convert", cut / "best.keras", "--data", small_csv, "-o", tmp_path / "x.tflite")
+    assert result.returncode != 0 and "state.json: unreadable" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.tflite").exists(), result.stderr
 
 
 def test_warm_restart_starts_from_the_parent_run(tiny_run, small_csv, tmp_path):
