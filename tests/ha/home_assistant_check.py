@@ -60,6 +60,11 @@ def check_payloads(payloads):
     return results
 
 
+def is_devices(entity_id, device_prefix):
+    """Whether the entity is one of the device's (its object id starts with the prefix)."""
+    return entity_id.split(".", 1)[1].startswith(device_prefix)
+
+
 async def long_term_statistics(hass, device_prefix):
     """What HA's recorder keeps of the device's sensors: which have statistics (and their
     units), what HA's own validation says of them, and the 5-minute statistics compiled
@@ -77,7 +82,7 @@ async def long_term_statistics(hass, device_prefix):
     for start in (current - timedelta(minutes=10), current - timedelta(minutes=5), current):
         recorder.queue_task(StatisticsTask(start, False))
     await recorder.async_block_till_done()
-    ours = lambda entity_id: entity_id.split(".", 1)[1].startswith(device_prefix)  # noqa: E731
+    ours = lambda entity_id: is_devices(entity_id, device_prefix)  # noqa: E731
     ids = await recorder.async_add_executor_job(list_statistic_ids, hass)
     issues = await recorder.async_add_executor_job(validate_statistics, hass)
     rows = await recorder.async_add_executor_job(
@@ -108,7 +113,7 @@ async def watch(config_dir, port, device_prefix, seconds):
     def changed(event):
         nonlocal online_seen, offline_after_online
         state = event.data["new_state"]
-        if state is None or not state.entity_id.split(".", 1)[1].startswith(device_prefix):
+        if state is None or not is_devices(state.entity_id, device_prefix):
             return
         history.setdefault(state.entity_id, []).append(
             {"state": state.state, "attributes": {k: v for k, v in state.attributes.items()

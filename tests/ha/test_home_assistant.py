@@ -84,11 +84,12 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
         assert all(entity.endswith(f".{slug}_{key}") for key, entity in by_key.items()), by_key
     history = report["history"]
     states = lambda key: [h["state"] for h in history.get(by_key[key], [])]  # noqa: E731
+    numbers = lambda key: [float(s) for s in states(key) if s not in ("unknown", "unavailable")]  # noqa: E731
     # The emotion sensor follows the visitor, and the people count goes up and back to 0.
     assert set(states("emotion")) & LABEL_STATES, states("emotion")
     assert "1" in states("people") and "0" in states("people"), states("people")
     # Each finished visit sets the satisfaction (0-100, with its attributes) and fires the event.
-    scores = [float(s) for s in states("satisfaction") if s not in ("unknown", "unavailable")]
+    scores = numbers("satisfaction")
     assert scores and all(0 <= s <= 100 for s in scores)
     last = [h for h in history[by_key["satisfaction"]] if h["state"] not in ("unknown", "unavailable")][-1]
     assert {"exit_emotion", "dominant", "duration", "ended_by", "exit_probs"} <= set(last["attributes"])
@@ -108,5 +109,5 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
     assert max(r["max"] for r in rows("people")) == 1 and min(r["min"] for r in rows("people")) == 0, rows("people")
     assert rows("satisfaction") and all(0 <= r["min"] <= r["max"] <= 100 for r in rows("satisfaction"))
     assert max(r["max"] for r in rows("satisfaction")) == max(scores), (rows("satisfaction"), scores)
-    counted = [float(s) for s in states("sessions_today") if s not in ("unknown", "unavailable")]
+    counted = numbers("sessions_today")
     assert rows("sessions_today")[-1]["state"] == counted[-1] >= 3, (rows("sessions_today"), counted)

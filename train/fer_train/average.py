@@ -87,13 +87,13 @@ def _finish_averaged(model, data, run, out, state):
 
 
 def _ingredient_weights(source, arch, model, train_images):
-    """The weights of a run folder's best.keras, or of a float32 twin loaded into `model`."""
+    """The weights of a run folder's best.keras (checked by soup_models), or of a float32 twin
+    loaded into `model`."""
     if source.endswith(".tflite"):
         from .warmstart import STATISTICS_FACES, load_float_twin
 
         load_float_twin(model, source, train_images[:STATISTICS_FACES], arch)
         return model.get_weights()
-    read_run_state(source, BEST)
     trained = keras.models.load_model(os.path.join(source, "best.keras"), compile=False)
     if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
         raise ValueError(f"{source} is not a {arch} model like the first run folder")
@@ -112,6 +112,8 @@ def soup_models(sources, shares, data, out, command=None):
     if not runs:
         raise ValueError("a soup needs at least one run folder (it gives the network and the provenance)")
     state = read_run_state(runs[0], BEST)
+    for run in runs[1:]:
+        read_run_state(run, BEST)  # every folder is checked before any weights load
     arch = state["config"]["arch"]
     model = build(arch)
     ingredients = [_ingredient_weights(s, arch, model, data["train"].images) for s in sources]

@@ -97,10 +97,9 @@ def _provenance(path):
 def _load(path, what):
     if os.path.isdir(path):
         read_run_state(path, BEST)
-    model_file = _model_file(path)
-    if not (model_file.endswith(".keras") and os.path.exists(model_file)):
+    elif not (path.endswith(".keras") and os.path.exists(path)):
         raise ValueError(f"{path}: a {what} must be a .keras file or a run folder with best.keras")
-    return keras.models.load_model(model_file, compile=False)
+    return keras.models.load_model(_model_file(path), compile=False)
 
 
 def schedule(peak: float, epochs: int, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:

@@ -44,6 +44,7 @@ def photometric_layers(seed: int) -> list:
         layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 5),
     ]
 
+
 def class_weights(labels, power=0.5):
     """Inverse-frequency weights softened by `power` (0: none, 1: fully balanced), mean 1."""
     counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
