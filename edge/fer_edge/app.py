@@ -109,6 +109,8 @@ def run(settings: Settings, say: Say, started: float) -> None:
         health = pipeline.health()
     finally:
         pipeline.close("stopped" if stop.is_set() else "source ended")
+        if pipeline.store is not None:
+            pipeline.store.close()
         if server:
             server.stop()
     say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
@@ -116,18 +118,22 @@ def run(settings: Settings, say: Say, started: float) -> None:
 
 def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_path: Optional[str], say: Say):
     """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log."""
+    from .clock import WallClock
     from .drawing import Annotator, Window
     from .errors import UserError
     from .notify import Notifier
     from .pipeline import Pipeline
     from .sessions import SessionTracker
     from .sinks import SQLiteLog, StdoutLog
+    from .store import StoreFile
     from .track import Tracker
 
     device = device_id(settings)
     sinks = []
+    store = None
     if db_path:
-        log = SQLiteLog(db_path, keep_days=settings.log.keep_days, max_mb=settings.log.max_mb, say=say)
+        store = StoreFile(db_path, say)
+        log = SQLiteLog(db_path, keep_days=settings.log.keep_days, max_mb=settings.log.max_mb, say=say, store=store)
         log.start_run(device, describe_source(settings), analyzer.classifier.name, analyzer.detector.name)
         sinks.append(log)
     if not settings.log.quiet or settings.log.json:
@@ -135,24 +141,26 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     if settings.mqtt.host:
         if not db_path:
             raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")
-        sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier.name, say))
-    started_wall = time.time()
+        sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier.name, say, store.spill))
+    clock = WallClock(time.time(), say)
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
                               exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
-                              device_id=device, wall_time_of=lambda t: started_wall + t)
-    hooks = [Notifier()]
+                              device_id=device, clock=clock)
+    hooks = [Notifier(healthy=lambda: all(sink.alive() for sink in sinks))]
     if settings.run.annotate:
         hooks.append(Annotator(settings.run.annotate, first_source.fps))
     if settings.run.show:
         hooks.append(Window())
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
-    return Pipeline(analyzer, tracker, sinks, hooks, device_id=device, log_interval=settings.log.interval,
-                    save_crops=settings.log.save_crops, sessions=None if stills else sessions,
-                    stats_interval=settings.mqtt.stats_interval)
+    pipeline = Pipeline(analyzer, tracker, sinks, hooks, device_id=device, log_interval=settings.log.interval,
+                        save_crops=settings.log.save_crops, sessions=None if stills else sessions,
+                        stats_interval=settings.mqtt.stats_interval, clock=clock)
+    pipeline.store = store  # released after the sinks close
+    return pipeline
 
 
-def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say):
+def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say, spill=None):
     from .mqtt import MQTTSettings, MQTTSink, parse_host, read_password
 
     mqtt = settings.mqtt
@@ -162,7 +170,7 @@ def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: st
                            tls_key=mqtt.tls_key, durable_emotions=mqtt.durable_emotions,
                            stats_interval=mqtt.stats_interval, discovery=mqtt.discovery,
                            discovery_prefix=mqtt.discovery_prefix, configuration_url=web_url(settings))
-    return MQTTSink(options, db_path, on_event=say, model_name=model_name)
+    return MQTTSink(options, db_path, on_event=say, model_name=model_name, spill=spill)
 
 
 def web_url(settings: Settings) -> Optional[str]:
@@ -192,8 +200,14 @@ def summary_line(stats, sessions_done: int, health: dict, stopped: bool, started
             f"({stats.fps():.1f} frames/s), {sessions_done} sessions{first}")
     if health.get("log") == "full" or health.get("log_dropped"):
         line += f"; log full, {health.get('log_dropped', 0)} rows dropped"
+    if health.get("log_held"):
+        line += f"; {health['log_held']} log rows held while the log was locked"
     if "mqtt" in health:
         line += f"; MQTT {health['mqtt']}, {health['outbox_pending']} messages waiting in the outbox"
+        if health.get("sender", "ok") != "ok":
+            line += f" (sender: {health['sender']})"
+        if health.get("outbox_set_aside"):
+            line += f", {health['outbox_set_aside']} set aside"
     unreadable = getattr(source, "unreadable", [])
     if unreadable:
         line += f"; {len(unreadable)} unreadable: {', '.join(unreadable[:5])}" + (" ..." if len(unreadable) > 5 else "")

@@ -2,7 +2,8 @@
 images, or a stream URL. Live sources that fail are reopened with backoff; files end.
 
 Every source yields `Frame`s. `media_time` is seconds into the source (file position for
-files, wall clock for live sources), so rate limits behave the same at any speed.
+files, the monotonic clock for live sources), so rate limits and visit durations behave the
+same at any speed and whatever the wall clock does.
 """
 
 import glob
@@ -49,10 +50,14 @@ class Frame:
     detect_scale: float = 1.0        # frame pixels per detect_image pixel
 
 
+RECONNECT_CAP_SECONDS = 2.0   # a camera back after a stall is reopened within this
+STILL_DOWN_SAY_SECONDS = 60.0  # how often a source that stays down is said again
+
+
 class Backoff:
     """Waits 0.5 s, 1 s, 2 s ... up to `cap` between reconnects; interruptible by `stop`."""
 
-    def __init__(self, stop, first=0.5, cap=30.0):
+    def __init__(self, stop, first=0.5, cap=RECONNECT_CAP_SECONDS):
         self.stop, self.first, self.cap, self.delay = stop, first, cap, first
 
     def wait(self):
@@ -106,13 +111,14 @@ class OpenCVSource:
         return True
 
     def frames(self):
-        index, backoff, started = 0, Backoff(self.stop), time.time()
+        index, backoff, started = 0, Backoff(self.stop), time.monotonic()
+        said_down = float("-inf")
         while not self.stop.is_set():
             ok, image = (False, None) if self.capture is None else self.capture.read()
             if ok and image is not None:
                 backoff.reset()
                 if self.live:
-                    media_time = time.time() - started
+                    media_time = time.monotonic() - started
                 else:
                     pos = self.capture.get(cv2.CAP_PROP_POS_MSEC)
                     media_time = pos / 1000.0 if pos > 0 or not self.fps else index / self.fps
@@ -133,8 +139,9 @@ class OpenCVSource:
             if self._open():
                 self.reconnects += 1
                 self.on_event(f"source {self.target} {'reopened' if index else 'opened'}")
-            elif self.reconnects == 0 or backoff.delay >= backoff.cap:
-                self.on_event(f"{self.target}: still cannot open; next try in {backoff.delay:.0f} s")
+            elif time.monotonic() - said_down >= STILL_DOWN_SAY_SECONDS:
+                said_down = time.monotonic()
+                self.on_event(f"{self.target}: still cannot open; trying every {backoff.cap:.0f} s")
 
     def close(self):
         if self.capture is not None:
@@ -200,7 +207,7 @@ class PiCameraSource:
         self.lores_height = lores[1]
 
     def frames(self):
-        index, started = 0, time.time()
+        index, started = 0, time.monotonic()
         while not self.stop.is_set():
             request = self.camera.capture_request()
             try:
@@ -208,7 +215,7 @@ class PiCameraSource:
                 grey = request.make_array("lores")[: self.lores_height]
             finally:
                 request.release()
-            yield Frame(index, time.time() - started, main, detect_image=grey, detect_scale=self.scale)
+            yield Frame(index, time.monotonic() - started, main, detect_image=grey, detect_scale=self.scale)
             index += 1
 
     def close(self):

@@ -24,11 +24,14 @@ import threading
 import time
 import unicodedata
 import uuid
+from collections import deque
 from dataclasses import dataclass
+from typing import Optional
 
 from .outbox import Outbox, OutboxSender
 from .settings import split_host_port
-from .sinks import EventSink, is_disk_full
+from .sinks import EventSink
+from .store import Spill, is_disk_full, is_locked
 
 
 @dataclass
@@ -168,7 +171,10 @@ class MQTTSink(EventSink):
 
     REMIND_SECONDS = 60.0
 
-    def __init__(self, settings, db_path, on_event=print, model_name="fer-edge"):
+    HOLD_MAX = 10_000        # messages held in memory while the outbox is locked
+    HOLD_SAY_SECONDS = 5.0   # a lock held longer than this is said (short ones are this process's own)
+
+    def __init__(self, settings, db_path, on_event=print, model_name="fer-edge", spill: Optional[Spill] = None):
         import paho.mqtt.client as mqtt
 
         self.s, self.on_event, self.model_name = settings, on_event, model_name
@@ -189,6 +195,11 @@ class MQTTSink(EventSink):
                 raise
             self.outbox = None
             on_event(f"MQTT outbox unavailable ({exc}): messages go to the broker from memory until a restart")
+        self.spill = spill
+        self.waiting: deque = deque()   # (kind, topic, payload, retain) the outbox could not take yet
+        self.waiting_since: Optional[float] = None
+        self.waiting_said = False
+        self.memory_only = 0            # messages given to paho alone (no outbox, no spill)
         self.connected = threading.Event()
         self.dropped_offline = 0
         self.last_view = None
@@ -205,7 +216,8 @@ class MQTTSink(EventSink):
         client.on_connect_fail = self._on_connect_fail
         client.on_publish, client.on_message = self._on_publish, self._on_message
         self.client = client
-        self.sender = OutboxSender(db_path, self, settings.window, name="mqtt-outbox") if self.outbox else None
+        self.sender = (OutboxSender(db_path, self, settings.window, name="mqtt-outbox", say=on_event)
+                       if self.outbox else None)
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
         client.loop_start()
 
@@ -290,19 +302,57 @@ class MQTTSink(EventSink):
 
     # the camera loop's side: never blocks on the network
     def _store(self, kind, payload):
-        """Into the outbox; on a full disk straight to paho (kept in memory until sent).
-        Sessions are retained: Home Assistant shows the last visit again after a restart."""
-        retain = kind == "session"
-        if self.outbox is not None:
+        """Into the outbox. Sessions are retained: Home Assistant shows the last visit again
+        after a restart. While another program holds the file's lock the message waits in
+        memory (bounded) and goes in with the next one; on a full disk it goes to paho's
+        memory and, for a visit, to the store's spill as well, so a stop cannot lose it."""
+        payload.setdefault("msg_id", uuid.uuid4().hex)
+        if len(self.waiting) >= self.HOLD_MAX:
+            self.waiting.popleft()
+            self.dropped_offline += 1
+        self.waiting.append((kind, f"{self.base}/{kind}", payload, kind == "session"))
+        self._flush_waiting()
+
+    def _flush_waiting(self):
+        while self.waiting:
+            kind, topic, payload, retain = self.waiting[0]
             try:
-                self.outbox.put(kind, f"{self.base}/{kind}", payload, qos=1, retain=retain, created=time.time())
-                self._nudge()
-                return
+                if self.outbox is None:
+                    raise sqlite3.OperationalError("database or disk is full")
+                self.outbox.put(kind, topic, payload, qos=1, retain=retain, created=time.time())
             except sqlite3.OperationalError as exc:
+                if is_locked(exc):
+                    self._still_waiting()
+                    return
                 if not is_disk_full(exc):
                     raise
-        payload.setdefault("msg_id", payload.get("id"))
-        self.client.publish(f"{self.base}/{kind}", json.dumps(payload), qos=1, retain=retain)
+                self._from_memory(kind, topic, payload, retain)
+            self.waiting.popleft()
+        if self.waiting_since is not None and self.waiting_said:
+            self.on_event(f"MQTT outbox writable again after {time.monotonic() - self.waiting_since:.0f} s")
+        self.waiting_since, self.waiting_said = None, False
+        self._nudge()
+
+    def _still_waiting(self):
+        now = time.monotonic()
+        if self.waiting_since is None:
+            self.waiting_since = now
+        elif not self.waiting_said and now - self.waiting_since >= self.HOLD_SAY_SECONDS:
+            self.waiting_said = True
+            self.on_event(f"MQTT outbox locked by another program; {len(self.waiting)} messages wait in memory "
+                          f"(up to {self.HOLD_MAX}) until it lets go")
+
+    def _from_memory(self, kind, topic, payload, retain):
+        """A full disk: hand the message to paho (kept in memory until sent); keep a visit in the spill."""
+        if kind == "session" and self.spill is not None:
+            kept = self.spill.add("outbox", {"msg_id": payload["msg_id"], "kind": kind, "topic": topic,
+                                             "payload": json.dumps(payload), "qos": 1, "retain": int(retain),
+                                             "created": time.time()})
+        else:
+            kept = False
+        if not kept and kind == "session":
+            self.memory_only += 1
+        self.client.publish(topic, json.dumps(payload), qos=1, retain=retain)
 
     def session(self, session):
         self._store("session", dict(session, msg_id=session["id"], event_type="visit"))
@@ -316,27 +366,45 @@ class MQTTSink(EventSink):
             self.dropped_offline += 1
 
     def view(self, payload):
+        if self.waiting:
+            self._flush_waiting()
         self.last_view = payload  # said again on (re)connection: the count is right from the start
         if self.connected.is_set():
             self.client.publish(f"{self.base}/view", json.dumps(payload), qos=0)
 
     def stats(self, payload):
+        if self.waiting:
+            self._flush_waiting()
         if self.connected.is_set():
             self.client.publish(f"{self.base}/stats", json.dumps(payload), qos=0)
 
     def health(self):
         with self.state_lock:
             state = self.state
-        if self.outbox is None:
-            return {"mqtt": state, "outbox_pending": 0, "dropped": {"emotion_offline": self.dropped_offline}}
-        try:
-            pending, counters = self.outbox.count(), self.outbox.counters()
-        except sqlite3.OperationalError:
-            pending, counters = None, {}
-        return {"mqtt": state, "outbox_pending": pending, "dropped": dict(counters, emotion_offline=self.dropped_offline)}
+        health = {"mqtt": state, "outbox_pending": 0, "outbox_waiting": len(self.waiting)}
+        if self.sender is not None:
+            health["sender"] = "ok" if self.sender.alive() and not self.sender.problem else (
+                self.sender.problem or "stopped")
+            health["outbox_set_aside"] = self.sender.set_aside_count
+        counters = {}
+        if self.outbox is not None:
+            try:
+                health["outbox_pending"], counters = self.outbox.count(), self.outbox.counters()
+            except sqlite3.OperationalError:
+                health["outbox_pending"] = None
+        health["dropped"] = dict(counters, emotion_offline=self.dropped_offline)
+        return health
+
+    def alive(self) -> bool:
+        """The sender thread and paho's network thread both still run."""
+        network = getattr(self.client, "_thread", None)
+        return (self.sender is None or self.sender.alive()) and (network is None or network.is_alive())
 
     def close(self, summary=None, drain_seconds=2.0):
-        """Give the outbox a moment to drain, say offline, and stop."""
+        """Give the outbox a moment to drain, say offline, and stop; say what could not be kept."""
+        if self.waiting and self.outbox is not None:
+            self.outbox.db.execute("PRAGMA busy_timeout = 10000")  # a last, patient try
+            self._flush_waiting()
         deadline = time.monotonic() + drain_seconds
         while self.connected.is_set() and self.outbox and self.outbox.count() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -344,6 +412,12 @@ class MQTTSink(EventSink):
             self.client.publish(f"{self.base}/availability", "offline", qos=1, retain=True).wait_for_publish(1.0)
         if self.sender:
             self.sender.stop()
+        lost_waiting = sum(1 for kind, *_ in self.waiting if kind == "session")
+        if lost_waiting or self.memory_only:
+            self.on_event(f"MQTT: {lost_waiting + self.memory_only} visits could be kept neither in the outbox "
+                          "nor in the spill and may not have reached the broker")
+        if self.spill is not None and self.spill.used:
+            self.on_event(f"MQTT: visits kept in {self.spill.path} while the disk was full are sent at the next start")
         self.client.disconnect()
         self.client.loop_stop()
         if self.outbox:

@@ -1,18 +1,21 @@
 """systemd's notify protocol, spoken directly over $NOTIFY_SOCKET (no extra dependency).
 
 READY=1 after the first processed frame, STATUS= with fps and faces, WATCHDOG=1 only when
-frames have progressed since the last ping (so a camera that hangs stops the pings and
-systemd restarts the service), STOPPING=1 on shutdown. Without $NOTIFY_SOCKET it does nothing.
+frames have progressed since the last ping and every worker (the sinks' threads: the MQTT
+sender and network thread) still runs, so a camera that hangs or a sender that died stops
+the pings and systemd restarts the service; STOPPING=1 on shutdown. Without $NOTIFY_SOCKET it does nothing.
 """
 
 import os
 import socket
 import time
+from typing import Callable
 
 
 class Notifier:
-    def __init__(self, environ=None):
+    def __init__(self, environ=None, healthy: Callable[[], bool] = lambda: True):
         environ = os.environ if environ is None else environ
+        self.healthy = healthy
         address = environ.get("NOTIFY_SOCKET")
         self.socket = None
         if address:
@@ -51,7 +54,8 @@ class Notifier:
             self.ready = True
             self.send("READY=1", self._status(stats))
             self.last_status = now
-        if self.watchdog_interval and stats.frames > self.frames_at_ping and now - self.last_ping >= self.watchdog_interval:
+        if (self.watchdog_interval and stats.frames > self.frames_at_ping and now - self.last_ping >= self.watchdog_interval
+                and self.healthy()):
             self.send("WATCHDOG=1")
             self.last_ping, self.frames_at_ping = now, stats.frames
         if now - self.last_status >= self.status_interval:

@@ -13,51 +13,50 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 
 import json
 import threading
+import time
 import uuid
+from typing import Callable, List, Optional
 
-from .sinks import open_wal
+from .store import connect, is_disk_full, is_locked, migrate
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    msg_id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    topic TEXT NOT NULL,         -- the address the output sends to
-    payload TEXT NOT NULL,
-    qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+PUT_WAIT_SECONDS = 0.2   # the camera thread's put waits this long for a lock, then the caller holds the row
 
 
 class Outbox:
     """One per thread: each holds its own SQLite connection to the same file."""
 
-    def __init__(self, path, max_messages=100_000):
+    def __init__(self, path, max_messages=100_000, timeout=PUT_WAIT_SECONDS):
         self.path, self.max_messages = path, max_messages
-        self.db = open_wal(path, SCHEMA, timeout=30, isolation_level=None)  # autocommit: every put is durable
+        self.db = connect(path, timeout=timeout, isolation_level=None)  # autocommit: every put is durable
+        try:
+            migrate(self.db)
+        except Exception as exc:
+            if not (is_disk_full(exc) or is_locked(exc)):
+                self.db.close()
+                raise
 
     def put(self, kind, topic, payload, qos=1, retain=False, created=0.0):
         """Store a message; `payload` (a dict) gets its `msg_id`. Returns the msg_id."""
         msg_id = payload.setdefault("msg_id", uuid.uuid4().hex)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created) VALUES (?,?,?,?,?,?,?)",
-                            (msg_id, kind, topic, json.dumps(payload), qos, int(retain), created))
+            self.db.execute("INSERT OR IGNORE INTO outbox (msg_id, kind, topic, payload, qos, retain, created) "
+                            "VALUES (?,?,?,?,?,?,?)", (msg_id, kind, topic, json.dumps(payload), qos, int(retain), created))
             excess = self.count() - self.max_messages
             if excess > 0:
                 self._drop(excess)
         return msg_id
+
+    def _count(self, name, n=1):
+        self.db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + ?", (name, n, n))
 
     def _drop(self, n):
         for where in ("kind = 'emotion'", "1"):
             rows = self.db.execute(f"SELECT seq, kind FROM outbox WHERE {where} ORDER BY seq LIMIT ?", (n,)).fetchall()
             for seq, kind in rows:
                 self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                self.db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "
-                                "ON CONFLICT(name) DO UPDATE SET value = value + 1", (f"dropped_{kind}",))
+                self._count(f"dropped_{kind}")
             n -= len(rows)
             if n <= 0:
                 return
@@ -71,6 +70,16 @@ class Outbox:
         if seqs:
             with self.db:
                 self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def set_aside(self, seq, reason):
+        """Move a row the transport refuses (a topic with wildcards, say) out of the way, counted."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO outbox_aside (seq, msg_id, kind, topic, payload, qos, retain, "
+                            "created, reason) SELECT seq, msg_id, kind, topic, payload, qos, retain, created, ? "
+                            "FROM outbox WHERE seq = ?", (reason, seq))
+            self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._count("set_aside")
 
     def count(self):
         return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
@@ -99,14 +108,26 @@ class Transport:
 class OutboxSender:
     """The thread that empties an outbox through a transport, in order, at most `window`
     messages unacknowledged. It owns its own connection to the outbox file; rows are deleted
-    only once the transport acknowledges them."""
+    only once the transport acknowledges them. It never dies of an error: a row the
+    transport refuses is set aside (counted), anything else (a full disk, a lock, a file
+    that went away) is said once, shown in `problem`, and retried with backoff."""
 
-    def __init__(self, path, transport: Transport, window=20, name="outbox"):
-        self.path, self.transport, self.window = path, transport, window
+    RETRY_FIRST, RETRY_CAP = 1.0, 30.0
+
+    def __init__(self, path, transport: Transport, window=20, name="outbox",
+                 say: Callable[[str], None] = lambda message: None):
+        self.path, self.transport, self.window, self.say = path, transport, window, say
         self.wake, self.stop_event, self.lock = threading.Event(), threading.Event(), threading.Lock()
-        self.acked, self.inflight = [], {}
+        self.acked: List[int] = []
+        self.inflight = {}
+        self.problem: Optional[str] = None   # why sending is held up now, or None
+        self.set_aside_count = 0
+        self.last_seq = 0
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
 
     def nudge(self):
         """Something changed (a new row, a connection): look again now."""
@@ -124,28 +145,57 @@ class OutboxSender:
         """After a reconnect the transport itself retransmits what was in flight (MQTT keeps
         the same message ids, in order) and this thread carries on after the last row it
         handed over: resending from the start here would put old rows after newer ones."""
-        outbox = Outbox(self.path)
-        last_seq = 0
+        outbox, delay = None, self.RETRY_FIRST
         while not self.stop_event.is_set():
-            self.wake.wait(0.5)
+            self.wake.wait(delay if self.problem else 0.5)
             self.wake.clear()
-            with self.lock:
-                acked, self.acked = self.acked, []
-            outbox.acknowledged(acked)
-            if not self.transport.ready():
+            try:
+                if outbox is None:
+                    outbox = Outbox(self.path, timeout=5.0)
+                self._step(outbox)
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive every error
+                text = f"{type(exc).__name__}: {exc}"
+                if text != self.problem:
+                    self.say(f"outbox sender: {text}; retrying every {self.RETRY_CAP:.0f} s at most, "
+                             "nothing is deleted before the broker has it")
+                self.problem = text
+                delay = min(self.RETRY_CAP, delay * 2)
                 continue
-            room = self.window - len(self.inflight)
-            for seq, address, payload, qos, retain in outbox.pending(last_seq, max(0, room)):
+            if self.problem:
+                self.say(f"outbox sender: going again after '{self.problem}'")
+                self.problem, delay = None, self.RETRY_FIRST
+        if outbox is not None:
+            outbox.close()
+
+    def _step(self, outbox):
+        with self.lock:
+            acked, self.acked = self.acked, []
+        try:
+            outbox.acknowledged(acked)
+        except Exception:
+            with self.lock:
+                self.acked = acked + self.acked  # deleted on the next try
+            raise
+        if not self.transport.ready():
+            return
+        room = self.window - len(self.inflight)
+        for seq, address, payload, qos, retain in outbox.pending(self.last_seq, max(0, room)):
+            try:
                 queued, handle = self.transport.send(address, payload, qos, bool(retain))
-                if not queued:
-                    break  # try this row again later
-                with self.lock:
-                    if handle is None:
-                        self.acked.append(seq)
-                    else:
-                        self.inflight[handle] = seq
-                last_seq = seq
-        outbox.close()
+            except (ValueError, TypeError) as exc:  # the transport will never take this row
+                outbox.set_aside(seq, str(exc))
+                self.set_aside_count += 1
+                self.say(f"outbox: message {seq} to {address!r} set aside ({exc}); the rest goes on")
+                self.last_seq = seq
+                continue
+            if not queued:
+                break  # try this row again later
+            with self.lock:
+                if handle is None:
+                    self.acked.append(seq)
+                else:
+                    self.inflight[handle] = seq
+            self.last_seq = seq
 
     def stop(self, timeout=5.0):
         self.stop_event.set()

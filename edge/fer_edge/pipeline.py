@@ -17,6 +17,7 @@ from typing import Iterable, List, Optional
 import cv2
 import numpy as np
 
+from .clock import WallClock
 from .sinks import event, view
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
@@ -65,7 +66,7 @@ class Stats:
 class Pipeline:
     def __init__(self, analyzer, tracker, sinks: Iterable = (), hooks: Iterable = (), device_id: str = "fer-edge",
                  log_interval: float = 1.0, save_crops: Optional[str] = None, sessions=None,
-                 stats_interval: float = 60.0):
+                 stats_interval: float = 60.0, clock: Optional[WallClock] = None):
         self.analyzer, self.tracker = analyzer, tracker
         self.sinks, self.hooks = list(sinks), list(hooks)
         self.device_id, self.log_interval, self.save_crops = device_id, log_interval, save_crops
@@ -75,11 +76,19 @@ class Pipeline:
         self.last_logged = {}
         self.view_sent = float("-inf")
         self.stats = Stats()
+        self.store = None          # the store file the composition root opened, closed after the sinks
+        self.clock = clock or WallClock(time.time())
+        self.last_media_time: Optional[float] = None
+        self.stall_seconds = sessions.gap_seconds if sessions is not None else 3.0
         if save_crops:
             os.makedirs(save_crops, exist_ok=True)
 
     def process(self, frame, decode_seconds: float = 0.0) -> List:
         """Analyse one frame; returns the tracks seen in it."""
+        self.clock.check()
+        if self.last_media_time is not None and frame.media_time - self.last_media_time > self.stall_seconds:
+            self._camera_lost()
+        self.last_media_time = frame.media_time
         t0 = time.perf_counter()
         found = self.analyzer.detect(frame.image, frame.detect_image, frame.detect_scale)
         t1 = time.perf_counter()
@@ -118,6 +127,15 @@ class Pipeline:
         self.view_sent = frame.media_time
         for sink in self.sinks:
             sink.view(now)
+
+    def _camera_lost(self):
+        """No frame for longer than a visit's gap: the visits end at their last sighting, as
+        "camera lost", and whoever is there afterwards is a new track."""
+        if self.sessions is not None:
+            self._finish_sessions(self.sessions.flush("camera lost"))
+        self.tracker.forget()
+        for ended in self.tracker.ended:
+            self.last_logged.pop(ended.id, None)
 
     def _finish_sessions(self, finished):
         for session in finished:

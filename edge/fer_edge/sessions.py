@@ -11,9 +11,11 @@ maps that mean onto 0..100 through configurable valence weights.
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
+from .clock import WallClock
 from .labels import LABELS
 
 # Valence of each emotion, -1 (unpleasant) .. +1 (pleasant); see docs/kiosk.md "Satisfaction score".
@@ -43,6 +45,7 @@ class Session:
     label_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS), np.int64))
     recent: deque = field(default_factory=deque)  # (t, probs) within exit_seconds of last_seen
     confirmed: bool = False
+    clock_at_start: float = 0.0   # the wall clock's steps so far when the visit began
 
     def add(self, t, probs, box, track_id):
         probs = np.asarray(probs, np.float64)
@@ -54,12 +57,12 @@ class Session:
         self.last_seen, self.box = t, box
         self.tracks.add(track_id)
 
-    def summary(self, valence, device_id, wall_time_of, ended_by="left"):
+    def summary(self, valence, device_id, clock, ended_by="left"):
         shares = self.label_counts / self.frames
         exit_probs = np.stack([p for _, p in self.recent]).mean(axis=0)
         return {
             "id": self.id, "device": device_id,
-            "start": round(wall_time_of(self.started), 3), "end": round(wall_time_of(self.last_seen), 3),
+            "start": round(clock.wall_of(self.started), 3), "end": round(clock.wall_of(self.last_seen), 3),
             "duration": round(self.last_seen - self.started, 2), "frames": self.frames,
             "shares": {label: round(float(s), 4) for label, s in zip(LABELS, shares)},
             "dominant": LABELS[int(shares.argmax())],
@@ -68,6 +71,7 @@ class Session:
             "satisfaction": round(satisfaction(exit_probs, valence), 1),
             "tracks": sorted(self.tracks),
             "ended_by": ended_by,
+            "clock_step": round(clock.stepped - self.clock_at_start, 1),
         }
 
 
@@ -82,33 +86,37 @@ class SessionTracker:
     """Feed it every frame's tracks with `update`; it returns the sessions that finished."""
 
     def __init__(self, min_seconds=1.0, gap_seconds=3.0, exit_seconds=3.0, valence=None, device_id="fer-edge",
-                 wall_time_of=None):
+                 clock: Optional[WallClock] = None):
         self.min_seconds, self.gap_seconds, self.exit_seconds = min_seconds, gap_seconds, exit_seconds
         self.valence = dict(DEFAULT_VALENCE, **(valence or {}))
         self.device_id = device_id
-        self.wall_time_of = wall_time_of or (lambda t: t)
+        self.clock = clock or WallClock(0.0)
         self.by_track = {}      # track id -> Session
         self.open = []          # sessions not yet finished
 
     def update(self, t, tracks):
-        """tracks: objects with id, box, probs (this frame's). Returns finished session dicts."""
+        """tracks: objects with id, box, probs (this frame's). Returns finished session dicts.
+        Visits whose face was last seen longer than the gap ago end first, at their last
+        sighting: after a camera stall the same face starts a new visit."""
+        finished = self._finish(lambda s: t - s.last_seen > self.gap_seconds)
         for track in tracks:
             session = self.by_track.get(track.id)
             if session is None:
                 session = (self._continuing(t, track.box)
-                           or Session(uuid.uuid4().hex, t, t, track.box, self.exit_seconds))
+                           or Session(uuid.uuid4().hex, t, t, track.box, self.exit_seconds,
+                                      clock_at_start=self.clock.stepped))
                 if session not in self.open:
                     self.open.append(session)
                 self.by_track[track.id] = session
             session.add(t, track.probs, track.box, track.id)
             if not session.confirmed and session.last_seen - session.started >= self.min_seconds:
                 session.confirmed = True
-        return self._finish(lambda s: t - s.last_seen > self.gap_seconds)
+        return finished
 
     def in_progress(self, t):
         """The visits going on now (seen within the gap, longer than min_seconds): when each
         started (wall time), how long it has lasted, and the visitor's latest emotion."""
-        return [{"started": round(self.wall_time_of(s.started), 3), "seconds": round(t - s.started, 1),
+        return [{"started": round(self.clock.wall_of(s.started), 3), "seconds": round(t - s.started, 1),
                  "label": LABELS[int(s.recent[-1][1].argmax())]}
                 for s in self.open if s.confirmed and t - s.last_seen <= self.gap_seconds]
 
@@ -125,10 +133,11 @@ class SessionTracker:
             for track_id in session.tracks:
                 self.by_track.pop(track_id, None)
             if session.confirmed:  # a glimpse shorter than min_seconds is not a visit
-                finished.append(session.summary(self.valence, self.device_id, self.wall_time_of, ended_by))
+                finished.append(session.summary(self.valence, self.device_id, self.clock, ended_by))
         return finished
 
     def flush(self, ended_by="stopped"):
-        """Finish every open session at the end of the run. `ended_by` says why: "stopped"
-        (a signal: the visitor may still be there) or "source ended" (a file's last frame)."""
+        """Finish every open session. `ended_by` says why: "stopped" (a signal: the visitor
+        may still be there), "source ended" (a file's last frame) or "camera lost" (no frame
+        for longer than the gap)."""
         return self._finish(lambda s: True, ended_by)

@@ -5,78 +5,21 @@ stats message, and the end of the run; `health` says how the sink is doing.
 shown, and no write transaction is left open to block the MQTT outbox, which shares the
 file; readers such as `fer-edge report` never block the camera). It prunes itself (days
 and megabytes) and survives a full disk: the camera loop goes on, the log says once that
-it is full, drops rows meanwhile (counted) and writes again once there is room. Face
-pixels are never written here. `StdoutLog` prints JSON lines or a readable line.
+it is full, drops rows meanwhile (counted; visits go to the store's spill) and writes again
+once there is room; while another program holds the file's lock it holds rows in memory.
+Retention never ages rows by a clock the log disagrees with. Face pixels are never written
+here. `StdoutLog` prints JSON lines or a readable line.
 """
 
 import json
-import os
 import sqlite3
 import sys
 import time
+from collections import deque
 from typing import Callable, Optional
 
 from .labels import LABELS
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS emotions (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,            -- unix time of the frame
-    device TEXT NOT NULL,
-    frame INTEGER NOT NULL,
-    track INTEGER NOT NULL,
-    label TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    {probs},
-    x REAL, y REAL, w REAL, h REAL
-);
-CREATE INDEX IF NOT EXISTS emotions_ts ON emotions (ts);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, device TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
-    duration REAL NOT NULL, frames INTEGER NOT NULL, dominant TEXT NOT NULL, exit_emotion TEXT NOT NULL,
-    satisfaction REAL NOT NULL, shares TEXT NOT NULL, exit_probs TEXT NOT NULL, ended_by TEXT NOT NULL DEFAULT 'left'
-);
-CREATE INDEX IF NOT EXISTS sessions_start ON sessions (start);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, started REAL, ended REAL, device TEXT, source TEXT,
-    model TEXT, detector TEXT, frames INTEGER, faces INTEGER, updates INTEGER
-);
-""".format(probs=",\n    ".join(f"p_{label} REAL" for label in LABELS))
-
-# Columns added after a table first shipped: (table, column, declaration) for older files.
-MIGRATIONS = [("sessions", "ended_by", "TEXT NOT NULL DEFAULT 'left'")]
-
-
-def _create_private(path):
-    """Create the file readable by its owner only (0600) if it does not exist yet; SQLite
-    gives its -wal and -shm files the same mode."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-
-
-def open_wal(path, schema, **options):
-    """Our SQLite files (the log and the outbox share one): private, WAL, so readers never
-    block the camera, and synchronous=NORMAL, so a commit is cheap; `schema` is applied."""
-    _create_private(path)
-    db = sqlite3.connect(path, **options)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    try:
-        db.executescript(schema)
-    except sqlite3.OperationalError as exc:
-        if not is_disk_full(exc):
-            raise
-        # A full disk: the tables exist already (or nothing can be written anyway); go on.
-    return db
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """SQLite cannot write: the disk is full (or, on a full tmpfs, its shared memory cannot grow)."""
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk i/o error" in text)
-
+from .store import BUSY_SECONDS, StoreFile, column_names, connect, is_disk_full, is_locked
 
 def event(track, device_id, frame_index, timestamp):
     """The event dict of one track update: what may leave the device (no pixels)."""
@@ -118,40 +61,50 @@ class EventSink:
         """What the status page, the stats message and the run's summary show of this sink."""
         return {}
 
+    def alive(self) -> bool:
+        """Every thread this sink relies on still runs (the watchdog stops when one has died)."""
+        return True
+
     def close(self, summary: dict) -> None:
         """The run ends; `summary` has frames, faces and updates."""
 
 
 class SQLiteLog(EventSink):
     RETRY_SECONDS = 30.0       # after a full disk, how long to wait before writing again
+    HOLD_RETRY_SECONDS = 2.0   # while another program holds the lock, how often to try again
+    HOLD_MAX = 50_000          # rows held in memory meanwhile; past it the oldest emotion rows go
     PRUNE_SECONDS = 3600.0     # how often retention runs
+    FUTURE_SECONDS = 3600.0    # a row this far ahead of the clock means the clock stepped back
 
     def __init__(self, path: str, keep_days: float = 0.0, max_mb: float = 0.0,
-                 say: Callable[[str], None] = lambda message: None):
+                 say: Callable[[str], None] = lambda message: None, store: Optional[StoreFile] = None):
         self.path, self.keep_days, self.max_mb, self.say = path, keep_days, max_mb, say
+        self.owns_store = store is None
+        self.store = store or StoreFile(path, say)
         self.full_since: Optional[float] = None
         self.retry_at = 0.0
         self.dropped = 0
+        self.held: deque = deque()         # (sql, values) waiting for another program's lock
+        self.locked_since: Optional[float] = None
         self.db = None
         self._open()
-        self.columns = ["ts", "device", "frame", "track", "label", "confidence",
-                        *(f"p_{label}" for label in LABELS), "x", "y", "w", "h"]
+        self.columns = column_names("emotions")[1:]
         self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
         self.run_id = None
         self.next_prune = 0.0
+        self.clock_doubt = self._clock_doubt()
+        if self.clock_doubt and keep_days:
+            say(f"retention paused: {self.clock_doubt}; nothing is deleted by age until the clock and the log agree")
         self.prune()
 
     def _open(self) -> bool:
         """Open the log; on a full disk run without it for now (said once, retried)."""
         try:
-            self.db = open_wal(self.path, SCHEMA, timeout=10)
-            self._migrate()
+            self.db = connect(self.path)
             return True
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
                 raise
-            if self.db is not None:
-                self.db.close()
             self.db = None
             self._full(exc)
             return False
@@ -161,49 +114,110 @@ class SQLiteLog(EventSink):
         if self.full_since is None:
             self.full_since = now
             self.say(f"log full: {self.path} cannot be written ({exc}); the camera, sessions and MQTT go on, "
-                     f"log rows are dropped and counted, writing is retried every {self.RETRY_SECONDS:.0f} s")
+                     f"log rows are dropped and counted (visits are kept in the spill), writing is retried "
+                     f"every {self.RETRY_SECONDS:.0f} s")
         self.retry_at = now + self.RETRY_SECONDS
 
-    def _migrate(self):
-        for table, column, declaration in MIGRATIONS:
-            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                self._write(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}", ())
+    def _clock_doubt(self) -> Optional[str]:
+        """Why the wall clock cannot be trusted to age rows by, or None: the log's newest row
+        is in the future (the clock stepped back) or further behind than retention keeps (a
+        clock far ahead would delete everything)."""
+        if self.db is None:
+            return None
+        try:
+            newest = self.db.execute("SELECT MAX(ts) FROM emotions").fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
+        if newest is None:
+            return None
+        now = time.time()
+        stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))  # noqa: E731
+        if newest > now + self.FUTURE_SECONDS:
+            return f"the clock says {stamp(now)} but the log has rows from {stamp(newest)}"
+        if self.keep_days and now - newest > self.keep_days * 86400:
+            return (f"the clock says {stamp(now)}, {(now - newest) / 86400:.0f} days after the log's newest row "
+                    f"({stamp(newest)}), past keep_days {self.keep_days:g}")
+        return None
 
-    def _write(self, sql, values) -> Optional[sqlite3.Cursor]:
-        """Run and commit one write, returning its cursor; on a full disk say so once, count
-        the loss, return None and go on."""
+    def _hold(self, sql, values):
+        if self.locked_since is None:
+            self.locked_since = time.monotonic()
+            self.say(f"log locked by another program ({self.path}); rows are held in memory "
+                     f"(up to {self.HOLD_MAX}) and written once it lets go")
+            self.db.execute("PRAGMA busy_timeout = 20")  # meanwhile a retry must not stall the camera
+        self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
+        if len(self.held) >= self.HOLD_MAX:
+            oldest_update = next((i for i, (q, _) in enumerate(self.held) if q == self.insert), 0)
+            del self.held[oldest_update]
+            self.dropped += 1
+        self.held.append((sql, values))
+
+    def _flush_held(self) -> bool:
+        """Write the held rows in order, in one transaction; False while still locked."""
+        try:
+            with self.db:
+                for sql, values in self.held:
+                    self.db.execute(sql, values)
+        except sqlite3.OperationalError as exc:
+            if is_locked(exc):
+                self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
+                return False
+            raise
+        self.say(f"log unlocked after {time.monotonic() - self.locked_since:.0f} s; {len(self.held)} held rows written")
+        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+        self.held.clear()
+        self.locked_since = None
+        return True
+
+    def _write(self, sql, values, spill_row: Optional[dict] = None) -> Optional[sqlite3.Cursor]:
+        """Run and commit one write, returning its cursor. On a full disk say so once, count
+        the loss (a visit goes to the spill), return None and go on; while another program
+        holds the lock, hold the row in memory."""
         now = time.monotonic()
+        if self.held:
+            if now < self.retry_at or not self._flush_held():
+                self._hold(sql, values)
+                return None
         if self.full_since is not None and now < self.retry_at:
-            self.dropped += 1
-            return None
+            return self._lose(spill_row)
         if self.db is None and not self._open():
-            self.dropped += 1
-            return None
+            return self._lose(spill_row)
         try:
             cursor = self.db.execute(sql, values)
             self.db.commit()
         except sqlite3.OperationalError as exc:
+            self.db.rollback()
+            if is_locked(exc):
+                self._hold(sql, values)
+                return None
             if not is_disk_full(exc):
                 raise
-            self.db.rollback()
-            self.dropped += 1
             self._full(exc)
-            return None
+            return self._lose(spill_row)
         if self.full_since is not None:
             self.say(f"log writable again after {now - self.full_since:.0f} s; {self.dropped} rows were dropped")
             self.full_since = None
         return cursor
 
+    def _lose(self, spill_row):
+        if spill_row is None or not self.store.spill.add("sessions", spill_row):
+            self.dropped += 1
+        return None
+
     def prune(self) -> int:
         """Apply the retention policy to the emotion log (visits and runs are small and kept)."""
         self.next_prune = time.monotonic() + self.PRUNE_SECONDS
         removed = 0
-        if self.db is None:
+        if self.db is None or self.held:
             return 0
-        if self.keep_days:
-            done = self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,))
-            removed += done.rowcount if done else 0
+        if self.keep_days and not self.clock_doubt:
+            newest = self.db.execute("SELECT MAX(ts) FROM emotions").fetchone()[0]
+            if newest is not None and newest > time.time() + self.FUTURE_SECONDS:
+                self.clock_doubt = "the log has rows from the future (the clock stepped back)"
+                self.say(f"retention paused: {self.clock_doubt}")
+            else:
+                done = self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,))
+                removed += done.rowcount if done else 0
         if self.max_mb:
             limit = self.max_mb * 1024 * 1024
             while self.used_bytes() > limit:
@@ -231,26 +245,38 @@ class SQLiteLog(EventSink):
             self.prune()
 
     def session(self, session):
-        self._write('INSERT OR REPLACE INTO sessions (id, device, start, "end", duration, frames, dominant, '
-                    'exit_emotion, satisfaction, shares, exit_probs, ended_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
-                    (session["id"], session["device"], session["start"], session["end"], session["duration"],
-                     session["frames"], session["dominant"], session["exit_emotion"], session["satisfaction"],
-                     json.dumps(session["shares"]), json.dumps(session["exit_probs"]),
-                     session.get("ended_by", "left")))
+        row = {"id": session["id"], "device": session["device"], "start": session["start"], "end": session["end"],
+               "duration": session["duration"], "frames": session["frames"], "dominant": session["dominant"],
+               "exit_emotion": session["exit_emotion"], "satisfaction": session["satisfaction"],
+               "shares": json.dumps(session["shares"]), "exit_probs": json.dumps(session["exit_probs"]),
+               "ended_by": session.get("ended_by", "left"), "clock_step": session.get("clock_step", 0.0)}
+        names = list(row)
+        self._write(f"INSERT OR REPLACE INTO sessions ({', '.join(chr(34) + n + chr(34) for n in names)}) "
+                    f"VALUES ({', '.join('?' * len(names))})", tuple(row.values()), spill_row=row)
 
     def sessions_since(self, start):
         if self.db is None:
             return None
-        return self.db.execute("SELECT COUNT(*) FROM sessions WHERE start >= ?", (start,)).fetchone()[0]
+        try:
+            return self.db.execute("SELECT COUNT(*) FROM sessions WHERE start >= ?", (start,)).fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
 
     def health(self):
         from .visit_report import parse_since
 
-        return {"log": "full" if self.full_since is not None else "ok", "log_dropped": self.dropped,
+        state = "full" if self.full_since is not None else "locked" if self.held else "ok"
+        return {"log": state, "log_dropped": self.dropped, "log_held": len(self.held),
                 "sessions_today": self.sessions_since(parse_since("today"))}
 
     def close(self, summary=None):
         summary = summary or {}
+        if self.held:
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.CLOSE_WAIT_SECONDS * 1000)}")
+            self.retry_at = 0.0
+            if not self._flush_held():
+                self.say(f"log still locked at the stop: {len(self.held)} held rows lost "
+                         f"({sum(1 for q, _ in self.held if 'sessions' in q)} of them visits)")
         if self.run_id is not None:
             self.full_since = None  # one last try
             self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
@@ -258,6 +284,10 @@ class SQLiteLog(EventSink):
                          self.run_id))
         if self.db is not None:
             self.db.close()
+        if self.owns_store:
+            self.store.close()
+
+    CLOSE_WAIT_SECONDS = 10.0  # at a stop, how long to wait for another program's lock
 
 
 class StdoutLog(EventSink):

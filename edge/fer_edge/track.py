@@ -53,6 +53,10 @@ class Tracker:
         self.next_id = 1
         self.ended = []
 
+    def forget(self):
+        """End every track (the camera was lost: whoever is there afterwards is seen afresh)."""
+        self.ended, self.tracks = self.tracks, []
+
     def update(self, boxes, probs, timestamp):
         """boxes: list of (x, y, w, h, ...); probs: (N,7). Returns the tracks seen this frame."""
         pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),

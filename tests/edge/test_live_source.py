@@ -16,8 +16,8 @@ from pathlib import Path
 class MJPEGServer:
     """Serves real video frames as multipart JPEG; each connection ends after `per_connection` frames."""
 
-    def __init__(self, frames, per_connection, port=0, stall_after=False):
-        self.frames, self.per_connection = frames, per_connection
+    def __init__(self, frames, per_connection, port=0, stall_after=False, frame_seconds=0.01):
+        self.frames, self.per_connection, self.frame_seconds = frames, per_connection, frame_seconds
         self.stall_after = stall_after      # hold the connection open, silent, like a hung camera
         self.stalled = threading.Event()
         self.closing = threading.Event()
@@ -33,7 +33,7 @@ class MJPEGServer:
                         jpg = server.frames[i % len(server.frames)]
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg))
                         self.wfile.write(jpg + b"\r\n")
-                        time.sleep(0.01)
+                        time.sleep(server.frame_seconds)
                     if server.stall_after:
                         server.stalled.set()
                         server.closing.wait(30)

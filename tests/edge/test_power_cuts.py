@@ -1,0 +1,237 @@
+"""What a Pi meets after a power cut or without a clock: a damaged or foreign log, another
+program holding the log's lock, a second run on the same log, a wall clock that steps,
+and a clock far ahead. Real files, a real broker, real clocks (libfaketime)."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import read_frames, run_cli
+from mqtt_helpers import Broker, Recorder, make_visits_video
+from test_live_source import MJPEGServer
+
+pytestmark = [pytest.mark.slow]
+
+FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
+SESSION_FLAGS = ["--session-min", "0.5", "--session-gap", "0.5", "--exit-seconds", "0.5", "--quiet"]
+FAKETIME_LIBS = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
+
+
+@pytest.fixture(scope="module")
+def visits_video(photos, tmp_path_factory):
+    return make_visits_video(photos, tmp_path_factory.mktemp("video"))
+
+
+def sessions_in(db):
+    return sqlite3.connect(db).execute("SELECT id, duration, ended_by, clock_step FROM sessions").fetchall()
+
+
+def damage(db, how):
+    if how == "cut in half":
+        os.truncate(db, os.path.getsize(db) // 2)
+    elif how == "garbage":
+        db.write_bytes(os.urandom(40_000))
+    else:  # a foreign shape: the same table names, other columns
+        db.unlink()
+        foreign = sqlite3.connect(db)
+        foreign.executescript("CREATE TABLE emotions (id INTEGER PRIMARY KEY, when_seen TEXT, mood TEXT);"
+                              "CREATE TABLE outbox (n INTEGER PRIMARY KEY, body BLOB);")
+        foreign.commit()
+        foreign.close()
+
+
+@pytest.mark.needs_broker
+@pytest.mark.parametrize("how", ["cut in half", "garbage", "foreign shape"])
+def test_a_damaged_or_foreign_log_is_kept_aside_and_the_sensor_runs(how, tmp_path, model_path, visits_video):
+    db = tmp_path / "log.db"
+    first = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db, *SESSION_FLAGS)
+    assert first.returncode == 0, first.stderr
+    before = len(sessions_in(db))
+    assert before == 4
+    damage(db, how)
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    try:
+        again = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db,
+                        "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", *SESSION_FLAGS)
+        assert again.returncode == 0, again.stderr
+        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= 4, 10)
+    finally:
+        recorder.close()
+        broker.stop()
+    kept = [line for line in again.stderr.splitlines() if "kept aside as" in line]
+    assert len(kept) == 1 and "Traceback" not in again.stderr, again.stderr
+    aside = Path(kept[0].split("kept aside as ")[1].split(" and ")[0])
+    assert aside.exists() and aside.parent == tmp_path
+    stored = sessions_in(db)
+    assert len(stored) >= 4, "this run's visits are logged"
+    sent = {s["id"] for s in recorder.json_on("/session")}
+    assert {row[0] for row in stored} <= sent | {row[0] for row in stored if row[0] not in sent and len(stored) > 4}
+    print(f"{how}: {again.stderr.splitlines()[0]}")
+
+
+def test_readable_visits_of_a_damaged_log_are_copied_over(tmp_path, model_path, visits_video):
+    """A log damaged past its visits (a garbage tail): the visits come over to the fresh log."""
+    db = tmp_path / "log.db"
+    first = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db, *SESSION_FLAGS,
+                    "--log-interval", "0")
+    assert first.returncode == 0, first.stderr
+    visits = {row[0] for row in sessions_in(db)}
+    # Damage the emotion table's pages only: overwrite the last quarter of the file with garbage.
+    size = os.path.getsize(db)
+    with open(db, "r+b") as f:
+        f.seek(size * 3 // 4)
+        f.write(os.urandom(size - size * 3 // 4))
+    again = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db, *SESSION_FLAGS)
+    assert again.returncode == 0, again.stderr
+    assert "kept aside as" in again.stderr, again.stderr
+    now = {row[0] for row in sessions_in(db)}
+    copied = visits & now
+    print(f"copied over: {len(copied)} of {len(visits)} visits; {again.stderr.splitlines()[0]}")
+    assert "visits copied over" in again.stderr and copied, again.stderr
+
+
+def test_a_second_run_on_the_same_log_refuses_in_one_line(tmp_path, model_path, visits_video):
+    db = tmp_path / "log.db"
+    first = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
+                              "--realtime", "--quiet"], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)
+        second = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db, "--quiet")
+    finally:
+        first.terminate()
+        first.wait(20)
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"Error: {db} is in use by another fer-edge run; give each run its own --db"), second.stderr
+
+
+@pytest.mark.needs_broker
+def test_a_lock_held_by_another_program_loses_nothing(tmp_path, model_path, visits_video):
+    """An operator's sqlite3 holds the write lock in the middle of the run: every visit still
+    reaches the log and the broker."""
+    db = tmp_path / "log.db"
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    try:
+        run = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
+                                "--realtime", "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk",
+                                *SESSION_FLAGS], stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not (db.exists() and sqlite3.connect(db).execute(
+                "SELECT name FROM sqlite_master WHERE name='runs'").fetchone()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        operator = sqlite3.connect(db, isolation_level=None)
+        operator.execute("BEGIN IMMEDIATE")   # held while visits 2 and 3 happen
+        time.sleep(6.0)
+        operator.execute("ROLLBACK")
+        operator.close()
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 0, stderr
+        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= 4, 10)
+    finally:
+        recorder.close()
+        broker.stop()
+    assert "Traceback" not in stderr and "log locked by another program" in stderr, stderr
+    assert "held rows written" in stderr, stderr
+    stored = {row[0] for row in sessions_in(db)}
+    sent = {s["id"] for s in recorder.json_on("/session")}
+    assert len(stored) == 4 and stored == sent, (stored, sent, stderr)
+
+
+def faketime_env(control):
+    lib = next((p for p in FAKETIME_LIBS if os.path.exists(p)), None)
+    if lib is None:
+        message = "libfaketime is not installed (.ci/setup installs Debian's faketime)"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    control.write_text("+0\n")
+    return {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(control), "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+class PacedVisits:
+    """A live MJPEG camera on loopback at 25 frames/s: a face for `face_seconds`, then an empty
+    scene for `empty_seconds`, `visits` times."""
+
+    def __init__(self, photos, face_seconds=4.0, empty_seconds=4.0, visits=2):
+        import cv2
+        import numpy as np
+
+        frames = read_frames(photos / "single_face.mp4")
+        empty = np.full_like(frames[0], 40)
+        fps = 25
+        sequence = []
+        for _ in range(visits):
+            sequence += [frames[i % len(frames)] for i in range(int(face_seconds * fps))]
+            sequence += [empty] * int(empty_seconds * fps)
+        self.face_seconds, self.fps = face_seconds, fps
+        self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in sequence]
+        self.server = MJPEGServer(self.jpegs, per_connection=len(self.jpegs), frame_seconds=1.0 / fps,
+                                  stall_after=True)
+        self.url = f"http://127.0.0.1:{self.server.port}/"
+        self.seconds = len(self.jpegs) / fps
+
+    def stop(self):
+        self.server.stop()
+
+
+def test_a_clock_stepped_during_visits_keeps_every_duration(tmp_path, photos, model_path):
+    """NTP steps the clock back an hour during the first visit and forward an hour during the
+    second: each stored duration stays within 1 s of the face's real time on camera."""
+    control = tmp_path / "faketime"
+    env = faketime_env(control)
+    camera = PacedVisits(photos)
+    db = tmp_path / "log.db"
+    try:
+        run = subprocess.Popen([FER_EDGE, "run", "--source", camera.url, "--model", model_path, "--db", db,
+                                "--session-min", "1", "--session-gap", "2", "--exit-seconds", "1", "--quiet"],
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, **env))
+        time.sleep(3.0)   # the first face is on camera: step back
+        control.write_text("-1h\n")
+        time.sleep(8.0)   # the second face: step forward again (+0 after -1h)
+        control.write_text("+0\n")
+        time.sleep(camera.seconds - 11.0 + 3.0)
+        run.terminate()
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        camera.stop()
+    assert run.returncode == 0, stderr
+    assert stderr.count("the wall clock stepped") == 2, stderr
+    stored = sessions_in(db)
+    durations = [round(d, 2) for _, d, _, _ in stored]
+    print(f"visits after clock steps of -1 h and +1 h: durations {durations} s, clock_step "
+          f"{[s for *_, s in stored]}, truth {camera.face_seconds} s each")
+    assert len(stored) == 2, stored
+    assert all(abs(d - camera.face_seconds) <= 1.0 for d in durations), durations
+    assert sorted(s for *_, s in stored) == [-3600.0, 3600.0], "each visit is marked with the step it spans"
+
+
+def test_a_clock_far_ahead_deletes_nothing(tmp_path, model_path, visits_video):
+    """A dead RTC battery or a bad NTP answer: the clock is 100 days ahead at start and
+    keep_days is 90. Retention must not delete today's rows."""
+    db = tmp_path / "log.db"
+    first = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db, "--quiet",
+                    "--log-interval", "0")
+    assert first.returncode == 0, first.stderr
+    rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0]
+    assert rows > 100
+    control = tmp_path / "faketime"
+    env = faketime_env(control)
+    control.write_text("+100d\n")
+    ahead = run_cli("fer-edge", "run", "--keep-days", "90", "--source", visits_video, "--model", model_path,
+                    "--db", db, "--quiet", extra_env=env)
+    assert ahead.returncode == 0, ahead.stderr
+    assert "retention paused" in ahead.stderr, ahead.stderr
+    kept = sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions WHERE ts < ?", (time.time() + 86400,)).fetchone()[0]
+    assert kept == rows, (kept, rows)
+    print(ahead.stderr.splitlines()[0])
