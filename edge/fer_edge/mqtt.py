@@ -54,6 +54,62 @@ class MQTTSettings:
     configuration_url: str = None
 
 
+ANSWER_SECONDS = 8.0   # a broker that has not answered the connection by then is said, with the reason
+
+
+def diagnose(host: str, port: int, tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+             tls_key: Optional[str] = None, timeout: float = 3.0) -> str:
+    """Why a connection to the broker fails, in words: the TCP and TLS steps tried here
+    directly, since paho reports only that it failed."""
+    import socket
+    import ssl
+
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "connection refused (nothing listens on that port)"
+    except socket.timeout:
+        return "no answer (timed out: a firewall, or the wrong address?)"
+    except OSError as exc:
+        return f"cannot connect ({exc.strerror or exc})"
+    with sock:
+        if tls_ca or tls_cert:
+            context = ssl.create_default_context(cafile=tls_ca)
+            if tls_cert:
+                context.load_cert_chain(tls_cert, tls_key)
+            try:
+                context.wrap_socket(sock, server_hostname=host).close()
+            except ssl.SSLCertVerificationError as exc:
+                message = exc.verify_message or str(exc)
+                if "hostname" in message.lower() or "ip address mismatch" in message.lower():
+                    return f"TLS: the broker's certificate is not for {host} ({message})"
+                return f"TLS: the broker's certificate is not trusted by {tls_ca} ({message})"
+            except ssl.SSLError as exc:
+                if "WRONG_VERSION_NUMBER" in str(exc) or "record layer" in str(exc).lower():
+                    return "TLS: the port does not speak TLS (a plain MQTT port?)"
+                return f"TLS: the handshake fails ({exc.reason or exc})"
+            except (socket.timeout, OSError):
+                return "TLS: the port does not speak TLS (no answer to the handshake: a plain MQTT port?)"
+            return "the TCP and TLS steps work, but the broker gives no MQTT answer"
+        if _speaks_tls(host, port, timeout):
+            return "the port speaks TLS: give the broker's CA certificate (--mqtt-tls-ca)"
+        return "the port accepts connections but gives no MQTT answer (not an MQTT broker?)"
+
+
+def _speaks_tls(host: str, port: int, timeout: float) -> bool:
+    import socket
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            context.wrap_socket(sock).close()
+        return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
 def parse_host(value):
     """'host', 'host:port' or '[v6]:port' -> (host, port)."""
     return split_host_port(value, 1883)
@@ -220,6 +276,18 @@ class MQTTSink(EventSink):
                        if self.outbox else None)
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
         client.loop_start()
+        self.answer_timer = threading.Timer(ANSWER_SECONDS, self._no_answer_yet)
+        self.answer_timer.daemon = True
+        self.answer_timer.start()
+
+    def _diagnose(self) -> str:
+        s = self.s
+        return diagnose(s.host, s.port, s.tls_ca, s.tls_cert, s.tls_key)
+
+    def _no_answer_yet(self):
+        """Still no answer ANSWER_SECONDS after start: say why, whatever paho is waiting for."""
+        if not self.connected.is_set():
+            self._set_state("not answering", self._diagnose())
 
     def _set_state(self, state, reason=None):
         """Say a change of state once, and a lasting failure again every REMIND_SECONDS."""
@@ -255,7 +323,7 @@ class MQTTSink(EventSink):
         self._nudge()
 
     def _on_connect_fail(self, client, userdata):
-        self._set_state("unreachable", "cannot connect (refused, no route or timed out)")
+        self._set_state("unreachable", self._diagnose())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self.connected.is_set():
@@ -410,6 +478,7 @@ class MQTTSink(EventSink):
             time.sleep(0.05)
         if self.connected.is_set():
             self.client.publish(f"{self.base}/availability", "offline", qos=1, retain=True).wait_for_publish(1.0)
+        self.answer_timer.cancel()
         if self.sender:
             self.sender.stop()
         lost_waiting = sum(1 for kind, *_ in self.waiting if kind == "session")

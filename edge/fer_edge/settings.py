@@ -49,6 +49,26 @@ class Text(Kind):
         return None
 
 
+class TopicPrefix(Text):
+    """An MQTT topic prefix: one or more levels, without the wildcards + and # (a subscription
+    would match other topics, and paho refuses to publish to them) or an empty level."""
+
+    metavar = "PREFIX"
+
+    def __init__(self):
+        super().__init__(nonempty=True)
+
+    def problem(self, value):
+        problem = super().problem(value)
+        if problem:
+            return problem
+        if "+" in value or "#" in value or "\x00" in value:
+            return "an MQTT topic prefix cannot hold + or # (they are wildcards)"
+        if value.startswith("/") or value.endswith("/") or "//" in value:
+            return "an MQTT topic prefix cannot start or end with / or hold an empty level"
+        return None
+
+
 class FilePath(Kind):
     """A path; `exists` files are checked when the setting is read, not when first used."""
 
@@ -271,7 +291,7 @@ SETTINGS: List[Setting] = [
     Setting("log", "save_crops", FilePath(folder=True), None, "Store face crops in this folder (off by default).", "--save-crops"),
     Setting("device", "id", Text(nonempty=True), None, "Device id in events; unset: the host name.", "--device-id"),
     Setting("mqtt", "host", HostPort(1883), None, "MQTT broker HOST[:PORT]; unset: no MQTT.", "--mqtt"),
-    Setting("mqtt", "prefix", Text(nonempty=True), "fer-edge", "Topic prefix: PREFIX/DEVICE/...", "--mqtt-prefix"),
+    Setting("mqtt", "prefix", TopicPrefix(), "fer-edge", "Topic prefix: PREFIX/DEVICE/...", "--mqtt-prefix"),
     Setting("mqtt", "username", Text(), None, "Broker user name.", "--mqtt-username"),
     Setting("mqtt", "password_file", FilePath(), None,
             "File holding the broker password (or LoadCredential=mqtt-password); never the password itself.",
@@ -284,7 +304,7 @@ SETTINGS: List[Setting] = [
     Setting("mqtt", "stats_interval", Number(1, 86400), 60.0, "Seconds between stats messages.", "--stats-interval"),
     Setting("mqtt", "discovery", Boolean(), True, "Announce the sensors to Home Assistant (MQTT discovery).",
             "--ha-discovery/--no-ha-discovery"),
-    Setting("mqtt", "discovery_prefix", Text(nonempty=True), "homeassistant", "Home Assistant's discovery prefix.",
+    Setting("mqtt", "discovery_prefix", TopicPrefix(), "homeassistant", "Home Assistant's discovery prefix.",
             "--ha-discovery-prefix"),
     Setting("web", "listen", HostPort(None), None, "Serve the local web page on HOST:PORT (serve: 127.0.0.1:8080).", "--web"),
     Setting("web", "token_file", FilePath(), None, "Token for the page; required to listen beyond loopback.",

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import read_frames, run_cli
 from mqtt_helpers import Broker, Recorder, make_visits_video
+from test_hardening import full_tmpfs  # noqa: F401 - a fixture
 from test_live_source import MJPEGServer
 
 pytestmark = [pytest.mark.slow]
@@ -235,3 +236,104 @@ def test_a_clock_far_ahead_deletes_nothing(tmp_path, model_path, visits_video):
     kept = sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions WHERE ts < ?", (time.time() + 86400,)).fetchone()[0]
     assert kept == rows, (kept, rows)
     print(ahead.stderr.splitlines()[0])
+
+
+@pytest.mark.needs_broker
+def test_a_bad_outbox_row_is_set_aside_and_the_rest_flows(tmp_path, model_path, visits_video):
+    db = tmp_path / "log.db"
+    first = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db, "--quiet",
+                    "--max-frames", "1")
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(db) as raw:  # a row no broker takes: a wildcard in its topic
+        raw.execute("INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created) "
+                    "VALUES ('bad', 'session', 'fer-edge/kiosk/#', '{}', 1, 0, 0)")
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    try:
+        run = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db,
+                      "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", *SESSION_FLAGS)
+        assert run.returncode == 0, run.stderr
+        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= 4, 10), run.stderr
+    finally:
+        recorder.close()
+        broker.stop()
+    assert "Traceback" not in run.stderr and "set aside" in run.stderr, run.stderr
+    raw = sqlite3.connect(db)
+    assert raw.execute("SELECT msg_id, reason FROM outbox_aside").fetchall()[0][0] == "bad"
+    assert raw.execute("SELECT value FROM counters WHERE name = 'set_aside'").fetchone()[0] == 1
+    assert raw.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+@pytest.mark.needs_broker
+def test_a_disk_that_fills_with_the_broker_up_delivers_every_visit(full_tmpfs, tmp_path, model_path, visits_video):
+    mount, fill = full_tmpfs
+    db = mount / "log.db"
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    try:
+        run = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
+                                "--realtime", "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk",
+                                "--log-interval", "0", *SESSION_FLAGS], stderr=subprocess.PIPE, text=True)
+        time.sleep(3.0)
+        fill()
+        time.sleep(4.0)
+        (mount / "filler").unlink()
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 0, stderr
+        assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) >= 4, 10), stderr
+    finally:
+        recorder.close()
+        broker.stop()
+    assert "Traceback" not in stderr and "log full" in stderr, stderr
+    assert len({s["id"] for s in recorder.json_on("/session")}) == 4
+
+
+@pytest.mark.needs_broker
+def test_a_stop_on_a_full_disk_with_the_broker_down_keeps_every_visit(full_tmpfs, tmp_path, model_path,
+                                                                       visits_video):
+    mount, fill = full_tmpfs
+    db = mount / "log.db"
+    broker = Broker(tmp_path)   # not started yet: the broker is down
+    run = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
+                            "--realtime", "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk",
+                            *SESSION_FLAGS], stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    fill()
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "sent at the next start" in stderr, stderr
+    (mount / "filler").unlink()
+    broker.start()
+    recorder = Recorder(broker.port)
+    try:
+        again = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db,
+                        "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", "--max-frames", "1", "--quiet")
+        assert again.returncode == 0, again.stderr
+        assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) >= 4, 10), again.stderr
+    finally:
+        recorder.close()
+        broker.stop()
+    assert "back in the log" in again.stderr, again.stderr
+    logged = {row[0] for row in sessions_in(db)}
+    assert {s["id"] for s in recorder.json_on("/session")} == logged and len(logged) == 4
+
+
+def test_a_camera_stall_ends_the_visit_at_the_last_frame_as_camera_lost(tmp_path, photos, model_path):
+    """The stream goes silent mid-visit (a hung camera): the visit ends at the last frame the
+    face was seen, as "camera lost", and the camera is reopened within a few seconds."""
+    camera = PacedVisits(photos, face_seconds=3.0, empty_seconds=0.0, visits=1)
+    db = tmp_path / "log.db"
+    try:
+        run = subprocess.Popen([FER_EDGE, "run", "--source", camera.url, "--model", model_path, "--db", db,
+                                "--quiet"], stderr=subprocess.PIPE, text=True)
+        time.sleep(16.0)   # 3 s of face, a silent connection until the 5 s read timeout, 3 s of face again
+        run.terminate()
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        camera.stop()
+    assert run.returncode == 0 and "Traceback" not in stderr, stderr
+    stored = sorted(sqlite3.connect(db).execute("SELECT start, duration, ended_by FROM sessions").fetchall())
+    print(f"visits around a stall: {[(round(d, 2), e) for _, d, e in stored]}")
+    assert [e for *_, e in stored][:1] == ["camera lost"], stored
+    assert abs(stored[0][1] - camera.face_seconds) <= 0.5, stored
+    assert "reopened" in stderr, stderr
