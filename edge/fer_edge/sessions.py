@@ -18,6 +18,9 @@ import numpy as np
 from .clock import WallClock
 from .labels import LABELS
 
+# How a visit may end without the visitor leaving: its exit emotion is not scored.
+CUT_ENDINGS = ("stopped", "camera lost")
+
 # Valence of each emotion, -1 (unpleasant) .. +1 (pleasant); see docs/kiosk.md "Satisfaction score".
 DEFAULT_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -0.6, "happy": 1.0, "sad": -0.7,
                    "surprise": 0.3, "neutral": 0.0}

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 from .labels import COLOURS, LABELS
+from .sessions import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 
@@ -70,13 +71,13 @@ def empty_report(since=None, by="hour"):
 
 
 def _summarise(items):
-    """Visits cut by a stop or restart count as visits, but not in the satisfaction: their
-    exit emotion is the moment of the stop, not of leaving."""
+    """Visits cut by a stop, a restart or a lost camera count as visits, but not in the
+    satisfaction: their exit emotion is the moment of the cut, not of leaving."""
     n = len(items)
     emotion = Counter()
     for item in items:
         emotion.update(item[2])
-    scored = [i[0] for i in items if i[4] != "stopped"]
+    scored = [i[0] for i in items if i[4] not in CUT_ENDINGS]
     return {"sessions": n, "cut_by_stop": n - len(scored),
             "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
             "exit_mix": _mix(Counter(i[1] for i in items), n),
