@@ -87,7 +87,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
 
         live = LiveState({"device": pipeline.device_id, "model": analyzer.classifier.name,
                           "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
-                         health=pipeline.health)
+                         health=pipeline.health, alive=lambda: all(sink.alive() for sink in pipeline.sinks))
         pipeline.hooks.append(live)
         server = start_web(settings, live, db_path, say)
     if analyzer.detector.note:

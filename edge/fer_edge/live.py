@@ -7,6 +7,7 @@ in the web server's thread, and only while someone watches), so a viewer never s
 import threading
 import time
 from dataclasses import dataclass
+from typing import List
 
 
 @dataclass
@@ -22,8 +23,10 @@ class LiveState:
     """A frame hook of the camera loop, read by the web server's thread."""
 
     HEALTH_SECONDS = 2.0
+    STALE_SECONDS = 10.0      # no frame for this long: the camera is not healthy
+    STARTUP_SECONDS = 60.0    # time for a camera to deliver its first frame
 
-    def __init__(self, info=None, health=None):
+    def __init__(self, info=None, health=None, alive=None):
         self.lock = threading.Lock()
         self.frame, self.tracks, self.seq = None, [], 0
         self.stats = None
@@ -31,6 +34,8 @@ class LiveState:
         self.started = time.time()
         self.viewers = 0
         self.health_of, self.health, self.health_at = health, {}, 0.0
+        self.alive_of = alive
+        self.started_monotonic = time.monotonic()
         self.state = "starting"
 
     def on_frame(self, frame, tracks, stats):
@@ -52,6 +57,23 @@ class LiveState:
 
     def close(self):
         pass
+
+    def problems(self) -> List[str]:
+        """What is wrong with any worker now: the camera loop, the log, the MQTT sender."""
+        with self.lock:
+            stats, state, health = self.stats, self.state, dict(self.health)
+        now, problems = time.monotonic(), []
+        if state == "running" and stats and stats.last_frame_at and now - stats.last_frame_at > self.STALE_SECONDS:
+            problems.append(f"no frame for {now - stats.last_frame_at:.0f} s")
+        if state == "starting" and now - self.started_monotonic > self.STARTUP_SECONDS:
+            problems.append("no frame yet")
+        if health.get("log", "ok") != "ok":
+            problems.append(f"log {health['log']}")
+        if health.get("sender", "ok") != "ok":
+            problems.append(f"MQTT sender: {health['sender']}")
+        if self.alive_of is not None and not self.alive_of():
+            problems.append("a worker thread has stopped")
+        return problems
 
     def snapshot(self):
         with self.lock:

@@ -17,7 +17,11 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
 import os
+import stat
+from collections import defaultdict, deque
+from typing import Callable, Deque, Dict
 import socket
 import threading
 import time
@@ -34,7 +38,11 @@ ALLOWED_TYPES = ("image/jpeg", "image/png")
 MAX_PIXELS = 40_000_000      # an upload larger than this is refused before it is decoded
 HEADER_SECONDS = 10.0        # a connection must send a request within this
 KEEPALIVE_SECONDS = 15.0     # an idle kept-alive connection is closed after this
-MAX_CONNECTIONS = 200        # beyond this, a new connection gets 503 at once
+MAX_CONNECTIONS = 200        # beyond this, the oldest connection without a token is closed, else 503
+BODY_SECONDS = 20.0          # an upload must arrive whole within this
+MIN_TOKEN_CHARS = 16         # a shorter token can be guessed
+FAILED_TOKENS_PER_MINUTE = 10  # wrong tokens from one address beyond this get 429 for the rest of the minute
+BURST_SECONDS = 10.0         # problems of the same kind are said at most once per this
 
 
 def decode(data):
@@ -69,6 +77,74 @@ def is_loopback(host):
         return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
     except (OSError, ValueError):
         return False
+
+
+class Bursts:
+    """Says a kind of problem once per BURST_SECONDS, with how many there were: a flood of
+    bad requests is a few lines in the journal, not thousands."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.counts: Dict[str, int] = defaultdict(int)
+        self.said: Dict[str, float] = {}
+
+    def add(self, kind: str, text: str) -> None:
+        self.counts[kind] += 1
+        now = time.monotonic()
+        if now - self.said.get(kind, float("-inf")) >= BURST_SECONDS:
+            self.said[kind] = now
+            count, self.counts[kind] = self.counts[kind], 0
+            self.say(f"web: {text}" + (f" ({count} since the last line)" if count > 1 else ""))
+
+
+class ServerLogFilter(logging.Filter):
+    """aiohttp's own log lines about bad requests carry tracebacks and the raw request line,
+    which may hold the page's token: none of them reach the log; a counted line per burst does."""
+
+    LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "aiohttp.websocket")
+
+    def __init__(self, bursts: Bursts):
+        super().__init__()
+        self.bursts = bursts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.bursts.add("malformed", "malformed or broken requests refused (details are not logged)")
+        return False
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+
+class FailedTokens:
+    """Wrong tokens per client address over the last minute: brute force is answered with 429."""
+
+    def __init__(self, limit: int = FAILED_TOKENS_PER_MINUTE):
+        self.limit = limit
+        self.failures: Dict[str, Deque[float]] = defaultdict(deque)
+
+    def _recent(self, address: str) -> Deque[float]:
+        times, now = self.failures[address], time.monotonic()
+        while times and now - times[0] > 60.0:
+            times.popleft()
+        if not times:
+            self.failures.pop(address, None)
+        return times
+
+    def blocked(self, address: str) -> bool:
+        return len(self._recent(address)) >= self.limit
+
+    def failed(self, address: str) -> None:
+        self.failures[address].append(time.monotonic())
+
+
+def check_token(token, token_file=None, say: Callable[[str], None] = lambda message: None):
+    """A token must be long enough not to be guessed; its file should be private."""
+    if token and len(token) < MIN_TOKEN_CHARS:
+        raise WebError(f"the page's token has {len(token)} characters: use at least {MIN_TOKEN_CHARS} "
+                       "(for example: openssl rand -hex 16 > FILE)")
+    if token and token_file and os.stat(token_file).st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        say(f"{token_file} is readable by other users: chmod 600 {token_file}")
 
 
 def read_token(token_file=None, environ=None):
@@ -127,7 +203,8 @@ def openapi(max_upload):
                                                             "maximum": 500}}], "responses": ok}},
             "/live.mjpg": {"get": {"summary": "annotated camera stream (multipart/x-mixed-replace)",
                                    "responses": {"200": {"description": "MJPEG stream"}}}},
-            "/healthz": {"get": {"summary": "liveness (no token needed)", "security": [], "responses": ok}},
+            "/healthz": {"get": {"summary": "health of every worker: 200, or 503 with the problems (no token needed)",
+                                 "security": [], "responses": ok}},
         },
     }
 
@@ -144,7 +221,8 @@ def page_html(max_upload):
                 .replace("{{MAX_MB}}", f"{max_upload / (1024 * 1024):g}"))
 
 
-def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0, info=None):
+def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0, info=None,
+             say: Callable[[str], None] = lambda message: None):
     """`live` None: no camera (photos, the report and the visits only); `info` names the device,
     model and detector then."""
     from aiohttp import web
@@ -158,6 +236,9 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     executor = None
     streams = set()  # the running /live.mjpg handlers
     connections = Connections()
+    bursts = Bursts(say)
+    ServerLogFilter(bursts).install()
+    failed_tokens = FailedTokens()
 
     def error(status, message):
         return web.json_response({"error": message}, status=status)
@@ -179,17 +260,34 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
 
     @web.middleware
     async def auth(request, handler):
+        """A wrong token closes the connection (it cannot sit in the pool); too many from one
+        address get 429 for the rest of the minute."""
         if token and request.path not in ("/healthz", "/favicon.ico"):
+            address = request.remote or "?"
+            if failed_tokens.blocked(address):
+                bursts.add("limited", f"too many wrong tokens from {address}: answering 429")
+                response = error(429, "too many wrong tokens: wait a minute")
+                response.force_close()
+                return response
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
-                return error(401, "a token is required: ?token=... or Authorization: Bearer ...")
+                failed_tokens.failed(address)
+                bursts.add("wrong token", f"requests without the right token from {address}")
+                response = error(401, "a token is required: ?token=... or Authorization: Bearer ...")
+                response.force_close()
+                return response
+        if request.transport is not None and (token is None or request.path not in ("/healthz", "/favicon.ico")):
+            connections.authenticated(request.transport)
         return await handler(request)
 
     async def index(request):
         return web.Response(text=page, content_type="text/html")
 
     async def healthz(request):
-        return web.json_response({"ok": True, "frames": live.status()["frames"] if live else None})
+        """503 with the reasons while any worker is unwell: a monitor sees a stalled camera or a dead sender."""
+        problems = live.problems() if live else []
+        return web.json_response({"ok": not problems, "problems": problems,
+                                  "frames": live.status()["frames"] if live else None}, status=503 if problems else 200)
 
     async def status(request):
         return web.json_response(live.status() if live else no_camera)
@@ -222,6 +320,13 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         loop = asyncio.get_running_loop()
         return web.json_response(await loop.run_in_executor(executor, build_report, db_path, since, by))
 
+    async def within_deadline(reading):
+        try:
+            return await asyncio.wait_for(reading, BODY_SECONDS)
+        except asyncio.TimeoutError:
+            bursts.add("slow upload", f"uploads slower than {BODY_SECONDS:.0f} s closed")
+            return TOO_SLOW
+
     async def analyze(request):
         if request.content_length is not None and request.content_length > max_upload + 64 * 1024:
             return error(413, f"file too large: at most {max_upload // (1024 * 1024)} MB")
@@ -234,9 +339,13 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
             if part is None:
                 return error(400, "no 'photo' field in the form")
             kind = part.headers.get("Content-Type", "")
-            data = await part.read(decode=False)
+            data = await within_deadline(part.read(decode=False))
         elif kind in ALLOWED_TYPES:
-            data = await request.read()
+            data = await within_deadline(request.read())
+        if data is TOO_SLOW:
+            response = error(408, f"the upload did not arrive within {BODY_SECONDS:.0f} s")
+            response.force_close()
+            return response
         if kind not in ALLOWED_TYPES:
             return error(415, f"unsupported content type {kind or 'none'!r}: send a JPEG or PNG photo")
         if not data:
@@ -307,18 +416,43 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     return app
 
 
+TOO_SLOW = object()  # what a body read that missed its deadline returns
+
+
 class Connections:
-    """One server's open connections: at most `cap` (503 beyond it), and each must send its
-    first request within HEADER_SECONDS, so idle or slow connections cannot use up the
-    process's open files and lock the page out."""
+    """One server's open connections: at most `cap`, and each must send its first request
+    within HEADER_SECONDS, so idle or slow connections cannot use up the process's open
+    files and lock the page out. At the cap a new connection takes the place of the oldest
+    one that has not shown the token: strangers cannot starve the token holder."""
 
     def __init__(self, cap=MAX_CONNECTIONS):
         self.cap = cap
         self.open = {}  # transport -> monotonic time it opened, None once a request started
+        self.trusted = set()  # transports that made a request with the token (or with none needed)
 
     def request_started(self, transport):
         if transport in self.open:
             self.open[transport] = None
+
+    def authenticated(self, transport):
+        if transport in self.open:
+            self.trusted.add(transport)
+
+    def make_room(self) -> bool:
+        """At the cap, close the oldest connection without the token; False when there is none."""
+        if len(self.open) < self.cap:
+            return True
+        strangers = [t for t in self.open if t not in self.trusted]
+        if not strangers:
+            return False
+        oldest = strangers[0]  # dicts keep insertion order: the first opened
+        self.open.pop(oldest, None)
+        oldest.close()
+        return True
+
+    def closed(self, transport):
+        self.open.pop(transport, None)
+        self.trusted.discard(transport)
 
     def reap(self, deadline=HEADER_SECONDS):
         now = time.monotonic()
@@ -336,7 +470,7 @@ class Guard(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        if len(self.connections.open) >= self.connections.cap:
+        if not self.connections.make_room():
             transport.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
                             b"Content-Length: 21\r\n\r\ntoo many connections\n")
             transport.close()
@@ -353,7 +487,7 @@ class Guard(asyncio.Protocol):
         return self.inner.eof_received() if self.inner else None
 
     def connection_lost(self, exc):
-        self.connections.open.pop(self.transport, None)
+        self.connections.closed(self.transport)
         if self.inner:
             self.inner.connection_lost(exc)
 
@@ -434,13 +568,15 @@ def start_web(settings, live, db_path, say):
     web_settings = settings.web
     host, port = split_host_port(web_settings.listen, None)
     token = read_token(web_settings.token_file)
+    check_token(token, web_settings.token_file, say)
     if not is_loopback(host) and not token:
         raise WebError(f"--web {web_settings.listen} listens beyond this machine: give a token with --web-token-file "
                        "FILE or $FER_EDGE_WEB_TOKEN (or listen on 127.0.0.1)")
     analyzer = make_analyzer(settings, stills=True, threads=1, min_face=16)
     info = {"device": device_id(settings), "model": analyzer.classifier.name, "detector": analyzer.detector.name}
     app = make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
-                   max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps, info=info)
+                   max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps, info=info,
+                   say=say)
     server = WebServer(app, host, port).start()
     say(f"web page on {page_url(host, server.port)}" + ("?token=..." if token else ""))
     return server

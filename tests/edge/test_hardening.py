@@ -93,7 +93,7 @@ def test_a_service_waits_for_its_camera_saying_why(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    assert f"camera {missing}: cannot open" in err and "still cannot open; next try in" in err
+    assert f"camera {missing}: cannot open" in err and "still cannot open; trying every 2 s" in err
     assert "can't open camera by index" not in err, "OpenCV's own warnings stay quiet"
 
 

@@ -337,3 +337,28 @@ def test_a_camera_stall_ends_the_visit_at_the_last_frame_as_camera_lost(tmp_path
     assert [e for *_, e in stored][:1] == ["camera lost"], stored
     assert abs(stored[0][1] - camera.face_seconds) <= 0.5, stored
     assert "reopened" in stderr, stderr
+
+
+def test_health_says_when_the_camera_is_lost(tmp_path, photos, model_path):
+    """/healthz answers 503 with the reason once no frame has come for 10 s."""
+    pytest.importorskip("aiohttp")
+    from test_web import Server
+
+    camera = PacedVisits(photos, face_seconds=10.0, empty_seconds=0.0, visits=1)
+    server = Server("--source", camera.url, "--model", model_path, "--db", tmp_path / "log.db", "--quiet")
+    try:
+        time.sleep(2.0)
+        healthy = server.request("/healthz")
+        camera.stop()   # the camera is gone
+        deadline, lost = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            lost = server.request("/healthz")
+            if lost[0] == 503:
+                break
+            time.sleep(1.0)
+    finally:
+        err = server.stop()
+    print(f"healthz: {healthy} then {lost}")
+    assert healthy[0] == 200 and json.loads(healthy[1])["ok"] is True
+    assert lost[0] == 503 and "no frame for" in json.loads(lost[1])["problems"][0], lost
+    assert "Traceback" not in err

@@ -270,13 +270,13 @@ def test_beyond_loopback_needs_a_token(tmp_path, model_path):
     refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{port}", "--model", model_path, "--no-db")
     assert refused.returncode != 0 and "give a token" in refused.stderr and "Traceback" not in refused.stderr
     token = tmp_path / "token"
-    token.write_text("s3cret-token\n")
+    token.write_text("s3cret-token-0123456789\n")
     s = Server("--model", model_path, "--no-db", "--web-token-file", token)
     try:
         assert s.request("/api/status")[0] == 401
         assert s.request("/api/status?token=wrong")[0] == 401
-        assert s.request("/api/status?token=s3cret-token")[0] == 200
-        assert s.request("/api/status", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+        assert s.request("/api/status?token=s3cret-token-0123456789")[0] == 200
+        assert s.request("/api/status", headers={"Authorization": "Bearer s3cret-token-0123456789"})[0] == 200
         assert s.request("/healthz")[0] == 200
     finally:
         s.stop()

@@ -1,0 +1,115 @@
+"""Strangers on the network cannot starve, flood or read the page: real sockets on loopback
+against a real `fer-edge serve` with a token."""
+
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import free_port, run_cli
+from test_web import Server
+
+pytest.importorskip("aiohttp")
+pytestmark = pytest.mark.slow
+
+TOKEN = "kiosk-token-0123456789abcdef"
+
+
+@pytest.fixture()
+def guarded(tmp_path, model_path):
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    s = Server("--model", model_path, "--no-db", "--web-token-file", token)
+    yield s
+    s.stop()
+
+
+def raw(port, data, read=True):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        if read:
+            try:
+                return sock.recv(4096)
+            except OSError:
+                return b""
+    return b""
+
+
+def test_malformed_requests_leave_one_short_line_and_never_the_token(guarded):
+    for i in range(100):
+        raw(guarded.port, b"GET /api/status?token=" + TOKEN.encode() + b" HTTP/1.1\r\nHost: x\r\n\x00\x01bad\r\n\r\n")
+        raw(guarded.port, b"\x16\x03\x01garbage that is no HTTP\r\n\r\n")
+    assert guarded.request(f"/api/status?token={TOKEN}")[0] == 200
+    err = guarded.stop()
+    lines = err.splitlines()
+    print(f"200 malformed requests -> {len(lines)} log lines, {len(err)} bytes")
+    assert TOKEN not in err and "Traceback" not in err, err[-2000:]
+    assert len(lines) <= 10, lines
+
+
+def test_idle_strangers_cannot_starve_the_token_holder(guarded):
+    """230 strangers from another address (127.0.0.2), idle or with a wrong token, against a cap of 200."""
+    strangers = []
+    try:
+        for i in range(230):
+            sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5, source_address=("127.0.0.2", 0))
+            if i % 2:
+                sock.sendall(b"GET /api/status?token=wrong HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            strangers.append(sock)
+        time.sleep(0.5)
+        answered = [guarded.request(f"/api/status?token={TOKEN}")[0] for _ in range(20)]
+    finally:
+        for sock in strangers:
+            sock.close()
+    print(f"token holder among 230 idle strangers: {answered.count(200)} of 20 answered 200")
+    assert answered == [200] * 20
+
+
+def test_guessing_tokens_is_limited(guarded):
+    codes = [guarded.request(f"/api/status?token=guess-{i}")[0] for i in range(30)]
+    print(f"30 wrong tokens: {codes.count(401)} x 401, {codes.count(429)} x 429")
+    assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}
+    err = guarded.stop()
+    assert err.count("wrong token") + err.count("429") <= 4, err
+
+
+def test_a_slow_upload_is_closed_at_the_body_deadline(guarded):
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=40)
+    started = time.monotonic()
+    sock.sendall(f"POST /api/analyze?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                 f"Content-Length: 100000\r\n\r\n".encode())
+    answer = b""
+    try:
+        while time.monotonic() - started < 35:
+            sock.sendall(b"x")
+            sock.settimeout(2.0)
+            try:
+                chunk = sock.recv(4096)
+            except socket.timeout:
+                continue
+            answer += chunk
+            if not chunk or b"408" in answer:
+                break
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    seconds = time.monotonic() - started
+    print(f"a 1 byte / 2 s upload: closed after {seconds:.1f} s: {answer[:40]!r}")
+    assert b"408" in answer and seconds < 25
+
+
+def test_a_short_token_is_refused_and_a_readable_token_file_is_said(tmp_path, model_path):
+    short = tmp_path / "short"
+    short.write_text("abcd\n")
+    refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{free_port()}", "--web-token-file", short, "--no-db",
+                      "--model", model_path, timeout=60)
+    assert refused.returncode == 1 and "at least 16" in refused.stderr and "Traceback" not in refused.stderr
+    readable = tmp_path / "readable"
+    readable.write_text(TOKEN + "\n")
+    os.chmod(readable, 0o644)
+    s = Server("--model", model_path, "--no-db", "--web-token-file", readable)
+    err = s.stop()
+    assert "readable by other users" in err, err
