@@ -51,14 +51,16 @@ def stop_on_signals() -> threading.Event:
 def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = None, min_face: Optional[int] = None):
     """The FaceAnalyzer the settings describe: the emotion model and the face detector."""
     from .analyzer import FaceAnalyzer
-    from .classify import EmotionClassifier
+    from .classify import EmotionClassifier, choose_variant
     from .detect import make_detector
     from .settings import thread_count
 
     model = settings.model
     threads = threads or thread_count(model.threads)
-    classifier = EmotionClassifier(model.path, threads=threads, delegate=None if model.delegate == "cpu" else model.delegate,
-                                   mirror=model.mirror)
+    delegate = None if model.delegate == "cpu" else model.delegate
+    path, temperature, why = choose_variant(model.path, model.variant, delegate)
+    classifier = EmotionClassifier(path, threads=threads, delegate=delegate, mirror=model.mirror, temperature=temperature,
+                                   variant_reason=why)
     detector = make_detector(settings.detector.type, settings.detector.blazeface_model, stills=stills,
                              min_size=min_face or settings.detector.min_face, threads=threads)
     return FaceAnalyzer(detector, classifier, model.margin)
@@ -77,7 +79,10 @@ def run(settings: Settings, say: Say, started: float) -> None:
     first_source = open_fn()  # fail fast on a bad source, before loading anything else
     first_source.close()
     stills = isinstance(first_source, ImageSource)
-    analyzer = make_analyzer(settings, stills)
+    # At camera rate a frame waits for the camera, not for the model: one thread costs the
+    # least CPU. A file read as fast as it goes uses every thread "auto" allows.
+    at_camera_rate = first_source.live or source_settings.realtime
+    analyzer = make_analyzer(settings, stills, threads=1 if at_camera_rate and settings.model.threads == "auto" else None)
     db_path = log_path(settings)
     pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say)
     server = None
@@ -92,8 +97,9 @@ def run(settings: Settings, say: Say, started: float) -> None:
         server = start_web(settings, live, db_path, say)
     if analyzer.detector.note:
         say(analyzer.detector.note)
-    say(f"model {analyzer.classifier.name}, detector {analyzer.detector.name}, {analyzer.classifier.threads} "
-        f"thread{'' if analyzer.classifier.threads == 1 else 's'}, "
+    say(f"model {analyzer.classifier.name} ({analyzer.classifier.variant_reason}), detector {analyzer.detector.name}, "
+        f"{analyzer.classifier.threads} thread{'' if analyzer.classifier.threads == 1 else 's'}, "
+        f"{pipeline.cadence.describe()}, "
         f"log {db_path or 'off'}")
     current = {}
 
@@ -155,9 +161,20 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
     pipeline = Pipeline(analyzer, tracker, sinks, hooks, device_id=device, log_interval=settings.log.interval,
                         save_crops=settings.log.save_crops, sessions=None if stills else sessions,
-                        stats_interval=settings.mqtt.stats_interval, clock=clock)
+                        stats_interval=settings.mqtt.stats_interval, clock=clock,
+                        cadence=make_cadence(settings, stills))
     pipeline.store = store  # released after the sinks close
     return pipeline
+
+
+def make_cadence(settings: Settings, stills: bool):
+    """How often the camera loop looks; photos are each looked at whole."""
+    from .cadence import Cadence
+
+    cadence = settings.cadence
+    if stills or cadence.every_frame:
+        return Cadence()
+    return Cadence(cadence.analyse_fps)
 
 
 def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say, spill=None):

@@ -11,7 +11,7 @@ import importlib
 import os
 import threading
 import time
-from dataclasses import dataclass
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -32,6 +32,9 @@ def _quiet_opencv():
 
 
 _quiet_opencv()
+# OpenCV's own thread pool wakes every core for a resize or a colour conversion of a camera
+# frame, which costs more CPU than it saves; LiteRT has the threads the settings give it.
+cv2.setNumThreads(1)
 
 STREAM_TIMEOUT_MS = 5000
 URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
@@ -41,13 +44,24 @@ class SourceError(UserError):
     """A source that cannot be opened at all; one line for the user."""
 
 
-@dataclass
 class Frame:
-    index: int
-    media_time: float
-    image: np.ndarray            # BGR (or grey) frame used for crops and annotation
-    detect_image: np.ndarray = None  # optional smaller/grey image for detection (picamera2 lores)
-    detect_scale: float = 1.0        # frame pixels per detect_image pixel
+    """One frame of a source. `image` (BGR or grey, for crops and annotation) may be decoded
+    only when first asked for (`load`): a frame that is neither analysed nor shown then costs
+    just its grab. It must be asked for before the source moves to the next frame."""
+
+    def __init__(self, index: int, media_time: float, image: Optional[np.ndarray] = None,
+                 detect_image: Optional[np.ndarray] = None, detect_scale: float = 1.0,
+                 load: Optional[Callable[[], Optional[np.ndarray]]] = None):
+        self.index, self.media_time = index, media_time
+        self._image, self._load = image, load
+        self.detect_image = detect_image    # optional smaller/grey image for detection (picamera2 lores)
+        self.detect_scale = detect_scale    # frame pixels per detect_image pixel
+
+    @property
+    def image(self) -> Optional[np.ndarray]:
+        if self._image is None and self._load is not None:
+            self._image, self._load = self._load(), None
+        return self._image
 
 
 RECONNECT_CAP_SECONDS = 2.0   # a camera back after a stall is reopened within this
@@ -98,7 +112,10 @@ class OpenCVSource:
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
         else:
-            capture = cv2.VideoCapture(self.target)
+            # One decoding thread: more cost CPU in handing frames over than they save at these sizes.
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+            if not capture.isOpened():
+                capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             if first and not self.live:
@@ -114,15 +131,15 @@ class OpenCVSource:
         index, backoff, started = 0, Backoff(self.stop), time.monotonic()
         said_down = float("-inf")
         while not self.stop.is_set():
-            ok, image = (False, None) if self.capture is None else self.capture.read()
-            if ok and image is not None:
+            ok = self.capture is not None and self.capture.grab()
+            if ok:
                 backoff.reset()
                 if self.live:
                     media_time = time.monotonic() - started
                 else:
                     pos = self.capture.get(cv2.CAP_PROP_POS_MSEC)
                     media_time = pos / 1000.0 if pos > 0 or not self.fps else index / self.fps
-                yield Frame(index, media_time, image)
+                yield Frame(index, media_time, load=self._retrieve)
                 index += 1
                 continue
             if not self.live:
@@ -142,6 +159,11 @@ class OpenCVSource:
             elif time.monotonic() - said_down >= STILL_DOWN_SAY_SECONDS:
                 said_down = time.monotonic()
                 self.on_event(f"{self.target}: still cannot open; trying every {backoff.cap:.0f} s")
+
+    def _retrieve(self) -> Optional[np.ndarray]:
+        """Decode the grabbed frame's pixels (None if the codec cannot)."""
+        ok, image = self.capture.retrieve()
+        return image if ok else None
 
     def close(self):
         if self.capture is not None:

@@ -17,6 +17,37 @@ def default_model_path():
     return str(resources.files("fer_edge.models").joinpath(DEFAULT_MODEL_NAME))
 
 
+def float32_twin(path):
+    """Where fer-convert writes a model's float32 twin: NAME-float32.tflite beside NAME.tflite."""
+    return path[: -len(".tflite")] + "-float32.tflite" if path.endswith(".tflite") else path + "-float32"
+
+
+def choose_variant(path, variant="auto", delegate=None):
+    """(model file, temperature or None, why) for `variant`: the int8 model, or its float32
+    twin where that is faster (x86 without VNNI) or asked for. The twin keeps the int8
+    model's calibration, which its metadata lacks."""
+    from .hardware import fast_variant
+    from .metadata import ModelError
+
+    path = path or default_model_path()
+    twin = float32_twin(path)
+    if variant == "int8" or delegate == "edgetpu":
+        return path, None, "int8 as set" if variant == "int8" else "int8 for the Edge TPU"
+    if not os.path.exists(twin):
+        if variant == "float32":
+            raise ModelError(f"{twin}: no float32 twin beside {os.path.basename(path)} (fer-convert --float32 writes it)")
+        return path, None, "no float32 twin beside it"
+    if variant == "auto":
+        chosen, why = fast_variant()
+        if chosen == "int8":
+            return path, None, why
+    else:
+        why = "float32 as set"
+    with open(path, "rb") as f:
+        temperature = read_metadata(f.read(), source=path).get("calibration", {}).get("temperature")
+    return twin, temperature, why
+
+
 def softmax(logits):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -32,7 +63,8 @@ class EmotionClassifier:
     carries (`fer-edge calibrate`), so that a face called 70 % happy is happy 70 % of the time.
     """
 
-    def __init__(self, model_path=None, threads=1, delegate=None, mirror=True):
+    def __init__(self, model_path=None, threads=1, delegate=None, mirror=True, temperature=None,
+                 variant_reason=""):
         self.path = model_path or default_model_path()
         self.threads = threads
         try:
@@ -58,7 +90,8 @@ class EmotionClassifier:
         self.output_quant = (out_scale, out_zero) if out_scale else None
         self.output_kind = self.metadata.get("output", {}).get("kind", "logits")
         self.mirror = mirror
-        self.temperature = float(self.metadata.get("calibration", {}).get("temperature", 1.0))
+        self.variant_reason = variant_reason  # why this file of the model's twins runs (the start line says it)
+        self.temperature = float(temperature or self.metadata.get("calibration", {}).get("temperature", 1.0))
 
     @property
     def margin(self):

@@ -43,8 +43,9 @@ class LiveState:
         health = None
         if self.health_of and time.monotonic() - self.health_at >= self.HEALTH_SECONDS:
             health, self.health_at = self.health_of(), time.monotonic()  # in the camera thread, which owns the sinks
+        image = frame.image if self.viewers else None  # decoded only while someone watches
         with self.lock:
-            self.frame, self.tracks, self.stats = frame.image, views, stats
+            self.frame, self.tracks, self.stats = image, views, stats
             self.state = "running"
             self.seq += 1
             if health is not None:

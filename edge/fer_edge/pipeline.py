@@ -17,6 +17,7 @@ from typing import Iterable, List, Optional
 import cv2
 import numpy as np
 
+from .cadence import Cadence
 from .clock import WallClock
 from .sinks import event, view
 
@@ -35,6 +36,7 @@ def _last(timings, n):
 @dataclass
 class Stats:
     frames: int = 0
+    analysed: int = 0                # frames detected and classified (the others carry tracks over)
     faces: int = 0
     updates: int = 0
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
@@ -66,7 +68,8 @@ class Stats:
 class Pipeline:
     def __init__(self, analyzer, tracker, sinks: Iterable = (), hooks: Iterable = (), device_id: str = "fer-edge",
                  log_interval: float = 1.0, save_crops: Optional[str] = None, sessions=None,
-                 stats_interval: float = 60.0, clock: Optional[WallClock] = None):
+                 stats_interval: float = 60.0, clock: Optional[WallClock] = None,
+                 cadence: Optional[Cadence] = None):
         self.analyzer, self.tracker = analyzer, tracker
         self.sinks, self.hooks = list(sinks), list(hooks)
         self.device_id, self.log_interval, self.save_crops = device_id, log_interval, save_crops
@@ -79,33 +82,44 @@ class Pipeline:
         self.store = None          # the store file the composition root opened, closed after the sinks
         self.clock = clock or WallClock(time.time())
         self.last_media_time: Optional[float] = None
+        self.cadence = cadence or Cadence()
+        self.frames_since_analysis = 0
+        self.last_crops = {}       # track id -> its face at the last analysis (only with save_crops)
         self.stall_seconds = sessions.gap_seconds if sessions is not None else 3.0
         if save_crops:
             os.makedirs(save_crops, exist_ok=True)
 
     def process(self, frame, decode_seconds: float = 0.0) -> List:
-        """Analyse one frame; returns the tracks seen in it."""
+        """Analyse one frame (or, between analyses, carry the tracks over); returns the tracks seen in it."""
         self.clock.check()
         if self.last_media_time is not None and frame.media_time - self.last_media_time > self.stall_seconds:
             self._camera_lost()
         self.last_media_time = frame.media_time
         t0 = time.perf_counter()
-        found = self.analyzer.detect(frame.image, frame.detect_image, frame.detect_scale)
-        t1 = time.perf_counter()
-        faces = self.analyzer.classify(frame.image, found)
-        t2 = time.perf_counter()
-        probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, 7)
-        tracks = self.tracker.update(found, probabilities, frame.media_time)
+        self.frames_since_analysis += 1
+        stats = self.stats
+        t, coasting = frame.media_time, self.tracker.coast()
+        if self.cadence.due(t, coasting) and frame.image is not None:
+            found = self.analyzer.detect(frame.image, frame.detect_image, frame.detect_scale)
+            t1 = time.perf_counter()
+            faces = self.analyzer.classify(frame.image, found)
+            t2 = time.perf_counter()
+            probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, 7)
+            tracks = self.tracker.update(found, probabilities, t, frames=self.frames_since_analysis)
+            self.cadence.analysed(t)
+            self.frames_since_analysis = 0
+            stats.analysed += 1
+            stats.detect.append(t1 - t0)
+            stats.classify.append(t2 - t1)
+        else:
+            faces, tracks = [], coasting
         self._log(frame, tracks, faces)
         if self.sessions is not None:
             self._finish_sessions(self.sessions.update(frame.media_time, tracks))
         self._send_view(frame, tracks)
-        stats = self.stats
         stats.frames += 1
-        stats.faces += len(found)
+        stats.faces += len(tracks) if not faces else len(faces)
         stats.decode.append(decode_seconds)
-        stats.detect.append(t1 - t0)
-        stats.classify.append(t2 - t1)
         stats.total.append(decode_seconds + time.perf_counter() - t0)
         stats.last_frame_at = time.monotonic()
         for hook in self.hooks:
@@ -134,8 +148,10 @@ class Pipeline:
         if self.sessions is not None:
             self._finish_sessions(self.sessions.flush("camera lost"))
         self.tracker.forget()
+        self.cadence.reset()
         for ended in self.tracker.ended:
             self.last_logged.pop(ended.id, None)
+            self.last_crops.pop(ended.id, None)
 
     def _finish_sessions(self, finished):
         for session in finished:
@@ -167,8 +183,8 @@ class Pipeline:
 
     def _log(self, frame, tracks, faces):
         now = time.time()
-        # A track holds the box of the detection it was matched to this frame: that finds its crop.
-        crops = {tuple(float(v) for v in face.detection[:4]): face.crop for face in faces} if self.save_crops else {}
+        if self.save_crops and faces:  # the crop of each track's detection at this analysis
+            self.last_crops.update({track.id: faces[track.detection].crop for track in tracks})
         for track in tracks:
             self.stats.tracks = max(self.stats.tracks, track.id)
             last = self.last_logged.get(track.id)
@@ -181,10 +197,12 @@ class Pipeline:
             self.stats.updates += 1
             if self.stats.first_face_at is None:
                 self.stats.first_face_at = time.monotonic()
-            if track.box in crops:
-                cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"), crops[track.box])
+            if self.save_crops and track.id in self.last_crops:
+                cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"),
+                            self.last_crops[track.id])
         for ended in self.tracker.ended:
             self.last_logged.pop(ended.id, None)
+            self.last_crops.pop(ended.id, None)
 
     def run(self, frames, stop):
         """Process frames until they end or `stop` is set."""

@@ -273,8 +273,11 @@ SETTINGS: List[Setting] = [
     Setting("detector", "blazeface_model", FilePath(exists=True), None, "Path of a BlazeFace .tflite.", "--blazeface-model"),
     Setting("detector", "min_face", Number(8, 4096, integer=True), 24, "Smallest face side in pixels.", "--min-face"),
     Setting("model", "path", FilePath(), None, "Emotion model (.tflite); unset: the shipped int8 model.", "--model"),
-    Setting("model", "threads", Threads(), "auto", 'LiteRT threads for the detector and the model; "auto": one per CPU, at most 4.',
+    Setting("model", "threads", Threads(), "auto", 'LiteRT threads for the detector and the model; "auto": one at camera rate (a camera or --realtime), else one per CPU, at most 4.',
             "--threads"),
+    Setting("model", "variant", Choice("auto", "int8", "float32"), "auto",
+            "Which twin of the model runs: int8, its float32 twin beside it (NAME-float32.tflite), or auto: "
+            "the faster one for this CPU.", "--model-variant"),
     Setting("model", "delegate", Choice("cpu", "edgetpu"), "cpu", "cpu, or edgetpu for a Coral.", "--delegate"),
     Setting("model", "margin", Number(0, 1), None, "Crop margin around a face box; unset: the model's.", "--margin"),
     Setting("model", "mirror", Boolean(), True,
@@ -311,6 +314,12 @@ SETTINGS: List[Setting] = [
             "--web-token-file"),
     Setting("web", "live_fps", Number(0.5, 30), 5.0, "Live view frames/s.", "--live-fps"),
     Setting("web", "max_upload_mb", Number(0.1, 50), 10.0, "Largest photo upload in MB.", "--max-upload-mb"),
+    Setting("cadence", "analyse_fps", Number(0, 240), 6.0,
+            "Search for faces and classify them at most this many times a second of the source (every frame "
+            "while a face's two likeliest emotions are close); a face that enters is found within "
+            "1/analyse_fps s, and tracked faces keep their boxes and emotions in between. 0: every frame.",
+            "--analyse-fps"),
+    Setting("cadence", "every_frame", Boolean(), False, "Analyse every frame (as --analyse-fps 0).", "--every-frame"),
     Setting("sessions", "min_seconds", Number(0, 3600), 1.0, "Seconds a face must stay to open a session.", "--session-min"),
     Setting("sessions", "gap_seconds", Number(0, 3600), 3.0, "Seconds unseen before a session ends.", "--session-gap"),
     Setting("sessions", "exit_seconds", Number(0.1, 3600), 3.0, "Last seconds that make the exit emotion.", "--exit-seconds"),

@@ -30,6 +30,7 @@ class Track:
     last_seen: float
     hits: int = 1
     misses: int = 0
+    detection: int = 0               # index of the detection it was matched to at the last analysis
     raw: np.ndarray = field(default=None, repr=False)
 
     @property
@@ -57,8 +58,17 @@ class Tracker:
         """End every track (the camera was lost: whoever is there afterwards is seen afresh)."""
         self.ended, self.tracks = self.tracks, []
 
-    def update(self, boxes, probs, timestamp):
-        """boxes: list of (x, y, w, h, ...); probs: (N,7). Returns the tracks seen this frame."""
+    def coast(self):
+        """A frame that was not analysed: the faces seen at the last analysis, where they were."""
+        self.ended = []
+        return sorted((t for t in self.tracks if t.misses == 0), key=lambda t: t.id)
+
+    def update(self, boxes, probs, timestamp, frames=1):
+        """boxes: list of (x, y, w, h, ...); probs: (N,7). Returns the tracks seen this frame.
+        `frames`: how many frames this analysis stands for (those coasted since the last one
+        and this one): the average moves as far as that many frames of the same face would
+        move it, and a face not found has been missing that many frames."""
+        alpha = 1.0 - (1.0 - self.alpha) ** frames
         pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
                        reverse=True)
         used_tracks, used_boxes, seen = set(), set(), []
@@ -71,20 +81,21 @@ class Tracker:
             used_boxes.add(bi)
             track = self.tracks[ti]
             track.box = tuple(float(v) for v in boxes[bi][:4])
-            track.probs = (1 - self.alpha) * track.probs + self.alpha * probs[bi]
+            track.probs = (1 - alpha) * track.probs + alpha * probs[bi]
             track.raw = probs[bi]
             track.last_seen, track.hits, track.misses = timestamp, track.hits + 1, 0
+            track.detection = bi
             seen.append(track)
         for bi, box in enumerate(boxes):
             if bi not in used_boxes:
                 track = Track(self.next_id, tuple(float(v) for v in box[:4]), np.array(probs[bi], np.float64),
-                              timestamp, timestamp, raw=probs[bi])
+                              timestamp, timestamp, raw=probs[bi], detection=bi)
                 self.next_id += 1
                 self.tracks.append(track)
                 seen.append(track)
         for ti, track in enumerate(self.tracks):
             if ti not in used_tracks and track not in seen:
-                track.misses += 1
+                track.misses += frames
         self.ended = [t for t in self.tracks if t.misses > self.max_misses]
         self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
         return sorted(seen, key=lambda t: t.id)

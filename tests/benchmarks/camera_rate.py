@@ -1,0 +1,119 @@
+"""Benchmark: what watching a camera costs, as CPU-seconds per second of video.
+
+A kiosk runs at camera rate all day; what matters is the share of the CPU it takes to keep
+up, not how fast it can chew through a file. This runs whole `fer-edge run --realtime`
+processes (the file paced at its own frame rate, as a camera delivers it) with the default
+cadence and with `--every-frame`, alternately, and reads each process's CPU time from the
+kernel (user + system, all threads). It then splits the cost by stage in one process and
+turns the split into a Raspberry Pi estimate (see docs/performance.md).
+
+    python tests/benchmarks/camera_rate.py [--video PATH] [--repeats 3] [--json OUT]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fer_edge.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
+FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
+CONFIGS = {"default cadence": [], "--every-frame": ["--every-frame"],
+           "--threads 1": ["--threads", "1"], "--threads 1 --every-frame": ["--threads", "1", "--every-frame"]}
+# How much slower than this x86 core each Pi core is assumed to be: an estimate, not a measurement.
+BY_DEFAULT = {s.key: s.default for s in SETTINGS if s.section == "cadence"}  # the shipped cadence
+PI_FACTORS = {"Pi 4 (Cortex-A72, 1.8 GHz)": 3.5, "Pi 5 (Cortex-A76, 2.4 GHz)": 1.5}
+
+
+def video_seconds(video):
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return frames / fps, int(frames), fps
+
+
+def cpu_seconds(video, flags):
+    """CPU time of one whole realtime run (start-up included), from the kernel's rusage."""
+    process = subprocess.Popen([FER_EDGE, "run", "--source", str(video), "--realtime", "--no-db", "--quiet", *flags],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"fer-edge run {' '.join(flags)} failed: {process.stderr.read().decode()[-500:]}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def stage_split(video, every_frame, threads=1):
+    """Per-stage cost in seconds per second of video, in one process on one thread (so time
+    spent is CPU time spent): decode, detect, classify, and the rest of the loop."""
+    import threading
+
+    from fer_edge.analyzer import FaceAnalyzer
+    from fer_edge.cadence import Cadence
+    from fer_edge.capture import open_source
+    from fer_edge.classify import EmotionClassifier
+    from fer_edge.detect import make_detector
+    from fer_edge.pipeline import Pipeline
+    from fer_edge.track import Tracker
+
+    analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(threads=threads))
+    cadence = Cadence() if every_frame else Cadence(BY_DEFAULT["analyse_fps"])
+    pipeline = Pipeline(analyzer, Tracker(), cadence=cadence)
+    source = open_source(source=str(video), stop=threading.Event())
+    frames = source.frames()
+    decode = []
+    while True:
+        t = time.perf_counter()
+        frame = next(frames, None)
+        if frame is None:
+            break
+        decode.append(time.perf_counter() - t)
+        pipeline.process(frame, decode[-1])
+    source.close()
+    seconds, _, _ = video_seconds(video)
+    s = pipeline.stats
+    per_second = lambda values: sum(values) / seconds  # noqa: E731
+    split = {"decode": per_second(decode), "detect": per_second(s.detect), "classify": per_second(s.classify)}
+    split["tracking, sessions, logging"] = per_second(s.total) - sum(split.values())
+    return {k: round(v, 4) for k, v in split.items()}, s.analysed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=str(DEFAULT_VIDEO))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", dest="json_out")
+    args = parser.parse_args()
+    seconds, frames, fps = video_seconds(args.video)
+    print(f"{Path(args.video).name}: {frames} frames at {fps:.0f} frames/s ({seconds:.1f} s), realtime, whole processes")
+    runs = {name: [] for name in CONFIGS}
+    for _ in range(args.repeats):  # alternate, so a busy moment of the machine hits every configuration
+        for name, flags in CONFIGS.items():
+            runs[name].append(cpu_seconds(args.video, flags) / seconds)
+    results = {"video": args.video, "seconds": seconds, "cpu_s_per_video_s": {}}
+    for name, values in runs.items():
+        results["cpu_s_per_video_s"][name] = round(statistics.median(values), 4)
+        print(f"{name:<28} {statistics.median(values):.3f} CPU-s per video-s  (runs: "
+              f"{', '.join(f'{v:.3f}' for v in values)})")
+    cpu = results["cpu_s_per_video_s"]
+    print(f"ratio, every frame / default: {cpu['--every-frame'] / cpu['default cadence']:.2f}x")
+    results["stages"] = {}
+    for name, every_frame in (("default cadence", False), ("--every-frame", True)):
+        split, analysed = stage_split(args.video, every_frame)
+        results["stages"][name] = dict(split, analyses=analysed)
+        print(f"stages on one thread, {name}: {analysed} analyses; " + ", ".join(f"{k} {v * 1000:.1f} ms/s" for k, v in split.items()))
+        for pi, factor in PI_FACTORS.items():
+            print(f"    estimate for a {pi}: {sum(split.values()) * factor:.2f} of one core (x{factor}, an estimate)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
