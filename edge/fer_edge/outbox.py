@@ -13,7 +13,6 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 
 import json
 import threading
-import time
 import uuid
 from typing import Callable, List, Optional
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from .image_header import ImageHeaderError, image_size
-from .labels import COLOURS, LABELS
+from .labels import COLOURS
 from .errors import UserError
 
 ALLOWED_TYPES = ("image/jpeg", "image/png")

@@ -26,9 +26,12 @@ DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pex
 FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
 CONFIGS = {"default cadence": [], "--every-frame": ["--every-frame"],
            "--threads 1": ["--threads", "1"], "--threads 1 --every-frame": ["--threads", "1", "--every-frame"]}
-# How much slower than this x86 core each Pi core is assumed to be: an estimate, not a measurement.
 BY_DEFAULT = {s.key: s.default for s in SETTINGS if s.section == "cadence"}  # the shipped cadence
-PI_FACTORS = {"Pi 4 (Cortex-A72, 1.8 GHz)": 3.5, "Pi 5 (Cortex-A76, 2.4 GHz)": 1.5}
+# How much slower than one core of the x86 machine in docs/performance.md each Pi core is
+# (sysbench cpu, one thread), and the extra for the network stages on a Pi 4, whose A72 has no
+# int8 dot products: an estimate, not a measurement (docs/performance.md says where it comes from).
+PI_FACTORS = {"Pi 5 (Cortex-A76, 2.4 GHz)": (2.4, 1.0), "Pi 4 (Cortex-A72, 1.8 GHz)": (5.5, 1.5)}
+NETWORK_STAGES = ("detect", "classify")
 
 
 def video_seconds(video):
@@ -109,8 +112,12 @@ def main():
         split, analysed = stage_split(args.video, every_frame)
         results["stages"][name] = dict(split, analyses=analysed)
         print(f"stages on one thread, {name}: {analysed} analyses; " + ", ".join(f"{k} {v * 1000:.1f} ms/s" for k, v in split.items()))
-        for pi, factor in PI_FACTORS.items():
-            print(f"    estimate for a {pi}: {sum(split.values()) * factor:.2f} of one core (x{factor}, an estimate)")
+        network = sum(v for k, v in split.items() if k in NETWORK_STAGES)
+        for pi, (factor, extra) in PI_FACTORS.items():
+            low, high = sum(split.values()) * factor, (sum(split.values()) + network * (extra - 1)) * factor
+            span = f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}-{high:.2f}"
+            print(f"    estimate for a {pi}: {span} of one core (an estimate: x{factor}"
+                  + (f", network stages x{extra} more" if extra > 1 else "") + ")")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
 

@@ -251,7 +251,7 @@ def test_distillation_from_a_teacher(tiny_model, small_csv, tmp_path):
     result = run_cli("fer-convert", out / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
                      "--allow-loss", "-o", tmp_path / "student.tflite")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"- Distillation: each Training face's target mixed 0.7 of the teachers' mean probabilities" in (tmp_path / "student.md").read_text()
+    assert "- Distillation: each Training face's target mixed 0.7 of the teachers' mean probabilities" in (tmp_path / "student.md").read_text()
     bad = tmp_path / "not-a-model.tflite"
     bad.write_bytes(b"nothing")
     result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--teacher", bad, "--out", tmp_path / "x")
@@ -308,7 +308,7 @@ def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_
     result = run_cli("fer-convert", out / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
                      "--allow-loss", "-o", tmp_path / "voted.tflite")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"- Human votes: 0.4 of each Training face's target" in (tmp_path / "voted.md").read_text()
+    assert "- Human votes: 0.4 of each Training face's target" in (tmp_path / "voted.md").read_text()
     short = tmp_path / "short.csv"
     short.write_text("".join(small_ferplus.read_text().splitlines(keepends=True)[:11]))
     result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--ferplus", short, "--out", tmp_path / "x")

@@ -50,7 +50,7 @@ def run_json(video, model_path, *flags):
     result = run_cli("fer-edge", "run", "--source", video, "--model", model_path, "--no-db", "--json",
                      "--log-interval", "0", "--session-min", "1", "--session-gap", "1", *flags)
     assert result.returncode == 0, result.stderr
-    labels, sessions, width = {}, [], None
+    labels, sessions = {}, []
     for line in result.stdout.splitlines():
         event = json.loads(line)
         if "session" in event:

@@ -16,32 +16,6 @@ from conftest import read_frames, run_cli
 FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
 
 
-@pytest.fixture()
-def full_tmpfs(tmp_path):
-    """A real 3 MB tmpfs, filled to the last byte after `fill()` (needs root to mount)."""
-    if os.geteuid() != 0:
-        message = "mounting a tmpfs needs root"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
-
-    def fill():
-        fd = os.open(mount / "filler", os.O_CREAT | os.O_WRONLY)
-        try:
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    try:
-        yield mount, fill
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_restart_on_a_full_disk_runs_and_says_the_log_is_full(full_tmpfs, photos, model_path):
     mount, fill = full_tmpfs
     db = mount / "fer-edge.db"

@@ -2,13 +2,12 @@
 program holding the log's lock, a second run on the same log, a wall clock that steps,
 and a clock far ahead. Real files, a real broker, real clocks (libfaketime)."""
 
+import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import pytest
 
 from conftest import read_frames, run_cli
 from mqtt_helpers import Broker, Recorder, make_visits_video
-from test_hardening import full_tmpfs  # noqa: F401 - a fixture
 from test_live_source import MJPEGServer
 
 pytestmark = [pytest.mark.slow]
@@ -34,6 +32,42 @@ def visits_video(photos, tmp_path_factory):
 
 def sessions_in(db):
     return sqlite3.connect(db).execute("SELECT id, duration, ended_by, clock_step FROM sessions").fetchall()
+
+
+def run_with_broker(tmp_path, db, video, model_path, visits=4):
+    """`fer-edge run` into `db` with a real broker; returns the run and the visits the broker got."""
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    try:
+        result = run_cli("fer-edge", "run", "--source", video, "--model", model_path, "--db", db,
+                         "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", *SESSION_FLAGS)
+        assert result.returncode == 0, result.stderr
+        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= visits, 10), result.stderr
+        return result, recorder.json_on("/session")
+    finally:
+        recorder.close()
+        broker.stop()
+
+
+@contextlib.contextmanager
+def realtime_run_with_broker(tmp_path, db, video, model_path, *flags):
+    """A `fer-edge run --realtime` with a real broker, while the block does something to the
+    device; afterwards `outcome` holds the run's stderr and the visit ids the broker got."""
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port)
+    outcome = {}
+    try:
+        run = subprocess.Popen([FER_EDGE, "run", "--source", video, "--model", model_path, "--db", db, "--realtime",
+                                "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", *flags, *SESSION_FLAGS],
+                               stderr=subprocess.PIPE, text=True)
+        yield outcome
+        _, outcome["stderr"] = run.communicate(timeout=60)
+        assert run.returncode == 0, outcome["stderr"]
+        recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) >= 4, 10)
+        outcome["sent"] = {s["id"] for s in recorder.json_on("/session")}
+    finally:
+        recorder.close()
+        broker.stop()
 
 
 def damage(db, how):
@@ -59,24 +93,13 @@ def test_a_damaged_or_foreign_log_is_kept_aside_and_the_sensor_runs(how, tmp_pat
     before = len(sessions_in(db))
     assert before == 4
     damage(db, how)
-    broker = Broker(tmp_path).start()
-    recorder = Recorder(broker.port)
-    try:
-        again = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db,
-                        "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", *SESSION_FLAGS)
-        assert again.returncode == 0, again.stderr
-        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= 4, 10)
-    finally:
-        recorder.close()
-        broker.stop()
+    again, sent = run_with_broker(tmp_path, db, visits_video, model_path)
     kept = [line for line in again.stderr.splitlines() if "kept aside as" in line]
     assert len(kept) == 1 and "Traceback" not in again.stderr, again.stderr
     aside = Path(kept[0].split("kept aside as ")[1].split(" and ")[0])
     assert aside.exists() and aside.parent == tmp_path
-    stored = sessions_in(db)
-    assert len(stored) >= 4, "this run's visits are logged"
-    sent = {s["id"] for s in recorder.json_on("/session")}
-    assert {row[0] for row in stored} <= sent | {row[0] for row in stored if row[0] not in sent and len(stored) > 4}
+    stored = {row[0] for row in sessions_in(db)}
+    assert len(sent) == 4 and {s["id"] for s in sent} <= stored, "this run's visits are logged and sent"
     print(f"{how}: {again.stderr.splitlines()[0]}")
 
 
@@ -121,12 +144,7 @@ def test_a_lock_held_by_another_program_loses_nothing(tmp_path, model_path, visi
     """An operator's sqlite3 holds the write lock in the middle of the run: every visit still
     reaches the log and the broker."""
     db = tmp_path / "log.db"
-    broker = Broker(tmp_path).start()
-    recorder = Recorder(broker.port)
-    try:
-        run = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
-                                "--realtime", "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk",
-                                *SESSION_FLAGS], stderr=subprocess.PIPE, text=True)
+    with realtime_run_with_broker(tmp_path, db, visits_video, model_path) as outcome:
         deadline = time.monotonic() + 20
         while not (db.exists() and sqlite3.connect(db).execute(
                 "SELECT name FROM sqlite_master WHERE name='runs'").fetchone()) and time.monotonic() < deadline:
@@ -137,16 +155,10 @@ def test_a_lock_held_by_another_program_loses_nothing(tmp_path, model_path, visi
         time.sleep(6.0)
         operator.execute("ROLLBACK")
         operator.close()
-        _, stderr = run.communicate(timeout=60)
-        assert run.returncode == 0, stderr
-        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= 4, 10)
-    finally:
-        recorder.close()
-        broker.stop()
+    stderr, sent = outcome["stderr"], outcome["sent"]
     assert "Traceback" not in stderr and "log locked by another program" in stderr, stderr
     assert "held rows written" in stderr, stderr
     stored = {row[0] for row in sessions_in(db)}
-    sent = {s["id"] for s in recorder.json_on("/session")}
     assert len(stored) == 4 and stored == sent, (stored, sent, stderr)
 
 
@@ -247,16 +259,8 @@ def test_a_bad_outbox_row_is_set_aside_and_the_rest_flows(tmp_path, model_path, 
     with sqlite3.connect(db) as raw:  # a row no broker takes: a wildcard in its topic
         raw.execute("INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created) "
                     "VALUES ('bad', 'session', 'fer-edge/kiosk/#', '{}', 1, 0, 0)")
-    broker = Broker(tmp_path).start()
-    recorder = Recorder(broker.port)
-    try:
-        run = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", db,
-                      "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk", *SESSION_FLAGS)
-        assert run.returncode == 0, run.stderr
-        assert recorder.wait_for(lambda: len(recorder.json_on("/session")) >= 4, 10), run.stderr
-    finally:
-        recorder.close()
-        broker.stop()
+    run, sent = run_with_broker(tmp_path, db, visits_video, model_path)
+    assert len(sent) == 4
     assert "Traceback" not in run.stderr and "set aside" in run.stderr, run.stderr
     raw = sqlite3.connect(db)
     assert raw.execute("SELECT msg_id, reason FROM outbox_aside").fetchall()[0][0] == "bad"
@@ -268,24 +272,14 @@ def test_a_bad_outbox_row_is_set_aside_and_the_rest_flows(tmp_path, model_path, 
 def test_a_disk_that_fills_with_the_broker_up_delivers_every_visit(full_tmpfs, tmp_path, model_path, visits_video):
     mount, fill = full_tmpfs
     db = mount / "log.db"
-    broker = Broker(tmp_path).start()
-    recorder = Recorder(broker.port)
-    try:
-        run = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
-                                "--realtime", "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", "kiosk",
-                                "--log-interval", "0", *SESSION_FLAGS], stderr=subprocess.PIPE, text=True)
+    with realtime_run_with_broker(tmp_path, db, visits_video, model_path, "--log-interval", "0") as outcome:
         time.sleep(3.0)
         fill()
         time.sleep(4.0)
         (mount / "filler").unlink()
-        _, stderr = run.communicate(timeout=60)
-        assert run.returncode == 0, stderr
-        assert recorder.wait_for(lambda: len({s["id"] for s in recorder.json_on("/session")}) >= 4, 10), stderr
-    finally:
-        recorder.close()
-        broker.stop()
+    stderr = outcome["stderr"]
     assert "Traceback" not in stderr and "log full" in stderr, stderr
-    assert len({s["id"] for s in recorder.json_on("/session")}) == 4
+    assert len(outcome["sent"]) == 4
 
 
 @pytest.mark.needs_broker
