@@ -68,6 +68,8 @@ def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = Non
 
 def run(settings: Settings, say: Say, started: float) -> None:
     """`fer-edge run` / `serve`: watch the source until it ends or a signal stops it."""
+    import cv2
+
     from .capture import ImageSource, frames_forever, open_source, paced
 
     stop = stop_on_signals()
@@ -75,7 +77,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
     if settings.web.listen and source_settings.camera is None and source_settings.path is None:
         return serve_only(settings, stop, say)
     open_fn = lambda: open_source(camera=source_settings.camera, source=source_settings.path, stop=stop,  # noqa: E731
-                                  on_event=say, wait=under_systemd())
+                                  on_event=say, wait=under_systemd(), lean=source_settings.realtime)
     first_source = open_fn()  # fail fast on a bad source, before loading anything else
     first_source.close()
     stills = isinstance(first_source, ImageSource)
@@ -83,6 +85,8 @@ def run(settings: Settings, say: Say, started: float) -> None:
     # least CPU. A file read as fast as it goes uses every thread "auto" allows.
     at_camera_rate = first_source.live or source_settings.realtime
     analyzer = make_analyzer(settings, stills, threads=1 if at_camera_rate and settings.model.threads == "auto" else None)
+    if at_camera_rate:  # OpenCV's pool wakes every core for a frame's small resizes: more CPU than it saves
+        cv2.setNumThreads(1)
     db_path = log_path(settings)
     pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say)
     server = None

@@ -32,9 +32,6 @@ def _quiet_opencv():
 
 
 _quiet_opencv()
-# OpenCV's own thread pool wakes every core for a resize or a colour conversion of a camera
-# frame, which costs more CPU than it saves; LiteRT has the threads the settings give it.
-cv2.setNumThreads(1)
 
 STREAM_TIMEOUT_MS = 5000
 URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
@@ -85,8 +82,8 @@ class Backoff:
 class OpenCVSource:
     """A camera index, a video file or a URL through cv2.VideoCapture."""
 
-    def __init__(self, target, live, stop=None, on_event=print, wait=True):
-        self.target, self.live = target, live
+    def __init__(self, target, live, stop=None, on_event=print, wait=True, lean=False):
+        self.target, self.live, self.lean = target, live, lean
         self.stop = stop or threading.Event()
         self.on_event = on_event
         self.capture = None
@@ -111,11 +108,13 @@ class OpenCVSource:
             # A stalled stream must not block for ever: time out, then reconnect with backoff.
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
-        else:
-            # One decoding thread: more cost CPU in handing frames over than they save at these sizes.
+        elif self.lean:
+            # At camera rate one decoding thread: more threads cost CPU handing frames over.
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
             if not capture.isOpened():
                 capture = cv2.VideoCapture(self.target)
+        else:  # as fast as it goes: FFmpeg decodes the next frames while this one is analysed
+            capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             if first and not self.live:
@@ -245,10 +244,11 @@ class PiCameraSource:
         self.camera.close()
 
 
-def open_source(camera=None, source=None, stop=None, on_event=print, wait=False):
+def open_source(camera=None, source=None, stop=None, on_event=print, wait=False, lean=False):
     """The source for `--camera N|pi` or `--source FILE|DIR|URL`. A camera that cannot be
     opened is an error unless `wait` (a service waits for its camera, saying so each try);
-    a stream URL is always waited for."""
+    a stream URL is always waited for. `lean`: a file played at its own rate is decoded on
+    one thread, as cheaply as possible rather than as fast."""
     if (camera is None) == (source is None):
         raise SourceError("give exactly one of --camera or --source")
     if camera is not None:
@@ -265,7 +265,7 @@ def open_source(camera=None, source=None, stop=None, on_event=print, wait=False)
         raise SourceError(f"{source}: no such file or folder")
     if os.path.isdir(source) or source.lower().endswith(IMAGE_SUFFIXES):
         return ImageSource(source, stop=stop)
-    return OpenCVSource(source, live=False, stop=stop, on_event=on_event)
+    return OpenCVSource(source, live=False, stop=stop, on_event=on_event, lean=lean)
 
 
 def paced(frames, fps_cap=None, realtime_fps=None, max_frames=None, stop=None):

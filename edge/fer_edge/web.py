@@ -39,6 +39,7 @@ MAX_PIXELS = 40_000_000      # an upload larger than this is refused before it i
 HEADER_SECONDS = 10.0        # a connection must send a request within this
 KEEPALIVE_SECONDS = 15.0     # an idle kept-alive connection is closed after this
 MAX_CONNECTIONS = 200        # beyond this, the oldest connection without a token is closed, else 503
+PER_CLIENT = 50              # connections one address may hold open at once
 BODY_SECONDS = 20.0          # an upload must arrive whole within this
 MIN_TOKEN_CHARS = 16         # a shorter token can be guessed
 FAILED_TOKENS_PER_MINUTE = 10  # wrong tokens from one address beyond this get 429 for the rest of the minute
@@ -419,14 +420,20 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
 TOO_SLOW = object()  # what a body read that missed its deadline returns
 
 
+def _peer(transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return peer[0] if peer else "?"
+
+
 class Connections:
     """One server's open connections: at most `cap`, and each must send its first request
     within HEADER_SECONDS, so idle or slow connections cannot use up the process's open
-    files and lock the page out. At the cap a new connection takes the place of the oldest
-    one that has not shown the token: strangers cannot starve the token holder."""
+    files and lock the page out. One address holds at most `per_client` of them. At the cap a
+    new connection takes the place of the oldest one that has not shown the token: strangers
+    cannot starve the token holder."""
 
-    def __init__(self, cap=MAX_CONNECTIONS):
-        self.cap = cap
+    def __init__(self, cap=MAX_CONNECTIONS, per_client=PER_CLIENT):
+        self.cap, self.per_client = cap, per_client
         self.open = {}  # transport -> monotonic time it opened, None once a request started
         self.trusted = set()  # transports that made a request with the token (or with none needed)
 
@@ -437,6 +444,14 @@ class Connections:
     def authenticated(self, transport):
         if transport in self.open:
             self.trusted.add(transport)
+
+    def admit(self, transport) -> bool:
+        """Room for a new connection: under its address's share, and under the cap or by
+        closing the oldest connection without the token."""
+        address = _peer(transport)
+        if sum(1 for t in self.open if _peer(t) == address) >= self.per_client:
+            return False
+        return self.make_room()
 
     def make_room(self) -> bool:
         """At the cap, close the oldest connection without the token; False when there is none."""
@@ -470,7 +485,7 @@ class Guard(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        if not self.connections.make_room():
+        if not self.connections.admit(transport):
             transport.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
                             b"Content-Length: 21\r\n\r\ntoo many connections\n")
             transport.close()

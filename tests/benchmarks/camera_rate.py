@@ -69,7 +69,7 @@ def stage_split(video, every_frame, threads=1):
     analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(threads=threads))
     cadence = Cadence() if every_frame else Cadence(BY_DEFAULT["analyse_fps"])
     pipeline = Pipeline(analyzer, Tracker(), cadence=cadence)
-    source = open_source(source=str(video), stop=threading.Event())
+    source = open_source(source=str(video), stop=threading.Event(), lean=True)
     frames = source.frames()
     decode = []
     while True:

@@ -102,6 +102,28 @@ def test_a_video_cut_short_says_so(photos, model_path, tmp_path):
     assert f"of the {len(frames)} frames its header announces" in result.stderr
 
 
+@pytest.mark.slow
+def test_an_mpeg_ts_cut_in_half_is_read_up_to_the_cut(photos, model_path, tmp_path):
+    """A transport stream (as a recorder or a camera writes it) cut by a power cut: what is there is read."""
+    import cv2
+
+    frames = read_frames(photos / "WolfgangLanger_Pexels.mp4")
+    whole = tmp_path / "whole.ts"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mpg2"), 24, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2])
+    result = run_cli("fer-edge", "run", "--source", cut, "--model", model_path, "--no-db", "--quiet", "--every-frame")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    done = next(line for line in result.stderr.splitlines() if "done:" in line)
+    read = int(done.split("done: ")[1].split(" frames")[0])
+    print(f"a {len(frames)}-frame MPEG-TS cut in half: {read} frames read")
+    assert read >= len(frames) // 3
+
+
 def test_the_log_is_private_and_pruned(photos, model_path, tmp_path):
     db = tmp_path / "log.db"
     result = run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--model", model_path, "--db", db, "--quiet")

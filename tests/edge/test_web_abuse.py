@@ -113,3 +113,28 @@ def test_a_short_token_is_refused_and_a_readable_token_file_is_said(tmp_path, mo
     s = Server("--model", model_path, "--no-db", "--web-token-file", readable)
     err = s.stop()
     assert "readable by other users" in err, err
+
+
+def test_one_address_cannot_take_every_connection(guarded):
+    """Slow uploads with the token from one address fill only that address's share (50)."""
+    held = []
+    try:
+        for _ in range(60):
+            sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5, source_address=("127.0.0.3", 0))
+            sock.sendall(f"POST /api/analyze?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nx".encode())
+            held.append(sock)
+        time.sleep(0.5)
+        refused = 0
+        for sock in held[50:]:
+            sock.settimeout(2.0)
+            try:
+                refused += b"503" in sock.recv(200)
+            except OSError:
+                pass
+        answered = [guarded.request(f"/api/status?token={TOKEN}")[0] for _ in range(5)]
+    finally:
+        for sock in held:
+            sock.close()
+    print(f"60 slow uploads from one address: {refused} of the last 10 refused; the page answered {answered}")
+    assert refused == 10 and answered == [200] * 5

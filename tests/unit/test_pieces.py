@@ -150,3 +150,42 @@ def test_the_live_status_says_a_stalled_camera_and_a_stop():
     assert status["state"] == "running" and 11.5 < status["last_frame_seconds"] < 13.0
     live.stopping()
     assert live.status()["state"] == "stopping"
+
+
+def test_topic_prefixes_with_wildcards_or_empty_levels_are_refused():
+    for key in ("mqtt_prefix", "mqtt_discovery_prefix"):
+        for bad in ("ha/#", "site/+/kiosk", "/fer-edge", "fer-edge/", "a//b"):
+            with pytest.raises(ConfigError):
+                check(BY_NAME[key], bad, f"[mqtt] {key}")
+        assert check(BY_NAME[key], "shop-3/kiosks", f"[mqtt] {key}") == "shop-3/kiosks"
+
+
+def test_the_watchdog_is_not_fed_while_a_worker_is_down(tmp_path):
+    """A real unix datagram socket as $NOTIFY_SOCKET: frames progress, but a dead sender stops the pings."""
+    import socket
+
+    from fer_edge.notify import Notifier
+    from fer_edge.pipeline import Stats
+
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(0.2)
+    alive = {"sender": True}
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"}, healthy=lambda: alive["sender"])
+
+    def pings(frames):
+        said = []
+        for n in range(frames):
+            notifier.on_frame(None, [], Stats(frames=len(said) * 1000 + n + 1))
+            time.sleep(0.015)
+        try:
+            while True:
+                said.append(server.recv(4096).decode())
+        except OSError:
+            return sum("WATCHDOG=1" in message for message in said)
+
+    assert pings(10) > 0
+    alive["sender"] = False
+    assert pings(10) == 0
+    server.close()
