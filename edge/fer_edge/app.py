@@ -96,7 +96,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
 
         live = LiveState({"device": pipeline.device_id, "model": analyzer.classifier.name,
                           "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
-                         health=pipeline.health, alive=lambda: all(sink.alive() for sink in pipeline.sinks))
+                         health=pipeline.health, alive=pipeline.alive)
         pipeline.hooks.append(live)
         server = start_web(settings, live, db_path, say)
     if analyzer.detector.note:
@@ -156,7 +156,8 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
                               exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
                               device_id=device, clock=clock)
-    hooks = [Notifier(healthy=lambda: all(sink.alive() for sink in sinks))]
+    notifier = Notifier()
+    hooks = [notifier]
     if settings.run.annotate:
         hooks.append(Annotator(settings.run.annotate, first_source.fps))
     if settings.run.show:
@@ -168,6 +169,7 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
                         stats_interval=settings.mqtt.stats_interval, clock=clock,
                         cadence=make_cadence(settings, stills))
     pipeline.store = store  # released after the sinks close
+    notifier.healthy = pipeline.alive
     return pipeline
 
 

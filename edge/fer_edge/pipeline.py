@@ -118,7 +118,7 @@ class Pipeline:
             self._finish_sessions(self.sessions.update(frame.media_time, tracks))
         self._send_view(frame, tracks)
         stats.frames += 1
-        stats.faces += len(tracks) if not faces else len(faces)
+        stats.faces += len(tracks)  # on an analysed frame, one track per face found
         stats.decode.append(decode_seconds)
         stats.total.append(decode_seconds + time.perf_counter() - t0)
         stats.last_frame_at = time.monotonic()
@@ -149,6 +149,10 @@ class Pipeline:
             self._finish_sessions(self.sessions.flush("camera lost"))
         self.tracker.forget()
         self.cadence.reset()
+        self._forget_ended()
+
+    def _forget_ended(self):
+        """Drop what was kept per track for the tracks the tracker has just ended."""
         for ended in self.tracker.ended:
             self.last_logged.pop(ended.id, None)
             self.last_crops.pop(ended.id, None)
@@ -165,6 +169,10 @@ class Pipeline:
         for sink in self.sinks:
             merged.update(sink.health())
         return merged
+
+    def alive(self) -> bool:
+        """Every sink's threads still run (the watchdog and /healthz follow this)."""
+        return all(sink.alive() for sink in self.sinks)
 
     def stats_payload(self) -> dict:
         """What the stats message carries: throughput, stage latencies, counts, uptime, sink health."""
@@ -200,9 +208,7 @@ class Pipeline:
             if self.save_crops and track.id in self.last_crops:
                 cv2.imwrite(os.path.join(self.save_crops, f"f{frame.index:07d}_t{track.id}.png"),
                             self.last_crops[track.id])
-        for ended in self.tracker.ended:
-            self.last_logged.pop(ended.id, None)
-            self.last_crops.pop(ended.id, None)
+        self._forget_ended()
 
     def run(self, frames, stop):
         """Process frames until they end or `stop` is set."""

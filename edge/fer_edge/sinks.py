@@ -19,7 +19,8 @@ from collections import deque
 from typing import Callable, Optional
 
 from .labels import LABELS
-from .store import BUSY_SECONDS, StoreFile, column_names, connect, is_disk_full, is_locked
+from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
+
 
 def event(track, device_id, frame_index, timestamp):
     """The event dict of one track update: what may leave the device (no pixels)."""
@@ -75,6 +76,7 @@ class SQLiteLog(EventSink):
     HOLD_MAX = 50_000          # rows held in memory meanwhile; past it the oldest emotion rows go
     PRUNE_SECONDS = 3600.0     # how often retention runs
     FUTURE_SECONDS = 3600.0    # a row this far ahead of the clock means the clock stepped back
+    CLOSE_WAIT_SECONDS = 10.0  # at a stop, how long to wait for another program's lock
 
     def __init__(self, path: str, keep_days: float = 0.0, max_mb: float = 0.0,
                  say: Callable[[str], None] = lambda message: None, store: Optional[StoreFile] = None):
@@ -89,7 +91,7 @@ class SQLiteLog(EventSink):
         self.db = None
         self._open()
         self.columns = column_names("emotions")[1:]
-        self.insert = f"INSERT INTO emotions ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})"
+        self.insert = insert_sql("emotions", self.columns, "INSERT")
         self.run_id = None
         self.next_prune = 0.0
         self.clock_doubt = self._clock_doubt()
@@ -250,9 +252,7 @@ class SQLiteLog(EventSink):
                "exit_emotion": session["exit_emotion"], "satisfaction": session["satisfaction"],
                "shares": json.dumps(session["shares"]), "exit_probs": json.dumps(session["exit_probs"]),
                "ended_by": session.get("ended_by", "left"), "clock_step": session.get("clock_step", 0.0)}
-        names = list(row)
-        self._write(f"INSERT OR REPLACE INTO sessions ({', '.join(chr(34) + n + chr(34) for n in names)}) "
-                    f"VALUES ({', '.join('?' * len(names))})", tuple(row.values()), spill_row=row)
+        self._write(insert_sql("sessions", list(row), "INSERT OR REPLACE"), tuple(row.values()), spill_row=row)
 
     def sessions_since(self, start):
         if self.db is None:
@@ -286,8 +286,6 @@ class SQLiteLog(EventSink):
             self.db.close()
         if self.owns_store:
             self.store.close()
-
-    CLOSE_WAIT_SECONDS = 10.0  # at a stop, how long to wait for another program's lock
 
 
 class StdoutLog(EventSink):

@@ -59,6 +59,11 @@ def column_names(table: str) -> List[str]:
     return [name.strip('"') for name, _ in TABLES[table]]
 
 
+def insert_sql(table: str, names: List[str], verb: str = "INSERT OR IGNORE") -> str:
+    """An insert of `names` (quoted: "end" is a keyword) into `table`, one ? per column."""
+    return f"{verb} INTO {table} ({', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)}) VALUES ({', '.join('?' * len(names))})"
+
+
 def create_statements() -> List[str]:
     tables = [f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {d}' for n, d in columns)})"
               for table, columns in TABLES.items()]
@@ -98,10 +103,6 @@ def connect(path: str, timeout: float = BUSY_SECONDS, **options) -> sqlite3.Conn
             db.close()
             raise
     return db
-
-
-class ForeignShape(Exception):
-    """The file is an SQLite database, but not one this version of fer-edge can write."""
 
 
 def _shape_problem(db: sqlite3.Connection) -> Optional[str]:
@@ -181,16 +182,15 @@ def _copy_rows(old: sqlite3.Connection, db: sqlite3.Connection, table: str) -> i
     keep = [c for c in column_names(table) if c in found and c != "seq"]
     if not keep:
         return 0
-    quoted = ", ".join(f'"{c}"' for c in keep)
     rows = []
     try:
-        for row in old.execute(f"SELECT {quoted} FROM {table}"):
+        for row in old.execute(f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in keep)} FROM {table}"):
             rows.append(row)
     except sqlite3.Error:
         pass  # the damage starts here: keep what came before it
     with db:
         before = db.total_changes
-        db.executemany(f"INSERT OR IGNORE INTO {table} ({quoted}) VALUES ({', '.join('?' * len(keep))})", rows)
+        db.executemany(insert_sql(table, keep), rows)
         return db.total_changes - before
 
 
@@ -208,7 +208,7 @@ class StoreFile:
         _create_private(path)
         self.lock = _claim(path)
         try:
-            self._check(say)
+            self._check()
             self.spill = Spill(path + ".spill")
             replayed = self.spill.replay(path)
             if replayed:
@@ -217,7 +217,7 @@ class StoreFile:
             self.close()
             raise
 
-    def _check(self, say: Say) -> None:
+    def _check(self) -> None:
         db = None
         try:
             db = connect(self.path)
@@ -243,7 +243,7 @@ class StoreFile:
         finally:
             db.close()
         saved = ", ".join(f"{n} {'visits' if t == 'sessions' else 'waiting messages'}" for t, n in copied.items() if n)
-        say(f"{self.path}: {reason}; kept aside as {self.kept_aside} and a fresh log started"
+        self.say(f"{self.path}: {reason}; kept aside as {self.kept_aside} and a fresh log started"
             + (f" ({saved} copied over)" if saved else ""))
 
     def close(self) -> None:
@@ -277,7 +277,6 @@ class Spill:
     def __init__(self, path: str):
         self.path = path
         self.used = 0
-        self.lost = 0
         self.fd: Optional[int] = None
         try:
             self.fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -299,16 +298,14 @@ class Spill:
             self.fd = None
 
     def add(self, table: str, row: dict) -> bool:
-        """Keep one row for `table`; False (and counted) when there is no room left."""
+        """Keep one row for `table`; False when there is no room left (the caller counts the loss)."""
         line = (json.dumps({"table": table, "row": row}) + "\n").encode()
         if self.fd is None or self.used + len(line) > self.SIZE:
-            self.lost += 1
             return False
         try:
             os.pwrite(self.fd, line, self.used)
             os.fsync(self.fd)
         except OSError:
-            self.lost += 1
             return False
         self.used += len(line)
         return True
@@ -339,9 +336,7 @@ class Spill:
                 for record in records:
                     table, row = record["table"], record["row"]
                     names = [c for c in column_names(table) if c in row and c != "seq"]
-                    quoted = ", ".join(f'"{c}"' for c in names)
-                    db.execute(f"INSERT OR IGNORE INTO {table} ({quoted}) VALUES ({', '.join('?' * len(names))})",
-                               [row[c] for c in names])
+                    db.execute(insert_sql(table, names), [row[c] for c in names])
         except sqlite3.OperationalError:
             return 0
         finally:

@@ -19,12 +19,12 @@ import ipaddress
 import json
 import logging
 import os
-import stat
-from collections import defaultdict, deque
-from typing import Callable, Deque, Dict
 import socket
+import stat
 import threading
 import time
+from collections import defaultdict, deque
+from typing import Callable, Deque, Dict
 from importlib import resources
 
 import cv2
@@ -44,6 +44,7 @@ BODY_SECONDS = 20.0          # an upload must arrive whole within this
 MIN_TOKEN_CHARS = 16         # a shorter token can be guessed
 FAILED_TOKENS_PER_MINUTE = 10  # wrong tokens from one address beyond this get 429 for the rest of the minute
 BURST_SECONDS = 10.0         # problems of the same kind are said at most once per this
+OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the token
 
 
 def decode(data):
@@ -263,7 +264,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     async def auth(request, handler):
         """A wrong token closes the connection (it cannot sit in the pool); too many from one
         address get 429 for the rest of the minute."""
-        if token and request.path not in ("/healthz", "/favicon.ico"):
+        if token and request.path not in OPEN_PATHS:
             address = request.remote or "?"
             if failed_tokens.blocked(address):
                 bursts.add("limited", f"too many wrong tokens from {address}: answering 429")
@@ -277,7 +278,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
                 response = error(401, "a token is required: ?token=... or Authorization: Bearer ...")
                 response.force_close()
                 return response
-        if request.transport is not None and (token is None or request.path not in ("/healthz", "/favicon.ico")):
+        if request.transport is not None and (token is None or request.path not in OPEN_PATHS):
             connections.authenticated(request.transport)
         return await handler(request)
 

@@ -16,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from fer_edge.settings import SETTINGS
@@ -70,20 +69,11 @@ def stage_split(video, every_frame, threads=1):
     cadence = Cadence() if every_frame else Cadence(BY_DEFAULT["analyse_fps"])
     pipeline = Pipeline(analyzer, Tracker(), cadence=cadence)
     source = open_source(source=str(video), stop=threading.Event(), lean=True)
-    frames = source.frames()
-    decode = []
-    while True:
-        t = time.perf_counter()
-        frame = next(frames, None)
-        if frame is None:
-            break
-        decode.append(time.perf_counter() - t)
-        pipeline.process(frame, decode[-1])
+    s = pipeline.run(source.frames(), threading.Event())  # times each stage, decoding included
     source.close()
     seconds, _, _ = video_seconds(video)
-    s = pipeline.stats
     per_second = lambda values: sum(values) / seconds  # noqa: E731
-    split = {"decode": per_second(decode), "detect": per_second(s.detect), "classify": per_second(s.classify)}
+    split = {"decode": per_second(s.decode), "detect": per_second(s.detect), "classify": per_second(s.classify)}
     split["tracking, sessions, logging"] = per_second(s.total) - sum(split.values())
     return {k: round(v, 4) for k, v in split.items()}, s.analysed
 
