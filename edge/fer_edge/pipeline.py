@@ -99,7 +99,8 @@ class Pipeline:
         self.frames_since_analysis += 1
         stats = self.stats
         t, coasting = frame.media_time, self.tracker.coast()
-        if self.cadence.due(t, coasting) and frame.image is not None:
+        analysed = self.cadence.due(t, coasting) and frame.image is not None
+        if analysed:
             found = self.analyzer.detect(frame.image, frame.detect_image, frame.detect_scale)
             t1 = time.perf_counter()
             faces = self.analyzer.classify(frame.image, found)
@@ -113,7 +114,7 @@ class Pipeline:
             stats.classify.append(t2 - t1)
         else:
             faces, tracks = [], coasting
-        self._log(frame, tracks, faces)
+        self._log(frame, tracks, faces, analysed)
         if self.sessions is not None:
             self._finish_sessions(self.sessions.update(frame.media_time, tracks))
         self._send_view(frame, tracks)
@@ -189,7 +190,7 @@ class Pipeline:
         for sink in self.sinks:
             sink.stats(payload)
 
-    def _log(self, frame, tracks, faces):
+    def _log(self, frame, tracks, faces, analysed):
         now = time.time()
         if self.save_crops and faces:  # the crop of each track's detection at this analysis
             self.last_crops.update({track.id: faces[track.detection].crop for track in tracks})
@@ -199,7 +200,7 @@ class Pipeline:
             if last is not None and frame.media_time - last < self.log_interval:
                 continue
             self.last_logged[track.id] = frame.media_time
-            ev = event(track, self.device_id, frame.index, now)
+            ev = event(track, self.device_id, frame.index, now, analysed)
             for sink in self.sinks:
                 sink.update(ev)
             self.stats.updates += 1

@@ -22,13 +22,14 @@ from .labels import LABELS
 from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
 
 
-def event(track, device_id, frame_index, timestamp):
-    """The event dict of one track update: what may leave the device (no pixels)."""
+def event(track, device_id, frame_index, timestamp, analysed=True):
+    """The event dict of one track update: what may leave the device (no pixels). `analysed`
+    says whether this frame was looked at, or the face carried over from the last look."""
     x, y, w, h = (round(v, 1) for v in track.box)
     return {"ts": round(timestamp, 3), "device": device_id, "frame": frame_index, "track": track.id,
             "label": track.label, "confidence": round(track.confidence, 4),
             "probs": {label: round(float(p), 4) for label, p in zip(LABELS, track.probs)},
-            "box": {"x": x, "y": y, "w": w, "h": h}}
+            "box": {"x": x, "y": y, "w": w, "h": h}, "analysed": analysed}
 
 
 def view(tracks, visits, device_id, timestamp):

@@ -46,11 +46,12 @@ def crowd_video(photos, folder):
 
 
 def run_json(video, model_path, *flags):
-    """{(frame, side of the frame): label} of every tracked face, and the visits."""
+    """{(frame, side of the frame): label} of every tracked face, the visits, and how many of
+    the face-frames were looked at (the others carried over)."""
     result = run_cli("fer-edge", "run", "--source", video, "--model", model_path, "--no-db", "--json",
                      "--log-interval", "0", "--session-min", "1", "--session-gap", "1", *flags)
     assert result.returncode == 0, result.stderr
-    labels, sessions = {}, []
+    labels, sessions, looked = {}, [], 0
     for line in result.stdout.splitlines():
         event = json.loads(line)
         if "session" in event:
@@ -60,7 +61,8 @@ def run_json(video, model_path, *flags):
             box = event["box"]
             side = "left" if box["x"] + box["w"] / 2 < 480 else "right"
             labels[(event["frame"], side)] = event["label"]
-    return labels, sessions
+            looked += event["analysed"]
+    return labels, sessions, looked
 
 
 def faces_at(labels, frame):
@@ -68,8 +70,9 @@ def faces_at(labels, frame):
 
 
 def compare(video, model_path):
-    every, every_sessions = run_json(video, model_path, "--every-frame")
-    cadence, cadence_sessions = run_json(video, model_path)
+    every, every_sessions, every_looked = run_json(video, model_path, "--every-frame")
+    cadence, cadence_sessions, cadence_looked = run_json(video, model_path)
+    assert every_looked == len(every) and 0 < cadence_looked < len(cadence), "the events say which frames were looked at"
     both = sorted(set(every) & set(cadence))
     agreement = sum(every[k] == cadence[k] for k in both) / len(both)
     print(f"{video.name}: {len(both)} face-frames tracked both ways, labels agree on {agreement:.1%}; "
