@@ -196,6 +196,34 @@ def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: st
     return MQTTSink(options, db_path, on_event=say, model_name=model_name, spill=spill)
 
 
+def default_fleet_db() -> str:
+    """fleet.db beside the device log's default place."""
+    return os.path.join(os.path.dirname(default_db_path()), "fleet.db")
+
+
+def collector_settings(settings: Settings):
+    """What `fer-edge collect` needs, from the [mqtt] and [collector] settings."""
+    from .collector import CollectorSettings
+    from .errors import UserError
+    from .mqtt import MQTTSettings, parse_host, read_password
+
+    mqtt, collector = settings.mqtt, settings.collector
+    if not mqtt.host:
+        raise UserError("collect needs the broker: --mqtt HOST[:PORT] or [mqtt] host")
+    host, port = parse_host(mqtt.host)
+    broker = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, username=mqtt.username,
+                          password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
+                          tls_key=mqtt.tls_key)
+    db = collector.db or default_fleet_db()
+    if db == default_fleet_db():
+        os.makedirs(os.path.dirname(db), exist_ok=True)
+    password = read_password(collector.db_password_file, credential="db-password", variable="PGPASSWORD",
+                             what="database password")
+    extra = {"client_id": collector.client_id} if collector.client_id else {}
+    return CollectorSettings(mqtt=broker, db=db, db_password=password, group=collector.group,
+                             keep_days=collector.keep_days, **extra)
+
+
 def web_url(settings: Settings) -> Optional[str]:
     """The web page's address for Home Assistant's device page, when it listens beyond loopback."""
     from .settings import split_host_port

@@ -9,12 +9,13 @@ START = time.monotonic()  # for "time to first face": as early as the process ca
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 
 import click  # noqa: E402
 
 from .detect import DETECTORS  # noqa: E402
 from .errors import guarded  # noqa: E402
-from .settings import click_options  # noqa: E402
+from .settings import COLLECT_SETTINGS, click_options  # noqa: E402
 
 
 def say(message: str) -> None:
@@ -126,27 +127,61 @@ def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
 
 
 @main.command()
-@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False), help="SQLite log (default: state folder).")
-@click.option("--since", default="24h", show_default=True, help="Span to report: 30m, 24h, 7d, 2w or all.")
+@click.option("--db", "db_path", default=None,
+              help="A device's SQLite log (default: the state folder's), the collector's SQLite file, "
+                   "or postgresql://USER@HOST/DB.")
+@click.option("--db-password-file", default=None, type=click.Path(dir_okay=False),
+              help="File holding the PostgreSQL password (or LoadCredential=db-password, or ~/.pgpass).")
+@click.option("--since", default="24h", show_default=True, help="Span to report: 30m, 24h, 7d, 2w, today or all.")
 @click.option("--by", default="hour", show_default=True, type=click.Choice(["hour", "day"]))
+@click.option("--device", "devices", multiple=True, help="Only this device (repeat for several).")
+@click.option("--health", is_flag=True, help="The fleet's devices instead: online, last seen, backlog, frames/s.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Write a chart (PNG).")
-def report(db_path, since, by, as_json, as_csv, plot_path):
-    """Visitor sessions per hour or day: counts, satisfaction, emotion and exit-emotion mix."""
+def report(db_path, db_password_file, since, by, devices, health, as_json, as_csv, plot_path):
+    """Visitor sessions per hour or day (and per device): counts, satisfaction, emotion and exit-emotion mix."""
     from . import visit_report as r
     from .app import default_db_path
+    from .fleet_db import is_postgres
+    from .mqtt import read_password
 
     db_path = db_path or default_db_path()
-    if not os.path.exists(db_path):
+    if not is_postgres(db_path) and not os.path.exists(db_path):
         raise click.ClickException(f"{db_path}: no such database (run fer-edge run first, or pass --db)")
-    result = r.build_report(db_path, r.parse_since(since), by)
+    password = read_password(db_password_file, credential="db-password", variable="PGPASSWORD",
+                             what="database password")
+    if health:
+        from .fleet_report import device_health, format_health
+
+        rows = device_health(db_path, password, devices)
+        click.echo(json.dumps(rows) if as_json else format_health(rows))
+        return
+    result = r.build_report(db_path, r.parse_since(since), by, devices, password)
     if plot_path:
         r.plot(result, plot_path)
     click.echo(json.dumps(result) if as_json else r.format_csv(result) if as_csv else r.format_table(result),
                nl=not as_csv or as_json)
     if plot_path:
         click.echo(f"wrote {plot_path}", err=True)
+
+
+@main.command()
+@CONFIG_OPTION
+@click_options(COLLECT_SETTINGS)
+@click.pass_context
+def collect(ctx, config_path, **params):
+    """Store every device's visits, stats, views and availability from the broker in one database
+    (SQLite, or PostgreSQL with --db postgresql://...)."""
+    from .app import collector_settings, stop_on_signals
+    from .collector import Collector
+    from .settings import given_on_command_line
+
+    settings = resolved_settings(config_path, given_on_command_line(ctx, params))
+    collector = Collector(collector_settings(settings), say)
+    stop = stop_on_signals()
+    threading.Thread(target=lambda: (stop.wait(), collector.stop()), daemon=True).start()
+    collector.run()
 
 
 @main.group()

@@ -115,13 +115,14 @@ def parse_host(value):
     return split_host_port(value, 1883)
 
 
-def read_password(password_file=None, environ=None):
-    """The MQTT password: from a file, $FER_EDGE_MQTT_PASSWORD, or systemd's
-    $CREDENTIALS_DIRECTORY/mqtt-password (LoadCredential=). Never from the command line."""
+def read_password(password_file: Optional[str] = None, environ=None, credential: str = "mqtt-password",
+                  variable: str = "FER_EDGE_MQTT_PASSWORD", what: str = "MQTT password") -> Optional[str]:
+    """A password (the MQTT broker's by default): from a file, $FER_EDGE_MQTT_PASSWORD, or
+    systemd's $CREDENTIALS_DIRECTORY/mqtt-password (LoadCredential=). Never from the command line."""
     environ = os.environ if environ is None else environ
     candidates = [password_file] if password_file else []
     if environ.get("CREDENTIALS_DIRECTORY"):
-        candidates.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], "mqtt-password"))
+        candidates.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], credential))
     for path in candidates:
         if path and os.path.exists(path):
             with open(path) as f:
@@ -129,8 +130,8 @@ def read_password(password_file=None, environ=None):
             if password:  # an empty credential is systemd's fallback: no password
                 return password
     if password_file:
-        raise OSError(f"{password_file}: MQTT password file not found")
-    return environ.get("FER_EDGE_MQTT_PASSWORD")
+        raise OSError(f"{password_file}: {what} file not found")
+    return environ.get(variable)
 
 
 def installed_version():

@@ -40,6 +40,7 @@ class Stats:
     faces: int = 0
     updates: int = 0
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
+    camera_lost: int = 0             # times no frame came for longer than a visit's gap
     view: dict = None                # who is in view: the view last sent (sinks.view)
     last_frame_at: float = None      # monotonic time the newest frame was done
     first_face_at: float = None      # monotonic time the first face was logged
@@ -146,6 +147,7 @@ class Pipeline:
     def _camera_lost(self):
         """No frame for longer than a visit's gap: the visits end at their last sighting, as
         "camera lost", and whoever is there afterwards is a new track."""
+        self.stats.camera_lost += 1
         if self.sessions is not None:
             self._finish_sessions(self.sessions.flush("camera lost"))
         self.tracker.forget()
@@ -181,7 +183,8 @@ class Pipeline:
         recent = lambda values: round(float(np.median(_last(values, 100))) * 1000, 2) if values else None  # noqa: E731
         payload = {"device": self.device_id, "ts": round(time.time(), 3), "uptime": round(time.monotonic() - s.started, 1),
                    "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": s.tracks,
-                   "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done}
+                   "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done,
+                   "camera_lost": s.camera_lost}
         payload.update(self.health())
         return payload
 

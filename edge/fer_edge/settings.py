@@ -69,6 +69,18 @@ class TopicPrefix(Text):
         return None
 
 
+class TopicLevel(TopicPrefix):
+    """One MQTT topic level (a shared subscription's group name)."""
+
+    metavar = "NAME"
+
+    def problem(self, value):
+        problem = super().problem(value)
+        if problem:
+            return problem.replace("topic prefix", "topic level")
+        return "an MQTT topic level cannot hold /" if "/" in value else None
+
+
 class FilePath(Kind):
     """A path; `exists` files are checked when the setting is read, not when first used."""
 
@@ -325,6 +337,19 @@ SETTINGS: List[Setting] = [
     Setting("sessions", "exit_seconds", Number(0.1, 3600), 3.0, "Last seconds that make the exit emotion.", "--exit-seconds"),
     Setting("sessions", "valence", Valence(), None,
             "Per-emotion weights -1..1 for the satisfaction score; unset: the built-in ones.", "--valence"),
+    Setting("collector", "db", Text(nonempty=True), None,
+            "collect: the fleet's database, a SQLite file or postgresql://USER@HOST/DB; unset: fleet.db in "
+            "$STATE_DIRECTORY or ~/.local/state/fer-edge.", "--db"),
+    Setting("collector", "db_password_file", FilePath(), None,
+            "collect: file holding the database password (or LoadCredential=db-password, or ~/.pgpass).",
+            "--db-password-file"),
+    Setting("collector", "group", TopicLevel(), "fer-edge-collectors",
+            "collect: the shared subscription's group; collectors in one group share the messages.", "--group"),
+    Setting("collector", "client_id", Text(nonempty=True), None,
+            "collect: MQTT client id, fixed so that the broker keeps the session; unset: fer-edge-collector-HOST.",
+            "--client-id"),
+    Setting("collector", "keep_days", Number(0, 36500), 0.0,
+            "collect: delete visits older than this many days (0: keep all).", "--keep-days"),
     Setting(None, "annotate", FilePath(), None, "Write an annotated video (.mp4).", "--annotate"),
     Setting(None, "show", Boolean(), False, "Show the annotated frames in a window (needs a GUI OpenCV).", "--show"),
 ]
@@ -430,7 +455,13 @@ def resolve(file_values: Dict[str, Any], given: Dict[str, Any]) -> Settings:
     return Settings(values)
 
 
-def click_options(settings: Iterable[Setting] = SETTINGS) -> Callable:
+RUN_SETTINGS = [s for s in SETTINGS if s.section != "collector"]
+COLLECT_SETTINGS = [s for s in SETTINGS if s.section == "collector"
+                    or (s.section == "mqtt" and s.key in ("host", "prefix", "username", "password_file", "tls_ca",
+                                                          "tls_cert", "tls_key"))]
+
+
+def click_options(settings: Iterable[Setting] = RUN_SETTINGS) -> Callable:
     """A decorator adding one click option per setting that has a flag."""
     import click
 

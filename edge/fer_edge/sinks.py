@@ -19,7 +19,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from .labels import LABELS
-from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
+from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked, session_row
 
 
 def event(track, device_id, frame_index, timestamp, analysed=True):
@@ -248,11 +248,7 @@ class SQLiteLog(EventSink):
             self.prune()
 
     def session(self, session):
-        row = {"id": session["id"], "device": session["device"], "start": session["start"], "end": session["end"],
-               "duration": session["duration"], "frames": session["frames"], "dominant": session["dominant"],
-               "exit_emotion": session["exit_emotion"], "satisfaction": session["satisfaction"],
-               "shares": json.dumps(session["shares"]), "exit_probs": json.dumps(session["exit_probs"]),
-               "ended_by": session.get("ended_by", "left"), "clock_step": session.get("clock_step", 0.0)}
+        row = session_row(session)
         self._write(insert_sql("sessions", list(row), "INSERT OR REPLACE"), tuple(row.values()), spill_row=row)
 
     def sessions_since(self, start):

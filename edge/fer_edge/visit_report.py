@@ -4,10 +4,10 @@ import csv
 import io
 import json
 import re
-import sqlite3
 import time
 from collections import Counter
 
+from .fleet_db import DatabaseError, describe, open_database, reason
 from .labels import COLOURS, LABELS
 from .sessions import CUT_ENDINGS
 
@@ -32,18 +32,20 @@ def _mix(counter, total):
     return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in LABELS}
 
 
-def _query(db_path, columns, tail, args):
-    """Rows of the sessions table, read-only; a log from before `ended_by` reads as 'left'."""
+def _query(target, columns, tail, args, password=None):
+    """Rows of the sessions table of a device's log or the fleet's database, read-only; a log
+    from before `ended_by` reads as 'left'."""
+    database = open_database(target, password, readonly=True)
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            known = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-            names = ", ".join("'left'" if c == "ended_by" and c not in known else c for c in columns)
-            return db.execute(f"SELECT {names} FROM sessions {tail}", args).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise OSError(f"{db_path}: not a fer-edge database with sessions ({exc})") from None
+        known = database.columns("sessions")
+        if not known:
+            raise DatabaseError(f"{database.name}: not a fer-edge database with sessions")
+        names = ", ".join("'left'" if c == "ended_by" and c not in known else c for c in columns)
+        return database.rows(f"SELECT {names} FROM sessions {tail}", args)
+    except database.errors as exc:
+        raise DatabaseError(f"{database.name}: not a fer-edge database with sessions ({reason(exc)})") from None
+    finally:
+        database.close()
 
 
 def recent_visits(db_path, limit=20):
@@ -53,16 +55,26 @@ def recent_visits(db_path, limit=20):
     return [dict(zip(columns, row)) for row in rows]
 
 
-def build_report(db_path, since=None, by="hour"):
-    rows = _query(db_path, ("start", "satisfaction", "exit_emotion", "shares", "dominant", "ended_by"),
-                  "WHERE start >= ? ORDER BY start", (since or 0,))
-    groups = {}
-    for start, score, exit_emotion, shares, dominant, why in rows:
+def build_report(target, since=None, by="hour", devices=(), password=None):
+    """Visits per period (and per device, where there are several or some are picked)."""
+    where, args = "WHERE start >= ?", [since or 0]
+    if devices:
+        where += f" AND device IN ({', '.join('?' * len(devices))})"
+        args += list(devices)
+    rows = _query(target, ("start", "satisfaction", "exit_emotion", "shares", "dominant", "ended_by", "device"),
+                  f"{where} ORDER BY start", args, password)
+    groups, per_device = {}, {}
+    for start, score, exit_emotion, shares, dominant, why, device in rows:
         key = time.strftime(PERIODS[by], time.localtime(start))
-        groups.setdefault(key, []).append((score, exit_emotion, json.loads(shares), dominant, why))
+        item = (score, exit_emotion, json.loads(shares), dominant, why)
+        groups.setdefault(key, []).append(item)
+        per_device.setdefault(device, []).append(item)
     periods = [dict(period=key, **_summarise(items)) for key, items in groups.items()]
     everything = [item for items in groups.values() for item in items]
-    return {"db": str(db_path), "since": since, "by": by, "periods": periods, "total": _summarise(everything)}
+    report = {"db": describe(str(target)), "since": since, "by": by, "periods": periods, "total": _summarise(everything)}
+    if devices or len(per_device) > 1:
+        report["devices"] = [dict(device=name, **_summarise(items)) for name, items in sorted(per_device.items())]
+    return report
 
 
 def empty_report(since=None, by="hour"):
@@ -156,7 +168,8 @@ def figure(report):
     top.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     total = report["total"]
     score = "-" if total["mean_satisfaction"] is None else f"{total['mean_satisfaction']:.0f}/100"
-    top.set_title(f"Visitors and satisfaction: {total['sessions']} visits, mean satisfaction {score}")
+    visits = f"{total['sessions']} visit{'' if total['sessions'] == 1 else 's'}"
+    top.set_title(f"Visitors and satisfaction: {visits}, mean satisfaction {score}")
     stacked = [0.0] * len(periods)
     for label in ("happy", "surprise", "neutral", "sad", "fear", "angry", "disgust"):
         values = [p["exit_mix"][label] * 100 for p in periods]
@@ -165,8 +178,12 @@ def figure(report):
     bottom.set_ylabel("how they left (% of visitors)")
     bottom.set_ylim(0, 100)
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exit emotion", title_fontsize=8)
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=14)
-    bottom.xaxis.set_major_locator(locator)
+    # Whole hours or days only, a period's room on each side: one visit in one hour reads as
+    # one labelled tick, not a dozen ticks that all say the same hour.
+    if times:
+        bottom.set_xlim(min(times) - 2 * width, max(times) + 2 * width)
+        step = max(1, -(-int(span + 3) // 12))
+        bottom.xaxis.set_major_locator(mdates.HourLocator(interval=step) if hourly else mdates.DayLocator(interval=step))
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:00" if hourly else "%a %d %b"))
     bottom.set_xlabel("hour" if hourly else "day")
     plt.setp(bottom.get_xticklabels(), rotation=45, ha="right")
