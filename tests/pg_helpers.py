@@ -5,7 +5,9 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,14 +25,15 @@ class Postgres:
     """`initdb`, `postgres` and `pg_ctl` from Debian's postgresql package, as its `postgres`
     user when the tests run as root (PostgreSQL refuses to run as root)."""
 
-    def __init__(self, folder):
+    def __init__(self):
         self.bin = _binaries()
         if not self.bin:
             message = "PostgreSQL is not installed (.ci/setup installs it from Debian's packages)"
             pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
-        self.folder = folder / "postgres"
+        # Its own folder outside pytest's (those are private to root, and postgres must enter it).
+        self.folder = Path(tempfile.mkdtemp(prefix="fer-edge-postgres-"))
         self.data, self.port = self.folder / "data", free_port()
-        self.folder.mkdir()
+        self.running = False
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         password_file = self.folder / "password"
         password_file.write_text(PASSWORD + "\n")
@@ -49,10 +52,18 @@ class Postgres:
     def start(self):
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "start", "-o",
                   f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=50")
+        self.running = True
         return self
 
     def stop(self, mode="fast"):
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self.running = False
+
+    def close(self):
+        """Stop it if it runs, and remove its folder."""
+        if self.running:
+            self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def restart_after(self, seconds):
         self.stop()

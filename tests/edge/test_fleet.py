@@ -1,0 +1,210 @@
+"""The fleet: simulated and real devices publish through their own MQTT sink to a real
+mosquitto, collectors store into a real PostgreSQL (or SQLite), and the reports read it."""
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from mqtt_helpers import Broker, Recorder, make_visits_video
+from pg_helpers import PASSWORD, Postgres
+
+pytest.importorskip("paho.mqtt")
+pytestmark = [pytest.mark.needs_broker, pytest.mark.slow]
+
+FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
+
+
+def start_collector(broker, db, client_id, *flags):
+    """A collector, once it has subscribed (until its first start, the broker keeps nothing for it)."""
+    process = subprocess.Popen([FER_EDGE, "collect", "--mqtt", f"127.0.0.1:{broker.port}", "--db", str(db),
+                                "--client-id", client_id, *flags], stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "connected to" in line:
+            break
+    return process
+
+
+def count_rows(db, where=""):
+    """Rows of the collector's SQLite file (0 before it made its tables)."""
+    try:
+        return sqlite3.connect(db).execute(f"SELECT COUNT(*) FROM {where or 'sessions'}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def stop(process):
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)[1]
+
+
+def devices(broker, folder, count):
+    from fer_edge.mqtt import MQTTSettings, MQTTSink
+
+    sinks = [MQTTSink(MQTTSettings(host="127.0.0.1", port=broker.port, device_id=f"dev-{i:03d}", discovery=False),
+                      str(folder / f"dev-{i:03d}.db"), on_event=lambda message: None) for i in range(count)]
+    assert Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), 30)
+    return sinks
+
+
+def visit(device, number, satisfaction=60.0):
+    now = time.time()
+    return {"id": f"{device}-{number}", "device": device, "start": now - 4, "end": now, "duration": 4.0, "frames": 40,
+            "dominant": "happy", "exit_emotion": "neutral", "satisfaction": satisfaction,
+            "shares": {"happy": 0.6, "neutral": 0.4}, "exit_probs": {"neutral": 0.7, "happy": 0.3}, "ended_by": "left"}
+
+
+def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_restart(tmp_path):
+    postgres, broker = Postgres().start(), Broker(tmp_path).start()
+    first, second = (start_collector(broker, postgres.url, name) for name in ("collector-a", "collector-b"))
+    sinks = devices(broker, tmp_path, 20)
+    sent, events, started = [], {3.0: "kill", 5.0: "restart", 7.0: "database"}, time.monotonic()
+    try:
+        for step in range(100):                           # 20 devices, 10 visits/s each, 10 s
+            elapsed = time.monotonic() - started
+            for at in [at for at in events if elapsed >= at]:
+                what = events.pop(at)
+                if what == "kill":
+                    first.send_signal(signal.SIGKILL)
+                    first.wait()
+                elif what == "restart":
+                    first = start_collector(broker, postgres.url, "collector-a")
+                else:
+                    postgres.restart_after(1.0)
+            for sink in sinks:
+                v = visit(sink.s.device_id, step)
+                sink.session(v)
+                sent.append(v["id"])
+            time.sleep(max(0.0, started + (step + 1) * 0.1 - time.monotonic()))
+        stored = lambda: postgres.query("SELECT COUNT(*), COUNT(DISTINCT id) FROM sessions")[0]  # noqa: E731
+        Recorder.wait_for(lambda: stored()[0] >= len(sent), 90)
+        ids = {row[0] for row in postgres.query("SELECT id FROM sessions")}
+        count, distinct = stored()
+    finally:
+        for sink in sinks:
+            sink.close(drain_seconds=0)
+        said = [stop(first), stop(second)]
+        broker.stop()
+        postgres.close()
+    print(f"{len(sent)} visits sent by 20 devices; {count} rows, {distinct} distinct; missing {len(set(sent) - ids)}")
+    assert ids == set(sent) and count == distinct == len(sent)
+    assert "database unavailable" in said[0] + said[1] and "back after" in said[0] + said[1], said
+    shares = [int(re.search(r"stopped: (\d+) visits", text).group(1)) for text in said]
+    assert all(share > 0 for share in shares), f"the shared subscription splits the visits: {shares}"
+    assert "Traceback" not in said[0] + said[1]
+
+
+@pytest.fixture(scope="module")
+def visits_video(photos, tmp_path_factory):
+    return make_visits_video(photos, tmp_path_factory.mktemp("video"))
+
+
+def report_json(db, *flags):
+    result = run_cli("fer-edge", "report", "--db", db, "--since", "all", "--json", *flags)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_fleet_report_matches_each_devices_own(tmp_path, model_path, visits_video):
+    broker = Broker(tmp_path).start()
+    fleet_db = tmp_path / "fleet.db"
+    collector = start_collector(broker, fleet_db, "collector")
+    logs = {name: tmp_path / f"{name}.db" for name in ("kiosk-a", "kiosk-b")}
+    try:
+        runs = [subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
+                                  "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", name, "--session-min", "0.5",
+                                  "--session-gap", "0.5", "--exit-seconds", "0.5", "--quiet", "--stats-interval", "1"],
+                                 stderr=subprocess.PIPE, text=True) for name, db in logs.items()]
+        for run in runs:
+            assert run.wait(180) == 0, run.stderr.read()
+        local = {name: report_json(db) for name, db in logs.items()}
+        expected = sum(r["total"]["sessions"] for r in local.values())
+        Recorder.wait_for(lambda: count_rows(fleet_db) >= expected, 30)
+    finally:
+        said = stop(collector)
+        broker.stop()
+    assert expected >= 6, local
+    fleet = report_json(fleet_db)
+    assert [d["device"] for d in fleet["devices"]] == ["kiosk-a", "kiosk-b"]
+    for name, own in local.items():
+        mine = report_json(fleet_db, "--device", name)
+        assert mine["periods"] == own["periods"] and mine["total"] == own["total"], name
+        assert next(d for d in fleet["devices"] if d["device"] == name)["sessions"] == own["total"]["sessions"]
+    health = run_cli("fer-edge", "report", "--db", fleet_db, "--health", "--json")
+    rows = {row["device"]: row for row in json.loads(health.stdout)}
+    assert set(rows) == set(logs) and all(row["status"] == "offline" for row in rows.values()), rows
+    assert all(row["fps"] and row["outbox_pending"] == 0 for row in rows.values()), rows
+    print(f"{expected} visits from two devices; the collector said: {said.strip().splitlines()[-1]}")
+
+
+def test_database_mistakes_are_one_line_and_the_broker_keeps_the_messages(tmp_path):
+    postgres, broker = Postgres().start(), Broker(tmp_path).start()
+    wrong_password = postgres.url.replace(PASSWORD, "not-the-password")
+    cases = [(wrong_password, "password authentication failed"),
+             (f"postgresql://fleet@127.0.0.1:{postgres.port + 1}/postgres", "refused"),
+             ("postgresql://fleet@127.0.0.1:notaport/postgres", 'invalid integer value "notaport"'),
+             (str(tmp_path / "no" / "such" / "fleet.db"), "does not exist|no such database")]
+    try:
+        for db, words in cases:
+            for command in (["collect", "--mqtt", f"127.0.0.1:{broker.port}", "--db", db], ["report", "--db", db]):
+                result = run_cli("fer-edge", *command, timeout=60)
+                lines = result.stderr.strip().splitlines()
+                assert result.returncode != 0 and len(lines) == 1 and re.search(words, lines[0]), (command, result.stderr)
+                assert "not-the-password" not in result.stderr
+        # The database goes away while the collector runs: nothing is lost, nothing acknowledged early.
+        collector = start_collector(broker, postgres.url, "collector")
+        postgres.stop()
+        sinks = devices(broker, tmp_path, 3)
+        sent = []
+        for number in range(5):
+            for sink in sinks:
+                sink.session(visit(sink.s.device_id, number))
+                sent.append(f"{sink.s.device_id}-{number}")
+        time.sleep(3)
+        said_stop = stop(collector)          # stopped while the database is still away
+        postgres.start()
+        collector = start_collector(broker, postgres.url, "collector")
+        assert Recorder.wait_for(lambda: postgres.query("SELECT COUNT(*) FROM sessions")[0][0] >= len(sent), 30)
+        assert {r[0] for r in postgres.query("SELECT id FROM sessions")} == set(sent)
+        for sink in sinks:
+            sink.close(drain_seconds=0)
+        stop(collector)
+    finally:
+        broker.stop()
+        postgres.close()
+    assert "database unavailable" in said_stop and "Traceback" not in said_stop
+
+
+def test_a_site_broker_bridged_to_the_centre_as_the_docs_say(tmp_path):
+    """The bridge block in docs/fleet.md, as written, carries a site's visits to the central broker."""
+    block = re.search(r"```\n(connection fer-edge-central\n.*?)```", DOCS.read_text(), re.S).group(1)
+    (tmp_path / "central").mkdir()
+    (tmp_path / "site").mkdir()
+    central = Broker(tmp_path / "central").start()
+    site = Broker(tmp_path / "site")
+    with open(site.config, "a") as config:
+        config.write(block.replace("central.example.com:1883", f"127.0.0.1:{central.port}"))
+    site.start()
+    db = tmp_path / "fleet.db"
+    collector = start_collector(central, db, "collector")
+    try:
+        sinks = devices(site, tmp_path, 2)
+        for sink in sinks:
+            for number in range(3):
+                sink.session(visit(sink.s.device_id, number))
+        assert Recorder.wait_for(lambda: count_rows(db) == 6, 30), count_rows(db)
+        for sink in sinks:
+            sink.close(drain_seconds=0)
+        assert Recorder.wait_for(lambda: count_rows(db, "devices WHERE online = 0") == 2, 10)
+    finally:
+        stop(collector)
+        site.stop()
+        central.stop()
