@@ -242,14 +242,17 @@ def service():
 
 @service.command("install")
 @click.option("--unit-dir", default="/etc/systemd/system", show_default=True, type=click.Path(file_okay=False))
-@click.option("--config", "config_path", default="/etc/fer-edge/config.toml", show_default=True,
-              help="Config file the service reads.")
-def service_install(unit_dir, config_path):
-    """Write fer-edge.service with this installation's fer-edge and print the systemctl commands."""
+@click.option("--config", "config_path", default=None,
+              help="Config file the service reads.  [default: /etc/fer-edge/config.toml, or collector.toml]")
+@click.option("--collector", is_flag=True, help="The fleet's collector (fer-edge-collector.service) instead.")
+def service_install(unit_dir, config_path, collector):
+    """Write fer-edge.service (or fer-edge-collector.service) with this installation's fer-edge
+    and print the systemctl commands."""
     from .unit import install
 
+    config_path = config_path or f"/etc/fer-edge/{'collector' if collector else 'config'}.toml"
     try:
-        path, commands = install(unit_dir, config_path)
+        path, commands = install(unit_dir, config_path, collector=collector)
     except PermissionError:
         raise click.ClickException(f"cannot write {unit_dir}: run with sudo, or pass --unit-dir") from None
     click.echo(f"wrote {path}\nnext:")
@@ -258,11 +261,12 @@ def service_install(unit_dir, config_path):
 
 
 @service.command("example-config")
-def service_example_config():
+@click.option("--collector", is_flag=True, help="The collector's (collector.toml) instead.")
+def service_example_config(collector):
     """Print the example config file (to start /etc/fer-edge/config.toml from)."""
     from .unit import example_config
 
-    click.echo(example_config(), nl=False)
+    click.echo(example_config(collector), nl=False)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ import sys
 from importlib import resources
 
 UNIT_NAME = "fer-edge.service"
+COLLECTOR_UNIT_NAME = "fer-edge-collector.service"
 
 
-def unit_template():
-    return resources.files("fer_edge.systemd").joinpath(UNIT_NAME).read_text()
+def unit_template(name: str = UNIT_NAME) -> str:
+    return resources.files("fer_edge.systemd").joinpath(name).read_text()
 
 
-def example_config():
-    return resources.files("fer_edge.systemd").joinpath("config.example.toml").read_text()
+def example_config(collector: bool = False) -> str:
+    name = "collector.example.toml" if collector else "config.example.toml"
+    return resources.files("fer_edge.systemd").joinpath(name).read_text()
 
 
 def installed_executable():
@@ -23,30 +25,34 @@ def installed_executable():
     return beside if os.path.exists(beside) else (shutil.which("fer-edge") or beside)
 
 
-def render_unit(executable, config_path):
-    text = unit_template()
-    return re.sub(r"^ExecStart=\S+ run --config \S+", f"ExecStart={executable} run --config {config_path}",
-                  text, count=1, flags=re.M)
+def render_unit(executable, config_path, name: str = UNIT_NAME):
+    return re.sub(r"^ExecStart=\S+ (run|collect) --config \S+", lambda m: f"ExecStart={executable} {m.group(1)} --config {config_path}",
+                  unit_template(name), count=1, flags=re.M)
 
 
-def install(unit_dir, config_path, executable=None):
-    """Write the unit; returns (unit path, the commands to run next)."""
+def install(unit_dir, config_path, executable=None, collector: bool = False):
+    """Write the device's unit (or the collector's); returns (unit path, the commands to run next)."""
     executable = os.path.abspath(executable or installed_executable())
-    path = os.path.join(unit_dir, UNIT_NAME)
+    name = COLLECTOR_UNIT_NAME if collector else UNIT_NAME
+    path = os.path.join(unit_dir, name)
     os.makedirs(unit_dir, exist_ok=True)
     with open(path, "w") as f:
-        f.write(render_unit(executable, config_path))
+        f.write(render_unit(executable, config_path, name))
     config_dir = os.path.dirname(config_path)
     commands = []
     if not os.path.exists(config_path):
+        example = "example-config --collector" if collector else "example-config"
         commands.append(f"sudo install -d -m 0755 {config_dir} && "
-                        f"{executable} service example-config | sudo tee {config_path} >/dev/null")
-    password = os.path.join(config_dir, "mqtt-password")
-    if not os.path.exists(password):
-        commands.append(f"sudo install -m 600 /dev/null {password}   # the unit loads it as a credential; "
-                        "put the MQTT password in it, or leave it empty")
+                        f"{executable} service {example} | sudo tee {config_path} >/dev/null")
+    for credential, what in [("mqtt-password", "the MQTT password")] + ([("db-password", "the database password")]
+                                                                        if collector else []):
+        password = os.path.join(config_dir, credential)
+        if not os.path.exists(password):
+            commands.append(f"sudo install -m 600 /dev/null {password}   # the unit loads it as a credential; "
+                            f"put {what} in it, or leave it empty")
+    service = name.removesuffix(".service")
     commands += [f"sudo {executable} config check {config_path}",
                  "sudo systemctl daemon-reload",
-                 "sudo systemctl enable --now fer-edge",
-                 "systemctl status fer-edge; journalctl -u fer-edge -f"]
+                 f"sudo systemctl enable --now {service}",
+                 f"systemctl status {service}; journalctl -u {service} -f"]
     return path, commands

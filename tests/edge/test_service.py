@@ -117,6 +117,28 @@ def test_systemd_unit_verifies_and_is_hardened():
     assert exposure <= 2.5
 
 
+def test_the_collectors_unit_verifies_is_hardened_and_installs(tmp_path):
+    collector_unit = UNIT.parent / "fer-edge-collector.service"
+    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(collector_unit)], capture_output=True,
+                              text=True)
+    line = [l for l in security.stdout.splitlines() if "Overall exposure level" in l][0]
+    print(line)
+    assert float(line.split(":")[1].split()[0]) <= 2.5
+    result = run_cli("fer-edge", "service", "install", "--collector", "--unit-dir", tmp_path, "--config",
+                     tmp_path / "collector.toml")
+    assert result.returncode == 0, result.stderr
+    unit = (tmp_path / "fer-edge-collector.service").read_text()
+    assert f"ExecStart={Path(sys.executable).parent / 'fer-edge'} collect --config {tmp_path / 'collector.toml'}" in unit
+    assert "systemctl enable --now fer-edge-collector" in result.stdout and "db-password" in result.stdout
+    verify = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "fer-edge-collector.service")],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    example = tmp_path / "example.toml"
+    example.write_text(run_cli("fer-edge", "service", "example-config", "--collector").stdout)
+    checked = run_cli("fer-edge", "config", "check", example)
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_service_install_writes_a_unit_for_this_installation(tmp_path):
     result = run_cli("fer-edge", "service", "install", "--unit-dir", tmp_path, "--config", tmp_path / "config.toml")
     assert result.returncode == 0, result.stderr
