@@ -267,11 +267,31 @@ def summary_line(stats, sessions_done: int, health: dict, stopped: bool, started
     return line
 
 
+def serve_fleet(settings: Settings, say: Say) -> None:
+    """`serve --fleet`: the fleet page over the collector's database until a signal."""
+    from .fleet_db import describe, open_database
+    from .fleet_page import make_fleet_app
+    from .mqtt import read_password
+    from .web import serve
+
+    target = settings.log.db or settings.collector.db or default_fleet_db()
+    password = read_password(settings.collector.db_password_file, credential="db-password", variable="PGPASSWORD",
+                             what="database password")
+    open_database(target, password, readonly=True).close()   # a wrong --db is said now, in one line
+    stop = stop_on_signals()
+    server = serve(settings.web, lambda token: make_fleet_app(target, password, token, say), say)
+    say(f"the fleet in {describe(target)}")
+    _serve_until(stop, server, say)
+
+
 def serve_only(settings: Settings, stop: threading.Event, say: Say) -> None:
     """No camera: the page, the report and photo analysis until a signal."""
     from .web import start_web
 
-    server = start_web(settings, None, log_path(settings), say)
+    _serve_until(stop, start_web(settings, None, log_path(settings), say), say)
+
+
+def _serve_until(stop: threading.Event, server, say: Say) -> None:
     try:
         while not stop.wait(0.5):
             pass

@@ -94,11 +94,12 @@ def run(ctx, config_path, **params):
 
 @main.command()
 @CONFIG_OPTION
+@click.option("--fleet", is_flag=True, help="The fleet page over the collector's database (--db, or [collector] db).")
 @click_options()
 @click.pass_context
-def serve(ctx, config_path, **params):
+def serve(ctx, config_path, fleet, **params):
     """The local web page (live view, today, try a photo) beside the camera loop; without
-    --camera/--source, only the page, the report and photo analysis."""
+    --camera/--source, only the page, the report and photo analysis; with --fleet, the fleet's page."""
     from . import app
     from .settings import given_on_command_line
 
@@ -106,7 +107,10 @@ def serve(ctx, config_path, **params):
     settings = resolved_settings(config_path, given)
     if not settings.web.listen:
         settings = resolved_settings(config_path, dict(given, web_listen="127.0.0.1:8080"))
-    app.run(settings, say, START)
+    if fleet:
+        app.serve_fleet(settings, say)
+    else:
+        app.run(settings, say, START)
 
 
 @main.command()

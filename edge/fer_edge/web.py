@@ -223,23 +223,11 @@ def page_html(max_upload):
                 .replace("{{MAX_MB}}", f"{max_upload / (1024 * 1024):g}"))
 
 
-def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0, info=None,
-             say: Callable[[str], None] = lambda message: None):
-    """`live` None: no camera (photos, the report and the visits only); `info` names the device,
-    model and detector then."""
+def guards(token, connections, bursts):
+    """The middlewares every page of fer-edge's shares: same origin, and the token (a wrong one
+    closes the connection; too many from one address get 429 for the rest of the minute)."""
     from aiohttp import web
 
-    from .visit_report import build_report, empty_report, parse_since, recent_visits
-    from .drawing import draw
-
-    page = page_html(max_upload)
-    no_camera = dict(info or {}, state="photos only", camera=False, frames=0, fps=0.0, faces=0, people=0,
-                     visits=[], tracks=[], last_frame_seconds=None)
-    executor = None
-    streams = set()  # the running /live.mjpg handlers
-    connections = Connections()
-    bursts = Bursts(say)
-    ServerLogFilter(bursts).install()
     failed_tokens = FailedTokens()
 
     def error(status, message):
@@ -281,6 +269,30 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
         if request.transport is not None and (token is None or request.path not in OPEN_PATHS):
             connections.authenticated(request.transport)
         return await handler(request)
+
+    return [same_origin, auth]
+
+
+def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0, info=None,
+             say: Callable[[str], None] = lambda message: None):
+    """`live` None: no camera (photos, the report and the visits only); `info` names the device,
+    model and detector then."""
+    from aiohttp import web
+
+    from .visit_report import build_report, empty_report, parse_since, recent_visits
+    from .drawing import draw
+
+    page = page_html(max_upload)
+    no_camera = dict(info or {}, state="photos only", camera=False, frames=0, fps=0.0, faces=0, people=0,
+                     visits=[], tracks=[], last_frame_seconds=None)
+    executor = None
+    streams = set()  # the running /live.mjpg handlers
+    connections = Connections()
+    bursts = Bursts(say)
+    ServerLogFilter(bursts).install()
+
+    def error(status, message):
+        return web.json_response({"error": message}, status=status)
 
     async def index(request):
         return web.Response(text=page, content_type="text/html")
@@ -408,7 +420,7 @@ def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, l
     async def openapi_json(request):
         return web.json_response(openapi(max_upload))
 
-    app = web.Application(middlewares=[same_origin, auth], client_max_size=max_upload + 256 * 1024)
+    app = web.Application(middlewares=guards(token, connections, bursts), client_max_size=max_upload + 256 * 1024)
     app.on_shutdown.append(close_streams)
     app["connections"] = connections
     app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
@@ -573,26 +585,34 @@ def page_url(host: str, port: int) -> str:
 
 
 def start_web(settings, live, db_path, say):
-    """Start the web page's server thread; beyond loopback only with a token."""
+    """Start the device page's server thread."""
     from .app import device_id, make_analyzer
+
+    def make(token):
+        web_settings = settings.web
+        analyzer = make_analyzer(settings, stills=True, threads=1, min_face=16)
+        info = {"device": device_id(settings), "model": analyzer.classifier.name, "detector": analyzer.detector.name}
+        return make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
+                        max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps,
+                        info=info, say=say)
+
+    return serve(settings.web, make, say)
+
+
+def serve(web_settings, make, say):
+    """Start a page's server thread (`make(token)` builds its app); beyond loopback only with a token."""
     from .settings import split_host_port
 
     try:
         import aiohttp  # noqa: F401 - an optional extra
     except ImportError:
         raise WebError("the web page needs aiohttp: pip install 'fer-edge[web]'") from None
-    web_settings = settings.web
     host, port = split_host_port(web_settings.listen, None)
     token = read_token(web_settings.token_file)
     check_token(token, web_settings.token_file, say)
     if not is_loopback(host) and not token:
         raise WebError(f"--web {web_settings.listen} listens beyond this machine: give a token with --web-token-file "
                        "FILE or $FER_EDGE_WEB_TOKEN (or listen on 127.0.0.1)")
-    analyzer = make_analyzer(settings, stills=True, threads=1, min_face=16)
-    info = {"device": device_id(settings), "model": analyzer.classifier.name, "detector": analyzer.detector.name}
-    app = make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
-                   max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps, info=info,
-                   say=say)
-    server = WebServer(app, host, port).start()
+    server = WebServer(make(token), host, port).start()
     say(f"web page on {page_url(host, server.port)}" + ("?token=..." if token else ""))
     return server

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import free_port, run_cli
 from mqtt_helpers import Broker, Recorder, make_visits_video
 from pg_helpers import PASSWORD, Postgres
 
@@ -208,3 +208,81 @@ def test_a_site_broker_bridged_to_the_centre_as_the_docs_say(tmp_path):
         stop(collector)
         site.stop()
         central.stop()
+
+
+def fleet_db(path):
+    """Two devices (one online, heard of now; one offline) and their visits today and earlier this week."""
+    from fer_edge.collector import Message, row_for
+    from fer_edge.fleet_db import open_database
+
+    database = open_database(str(path), create=True)
+    now = time.time()
+    messages = [("kiosk-a", "availability", b"online"), ("kiosk-b", "availability", b"offline"),
+                ("kiosk-a", "stats", json.dumps({"ts": now, "fps": 6.0, "outbox_pending": 0}).encode())]
+    for device, days, number, score in [("kiosk-a", 0, 0, 80.0), ("kiosk-a", 0, 1, 60.0), ("kiosk-b", 0, 0, 20.0),
+                                        ("kiosk-b", 2, 1, 40.0), ("kiosk-a", 5, 2, 90.0)]:
+        v = visit(device, f"{days}-{number}", score)
+        v["start"], v["end"] = v["start"] - days * 86400, v["end"] - days * 86400
+        messages.append((device, "session", json.dumps(v).encode()))
+    for device, kind, payload in messages:
+        database.execute(*row_for(Message(f"fer-edge/{device}/{kind}", payload, 0, 1, now, 0)))
+    database.commit()
+    database.close()
+    return path
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_fleet_page_in_a_real_browser(tmp_path, width):
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from web_helpers import SCREENSHOTS, WIDEST, Server, at_width, chromium
+
+    server = Server("--fleet", "--db", fleet_db(tmp_path / "fleet.db"))
+    browser = chromium()
+    try:
+        at_width(browser, width, 1600)
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#devices tbody tr")) == 2)
+        rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in browser.find_elements(By.CSS_SELECTOR, "#devices tbody tr")]
+        cells = lambda row: [line.split("\n")[-1] for line in row]  # noqa: E731 - a phone shows "label\nvalue"
+        a, b = cells(rows[0]), cells(rows[1])
+        assert a[:2] == ["kiosk-a", "online"] and a[2].endswith("s ago") and a[3:5] == ["2", "70"], rows
+        assert b[:2] == ["kiosk-b", "offline"] and b[3:5] == ["1", "20"], rows
+        summary = browser.find_element(By.ID, "summary").text
+        assert summary.startswith("1 of 2 devices online") and "5 visits in 7 days" in summary, summary
+        days = browser.find_elements(By.CSS_SELECTOR, "#days .day")
+        assert len(days) == 7 and days[-1].find_element(By.TAG_NAME, "small").text.startswith("3"), [d.text for d in days]
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "undefined" not in text and "NaN" not in text and "cannot read" not in text
+        widest = browser.execute_script(WIDEST)
+        assert widest <= width, f"an element reaches {widest} px on a {width} px screen"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / f"fleet-{width}.png"))
+    finally:
+        browser.quit()
+        server.stop()
+
+
+def test_the_fleet_page_keeps_the_device_pages_token_rule(tmp_path):
+    from web_helpers import Server
+
+    db = fleet_db(tmp_path / "fleet.db")
+    refused = run_cli("fer-edge", "serve", "--fleet", "--db", db, "--web", f"0.0.0.0:{free_port()}", timeout=30)
+    assert refused.returncode != 0 and "give a token" in refused.stderr and "Traceback" not in refused.stderr
+    token_file = tmp_path / "token"
+    token_file.write_text("a-long-enough-fleet-token\n")
+    token_file.chmod(0o600)
+    server = Server("--fleet", "--db", db, "--web-token-file", token_file)
+    try:
+        assert server.request("/api/fleet")[0] == 401
+        status, body = server.request("/api/fleet?token=a-long-enough-fleet-token")
+        assert status == 200 and [d["device"] for d in json.loads(body)["devices"]] == ["kiosk-a", "kiosk-b"]
+    finally:
+        server.stop()
+    missing = run_cli("fer-edge", "serve", "--fleet", "--db", tmp_path / "none.db", timeout=30)
+    assert missing.returncode != 0 and "no such database" in missing.stderr and "Traceback" not in missing.stderr

@@ -336,7 +336,7 @@ def test_a_camera_stall_ends_the_visit_at_the_last_frame_as_camera_lost(tmp_path
 def test_health_says_when_the_camera_is_lost(tmp_path, photos, model_path):
     """/healthz answers 503 with the reason once no frame has come for 10 s."""
     pytest.importorskip("aiohttp")
-    from test_web import Server
+    from web_helpers import Server
 
     camera = PacedVisits(photos, face_seconds=10.0, empty_seconds=0.0, visits=1)
     server = Server("--source", camera.url, "--model", model_path, "--db", tmp_path / "log.db", "--quiet")

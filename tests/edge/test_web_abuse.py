@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import free_port, run_cli
-from test_web import Server
+from web_helpers import Server
 
 pytest.importorskip("aiohttp")
 pytestmark = pytest.mark.slow
