@@ -119,6 +119,10 @@ class OutboxSender:
         self.wake, self.stop_event, self.lock = threading.Event(), threading.Event(), threading.Lock()
         self.acked: List[int] = []
         self.inflight = {}
+        # Handles acknowledged before send() returned them (a broker on loopback can answer
+        # before the handle is registered); without this the row would stay and its place
+        # in the window would be lost for good.
+        self.early: set = set()
         self.problem: Optional[str] = None   # why sending is held up now, or None
         self.set_aside_count = 0
         self.last_seq = 0
@@ -138,6 +142,8 @@ class OutboxSender:
             seq = self.inflight.pop(handle, None)
             if seq is not None:
                 self.acked.append(seq)
+            else:
+                self.early.add(handle)   # perhaps one of ours still being handed over, or not ours
         self.wake.set()
 
     def _run(self):
@@ -169,6 +175,7 @@ class OutboxSender:
     def _step(self, outbox):
         with self.lock:
             acked, self.acked = self.acked, []
+            self.early.clear()   # what was early for an earlier step is not this step's
         try:
             outbox.acknowledged(acked)
         except Exception:
@@ -190,7 +197,8 @@ class OutboxSender:
             if not queued:
                 break  # try this row again later
             with self.lock:
-                if handle is None:
+                if handle is None or handle in self.early:
+                    self.early.discard(handle)
                     self.acked.append(seq)
                 else:
                     self.inflight[handle] = seq
