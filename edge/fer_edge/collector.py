@@ -108,7 +108,8 @@ class Collector:
             client.tls_set(ca_certs=m.tls_ca, certfile=m.tls_cert, keyfile=m.tls_key)
         client.reconnect_delay_set(1, 30)
         client.on_connect, client.on_disconnect, client.on_message = self._on_connect, self._on_disconnect, self._on_message
-        client.on_connect_fail = lambda c, u: self.say(f"broker {self.broker} unreachable: {diagnose(m.host, m.port, m.tls_ca, m.tls_cert, m.tls_key)}")
+        client.on_connect_fail = self._on_connect_fail
+        self.unreachable_said = 0.0
         self.client = client
         self.writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
@@ -160,6 +161,14 @@ class Collector:
         client.subscribe(topics)
         kept = " (the broker kept this collector's session)" if flags.session_present else ""
         self.say(f"connected to {self.broker}{kept}")
+
+    def _on_connect_fail(self, client, userdata):
+        """Said once a minute while it lasts, with the reason (paho retries by itself)."""
+        if time.monotonic() - self.unreachable_said >= PROGRESS_SECONDS:
+            self.unreachable_said = time.monotonic()
+            m = self.s.mqtt
+            self.say(f"broker {self.broker} unreachable: {diagnose(m.host, m.port, m.tls_ca, m.tls_cert, m.tls_key)}; "
+                     "trying again")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if not self.stop_event.is_set():

@@ -286,3 +286,17 @@ def test_the_fleet_page_keeps_the_device_pages_token_rule(tmp_path):
         server.stop()
     missing = run_cli("fer-edge", "serve", "--fleet", "--db", tmp_path / "none.db", timeout=30)
     assert missing.returncode != 0 and "no such database" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_broker_that_cannot_be_reached_is_said_with_its_reason(tmp_path):
+    from conftest import free_port
+
+    process = subprocess.Popen([FER_EDGE, "collect", "--mqtt", f"127.0.0.1:{free_port()}", "--db", str(tmp_path / "f.db"),
+                                "--client-id", "collector"], stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "unreachable" in line:
+            break
+    said = stop(process)
+    assert "refused" in lines[-1] and "Traceback" not in "".join(lines) + said, lines

@@ -73,6 +73,27 @@ def test_report_plot_has_a_real_time_axis(known_db):
     assert top.get_legend() is not None and bottom.get_legend() is not None
 
 
+@pytest.mark.parametrize("by", ["hour", "day"])
+def test_one_visit_reads_right(tmp_path, by):
+    """One visit in one hour: every tick names another hour (or day), the title says "1 visit"."""
+    pytest.importorskip("matplotlib")
+    from fer_edge.visit_report import build_report, figure
+
+    db = tmp_path / "one.db"
+    log = SQLiteLog(str(db))
+    start = time.mktime(time.strptime("2026-12-02 20:10", "%Y-%m-%d %H:%M"))
+    log.session({"id": "only", "device": "kiosk-1", "start": start, "end": start + 30, "duration": 30.0, "frames": 300,
+                 "dominant": "happy", "exit_emotion": "happy", "satisfaction": 80.0, "shares": shares("happy"),
+                 "exit_probs": shares("happy")})
+    log.close()
+    fig = figure(build_report(db, None, by))
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]
+    assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks
+    assert ("02 Dec 20:00" if by == "hour" else "Wed 02 Dec") in ticks, ticks
+    assert "1 visit," in fig.axes[0].get_title(), fig.axes[0].get_title()
+
+
 def test_report_errors_are_one_line(tmp_path, known_db):
     missing = run_cli("fer-edge", "report", "--db", tmp_path / "none.db")
     assert missing.returncode != 0 and "no such database" in missing.stderr
