@@ -34,7 +34,7 @@ class Server:
                 return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(self.process.stderr.read())
+                    raise RuntimeError(self.process.stderr.read()) from None
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 

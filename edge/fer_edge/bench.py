@@ -61,7 +61,7 @@ def bench_decode(source, max_frames=None):
     """Decoding alone: median ms per frame and frames/s."""
     src = open_source(source=source)
     times, t = [], time.perf_counter()
-    for frame in src.frames():
+    for _ in src.frames():
         now = time.perf_counter()
         times.append(now - t)
         t = now

@@ -5,7 +5,10 @@ import numpy as np
 from .labels import LABELS
 
 
-def confusion_matrix(truth, predicted, n_classes=len(LABELS)):
+N_CLASSES = len(LABELS)
+
+
+def confusion_matrix(truth, predicted, n_classes=N_CLASSES):
     """Rows are the true class, columns the predicted one."""
     matrix = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(matrix, (np.asarray(truth), np.asarray(predicted)), 1)

@@ -285,7 +285,9 @@ SETTINGS: List[Setting] = [
     Setting("detector", "blazeface_model", FilePath(exists=True), None, "Path of a BlazeFace .tflite.", "--blazeface-model"),
     Setting("detector", "min_face", Number(8, 4096, integer=True), 24, "Smallest face side in pixels.", "--min-face"),
     Setting("model", "path", FilePath(), None, "Emotion model (.tflite); unset: the shipped int8 model.", "--model"),
-    Setting("model", "threads", Threads(), "auto", 'LiteRT threads for the detector and the model; "auto": one at camera rate (a camera or --realtime), else one per CPU, at most 4.',
+    Setting("model", "threads", Threads(), "auto",
+            'LiteRT threads for the detector and the model; "auto": one at camera rate (a camera or --realtime), '
+            'else one per CPU, at most 4.',
             "--threads"),
     Setting("model", "variant", Choice("auto", "int8", "float32"), "auto",
             "Which twin of the model runs: int8, its float32 twin beside it (NAME-float32.tflite), or auto: "

@@ -117,10 +117,11 @@ def format_table(report):
 def format_csv(report):
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{l}" for l in LABELS), *(f"emotion_{l}" for l in LABELS)])
+    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{label}" for label in LABELS),
+                     *(f"emotion_{label}" for label in LABELS)])
     for p in report["periods"]:
-        writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][l] for l in LABELS),
-                         *(p["emotion_mix"][l] for l in LABELS)])
+        writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][label] for label in LABELS),
+                         *(p["emotion_mix"][label] for label in LABELS)])
     return out.getvalue()
 
 

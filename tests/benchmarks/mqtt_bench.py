@@ -79,7 +79,7 @@ def outage(repeats, folder):
         db = folder / f"run-{port}-{time.monotonic_ns()}.db"
         result = subprocess.run([exe, "run", "--source", str(VIDEO), "--db", str(db), "--quiet", "--mqtt",
                                  f"127.0.0.1:{port}", "--log-interval", "0.2"], capture_output=True, text=True)
-        line = [l for l in result.stderr.splitlines() if "frames/s" in l][-1]
+        line = [text for text in result.stderr.splitlines() if "frames/s" in text][-1]
         return float(line.split("(")[1].split(" frames/s")[0])
 
     dead = free_port()  # nothing listens here: the broker is unreachable

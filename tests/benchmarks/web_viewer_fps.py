@@ -71,7 +71,7 @@ def one_run(video, loops, watch, driver, pin, seen, realtime=False):
         threading.Thread(target=lambda: driver.get(f"http://127.0.0.1:{port}/"), daemon=True).start()
         threading.Thread(target=count_viewers, args=(port, seen), daemon=True).start()
     _, err = process.communicate()
-    line = [l for l in err.splitlines() if "frames/s" in l][-1]
+    line = [text for text in err.splitlines() if "frames/s" in text][-1]
     return float(line.split("(")[1].split(" frames/s")[0])
 
 

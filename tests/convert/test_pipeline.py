@@ -267,7 +267,8 @@ def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
 
     train = read_fer2013(str(small_csv), usage="Training")
     faces, labels = train.images[:128], train.labels[:128]
-    shifted = lambda x: tf.roll(x, shift=5, axis=2)  # a fixed "augmentation", so the view is known
+    def shifted(x):  # a fixed "augmentation", so the view is known
+        return tf.roll(x, shift=5, axis=2)
     teachers = Teachers([str(tiny_model)])
     batches = list(make_dataset(faces, labels, 64, 0, augment=shifted, mixes=(), live=(teachers, 0.7)))
     seen = np.concatenate([x.numpy() for x, _ in batches])

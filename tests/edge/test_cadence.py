@@ -40,7 +40,7 @@ def crowd_video(photos, folder):
             halves.append(fit(clip[i % len(clip)]) if on else empty)
         writer.write(np.hstack(halves))
     writer.release()
-    for start, end, side in schedule:
+    for start, _, side in schedule:
         entries.append((int(np.ceil(start * fps)), side))
     return path, fps, entries
 

@@ -13,7 +13,7 @@ from fer_edge.sinks import SQLiteLog
 
 
 def shares(label):
-    return {l: (1.0 if l == label else 0.0) for l in LABELS}
+    return {other: (1.0 if other == label else 0.0) for other in LABELS}
 
 
 @pytest.fixture()

@@ -111,7 +111,7 @@ def test_systemd_unit_verifies_and_is_hardened():
     verify = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True)
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)], capture_output=True, text=True)
-    line = [l for l in security.stdout.splitlines() if "Overall exposure level" in l][0]
+    line = [text for text in security.stdout.splitlines() if "Overall exposure level" in text][0]
     exposure = float(line.split(":")[1].split()[0])
     print(line)
     assert exposure <= 2.5
@@ -121,7 +121,7 @@ def test_the_collectors_unit_verifies_is_hardened_and_installs(tmp_path):
     collector_unit = UNIT.parent / "fer-edge-collector.service"
     security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(collector_unit)], capture_output=True,
                               text=True)
-    line = [l for l in security.stdout.splitlines() if "Overall exposure level" in l][0]
+    line = [text for text in security.stdout.splitlines() if "Overall exposure level" in text][0]
     print(line)
     assert float(line.split(":")[1].split()[0]) <= 2.5
     result = run_cli("fer-edge", "service", "install", "--collector", "--unit-dir", tmp_path, "--config",

@@ -38,7 +38,7 @@ def raw(port, data, read=True):
 
 
 def test_malformed_requests_leave_one_short_line_and_never_the_token(guarded):
-    for i in range(100):
+    for _ in range(100):
         raw(guarded.port, b"GET /api/status?token=" + TOKEN.encode() + b" HTTP/1.1\r\nHost: x\r\n\x00\x01bad\r\n\r\n")
         raw(guarded.port, b"\x16\x03\x01garbage that is no HTTP\r\n\r\n")
     assert guarded.request(f"/api/status?token={TOKEN}")[0] == 200

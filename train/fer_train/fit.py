@@ -108,7 +108,8 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
         model = keras.models.load_model(os.path.join(out, "last.keras"))
         initial_epoch = state["epoch"]
         keras.utils.set_random_seed(seed + initial_epoch)  # a fresh, reproducible shuffle after resume
-        print(f"resuming {out} after epoch {initial_epoch} (best PublicTest {state['best_val_accuracy'] * 100:.2f}% at epoch {state['best_epoch']})", flush=True)
+        print(f"resuming {out} after epoch {initial_epoch} "
+              f"(best PublicTest {state['best_val_accuracy'] * 100:.2f}% at epoch {state['best_epoch']})", flush=True)
     else:
         if resume:
             print(f"nothing to resume in {out}; starting a new run", flush=True)

@@ -69,7 +69,8 @@ class Picamera2:
         self.started = False
 
     def create_video_configuration(self, main=None, lores=None, **kwargs):
-        config = {"use_case": "video", "controls": {"FrameDurationLimits": (33333, 33333)}, "main": dict({"format": "XBGR8888", "size": (1280, 720)}, **(main or {}))}
+        config = {"use_case": "video", "controls": {"FrameDurationLimits": (33333, 33333)},
+                  "main": dict({"format": "XBGR8888", "size": (1280, 720)}, **(main or {}))}
         if lores is not None:
             config["lores"] = dict({"format": "YUV420", "size": (320, 240)}, **lores)
         return config
