@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from .settings import Settings
 
@@ -134,13 +134,13 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     from .notify import Notifier
     from .pipeline import Pipeline
     from .sessions import SessionTracker
-    from .sinks import SQLiteLog, StdoutLog
+    from .sinks import EventSink, SQLiteLog, StdoutLog
     from .store import StoreFile
     from .track import Tracker
 
     device = device_id(settings)
-    sinks = []
-    store = None
+    sinks: List[EventSink] = []
+    store: Optional[StoreFile] = None
     if db_path:
         store = StoreFile(db_path, say)
         log = SQLiteLog(db_path, keep_days=settings.log.keep_days, max_mb=settings.log.max_mb, say=say, store=store)
@@ -151,13 +151,14 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     if settings.mqtt.host:
         if not db_path:
             raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")
+        assert store is not None
         sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier.name, say, store.spill))
     clock = WallClock(time.time(), say)
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
                               exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
                               device_id=device, clock=clock)
     notifier = Notifier()
-    hooks = [notifier]
+    hooks: list = [notifier]
     if settings.run.annotate:
         hooks.append(Annotator(settings.run.annotate, first_source.fps))
     if settings.run.show:

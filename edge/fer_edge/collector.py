@@ -122,7 +122,7 @@ class Collector:
         properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
         properties.ReceiveMaximum = RECEIVE_MAXIMUM
         self.say(f"collecting {self.s.mqtt.prefix}/+/{{{','.join(SHARED_KINDS)},availability}} from {self.broker} "
-                 f"(group {self.s.group}, client id {self.s.client_id}) into {self.database.name}")
+                 f"(group {self.s.group}, client id {self.s.client_id}) into {describe(self.s.db)}")
         self.writer.start()
         self.client.connect_async(self.s.mqtt.host, self.s.mqtt.port, keepalive=self.s.mqtt.keepalive,
                                   clean_start=False, properties=properties)

@@ -12,6 +12,7 @@ import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -37,8 +38,8 @@ class Faces:
     rows: np.ndarray
     skipped: Counter = field(default_factory=Counter)
     unknown_classes: Counter = field(default_factory=Counter)
-    usage: np.ndarray = None
-    names: list = None
+    usage: Optional[np.ndarray] = None
+    names: Optional[list] = None
 
     def __len__(self):
         return len(self.labels)

@@ -40,11 +40,13 @@ class Detection(NamedTuple):
 
     def scaled(self, factor: float) -> "Detection":
         """The same face in an image `factor` times larger."""
-        eyes = None if self.eyes is None else tuple((ex * factor, ey * factor) for ex, ey in self.eyes)
+        eyes = None if self.eyes is None else ((self.eyes[0][0] * factor, self.eyes[0][1] * factor),
+                                                (self.eyes[1][0] * factor, self.eyes[1][1] * factor))
         return Detection(self.x * factor, self.y * factor, self.w * factor, self.h * factor, self.score, eyes)
 
     def shifted(self, dx: float, dy: float) -> "Detection":
-        eyes = None if self.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in self.eyes)
+        eyes = None if self.eyes is None else ((self.eyes[0][0] + dx, self.eyes[0][1] + dy),
+                                                (self.eyes[1][0] + dx, self.eyes[1][1] + dy))
         return Detection(self.x + dx, self.y + dy, self.w, self.h, self.score, eyes)
 
 

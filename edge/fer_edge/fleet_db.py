@@ -9,7 +9,7 @@ committed), so `fer-edge report` reads a device's log and the fleet's database a
 
 import os
 import sqlite3
-from typing import Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
 from .errors import UserError
 from .store import TABLES, column_names, insert_sql
@@ -77,7 +77,7 @@ class FleetDatabase:
         self.postgres = is_postgres(target)
         if self.postgres:
             self.connection = _connect_postgres(target, password)
-            self.errors: Tuple[type, ...] = (_psycopg().Error,)
+            self.errors: Tuple[Type[Exception], ...] = (_psycopg().Error,)
         else:
             path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
             if readonly and not os.path.exists(path):

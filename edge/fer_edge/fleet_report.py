@@ -25,7 +25,7 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
         visits = {row[0]: row[1:] for row in database.rows(
             "SELECT device, COUNT(*), MAX(\"end\"), SUM(CASE WHEN ended_by = 'camera lost' THEN 1 ELSE 0 END) "
             "FROM sessions WHERE start >= ? GROUP BY device", (today,))}
-        scores = {}
+        scores: dict = {}
         for device, score, why in database.rows("SELECT device, satisfaction, ended_by FROM sessions WHERE start >= ?",
                                                 (today,)):
             if why not in CUT_ENDINGS:

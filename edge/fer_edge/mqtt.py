@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
-from .outbox import Outbox, OutboxSender
+from .outbox import Outbox, OutboxSender, Transport
 from .settings import split_host_port
 from .sinks import EventSink
 from .store import Spill, is_disk_full, is_locked
@@ -40,18 +40,18 @@ class MQTTSettings:
     port: int = 1883
     prefix: str = "fer-edge"
     device_id: str = "fer-edge"
-    username: str = None
-    password: str = None
-    tls_ca: str = None
-    tls_cert: str = None
-    tls_key: str = None
+    username: Optional[str] = None
+    password: Optional[str] = None
+    tls_ca: Optional[str] = None
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
     keepalive: int = 30
     durable_emotions: bool = False
     stats_interval: float = 60.0
     window: int = 20
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
-    configuration_url: str = None
+    configuration_url: Optional[str] = None
 
 
 ANSWER_SECONDS = 8.0   # a broker that has not answered the connection by then is said, with the reason
@@ -222,7 +222,7 @@ def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=3
     return messages
 
 
-class MQTTSink(EventSink):
+class MQTTSink(EventSink, Transport):
     """Owns the paho client; the camera loop calls the EventSink methods; an OutboxSender
     sends the outbox through it (it is that sender's Transport)."""
 
@@ -246,7 +246,7 @@ class MQTTSink(EventSink):
         self.duplicate_said = False
         self.sw_version = installed_version()
         try:
-            self.outbox = Outbox(db_path)           # the camera thread's connection
+            self.outbox: Optional[Outbox] = Outbox(db_path)   # the camera thread's connection
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
                 raise

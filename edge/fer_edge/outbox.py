@@ -14,7 +14,7 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 import json
 import threading
 import uuid
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .store import connect, is_disk_full, is_locked, migrate
 
@@ -118,7 +118,7 @@ class OutboxSender:
         self.path, self.transport, self.window, self.say = path, transport, window, say
         self.wake, self.stop_event, self.lock = threading.Event(), threading.Event(), threading.Lock()
         self.acked: List[int] = []
-        self.inflight = {}
+        self.inflight: Dict[int, int] = {}   # transport handle -> outbox row
         # Handles acknowledged before send() returned them (a broker on loopback can answer
         # before the handle is registered); without this the row would stay and its place
         # in the window would be lost for good.

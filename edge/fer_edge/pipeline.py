@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import cv2
 import numpy as np
@@ -41,11 +41,11 @@ class Stats:
     updates: int = 0
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
     camera_lost: int = 0             # times no frame came for longer than a visit's gap
-    view: dict = None                # who is in view: the view last sent (sinks.view)
-    last_frame_at: float = None      # monotonic time the newest frame was done
-    first_face_at: float = None      # monotonic time the first face was logged
+    view: Optional[dict] = None      # who is in view: the view last sent (sinks.view)
+    last_frame_at: Optional[float] = None  # monotonic time the newest frame was done
+    first_face_at: Optional[float] = None  # monotonic time the first face was logged
     started: float = field(default_factory=time.monotonic)
-    ended: float = None              # monotonic time the last frame was done (set by Pipeline.run)
+    ended: Optional[float] = None              # monotonic time the last frame was done (set by Pipeline.run)
     decode: deque = field(default_factory=_timings)
     detect: deque = field(default_factory=_timings)
     classify: deque = field(default_factory=_timings)
@@ -77,15 +77,15 @@ class Pipeline:
         self.sessions, self.stats_interval = sessions, stats_interval
         self.sessions_done = 0
         self.last_stats = time.monotonic()
-        self.last_logged = {}
+        self.last_logged: Dict[int, float] = {}
         self.view_sent = float("-inf")
         self.stats = Stats()
-        self.store = None          # the store file the composition root opened, closed after the sinks
+        self.store: Optional[Any] = None   # the store file the composition root opened, closed after the sinks
         self.clock = clock or WallClock(time.time())
         self.last_media_time: Optional[float] = None
         self.cadence = cadence or Cadence()
         self.frames_since_analysis = 0
-        self.last_crops = {}       # track id -> its face at the last analysis (only with save_crops)
+        self.last_crops: Dict[int, np.ndarray] = {}  # track id -> its face at the last analysis (only with save_crops)
         self.stall_seconds = sessions.gap_seconds if sessions is not None else 3.0
         if save_crops:
             os.makedirs(save_crops, exist_ok=True)

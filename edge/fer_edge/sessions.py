@@ -11,7 +11,7 @@ maps that mean onto 0..100 through configurable valence weights.
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -94,8 +94,8 @@ class SessionTracker:
         self.valence = dict(DEFAULT_VALENCE, **(valence or {}))
         self.device_id = device_id
         self.clock = clock or WallClock(0.0)
-        self.by_track = {}      # track id -> Session
-        self.open = []          # sessions not yet finished
+        self.by_track: Dict[int, "Session"] = {}   # track id -> Session
+        self.open: List["Session"] = []            # sessions not yet finished
 
     def update(self, t, tracks):
         """tracks: objects with id, box, probs (this frame's). Returns finished session dicts.

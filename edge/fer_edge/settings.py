@@ -9,10 +9,10 @@ value is held to the same rule whether it comes from a flag or from the file.
 import math
 import os
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .errors import UserError
+from . import settings_sections as sections
 from .labels import LABELS
 
 try:
@@ -29,6 +29,7 @@ class Kind:
     """How one kind of value is read from a flag's text and checked; `problem` says why not."""
 
     metavar = "TEXT"
+    python_type = "str"   # the annotation of its field in settings_sections
 
     def from_text(self, text: str) -> Any:
         return text
@@ -99,9 +100,10 @@ class FilePath(Kind):
 
 
 class Number(Kind):
-    def __init__(self, minimum: float = None, maximum: float = None, integer: bool = False):
+    def __init__(self, minimum: Optional[float] = None, maximum: Optional[float] = None, integer: bool = False):
         self.minimum, self.maximum, self.integer = minimum, maximum, integer
         self.metavar = "N" if integer else "X"
+        self.python_type = "int" if integer else "float"
 
     def from_text(self, text):
         try:
@@ -130,11 +132,13 @@ class Threads(Number):
     """A thread count, or "auto": one per CPU this process may use, at most `AUTO_MAX`."""
 
     AUTO_MAX = 4
+    python_type = "Union[int, str]"
     metavar = "N|auto"
 
     def __init__(self):
         super().__init__(1, 64, integer=True)
         self.metavar = Threads.metavar
+        self.python_type = Threads.python_type
 
     def from_text(self, text):
         return "auto" if text == "auto" else super().from_text(text)
@@ -158,6 +162,8 @@ def thread_count(value: Any) -> int:
 
 
 class Boolean(Kind):
+    python_type = "bool"
+
     def problem(self, value):
         return None if isinstance(value, bool) else "expected true or false"
 
@@ -228,6 +234,7 @@ class Valence(Kind):
     """Per-emotion weights: a TOML table, or `happy=1,sad=-1` on the command line."""
 
     metavar = "EMOTION=W,..."
+    python_type = "Dict[str, float]"
 
     def from_text(self, text):
         weights = {}
@@ -412,13 +419,32 @@ def from_mapping(data: Dict[str, Any], path: str = "config") -> Dict[str, Any]:
     return values
 
 
+def section_name(section: str) -> str:
+    """The record's class name of a section: `mqtt` -> `MqttSection`."""
+    return section.capitalize() + "Section"
+
+
 class Settings:
-    """Resolved settings, read by section: `settings.mqtt.host`, `settings.run.annotate`."""
+    """Resolved settings, read by section as typed records (settings_sections.py):
+    `settings.mqtt.host`, `settings.run.annotate`."""
+
+    source: sections.SourceSection
+    detector: sections.DetectorSection
+    model: sections.ModelSection
+    log: sections.LogSection
+    device: sections.DeviceSection
+    mqtt: sections.MqttSection
+    web: sections.WebSection
+    cadence: sections.CadenceSection
+    sessions: sections.SessionsSection
+    collector: sections.CollectorSection
+    run: sections.RunSection
 
     def __init__(self, values: Dict[str, Any]):
         self.values = {s.name: values.get(s.name, s.default) for s in SETTINGS}
         for section in SECTIONS + ["run"]:
-            setattr(self, section, SimpleNamespace(**{
+            record = getattr(sections, section_name(section))
+            setattr(self, section, record(**{
                 s.key: self.values[s.name] for s in SETTINGS if (s.section or "run") == section}))
 
     def render(self) -> str:
@@ -503,6 +529,22 @@ def given_on_command_line(ctx, params: Dict[str, Any]) -> Dict[str, Any]:
             if name in BY_NAME and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
 
 
+def sections_source() -> str:
+    """settings_sections.py: one frozen dataclass per section, its fields typed from the kinds."""
+    lines = ['"""Each section of the settings as a typed, frozen record. Generated from the one table in',
+             'settings.py; do not edit: `cd edge && python -m fer_edge.settings --sections > fer_edge/settings_sections.py`."""',
+             "", "from dataclasses import dataclass", "from typing import Dict, Optional, Union"]
+    for section in SECTIONS + ["run"]:
+        lines += ["", "", "@dataclass(frozen=True)", f"class {section_name(section)}:"]
+        for s in SETTINGS:
+            if (s.section or "run") != section:
+                continue
+            kind = s.kind.python_type
+            annotation = f"Optional[{kind}]" if s.default is None else kind
+            lines.append(f"    {s.key}: {annotation} = {s.default!r}")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_reference() -> str:
     """docs/config.md's table: every setting with its section, key, flag, default and help."""
     lines = ["| section | key | flag | default | what it does |", "|---|---|---|---|---|"]
@@ -515,5 +557,7 @@ def markdown_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # regenerate docs/config.md's table
-    print(markdown_reference(), end="")
+if __name__ == "__main__":  # regenerate docs/config.md's table, or with --sections settings_sections.py
+    import sys
+
+    print(sections_source() if sys.argv[1:] == ["--sections"] else markdown_reference(), end="")

@@ -89,7 +89,7 @@ class SQLiteLog(EventSink):
         self.dropped = 0
         self.held: deque = deque()         # (sql, values) waiting for another program's lock
         self.locked_since: Optional[float] = None
-        self.db = None
+        self.db: Optional[sqlite3.Connection] = None
         self._open()
         self.columns = column_names("emotions")[1:]
         self.insert = insert_sql("emotions", self.columns, "INSERT")
@@ -147,7 +147,8 @@ class SQLiteLog(EventSink):
             self.locked_since = time.monotonic()
             self.say(f"log locked by another program ({self.path}); rows are held in memory "
                      f"(up to {self.HOLD_MAX}) and written once it lets go")
-            self.db.execute("PRAGMA busy_timeout = 20")  # meanwhile a retry must not stall the camera
+            if self.db is not None:
+                self.db.execute("PRAGMA busy_timeout = 20")  # meanwhile a retry must not stall the camera
         self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
         if len(self.held) >= self.HOLD_MAX:
             oldest_update = next((i for i, (q, _) in enumerate(self.held) if q == self.insert), 0)
@@ -157,6 +158,7 @@ class SQLiteLog(EventSink):
 
     def _flush_held(self) -> bool:
         """Write the held rows in order, in one transaction; False while still locked."""
+        assert self.db is not None and self.locked_since is not None  # rows are held only after a locked write
         try:
             with self.db:
                 for sql, values in self.held:
@@ -185,6 +187,7 @@ class SQLiteLog(EventSink):
             return self._lose(spill_row)
         if self.db is None and not self._open():
             return self._lose(spill_row)
+        assert self.db is not None
         try:
             cursor = self.db.execute(sql, values)
             self.db.commit()
@@ -233,6 +236,7 @@ class SQLiteLog(EventSink):
 
     def used_bytes(self) -> int:
         """Bytes of the log in use (free pages are reused before the file grows)."""
+        assert self.db is not None
         pages = self.db.execute("PRAGMA page_count").fetchone()[0] - self.db.execute("PRAGMA freelist_count").fetchone()[0]
         return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
 

@@ -170,7 +170,7 @@ def keep_aside(path: str) -> str:
 
 def recover(aside: str, db: sqlite3.Connection) -> Dict[str, int]:
     """Copy what can still be read of the kept-aside file's visits and waiting messages."""
-    copied = {}
+    copied: Dict[str, int] = {}
     try:
         old = sqlite3.connect(aside, timeout=0.1)
     except sqlite3.Error:
@@ -216,7 +216,7 @@ class StoreFile:
         self.path, self.say = path, say
         self.kept_aside: Optional[str] = None
         _create_private(path)
-        self.lock = _claim(path)
+        self.lock: Optional[int] = _claim(path)
         try:
             self._check()
             self.spill = Spill(path + ".spill")
@@ -298,6 +298,7 @@ class Spill:
             self._close_fd()  # no room even for the reserve: nothing can be spilled
 
     def _content_length(self) -> int:
+        assert self.fd is not None
         data = os.pread(self.fd, self.SIZE, 0)
         end = data.find(b"\0")
         return len(data) if end < 0 else end
@@ -351,8 +352,9 @@ class Spill:
             return 0
         finally:
             db.close()
-        os.pwrite(self.fd, b"\0" * self.used, 0)
-        os.fsync(self.fd)
+        if self.fd is not None:
+            os.pwrite(self.fd, b"\0" * self.used, 0)
+            os.fsync(self.fd)
         self.used = 0
         return len(records)
 

@@ -6,6 +6,7 @@ expression does, not when one frame is noisy.
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class Track:
     hits: int = 1
     misses: int = 0
     detection: int = 0               # index of the detection it was matched to at the last analysis
-    raw: np.ndarray = field(default=None, repr=False)
+    raw: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def label(self):

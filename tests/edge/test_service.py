@@ -101,6 +101,18 @@ def test_flags_override_the_config(tmp_path, photos, model_path):
     assert "max_frames = 5" in shown.stdout and 'type = "auto"' in shown.stdout
 
 
+def test_the_typed_sections_are_generated_from_the_settings():
+    from fer_edge.settings import Settings, sections_source
+
+    path = ROOT / "edge" / "fer_edge" / "settings_sections.py"
+    assert path.read_text() == sections_source(), \
+        "settings_sections.py is stale: cd edge && python -m fer_edge.settings --sections > fer_edge/settings_sections.py"
+    settings = Settings({"mqtt_host": "broker.lan", "model_threads": 2})
+    assert settings.mqtt.host == "broker.lan" and settings.model.threads == 2 and settings.log.keep_days == 90.0
+    with pytest.raises(AttributeError):
+        settings.mqtt.host = "elsewhere"  # frozen: what was resolved is what every part reads
+
+
 def test_systemd_unit_verifies_and_is_hardened():
     if not shutil.which("systemd-analyze"):
         pytest.fail("systemd-analyze missing (systemd is installed on these machines)")
