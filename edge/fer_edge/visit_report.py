@@ -98,20 +98,30 @@ def _summarise(items):
 
 def format_table(report):
     lines = [f"{'period':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
-    for p in report["periods"]:
-        exits = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(p["exit_mix"].items(), key=lambda kv: -kv[1]) if v)
-        score = "-" if p["mean_satisfaction"] is None else f"{p['mean_satisfaction']:.1f}"
-        lines.append(f"{p['period']:<18}{p['sessions']:>9}{score:>14}  {exits}")
+    lines += [_row(p["period"], p) for p in report["periods"]]
     t = report["total"]
     if not t["sessions"]:
         return "no sessions in this period"
-    mix = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(t["emotion_mix"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
-    exits = ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(t["exit_mix"].items(), key=lambda kv: -kv[1]) if v)
+    mix, exits = _shares(t["emotion_mix"], least=0.005), _shares(t["exit_mix"])
     score = "-" if t["mean_satisfaction"] is None else f"{t['mean_satisfaction']:.1f}/100"
     cut = f" ({t['cut_by_stop']} cut by a stop, left out of the satisfaction)" if t["cut_by_stop"] else ""
     lines += ["", f"total: {t['sessions']} sessions{cut}, mean satisfaction {score}",
               f"how visitors looked: {mix}", f"how they left: {exits}"]
+    if report.get("devices"):
+        lines += ["", f"{'device':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
+        lines += [_row(d["device"], d) for d in report["devices"]]
     return "\n".join(lines)
+
+
+def _shares(mix, least=1e-9):
+    """'happy 60%, neutral 40%': the emotions of a mix, largest first."""
+    return ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
+
+
+def _row(name, summary):
+    """One line of the table: a period's or a device's visits, satisfaction and exit emotions."""
+    score = "-" if summary["mean_satisfaction"] is None else f"{summary['mean_satisfaction']:.1f}"
+    return f"{name:<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
 
 
 def format_csv(report):

@@ -138,6 +138,9 @@ def test_the_fleet_report_matches_each_devices_own(tmp_path, model_path, visits_
         mine = report_json(fleet_db, "--device", name)
         assert mine["periods"] == own["periods"] and mine["total"] == own["total"], name
         assert next(d for d in fleet["devices"] if d["device"] == name)["sessions"] == own["total"]["sessions"]
+    table = run_cli("fer-edge", "report", "--db", fleet_db, "--since", "all").stdout
+    for name, own in local.items():
+        assert any(line.startswith(name) and f" {own['total']['sessions']} " in line for line in table.splitlines()), table
     health = run_cli("fer-edge", "report", "--db", fleet_db, "--health", "--json")
     rows = {row["device"]: row for row in json.loads(health.stdout)}
     assert set(rows) == set(logs) and all(row["status"] == "offline" for row in rows.values()), rows
