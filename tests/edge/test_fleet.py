@@ -55,6 +55,13 @@ def devices(broker, folder, count):
     return sinks
 
 
+def grafana_panels():
+    """The SQL of the Grafana panels in docs/fleet.md, one statement each."""
+    block = re.search(r"```sql\n(.*?)```", DOCS.read_text(), re.S).group(1)
+    statements = [" ".join(line for line in part.splitlines() if not line.startswith("--")) for part in block.split(";")]
+    return [statement.strip() for statement in statements if statement.strip()]
+
+
 def visit(device, number, satisfaction=60.0):
     now = time.time()
     return {"id": f"{device}-{number}", "device": device, "start": now - 4, "end": now, "duration": 4.0, "frames": 40,
@@ -88,6 +95,8 @@ def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_res
         Recorder.wait_for(lambda: stored()[0] >= len(sent), 90)
         ids = {row[0] for row in postgres.query("SELECT id FROM sessions")}
         count, distinct = stored()
+        panels = grafana_panels()
+        answers = [postgres.query(sql.replace("$__unixEpochFilter(start)", "start > 0")) for sql in panels]
     finally:
         for sink in sinks:
             sink.close(drain_seconds=0)
@@ -96,6 +105,8 @@ def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_res
         postgres.close()
     print(f"{len(sent)} visits sent by 20 devices; {count} rows, {distinct} distinct; missing {len(set(sent) - ids)}")
     assert ids == set(sent) and count == distinct == len(sent)
+    assert len(panels) == 4 and all(answers), "every Grafana panel in docs/fleet.md runs on the collector's tables"
+    assert sum(row[2] for row in answers[0]) == len(sent)
     assert "database unavailable" in said[0] + said[1] and "back after" in said[0] + said[1], said
     shares = [int(re.search(r"stopped: (\d+) visits", text).group(1)) for text in said]
     assert all(share > 0 for share in shares), f"the shared subscription splits the visits: {shares}"
