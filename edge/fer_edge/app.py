@@ -98,7 +98,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
                           "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
                          health=pipeline.health, alive=pipeline.alive)
         pipeline.hooks.append(live)
-        server = start_web(settings, live, db_path, say)
+        server = start_web(settings, live, db_path, say, photo_analyzer(settings), device_id(settings))
     if analyzer.detector.note:
         say(analyzer.detector.note)
     say(f"model {analyzer.classifier.name} ({analyzer.classifier.variant_reason}), detector {analyzer.detector.name}, "
@@ -268,6 +268,11 @@ def summary_line(stats, sessions_done: int, health: dict, stopped: bool, started
     return line
 
 
+def photo_analyzer(settings: Settings) -> Callable:
+    """How the page's photo uploads are analysed: stills, one thread, small faces too."""
+    return lambda: make_analyzer(settings, stills=True, threads=1, min_face=16)
+
+
 def serve_fleet(settings: Settings, say: Say) -> None:
     """`serve --fleet`: the fleet page over the collector's database until a signal."""
     from .fleet_db import describe, open_database
@@ -289,7 +294,8 @@ def serve_only(settings: Settings, stop: threading.Event, say: Say) -> None:
     """No camera: the page, the report and photo analysis until a signal."""
     from .web import start_web
 
-    _serve_until(stop, start_web(settings, None, log_path(settings), say), say)
+    server = start_web(settings, None, log_path(settings), say, photo_analyzer(settings), device_id(settings))
+    _serve_until(stop, server, say)
 
 
 def _serve_until(stop: threading.Event, server, say: Say) -> None:

@@ -584,14 +584,14 @@ def page_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def start_web(settings, live, db_path, say):
-    """Start the device page's server thread."""
-    from .app import device_id, make_analyzer
+def start_web(settings, live, db_path, say, photo_analyzer: Callable, device: str):
+    """Start the device page's server thread. `photo_analyzer()` builds the FaceAnalyzer for
+    uploaded photos (the composition root knows how)."""
 
     def make(token):
         web_settings = settings.web
-        analyzer = make_analyzer(settings, stills=True, threads=1, min_face=16)
-        info = {"device": device_id(settings), "model": analyzer.classifier.name, "detector": analyzer.detector.name}
+        analyzer = photo_analyzer()
+        info = {"device": device, "model": analyzer.classifier.name, "detector": analyzer.detector.name}
         return make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
                         max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps,
                         info=info, say=say)
