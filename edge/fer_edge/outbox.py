@@ -14,7 +14,7 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 import json
 import threading
 import uuid
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .store import connect, is_disk_full, is_locked, migrate
 
@@ -24,7 +24,7 @@ PUT_WAIT_SECONDS = 0.2   # the camera thread's put waits this long for a lock, t
 class Outbox:
     """One per thread: each holds its own SQLite connection to the same file."""
 
-    def __init__(self, path, max_messages=100_000, timeout=PUT_WAIT_SECONDS):
+    def __init__(self, path: str, max_messages: int = 100_000, timeout: float = PUT_WAIT_SECONDS):
         self.path, self.max_messages = path, max_messages
         self.db = connect(path, timeout=timeout, isolation_level=None)  # autocommit: every put is durable
         try:
@@ -34,7 +34,7 @@ class Outbox:
                 self.db.close()
                 raise
 
-    def put(self, kind, topic, payload, qos=1, retain=False, created=0.0):
+    def put(self, kind: str, topic: str, payload: dict, qos: int = 1, retain: bool = False, created: float = 0.0) -> None:
         """Store a message; `payload` (a dict) gets its `msg_id`. Returns the msg_id."""
         msg_id = payload.setdefault("msg_id", uuid.uuid4().hex)
         with self.db:
@@ -60,17 +60,17 @@ class Outbox:
             if n <= 0:
                 return
 
-    def pending(self, after_seq=0, limit=100):
+    def pending(self, after_seq: int = 0, limit: int = 100) -> List[tuple]:
         """(seq, topic, payload, qos, retain) waiting to be sent, oldest first."""
         return self.db.execute("SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                                (after_seq, limit)).fetchall()
 
-    def acknowledged(self, seqs):
+    def acknowledged(self, seqs: List[int]) -> None:
         if seqs:
             with self.db:
                 self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
-    def set_aside(self, seq, reason):
+    def set_aside(self, seq: int, reason: str) -> None:
         """Move a row the transport refuses (a topic with wildcards, say) out of the way, counted."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -80,13 +80,13 @@ class Outbox:
             self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._count("set_aside")
 
-    def count(self):
+    def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
-    def counters(self):
+    def counters(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
 
-    def close(self):
+    def close(self) -> None:
         self.db.close()
 
 
@@ -97,7 +97,7 @@ class Transport:
         """Connected: rows may be handed over now."""
         raise NotImplementedError
 
-    def send(self, address: str, payload: str, qos: int, retain: bool):
+    def send(self, address: str, payload: str, qos: int, retain: bool) -> Tuple[bool, Optional[int]]:
         """Hand one message over. Returns (queued, handle): `queued` False means try this row
         again later; `handle` is what the transport later passes to `acknowledge`, or None
         when the message needs no acknowledgement (done once handed over)."""
@@ -113,7 +113,7 @@ class OutboxSender:
 
     RETRY_FIRST, RETRY_CAP = 1.0, 30.0
 
-    def __init__(self, path, transport: Transport, window=20, name="outbox",
+    def __init__(self, path: str, transport: Transport, window: int = 20, name: str = "outbox",
                  say: Callable[[str], None] = lambda message: None):
         self.path, self.transport, self.window, self.say = path, transport, window, say
         self.wake, self.stop_event, self.lock = threading.Event(), threading.Event(), threading.Lock()
@@ -132,11 +132,11 @@ class OutboxSender:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
-    def nudge(self):
+    def nudge(self) -> None:
         """Something changed (a new row, a connection): look again now."""
         self.wake.set()
 
-    def acknowledge(self, handle):
+    def acknowledge(self, handle: int) -> None:
         """Called by the transport (from any thread) when a message is safely delivered."""
         with self.lock:
             seq = self.inflight.pop(handle, None)
@@ -204,7 +204,7 @@ class OutboxSender:
                     self.inflight[handle] = seq
             self.last_seq = seq
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
         self.wake.set()
         self.thread.join(timeout=timeout)

@@ -11,7 +11,7 @@ maps that mean onto 0..100 through configurable valence weights.
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ DEFAULT_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -0.6, "happy": 1.0, "
                    "surprise": 0.3, "neutral": 0.0}
 
 
-def satisfaction(probs, valence=DEFAULT_VALENCE):
+def satisfaction(probs: np.ndarray, valence: Dict[str, float] = DEFAULT_VALENCE) -> float:
     """0..100: 50 + 50 x the valence-weighted mean of the probabilities."""
     weights = np.array([valence[label] for label in LABELS])
     return float(np.clip(50.0 + 50.0 * float(np.dot(weights, probs)), 0.0, 100.0))
@@ -41,7 +41,7 @@ class Session:
     id: str
     started: float
     last_seen: float
-    box: tuple
+    box: Sequence[float]
     exit_seconds: float
     tracks: set = field(default_factory=set)
     frames: int = 0
@@ -50,7 +50,7 @@ class Session:
     confirmed: bool = False
     clock_at_start: float = 0.0   # the wall clock's steps so far when the visit began
 
-    def add(self, t, probs, box, track_id):
+    def add(self, t: float, probs: np.ndarray, box: Sequence[float], track_id: int) -> None:
         probs = np.asarray(probs, np.float64)
         self.frames += 1
         self.label_counts[int(probs.argmax())] += 1
@@ -60,7 +60,7 @@ class Session:
         self.last_seen, self.box = t, box
         self.tracks.add(track_id)
 
-    def summary(self, valence, device_id, clock, ended_by="left"):
+    def summary(self, valence: Dict[str, float], device_id: str, clock: WallClock, ended_by: str = "left") -> dict:
         shares = self.label_counts / self.frames
         exit_probs = np.stack([p for _, p in self.recent]).mean(axis=0)
         return {
@@ -97,7 +97,7 @@ class SessionTracker:
         self.by_track: Dict[int, "Session"] = {}   # track id -> Session
         self.open: List["Session"] = []            # sessions not yet finished
 
-    def update(self, t, tracks):
+    def update(self, t: float, tracks: Sequence) -> List[dict]:
         """tracks: objects with id, box, probs (this frame's). Returns finished session dicts.
         Visits whose face was last seen longer than the gap ago end first, at their last
         sighting: after a camera stall the same face starts a new visit."""
@@ -116,7 +116,7 @@ class SessionTracker:
                 session.confirmed = True
         return finished
 
-    def in_progress(self, t):
+    def in_progress(self, t: float) -> List[dict]:
         """The visits going on now (seen within the gap, longer than min_seconds): when each
         started (wall time), how long it has lasted, and the visitor's latest emotion."""
         return [{"started": round(self.clock.wall_of(s.started), 3), "seconds": round(t - s.started, 1),
@@ -139,7 +139,7 @@ class SessionTracker:
                 finished.append(session.summary(self.valence, self.device_id, self.clock, ended_by))
         return finished
 
-    def flush(self, ended_by="stopped"):
+    def flush(self, ended_by: str = "stopped") -> List[dict]:
         """Finish every open session. `ended_by` says why: "stopped" (a signal: the visitor
         may still be there), "source ended" (a file's last frame) or "camera lost" (no frame
         for longer than the gap)."""

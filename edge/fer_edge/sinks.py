@@ -16,13 +16,14 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, List, Optional, TextIO
 
 from .labels import LABELS
+from .track import Track
 from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked, session_row
 
 
-def event(track, device_id, frame_index, timestamp, analysed=True):
+def event(track: Track, device_id: str, frame_index: int, timestamp: float, analysed: bool = True) -> dict:
     """The event dict of one track update: what may leave the device (no pixels). `analysed`
     says whether this frame was looked at, or the face carried over from the last look."""
     x, y, w, h = (round(v, 1) for v in track.box)
@@ -32,7 +33,7 @@ def event(track, device_id, frame_index, timestamp, analysed=True):
             "box": {"x": x, "y": y, "w": w, "h": h}, "analysed": analysed}
 
 
-def view(tracks, visits, device_id, timestamp):
+def view(tracks: List[Track], visits: List[dict], device_id: str, timestamp: float) -> dict:
     """Who is in view: how many faces, the main one's emotion (the largest face: the visitor
     nearest the kiosk) and the visits in progress. A sensor reading this follows one face
     instead of alternating between faces."""
@@ -93,7 +94,7 @@ class SQLiteLog(EventSink):
         self._open()
         self.columns = column_names("emotions")[1:]
         self.insert = insert_sql("emotions", self.columns, "INSERT")
-        self.run_id = None
+        self.run_id: Optional[int] = None
         self.next_prune = 0.0
         self.clock_doubt = self._clock_doubt()
         if self.clock_doubt and keep_days:
@@ -240,22 +241,22 @@ class SQLiteLog(EventSink):
         pages = self.db.execute("PRAGMA page_count").fetchone()[0] - self.db.execute("PRAGMA freelist_count").fetchone()[0]
         return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
 
-    def start_run(self, device, source, model, detector):
+    def start_run(self, device: str, source: str, model: str, detector: str) -> None:
         done = self._write("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
                            (time.time(), device, source, model, detector))
         self.run_id = done.lastrowid if done else None
 
-    def update(self, ev):
+    def update(self, ev: dict) -> None:
         self._write(self.insert, (ev["ts"], ev["device"], ev["frame"], ev["track"], ev["label"], ev["confidence"],
                                   *(ev["probs"][label] for label in LABELS), *ev["box"].values()))
         if time.monotonic() >= self.next_prune:
             self.prune()
 
-    def session(self, session):
+    def session(self, session: dict) -> None:
         row = session_row(session)
         self._write(insert_sql("sessions", list(row), "INSERT OR REPLACE"), tuple(row.values()), spill_row=row)
 
-    def sessions_since(self, start):
+    def sessions_since(self, start: Optional[float]) -> Optional[int]:
         if self.db is None:
             return None
         try:
@@ -263,16 +264,16 @@ class SQLiteLog(EventSink):
         except sqlite3.OperationalError:
             return None
 
-    def health(self):
+    def health(self) -> dict:
         from .visit_report import parse_since
 
         state = "full" if self.full_since is not None else "locked" if self.held else "ok"
         return {"log": state, "log_dropped": self.dropped, "log_held": len(self.held),
                 "sessions_today": self.sessions_since(parse_since("today"))}
 
-    def close(self, summary=None):
+    def close(self, summary: Optional[dict] = None) -> None:
         summary = summary or {}
-        if self.held:
+        if self.held and self.db is not None:
             self.db.execute(f"PRAGMA busy_timeout = {int(self.CLOSE_WAIT_SECONDS * 1000)}")
             self.retry_at = 0.0
             if not self._flush_held():
@@ -292,10 +293,10 @@ class SQLiteLog(EventSink):
 class StdoutLog(EventSink):
     """JSON lines (--json) or one readable line per update."""
 
-    def __init__(self, as_json=False, stream=None):
+    def __init__(self, as_json: bool = False, stream: Optional[TextIO] = None):
         self.as_json, self.stream = as_json, stream or sys.stdout
 
-    def update(self, ev):
+    def update(self, ev: dict) -> None:
         if self.as_json:
             line = json.dumps(ev)
         else:
@@ -304,7 +305,7 @@ class StdoutLog(EventSink):
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def session(self, session):
+    def session(self, session: dict) -> None:
         if self.as_json:
             self.stream.write(json.dumps({"session": session}) + "\n")
         else:
@@ -313,5 +314,5 @@ class StdoutLog(EventSink):
                               f"left {session['exit_emotion']}, satisfaction {session['satisfaction']:.0f}{cut}\n")
         self.stream.flush()
 
-    def close(self, summary=None):
+    def close(self, summary: Optional[dict] = None) -> None:
         self.stream.flush()

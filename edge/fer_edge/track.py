@@ -6,14 +6,14 @@ expression does, not when one frame is noisy.
 """
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from .labels import LABELS
 
 
-def iou(a, b):
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
     ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
     ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
@@ -35,11 +35,11 @@ class Track:
     raw: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
-    def label(self):
+    def label(self) -> str:
         return LABELS[int(np.argmax(self.probs))]
 
     @property
-    def confidence(self):
+    def confidence(self) -> float:
         return float(np.max(self.probs))
 
 
@@ -49,22 +49,23 @@ class Tracker:
     `alpha` is the weight of the newest frame in the moving average (1.0: no smoothing).
     """
 
-    def __init__(self, iou_threshold=0.3, max_misses=15, alpha=0.3):
+    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 15, alpha: float = 0.3):
         self.iou_threshold, self.max_misses, self.alpha = iou_threshold, max_misses, alpha
-        self.tracks = []
+        self.tracks: List[Track] = []
         self.next_id = 1
-        self.ended = []
+        self.ended: List[Track] = []
 
-    def forget(self):
+    def forget(self) -> None:
         """End every track (the camera was lost: whoever is there afterwards is seen afresh)."""
         self.ended, self.tracks = self.tracks, []
 
-    def coast(self):
+    def coast(self) -> List[Track]:
         """A frame that was not analysed: the faces seen at the last analysis, where they were."""
         self.ended = []
         return sorted((t for t in self.tracks if t.misses == 0), key=lambda t: t.id)
 
-    def update(self, boxes, probs, timestamp, frames=1):
+    def update(self, boxes: Sequence[Sequence[float]], probs: np.ndarray, timestamp: float,
+               frames: int = 1) -> List[Track]:
         """boxes: list of (x, y, w, h, ...); probs: (N,7). Returns the tracks seen this frame.
         `frames`: how many frames this analysis stands for (those coasted since the last one
         and this one): the average moves as far as that many frames of the same face would
