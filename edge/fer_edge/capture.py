@@ -11,7 +11,7 @@ import importlib
 import os
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -68,29 +68,30 @@ STILL_DOWN_SAY_SECONDS = 60.0  # how often a source that stays down is said agai
 class Backoff:
     """Waits 0.5 s, 1 s, 2 s ... up to `cap` between reconnects; interruptible by `stop`."""
 
-    def __init__(self, stop, first=0.5, cap=RECONNECT_CAP_SECONDS):
+    def __init__(self, stop: threading.Event, first: float = 0.5, cap: float = RECONNECT_CAP_SECONDS):
         self.stop, self.first, self.cap, self.delay = stop, first, cap, first
 
-    def wait(self):
+    def wait(self) -> None:
         self.stop.wait(self.delay)
         self.delay = min(self.cap, self.delay * 2)
 
-    def reset(self):
+    def reset(self) -> None:
         self.delay = self.first
 
 
 class OpenCVSource:
     """A camera index, a video file or a URL through cv2.VideoCapture."""
 
-    def __init__(self, target, live, stop=None, on_event=print, wait=True, lean=False):
+    def __init__(self, target: Union[int, str], live: bool, stop: Optional[threading.Event] = None,
+                 on_event: Callable[[str], None] = print, wait: bool = True, lean: bool = False):
         self.target, self.live, self.lean = target, live, lean
         self.stop = stop or threading.Event()
         self.on_event = on_event
-        self.capture = None
-        self.fps = None
+        self.capture: Any = None   # a cv2.VideoCapture once open
+        self.fps: Optional[float] = None
         self.reconnects = 0
         self.frame_count = 0
-        self.ended_early = None
+        self.ended_early: Optional[str] = None
         if not self._open(first=True) and live:
             if isinstance(target, int) or str(target).startswith("/dev/video"):
                 what = (f"camera {target}: cannot open (no camera there, or another program is using it; "
@@ -126,7 +127,7 @@ class OpenCVSource:
         self.fps = fps if fps and 0 < fps < 1000 else None
         return True
 
-    def frames(self):
+    def frames(self) -> Iterator[Frame]:
         index, backoff, started = 0, Backoff(self.stop), time.monotonic()
         said_down = float("-inf")
         while not self.stop.is_set():
@@ -164,7 +165,7 @@ class OpenCVSource:
         ok, image = self.capture.retrieve()
         return image if ok else None
 
-    def close(self):
+    def close(self) -> None:
         if self.capture is not None:
             self.capture.release()
 
@@ -175,7 +176,7 @@ class ImageSource:
     live = False
     fps = None
 
-    def __init__(self, path, stop=None):
+    def __init__(self, path: str, stop: Optional[threading.Event] = None):
         self.stop = stop or threading.Event()
         if os.path.isdir(path):
             self.paths = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
@@ -184,9 +185,9 @@ class ImageSource:
         else:
             self.paths = [path]
         self.path = path
-        self.unreadable = []  # names of the files that could not be decoded
+        self.unreadable: List[str] = []  # names of the files that could not be decoded
 
-    def frames(self):
+    def frames(self) -> Iterator[Frame]:
         self.unreadable = []
         for index, path in enumerate(self.paths):
             if self.stop.is_set():
@@ -201,7 +202,7 @@ class ImageSource:
         if len(self.unreadable) == len(self.paths):
             raise SourceError(f"{self.path}: none of its {len(self.paths)} images could be read")
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -212,7 +213,8 @@ class PiCameraSource:
     live = True
     fps = None
 
-    def __init__(self, stop=None, size=(640, 480), lores=(320, 240)):
+    def __init__(self, stop: Optional[threading.Event] = None, size: Tuple[int, int] = (640, 480),
+                 lores: Tuple[int, int] = (320, 240)):
         try:
             from picamera2 import Picamera2  # imported only when asked for
         except ImportError:
@@ -227,7 +229,7 @@ class PiCameraSource:
         self.scale = size[0] / lores[0]
         self.lores_height = lores[1]
 
-    def frames(self):
+    def frames(self) -> Iterator[Frame]:
         index, started = 0, time.monotonic()
         while not self.stop.is_set():
             request = self.camera.capture_request()
@@ -239,23 +241,25 @@ class PiCameraSource:
             yield Frame(index, time.monotonic() - started, main, detect_image=grey, detect_scale=self.scale)
             index += 1
 
-    def close(self):
+    def close(self) -> None:
         self.camera.stop()
         self.camera.close()
 
 
-def open_source(camera=None, source=None, stop=None, on_event=print, wait=False, lean=False):
+def open_source(camera: Optional[str] = None, source: Optional[str] = None, stop: Optional[threading.Event] = None,
+                on_event: Callable[[str], None] = print, wait: bool = False,
+                lean: bool = False) -> Union["OpenCVSource", "ImageSource", "PiCameraSource"]:
     """The source for `--camera N|pi` or `--source FILE|DIR|URL`. A camera that cannot be
     opened is an error unless `wait` (a service waits for its camera, saying so each try);
     a stream URL is always waited for. `lean`: a file played at its own rate is decoded on
     one thread, as cheaply as possible rather than as fast."""
     if (camera is None) == (source is None):
         raise SourceError("give exactly one of --camera or --source")
-    if camera is not None:
+    if source is None:   # a camera
         if str(camera).lower() == "pi":
             return PiCameraSource(stop=stop)
         if str(camera).isdigit():
-            return OpenCVSource(int(camera), live=True, stop=stop, on_event=on_event, wait=wait)
+            return OpenCVSource(int(str(camera)), live=True, stop=stop, on_event=on_event, wait=wait)
         if str(camera).startswith("/dev/video"):
             return OpenCVSource(str(camera), live=True, stop=stop, on_event=on_event, wait=wait)
         raise SourceError(f"--camera {camera}: expected an index (0), a /dev/video path or 'pi'")
@@ -268,7 +272,8 @@ def open_source(camera=None, source=None, stop=None, on_event=print, wait=False,
     return OpenCVSource(source, live=False, stop=stop, on_event=on_event, lean=lean)
 
 
-def paced(frames, fps_cap=None, realtime_fps=None, max_frames=None, stop=None):
+def paced(frames: Iterable[Frame], fps_cap: Optional[float] = None, realtime_fps: Optional[float] = None,
+          max_frames: Optional[int] = None, stop: Optional[threading.Event] = None) -> Iterator[Frame]:
     """Limit a frame iterator to `max_frames`, at most `fps_cap` frames/s, or at the file's
     own rate (`realtime_fps`) as a camera would deliver it."""
     interval = 1.0 / realtime_fps if realtime_fps else (1.0 / fps_cap if fps_cap else 0.0)
@@ -287,7 +292,7 @@ def paced(frames, fps_cap=None, realtime_fps=None, max_frames=None, stop=None):
         yield frame
 
 
-def frames_forever(open_fn, loop, stop):
+def frames_forever(open_fn: Callable, loop: bool, stop: threading.Event) -> Iterator[tuple]:
     """(source, frame) of a source; with `loop` a file starts again when it ends, its media
     time carrying on from where the last pass ended (sessions and rate limits need a clock
     that never runs backwards)."""

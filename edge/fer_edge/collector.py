@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from .fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
                        is_driver_error, open_database, reason)
@@ -55,7 +55,7 @@ class Rejected(ValueError):
     """A message that cannot be read; it is kept in `rejected`, not retried."""
 
 
-def row_for(message: Message):
+def row_for(message: Message) -> Tuple[str, tuple]:
     """(statement, arguments) that store one message."""
     levels = message.topic.split("/")
     kind, device = levels[-1], levels[-2]

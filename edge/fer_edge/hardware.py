@@ -35,7 +35,7 @@ def fast_variant(flags=None) -> Tuple[str, str]:
     return "int8", "an Arm CPU, where int8 is the lighter load"
 
 
-def describe():
+def describe() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

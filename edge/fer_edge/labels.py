@@ -1,5 +1,7 @@
 """The label contract: FER2013 order, plus the aliases that other datasets use."""
 
+from typing import Optional
+
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 # Folder names seen in public FER-style datasets, mapped onto our seven labels.
@@ -14,7 +16,7 @@ ALIASES = {
 }
 
 
-def label_index(name):
+def label_index(name: str) -> Optional[int]:
     """Index of a class-folder name in LABELS, or None for unknown classes (contempt...)."""
     canonical = ALIASES.get(name.strip().lower())
     return None if canonical is None else LABELS.index(canonical)

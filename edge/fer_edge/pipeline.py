@@ -8,6 +8,7 @@ live view, the systemd notifier). Stage times are kept for `fer-edge bench`.
 """
 
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,9 +18,13 @@ from typing import Any, Dict, Iterable, List, Optional
 import cv2
 import numpy as np
 
+from .analyzer import FaceAnalyzer
 from .cadence import Cadence
+from .capture import Frame
 from .clock import WallClock
+from .sessions import SessionTracker
 from .sinks import event, view
+from .track import Track, Tracker
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
 
@@ -51,15 +56,15 @@ class Stats:
     classify: deque = field(default_factory=_timings)
     total: deque = field(default_factory=_timings)
 
-    def elapsed(self):
+    def elapsed(self) -> float:
         """Seconds of the camera loop: to its last frame once it has ended, not to shutdown's end."""
         return (self.ended or time.monotonic()) - self.started
 
-    def fps(self):
+    def fps(self) -> float:
         elapsed = self.elapsed()
         return self.frames / elapsed if elapsed > 0 else 0.0
 
-    def recent_fps(self, n=50):
+    def recent_fps(self, n: int = 50) -> float:
         """Frames/s over the last n frames' processing times."""
         recent = _last(self.total, n)
         busy = sum(recent)
@@ -67,8 +72,9 @@ class Stats:
 
 
 class Pipeline:
-    def __init__(self, analyzer, tracker, sinks: Iterable = (), hooks: Iterable = (), device_id: str = "fer-edge",
-                 log_interval: float = 1.0, save_crops: Optional[str] = None, sessions=None,
+    def __init__(self, analyzer: FaceAnalyzer, tracker: Tracker, sinks: Iterable = (), hooks: Iterable = (),
+                 device_id: str = "fer-edge", log_interval: float = 1.0, save_crops: Optional[str] = None,
+                 sessions: Optional[SessionTracker] = None,
                  stats_interval: float = 60.0, clock: Optional[WallClock] = None,
                  cadence: Optional[Cadence] = None):
         self.analyzer, self.tracker = analyzer, tracker
@@ -90,7 +96,7 @@ class Pipeline:
         if save_crops:
             os.makedirs(save_crops, exist_ok=True)
 
-    def process(self, frame, decode_seconds: float = 0.0) -> List:
+    def process(self, frame: Frame, decode_seconds: float = 0.0) -> List[Track]:
         """Analyse one frame (or, between analyses, carry the tracks over); returns the tracks seen in it."""
         self.clock.check()
         if self.last_media_time is not None and frame.media_time - self.last_media_time > self.stall_seconds:
@@ -100,11 +106,12 @@ class Pipeline:
         self.frames_since_analysis += 1
         stats = self.stats
         t, coasting = frame.media_time, self.tracker.coast()
-        analysed = self.cadence.due(t, coasting) and frame.image is not None
-        if analysed:
-            found = self.analyzer.detect(frame.image, frame.detect_image, frame.detect_scale)
+        image = frame.image if self.cadence.due(t, coasting) else None   # decoded only when looked at
+        analysed = image is not None
+        if image is not None:
+            found = self.analyzer.detect(image, frame.detect_image, frame.detect_scale)
             t1 = time.perf_counter()
-            faces = self.analyzer.classify(frame.image, found)
+            faces = self.analyzer.classify(image, found)
             t2 = time.perf_counter()
             probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, 7)
             tracks = self.tracker.update(found, probabilities, t, frames=self.frames_since_analysis)
@@ -214,7 +221,7 @@ class Pipeline:
                             self.last_crops[track.id])
         self._forget_ended()
 
-    def run(self, frames, stop):
+    def run(self, frames: Iterable[Frame], stop: threading.Event) -> Stats:
         """Process frames until they end or `stop` is set."""
         iterator = iter(frames)
         while not stop.is_set():
@@ -226,7 +233,7 @@ class Pipeline:
         self.stats.ended = time.monotonic()
         return self.stats
 
-    def close(self, ended_by: str = "source ended"):
+    def close(self, ended_by: str = "source ended") -> None:
         """Finish the visits in progress (`ended_by`: why the run ends), send the last stats, close everything."""
         for hook in self.hooks:
             stopping = getattr(hook, "stopping", None)

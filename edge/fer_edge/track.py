@@ -64,7 +64,7 @@ class Tracker:
         self.ended = []
         return sorted((t for t in self.tracks if t.misses == 0), key=lambda t: t.id)
 
-    def update(self, boxes: Sequence[Sequence[float]], probs: np.ndarray, timestamp: float,
+    def update(self, boxes: Sequence[Sequence], probs: np.ndarray, timestamp: float,
                frames: int = 1) -> List[Track]:
         """boxes: list of (x, y, w, h, ...); probs: (N,7). Returns the tracks seen this frame.
         `frames`: how many frames this analysis stands for (those coasted since the last one
