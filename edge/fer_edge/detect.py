@@ -11,7 +11,7 @@ BlazeFace is not ours to ship: its .tflite files come from a path the user gives
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -58,7 +58,8 @@ def _scaled(frame, max_side):
     return frame, scale
 
 
-def keep_usable(boxes, frame_shape, min_size, outside=0.25):
+def keep_usable(boxes: List[Detection], frame_shape: Tuple[int, ...], min_size: int,
+                outside: float = 0.25) -> List[Detection]:
     """Drop faces smaller than min_size pixels, or with more than `outside` of the box
     outside the frame (half a face reads as a different expression)."""
     h, w = frame_shape[:2]
@@ -80,7 +81,7 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, max_side=480, min_size=24, min_neighbors=5, scale_factor=1.1):
+    def __init__(self, max_side: int = 480, min_size: int = 24, min_neighbors: int = 5, scale_factor: float = 1.1):
         path = os.path.join(cv2.data.haarcascades if hasattr(cv2, "data") else "", "haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
@@ -88,15 +89,15 @@ class HaarDetector:
         self.max_side, self.min_size = max_side, min_size
         self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
 
-    def detect(self, frame):
+    def detect(self, frame: np.ndarray) -> List[Detection]:
         small, scale = _scaled(to_grey(frame), self.max_side)
         min_px = max(12, int(self.min_size * scale))
         found, _, weights = self.cascade.detectMultiScale3(
             small, self.scale_factor, self.min_neighbors, minSize=(min_px, min_px), outputRejectLevels=True)
         if not len(found):
             return []
-        boxes = [Detection(*(float(v) / scale for v in box), float(weight))
-                 for box, weight in zip(found, np.asarray(weights).ravel())]
+        boxes = [Detection(float(x) / scale, float(y) / scale, float(w) / scale, float(h) / scale, float(weight))
+                 for (x, y, w, h), weight in zip(found, np.asarray(weights).ravel())]
         # The cascade can report one face twice at neighbouring scales: keep the stronger.
         return keep_usable(nms_boxes(boxes, 0.3), frame.shape, self.min_size)
 
@@ -104,7 +105,7 @@ class HaarDetector:
 NO_BLAZEFACE = "BlazeFace is not installed: `fer-edge detector fetch` installs it (or pass --blazeface-model PATH)"
 
 
-def find_blazeface(variant="blazeface"):
+def find_blazeface(variant: str = "blazeface") -> Optional[str]:
     """Path of a fetched BlazeFace model (short or full range) whose sha256 is right, or None."""
     from .detector_files import find
 
@@ -112,13 +113,13 @@ def find_blazeface(variant="blazeface"):
 
 
 # MediaPipe's SSD anchor settings for its two face detectors (fixed anchor size 1x1).
-ANCHOR_LAYOUTS = {
+ANCHOR_LAYOUTS: Dict[int, dict] = {
     896: dict(size=128, strides=(8, 16, 16, 16), per_layer=2),  # short range: faces within ~2 m
     2304: dict(size=192, strides=(4,), per_layer=1),            # full range: smaller, farther faces
 }
 
 
-def blazeface_anchors(size=128, strides=(8, 16, 16, 16), per_layer=2):
+def blazeface_anchors(size: int = 128, strides: Tuple[int, ...] = (8, 16, 16, 16), per_layer: int = 2) -> np.ndarray:
     """Anchor centres: layers of equal stride share a grid, `per_layer` anchors each
     (short range: 2 per cell at stride 8 + 6 per cell at stride 16 = 896 anchors)."""
     centres = []
@@ -135,7 +136,7 @@ def blazeface_anchors(size=128, strides=(8, 16, 16, 16), per_layer=2):
     return np.concatenate(centres).astype(np.float32)
 
 
-def nms(boxes, scores, iou_threshold):
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> List[int]:
     """Indices kept by greedy non-maximum suppression; boxes are (x0, y0, x1, y1)."""
     order = np.argsort(-scores)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -154,7 +155,7 @@ def nms(boxes, scores, iou_threshold):
     return keep
 
 
-def nms_boxes(boxes, iou_threshold):
+def nms_boxes(boxes: List[Detection], iou_threshold: float) -> List[Detection]:
     """NMS over detections; returns the kept ones, strongest first."""
     if len(boxes) < 2:
         return list(boxes)
@@ -166,8 +167,8 @@ def nms_boxes(boxes, iou_threshold):
 class BlazeFaceDetector:
     """MediaPipe BlazeFace short-range (128x128 RGB) run by LiteRT; decoding and NMS in numpy."""
 
-    def __init__(self, model_path=None, score_threshold=0.6, iou_threshold=0.3, min_size=24, threads=1,
-                 variant="blazeface"):
+    def __init__(self, model_path: Optional[str] = None, score_threshold: float = 0.6, iou_threshold: float = 0.3,
+                 min_size: int = 24, threads: int = 1, variant: str = "blazeface"):
         self.name = variant
         path = model_path or find_blazeface(variant)
         if not path:
@@ -191,7 +192,7 @@ class BlazeFaceDetector:
         self.anchors = blazeface_anchors(**ANCHOR_LAYOUTS[n_anchors])
         self.score_threshold, self.iou_threshold, self.min_size = score_threshold, iou_threshold, min_size
 
-    def detect(self, frame):
+    def detect(self, frame: np.ndarray) -> List[Detection]:
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         h, w = frame.shape[:2]
@@ -219,7 +220,7 @@ class BlazeFaceDetector:
         # Keypoints 0 and 1 are the eyes (MediaPipe: right eye, left eye of the person).
         eyes = (raw[:, 4:8].reshape(-1, 2, 2) / self.size + anchors[:, None, :]) * side - np.array([left, top], np.float32)
         boxes = [Detection(float(x0), float(y0), float(x1 - x0), float(y1 - y0), float(scores[i]),
-                           tuple((float(ex), float(ey)) for ex, ey in eyes[i]))
+                           ((float(eyes[i][0][0]), float(eyes[i][0][1])), (float(eyes[i][1][0]), float(eyes[i][1][1]))))
                  for i in nms(corners, scores, self.iou_threshold) for x0, y0, x1, y1 in [corners[i]]]
         return keep_usable(boxes, frame.shape, self.min_size)
 
@@ -231,11 +232,11 @@ class FusedDetector:
 
     name = "blazeface-both"
 
-    def __init__(self, iou_threshold=0.3, **options):
+    def __init__(self, iou_threshold: float = 0.3, **options):
         self.parts = [BlazeFaceDetector(variant="blazeface", **options), BlazeFaceDetector(variant="blazeface-full", **options)]
         self.iou_threshold = iou_threshold
 
-    def detect(self, frame):
+    def detect(self, frame: np.ndarray) -> List[Detection]:
         return nms_boxes([b for part in self.parts for b in part.detect(frame)], self.iou_threshold)
 
 
@@ -245,11 +246,11 @@ class BorderRetry:
     the photo, the face then being the size it was trained on. Such a photo often cuts the
     face at its sides, so on this second look a face may hang further over the photo's edge."""
 
-    def __init__(self, detector, min_size, border=0.5, outside=0.5):
+    def __init__(self, detector, min_size: int, border: float = 0.5, outside: float = 0.5):
         self.detector, self.min_size, self.border, self.outside = detector, min_size, border, outside
         self.name = detector.name
 
-    def detect(self, frame):
+    def detect(self, frame: np.ndarray) -> List[Detection]:
         found = self.detector.detect(frame)
         if found:
             return found
@@ -312,7 +313,8 @@ AUTO_VIDEO = ("blazeface", "haar")
 AUTO_STILLS = ("blazeface-both", "blazeface", "haar")
 
 
-def make_detector(name="auto", blazeface_model=None, stills=False, min_size=24, threads=1):
+def make_detector(name: str = "auto", blazeface_model: Optional[str] = None, stills: bool = False, min_size: int = 24,
+                  threads: int = 1):
     """The detector called `name`. `auto`: a BlazeFace model given by path, else the best
     installed one (short range for video, where speed counts; short + full range for still
     photos, where coverage counts), else Haar. The detector's `note` says why a better one
@@ -327,6 +329,6 @@ def make_detector(name="auto", blazeface_model=None, stills=False, min_size=24, 
         name = next((n for n in preference if blazeface_model or REGISTRY[n].installed()), "haar")
         if name == "haar":
             note = f"{NO_BLAZEFACE}; detecting with the slower, less precise Haar cascade meanwhile"
-    detector = REGISTRY[name].make(options)
+    detector: Any = REGISTRY[name].make(options)
     detector.note = note
     return detector
