@@ -7,7 +7,14 @@ in the web server's thread, and only while someone watches), so a viewer never s
 import threading
 import time
 from dataclasses import dataclass
-from typing import List
+from typing import TYPE_CHECKING, Callable, List, Optional
+
+if TYPE_CHECKING:  # for the hints only: a frame hook needs none of these at run time
+    import numpy as np
+
+    from .capture import Frame
+    from .pipeline import Stats
+    from .track import Track
 
 
 @dataclass
@@ -26,19 +33,23 @@ class LiveState:
     STALE_SECONDS = 10.0      # no frame for this long: the camera is not healthy
     STARTUP_SECONDS = 60.0    # time for a camera to deliver its first frame
 
-    def __init__(self, info=None, health=None, alive=None):
+    def __init__(self, info: Optional[dict] = None, health: Optional[Callable[[], dict]] = None,
+                 alive: Optional[Callable[[], bool]] = None):
         self.lock = threading.Lock()
-        self.frame, self.tracks, self.seq = None, [], 0
-        self.stats = None
+        self.frame: Optional["np.ndarray"] = None
+        self.tracks: List[TrackView] = []
+        self.seq = 0
+        self.stats: Optional["Stats"] = None
         self.info = dict(info or {})
         self.started = time.time()
         self.viewers = 0
-        self.health_of, self.health, self.health_at = health, {}, 0.0
+        self.health_of, self.health_at = health, 0.0
+        self.health: dict = {}
         self.alive_of = alive
         self.started_monotonic = time.monotonic()
         self.state = "starting"
 
-    def on_frame(self, frame, tracks, stats):
+    def on_frame(self, frame: "Frame", tracks: "List[Track]", stats: "Stats") -> None:
         views = [TrackView(t.id, tuple(t.box), t.label, t.confidence, [float(p) for p in t.probs]) for t in tracks]
         health = None
         if self.health_of and time.monotonic() - self.health_at >= self.HEALTH_SECONDS:
@@ -51,12 +62,12 @@ class LiveState:
             if health is not None:
                 self.health = health
 
-    def stopping(self):
+    def stopping(self) -> None:
         """The service is stopping: the page says so instead of a frozen picture."""
         with self.lock:
             self.state = "stopping"
 
-    def close(self):
+    def close(self) -> None:
         pass
 
     def problems(self) -> List[str]:
@@ -76,15 +87,15 @@ class LiveState:
             problems.append("a worker thread has stopped")
         return problems
 
-    def snapshot(self):
+    def snapshot(self) -> tuple:
         with self.lock:
             return self.seq, self.frame, list(self.tracks)
 
-    def status(self):
+    def status(self) -> dict:
         with self.lock:
             stats, tracks, state = self.stats, list(self.tracks), self.state
         fps = stats.recent_fps() if stats else 0.0
-        view = (stats.view if stats else None) or {}
+        view: dict = (stats.view if stats else None) or {}
         last_frame = round(time.monotonic() - stats.last_frame_at, 1) if stats and stats.last_frame_at else None
         return dict(self.info, **self.health, state=state, uptime=round(time.time() - self.started, 1),
                     frames=stats.frames if stats else 0, fps=round(fps, 2), faces=stats.faces if stats else 0,

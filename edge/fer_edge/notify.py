@@ -9,11 +9,16 @@ the pings and systemd restarts the service; STOPPING=1 on shutdown. Without $NOT
 import os
 import socket
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, List, Mapping, Optional
+
+if TYPE_CHECKING:  # for the hints only: a frame hook needs none of these at run time
+    from .capture import Frame
+    from .pipeline import Stats
+    from .track import Track
 
 
 class Notifier:
-    def __init__(self, environ=None, healthy: Callable[[], bool] = lambda: True):
+    def __init__(self, environ: Optional[Mapping[str, str]] = None, healthy: Callable[[], bool] = lambda: True):
         environ = os.environ if environ is None else environ
         self.healthy = healthy
         address = environ.get("NOTIFY_SOCKET")
@@ -25,19 +30,19 @@ class Notifier:
             self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         usec = environ.get("WATCHDOG_USEC")
         pid = environ.get("WATCHDOG_PID")
-        watched = usec and usec.isdigit() and (not pid or pid == str(os.getpid()))
+        watched = bool(usec and usec.isdigit() and (not pid or pid == str(os.getpid())))
         # Ping at half the watchdog interval, as sd_watchdog_enabled(3) advises.
-        self.watchdog_interval = int(usec) / 2e6 if watched else None
+        self.watchdog_interval = int(usec) / 2e6 if usec and watched else None
         self.status_interval = 5.0
         self.ready = False
         self.last_ping = self.last_status = 0.0
         self.frames_at_ping = 0
 
     @property
-    def active(self):
+    def active(self) -> bool:
         return self.socket is not None
 
-    def send(self, *fields):
+    def send(self, *fields: str) -> None:
         if not self.socket:
             return
         try:
@@ -45,7 +50,7 @@ class Notifier:
         except OSError:
             pass  # systemd gone (shutdown) or a socket we may not write: never fatal
 
-    def on_frame(self, frame, tracks, stats):
+    def on_frame(self, frame: "Frame", tracks: "List[Track]", stats: "Stats") -> None:
         """A frame hook: called after every processed frame."""
         if not self.socket:
             return
@@ -66,9 +71,9 @@ class Notifier:
     def _status(stats):
         return f"STATUS={stats.frames} frames, {stats.recent_fps():.1f} fps, {stats.faces} faces, {stats.tracks} tracks"
 
-    def stopping(self):
+    def stopping(self) -> None:
         self.send("STOPPING=1")
 
-    def close(self):
+    def close(self) -> None:
         if self.socket:
             self.socket.close()
