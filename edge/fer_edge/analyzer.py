@@ -5,13 +5,16 @@
 how faces are framed or classified reaches all of them at once.
 """
 
-from typing import List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional
 
 import numpy as np
 
 from .detect import Detection
 from .labels import LABELS
 from .preprocess import crop_detected
+
+if TYPE_CHECKING:  # for the hint only
+    from .classify import EmotionClassifier
 
 
 class Face(NamedTuple):
@@ -33,7 +36,7 @@ class Face(NamedTuple):
 class FaceAnalyzer:
     """A detector and a classifier, with the crop that joins them."""
 
-    def __init__(self, detector, classifier, margin: Optional[float] = None):
+    def __init__(self, detector: Any, classifier: "EmotionClassifier", margin: Optional[float] = None):
         self.detector, self.classifier = detector, classifier
         self.margin = classifier.margin if margin is None else margin
 

@@ -11,9 +11,17 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from .settings import Settings
+
+if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds them
+    from .analyzer import FaceAnalyzer
+    from .cadence import Cadence
+    from .collector import CollectorSettings
+    from .mqtt import MQTTSink
+    from .pipeline import Pipeline, Stats
+    from .store import Spill
 
 Say = Callable[[str], None]
 
@@ -48,7 +56,8 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = None, min_face: Optional[int] = None):
+def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = None,
+                  min_face: Optional[int] = None) -> "FaceAnalyzer":
     """The FaceAnalyzer the settings describe: the emotion model and the face detector."""
     from .analyzer import FaceAnalyzer
     from .classify import EmotionClassifier, choose_variant
@@ -126,7 +135,8 @@ def run(settings: Settings, say: Say, started: float) -> None:
     say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
 
 
-def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_path: Optional[str], say: Say):
+def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: Any, stills: bool, db_path: Optional[str],
+                   say: Say) -> "Pipeline":
     """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log."""
     from .clock import WallClock
     from .drawing import Annotator, Window
@@ -174,7 +184,7 @@ def build_pipeline(settings: Settings, analyzer, first_source, stills: bool, db_
     return pipeline
 
 
-def make_cadence(settings: Settings, stills: bool):
+def make_cadence(settings: Settings, stills: bool) -> "Cadence":
     """How often the camera loop looks; photos are each looked at whole."""
     from .cadence import Cadence
 
@@ -184,10 +194,12 @@ def make_cadence(settings: Settings, stills: bool):
     return Cadence(cadence.analyse_fps)
 
 
-def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say, spill=None):
+def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say,
+                   spill: Optional["Spill"] = None) -> "MQTTSink":
     from .mqtt import MQTTSettings, MQTTSink, parse_host, read_password
 
     mqtt = settings.mqtt
+    assert mqtt.host is not None   # called only with a broker
     host, port = parse_host(mqtt.host)
     options = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, device_id=device, username=mqtt.username,
                            password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
@@ -202,7 +214,7 @@ def default_fleet_db() -> str:
     return os.path.join(os.path.dirname(default_db_path()), "fleet.db")
 
 
-def collector_settings(settings: Settings):
+def collector_settings(settings: Settings) -> "CollectorSettings":
     """What `fer-edge collect` needs, from the [mqtt] and [collector] settings."""
     from .collector import CollectorSettings
     from .errors import UserError
@@ -244,7 +256,8 @@ def describe_source(settings: Settings) -> str:
     return str(settings.source.camera if settings.source.camera is not None else settings.source.path)
 
 
-def summary_line(stats, sessions_done: int, health: dict, stopped: bool, started: float, source=None) -> str:
+def summary_line(stats: "Stats", sessions_done: int, health: dict, stopped: bool, started: float,
+                 source: Any = None) -> str:
     """The run's last line: what was done, and anything that did not go to plan."""
     first = f", first face logged {stats.first_face_at - started:.2f} s after start" if stats.first_face_at else ""
     line = (f"{'stopped' if stopped else 'done'}: {stats.frames} frames, {stats.faces} faces, "

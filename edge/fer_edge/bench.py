@@ -9,6 +9,7 @@ import resource
 import statistics
 import threading
 import time
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .pipeline import Pipeline
 from .track import Tracker
 
 
-def peak_rss_mb():
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -29,7 +30,8 @@ def _median_ms(values):
     return round(statistics.median(values) * 1000, 3) if values else None
 
 
-def bench_pipeline(source, model_path, detector="auto", threads=1, warmup=20, max_frames=None):
+def bench_pipeline(source: str, model_path: Optional[str], detector: str = "auto", threads: int = 1, warmup: int = 20,
+                   max_frames: Optional[int] = None) -> dict:
     """Run the pipeline over a video; per-stage medians (ms) and throughput."""
     stop = threading.Event()
     classifier = EmotionClassifier(model_path, threads=threads)
@@ -57,7 +59,7 @@ def bench_pipeline(source, model_path, detector="auto", threads=1, warmup=20, ma
     }
 
 
-def bench_decode(source, max_frames=None):
+def bench_decode(source: str, max_frames: Optional[int] = None) -> dict:
     """Decoding alone: median ms per frame and frames/s."""
     src = open_source(source=source)
     times, t = [], time.perf_counter()
@@ -71,7 +73,7 @@ def bench_decode(source, max_frames=None):
     return {"decode_ms": _median_ms(times[5:]), "decode_fps": round(len(times) / sum(times), 1) if times else None}
 
 
-def per_face_ms(classifier, faces, warmup=20, repeats=200):
+def per_face_ms(classifier: Any, faces: np.ndarray, warmup: int = 20, repeats: int = 200) -> Optional[float]:
     """Median latency of one face per call, after warm-up calls that are thrown away."""
     for i in range(warmup):
         classifier.predict(faces[i % len(faces)])
@@ -83,19 +85,21 @@ def per_face_ms(classifier, faces, warmup=20, repeats=200):
     return _median_ms(times)
 
 
-def bench_classifier(model_path, faces, threads=1, warmup=20, repeats=200):
+def bench_classifier(model_path: str, faces: np.ndarray, threads: int = 1, warmup: int = 20, repeats: int = 200) -> dict:
     """Per-face latency of a model file."""
     classifier = EmotionClassifier(model_path, threads=threads)
     return {"model": classifier.name, "threads": threads, "per_face_ms": per_face_ms(classifier, faces, warmup, repeats)}
 
 
-def sample_faces(source, detector="auto", n=64):
+def sample_faces(source: str, detector: str = "auto", n: int = 64) -> np.ndarray:
     """Real face crops from a video, for the classifier benchmark."""
-    found = []
+    found: list = []
     analyzer = FaceAnalyzer(make_detector(detector), EmotionClassifier())
     src = open_source(source=source)
     for frame in src.frames():
-        found.extend(analyzer.crop(frame.image, detection) for detection in analyzer.detect(frame.image))
+        image = frame.image
+        if image is not None:
+            found.extend(analyzer.crop(image, detection) for detection in analyzer.detect(image))
         if len(found) >= n:
             break
     src.close()
@@ -104,7 +108,7 @@ def sample_faces(source, detector="auto", n=64):
     return np.stack(found)
 
 
-def format_table(results):
+def format_table(results: dict) -> str:
     """`fer-edge bench`'s human-readable lines."""
     d = results["decode"]
     lines = [f"decode: {d['decode_ms']} ms/frame ({d['decode_fps']} frames/s)",
@@ -117,16 +121,17 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def run_bench(source, models, detector, thread_counts, warmup, max_frames):
+def run_bench(source: str, models: Sequence[str], detector: str, thread_counts: Sequence[int], warmup: int,
+              max_frames: Optional[int]) -> dict:
     """Every model at every thread count over the same video."""
-    from .classify import default_model_path
+    from .classify import default_model_path, float32_twin
 
     if not models:
         shipped = default_model_path()
-        twin = shipped[: -len(".tflite")] + "-float32.tflite"  # fer-convert writes NAME-float32.tflite beside NAME
+        twin = float32_twin(shipped)
         models = [shipped] + ([twin] if os.path.exists(twin) else [])
     faces = sample_faces(source, detector)
-    results = {"source": source, "decode": bench_decode(source, max_frames), "pipeline": [], "classifier": []}
+    results: dict = {"source": source, "decode": bench_decode(source, max_frames), "pipeline": [], "classifier": []}
     for model in models:
         for threads in thread_counts or (1, 2):
             results["classifier"].append(bench_classifier(model, faces, threads))

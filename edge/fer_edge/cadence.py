@@ -8,7 +8,7 @@ smoothed emotions. While a tracked face's two likeliest emotions are within `CLO
 each other, every frame is analysed, so a change of label is seen on the frame it happens.
 """
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ CLOSE_CALL = 0.2     # the top two emotions this close: analyse every frame
 ON_TIME = 1e-3       # a frame early by less than this (seconds) counts as on time
 
 
-def margin(probs) -> float:
+def margin(probs: Sequence[float]) -> float:
     """How far the likeliest emotion is ahead of the next one."""
     top = np.partition(np.asarray(probs), -2)[-2:]
     return float(top[1] - top[0])

@@ -1,6 +1,7 @@
 """The emotion classifier: one LiteRT interpreter for the whole run, faces in batches."""
 
 import os
+from typing import Optional, Tuple
 from importlib import resources
 
 import numpy as np
@@ -12,17 +13,18 @@ from .preprocess import DEFAULT_MARGIN, to_model_input
 DEFAULT_MODEL_NAME = "fer-cnn-int8.tflite"
 
 
-def default_model_path():
+def default_model_path() -> str:
     """The model shipped inside the installed package (models/ in the repo)."""
     return str(resources.files("fer_edge.models").joinpath(DEFAULT_MODEL_NAME))
 
 
-def float32_twin(path):
+def float32_twin(path: str) -> str:
     """Where fer-convert writes a model's float32 twin: NAME-float32.tflite beside NAME.tflite."""
     return path[: -len(".tflite")] + "-float32.tflite" if path.endswith(".tflite") else path + "-float32"
 
 
-def choose_variant(path, variant="auto", delegate=None):
+def choose_variant(path: Optional[str], variant: str = "auto",
+                   delegate: Optional[str] = None) -> Tuple[str, Optional[float], str]:
     """(model file, temperature or None, why) for `variant`: the int8 model, or its float32
     twin where that is faster (x86 without VNNI) or asked for. The twin keeps the int8
     model's calibration, which its metadata lacks."""
@@ -48,7 +50,7 @@ def choose_variant(path, variant="auto", delegate=None):
     return twin, temperature, why
 
 
-def softmax(logits):
+def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -63,8 +65,8 @@ class EmotionClassifier:
     carries (`fer-edge calibrate`), so that a face called 70 % happy is happy 70 % of the time.
     """
 
-    def __init__(self, model_path=None, threads=1, delegate=None, mirror=True, temperature=None,
-                 variant_reason=""):
+    def __init__(self, model_path: Optional[str] = None, threads: int = 1, delegate: Optional[str] = None,
+                 mirror: bool = True, temperature: Optional[float] = None, variant_reason: str = ""):
         self.path = model_path or default_model_path()
         self.threads = threads
         try:
@@ -94,12 +96,12 @@ class EmotionClassifier:
         self.temperature = float(temperature or self.metadata.get("calibration", {}).get("temperature", 1.0))
 
     @property
-    def margin(self):
+    def margin(self) -> float:
         """The crop margin the model was converted for (chosen on real photos, see docs/model.md)."""
         return float(self.metadata.get("preprocess", {}).get("margin", DEFAULT_MARGIN))
 
     @property
-    def name(self):
+    def name(self) -> str:
         return os.path.basename(self.path)
 
     def _allocate(self, n):
@@ -125,11 +127,11 @@ class EmotionClassifier:
             out = (out - self.output_quant[1]) * self.output_quant[0]
         return out
 
-    def predict(self, faces, max_batch=64):
+    def predict(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
         """Probabilities (N,7) for uint8 faces (N,48,48) or one face (48,48)."""
         return probabilities(self.logits(faces, max_batch), self.temperature, self.mirror)
 
-    def logits(self, faces, max_batch=64):
+    def logits(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
         """Log-probabilities up to a constant, before calibration: (N,7), or (2,N,7) with
         mirror (the faces, then the same faces flipped)."""
         faces = np.asarray(faces)
@@ -158,7 +160,7 @@ class EmotionClassifier:
         return np.log(np.clip(out, 1e-7, None)) if self.output_kind == "probabilities" else out
 
 
-def probabilities(logits, temperature=1.0, mirror=False):
+def probabilities(logits: np.ndarray, temperature: float = 1.0, mirror: bool = False) -> np.ndarray:
     """Calibrated probabilities from `EmotionClassifier.logits`: softmax(logits / T), the
     face and its mirror image averaged."""
     probs = softmax(np.asarray(logits, np.float32).reshape(-1, logits.shape[-1]) / temperature)

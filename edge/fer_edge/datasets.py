@@ -12,7 +12,7 @@ import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -33,7 +33,7 @@ class DatasetError(UserError):
 class Faces:
     """Images with labels. `images` is uint8 (N,48,48) unless read with raw=True (a list)."""
 
-    images: object
+    images: Any   # an (N,48,48) uint8 array, or a list of photos with raw=True
     labels: np.ndarray
     rows: np.ndarray
     skipped: Counter = field(default_factory=Counter)
@@ -44,7 +44,7 @@ class Faces:
     def __len__(self):
         return len(self.labels)
 
-    def summary(self):
+    def summary(self) -> str:
         """One line: how many were read, skipped and why."""
         parts = [f"{len(self)} images"]
         if self.skipped:
@@ -54,7 +54,7 @@ class Faces:
         return "; ".join(parts)
 
 
-def is_blank(image):
+def is_blank(image: np.ndarray) -> bool:
     """True for an image with (almost) no contrast, such as FER2013's all-black rows."""
     return int(image.max()) - int(image.min()) < 8
 
@@ -65,7 +65,7 @@ def _open_text(path):
     return open(path, encoding="utf-8", newline="")
 
 
-def read_fer2013(path, usage=None, keep_blank=False):
+def read_fer2013(path: str, usage: Optional[str] = None, keep_blank: bool = False) -> "Faces":
     """Read the FER2013 CSV (`emotion,pixels,Usage`); `usage` is one split name or a tuple.
 
     Blank (all-black) rows are skipped and counted unless keep_blank. `rows` holds the
@@ -76,7 +76,8 @@ def read_fer2013(path, usage=None, keep_blank=False):
     wanted = None if usage is None else ({usage} if isinstance(usage, str) else set(usage))
     if wanted and not wanted <= set(USAGES):
         raise DatasetError(f"unknown usage {sorted(wanted - set(USAGES))}; choose from {', '.join(USAGES)}")
-    images, labels, rows, usages, skipped = [], [], [], [], Counter()
+    images, labels, rows, usages = [], [], [], []   # type: list, list, list, list
+    skipped: Counter = Counter()
     try:
         with _open_text(path) as f:
             reader = csv.reader(f)
@@ -121,7 +122,7 @@ def read_fer2013(path, usage=None, keep_blank=False):
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 
 
-def read_ferplus(path):
+def read_ferplus(path: str) -> Tuple[np.ndarray, np.ndarray]:
     """FER+ votes aligned by row with fer2013.csv: returns (votes (N,10) int, usage (N,)).
 
     Align by position, never by 'Image name' (most names do not match their row; see SOURCES.md).
@@ -145,7 +146,7 @@ def read_ferplus(path):
     return np.array(votes, np.int64), np.array(usage)
 
 
-def ferplus_soft_labels(votes):
+def ferplus_soft_labels(votes: np.ndarray) -> np.ndarray:
     """(N,7) vote shares in LABELS order over our seven emotions (rows with none are all 0)."""
     ours = np.zeros((len(votes), len(LABELS)), np.float64)
     for column, name in enumerate(FERPLUS_COLUMNS):
@@ -156,7 +157,7 @@ def ferplus_soft_labels(votes):
     return np.divide(ours, total, out=np.zeros_like(ours), where=total > 0)
 
 
-def ferplus_majority(votes):
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     """Majority label in LABELS order, or -1 where the top vote is contempt/unknown/not-a-face or tied."""
     top = votes.argmax(axis=1)
     tied = (votes == votes.max(axis=1, keepdims=True)).sum(axis=1) > 1
@@ -196,14 +197,17 @@ def _iter_class_files(root):
         raise DatasetError(f"{root}: not a folder of class folders nor a tar archive")
 
 
-def read_class_folders(root, raw=False, progress=None):
+def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable] = None) -> "Faces":
     """Read `root/<class>/*.jpg|png|...` (a folder or a .tar/.tar.gz of one).
 
     Returns 48x48 faces from the whole image (raw=False) or the decoded BGR photos
     (raw=True, for detection first). Unknown classes, non-image, unreadable and blank
     files are counted in the summary and skipped.
     """
-    images, labels, names, skipped, unknown = [], [], [], Counter(), Counter()
+    images: Any = []
+    labels, names = [], []   # type: list, list
+    skipped: Counter = Counter()
+    unknown: Counter = Counter()
     for cls, name, data in _iter_class_files(root):
         index = label_index(cls)
         if index is None:
@@ -232,7 +236,7 @@ def read_class_folders(root, raw=False, progress=None):
                  skipped=skipped, unknown_classes=unknown, names=names)
 
 
-def read_dataset(path, usage=None, raw=False):
+def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False) -> "Faces":
     """A FER2013-style CSV (.csv/.csv.gz) or a folder/archive of class folders."""
     lower = str(path).lower()
     if lower.endswith((".csv", ".csv.gz")):

@@ -246,7 +246,7 @@ class BorderRetry:
     the photo, the face then being the size it was trained on. Such a photo often cuts the
     face at its sides, so on this second look a face may hang further over the photo's edge."""
 
-    def __init__(self, detector, min_size: int, border: float = 0.5, outside: float = 0.5):
+    def __init__(self, detector: Any, min_size: int, border: float = 0.5, outside: float = 0.5):
         self.detector, self.min_size, self.border, self.outside = detector, min_size, border, outside
         self.name = detector.name
 
@@ -314,7 +314,7 @@ AUTO_STILLS = ("blazeface-both", "blazeface", "haar")
 
 
 def make_detector(name: str = "auto", blazeface_model: Optional[str] = None, stills: bool = False, min_size: int = 24,
-                  threads: int = 1):
+                  threads: int = 1) -> Any:
     """The detector called `name`. `auto`: a BlazeFace model given by path, else the best
     installed one (short range for video, where speed counts; short + full range for still
     photos, where coverage counts), else Haar. The detector's `note` says why a better one

@@ -27,7 +27,7 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text or 'no message'} (an error in fer-edge; {DEBUG_HINT})"
 
 
-def guarded(group_class):
+def guarded(group_class: type) -> type:
     """A click Group/Command subclass whose invoke turns exceptions into one-line errors."""
 
     class Guarded(group_class):

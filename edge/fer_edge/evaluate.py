@@ -1,14 +1,14 @@
 """`fer-edge eval`: how well a model reads labelled faces, or whole photos through a detector."""
 
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
 from .errors import UserError
 
 
-def largest_faces(photos, analyzer, progress=None):
+def largest_faces(photos: list, analyzer: Any, progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray]:
     """48x48 crop of the largest detected face per photo (zeros where none), and which photos
     had one. The crops are classified afterwards, all in large batches."""
     from .preprocess import SIZE
@@ -25,7 +25,8 @@ def largest_faces(photos, analyzer, progress=None):
 
 
 def evaluate(model_path: Optional[str], data_path: str, usage: str, ferplus_path: Optional[str], detect: bool,
-             detector: str, margin: Optional[float], threads: int, mirror: bool, progress=None) -> dict:
+             detector: str, margin: Optional[float], threads: int, mirror: bool,
+             progress: Optional[Callable] = None) -> dict:
     """The report dict `eval --json` prints."""
     from .analyzer import FaceAnalyzer
     from .calibration import expected_calibration_error

@@ -4,7 +4,7 @@ loopback only unless a token is given, and the same guards."""
 
 import asyncio
 from importlib import resources
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .fleet_report import fleet_overview
 from .fleet_db import DatabaseError
@@ -12,7 +12,7 @@ from .web import FAVICON, Bursts, Connections, ServerLogFilter, guards
 
 
 def make_fleet_app(target: str, password: Optional[str] = None, token: Optional[str] = None,
-                   say: Callable[[str], None] = lambda message: None):
+                   say: Callable[[str], None] = lambda message: None) -> Any:
     from aiohttp import web
 
     page = resources.files("fer_edge").joinpath("fleet_page.html").read_text()

@@ -3,7 +3,7 @@ whether its CPU has the int8 instructions that make an int8 model the fast one."
 
 import os
 import platform
-from typing import Set, Tuple
+from typing import Optional, Set, Tuple
 
 # CPU flags with which LiteRT's int8 kernels beat its float32 ones: x86's VNNI dot products
 # and Arm's int8 dot products (a Pi 5's Cortex-A76 has them, a Pi 4's Cortex-A72 does not).
@@ -23,7 +23,7 @@ def cpu_flags() -> Set[str]:
     return set()
 
 
-def fast_variant(flags=None) -> Tuple[str, str]:
+def fast_variant(flags: Optional[Set[str]] = None) -> Tuple[str, str]:
     """("int8" or "float32", why) for this CPU. Only x86 without VNNI prefers float32:
     there LiteRT's int8 kernels are the slower ones; on Arm int8 is the lighter load."""
     flags = cpu_flags() if flags is None else flags

@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 import tempfile
+from typing import Any, Optional, Tuple
 
 from .errors import UserError
 
@@ -20,7 +21,7 @@ class RuntimeMissing(UserError):
 
 
 @functools.lru_cache(maxsize=1)
-def interpreter_api():
+def interpreter_api() -> Tuple[Any, Any, str]:
     """(Interpreter class, load_delegate function, name of the package used)."""
     try:
         from ai_edge_litert.interpreter import Interpreter, load_delegate
@@ -37,7 +38,7 @@ def interpreter_api():
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
 
-def make_interpreter(model_bytes, threads=1, delegate=None):
+def make_interpreter(model_bytes: bytes, threads: int = 1, delegate: Optional[str] = None) -> Any:
     """An interpreter over `model_bytes`; delegate is None or 'edgetpu'."""
     Interpreter, load_delegate, _ = interpreter_api()
     delegates = []
@@ -56,7 +57,7 @@ XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 _notice_passed = False
 
 
-def allocate_tensors(interpreter) -> None:
+def allocate_tensors(interpreter: Any) -> None:
     """interpreter.allocate_tensors(), keeping the runtime's one-time XNNPACK notice off stderr.
 
     The runtime writes it from C++ straight to file descriptor 2 on the first allocation in a

@@ -24,7 +24,7 @@ class ModelError(UserError):
     """A model file the runtime will not run; the message is one line for the user."""
 
 
-def strip_metadata(data):
+def strip_metadata(data: bytes) -> bytes:
     """The bare flatbuffer: `data` without an appended metadata archive."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -36,7 +36,7 @@ def strip_metadata(data):
         return data
 
 
-def embed_metadata(model_bytes, metadata):
+def embed_metadata(model_bytes: bytes, metadata: dict) -> bytes:
     """Return the model with `metadata` (a dict) appended; replaces earlier metadata. The
     metadata records the sha256 of the flatbuffer, so a damaged copy is refused at load."""
     bare = strip_metadata(model_bytes)
@@ -48,7 +48,7 @@ def embed_metadata(model_bytes, metadata):
     return bare + buffer.getvalue()
 
 
-def read_metadata(data, source="model"):
+def read_metadata(data: bytes, source: str = "model") -> dict:
     """The metadata dict of a model's bytes, or ModelError saying why not."""
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelError(f"{source}: not a TFLite model (no TFL3 identifier)")
@@ -67,7 +67,7 @@ def read_metadata(data, source="model"):
     return metadata
 
 
-def check_metadata(metadata, source="model"):
+def check_metadata(metadata: dict, source: str = "model") -> dict:
     """Refuse metadata this runtime cannot honour, with a one-line reason."""
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ModelError(f"{source}: metadata is not of format {FORMAT!r}")

@@ -1,21 +1,24 @@
 """Classification metrics in plain numpy: accuracy, macro-F1, per-class recall, confusion."""
 
+from typing import Sequence, Union
+
 import numpy as np
 
 from .labels import LABELS
 
 
 N_CLASSES = len(LABELS)
+Labels = Union[Sequence[int], np.ndarray]   # class indices
 
 
-def confusion_matrix(truth, predicted, n_classes=N_CLASSES):
+def confusion_matrix(truth: Labels, predicted: Labels, n_classes: int = N_CLASSES) -> np.ndarray:
     """Rows are the true class, columns the predicted one."""
     matrix = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(matrix, (np.asarray(truth), np.asarray(predicted)), 1)
     return matrix
 
 
-def classification_report(truth, predicted, labels=LABELS):
+def classification_report(truth: Labels, predicted: Labels, labels: Sequence[str] = LABELS) -> dict:
     """The figures `fer-edge eval --json` prints, as plain Python types."""
     matrix = confusion_matrix(truth, predicted, len(labels))
     n = int(matrix.sum())
@@ -39,7 +42,7 @@ def classification_report(truth, predicted, labels=LABELS):
     }
 
 
-def format_report(report):
+def format_report(report: dict) -> str:
     """A short human-readable table of a classification report."""
     lines = [f"n={report['n']}  accuracy={report['accuracy'] * 100:.2f}%  macro-F1={report['macro_f1'] * 100:.2f}%",
              f"{'class':<10}{'support':>8}{'recall':>8}{'F1':>8}"]

@@ -26,7 +26,7 @@ import unicodedata
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from .outbox import Outbox, OutboxSender, Transport
 from .settings import split_host_port
@@ -110,12 +110,12 @@ def _speaks_tls(host: str, port: int, timeout: float) -> bool:
         return False
 
 
-def parse_host(value):
+def parse_host(value: str) -> Tuple[str, int]:
     """'host', 'host:port' or '[v6]:port' -> (host, port)."""
     return split_host_port(value, 1883)
 
 
-def read_password(password_file: Optional[str] = None, environ=None, credential: str = "mqtt-password",
+def read_password(password_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None, credential: str = "mqtt-password",
                   variable: str = "FER_EDGE_MQTT_PASSWORD", what: str = "MQTT password") -> Optional[str]:
     """A password (the MQTT broker's by default): from a file, $FER_EDGE_MQTT_PASSWORD, or
     systemd's $CREDENTIALS_DIRECTORY/mqtt-password (LoadCredential=). Never from the command line."""
@@ -134,7 +134,7 @@ def read_password(password_file: Optional[str] = None, environ=None, credential:
     return environ.get(variable)
 
 
-def installed_version():
+def installed_version() -> Optional[str]:
     """fer-edge's version, for Home Assistant's device page (None when run from a source tree)."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -144,24 +144,25 @@ def installed_version():
         return None
 
 
-def topic_id(device_id):
+def topic_id(device_id: str) -> str:
     """The device id as one MQTT topic level: no '/', '+' or '#' (they would split or match levels)."""
     return re.sub(r"[/+#\x00]", "_", device_id) or "_"
 
 
-def discovery_id(device_id):
+def discovery_id(device_id: str) -> str:
     """The device id as Home Assistant's discovery node id allows it: [a-zA-Z0-9_-]+."""
     return re.sub(r"[^a-zA-Z0-9_-]", "_", device_id) or "_"
 
 
-def entity_slug(device_id):
+def entity_slug(device_id: str) -> str:
     """The device id as an entity id part, as Home Assistant would write it: [a-z0-9_],
     accents dropped ('café' -> 'cafe'), no repeated or edge underscores."""
     ascii_id = unicodedata.normalize("NFKD", device_id).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", "_", ascii_id).strip("_") or "device"
 
 
-def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=30):
+def discovery_messages(s: MQTTSettings, model_name: str = "fer-edge", sw_version: Optional[str] = None,
+                       expire_after: int = 30) -> List[Tuple[str, dict]]:
     """Home Assistant MQTT discovery configs (topic, payload) for this device. The emotion
     sensor becomes unavailable `expire_after` seconds after the last face left."""
     base = f"{s.prefix}/{topic_id(s.device_id)}"
@@ -178,7 +179,7 @@ def discovery_messages(s, model_name="fer-edge", sw_version=None, expire_after=3
     availability = {"availability_topic": f"{base}/availability", "payload_available": "online",
                     "payload_not_available": "offline"}
     diagnostic = {"entity_category": "diagnostic", "state_topic": f"{base}/stats"}
-    entities = {
+    entities: Dict[Tuple[str, str], dict] = {
         ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/view",
                                     value_template="{{ value_json.label }}", icon="mdi:emoticon-outline",
                                     json_attributes_topic=f"{base}/view",
@@ -231,7 +232,8 @@ class MQTTSink(EventSink, Transport):
     HOLD_MAX = 10_000        # messages held in memory while the outbox is locked
     HOLD_SAY_SECONDS = 5.0   # a lock held longer than this is said (short ones are this process's own)
 
-    def __init__(self, settings, db_path, on_event=print, model_name="fer-edge", spill: Optional[Spill] = None):
+    def __init__(self, settings: MQTTSettings, db_path: str, on_event: Callable[[str], None] = print,
+                 model_name: str = "fer-edge", spill: Optional[Spill] = None):
         import paho.mqtt.client as mqtt
 
         self.s, self.on_event, self.model_name = settings, on_event, model_name
@@ -259,7 +261,7 @@ class MQTTSink(EventSink, Transport):
         self.memory_only = 0            # messages given to paho alone (no outbox, no spill)
         self.connected = threading.Event()
         self.dropped_offline = 0
-        self.last_view = None
+        self.last_view: Optional[dict] = None
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{discovery_id(settings.device_id)}-{self.token}",
                              clean_session=True)
         if settings.username:
@@ -354,10 +356,10 @@ class MQTTSink(EventSink, Transport):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # the outbox's Transport (called from the sender's thread)
-    def ready(self):
+    def ready(self) -> bool:
         return self.connected.is_set()
 
-    def send(self, topic, payload, qos, retain):
+    def send(self, topic: str, payload: str, qos: int, retain: bool) -> Tuple[bool, Optional[int]]:
         import paho.mqtt.client as mqtt
 
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -423,10 +425,10 @@ class MQTTSink(EventSink, Transport):
             self.memory_only += 1
         self.client.publish(topic, json.dumps(payload), qos=1, retain=retain)
 
-    def session(self, session):
+    def session(self, session: dict) -> None:
         self._store("session", dict(session, msg_id=session["id"], event_type="visit"))
 
-    def update(self, ev):
+    def update(self, ev: dict) -> None:
         if self.s.durable_emotions:
             self._store("emotion", dict(ev))
         elif self.connected.is_set():
@@ -434,20 +436,20 @@ class MQTTSink(EventSink, Transport):
         else:
             self.dropped_offline += 1
 
-    def view(self, payload):
+    def view(self, payload: dict) -> None:
         if self.waiting:
             self._flush_waiting()
         self.last_view = payload  # said again on (re)connection: the count is right from the start
         if self.connected.is_set():
             self.client.publish(f"{self.base}/view", json.dumps(payload), qos=0)
 
-    def stats(self, payload):
+    def stats(self, payload: dict) -> None:
         if self.waiting:
             self._flush_waiting()
         if self.connected.is_set():
             self.client.publish(f"{self.base}/stats", json.dumps(payload), qos=0)
 
-    def health(self):
+    def health(self) -> dict:
         with self.state_lock:
             state = self.state
         health = {"mqtt": state, "outbox_pending": 0, "outbox_waiting": len(self.waiting)}
@@ -469,7 +471,7 @@ class MQTTSink(EventSink, Transport):
         network = getattr(self.client, "_thread", None)
         return (self.sender is None or self.sender.alive()) and (network is None or network.is_alive())
 
-    def close(self, summary=None, drain_seconds=2.0):
+    def close(self, summary: Optional[dict] = None, drain_seconds: float = 2.0) -> None:
         """Give the outbox a moment to drain, say offline, and stop; say what could not be kept."""
         if self.waiting and self.outbox is not None:
             self.outbox.db.execute("PRAGMA busy_timeout = 10000")  # a last, patient try

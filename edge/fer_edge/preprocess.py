@@ -4,6 +4,8 @@ Training, evaluation and the runtime all call these functions, so the network se
 the field what it saw in training (tests/train/test_preprocess_parity.py).
 """
 
+from typing import Any, Optional, Sequence, Tuple
+
 import cv2
 import numpy as np
 
@@ -21,7 +23,7 @@ FER_EYE_MIDPOINT = (23.94, 18.45)
 FER_EYE_DISTANCE = 18.44
 
 
-def to_grey(image):
+def to_grey(image: np.ndarray) -> np.ndarray:
     """uint8 grey HxW from grey, BGR or BGRA input."""
     image = np.asarray(image)
     if image.ndim == 2:
@@ -39,7 +41,7 @@ def to_grey(image):
     return grey
 
 
-def square_box(box, margin=DEFAULT_MARGIN):
+def square_box(box: Sequence[float], margin: float = DEFAULT_MARGIN) -> Tuple[int, int, int]:
     """A square (x, y, side) around an (x, y, w, h) box, widened by `margin` per side."""
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1.0 + 2.0 * margin)
@@ -47,7 +49,7 @@ def square_box(box, margin=DEFAULT_MARGIN):
     return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), max(1, int(round(side)))
 
 
-def crop_face(image, box=None, margin=DEFAULT_MARGIN):
+def crop_face(image: np.ndarray, box: Optional[Sequence[float]] = None, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """uint8 48x48 grey face from an image and an optional (x, y, w, h) box.
 
     Without a box the whole image is taken (centre square), which is what a FER2013 row or
@@ -64,7 +66,7 @@ def crop_face(image, box=None, margin=DEFAULT_MARGIN):
     return _warp(grey, SIZE / side, (x0 + side / 2.0, y0 + side / 2.0), (SIZE / 2.0, SIZE / 2.0))
 
 
-def align_face(image, eyes):
+def align_face(image: np.ndarray, eyes: Sequence[Sequence[float]]) -> np.ndarray:
     """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: scaled so the
     eyes are FER_EYE_DISTANCE apart, their midpoint at FER_EYE_MIDPOINT. The head keeps its
     tilt, as FER2013's faces do. `eyes` are the two eye centres in image pixels."""
@@ -86,14 +88,15 @@ def _warp(grey, scale, source, target):
     return cv2.warpAffine(grey, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_detected(image, detection, margin=DEFAULT_MARGIN):
+def crop_detected(image: np.ndarray, detection: Any, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """The 48x48 face of one detection: aligned from its eyes when the detector gave them
     (BlazeFace), else the box widened by `margin` (Haar)."""
     eyes = getattr(detection, "eyes", None)
     return align_face(image, eyes) if eyes is not None else crop_face(image, detection[:4], margin)
 
 
-def to_model_input(faces, dtype=np.float32, scale=None, zero_point=0):
+def to_model_input(faces: np.ndarray, dtype: Any = np.float32, scale: Optional[float] = None,
+                   zero_point: int = 0) -> np.ndarray:
     """Batch (N,48,48,1) for the model from uint8 faces (N,48,48) or one face (48,48).
 
     The network takes raw grey levels 0..255 and rescales inside its graph; an int8 model

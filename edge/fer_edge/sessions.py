@@ -88,7 +88,8 @@ def _near(a, b):
 class SessionTracker:
     """Feed it every frame's tracks with `update`; it returns the sessions that finished."""
 
-    def __init__(self, min_seconds=1.0, gap_seconds=3.0, exit_seconds=3.0, valence=None, device_id="fer-edge",
+    def __init__(self, min_seconds: float = 1.0, gap_seconds: float = 3.0, exit_seconds: float = 3.0,
+                 valence: Optional[Dict[str, float]] = None, device_id: str = "fer-edge",
                  clock: Optional[WallClock] = None):
         self.min_seconds, self.gap_seconds, self.exit_seconds = min_seconds, gap_seconds, exit_seconds
         self.valence = dict(DEFAULT_VALENCE, **(valence or {}))

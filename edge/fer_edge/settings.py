@@ -42,7 +42,7 @@ class Text(Kind):
     def __init__(self, nonempty: bool = False):
         self.nonempty = nonempty
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         if not isinstance(value, str):
             return "expected a string"
         if self.nonempty and not value.strip():
@@ -59,7 +59,7 @@ class TopicPrefix(Text):
     def __init__(self):
         super().__init__(nonempty=True)
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         problem = super().problem(value)
         if problem:
             return problem
@@ -75,7 +75,7 @@ class TopicLevel(TopicPrefix):
 
     metavar = "NAME"
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         problem = super().problem(value)
         if problem:
             return problem.replace("topic prefix", "topic level")
@@ -91,7 +91,7 @@ class FilePath(Kind):
         self.exists, self.folder = exists, folder
         self.metavar = "DIR" if folder else "FILE"
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         if not isinstance(value, str) or not value:
             return "expected a path"
         if self.exists and not os.path.isfile(value):
@@ -105,13 +105,13 @@ class Number(Kind):
         self.metavar = "N" if integer else "X"
         self.python_type = "int" if integer else "float"
 
-    def from_text(self, text):
+    def from_text(self, text: str) -> Any:
         try:
             return int(text) if self.integer else float(text)
         except ValueError:
             return text  # `problem` names what was expected
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         kind = "an integer" if self.integer else "a number"
         ok = isinstance(value, int) if self.integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok or not math.isfinite(value):
@@ -140,10 +140,10 @@ class Threads(Number):
         self.metavar = Threads.metavar
         self.python_type = Threads.python_type
 
-    def from_text(self, text):
+    def from_text(self, text: str) -> Any:
         return "auto" if text == "auto" else super().from_text(text)
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         if value == "auto":
             return None
         problem = super().problem(value)
@@ -164,7 +164,7 @@ def thread_count(value: Any) -> int:
 class Boolean(Kind):
     python_type = "bool"
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         return None if isinstance(value, bool) else "expected true or false"
 
 
@@ -173,14 +173,14 @@ class Choice(Kind):
         self.allowed = allowed
         self.metavar = "[" + "|".join(allowed) + "]"
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         return None if value in self.allowed else f"expected one of {', '.join(self.allowed)}"
 
 
 class Camera(Kind):
     metavar = "CAMERA"
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return None
         if isinstance(value, str) and (value == "pi" or value.isdigit() or value.startswith("/dev/video")):
@@ -220,7 +220,7 @@ class HostPort(Kind):
         if default_port is None:
             self.metavar = "HOST:PORT"
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         if not isinstance(value, str):
             return "expected a string"
         try:
@@ -236,7 +236,7 @@ class Valence(Kind):
     metavar = "EMOTION=W,..."
     python_type = "Dict[str, float]"
 
-    def from_text(self, text):
+    def from_text(self, text: str) -> Any:
         weights = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, _, number = part.partition("=")
@@ -246,7 +246,7 @@ class Valence(Kind):
                 return text
         return weights
 
-    def problem(self, value):
+    def problem(self, value: Any) -> Optional[str]:
         if not isinstance(value, dict):
             return "expected emotion = weight pairs"
         for key, weight in value.items():
@@ -521,7 +521,7 @@ def click_options(settings: Iterable[Setting] = RUN_SETTINGS) -> Callable:
     return decorate
 
 
-def given_on_command_line(ctx, params: Dict[str, Any]) -> Dict[str, Any]:
+def given_on_command_line(ctx: Any, params: Dict[str, Any]) -> Dict[str, Any]:
     """The subset of click's `params` the user typed (not click's defaults)."""
     from click.core import ParameterSource
 

@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import sys
+from typing import List, Optional, Tuple
 from importlib import resources
 
 UNIT_NAME = "fer-edge.service"
@@ -19,18 +20,19 @@ def example_config(collector: bool = False) -> str:
     return resources.files("fer_edge.systemd").joinpath(name).read_text()
 
 
-def installed_executable():
+def installed_executable() -> str:
     """The fer-edge script beside this Python (a venv's bin/), else the one on PATH."""
     beside = os.path.join(os.path.dirname(sys.executable), "fer-edge")
     return beside if os.path.exists(beside) else (shutil.which("fer-edge") or beside)
 
 
-def render_unit(executable, config_path, name: str = UNIT_NAME):
+def render_unit(executable: str, config_path: str, name: str = UNIT_NAME) -> str:
     return re.sub(r"^ExecStart=\S+ (run|collect) --config \S+", lambda m: f"ExecStart={executable} {m.group(1)} --config {config_path}",
                   unit_template(name), count=1, flags=re.M)
 
 
-def install(unit_dir, config_path, executable=None, collector: bool = False):
+def install(unit_dir: str, config_path: str, executable: Optional[str] = None,
+            collector: bool = False) -> Tuple[str, List[str]]:
     """Write the device's unit (or the collector's); returns (unit path, the commands to run next)."""
     executable = os.path.abspath(executable or installed_executable())
     name = COLLECTOR_UNIT_NAME if collector else UNIT_NAME

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
 from .labels import COLOURS, LABELS
@@ -14,7 +15,7 @@ from .sessions import CUT_ENDINGS
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 
 
-def parse_since(text, now=None):
+def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[float]:
     """'24h', '7d', '30m', '2w' or 'all' -> unix start time (None for all)."""
     now = time.time() if now is None else now
     if text in (None, "", "all"):
@@ -48,22 +49,25 @@ def _query(target, columns, tail, args, password=None):
         database.close()
 
 
-def recent_visits(db_path, limit=20):
+def recent_visits(db_path: str, limit: int = 20) -> List[dict]:
     """The newest finished visits, newest first: when, how long, how the visitor looked and left."""
     columns = ("start", "duration", "dominant", "exit_emotion", "satisfaction", "ended_by")
     rows = _query(db_path, columns, "ORDER BY start DESC LIMIT ?", (limit,))
     return [dict(zip(columns, row)) for row in rows]
 
 
-def build_report(target, since=None, by="hour", devices=(), password=None):
+def build_report(target: str, since: Optional[float] = None, by: str = "hour", devices: Sequence[str] = (),
+                 password: Optional[str] = None) -> dict:
     """Visits per period (and per device, where there are several or some are picked)."""
-    where, args = "WHERE start >= ?", [since or 0]
+    where = "WHERE start >= ?"
+    args: List[Any] = [since or 0]
     if devices:
         where += f" AND device IN ({', '.join('?' * len(devices))})"
         args += list(devices)
     rows = _query(target, ("start", "satisfaction", "exit_emotion", "shares", "dominant", "ended_by", "device"),
                   f"{where} ORDER BY start", args, password)
-    groups, per_device = {}, {}
+    groups: Dict[str, list] = {}
+    per_device: Dict[str, list] = {}
     for start, score, exit_emotion, shares, dominant, why, device in rows:
         key = time.strftime(PERIODS[by], time.localtime(start))
         item = (score, exit_emotion, json.loads(shares), dominant, why)
@@ -77,7 +81,7 @@ def build_report(target, since=None, by="hour", devices=(), password=None):
     return report
 
 
-def empty_report(since=None, by="hour"):
+def empty_report(since: Optional[float] = None, by: str = "hour") -> dict:
     """What build_report says of a log that has no visits yet."""
     return {"db": None, "since": since, "by": by, "periods": [], "total": _summarise([])}
 
@@ -96,7 +100,7 @@ def _summarise(items):
             "emotion_mix": _mix(emotion, n)}
 
 
-def format_table(report):
+def format_table(report: dict) -> str:
     lines = [f"{'period':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
     lines += [_row(p["period"], p) for p in report["periods"]]
     t = report["total"]
@@ -124,7 +128,7 @@ def _row(name, summary):
     return f"{name:<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
 
 
-def format_csv(report):
+def format_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{label}" for label in LABELS),
@@ -135,7 +139,7 @@ def format_csv(report):
     return out.getvalue()
 
 
-def plot(report, out_png):
+def plot(report: dict, out_png: str) -> None:
     """The report's figure as a PNG."""
     fig = figure(report)  # first: it says how to install matplotlib when it is missing
     import matplotlib.pyplot as plt
@@ -144,7 +148,7 @@ def plot(report, out_png):
     plt.close(fig)
 
 
-def figure(report):
+def figure(report: dict) -> Any:
     """Two panels a shop owner can read, on a real time axis (hours or days without visits
     keep their place): visitors and mean satisfaction (0-100) per period, and how they left."""
     try:

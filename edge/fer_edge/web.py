@@ -24,7 +24,7 @@ import stat
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Callable, Deque, Dict
+from typing import Any, Callable, Deque, Dict, Mapping, Optional
 from importlib import resources
 
 import cv2
@@ -47,7 +47,7 @@ BURST_SECONDS = 10.0         # problems of the same kind are said at most once p
 OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the token
 
 
-def decode(data):
+def decode(data: bytes) -> Optional[np.ndarray]:
     """BGR pixels of a JPEG/PNG whose size was checked (cv2.error on a damaged one is None)."""
     try:
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -62,7 +62,7 @@ class WebError(UserError):
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
-def is_loopback_name(host):
+def is_loopback_name(host: str) -> bool:
     """A Host header naming this machine's loopback: without a DNS lookup (rebinding)."""
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -72,11 +72,11 @@ def is_loopback_name(host):
         return False
 
 
-def is_loopback(host):
+def is_loopback(host: str) -> bool:
     """True when every address `host` names is a loopback one (127.0.0.0/8, ::1)."""
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+        return bool(addresses) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)
     except (OSError, ValueError):
         return False
 
@@ -140,7 +140,8 @@ class FailedTokens:
         self.failures[address].append(time.monotonic())
 
 
-def check_token(token, token_file=None, say: Callable[[str], None] = lambda message: None):
+def check_token(token: Optional[str], token_file: Optional[str] = None,
+                say: Callable[[str], None] = lambda message: None) -> None:
     """A token must be long enough not to be guessed; its file should be private."""
     if token and len(token) < MIN_TOKEN_CHARS:
         raise WebError(f"the page's token has {len(token)} characters: use at least {MIN_TOKEN_CHARS} "
@@ -149,7 +150,7 @@ def check_token(token, token_file=None, say: Callable[[str], None] = lambda mess
         say(f"{token_file} is readable by other users: chmod 600 {token_file}")
 
 
-def read_token(token_file=None, environ=None):
+def read_token(token_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
     environ = os.environ if environ is None else environ
     if token_file:
         with open(token_file) as f:
@@ -167,18 +168,18 @@ def read_token(token_file=None, environ=None):
 class PhotoAnalyzer:
     """Photo uploads: their own FaceAnalyzer (not the camera loop's), one photo at a time."""
 
-    def __init__(self, analyzer):
+    def __init__(self, analyzer: Any):
         self.analyzer = analyzer
         self.lock = threading.Lock()
 
-    def analyze(self, image):
+    def analyze(self, image: np.ndarray) -> dict:
         with self.lock:
             faces = self.analyzer.analyze(image)
         return {"width": int(image.shape[1]), "height": int(image.shape[0]),
                 "faces": [face.describe() for face in sorted(faces, key=lambda f: f.detection.x)]}
 
 
-def openapi(max_upload):
+def openapi(max_upload: int) -> dict:
     ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
     return {
         "openapi": "3.0.3",
@@ -216,14 +217,14 @@ FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle 
            '<path d="M9 19q7 7 14 0" stroke="#fff" stroke-width="2.5" fill="none"/></svg>')
 
 
-def page_html(max_upload):
+def page_html(max_upload: int) -> str:
     """The page, with the emotion colours and the upload limit the server really uses."""
     page = resources.files("fer_edge").joinpath("web_page.html").read_text()
     return (page.replace("/*COLOURS*/{}", json.dumps(COLOURS))
                 .replace("{{MAX_MB}}", f"{max_upload / (1024 * 1024):g}"))
 
 
-def guards(token, connections, bursts):
+def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> list:
     """The middlewares every page of fer-edge's shares: same origin, and the token (a wrong one
     closes the connection; too many from one address get 429 for the rest of the minute)."""
     from aiohttp import web
@@ -273,8 +274,9 @@ def guards(token, connections, bursts):
     return [same_origin, auth]
 
 
-def make_app(live, analyzer, db_path, token=None, max_upload=10 * 1024 * 1024, live_fps=5.0, info=None,
-             say: Callable[[str], None] = lambda message: None):
+def make_app(live: Optional[Any], analyzer: Any, db_path: Optional[str], token: Optional[str] = None,
+             max_upload: int = 10 * 1024 * 1024, live_fps: float = 5.0, info: Optional[dict] = None,
+             say: Callable[[str], None] = lambda message: None) -> Any:
     """`live` None: no camera (photos, the report and the visits only); `info` names the device,
     model and detector then."""
     from aiohttp import web
@@ -445,20 +447,20 @@ class Connections:
     new connection takes the place of the oldest one that has not shown the token: strangers
     cannot starve the token holder."""
 
-    def __init__(self, cap=MAX_CONNECTIONS, per_client=PER_CLIENT):
+    def __init__(self, cap: int = MAX_CONNECTIONS, per_client: int = PER_CLIENT):
         self.cap, self.per_client = cap, per_client
-        self.open = {}  # transport -> monotonic time it opened, None once a request started
-        self.trusted = set()  # transports that made a request with the token (or with none needed)
+        self.open: Dict[Any, Optional[float]] = {}  # transport -> monotonic time it opened, None once a request started
+        self.trusted: set = set()  # transports that made a request with the token (or with none needed)
 
-    def request_started(self, transport):
+    def request_started(self, transport: Any) -> None:
         if transport in self.open:
             self.open[transport] = None
 
-    def authenticated(self, transport):
+    def authenticated(self, transport: Any) -> None:
         if transport in self.open:
             self.trusted.add(transport)
 
-    def admit(self, transport) -> bool:
+    def admit(self, transport: Any) -> bool:
         """Room for a new connection: under its address's share, and under the cap or by
         closing the oldest connection without the token."""
         address = _peer(transport)
@@ -478,11 +480,11 @@ class Connections:
         oldest.close()
         return True
 
-    def closed(self, transport):
+    def closed(self, transport: Any) -> None:
         self.open.pop(transport, None)
         self.trusted.discard(transport)
 
-    def reap(self, deadline=HEADER_SECONDS):
+    def reap(self, deadline: float = HEADER_SECONDS) -> None:
         now = time.monotonic()
         for transport, opened in list(self.open.items()):
             if opened is not None and now - opened > deadline:
@@ -492,11 +494,11 @@ class Connections:
 class Guard(asyncio.Protocol):
     """Wraps each connection's aiohttp protocol to keep `Connections`' rules."""
 
-    def __init__(self, inner, connections):
+    def __init__(self, inner: Any, connections: Connections):
         self.inner, self.connections = inner, connections
         self.transport = None
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         if not self.connections.admit(transport):
             transport.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
@@ -507,23 +509,23 @@ class Guard(asyncio.Protocol):
         self.connections.open[transport] = time.monotonic()
         self.inner.connection_made(transport)
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         if self.inner:
             self.inner.data_received(data)
 
-    def eof_received(self):
+    def eof_received(self) -> Optional[bool]:
         return self.inner.eof_received() if self.inner else None
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Optional[Exception]) -> None:
         self.connections.closed(self.transport)
         if self.inner:
             self.inner.connection_lost(exc)
 
-    def pause_writing(self):
+    def pause_writing(self) -> None:
         if self.inner:
             self.inner.pause_writing()
 
-    def resume_writing(self):
+    def resume_writing(self) -> None:
         if self.inner:
             self.inner.resume_writing()
 
@@ -531,7 +533,7 @@ class Guard(asyncio.Protocol):
 class WebServer:
     """Runs the app in a background thread with its own event loop."""
 
-    def __init__(self, app, host, port):
+    def __init__(self, app: Any, host: str, port: int):
         self.app, self.host, self.port = app, host, port
         self.connections = app["connections"]
         self.loop = asyncio.new_event_loop()
@@ -566,14 +568,14 @@ class WebServer:
         self.server.close()
         self.loop.run_until_complete(self.runner.cleanup())
 
-    def start(self):
+    def start(self) -> "WebServer":
         self.thread.start()
         self.ready.wait(30)
         if self.error:
             raise WebError(f"cannot listen on {self.host}:{self.port}: {self.error.strerror or self.error}")
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -584,7 +586,8 @@ def page_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def start_web(settings, live, db_path, say, photo_analyzer: Callable, device: str):
+def start_web(settings: Any, live: Optional[Any], db_path: Optional[str], say: Callable[[str], None],
+              photo_analyzer: Callable, device: str) -> WebServer:
     """Start the device page's server thread. `photo_analyzer()` builds the FaceAnalyzer for
     uploaded photos (the composition root knows how)."""
 
@@ -599,7 +602,7 @@ def start_web(settings, live, db_path, say, photo_analyzer: Callable, device: st
     return serve(settings.web, make, say)
 
 
-def serve(web_settings, make, say):
+def serve(web_settings: Any, make: Callable[[Optional[str]], Any], say: Callable[[str], None]) -> WebServer:
     """Start a page's server thread (`make(token)` builds its app); beyond loopback only with a token."""
     from .settings import split_host_port
 
