@@ -196,17 +196,10 @@ def make_cadence(settings: Settings, stills: bool) -> "Cadence":
 
 def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say,
                    spill: Optional["Spill"] = None) -> "MQTTSink":
-    from .mqtt import MQTTSettings, MQTTSink, parse_host, read_password
+    from .mqtt import MQTTSink
 
-    mqtt = settings.mqtt
-    assert mqtt.host is not None   # called only with a broker
-    host, port = parse_host(mqtt.host)
-    options = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, device_id=device, username=mqtt.username,
-                           password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
-                           tls_key=mqtt.tls_key, durable_emotions=mqtt.durable_emotions,
-                           stats_interval=mqtt.stats_interval, discovery=mqtt.discovery,
-                           discovery_prefix=mqtt.discovery_prefix, configuration_url=web_url(settings))
-    return MQTTSink(options, db_path, on_event=say, model_name=model_name, spill=spill)
+    return MQTTSink(settings.mqtt, device, db_path, on_event=say, model_name=model_name, spill=spill,
+                    configuration_url=web_url(settings))
 
 
 def default_fleet_db() -> str:
@@ -218,22 +211,18 @@ def collector_settings(settings: Settings) -> "CollectorSettings":
     """What `fer-edge collect` needs, from the [mqtt] and [collector] settings."""
     from .collector import CollectorSettings
     from .errors import UserError
-    from .mqtt import MQTTSettings, parse_host, read_password
+    from .mqtt import read_password
 
     mqtt, collector = settings.mqtt, settings.collector
     if not mqtt.host:
         raise UserError("collect needs the broker: --mqtt HOST[:PORT] or [mqtt] host")
-    host, port = parse_host(mqtt.host)
-    broker = MQTTSettings(host=host, port=port, prefix=mqtt.prefix, username=mqtt.username,
-                          password=read_password(mqtt.password_file), tls_ca=mqtt.tls_ca, tls_cert=mqtt.tls_cert,
-                          tls_key=mqtt.tls_key)
     db = collector.db or default_fleet_db()
     if db == default_fleet_db():
         os.makedirs(os.path.dirname(db), exist_ok=True)
     password = read_password(collector.db_password_file, credential="db-password", variable="PGPASSWORD",
                              what="database password")
     extra = {"client_id": collector.client_id} if collector.client_id else {}
-    return CollectorSettings(mqtt=broker, db=db, db_password=password, group=collector.group,
+    return CollectorSettings(mqtt=mqtt, db=db, db_password=password, group=collector.group,
                              keep_days=collector.keep_days, **extra)
 
 

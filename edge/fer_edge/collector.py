@@ -19,7 +19,8 @@ from typing import Callable, List, Optional, Tuple
 
 from .fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
                        is_driver_error, open_database, reason)
-from .mqtt import MQTTSettings, diagnose
+from .mqtt import KEEPALIVE_SECONDS, Broker
+from .settings_sections import MqttSection
 from .store import session_row
 
 Say = Callable[[str], None]
@@ -33,7 +34,7 @@ PROGRESS_SECONDS = 60.0
 
 @dataclass
 class CollectorSettings:
-    mqtt: MQTTSettings                 # host, port, credentials, TLS and the topic prefix
+    mqtt: MqttSection                  # the [mqtt] section: broker, credentials, TLS and the topic prefix
     db: str                            # a SQLite path or postgresql://...
     db_password: Optional[str] = None
     group: str = "fer-edge-collectors"
@@ -92,20 +93,15 @@ class Collector:
 
         self.s, self.say = settings, say
         self.database: Optional[FleetDatabase] = open_database(settings.db, settings.db_password, create=True)
-        self.broker = f"{settings.mqtt.host}:{settings.mqtt.port}"
+        self.server = Broker.from_section(settings.mqtt)
+        self.broker = self.server.address
         self.inbox: "queue.Queue[Message]" = queue.Queue()
         self.stop_event = stop or threading.Event()   # set by a signal, or by stop()
         self.connection = 0
         self.counts: Counter = Counter()
         self.database_down_since: Optional[float] = None
         self.next_prune = 0.0
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
-        m = settings.mqtt
-        if m.username:
-            client.username_pw_set(m.username, m.password)
-        if m.tls_ca or m.tls_cert:
-            client.tls_set(ca_certs=m.tls_ca, certfile=m.tls_cert, keyfile=m.tls_key)
+        client = self.server.client(settings.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect, client.on_disconnect, client.on_message = self._on_connect, self._on_disconnect, self._on_message
         client.on_connect_fail = self._on_connect_fail
@@ -124,7 +120,7 @@ class Collector:
         self.say(f"collecting {self.s.mqtt.prefix}/+/{{{','.join(SHARED_KINDS)},availability}} from {self.broker} "
                  f"(group {self.s.group}, client id {self.s.client_id}) into {describe(self.s.db)}")
         self.writer.start()
-        self.client.connect_async(self.s.mqtt.host, self.s.mqtt.port, keepalive=self.s.mqtt.keepalive,
+        self.client.connect_async(self.server.host, self.server.port, keepalive=KEEPALIVE_SECONDS,
                                   clean_start=False, properties=properties)
         self.client.loop_start()
         last = time.monotonic()
@@ -166,8 +162,7 @@ class Collector:
         """Said once a minute while it lasts, with the reason (paho retries by itself)."""
         if time.monotonic() - self.unreachable_said >= PROGRESS_SECONDS:
             self.unreachable_said = time.monotonic()
-            m = self.s.mqtt
-            self.say(f"broker {self.broker} unreachable: {diagnose(m.host, m.port, m.tls_ca, m.tls_cert, m.tls_key)}; "
+            self.say(f"broker {self.broker} unreachable: {self.server.diagnose()}; "
                      "trying again")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):

@@ -26,32 +26,56 @@ import unicodedata
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .outbox import Outbox, OutboxSender, Transport
+from .errors import UserError
 from .settings import split_host_port
+from .settings_sections import MqttSection
 from .sinks import EventSink
 from .store import Spill, is_disk_full, is_locked
 
 
-@dataclass
-class MQTTSettings:
+KEEPALIVE_SECONDS = 30
+WINDOW = 20            # messages in flight to the broker at once
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the broker is and how to reach it: [mqtt] with the port parsed and the password read."""
+
     host: str
-    port: int = 1883
-    prefix: str = "fer-edge"
-    device_id: str = "fer-edge"
+    port: int
     username: Optional[str] = None
     password: Optional[str] = None
     tls_ca: Optional[str] = None
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
-    keepalive: int = 30
-    durable_emotions: bool = False
-    stats_interval: float = 60.0
-    window: int = 20
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    configuration_url: Optional[str] = None
+
+    @classmethod
+    def from_section(cls, mqtt: MqttSection) -> "Broker":
+        if not mqtt.host:
+            raise UserError("no MQTT broker: --mqtt HOST[:PORT] or [mqtt] host")
+        host, port = parse_host(mqtt.host)
+        return cls(host, port, mqtt.username, read_password(mqtt.password_file), mqtt.tls_ca, mqtt.tls_cert, mqtt.tls_key)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def client(self, client_id: str, **options: Any) -> Any:
+        """A paho client for this broker, its credentials and TLS set."""
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls_ca or self.tls_cert:
+            client.tls_set(ca_certs=self.tls_ca, certfile=self.tls_cert, keyfile=self.tls_key)
+        return client
+
+    def diagnose(self) -> str:
+        return diagnose(self.host, self.port, self.tls_ca, self.tls_cert, self.tls_key)
 
 
 ANSWER_SECONDS = 8.0   # a broker that has not answered the connection by then is said, with the reason
@@ -161,18 +185,19 @@ def entity_slug(device_id: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", ascii_id).strip("_") or "device"
 
 
-def discovery_messages(s: MQTTSettings, model_name: str = "fer-edge", sw_version: Optional[str] = None,
+def discovery_messages(s: MqttSection, device_id: str, configuration_url: Optional[str] = None,
+                       model_name: str = "fer-edge", sw_version: Optional[str] = None,
                        expire_after: int = 30) -> List[Tuple[str, dict]]:
     """Home Assistant MQTT discovery configs (topic, payload) for this device. The emotion
     sensor becomes unavailable `expire_after` seconds after the last face left."""
-    base = f"{s.prefix}/{topic_id(s.device_id)}"
-    node, slug = discovery_id(s.device_id), entity_slug(s.device_id)
-    device = {"identifiers": [f"fer-edge-{s.device_id}"], "name": f"fer-edge {s.device_id}",
+    base = f"{s.prefix}/{topic_id(device_id)}"
+    node, slug = discovery_id(device_id), entity_slug(device_id)
+    device = {"identifiers": [f"fer-edge-{device_id}"], "name": f"fer-edge {device_id}",
               "manufacturer": "fer-edge", "model": model_name}
     if sw_version:
         device["sw_version"] = sw_version
-    if s.configuration_url:
-        device["configuration_url"] = s.configuration_url
+    if configuration_url:
+        device["configuration_url"] = configuration_url
     origin = {"name": "fer-edge", "support_url": "https://github.com/fer-edge/fer-edge"}
     if sw_version:
         origin["sw_version"] = sw_version
@@ -213,11 +238,11 @@ def discovery_messages(s: MQTTSettings, model_name: str = "fer-edge", sw_version
     prefix = s.discovery_prefix
     messages = []
     for (component, key), entity in entities.items():
-        payload = dict(entity, unique_id=f"fer-edge-{s.device_id}-{key}", default_entity_id=f"{component}.fer_edge_{slug}_{key}",
+        payload = dict(entity, unique_id=f"fer-edge-{device_id}-{key}", default_entity_id=f"{component}.fer_edge_{slug}_{key}",
                        device=device, origin=origin, **availability)
         messages.append((f"{prefix}/{component}/fer-edge-{node}/{key}/config", payload))
     payload = dict(name="Online", state_topic=f"{base}/availability", payload_on="online", payload_off="offline",
-                   device_class="connectivity", unique_id=f"fer-edge-{s.device_id}-online",
+                   device_class="connectivity", unique_id=f"fer-edge-{device_id}-online",
                    default_entity_id=f"binary_sensor.fer_edge_{slug}_online", device=device, origin=origin)
     messages.append((f"{prefix}/binary_sensor/fer-edge-{node}/online/config", payload))
     return messages
@@ -232,16 +257,17 @@ class MQTTSink(EventSink, Transport):
     HOLD_MAX = 10_000        # messages held in memory while the outbox is locked
     HOLD_SAY_SECONDS = 5.0   # a lock held longer than this is said (short ones are this process's own)
 
-    def __init__(self, settings: MQTTSettings, db_path: str, on_event: Callable[[str], None] = print,
-                 model_name: str = "fer-edge", spill: Optional[Spill] = None):
-        import paho.mqtt.client as mqtt
-
-        self.s, self.on_event, self.model_name = settings, on_event, model_name
-        self.broker = f"{settings.host}:{settings.port}"
+    def __init__(self, settings: MqttSection, device_id: str, db_path: str, on_event: Callable[[str], None] = print,
+                 model_name: str = "fer-edge", spill: Optional[Spill] = None, configuration_url: Optional[str] = None):
+        """`settings`: the [mqtt] section; `configuration_url`: the device page, for Home Assistant."""
+        self.s, self.device_id, self.on_event, self.model_name = settings, device_id, on_event, model_name
+        self.configuration_url = configuration_url
+        self.server = Broker.from_section(settings)
+        self.broker = self.server.address
         self.state, self.reason = "connecting", None
         self.state_lock = threading.Lock()
         self.last_said = 0.0
-        self.base = f"{settings.prefix}/{topic_id(settings.device_id)}"
+        self.base = f"{settings.prefix}/{topic_id(device_id)}"
         # Who holds this device id on the broker: a retained token per process. Another
         # process's token there means two devices share an id and would take turns.
         self.token = uuid.uuid4().hex[:12]
@@ -262,30 +288,24 @@ class MQTTSink(EventSink, Transport):
         self.connected = threading.Event()
         self.dropped_offline = 0
         self.last_view: Optional[dict] = None
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{discovery_id(settings.device_id)}-{self.token}",
-                             clean_session=True)
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.tls_ca or settings.tls_cert:
-            client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert, keyfile=settings.tls_key)
+        client = self.server.client(f"fer-edge-{discovery_id(device_id)}-{self.token}", clean_session=True)
         client.will_set(f"{self.base}/availability", "offline", qos=1, retain=True)
         client.reconnect_delay_set(1, 60)
-        client.max_inflight_messages_set(settings.window)
+        client.max_inflight_messages_set(WINDOW)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish, client.on_message = self._on_publish, self._on_message
         self.client = client
-        self.sender = (OutboxSender(db_path, self, settings.window, name="mqtt-outbox", say=on_event)
+        self.sender = (OutboxSender(db_path, self, WINDOW, name="mqtt-outbox", say=on_event)
                        if self.outbox else None)
-        client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+        client.connect_async(self.server.host, self.server.port, keepalive=KEEPALIVE_SECONDS)
         client.loop_start()
         self.answer_timer = threading.Timer(ANSWER_SECONDS, self._no_answer_yet)
         self.answer_timer.daemon = True
         self.answer_timer.start()
 
     def _diagnose(self) -> str:
-        s = self.s
-        return diagnose(s.host, s.port, s.tls_ca, s.tls_cert, s.tls_key)
+        return self.server.diagnose()
 
     def _no_answer_yet(self):
         """Still no answer ANSWER_SECONDS after start: say why, whatever paho is waiting for."""
@@ -348,11 +368,12 @@ class MQTTSink(EventSink, Transport):
                 return
             if token and token != self.token and not self.duplicate_said:
                 self.duplicate_said = True
-                self.on_event(f"another fer-edge uses the device id {self.s.device_id!r} on {self.broker}: "
+                self.on_event(f"another fer-edge uses the device id {self.device_id!r} on {self.broker}: "
                               "give each device its own [device] id (--device-id); their messages mix meanwhile")
 
     def _send_discovery(self):
-        for topic, payload in discovery_messages(self.s, self.model_name, self.sw_version):
+        for topic, payload in discovery_messages(self.s, self.device_id, self.configuration_url, self.model_name,
+                                                 self.sw_version):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # the outbox's Transport (called from the sender's thread)

@@ -34,10 +34,11 @@ DEVICES_PER_PROCESS = 50   # paho's select() loop cannot watch sockets numbered 
 
 def publish(port, folder, first, count, rate, seconds, start_at, results):
     """One process's share of the devices: connect, wait for the common start, publish, drain."""
-    from fer_edge.mqtt import MQTTSettings, MQTTSink
+    from fer_edge.mqtt import MQTTSink
+    from fer_edge.settings_sections import MqttSection
 
-    sinks = [MQTTSink(MQTTSettings(host="127.0.0.1", port=port, device_id=f"dev-{i:03d}", discovery=False,
-                                   stats_interval=3600), str(folder / f"dev-{i:03d}.db"), on_event=lambda m: None)
+    mqtt = MqttSection(host=f"127.0.0.1:{port}", discovery=False)
+    sinks = [MQTTSink(mqtt, f"dev-{i:03d}", str(folder / f"dev-{i:03d}.db"), on_event=lambda m: None)
              for i in range(first, first + count)]
     connected = Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), 60)
     time.sleep(max(0.0, start_at - time.time()))
@@ -45,7 +46,7 @@ def publish(port, folder, first, count, rate, seconds, start_at, results):
     for step in range(int(seconds * rate)):
         time.sleep(max(0.0, started + step * tick - time.monotonic()))
         for sink in sinks:
-            sink.session(visit(sink.s.device_id, step))
+            sink.session(visit(sink.device_id, step))
             sent += 1
     Recorder.wait_for(lambda: all(s.outbox.count() == 0 for s in sinks), 120)
     waiting = sum(s.outbox.count() for s in sinks)

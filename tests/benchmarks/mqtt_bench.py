@@ -28,7 +28,8 @@ VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
 
 
 def fleet(devices, rate, seconds, folder):
-    from fer_edge.mqtt import MQTTSink, MQTTSettings
+    from fer_edge.mqtt import MQTTSink
+    from fer_edge.settings_sections import MqttSection
 
     broker = Broker(folder).start()
     latencies, received, lock = [], set(), threading.Lock()
@@ -43,8 +44,8 @@ def fleet(devices, rate, seconds, folder):
 
     recorder.client.on_message = on_message
     quiet = lambda message: None  # noqa: E731
-    publishers = [MQTTSink(MQTTSettings(host="127.0.0.1", port=broker.port, prefix="fleet", device_id=f"dev-{i:02d}"),
-                                str(folder / f"dev-{i:02d}.db"), on_event=quiet) for i in range(devices)]
+    mqtt = MqttSection(host=f"127.0.0.1:{broker.port}", prefix="fleet")
+    publishers = [MQTTSink(mqtt, f"dev-{i:02d}", str(folder / f"dev-{i:02d}.db"), on_event=quiet) for i in range(devices)]
     Recorder.wait_for(lambda: all(p.connected.is_set() for p in publishers), 30)
     sent, start, tick = [], time.monotonic(), 1.0 / rate
     for step in range(int(seconds * rate)):
@@ -53,7 +54,7 @@ def fleet(devices, rate, seconds, folder):
         if delay > 0:
             time.sleep(delay)
         for publisher in publishers:
-            msg_id = f"{publisher.s.device_id}-{step}"
+            msg_id = f"{publisher.device_id}-{step}"
             publisher.session({"id": msg_id, "sent": time.time(), "satisfaction": 50.0})
             sent.append(msg_id)
     publish_seconds = time.monotonic() - start

@@ -47,10 +47,12 @@ def stop(process):
 
 
 def devices(broker, folder, count):
-    from fer_edge.mqtt import MQTTSettings, MQTTSink
+    from fer_edge.mqtt import MQTTSink
+    from fer_edge.settings_sections import MqttSection
 
-    sinks = [MQTTSink(MQTTSettings(host="127.0.0.1", port=broker.port, device_id=f"dev-{i:03d}", discovery=False),
-                      str(folder / f"dev-{i:03d}.db"), on_event=lambda message: None) for i in range(count)]
+    mqtt = MqttSection(host=f"127.0.0.1:{broker.port}", discovery=False)
+    sinks = [MQTTSink(mqtt, f"dev-{i:03d}", str(folder / f"dev-{i:03d}.db"), on_event=lambda message: None)
+             for i in range(count)]
     assert Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), 30)
     return sinks
 
@@ -87,7 +89,7 @@ def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_res
                 else:
                     postgres.restart_after(1.0)
             for sink in sinks:
-                v = visit(sink.s.device_id, step)
+                v = visit(sink.device_id, step)
                 sink.session(v)
                 sent.append(v["id"])
             time.sleep(max(0.0, started + (step + 1) * 0.1 - time.monotonic()))
@@ -180,8 +182,8 @@ def test_database_mistakes_are_one_line_and_the_broker_keeps_the_messages(tmp_pa
         sent = []
         for number in range(5):
             for sink in sinks:
-                sink.session(visit(sink.s.device_id, number))
-                sent.append(f"{sink.s.device_id}-{number}")
+                sink.session(visit(sink.device_id, number))
+                sent.append(f"{sink.device_id}-{number}")
         time.sleep(3)
         said_stop = stop(collector)          # stopped while the database is still away
         postgres.start()
@@ -213,7 +215,7 @@ def test_a_site_broker_bridged_to_the_centre_as_the_docs_say(tmp_path):
         sinks = devices(site, tmp_path, 2)
         for sink in sinks:
             for number in range(3):
-                sink.session(visit(sink.s.device_id, number))
+                sink.session(visit(sink.device_id, number))
         assert Recorder.wait_for(lambda: count_rows(db) == 6, 30), count_rows(db)
         for sink in sinks:
             sink.close(drain_seconds=0)

@@ -87,10 +87,10 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
 
 @pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café", "pi/4", "kiosk+#1"])
 def test_discovery_topics_fit_home_assistants_pattern_for_any_device_id(device_id):
-    from fer_edge.mqtt import MQTTSettings, discovery_messages, topic_id
+    from fer_edge.mqtt import discovery_messages, topic_id
+    from fer_edge.settings_sections import MqttSection
 
-    settings = MQTTSettings(host="x", device_id=device_id)
-    messages = discovery_messages(settings, sw_version="1.0")
+    messages = discovery_messages(MqttSection(host="x"), device_id, sw_version="1.0")
     assert len(messages) == 8
     for topic, config in messages:
         assert HA_TOPIC.fullmatch(topic.split("/", 1)[1]), topic
