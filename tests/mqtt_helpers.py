@@ -31,6 +31,16 @@ def make_visits_video(photos, folder):
     return path
 
 
+def made_up_visit(device, number, satisfaction=60.0, days_ago=0):
+    """A finished 4 s visit that ended now (or `days_ago`), as a device would send it."""
+    from fer_edge.records import Visit
+
+    end = time.time() - days_ago * 86400
+    return Visit(id=f"{device}-{number}", device=device, start=end - 4, end=end, duration=4.0, frames=40,
+                 dominant="happy", exit_emotion="neutral", satisfaction=satisfaction, shares={"happy": 0.6, "neutral": 0.4},
+                 exit_probs={"neutral": 0.7, "happy": 0.3})
+
+
 class Broker:
     """mosquitto on 127.0.0.1:port with persistence, so a subscriber's queued messages survive a restart."""
 

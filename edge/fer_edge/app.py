@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
+from .records import SOURCE_ENDED, STOPPED
 from .settings import Settings
 
 if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds them
@@ -127,7 +128,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
                                    max_frames=source_settings.max_frames, stop=stop), stop)
         health = pipeline.health()
     finally:
-        pipeline.close("stopped" if stop.is_set() else "source ended")
+        pipeline.close(STOPPED if stop.is_set() else SOURCE_ENDED)
         if pipeline.store is not None:
             pipeline.store.close()
         if server:

@@ -21,7 +21,7 @@ from .fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, Dat
                        is_driver_error, open_database, reason)
 from .mqtt import KEEPALIVE_SECONDS, Broker
 from .settings_sections import MqttSection
-from .store import session_row
+from .records import Visit
 
 Say = Callable[[str], None]
 
@@ -74,7 +74,7 @@ def row_for(message: Message) -> Tuple[str, tuple]:
         raise Rejected("not a JSON object")
     if kind == "session":
         try:
-            row = session_row(payload)
+            row = Visit.from_json(payload).row()
         except KeyError as exc:
             raise Rejected(f"a visit without {exc.args[0]!r}") from None
         row["stored"] = time.time()

@@ -6,7 +6,7 @@ import time
 from typing import Iterable, List, Optional
 
 from .fleet_db import DatabaseError, open_database, reason
-from .sessions import CUT_ENDINGS
+from .records import CUT_ENDINGS
 from .visit_report import build_report, parse_since
 
 SILENT_SECONDS = 180.0   # online, but nothing heard for this long (three missed stats messages): stale

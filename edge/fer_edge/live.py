@@ -6,7 +6,7 @@ in the web server's thread, and only while someone watches), so a viewer never s
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 if TYPE_CHECKING:  # for the hints only: a frame hook needs none of these at run time
@@ -95,11 +95,11 @@ class LiveState:
         with self.lock:
             stats, tracks, state = self.stats, list(self.tracks), self.state
         fps = stats.recent_fps() if stats else 0.0
-        view: dict = (stats.view if stats else None) or {}
+        view = stats.view if stats else None
         last_frame = round(time.monotonic() - stats.last_frame_at, 1) if stats and stats.last_frame_at else None
         return dict(self.info, **self.health, state=state, uptime=round(time.time() - self.started, 1),
                     frames=stats.frames if stats else 0, fps=round(fps, 2), faces=stats.faces if stats else 0,
-                    viewers=self.viewers, last_frame_seconds=last_frame, people=view.get("people", 0),
-                    visits=view.get("visits", []),
+                    viewers=self.viewers, last_frame_seconds=last_frame, people=view.people if view else 0,
+                    visits=[asdict(v) for v in view.visits] if view else [],
                     tracks=[{"id": t.id, "label": t.label, "confidence": round(t.confidence, 4),
                              "box": [round(v, 1) for v in t.box]} for t in tracks])

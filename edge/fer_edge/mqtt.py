@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .outbox import Outbox, OutboxSender, Transport
 from .errors import UserError
+from .records import TrackUpdate, View, Visit
 from .settings import split_host_port
 from .settings_sections import MqttSection
 from .sinks import EventSink
@@ -446,23 +447,23 @@ class MQTTSink(EventSink, Transport):
             self.memory_only += 1
         self.client.publish(topic, json.dumps(payload), qos=1, retain=retain)
 
-    def session(self, session: dict) -> None:
-        self._store("session", dict(session, msg_id=session["id"], event_type="visit"))
+    def session(self, visit: Visit) -> None:
+        self._store("session", dict(visit.to_json(), msg_id=visit.id, event_type="visit"))
 
-    def update(self, ev: dict) -> None:
+    def update(self, update: TrackUpdate) -> None:
         if self.s.durable_emotions:
-            self._store("emotion", dict(ev))
+            self._store("emotion", update.to_json())
         elif self.connected.is_set():
-            self.client.publish(f"{self.base}/emotion", json.dumps(ev), qos=0)
+            self.client.publish(f"{self.base}/emotion", json.dumps(update.to_json()), qos=0)
         else:
             self.dropped_offline += 1
 
-    def view(self, payload: dict) -> None:
+    def view(self, view: View) -> None:
         if self.waiting:
             self._flush_waiting()
-        self.last_view = payload  # said again on (re)connection: the count is right from the start
+        self.last_view = view.to_json()  # said again on (re)connection: the count is right from the start
         if self.connected.is_set():
-            self.client.publish(f"{self.base}/view", json.dumps(payload), qos=0)
+            self.client.publish(f"{self.base}/view", json.dumps(self.last_view), qos=0)
 
     def stats(self, payload: dict) -> None:
         if self.waiting:

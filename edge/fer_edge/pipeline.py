@@ -23,7 +23,7 @@ from .cadence import Cadence
 from .capture import Frame
 from .clock import WallClock
 from .sessions import SessionTracker
-from .sinks import event, view
+from .records import CAMERA_LOST, SOURCE_ENDED, TrackUpdate, View
 from .track import Track, Tracker
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
@@ -46,7 +46,7 @@ class Stats:
     updates: int = 0
     tracks: int = 0                  # distinct faces tracked (track ids only grow)
     camera_lost: int = 0             # times no frame came for longer than a visit's gap
-    view: Optional[dict] = None      # who is in view: the view last sent (sinks.view)
+    view: Optional[View] = None      # who is in view: the view last sent
     last_frame_at: Optional[float] = None  # monotonic time the newest frame was done
     first_face_at: Optional[float] = None  # monotonic time the first face was logged
     started: float = field(default_factory=time.monotonic)
@@ -142,11 +142,11 @@ class Pipeline:
         """The view goes out when the number of faces changes, and once per log interval while
         someone is there; an empty scene is said once. It is built only when it goes out."""
         last = self.stats.view
-        changed = last is None or len(tracks) != last["people"]
+        changed = last is None or len(tracks) != last.people
         if not (changed or (tracks and frame.media_time - self.view_sent >= self.log_interval)):
             return
         visits = self.sessions.in_progress(frame.media_time) if self.sessions is not None else []
-        self.stats.view = now = view(tracks, visits, self.device_id, time.time())
+        self.stats.view = now = View.of(tracks, visits, self.device_id, time.time())
         self.view_sent = frame.media_time
         for sink in self.sinks:
             sink.view(now)
@@ -156,7 +156,7 @@ class Pipeline:
         "camera lost", and whoever is there afterwards is a new track."""
         self.stats.camera_lost += 1
         if self.sessions is not None:
-            self._finish_sessions(self.sessions.flush("camera lost"))
+            self._finish_sessions(self.sessions.flush(CAMERA_LOST))
         self.tracker.forget()
         self.cadence.reset()
         self._forget_ended()
@@ -210,7 +210,7 @@ class Pipeline:
             if last is not None and frame.media_time - last < self.log_interval:
                 continue
             self.last_logged[track.id] = frame.media_time
-            ev = event(track, self.device_id, frame.index, now, analysed)
+            ev = TrackUpdate.of(track, self.device_id, frame.index, now, analysed)
             for sink in self.sinks:
                 sink.update(ev)
             self.stats.updates += 1
@@ -233,7 +233,7 @@ class Pipeline:
         self.stats.ended = time.monotonic()
         return self.stats
 
-    def close(self, ended_by: str = "source ended") -> None:
+    def close(self, ended_by: str = SOURCE_ENDED) -> None:
         """Finish the visits in progress (`ended_by`: why the run ends), send the last stats, close everything."""
         for hook in self.hooks:
             stopping = getattr(hook, "stopping", None)

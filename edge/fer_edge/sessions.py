@@ -17,9 +17,9 @@ import numpy as np
 
 from .clock import WallClock
 from .labels import LABELS
+from .records import LEFT, STOPPED, Visit, VisitInProgress, emotion_mix
 
 # How a visit may end without the visitor leaving: its exit emotion is not scored.
-CUT_ENDINGS = ("stopped", "camera lost")
 
 # Valence of each emotion, -1 (unpleasant) .. +1 (pleasant); see docs/kiosk.md "Satisfaction score".
 DEFAULT_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -0.6, "happy": 1.0, "sad": -0.7,
@@ -60,22 +60,15 @@ class Session:
         self.last_seen, self.box = t, box
         self.tracks.add(track_id)
 
-    def summary(self, valence: Dict[str, float], device_id: str, clock: WallClock, ended_by: str = "left") -> dict:
+    def summary(self, valence: Dict[str, float], device_id: str, clock: WallClock, ended_by: str = LEFT) -> Visit:
         shares = self.label_counts / self.frames
         exit_probs = np.stack([p for _, p in self.recent]).mean(axis=0)
-        return {
-            "id": self.id, "device": device_id,
-            "start": round(clock.wall_of(self.started), 3), "end": round(clock.wall_of(self.last_seen), 3),
-            "duration": round(self.last_seen - self.started, 2), "frames": self.frames,
-            "shares": {label: round(float(s), 4) for label, s in zip(LABELS, shares)},
-            "dominant": LABELS[int(shares.argmax())],
-            "exit_emotion": LABELS[int(exit_probs.argmax())],
-            "exit_probs": {label: round(float(p), 4) for label, p in zip(LABELS, exit_probs)},
-            "satisfaction": round(satisfaction(exit_probs, valence), 1),
-            "tracks": sorted(self.tracks),
-            "ended_by": ended_by,
-            "clock_step": round(clock.stepped - self.clock_at_start, 1),
-        }
+        return Visit(id=self.id, device=device_id, start=round(clock.wall_of(self.started), 3),
+                     end=round(clock.wall_of(self.last_seen), 3), duration=round(self.last_seen - self.started, 2),
+                     frames=self.frames, shares=emotion_mix(shares), dominant=LABELS[int(shares.argmax())],
+                     exit_emotion=LABELS[int(exit_probs.argmax())], exit_probs=emotion_mix(exit_probs),
+                     satisfaction=round(satisfaction(exit_probs, valence), 1), tracks=sorted(self.tracks),
+                     ended_by=ended_by, clock_step=round(clock.stepped - self.clock_at_start, 1))
 
 
 def _near(a, b):
@@ -98,8 +91,8 @@ class SessionTracker:
         self.by_track: Dict[int, "Session"] = {}   # track id -> Session
         self.open: List["Session"] = []            # sessions not yet finished
 
-    def update(self, t: float, tracks: Sequence) -> List[dict]:
-        """tracks: objects with id, box, probs (this frame's). Returns finished session dicts.
+    def update(self, t: float, tracks: Sequence) -> List[Visit]:
+        """tracks: objects with id, box, probs (this frame's). Returns the finished visits.
         Visits whose face was last seen longer than the gap ago end first, at their last
         sighting: after a camera stall the same face starts a new visit."""
         finished = self._finish(lambda s: t - s.last_seen > self.gap_seconds)
@@ -117,11 +110,10 @@ class SessionTracker:
                 session.confirmed = True
         return finished
 
-    def in_progress(self, t: float) -> List[dict]:
-        """The visits going on now (seen within the gap, longer than min_seconds): when each
-        started (wall time), how long it has lasted, and the visitor's latest emotion."""
-        return [{"started": round(self.clock.wall_of(s.started), 3), "seconds": round(t - s.started, 1),
-                 "label": LABELS[int(s.recent[-1][1].argmax())]}
+    def in_progress(self, t: float) -> List[VisitInProgress]:
+        """The visits going on now (seen within the gap, longer than min_seconds)."""
+        return [VisitInProgress(round(self.clock.wall_of(s.started), 3), round(t - s.started, 1),
+                                LABELS[int(s.recent[-1][1].argmax())])
                 for s in self.open if s.confirmed and t - s.last_seen <= self.gap_seconds]
 
     def _continuing(self, t, box):
@@ -130,7 +122,7 @@ class SessionTracker:
                       and s.last_seen < t]
         return max(candidates, key=lambda s: s.last_seen, default=None)
 
-    def _finish(self, done, ended_by="left"):
+    def _finish(self, done, ended_by=LEFT):
         finished = []
         for session in [s for s in self.open if done(s)]:
             self.open.remove(session)
@@ -140,7 +132,7 @@ class SessionTracker:
                 finished.append(session.summary(self.valence, self.device_id, self.clock, ended_by))
         return finished
 
-    def flush(self, ended_by: str = "stopped") -> List[dict]:
+    def flush(self, ended_by: str = STOPPED) -> List[Visit]:
         """Finish every open session. `ended_by` says why: "stopped" (a signal: the visitor
         may still be there), "source ended" (a file's last frame) or "camera lost" (no frame
         for longer than the gap)."""

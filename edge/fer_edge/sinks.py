@@ -16,46 +16,24 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from typing import Callable, List, Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 from .labels import LABELS
-from .track import Track
-from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked, session_row
-
-
-def event(track: Track, device_id: str, frame_index: int, timestamp: float, analysed: bool = True) -> dict:
-    """The event dict of one track update: what may leave the device (no pixels). `analysed`
-    says whether this frame was looked at, or the face carried over from the last look."""
-    x, y, w, h = (round(v, 1) for v in track.box)
-    return {"ts": round(timestamp, 3), "device": device_id, "frame": frame_index, "track": track.id,
-            "label": track.label, "confidence": round(track.confidence, 4),
-            "probs": {label: round(float(p), 4) for label, p in zip(LABELS, track.probs)},
-            "box": {"x": x, "y": y, "w": w, "h": h}, "analysed": analysed}
-
-
-def view(tracks: List[Track], visits: List[dict], device_id: str, timestamp: float) -> dict:
-    """Who is in view: how many faces, the main one's emotion (the largest face: the visitor
-    nearest the kiosk) and the visits in progress. A sensor reading this follows one face
-    instead of alternating between faces."""
-    main = max(tracks, key=lambda t: t.box[2] * t.box[3], default=None)
-    return {"ts": round(timestamp, 3), "device": device_id, "people": len(tracks),
-            "label": main.label if main else None,
-            "confidence": round(main.confidence, 4) if main else None,
-            "probs": {label: round(float(p), 4) for label, p in zip(LABELS, main.probs)} if main else {},
-            "track": main.id if main else None, "visits": visits}
+from .records import LEFT, TrackUpdate, View, Visit
+from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
 
 
 class EventSink:
     """Where the pipeline's events go; every method may be left as it is here."""
 
-    def update(self, ev: dict) -> None:
+    def update(self, update: TrackUpdate) -> None:
         """One track update (rate-limited per face)."""
 
-    def session(self, session: dict) -> None:
+    def session(self, visit: Visit) -> None:
         """One finished visit."""
 
-    def view(self, payload: dict) -> None:
-        """Who is in view now (see `view`): when the count changes, else once per log interval."""
+    def view(self, view: View) -> None:
+        """Who is in view now: when the count changes, else once per log interval."""
 
     def stats(self, payload: dict) -> None:
         """The periodic stats message."""
@@ -246,14 +224,15 @@ class SQLiteLog(EventSink):
                            (time.time(), device, source, model, detector))
         self.run_id = done.lastrowid if done else None
 
-    def update(self, ev: dict) -> None:
-        self._write(self.insert, (ev["ts"], ev["device"], ev["frame"], ev["track"], ev["label"], ev["confidence"],
-                                  *(ev["probs"][label] for label in LABELS), *ev["box"].values()))
+    def update(self, update: TrackUpdate) -> None:
+        box = update.box
+        self._write(self.insert, (update.ts, update.device, update.frame, update.track, update.label, update.confidence,
+                                  *(update.probs[label] for label in LABELS), box.x, box.y, box.w, box.h))
         if time.monotonic() >= self.next_prune:
             self.prune()
 
-    def session(self, session: dict) -> None:
-        row = session_row(session)
+    def session(self, visit: Visit) -> None:
+        row = visit.row()
         self._write(insert_sql("sessions", list(row), "INSERT OR REPLACE"), tuple(row.values()), spill_row=row)
 
     def sessions_since(self, start: Optional[float]) -> Optional[int]:
@@ -296,22 +275,22 @@ class StdoutLog(EventSink):
     def __init__(self, as_json: bool = False, stream: Optional[TextIO] = None):
         self.as_json, self.stream = as_json, stream or sys.stdout
 
-    def update(self, ev: dict) -> None:
+    def update(self, update: TrackUpdate) -> None:
         if self.as_json:
-            line = json.dumps(ev)
+            line = json.dumps(update.to_json())
         else:
-            line = (f"{time.strftime('%H:%M:%S', time.localtime(ev['ts']))} frame {ev['frame']:>6} "
-                    f"face #{ev['track']:<3} {ev['label']:<8} {ev['confidence'] * 100:5.1f}%")
+            line = (f"{time.strftime('%H:%M:%S', time.localtime(update.ts))} frame {update.frame:>6} "
+                    f"face #{update.track:<3} {update.label:<8} {update.confidence * 100:5.1f}%")
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def session(self, session: dict) -> None:
+    def session(self, visit: Visit) -> None:
         if self.as_json:
-            self.stream.write(json.dumps({"session": session}) + "\n")
+            self.stream.write(json.dumps({"session": visit.to_json()}) + "\n")
         else:
-            cut = "" if session.get("ended_by", "left") == "left" else f" (cut: {session['ended_by']})"
-            self.stream.write(f"session {session['id'][:8]}: {session['duration']:.0f} s, mostly {session['dominant']}, "
-                              f"left {session['exit_emotion']}, satisfaction {session['satisfaction']:.0f}{cut}\n")
+            cut = "" if visit.ended_by == LEFT else f" (cut: {visit.ended_by})"
+            self.stream.write(f"session {visit.id[:8]}: {visit.duration:.0f} s, mostly {visit.dominant}, "
+                              f"left {visit.exit_emotion}, satisfaction {visit.satisfaction:.0f}{cut}\n")
         self.stream.flush()
 
     def close(self, summary: Optional[dict] = None) -> None:

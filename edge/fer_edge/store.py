@@ -64,16 +64,6 @@ def insert_sql(table: str, names: List[str], verb: str = "INSERT OR IGNORE") -> 
     return f"{verb} INTO {table} ({', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)}) VALUES ({', '.join('?' * len(names))})"
 
 
-def session_row(session: dict) -> dict:
-    """A visit (as the device sends it) as a row of the sessions table, its mixes as JSON text;
-    a KeyError names a field the visit lacks."""
-    return {"id": session["id"], "device": session["device"], "start": session["start"], "end": session["end"],
-            "duration": session["duration"], "frames": session["frames"], "dominant": session["dominant"],
-            "exit_emotion": session["exit_emotion"], "satisfaction": session["satisfaction"],
-            "shares": json.dumps(session["shares"]), "exit_probs": json.dumps(session["exit_probs"]),
-            "ended_by": session.get("ended_by", "left"), "clock_step": session.get("clock_step", 0.0)}
-
-
 def create_statements() -> List[str]:
     tables = [f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {d}' for n, d in columns)})"
               for table, columns in TABLES.items()]

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
 from .labels import COLOURS, LABELS
-from .sessions import CUT_ENDINGS
+from .records import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 

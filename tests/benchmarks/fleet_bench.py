@@ -16,17 +16,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mqtt_helpers import Broker, Recorder  # noqa: E402
+from mqtt_helpers import Broker, Recorder, made_up_visit  # noqa: E402
 from pg_helpers import Postgres  # noqa: E402
 
 FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
-
-
-def visit(device, number):
-    now = time.time()
-    return {"id": f"{device}-{number}", "device": device, "start": now - 30, "end": now, "duration": 30.0,
-            "frames": 300, "dominant": "happy", "exit_emotion": "happy", "satisfaction": 75.0,
-            "shares": {"happy": 0.8, "neutral": 0.2}, "exit_probs": {"happy": 0.9, "neutral": 0.1}, "ended_by": "left"}
 
 
 DEVICES_PER_PROCESS = 50   # paho's select() loop cannot watch sockets numbered 1024 and up
@@ -46,7 +39,7 @@ def publish(port, folder, first, count, rate, seconds, start_at, results):
     for step in range(int(seconds * rate)):
         time.sleep(max(0.0, started + step * tick - time.monotonic()))
         for sink in sinks:
-            sink.session(visit(sink.device_id, step))
+            sink.session(made_up_visit(sink.device_id, step))
             sent += 1
     Recorder.wait_for(lambda: all(s.outbox.count() == 0 for s in sinks), 120)
     waiting = sum(s.outbox.count() for s in sinks)

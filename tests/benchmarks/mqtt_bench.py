@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mqtt_helpers import Broker, Recorder, free_port  # noqa: E402
+from mqtt_helpers import Broker, Recorder, free_port, made_up_visit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
@@ -40,7 +40,7 @@ def fleet(devices, rate, seconds, folder):
         with lock:
             if payload["msg_id"] not in received:
                 received.add(payload["msg_id"])
-                latencies.append(time.time() - payload["sent"])
+                latencies.append(time.time() - payload["end"])   # the visit is sent as it ends
 
     recorder.client.on_message = on_message
     quiet = lambda message: None  # noqa: E731
@@ -54,9 +54,9 @@ def fleet(devices, rate, seconds, folder):
         if delay > 0:
             time.sleep(delay)
         for publisher in publishers:
-            msg_id = f"{publisher.device_id}-{step}"
-            publisher.session({"id": msg_id, "sent": time.time(), "satisfaction": 50.0})
-            sent.append(msg_id)
+            visit = made_up_visit(publisher.device_id, step)
+            publisher.session(visit)
+            sent.append(visit.id)
     publish_seconds = time.monotonic() - start
     Recorder.wait_for(lambda: len(received) >= len(sent), 120)
     for publisher in publishers:

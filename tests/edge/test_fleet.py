@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, run_cli
-from mqtt_helpers import Broker, Recorder, make_visits_video
+from mqtt_helpers import Broker, Recorder, made_up_visit, make_visits_video
 from pg_helpers import PASSWORD, Postgres
 
 pytest.importorskip("paho.mqtt")
@@ -64,13 +64,6 @@ def grafana_panels():
     return [statement.strip() for statement in statements if statement.strip()]
 
 
-def visit(device, number, satisfaction=60.0):
-    now = time.time()
-    return {"id": f"{device}-{number}", "device": device, "start": now - 4, "end": now, "duration": 4.0, "frames": 40,
-            "dominant": "happy", "exit_emotion": "neutral", "satisfaction": satisfaction,
-            "shares": {"happy": 0.6, "neutral": 0.4}, "exit_probs": {"neutral": 0.7, "happy": 0.3}, "ended_by": "left"}
-
-
 def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_restart(tmp_path):
     postgres, broker = Postgres().start(), Broker(tmp_path).start()
     first, second = (start_collector(broker, postgres.url, name) for name in ("collector-a", "collector-b"))
@@ -89,9 +82,9 @@ def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_res
                 else:
                     postgres.restart_after(1.0)
             for sink in sinks:
-                v = visit(sink.device_id, step)
+                v = made_up_visit(sink.device_id, step)
                 sink.session(v)
-                sent.append(v["id"])
+                sent.append(v.id)
             time.sleep(max(0.0, started + (step + 1) * 0.1 - time.monotonic()))
         stored = lambda: postgres.query("SELECT COUNT(*), COUNT(DISTINCT id) FROM sessions")[0]  # noqa: E731
         Recorder.wait_for(lambda: stored()[0] >= len(sent), 90)
@@ -182,7 +175,7 @@ def test_database_mistakes_are_one_line_and_the_broker_keeps_the_messages(tmp_pa
         sent = []
         for number in range(5):
             for sink in sinks:
-                sink.session(visit(sink.device_id, number))
+                sink.session(made_up_visit(sink.device_id, number))
                 sent.append(f"{sink.device_id}-{number}")
         time.sleep(3)
         said_stop = stop(collector)          # stopped while the database is still away
@@ -215,7 +208,7 @@ def test_a_site_broker_bridged_to_the_centre_as_the_docs_say(tmp_path):
         sinks = devices(site, tmp_path, 2)
         for sink in sinks:
             for number in range(3):
-                sink.session(visit(sink.device_id, number))
+                sink.session(made_up_visit(sink.device_id, number))
         assert Recorder.wait_for(lambda: count_rows(db) == 6, 30), count_rows(db)
         for sink in sinks:
             sink.close(drain_seconds=0)
@@ -237,9 +230,7 @@ def fleet_db(path):
                 ("kiosk-a", "stats", json.dumps({"ts": now, "fps": 6.0, "outbox_pending": 0}).encode())]
     for device, days, number, score in [("kiosk-a", 0, 0, 80.0), ("kiosk-a", 0, 1, 60.0), ("kiosk-b", 0, 0, 20.0),
                                         ("kiosk-b", 2, 1, 40.0), ("kiosk-a", 5, 2, 90.0)]:
-        v = visit(device, f"{days}-{number}", score)
-        v["start"], v["end"] = v["start"] - days * 86400, v["end"] - days * 86400
-        messages.append((device, "session", json.dumps(v).encode()))
+        messages.append((device, "session", json.dumps(made_up_visit(device, f"{days}-{number}", score, days).to_json()).encode()))
     for device, kind, payload in messages:
         database.execute(*row_for(Message(f"fer-edge/{device}/{kind}", payload, 0, 1, now, 0)))
     database.commit()

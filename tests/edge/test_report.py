@@ -9,6 +9,7 @@ import pytest
 
 from conftest import run_cli
 from fer_edge.labels import LABELS
+from fer_edge.records import Visit
 from fer_edge.sinks import SQLiteLog
 
 
@@ -24,9 +25,9 @@ def known_db(tmp_path):
     visits = [(0, "happy", "happy", 90.0), (600, "neutral", "happy", 70.0), (3700, "sad", "sad", 20.0),
               (86400 + 60, "angry", "neutral", 40.0)]
     for i, (offset, dominant, exit_emotion, score) in enumerate(visits):
-        log.session({"id": f"s{i}", "device": "kiosk-1", "start": base + offset, "end": base + offset + 30,
-                           "duration": 30.0, "frames": 300, "dominant": dominant, "exit_emotion": exit_emotion,
-                           "satisfaction": score, "shares": shares(dominant), "exit_probs": shares(exit_emotion)})
+        log.session(Visit(id=f"s{i}", device="kiosk-1", start=base + offset, end=base + offset + 30,
+                           duration=30.0, frames=300, dominant=dominant, exit_emotion=exit_emotion,
+                           satisfaction=score, shares=shares(dominant), exit_probs=shares(exit_emotion)))
     log.close()
     return db
 
@@ -82,9 +83,9 @@ def test_one_visit_reads_right(tmp_path, by):
     db = tmp_path / "one.db"
     log = SQLiteLog(str(db))
     start = time.mktime(time.strptime("2026-12-02 20:10", "%Y-%m-%d %H:%M"))
-    log.session({"id": "only", "device": "kiosk-1", "start": start, "end": start + 30, "duration": 30.0, "frames": 300,
-                 "dominant": "happy", "exit_emotion": "happy", "satisfaction": 80.0, "shares": shares("happy"),
-                 "exit_probs": shares("happy")})
+    log.session(Visit(id="only", device="kiosk-1", start=start, end=start + 30, duration=30.0, frames=300,
+                 dominant="happy", exit_emotion="happy", satisfaction=80.0, shares=shares("happy"),
+                 exit_probs=shares("happy")))
     log.close()
     fig = figure(build_report(db, None, by))
     fig.canvas.draw()

@@ -33,9 +33,9 @@ def test_a_visit_with_its_exit_emotion_and_score():
     sessions = play(SessionTracker(exit_seconds=2), [(5, [track(1, "neutral")]), (3, [track(1, "happy")]), (5, [])])
     assert len(sessions) == 1
     s = sessions[0]
-    assert s["dominant"] == "neutral" and s["exit_emotion"] == "happy"
-    assert 7.5 <= s["duration"] <= 8.0 and s["frames"] == 80
-    assert s["shares"]["neutral"] == pytest.approx(5 / 8) and s["satisfaction"] > 80
+    assert s.dominant == "neutral" and s.exit_emotion == "happy"
+    assert 7.5 <= s.duration <= 8.0 and s.frames == 80
+    assert s.shares["neutral"] == pytest.approx(5 / 8) and s.satisfaction > 80
 
 
 def test_a_glimpse_is_not_a_visit():
@@ -44,18 +44,18 @@ def test_a_glimpse_is_not_a_visit():
 
 def test_turned_head_new_track_same_place_is_the_same_visit():
     sessions = play(SessionTracker(gap_seconds=3), [(4, [track(1, "sad")]), (1.5, []), (4, [track(2, "sad")]), (5, [])])
-    assert len(sessions) == 1 and sessions[0]["tracks"] == [1, 2]
+    assert len(sessions) == 1 and sessions[0].tracks == [1, 2]
 
 
 def test_a_long_gap_makes_two_visits():
     sessions = play(SessionTracker(gap_seconds=2), [(3, [track(1, "sad")]), (4, []), (3, [track(2, "happy")]), (5, [])])
-    assert [s["exit_emotion"] for s in sessions] == ["sad", "happy"]
+    assert [s.exit_emotion for s in sessions] == ["sad", "happy"]
 
 
 def test_two_people_side_by_side_are_two_visits():
     left, right = (50, 100, 80, 80), (400, 100, 80, 80)
     sessions = play(SessionTracker(), [(4, [track(1, "happy", left), track(2, "angry", right)]), (5, [])])
-    assert sorted(s["exit_emotion"] for s in sessions) == ["angry", "happy"]
+    assert sorted(s.exit_emotion for s in sessions) == ["angry", "happy"]
 
 
 def test_flicker_does_not_split_a_visit():
@@ -70,7 +70,7 @@ def test_score_is_configurable_and_bounded():
     assert satisfaction(onehot("neutral", 1.0)) == 50.0
     tracker = SessionTracker(valence={"neutral": 1.0})
     s = play(tracker, [(3, [track(1, "neutral")]), (5, [])])[0]
-    assert s["satisfaction"] > 90
+    assert s.satisfaction > 90
 
 
 def test_a_face_that_stays_for_hours_keeps_only_the_exit_window():
@@ -82,5 +82,5 @@ def test_a_face_that_stays_for_hours_keeps_only_the_exit_window():
         finished += tracker.update(i / fps, [track(1, label)])
     assert finished == [] and len(tracker.open[0].recent) <= 2 * fps + 1
     s = tracker.flush()[0]
-    assert s["frames"] == 2 * 3600 * fps and s["shares"]["happy"] == pytest.approx(0.5)
-    assert s["exit_emotion"] == "sad"
+    assert s.frames == 2 * 3600 * fps and s.shares["happy"] == pytest.approx(0.5)
+    assert s.exit_emotion == "sad"

@@ -16,6 +16,7 @@ import pytest
 from conftest import free_port, run_cli
 from web_helpers import SCREENSHOTS, WIDEST, Server, at_width, chromium
 from fer_edge.labels import LABELS
+from fer_edge.records import Visit
 from fer_edge.sinks import SQLiteLog
 
 pytest.importorskip("aiohttp")
@@ -28,9 +29,9 @@ def seeded_db(path, n=3):
     now = time.time()
     for i in range(n):
         shares = {label: (1.0 if label == "happy" else 0.0) for label in LABELS}
-        log.session({"id": f"today-{i}", "device": "kiosk-1", "start": now - 60 * (i + 1), "end": now - 60 * i,
-                           "duration": 50.0, "frames": 500, "dominant": "happy", "exit_emotion": "happy",
-                           "satisfaction": 80.0, "shares": shares, "exit_probs": shares})
+        log.session(Visit(id=f"today-{i}", device="kiosk-1", start=now - 60 * (i + 1), end=now - 60 * i,
+                           duration=50.0, frames=500, dominant="happy", exit_emotion="happy",
+                           satisfaction=80.0, shares=shares, exit_probs=shares))
     log.close()
     return path
 
@@ -254,9 +255,9 @@ def history_db(path):
     for i, (days, score, ended_by) in enumerate([(2, 30.0, "left"), (2, 40.0, "left"), (5, 20.0, "left"),
                                                  (0, 50.0, "stopped")]):
         start = midnight - days * 86400 + 11 * 3600 if days else time.time() - 30
-        log.session({"id": f"old-{i}", "device": "kiosk-1", "start": start, "end": start + 40, "duration": 40.0,
-                     "frames": 400, "dominant": "sad", "exit_emotion": "sad", "satisfaction": score, "shares": shares,
-                     "exit_probs": shares, "ended_by": ended_by})
+        log.session(Visit(id=f"old-{i}", device="kiosk-1", start=start, end=start + 40, duration=40.0,
+                     frames=400, dominant="sad", exit_emotion="sad", satisfaction=score, shares=shares,
+                     exit_probs=shares, ended_by=ended_by))
     log.close()
     return path
 
