@@ -1,0 +1,92 @@
+"""The camera loop on its own (`pipeline.Pipeline`): real frames of a real face, the shipped
+model and BlazeFace (Haar where BlazeFace was not fetched), and a sink that keeps what it
+is given."""
+
+import numpy as np
+import pytest
+
+from conftest import read_frames
+from fer_edge.analyzer import FaceAnalyzer
+from fer_edge.cadence import Cadence
+from fer_edge.capture import Frame
+from fer_edge.classify import EmotionClassifier
+from fer_edge.detect import make_detector
+from fer_edge.pipeline import Pipeline
+from fer_edge.records import CAMERA_LOST, SOURCE_ENDED, TrackUpdate, View, Visit
+from fer_edge.sessions import SessionTracker
+from fer_edge.sinks import EventSink
+from fer_edge.track import Tracker
+
+
+class Kept(EventSink):
+    """Keeps every record the pipeline sends."""
+
+    def __init__(self):
+        self.updates, self.visits, self.views, self.stats_messages, self.closed = [], [], [], [], None
+
+    def update(self, update):
+        self.updates.append(update)
+
+    def session(self, visit):
+        self.visits.append(visit)
+
+    def view(self, view):
+        self.views.append(view)
+
+    def stats(self, payload):
+        self.stats_messages.append(payload)
+
+    def close(self, summary):
+        self.closed = summary
+
+
+@pytest.fixture(scope="module")
+def face_frames(photos):
+    return read_frames(photos / "single_face.mp4")[:60]
+
+
+def pipeline(sink, cadence=None):
+    analyzer = FaceAnalyzer(make_detector("auto"), EmotionClassifier())
+    sessions = SessionTracker(min_seconds=0.5, gap_seconds=1.0, exit_seconds=0.5, device_id="kiosk")
+    return Pipeline(analyzer, Tracker(), [sink], device_id="kiosk", log_interval=0.0, sessions=sessions,
+                    stats_interval=0.5, cadence=cadence)
+
+
+def test_records_reach_the_sinks_and_a_visit_ends_with_the_source(face_frames):
+    sink = Kept()
+    loop = pipeline(sink)
+    for index, image in enumerate(face_frames):
+        loop.process(Frame(index, index / 30.0, image))
+    loop.close()
+    assert len(sink.updates) == len(face_frames) and all(isinstance(u, TrackUpdate) for u in sink.updates)
+    assert {u.track for u in sink.updates} == {1} and all(u.analysed for u in sink.updates)
+    assert sink.views and isinstance(sink.views[0], View) and sink.views[0].people == 1
+    [visit] = sink.visits
+    assert isinstance(visit, Visit) and visit.ended_by == SOURCE_ENDED and visit.frames == len(face_frames)
+    assert sink.closed["frames"] == len(face_frames) and loop.stats.analysed == len(face_frames)
+
+
+def test_a_gap_in_the_frames_ends_the_visit_as_camera_lost(face_frames):
+    sink = Kept()
+    loop = pipeline(sink)
+    for index, image in enumerate(face_frames[:30]):
+        loop.process(Frame(index, index / 30.0, image))
+    for index, image in enumerate(face_frames[30:], start=30):      # 5 s later: the camera stalled
+        loop.process(Frame(index, 5.0 + index / 30.0, image))
+    loop.close()
+    assert [v.ended_by for v in sink.visits] == [CAMERA_LOST, SOURCE_ENDED] and loop.stats.camera_lost == 1
+    first_track = {u.track for u in sink.updates if u.frame < 30}
+    assert first_track == {1} and {u.track for u in sink.updates if u.frame >= 30} == {2}, "afterwards a new track"
+
+
+def test_between_looks_the_face_is_carried_over(face_frames):
+    sink = Kept()
+    loop = pipeline(sink, Cadence(6.0))
+    for index, image in enumerate(face_frames):
+        loop.process(Frame(index, index / 30.0, image))
+    loop.close()
+    looked = [u for u in sink.updates if u.analysed]
+    assert len(sink.updates) == len(face_frames), "a carried face is still reported on every frame"
+    assert 0 < len(looked) < len(face_frames) and loop.stats.analysed == len(looked)
+    carried = [u for u in sink.updates if not u.analysed]
+    assert all(np.isfinite(u.confidence) and u.box.w > 0 for u in carried)
