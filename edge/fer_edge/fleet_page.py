@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from .fleet_report import fleet_overview
 from .fleet_db import DatabaseError
-from .web import FAVICON, Bursts, Connections, ServerLogFilter, guards
+from .web import Bursts, Connections, ServerLogFilter, favicon, guards, json_error
 
 
 def make_fleet_app(target: str, password: Optional[str] = None, token: Optional[str] = None,
@@ -26,14 +26,11 @@ def make_fleet_app(target: str, password: Optional[str] = None, token: Optional[
         try:
             overview = await asyncio.get_running_loop().run_in_executor(None, fleet_overview, target, password)
         except DatabaseError as exc:
-            return web.json_response({"error": str(exc)}, status=503)
+            return json_error(503, str(exc))
         return web.json_response(overview)
 
     async def healthz(request):
         return web.json_response({"ok": True})
-
-    async def favicon(request):
-        return web.Response(text=FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     app = web.Application(middlewares=guards(token, connections, bursts))
     app["connections"] = connections

@@ -30,9 +30,16 @@ from importlib import resources
 import cv2
 import numpy as np
 
+from .drawing import draw
+from .errors import UserError
 from .image_header import ImageHeaderError, image_size
 from .labels import COLOURS
-from .errors import UserError
+from .visit_report import build_report, empty_report, parse_since, recent_visits
+
+try:
+    from aiohttp import web
+except ImportError:  # an optional extra: `serve` says how to install it
+    web = None  # type: ignore[assignment]
 
 ALLOWED_TYPES = ("image/jpeg", "image/png")
 MAX_PIXELS = 40_000_000      # an upload larger than this is refused before it is decoded
@@ -224,16 +231,19 @@ def page_html(max_upload: int) -> str:
                 .replace("{{MAX_MB}}", f"{max_upload / (1024 * 1024):g}"))
 
 
+async def favicon(request: Any) -> Any:
+    """Every page's icon (answered without the token)."""
+    return web.Response(text=FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+def json_error(status: int, message: str) -> Any:
+    return web.json_response({"error": message}, status=status)
+
+
 def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> list:
     """The middlewares every page of fer-edge's shares: same origin, and the token (a wrong one
     closes the connection; too many from one address get 429 for the rest of the minute)."""
-    from aiohttp import web
-
     failed_tokens = FailedTokens()
-
-    def error(status, message):
-        return web.json_response({"error": message}, status=status)
-
     @web.middleware
     async def same_origin(request, handler):
         """No cross-site POSTs, and on loopback no foreign Host (DNS rebinding): a page in a
@@ -242,11 +252,11 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
             connections.request_started(request.transport)
         host = request.host.rsplit(":", 1)[0].strip("[]") if request.host else ""
         if not token and host and not is_loopback_name(host):
-            return error(403, f"Host {request.host!r} is not this device's loopback name: open http://127.0.0.1:PORT/")
+            return json_error(403, f"Host {request.host!r} is not this device's loopback name: open http://127.0.0.1:PORT/")
         origin = request.headers.get("Origin")
         if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
             if origin == "null" or origin.split("://", 1)[-1] != request.host:
-                return error(403, f"cross-site request from {origin} refused")
+                return json_error(403, f"cross-site request from {origin} refused")
         return await handler(request)
 
     @web.middleware
@@ -257,14 +267,14 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
             address = request.remote or "?"
             if failed_tokens.blocked(address):
                 bursts.add("limited", f"too many wrong tokens from {address}: answering 429")
-                response = error(429, "too many wrong tokens: wait a minute")
+                response = json_error(429, "too many wrong tokens: wait a minute")
                 response.force_close()
                 return response
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
                 failed_tokens.failed(address)
                 bursts.add("wrong token", f"requests without the right token from {address}")
-                response = error(401, "a token is required: ?token=... or Authorization: Bearer ...")
+                response = json_error(401, "a token is required: ?token=... or Authorization: Bearer ...")
                 response.force_close()
                 return response
         if request.transport is not None and (token is None or request.path not in OPEN_PATHS):
@@ -274,78 +284,74 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
     return [same_origin, auth]
 
 
-def make_app(live: Optional[Any], analyzer: Any, db_path: Optional[str], token: Optional[str] = None,
-             max_upload: int = 10 * 1024 * 1024, live_fps: float = 5.0, info: Optional[dict] = None,
-             say: Callable[[str], None] = lambda message: None) -> Any:
-    """`live` None: no camera (photos, the report and the visits only); `info` names the device,
-    model and detector then."""
-    from aiohttp import web
+class DevicePage:
+    """The device page's handlers, over what the composition root gives it. `live` None: no
+    camera (photos, the report and the visits only); `info` names the device, model and
+    detector then."""
 
-    from .visit_report import build_report, empty_report, parse_since, recent_visits
-    from .drawing import draw
+    def __init__(self, live: Optional[Any], analyzer: Any, db_path: Optional[str], max_upload: int, live_fps: float,
+                 info: Optional[dict], bursts: "Bursts"):
+        self.live, self.analyzer, self.db_path = live, analyzer, db_path
+        self.max_upload, self.live_fps, self.bursts = max_upload, live_fps, bursts
+        self.page = page_html(max_upload)
+        self.no_camera = dict(info or {}, state="photos only", camera=False, frames=0, fps=0.0, faces=0, people=0,
+                              visits=[], tracks=[], last_frame_seconds=None)
+        self.executor = None    # the loop's default executor
+        self.streams: set = set()  # the running /live.mjpg handlers
 
-    page = page_html(max_upload)
-    no_camera = dict(info or {}, state="photos only", camera=False, frames=0, fps=0.0, faces=0, people=0,
-                     visits=[], tracks=[], last_frame_seconds=None)
-    executor = None
-    streams = set()  # the running /live.mjpg handlers
-    connections = Connections()
-    bursts = Bursts(say)
-    ServerLogFilter(bursts).install()
+    def routes(self) -> list:
+        return [web.get("/", self.index), web.get("/healthz", self.healthz), web.get("/api/status", self.status),
+                web.get("/api/report", self.report), web.post("/api/analyze", self.analyze),
+                web.get("/live.mjpg", self.mjpeg), web.get("/openapi.json", self.openapi_json),
+                web.get("/api/visits", self.visits), web.get("/favicon.ico", favicon)]
 
-    def error(status, message):
-        return web.json_response({"error": message}, status=status)
+    async def index(self, request: Any) -> Any:
+        return web.Response(text=self.page, content_type="text/html")
 
-    async def index(request):
-        return web.Response(text=page, content_type="text/html")
-
-    async def healthz(request):
+    async def healthz(self, request: Any) -> Any:
         """503 with the reasons while any worker is unwell: a monitor sees a stalled camera or a dead sender."""
-        problems = live.problems() if live else []
+        problems = self.live.problems() if self.live else []
         return web.json_response({"ok": not problems, "problems": problems,
-                                  "frames": live.status()["frames"] if live else None}, status=503 if problems else 200)
+                                  "frames": self.live.status()["frames"] if self.live else None}, status=503 if problems else 200)
 
-    async def status(request):
-        return web.json_response(live.status() if live else no_camera)
+    async def status(self, request: Any) -> Any:
+        return web.json_response(self.live.status() if self.live else self.no_camera)
 
-    async def favicon(request):
-        return web.Response(text=FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
-
-    async def visits(request):
+    async def visits(self, request: Any) -> Any:
         try:
             limit = int(request.query.get("limit", "20"))
             if not 1 <= limit <= 500:
                 raise ValueError
         except ValueError:
-            return error(400, "limit: expected a whole number from 1 to 500")
-        if not db_path or not os.path.exists(db_path):
+            return json_error(400, "limit: expected a whole number from 1 to 500")
+        if not self.db_path or not os.path.exists(self.db_path):
             return web.json_response({"visits": []})
         loop = asyncio.get_running_loop()
-        return web.json_response({"visits": await loop.run_in_executor(executor, recent_visits, db_path, limit)})
+        return web.json_response({"visits": await loop.run_in_executor(self.executor, recent_visits, self.db_path, limit)})
 
-    async def report(request):
+    async def report(self, request: Any) -> Any:
         try:
             since = parse_since(request.query.get("since", "today"))
             by = request.query.get("by", "hour")
             if by not in ("hour", "day"):
                 raise ValueError("by: expected hour or day")
         except ValueError as exc:
-            return error(400, str(exc))
-        if not db_path or not os.path.exists(db_path):
+            return json_error(400, str(exc))
+        if not self.db_path or not os.path.exists(self.db_path):
             return web.json_response(empty_report(since, by))
         loop = asyncio.get_running_loop()
-        return web.json_response(await loop.run_in_executor(executor, build_report, db_path, since, by))
+        return web.json_response(await loop.run_in_executor(self.executor, build_report, self.db_path, since, by))
 
-    async def within_deadline(reading):
+    async def within_deadline(self, reading: Any) -> Any:
         try:
             return await asyncio.wait_for(reading, BODY_SECONDS)
         except asyncio.TimeoutError:
-            bursts.add("slow upload", f"uploads slower than {BODY_SECONDS:.0f} s closed")
+            self.bursts.add("slow upload", f"uploads slower than {BODY_SECONDS:.0f} s closed")
             return TOO_SLOW
 
-    async def analyze(request):
-        if request.content_length is not None and request.content_length > max_upload + 64 * 1024:
-            return error(413, f"file too large: at most {max_upload // (1024 * 1024)} MB")
+    async def analyze(self, request: Any) -> Any:
+        if request.content_length is not None and request.content_length > self.max_upload + 64 * 1024:
+            return json_error(413, f"file too large: at most {self.max_upload // (1024 * 1024)} MB")
         data, kind = None, request.content_type
         if kind == "multipart/form-data":
             reader = await request.multipart()
@@ -353,54 +359,55 @@ def make_app(live: Optional[Any], analyzer: Any, db_path: Optional[str], token: 
             while part is not None and part.name != "photo":
                 part = await reader.next()
             if part is None:
-                return error(400, "no 'photo' field in the form")
+                return json_error(400, "no 'photo' field in the form")
             kind = part.headers.get("Content-Type", "")
-            data = await within_deadline(part.read(decode=False))
+            data = await self.within_deadline(part.read(decode=False))
         elif kind in ALLOWED_TYPES:
-            data = await within_deadline(request.read())
+            data = await self.within_deadline(request.read())
         if data is TOO_SLOW:
-            response = error(408, f"the upload did not arrive within {BODY_SECONDS:.0f} s")
+            response = json_error(408, f"the upload did not arrive within {BODY_SECONDS:.0f} s")
             response.force_close()
             return response
         if kind not in ALLOWED_TYPES:
-            return error(415, f"unsupported content type {kind or 'none'!r}: send a JPEG or PNG photo")
+            return json_error(415, f"unsupported content type {kind or 'none'!r}: send a JPEG or PNG photo")
         if not data:
-            return error(400, "empty file: send a JPEG or PNG photo")
-        if len(data) > max_upload:
-            return error(413, f"file too large: at most {max_upload // (1024 * 1024)} MB")
+            return json_error(400, "empty file: send a JPEG or PNG photo")
+        if len(data) > self.max_upload:
+            return json_error(413, f"file too large: at most {self.max_upload // (1024 * 1024)} MB")
         try:
             _, width, height = image_size(data)
         except ImageHeaderError as exc:
-            return error(400, f"{exc}: send a JPEG or PNG photo")
+            return json_error(400, f"{exc}: send a JPEG or PNG photo")
         if width * height > MAX_PIXELS:
-            return error(413, f"image too large: {width}x{height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels")
+            return json_error(413, f"image too large: {width}x{height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels")
         loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(executor, decode, data)
+        image = await loop.run_in_executor(self.executor, decode, data)
         if image is None:
-            return error(400, "not a readable JPEG or PNG image")
+            return json_error(400, "not a readable JPEG or PNG image")
         loop = asyncio.get_running_loop()
-        return web.json_response(await loop.run_in_executor(executor, analyzer.analyze, image))
+        return web.json_response(await loop.run_in_executor(self.executor, self.analyzer.analyze, image))
 
-    def encode(frame, tracks):
+    @staticmethod
+    def encode(frame: np.ndarray, tracks: list) -> Optional[bytes]:
         ok, jpeg = cv2.imencode(".jpg", draw(frame, tracks), [cv2.IMWRITE_JPEG_QUALITY, 75])
         return jpeg.tobytes() if ok else None
 
-    async def mjpeg(request):
-        if live is None:
-            return error(404, "no camera: start fer-edge serve with --camera or --source")
+    async def mjpeg(self, request: Any) -> Any:
+        if self.live is None:
+            return json_error(404, "no camera: start fer-edge serve with --camera or --source")
         response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame",
                                                "Cache-Control": "no-store"})
         await response.prepare(request)
         loop = asyncio.get_running_loop()
-        live.viewers += 1
-        streams.add(asyncio.current_task())
-        last_seq, interval = -1, 1.0 / live_fps
+        self.live.viewers += 1
+        self.streams.add(asyncio.current_task())
+        last_seq, interval = -1, 1.0 / self.live_fps
         try:
             while True:
                 started = time.monotonic()
-                seq, frame, tracks = live.snapshot()
+                seq, frame, tracks = self.live.snapshot()
                 if frame is not None and seq != last_seq:
-                    jpeg = await loop.run_in_executor(executor, encode, frame, tracks)
+                    jpeg = await loop.run_in_executor(self.executor, self.encode, frame, tracks)
                     if jpeg:
                         await response.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
                                              % len(jpeg) + jpeg + b"\r\n")
@@ -409,26 +416,32 @@ def make_app(live: Optional[Any], analyzer: Any, db_path: Optional[str], token: 
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            live.viewers -= 1
-            streams.discard(asyncio.current_task())
+            self.live.viewers -= 1
+            self.streams.discard(asyncio.current_task())
         return response
 
-    async def close_streams(app):
+    async def close_streams(self, app: Any) -> None:
         # A stream never ends by itself: without this, shutdown waits for every viewer's
         # connection until the server's timeout, and `fer-edge serve` takes that long to stop.
-        for task in list(streams):
+        for task in list(self.streams):
             task.cancel()
 
-    async def openapi_json(request):
-        return web.json_response(openapi(max_upload))
+    async def openapi_json(self, request: Any) -> Any:
+        return web.json_response(openapi(self.max_upload))
 
+
+
+def make_app(live: Optional[Any], analyzer: Any, db_path: Optional[str], token: Optional[str] = None,
+             max_upload: int = 10 * 1024 * 1024, live_fps: float = 5.0, info: Optional[dict] = None,
+             say: Callable[[str], None] = lambda message: None) -> Any:
+    """The device page's app: its handlers behind the guards every page shares."""
+    connections, bursts = Connections(), Bursts(say)
+    ServerLogFilter(bursts).install()
+    page = DevicePage(live, analyzer, db_path, max_upload, live_fps, info, bursts)
     app = web.Application(middlewares=guards(token, connections, bursts), client_max_size=max_upload + 256 * 1024)
-    app.on_shutdown.append(close_streams)
+    app.on_shutdown.append(page.close_streams)
     app["connections"] = connections
-    app.add_routes([web.get("/", index), web.get("/healthz", healthz), web.get("/api/status", status),
-                    web.get("/api/report", report), web.post("/api/analyze", analyze), web.get("/live.mjpg", mjpeg),
-                    web.get("/openapi.json", openapi_json), web.get("/api/visits", visits),
-                    web.get("/favicon.ico", favicon)])
+    app.add_routes(page.routes())
     return app
 
 
