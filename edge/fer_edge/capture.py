@@ -18,6 +18,7 @@ import numpy as np
 
 from .datasets import IMAGE_SUFFIXES
 from .errors import UserError
+from .log import say
 
 
 def _quiet_opencv():
@@ -83,7 +84,7 @@ class OpenCVSource:
     """A camera index, a video file or a URL through cv2.VideoCapture."""
 
     def __init__(self, target: Union[int, str], live: bool, stop: Optional[threading.Event] = None,
-                 on_event: Callable[[str], None] = print, wait: bool = True, lean: bool = False):
+                 on_event: Callable[[str], None] = say, wait: bool = True, lean: bool = False):
         self.target, self.live, self.lean = target, live, lean
         self.stop = stop or threading.Event()
         self.on_event = on_event
@@ -247,7 +248,7 @@ class PiCameraSource:
 
 
 def open_source(camera: Optional[str] = None, source: Optional[str] = None, stop: Optional[threading.Event] = None,
-                on_event: Callable[[str], None] = print, wait: bool = False,
+                on_event: Callable[[str], None] = say, wait: bool = False,
                 lean: bool = False) -> Union["OpenCVSource", "ImageSource", "PiCameraSource"]:
     """The source for `--camera N|pi` or `--source FILE|DIR|URL`. A camera that cannot be
     opened is an error unless `wait` (a service waits for its camera, saying so each try);

@@ -14,21 +14,20 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple  # noqa: E402
 import click  # noqa: E402
 
 from .detect import DETECTORS  # noqa: E402
+from . import log  # noqa: E402
 from .errors import guarded  # noqa: E402
+from .log import say  # noqa: E402
 from .settings import COLLECT_SETTINGS, click_options  # noqa: E402
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 
-def say(message: str) -> None:
-    click.echo(f"fer-edge: {message}", err=True)
-
-
 @click.group(cls=guarded(click.Group))
 @click.version_option(package_name="fer-edge")
 def main() -> None:
     """Facial emotion recognition on the device: run, eval, bench."""
+    log.setup()
 
 
 @main.command("eval")
@@ -173,7 +172,7 @@ def report(db_path: Optional[str], db_password_file: Optional[str], since: str, 
     click.echo(json.dumps(result) if as_json else r.format_csv(result) if as_csv else r.format_table(result),
                nl=not as_csv or as_json)
     if plot_path:
-        click.echo(f"wrote {plot_path}", err=True)
+        say(f"wrote {plot_path}")
 
 
 @main.command()
@@ -225,7 +224,7 @@ def detector_fetch(system: bool, target: Optional[str]) -> None:
     from .detector_files import SYSTEM_DIR, fetch, user_dir
 
     target = target or (SYSTEM_DIR if system else user_dir())
-    click.echo(f"fetching BlazeFace into {target} ...", err=True)
+    say(f"fetching BlazeFace into {target} ...")
     try:
         paths = fetch(target)
     except PermissionError:

@@ -7,7 +7,10 @@ file, flag or value; it is shown as its message alone. A file the system refuses
 its type and the hint to rerun with FER_EDGE_DEBUG=1, which shows the traceback.
 """
 
+import logging
 import os
+import sys
+from typing import Any
 
 import click
 
@@ -27,6 +30,17 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text or 'no message'} (an error in fer-edge; {DEBUG_HINT})"
 
 
+class OneLine(click.ClickException):
+    """The user's one line, `Error: ...`; under systemd marked as an error for the journal."""
+
+    def show(self, file: Any = None) -> None:
+        from .log import PRIORITIES, writes_to_journal
+
+        stream = file or sys.stderr
+        mark = f"<{PRIORITIES[logging.ERROR]}>" if writes_to_journal(stream, os.environ) else ""
+        click.echo(f"{mark}Error: {self.format_message()}", file=stream)
+
+
 def guarded(group_class: type) -> type:
     """A click Group/Command subclass whose invoke turns exceptions into one-line errors."""
 
@@ -34,11 +48,15 @@ def guarded(group_class: type) -> type:
         def invoke(self, ctx):
             try:
                 return super().invoke(ctx)
-            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+            except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
                 raise
+            except click.ClickException as exc:
+                if type(exc) is not click.ClickException:
+                    raise   # a usage error shows its usage
+                raise OneLine(exc.message) from None
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 if os.environ.get("FER_EDGE_DEBUG"):
                     raise
-                raise click.ClickException(one_line(exc)) from None
+                raise OneLine(one_line(exc)) from None
 
     return Guarded

@@ -1,11 +1,11 @@
 """`fer-edge eval`: how well a model reads labelled faces, or whole photos through a detector."""
 
-import sys
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
 from .errors import UserError
+from .log import say
 
 
 def largest_faces(photos: list, analyzer: Any, progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -42,7 +42,7 @@ def evaluate(model_path: Optional[str], data_path: str, usage: str, ferplus_path
     if detect:
         analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), classifier, margin)
         if analyzer.detector.note:
-            print(f"fer-edge: {analyzer.detector.note}", file=sys.stderr)
+            say(analyzer.detector.note)
         images, found = largest_faces(images, analyzer, progress)
         no_face = int((~found).sum())
     if ferplus_path:

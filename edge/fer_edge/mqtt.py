@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .outbox import Outbox, OutboxSender, Transport
 from .errors import UserError
+from .log import say
 from .records import TrackUpdate, View, Visit
 from .settings import split_host_port
 from .settings_sections import MqttSection
@@ -258,7 +259,7 @@ class MQTTSink(EventSink, Transport):
     HOLD_MAX = 10_000        # messages held in memory while the outbox is locked
     HOLD_SAY_SECONDS = 5.0   # a lock held longer than this is said (short ones are this process's own)
 
-    def __init__(self, settings: MqttSection, device_id: str, db_path: str, on_event: Callable[[str], None] = print,
+    def __init__(self, settings: MqttSection, device_id: str, db_path: str, on_event: Callable[[str], None] = say,
                  model_name: str = "fer-edge", spill: Optional[Spill] = None, configuration_url: Optional[str] = None):
         """`settings`: the [mqtt] section; `configuration_url`: the device page, for Home Assistant."""
         self.s, self.device_id, self.on_event, self.model_name = settings, device_id, on_event, model_name

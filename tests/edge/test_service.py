@@ -1,5 +1,6 @@
 """The device service: config validation, sd_notify over a real socket, the systemd unit."""
 
+import json
 import os
 import shutil
 import socket
@@ -222,3 +223,29 @@ def test_watchdog_is_fed_only_while_frames_progress(tmp_path, model_path, jpeg_f
     assert not [t for t in pings if t > stalled_at + 1.0], "a stalled camera must starve the watchdog"
     assert notify.times("STOPPING=1")
     assert process.returncode == 0 and "Traceback" not in err
+
+
+def test_under_systemd_every_line_carries_its_journal_priority(photos, model_path):
+    """stderr is the journal's stream ($JOURNAL_STREAM names it): lines start with <6>, not `fer-edge: `,
+    and stdout keeps the JSON lines alone."""
+    read_end, write_end = os.pipe()
+    info = os.fstat(write_end)
+    env = dict(os.environ, JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "run", "--source",
+                                str(photos / "single_face.mp4"), "--model", str(model_path), "--no-db", "--json",
+                                "--max-frames", "10"], stdout=subprocess.PIPE, stderr=write_end, env=env, text=True)
+    os.close(write_end)
+    out, _ = process.communicate(timeout=120)
+    with os.fdopen(read_end) as stderr:
+        lines = stderr.read().splitlines()
+    assert process.returncode == 0 and lines and all(line.startswith("<6>") for line in lines), lines
+    assert any("done: 10 frames" in line for line in lines)
+    assert all(json.loads(line) for line in out.splitlines())
+    read_end, write_end = os.pipe()
+    info = os.fstat(write_end)
+    env = dict(os.environ, JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}")
+    failed = subprocess.run([str(Path(sys.executable).parent / "fer-edge"), "report", "--db", "/no/such.db"],
+                            stderr=write_end, env=env, timeout=60)
+    os.close(write_end)
+    with os.fdopen(read_end) as stderr:
+        assert failed.returncode == 1 and stderr.read().startswith("<3>Error: /no/such.db: no such database")

@@ -1,0 +1,54 @@
+"""What fer-edge says, through the standard `logging` module: one line per message on stderr,
+so that stdout carries data alone (`--json` lines, reports). In a terminal a line starts with
+`fer-edge: `; under systemd it starts with its syslog priority (`<6>`, `<4>`), which the
+journal turns into the entry's level. User errors stay the one line of `errors.guarded`.
+"""
+
+import logging
+import os
+import sys
+from typing import Mapping, Optional, TextIO
+
+LOGGER = logging.getLogger("fer_edge")
+
+# sd-daemon(3): the priority prefixes journald reads at the start of a line.
+PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+def say(message: str) -> None:
+    """Something the operator should know: a state change, progress, a summary."""
+    LOGGER.info(message)
+
+
+def warn(message: str) -> None:
+    """Something is wrong, and fer-edge carries on around it."""
+    LOGGER.warning(message)
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{PRIORITIES.get(record.levelno, 6)}>{record.getMessage()}"
+
+
+def writes_to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether `stream` is the journal's: systemd sets $JOURNAL_STREAM to its device:inode."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def setup(stream: Optional[TextIO] = None, environ: Optional[Mapping[str, str]] = None) -> None:
+    """Send fer-edge's messages to stderr (or `stream`), in the journal's form under systemd. Once."""
+    stream = stream or sys.stderr
+    environ = os.environ if environ is None else environ
+    for handler in list(LOGGER.handlers):
+        LOGGER.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    journal = writes_to_journal(stream, environ)
+    handler.setFormatter(JournalFormatter() if journal else logging.Formatter("fer-edge: %(message)s"))
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False
