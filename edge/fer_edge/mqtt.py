@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from .outbox import Outbox, OutboxSender, Transport
 from .errors import UserError
 from .log import say
-from .records import TrackUpdate, View, Visit
+from .records import RunStats, TrackUpdate, View, Visit
 from .settings import split_host_port
 from .settings_sections import MqttSection
 from .sinks import EventSink
@@ -466,11 +466,11 @@ class MQTTSink(EventSink, Transport):
         if self.connected.is_set():
             self.client.publish(f"{self.base}/view", json.dumps(self.last_view), qos=0)
 
-    def stats(self, payload: dict) -> None:
+    def stats(self, stats: RunStats) -> None:
         if self.waiting:
             self._flush_waiting()
         if self.connected.is_set():
-            self.client.publish(f"{self.base}/stats", json.dumps(payload), qos=0)
+            self.client.publish(f"{self.base}/stats", json.dumps(stats.to_json()), qos=0)
 
     def health(self) -> dict:
         with self.state_lock:

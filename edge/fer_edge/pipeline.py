@@ -23,7 +23,7 @@ from .cadence import Cadence
 from .capture import Frame
 from .clock import WallClock
 from .sessions import SessionTracker
-from .records import CAMERA_LOST, SOURCE_ENDED, TrackUpdate, View
+from .records import CAMERA_LOST, SOURCE_ENDED, RunStats, TrackUpdate, View
 from .track import Track, Tracker
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
@@ -184,16 +184,14 @@ class Pipeline:
         """Every sink's threads still run (the watchdog and /healthz follow this)."""
         return all(sink.alive() for sink in self.sinks)
 
-    def stats_payload(self) -> dict:
+    def stats_payload(self) -> RunStats:
         """What the stats message carries: throughput, stage latencies, counts, uptime, sink health."""
         s = self.stats
         recent = lambda values: round(float(np.median(_last(values, 100))) * 1000, 2) if values else None  # noqa: E731
-        payload = {"device": self.device_id, "ts": round(time.time(), 3), "uptime": round(time.monotonic() - s.started, 1),
-                   "frames": s.frames, "fps": round(s.fps(), 2), "faces": s.faces, "tracks": s.tracks,
-                   "detect_ms": recent(s.detect), "classify_ms": recent(s.classify), "sessions": self.sessions_done,
-                   "camera_lost": s.camera_lost}
-        payload.update(self.health())
-        return payload
+        return RunStats(device=self.device_id, ts=round(time.time(), 3), uptime=round(time.monotonic() - s.started, 1),
+                        frames=s.frames, fps=round(s.fps(), 2), faces=s.faces, tracks=s.tracks,
+                        detect_ms=recent(s.detect), classify_ms=recent(s.classify), sessions=self.sessions_done,
+                        camera_lost=s.camera_lost, health=self.health())
 
     def _send_stats(self):
         payload = self.stats_payload()

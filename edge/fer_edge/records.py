@@ -133,3 +133,28 @@ class Visit:
         del row["tracks"]
         row["shares"], row["exit_probs"] = json.dumps(self.shares), json.dumps(self.exit_probs)
         return row
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """The periodic stats message: throughput, stage latencies (ms, medians of the last 100),
+    counts, uptime, and what each sink says of itself (`health`: log, broker, backlog)."""
+
+    device: str
+    ts: float
+    uptime: float
+    frames: int
+    fps: float
+    faces: int
+    tracks: int
+    detect_ms: Optional[float]
+    classify_ms: Optional[float]
+    sessions: int
+    camera_lost: int
+    health: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """One flat object: the health fields beside the counts."""
+        data = asdict(self)
+        data.update(data.pop("health"))
+        return data

@@ -19,7 +19,7 @@ from collections import deque
 from typing import Callable, Optional, TextIO
 
 from .labels import LABELS
-from .records import LEFT, TrackUpdate, View, Visit
+from .records import LEFT, RunStats, TrackUpdate, View, Visit
 from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
 
 
@@ -35,7 +35,7 @@ class EventSink:
     def view(self, view: View) -> None:
         """Who is in view now: when the count changes, else once per log interval."""
 
-    def stats(self, payload: dict) -> None:
+    def stats(self, stats: RunStats) -> None:
         """The periodic stats message."""
 
     def health(self) -> dict:

@@ -33,8 +33,8 @@ class Kept(EventSink):
     def view(self, view):
         self.views.append(view)
 
-    def stats(self, payload):
-        self.stats_messages.append(payload)
+    def stats(self, stats):
+        self.stats_messages.append(stats)
 
     def close(self, summary):
         self.closed = summary
@@ -64,6 +64,8 @@ def test_records_reach_the_sinks_and_a_visit_ends_with_the_source(face_frames):
     [visit] = sink.visits
     assert isinstance(visit, Visit) and visit.ended_by == SOURCE_ENDED and visit.frames == len(face_frames)
     assert sink.closed["frames"] == len(face_frames) and loop.stats.analysed == len(face_frames)
+    message = loop.stats_payload().to_json()
+    assert message["frames"] == len(face_frames) and message["device"] == "kiosk" and "health" not in message
 
 
 def test_a_gap_in_the_frames_ends_the_visit_as_camera_lost(face_frames):
