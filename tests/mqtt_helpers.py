@@ -41,6 +41,31 @@ def made_up_visit(device, number, satisfaction=60.0, days_ago=0):
                  exit_probs={"neutral": 0.7, "happy": 0.3})
 
 
+def simulated_devices(port, folder, numbers, connect_seconds=60):
+    """Devices `dev-NNN` sending through fer-edge's own MQTT sink (each with its outbox in
+    `folder`); returns them and whether all connected within `connect_seconds`."""
+    from fer_edge.mqtt import MQTTSink
+    from fer_edge.settings_sections import MqttSection
+
+    mqtt = MqttSection(host=f"127.0.0.1:{port}", discovery=False)
+    sinks = [MQTTSink(mqtt, f"dev-{i:03d}", str(folder / f"dev-{i:03d}.db"), on_event=lambda message: None)
+             for i in numbers]
+    return sinks, Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), connect_seconds)
+
+
+def start_collector(port, db, client_id, *flags):
+    """`fer-edge collect`, once it has subscribed (until its first start, the broker keeps nothing for it)."""
+    import sys
+    from pathlib import Path
+
+    process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "collect", "--mqtt", f"127.0.0.1:{port}",
+                                "--db", str(db), "--client-id", client_id, *flags], stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "connected to" in line:
+            break
+    return process
+
+
 class Broker:
     """mosquitto on 127.0.0.1:port with persistence, so a subscriber's queued messages survive a restart."""
 

@@ -229,11 +229,11 @@ def collector_settings(settings: Settings) -> "CollectorSettings":
 
 def web_url(settings: Settings) -> Optional[str]:
     """The web page's address for Home Assistant's device page, when it listens beyond loopback."""
-    from .settings import split_host_port
-    from .web import is_loopback, page_url
-
     if not settings.web.listen:
         return None
+    from .settings import split_host_port
+    from .web import is_loopback, page_url   # the page's module, loaded only when it is served
+
     host, port = split_host_port(settings.web.listen, None)
     if host in ("0.0.0.0", "::"):
         host = socket.getfqdn()

@@ -96,7 +96,7 @@ class Collector:
         self.server = Broker.from_section(settings.mqtt)
         self.broker = self.server.address
         self.inbox: "queue.Queue[Message]" = queue.Queue()
-        self.stop_event = stop or threading.Event()   # set by a signal, or by stop()
+        self.stop_event = stop or threading.Event()   # set by a signal: store what arrived, then stop
         self.connection = 0
         self.counts: Counter = Counter()
         self.database_down_since: Optional[float] = None
@@ -110,7 +110,7 @@ class Collector:
         self.writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
     def run(self) -> None:
-        """Collect until `stop()`; says where it stores, and what it stored every minute."""
+        """Collect until the stop event is set; says where it stores, and what it stored every minute."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -134,9 +134,6 @@ class Collector:
         if self.database is not None:
             self.database.close()
         self.say(f"stopped: {self.progress()}")
-
-    def stop(self) -> None:
-        self.stop_event.set()
 
     def progress(self) -> str:
         c = self.counts

@@ -6,7 +6,7 @@ import time
 from typing import Iterable, List, Optional
 
 from .fleet_db import DatabaseError, open_database, reason
-from .records import CUT_ENDINGS
+from .records import CAMERA_LOST, CUT_ENDINGS
 from .visit_report import build_report, parse_since
 
 SILENT_SECONDS = 180.0   # online, but nothing heard for this long (three missed stats messages): stale
@@ -22,14 +22,12 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
         if not database.columns("devices"):
             raise DatabaseError(f"{database.name}: not a collector's database (no devices table)")
         state = database.rows("SELECT device, online, availability_at, stats, last_seen FROM devices ORDER BY device")
-        visits = {row[0]: row[1:] for row in database.rows(
-            "SELECT device, COUNT(*), MAX(\"end\"), SUM(CASE WHEN ended_by = 'camera lost' THEN 1 ELSE 0 END) "
-            "FROM sessions WHERE start >= ? GROUP BY device", (today,))}
-        scores: dict = {}
-        for device, score, why in database.rows("SELECT device, satisfaction, ended_by FROM sessions WHERE start >= ?",
-                                                (today,)):
-            if why not in CUT_ENDINGS:
-                scores.setdefault(device, []).append(score)
+        # Today's visits, camera stalls and mean satisfaction (visits cut short left out, as in reports).
+        cut = ", ".join("?" * len(CUT_ENDINGS))
+        today_of = {row[0]: row[1:] for row in database.rows(
+            f"SELECT device, COUNT(*), SUM(CASE WHEN ended_by = ? THEN 1 ELSE 0 END), "
+            f"AVG(CASE WHEN ended_by NOT IN ({cut}) THEN satisfaction END) FROM sessions WHERE start >= ? GROUP BY device",
+            (CAMERA_LOST, *CUT_ENDINGS, today))}
         last_visit = dict(database.rows("SELECT device, MAX(\"end\") FROM sessions GROUP BY device"))
     except database.errors as exc:
         raise DatabaseError(f"{database.name}: {reason(exc)}") from None
@@ -41,12 +39,11 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
         if wanted and device not in wanted:
             continue
         stats = json.loads(stats) if stats else {}
-        count, _, stalls = visits.get(device, (0, None, 0))
-        mine = scores.get(device, [])
+        count, stalls, satisfaction = today_of.get(device, (0, 0, None))
         status = "offline" if not online else "stale" if last_seen is None or now - last_seen > SILENT_SECONDS else "online"
         rows.append({"device": device, "status": status, "since": changed, "last_seen": last_seen,
                      "last_visit": last_visit.get(device), "visits_today": count or 0,
-                     "satisfaction_today": round(sum(mine) / len(mine), 1) if mine else None,
+                     "satisfaction_today": None if satisfaction is None else round(float(satisfaction), 1),
                      "camera_lost_today": stalls or 0, "outbox_pending": stats.get("outbox_pending"),
                      "fps": stats.get("fps"), "camera_lost": stats.get("camera_lost"),
                      "sender": stats.get("sender")})

@@ -559,8 +559,6 @@ class WebServer:
             self.connections.reap()
 
     def _run(self):
-        from aiohttp import web
-
         asyncio.set_event_loop(self.loop)
         self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                     keepalive_timeout=KEEPALIVE_SECONDS)

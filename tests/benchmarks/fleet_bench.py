@@ -9,31 +9,21 @@ time minus the moment the device sent the visit).
 
 import argparse
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mqtt_helpers import Broker, Recorder, made_up_visit  # noqa: E402
+from mqtt_helpers import Broker, Recorder, made_up_visit, simulated_devices, start_collector  # noqa: E402
 from pg_helpers import Postgres  # noqa: E402
-
-FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
-
 
 DEVICES_PER_PROCESS = 50   # paho's select() loop cannot watch sockets numbered 1024 and up
 
 
 def publish(port, folder, first, count, rate, seconds, start_at, results):
     """One process's share of the devices: connect, wait for the common start, publish, drain."""
-    from fer_edge.mqtt import MQTTSink
-    from fer_edge.settings_sections import MqttSection
-
-    mqtt = MqttSection(host=f"127.0.0.1:{port}", discovery=False)
-    sinks = [MQTTSink(mqtt, f"dev-{i:03d}", str(folder / f"dev-{i:03d}.db"), on_event=lambda m: None)
-             for i in range(first, first + count)]
-    connected = Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), 60)
+    sinks, connected = simulated_devices(port, folder, range(first, first + count))
     time.sleep(max(0.0, start_at - time.time()))
     sent, tick, started = 0, 1.0 / rate, time.monotonic()
     for step in range(int(seconds * rate)):
@@ -61,10 +51,7 @@ def main():
     postgres, broker = Postgres().start(), Broker(folder).start()
     collectors = []
     for name in ("collector-a", "collector-b"):
-        process = subprocess.Popen([FER_EDGE, "collect", "--mqtt", f"127.0.0.1:{broker.port}", "--db", postgres.url,
-                                    "--client-id", name], stderr=subprocess.PIPE, text=True)
-        next(line for line in process.stderr if "connected to" in line)
-        collectors.append(process)
+        collectors.append(start_collector(broker.port, postgres.url, name))
     results, start_at = multiprocessing.Queue(), time.time() + 10 + args.devices / 20
     workers = [multiprocessing.Process(target=publish, args=(broker.port, folder, first,
                                                              min(DEVICES_PER_PROCESS, args.devices - first), args.rate,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, run_cli
-from mqtt_helpers import Broker, Recorder, made_up_visit, make_visits_video
+from mqtt_helpers import Broker, Recorder, made_up_visit, make_visits_video, simulated_devices, start_collector
 from pg_helpers import PASSWORD, Postgres
 
 pytest.importorskip("paho.mqtt")
@@ -21,16 +21,6 @@ pytestmark = [pytest.mark.needs_broker, pytest.mark.slow]
 
 FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
-
-
-def start_collector(broker, db, client_id, *flags):
-    """A collector, once it has subscribed (until its first start, the broker keeps nothing for it)."""
-    process = subprocess.Popen([FER_EDGE, "collect", "--mqtt", f"127.0.0.1:{broker.port}", "--db", str(db),
-                                "--client-id", client_id, *flags], stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if "connected to" in line:
-            break
-    return process
 
 
 def count_rows(db, where=""):
@@ -47,13 +37,8 @@ def stop(process):
 
 
 def devices(broker, folder, count):
-    from fer_edge.mqtt import MQTTSink
-    from fer_edge.settings_sections import MqttSection
-
-    mqtt = MqttSection(host=f"127.0.0.1:{broker.port}", discovery=False)
-    sinks = [MQTTSink(mqtt, f"dev-{i:03d}", str(folder / f"dev-{i:03d}.db"), on_event=lambda message: None)
-             for i in range(count)]
-    assert Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), 30)
+    sinks, connected = simulated_devices(broker.port, folder, range(count), 30)
+    assert connected
     return sinks
 
 
@@ -66,7 +51,7 @@ def grafana_panels():
 
 def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_restart(tmp_path):
     postgres, broker = Postgres().start(), Broker(tmp_path).start()
-    first, second = (start_collector(broker, postgres.url, name) for name in ("collector-a", "collector-b"))
+    first, second = (start_collector(broker.port, postgres.url, name) for name in ("collector-a", "collector-b"))
     sinks = devices(broker, tmp_path, 20)
     sent, events, started = [], {3.0: "kill", 5.0: "restart", 7.0: "database"}, time.monotonic()
     try:
@@ -78,7 +63,7 @@ def test_two_collectors_store_every_visit_once_through_a_kill_and_a_database_res
                     first.send_signal(signal.SIGKILL)
                     first.wait()
                 elif what == "restart":
-                    first = start_collector(broker, postgres.url, "collector-a")
+                    first = start_collector(broker.port, postgres.url, "collector-a")
                 else:
                     postgres.restart_after(1.0)
             for sink in sinks:
@@ -122,7 +107,7 @@ def report_json(db, *flags):
 def test_the_fleet_report_matches_each_devices_own(tmp_path, model_path, visits_video):
     broker = Broker(tmp_path).start()
     fleet_db = tmp_path / "fleet.db"
-    collector = start_collector(broker, fleet_db, "collector")
+    collector = start_collector(broker.port, fleet_db, "collector")
     logs = {name: tmp_path / f"{name}.db" for name in ("kiosk-a", "kiosk-b")}
     try:
         runs = [subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--db", db,
@@ -169,7 +154,7 @@ def test_database_mistakes_are_one_line_and_the_broker_keeps_the_messages(tmp_pa
                 assert result.returncode != 0 and len(lines) == 1 and re.search(words, lines[0]), (command, result.stderr)
                 assert "not-the-password" not in result.stderr
         # The database goes away while the collector runs: nothing is lost, nothing acknowledged early.
-        collector = start_collector(broker, postgres.url, "collector")
+        collector = start_collector(broker.port, postgres.url, "collector")
         postgres.stop()
         sinks = devices(broker, tmp_path, 3)
         sent = []
@@ -180,7 +165,7 @@ def test_database_mistakes_are_one_line_and_the_broker_keeps_the_messages(tmp_pa
         time.sleep(3)
         said_stop = stop(collector)          # stopped while the database is still away
         postgres.start()
-        collector = start_collector(broker, postgres.url, "collector")
+        collector = start_collector(broker.port, postgres.url, "collector")
         assert Recorder.wait_for(lambda: postgres.query("SELECT COUNT(*) FROM sessions")[0][0] >= len(sent), 30)
         assert {r[0] for r in postgres.query("SELECT id FROM sessions")} == set(sent)
         for sink in sinks:
@@ -203,7 +188,7 @@ def test_a_site_broker_bridged_to_the_centre_as_the_docs_say(tmp_path):
         config.write(block.replace("central.example.com:1883", f"127.0.0.1:{central.port}"))
     site.start()
     db = tmp_path / "fleet.db"
-    collector = start_collector(central, db, "collector")
+    collector = start_collector(central.port, db, "collector")
     try:
         sinks = devices(site, tmp_path, 2)
         for sink in sinks:

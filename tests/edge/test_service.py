@@ -225,27 +225,27 @@ def test_watchdog_is_fed_only_while_frames_progress(tmp_path, model_path, jpeg_f
     assert process.returncode == 0 and "Traceback" not in err
 
 
-def test_under_systemd_every_line_carries_its_journal_priority(photos, model_path):
-    """stderr is the journal's stream ($JOURNAL_STREAM names it): lines start with <6>, not `fer-edge: `,
-    and stdout keeps the JSON lines alone."""
+def as_journal(command):
+    """Run `command` with stderr as systemd's journal stream ($JOURNAL_STREAM names it): (process, stdout, stderr)."""
     read_end, write_end = os.pipe()
     info = os.fstat(write_end)
     env = dict(os.environ, JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), "run", "--source",
-                                str(photos / "single_face.mp4"), "--model", str(model_path), "--no-db", "--json",
-                                "--max-frames", "10"], stdout=subprocess.PIPE, stderr=write_end, env=env, text=True)
+    process = subprocess.Popen([str(Path(sys.executable).parent / "fer-edge"), *map(str, command)],
+                               stdout=subprocess.PIPE, stderr=write_end, env=env, text=True)
     os.close(write_end)
     out, _ = process.communicate(timeout=120)
     with os.fdopen(read_end) as stderr:
-        lines = stderr.read().splitlines()
+        return process, out, stderr.read()
+
+
+def test_under_systemd_every_line_carries_its_journal_priority(photos, model_path):
+    """stderr is the journal's stream: lines start with <6>, not `fer-edge: `, the error that stops
+    a command with <3>, and stdout keeps the JSON lines alone."""
+    process, out, said = as_journal(["run", "--source", photos / "single_face.mp4", "--model", model_path, "--no-db",
+                                     "--json", "--max-frames", "10"])
+    lines = said.splitlines()
     assert process.returncode == 0 and lines and all(line.startswith("<6>") for line in lines), lines
     assert any("done: 10 frames" in line for line in lines)
     assert all(json.loads(line) for line in out.splitlines())
-    read_end, write_end = os.pipe()
-    info = os.fstat(write_end)
-    env = dict(os.environ, JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}")
-    failed = subprocess.run([str(Path(sys.executable).parent / "fer-edge"), "report", "--db", "/no/such.db"],
-                            stderr=write_end, env=env, timeout=60)
-    os.close(write_end)
-    with os.fdopen(read_end) as stderr:
-        assert failed.returncode == 1 and stderr.read().startswith("<3>Error: /no/such.db: no such database")
+    failed, _, said = as_journal(["report", "--db", "/no/such.db"])
+    assert failed.returncode == 1 and said.startswith("<3>Error: /no/such.db: no such database")
