@@ -13,9 +13,8 @@ import click
 
 from fer_edge.datasets import DatasetError, read_fer2013
 from fer_edge.errors import guarded
-from fer_edge.labels import LABELS
-from fer_edge.metadata import FORMAT, FORMAT_VERSION, embed_metadata
-from fer_edge.preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
+from fer_edge.metadata import embed_metadata, model_metadata
+from fer_edge.preprocess import DEFAULT_MARGIN
 from fer_train.run_folder import read_record
 
 
@@ -51,18 +50,12 @@ def _warm_start(parent):
 
 def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant, margin=DEFAULT_MARGIN):
     state = record.get("state.json", {})
-    return {
-        "flip_average": bool(state.get("flip_average")),
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "labels": list(LABELS),
-        "input": {"size": SIZE, "channels": 1, "colour": "grey", "range": "grey levels 0..255",
-                  "quantization": input_quant},
-        "output": {"kind": "logits", "quantization": output_quant},
-        "preprocess": {"name": PREPROCESS_NAME, "version": PREPROCESS_VERSION, "margin": margin},
-        "quantization": mode,
-        "architecture": state.get("config", {}).get("arch"),
-        "params": state.get("params"), "multiply_adds": state.get("multiply_adds"),
-        "provenance": {
+    return model_metadata(
+        mode, input_quant, output_quant, margin,
+        flip_average=bool(state.get("flip_average")),
+        architecture=state.get("config", {}).get("arch"),
+        params=state.get("params"), multiply_adds=state.get("multiply_adds"),
+        provenance={
             "dataset": f"FER2013 {os.path.basename(data_path)} (sha256 {_file_sha256(data_path)[:16]}), Training split",
             "train_command": state.get("command"), "train_commit": state.get("commit"),
             "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
@@ -77,9 +70,9 @@ def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_q
             "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",
             "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
-        "train_hardware": state.get("hardware"),
-        "accuracy": accuracy,
-    }
+        train_hardware=state.get("hardware"),
+        accuracy=accuracy,
+    )
 
 
 def _measure(model_bytes, metadata, splits):

@@ -11,8 +11,10 @@ import io
 import json
 import zipfile
 
+from typing import Any, Optional, Tuple
+
 from .labels import LABELS
-from .preprocess import PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
+from .preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
 from .errors import UserError
 
 METADATA_NAME = "fer_edge_metadata.json"
@@ -22,6 +24,22 @@ FORMAT_VERSION = 1
 
 class ModelError(UserError):
     """A model file the runtime will not run; the message is one line for the user."""
+
+
+def model_metadata(quantization: str, input_quant: Optional[Tuple[float, int]] = None,
+                   output_quant: Optional[Tuple[float, int]] = None, margin: float = DEFAULT_MARGIN,
+                   **more: Any) -> dict:
+    """The metadata every fer-edge model carries (what `check_metadata` asks for), plus `more`."""
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "labels": list(LABELS),
+        "input": {"size": SIZE, "channels": 1, "colour": "grey", "range": "grey levels 0..255",
+                  "quantization": input_quant},
+        "output": {"kind": "logits", "quantization": output_quant},
+        "preprocess": {"name": PREPROCESS_NAME, "version": PREPROCESS_VERSION, "margin": margin},
+        "quantization": quantization,
+        **more,
+    }
 
 
 def strip_metadata(data: bytes) -> bytes:

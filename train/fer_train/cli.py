@@ -229,6 +229,20 @@ def pack(data_path, usages, out):
     click.echo(f"wrote {out}: {len(kept)} faces, {size / 1e6:.1f} MB")
 
 
+@main.command("faceapi-teacher")
+@click.option("-o", "--out", default="runs/teachers/face-api.tflite", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the teacher model.")
+def faceapi_teacher(out):
+    """Fetch face-api.js's expression network from the npm registry (pinned sha256) and write
+    it as a 48x48 grey teacher for `fit --teacher`. It teaches; it never ships."""
+    _quiet_tensorflow()
+    from .faceapi import PACKAGE, VERSION, write_teacher
+
+    click.echo(f"fetching {PACKAGE} {VERSION} from the npm registry (once; then cached)...")
+    write_teacher(out)
+    click.echo(f"wrote {out}; distil from it with: fer-train fit --teacher {out} ...")
+
+
 @main.command("fit-portable")
 @TRAINING_DATA
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (as for fit; ferresnet is the teacher).")
