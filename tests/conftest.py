@@ -15,6 +15,7 @@ FER_CSV = DATA / "fer2013" / "fer2013.csv.gz"
 FERPLUS_CSV = DATA / "fer2013" / "fer2013new.csv"
 PHOTOS = DATA / "photos"
 WILD = DATA / "wild" / "wild.tar.gz"
+PORTRAITS = DATA / "portraits" / "portraits-dev.tar.gz"
 
 
 def need(path):
@@ -45,6 +46,11 @@ def photos():
 @pytest.fixture(scope="session")
 def wild():
     return need(WILD)
+
+
+@pytest.fixture(scope="session")
+def portraits():
+    return need(PORTRAITS)
 
 
 @pytest.fixture(scope="session")

@@ -32,27 +32,34 @@ def main() -> None:
 
 @main.command("eval")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="Model (.tflite); default: the shipped int8 model.")
-@click.option("--data", "data_path", required=True, type=click.Path(), help="FER2013 CSV, or a folder / .tar.gz of class folders.")
-@click.option("--usage", default="PrivateTest", show_default=True, help="CSV split to evaluate (Training, PublicTest, PrivateTest, all).")
+@click.option("--data", "data_paths", required=True, multiple=True, type=click.Path(),
+              help="FER2013 CSV, or a folder / .tar.gz of class folders; repeat for a table over several sets.")
+@click.option("--usage", "usages", default=("PrivateTest",), multiple=True, show_default=True,
+              help="CSV split(s) to evaluate (Training, PublicTest, PrivateTest, all); repeat for several.")
 @click.option("--ferplus", "ferplus_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="FER+ vote CSV aligned with the FER2013 CSV: score against FER+ majority labels instead.")
-@click.option("--detect", is_flag=True, help="Full photos: detect faces first and classify the largest one.")
+@click.option("--detect", is_flag=True, help="Photo sets: detect faces first and classify the largest one (a CSV holds faces already).")
 @click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
 @click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path: Optional[str], data_path: str, usage: str, ferplus_path: Optional[str], detect: bool, detector: str,
-                 margin: Optional[float], threads: int, mirror: bool, as_json: bool) -> None:
-    """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces."""
-    from .evaluate import evaluate, format_text
+def eval_command(model_path: Optional[str], data_paths: Tuple[str, ...], usages: Tuple[str, ...], ferplus_path: Optional[str],
+                 detect: bool, detector: str, margin: Optional[float], threads: int, mirror: bool, as_json: bool) -> None:
+    """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces;
+    with several sets (or splits), one table and the means."""
+    from .evaluate import evaluate_sets, format_table, format_text
 
     def progress(photos):
         with click.progressbar(photos, label="detecting", file=sys.stderr) as bar:
             yield from bar
 
-    report = evaluate(model_path, data_path, usage, ferplus_path, detect, detector, margin, threads, mirror, progress)
-    click.echo(json.dumps(report) if as_json else format_text(report, detect))
+    result = evaluate_sets(model_path, data_paths, usages, ferplus_path, detect, detector, margin, threads, mirror, progress)
+    if len(result["sets"]) == 1:
+        report = result["sets"][0]
+        click.echo(json.dumps(report) if as_json else format_text(report))
+    else:
+        click.echo(json.dumps(result) if as_json else format_table(result))
 
 
 @main.command()

@@ -44,6 +44,11 @@ class Faces:
     def __len__(self):
         return len(self.labels)
 
+    def subset(self, index: Any) -> "Faces":
+        """The faces at `index` (positions or a mask), with their labels, CSV rows and splits."""
+        usage = None if self.usage is None else self.usage[index]
+        return Faces(images=self.images[index], labels=self.labels[index], rows=self.rows[index], usage=usage)
+
     def summary(self) -> str:
         """One line: how many were read, skipped and why."""
         parts = [f"{len(self)} images"]

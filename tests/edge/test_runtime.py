@@ -186,3 +186,27 @@ def test_eval_detect_reports_missed_photos(wild, model_path):
     report = json.loads(result.stdout)
     assert report["no_face"] + report["n"] == 1915
     assert report["no_face"] < 300
+
+
+@pytest.mark.slow
+def test_eval_tables_several_sets(wild, portraits, small_csv, model_path):
+    """The field benchmark: FER2013 splits and both photo sets in one run, their means."""
+    args = ["--model", model_path, "--data", small_csv, "--usage", "PublicTest", "--usage", "PrivateTest",
+            "--data", wild, "--data", portraits, "--detect", "--threads", "2"]
+    result = run_cli("fer-edge", "eval", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    table = json.loads(result.stdout)
+    sets = {(r["data"].rsplit("/", 1)[-1], r["usage"]): r for r in table["sets"]}
+    assert list(sets) == [("fer_small.csv.gz", "PublicTest"), ("fer_small.csv.gz", "PrivateTest"),
+                          ("wild.tar.gz", None), ("portraits-dev.tar.gz", None)]
+    assert sets[("wild.tar.gz", None)]["n"] + sets[("wild.tar.gz", None)]["no_face"] == 1915
+    assert sets[("portraits-dev.tar.gz", None)]["n"] + sets[("portraits-dev.tar.gz", None)]["no_face"] == 628
+    assert not sets[("fer_small.csv.gz", "PublicTest")]["detected"] and sets[("wild.tar.gz", None)]["detected"]
+    photo = [sets[("wild.tar.gz", None)], sets[("portraits-dev.tar.gz", None)]]
+    assert table["field_mean"]["end_to_end_accuracy"] == pytest.approx(np.mean([r["end_to_end_accuracy"] for r in photo]))
+    assert table["field_mean"]["macro_f1"] == pytest.approx(np.mean([r["macro_f1"] for r in photo]))
+    chosen = [sets[("fer_small.csv.gz", "PublicTest")]] + photo
+    assert table["selection"]["end_to_end_accuracy"] == pytest.approx(np.mean([r["end_to_end_accuracy"] for r in chosen]))
+    text = run_cli("fer-edge", "eval", *args)
+    assert text.returncode == 0, text.stderr
+    assert "portraits-dev.tar.gz" in text.stdout and "mean over the photo sets" in text.stdout

@@ -38,12 +38,6 @@ def main():
     """Train emotion models on FER2013-style data."""
 
 
-def _subset(faces, index):
-    """The faces at `index` (positions or a mask), with their labels, CSV rows and splits."""
-    return type(faces)(images=faces.images[index], labels=faces.labels[index], rows=faces.rows[index],
-                       usage=faces.usage[index])
-
-
 def _load_splits(data_path, limit=None):
     """Training / PublicTest / PrivateTest faces of a FER2013 CSV; a one-line error if unusable."""
     from .pack import is_pack, read_pack
@@ -56,7 +50,7 @@ def _load_splits(data_path, limit=None):
     data = {}
     for key, usage in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
         index = (faces.usage == usage).nonzero()[0][:limit]
-        data[key] = _subset(faces, index)
+        data[key] = faces.subset(index)
         click.echo(f"  {usage}: {len(index)} faces")
     if not len(data["train"].labels) or not len(data["val"].labels):
         raise click.ClickException(f"{data_path}: needs Training and PublicTest rows")
@@ -224,7 +218,7 @@ def pack(data_path, usages, out):
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     keep = np.isin(faces.usage, usages) if usages else np.ones(len(faces), dtype=bool)
-    kept = _subset(faces, keep)
+    kept = faces.subset(keep)
     size = write_pack(kept, out)
     click.echo(f"wrote {out}: {len(kept)} faces, {size / 1e6:.1f} MB")
 
