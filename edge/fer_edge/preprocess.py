@@ -22,6 +22,16 @@ DEFAULT_MARGIN = 0.10
 FER_EYE_MIDPOINT = (23.94, 18.45)
 FER_EYE_DISTANCE = 18.44
 
+# A large, sharp face cropped down to 48x48 keeps detail no FER2013 face has (their originals
+# were small), and the network misreads it; a soft face (an upscaled photo) has less and
+# needs all it has. So a crop is low-pass filtered before its warp only as far as it takes to
+# bring its detail (`detail`) down to FER2013's: at most this upper quartile of the Training
+# faces' detail (tests/train/test_preprocess_parity.py measures it again).
+DETAIL_CEILING = 0.636
+# Gaussian blurs tried in turn, as fractions of 0.5 * (1 / scale - 1), the sigma that
+# removes what a downscale by `scale` would alias.
+BLUR_STEPS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+
 
 def to_grey(image: np.ndarray) -> np.ndarray:
     """uint8 grey HxW from grey, BGR or BGRA input."""
@@ -75,12 +85,43 @@ def align_face(image: np.ndarray, eyes: Sequence[Sequence[float]]) -> np.ndarray
     return _warp(to_grey(image), FER_EYE_DISTANCE / distance, ((x0 + x1) / 2.0, (y0 + y1) / 2.0), FER_EYE_MIDPOINT)
 
 
+def detail(face: np.ndarray) -> float:
+    """How much fine detail a 48x48 face holds: the mean absolute Laplacian over its
+    contrast (inner 44x44, so the border replication of a crop at the frame edge is left out)."""
+    inner = np.asarray(face, np.float32)
+    laplacian = cv2.Laplacian(inner, cv2.CV_32F, ksize=1)[2:-2, 2:-2]
+    return float(np.abs(laplacian).mean() / (inner[2:-2, 2:-2].std() + 1.0))
+
+
 def _warp(grey, scale, source, target):
+    """The 48x48 face, with no more detail than FER2013's faces have (DETAIL_CEILING): the
+    plain warp, or, for a sharp face taken from many more pixels, the warp of a blurred copy
+    of the region it covers, with the least blur of BLUR_STEPS that is enough."""
+    face = _plain_warp(grey, scale, source, target)
+    if scale >= 1.0 or detail(face) <= DETAIL_CEILING:
+        return face
+    unit = 0.5 * (1.0 / scale - 1.0)
+    pad = int(np.ceil(3 * unit * BLUR_STEPS[-1])) + 2
+    height, width = grey.shape
+    x0 = max(int(np.floor(source[0] - target[0] / scale)) - pad, 0)
+    y0 = max(int(np.floor(source[1] - target[1] / scale)) - pad, 0)
+    x1 = min(int(np.ceil(source[0] + (SIZE - target[0]) / scale)) + pad, width)
+    y1 = min(int(np.ceil(source[1] + (SIZE - target[1]) / scale)) + pad, height)
+    if x1 <= x0 or y1 <= y0:
+        return face
+    region, inside = grey[y0:y1, x0:x1], (source[0] - x0, source[1] - y0)
+    for step in BLUR_STEPS:
+        face = _plain_warp(cv2.GaussianBlur(region, (0, 0), step * unit), scale, inside, target)
+        if detail(face) <= DETAIL_CEILING:
+            break
+    return face
+
+
+def _plain_warp(grey, scale, source, target):
     """The 48x48 face in one bilinear warp: `source` (image pixels) lands on `target` (face
-    pixels), scaled by `scale`. One resampling and no smoothing, as the training augmentation
-    resamples a face: a face averaged down (INTER_AREA) is softer than what the network
-    learnt from and reads worse (docs/model.md). Pixel centres are aligned, so a
-    48-pixel square is copied exactly."""
+    pixels), scaled by `scale`. One resampling, as the training augmentation resamples a face;
+    averaging every face down (INTER_AREA) softens the soft ones too, and they read worse
+    (docs/model.md). Pixel centres are aligned, so a 48-pixel square is copied exactly."""
     # Pixel centres sit at +0.5: map centre to centre so that no half-pixel shift creeps in.
     shift_x = (target[0] - 0.5) - scale * (source[0] - 0.5)
     shift_y = (target[1] - 0.5) - scale * (source[1] - 0.5)

@@ -73,3 +73,49 @@ def test_a_face_twice_as_big_comes_back_pixel_for_pixel(public_test):
     (mx, my), half = FER_EYE_MIDPOINT, FER_EYE_DISTANCE / 2
     eyes = ((70 + 2 * (mx - half), 30 + 2 * my), (70 + 2 * (mx + half), 30 + 2 * my))
     assert np.array_equal(crop_detected(frame, Detection(70, 30, 96, 96, 1.0, eyes=eyes)), face)
+
+
+def test_detail_ceiling_is_fer2013s_upper_quartile(fer_csv):
+    """The constant is what FER2013's Training faces measure: 3 in 4 have no more detail."""
+    from fer_edge.datasets import read_fer2013
+    from fer_edge.preprocess import DETAIL_CEILING, detail
+
+    faces = read_fer2013(str(fer_csv), usage="Training").images
+    assert np.percentile([detail(face) for face in faces], 75) == pytest.approx(DETAIL_CEILING, abs=0.002)
+
+
+def _large_face(photos):
+    from fer_edge.detect import make_detector
+
+    frame = cv2.imread(str(photos / "single_face.jpg"))
+    detections = make_detector("auto", min_size=16, stills=True).detect(frame)
+    return frame, max(detections, key=lambda d: d.w * d.h)
+
+
+def test_a_large_sharp_face_keeps_fer2013s_detail(photos):
+    """A face ~200 px wide in a sharp photo: the plain warp keeps more detail than FER2013's
+    faces have; the crop brings it down to the ceiling, and it is still the same face."""
+    from fer_edge.preprocess import DETAIL_CEILING, _plain_warp, detail
+
+    frame, found = _large_face(photos)
+    assert found.w > 150 and found.eyes is not None
+    (x0, y0), (x1, y1) = found.eyes
+    scale = FER_EYE_DISTANCE / np.hypot(x1 - x0, y1 - y0)
+    plain = _plain_warp(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), scale, ((x0 + x1) / 2, (y0 + y1) / 2), FER_EYE_MIDPOINT)
+    face = crop_detected(frame, found)
+    assert detail(plain) > DETAIL_CEILING >= detail(face)
+    assert np.corrcoef(plain.ravel(), face.ravel())[0, 1] > 0.97
+    assert abs(float(plain.mean()) - float(face.mean())) < 1.0
+
+
+def test_a_soft_face_is_not_filtered(public_test):
+    """A FER2013 face upscaled 4x (soft, like most photos blown up from small originals) is
+    cut back by the plain warp alone."""
+    from fer_edge.preprocess import _plain_warp
+
+    face = public_test.images[5]
+    frame = np.full((300, 300), 90, np.uint8)
+    frame[50:242, 60:252] = cv2.resize(face, (192, 192), interpolation=cv2.INTER_LINEAR)
+    plain = _plain_warp(frame, 0.25, (156.0, 146.0), (24.0, 24.0))
+    assert np.array_equal(crop_face(frame, (60, 50, 192, 192), margin=0.0), plain)
+    assert np.abs(plain.astype(int) - face).mean() < 6
