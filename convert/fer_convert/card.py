@@ -50,7 +50,7 @@ def _ferplus_line(ferplus, distilled):
             "with votes; no test row's votes are read)")
 
 
-def model_card(name, results, sizes, latency_ms, metadata, hardware):
+def model_card(name: str, results: dict, sizes: dict, latency_ms: dict, metadata: dict, hardware: str) -> str:
     """Markdown for models/NAME.md. `results[mode][split]` are the runtime's measurements."""
     prov = metadata["provenance"]
     warm = prov.get("warm_start")

@@ -9,6 +9,8 @@ import shlex
 import sys
 import tempfile
 
+from typing import Optional, Tuple
+
 import click
 
 from fer_edge.datasets import DatasetError, read_fer2013
@@ -48,7 +50,9 @@ def _warm_start(parent):
     return {k: parent[k] for k in keys if k in parent}
 
 
-def build_metadata(mode, model_path, data_path, calib, record, accuracy, input_quant, output_quant, margin=DEFAULT_MARGIN):
+def build_metadata(mode: str, model_path: str, data_path: str, calib: int, record: dict, accuracy: dict,
+                   input_quant: Optional[list], output_quant: Optional[list],
+                   margin: float = DEFAULT_MARGIN) -> dict:
     state = record.get("state.json", {})
     return model_metadata(
         mode, input_quant, output_quant, margin,
@@ -114,14 +118,16 @@ def _measure(model_bytes, metadata, splits):
 @click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate on the first N rows of each split (smoke runs).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Output .tflite; other modes are written beside it as NAME-float32.tflite / NAME-dynamic.tflite.")
-def main(keras_model, data_path, modes, calib, max_loss, allow_loss, edgetpu, flip_average, margin, card, limit, output):
+def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, max_loss: float, allow_loss: bool, edgetpu: bool,
+         flip_average: bool, margin: float, card: bool, limit: Optional[int], output: str) -> None:
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
-    modes = list(dict.fromkeys(modes or ("int8",)))
+    modes = tuple(dict.fromkeys(modes or ("int8",)))
     record = _run_record(keras_model)  # before the faces and TensorFlow load: a broken record stops here
     try:
         faces = read_fer2013(data_path)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
+    assert faces.usage is not None  # a CSV says each row's split
     splits = {}
     for usage in ("Training", "PublicTest", "PrivateTest"):
         index = (faces.usage == usage).nonzero()[0]

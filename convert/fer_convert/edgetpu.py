@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from typing import List, Tuple
 
 import numpy as np
 
@@ -27,8 +28,8 @@ EDGETPU_OPS = {
 INTEGER_TYPES = (np.int8, np.uint8, np.int32, np.int16)
 
 
-def check(model_bytes):
-    """A list of problems (empty: compatible) for running this model on an Edge TPU."""
+def check(model_bytes: bytes) -> Tuple[List[str], List[str]]:
+    """The problems (none: compatible) with running this model on an Edge TPU, and the ops it uses."""
     interpreter = make_interpreter(strip_metadata(model_bytes))
     problems = []
     ops = interpreter._get_ops_details()
@@ -47,7 +48,7 @@ class CompilerMissing(RuntimeError):
     pass
 
 
-def compile_for_edgetpu(model_bytes):
+def compile_for_edgetpu(model_bytes: bytes) -> bytes:
     """Run edgetpu_compiler and return the compiled model with the metadata carried over."""
     compiler = shutil.which("edgetpu_compiler")
     if not compiler:

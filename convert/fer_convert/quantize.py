@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from typing import Any, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -22,12 +23,12 @@ def _saved_model(model, folder, batch=1):
     return folder
 
 
-def calibration_faces(images, labels, n, seed=0):
+def calibration_faces(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """A class-stratified random sample of n training faces for int8 calibration."""
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     per_class = max(1, n // len(classes))
-    picks = []
+    picks: list = []
     for c in classes:
         members = np.flatnonzero(labels == c)
         picks.extend(rng.choice(members, size=min(per_class, len(members)), replace=False))
@@ -35,7 +36,7 @@ def calibration_faces(images, labels, n, seed=0):
     return images[np.array(picks[:n])]
 
 
-def with_flip_averaging(model):
+def with_flip_averaging(model: Any) -> Any:
     """The model averaged with itself on the mirrored face (test-time augmentation in the
     graph): one call, about twice the multiply-adds, usually a point or so of accuracy."""
     import keras
@@ -46,7 +47,7 @@ def with_flip_averaging(model):
     return keras.Model(face, logits, name=f"{model.name}_flip")
 
 
-def convert(model, mode, calibration=None):
+def convert(model: Any, mode: str, calibration: Optional[np.ndarray] = None) -> bytes:
     """Bytes of a TFLite flatbuffer for `mode`; int8 needs uint8 calibration faces (N,48,48)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")

@@ -12,7 +12,7 @@ import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -70,7 +70,7 @@ def _open_text(path):
     return open(path, encoding="utf-8", newline="")
 
 
-def read_fer2013(path: str, usage: Optional[str] = None, keep_blank: bool = False) -> "Faces":
+def read_fer2013(path: str, usage: Union[None, str, Sequence[str]] = None, keep_blank: bool = False) -> "Faces":
     """Read the FER2013 CSV (`emotion,pixels,Usage`); `usage` is one split name or a tuple.
 
     Blank (all-black) rows are skipped and counted unless keep_blank. `rows` holds the

@@ -11,7 +11,7 @@ import io
 import json
 import zipfile
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from .labels import LABELS
 from .preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
@@ -26,8 +26,8 @@ class ModelError(UserError):
     """A model file the runtime will not run; the message is one line for the user."""
 
 
-def model_metadata(quantization: str, input_quant: Optional[Tuple[float, int]] = None,
-                   output_quant: Optional[Tuple[float, int]] = None, margin: float = DEFAULT_MARGIN,
+def model_metadata(quantization: str, input_quant: Optional[list] = None, output_quant: Optional[list] = None,
+                   margin: float = DEFAULT_MARGIN,
                    **more: Any) -> dict:
     """The metadata every fer-edge model carries (what `check_metadata` asks for), plus `more`."""
     return {

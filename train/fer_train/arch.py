@@ -13,6 +13,7 @@ parameters (the model file). docs/model.md compares their speed.
 
 import keras
 from keras import layers
+from typing import Sequence, Tuple
 
 from fer_edge.labels import LABELS
 
@@ -53,7 +54,8 @@ def _head(inputs, x, dropout, name):
     return keras.Model(inputs, layers.Dense(len(LABELS), name="logits")(x), name=name)
 
 
-def ferdsnet(widths=(32, 64, 128, 256), blocks=(0, 1, 1, 1), dropout=0.3, size=48):
+def ferdsnet(widths: Sequence[int] = (32, 64, 128, 256), blocks: Sequence[int] = (0, 1, 1, 1), dropout: float = 0.3,
+             size: int = 48) -> keras.Model:
     """Stem at full resolution, then one stage per width, each halving the resolution."""
     inputs, x = _stem(size, widths[0])
     for stage, (width, n_blocks) in enumerate(zip(widths, blocks)):
@@ -63,7 +65,8 @@ def ferdsnet(widths=(32, 64, 128, 256), blocks=(0, 1, 1, 1), dropout=0.3, size=4
     return _head(inputs, x, dropout, "ferdsnet")
 
 
-def fercnn(stem=32, full=((48, 2), (96, 2)), separable=(192, 1), dropout=0.3, size=48):
+def fercnn(stem: int = 32, full: Sequence[Tuple[int, int]] = ((48, 2), (96, 2)), separable: Tuple[int, int] = (192, 1),
+           dropout: float = 0.3, size: int = 48) -> keras.Model:
     """Full convolutions at 48/24/12 pixels, residual depthwise-separable blocks at 6."""
     inputs, x = _stem(size, stem)
     for stage, (width, n_convs) in enumerate(full):
@@ -88,7 +91,8 @@ def _basic_block(x, channels, stride, name):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def ferresnet(widths=(64, 128, 256), blocks=(2, 2, 2), dropout=0.4, size=48):
+def ferresnet(widths: Sequence[int] = (64, 128, 256), blocks: Sequence[int] = (2, 2, 2), dropout: float = 0.4,
+              size: int = 48) -> keras.Model:
     """A teacher, not a device model: residual full convolutions at 24, 12 and 6 pixels,
     several times the device network's work, trained where an accelerator is lent
     (portable.py) and distilled into fercnn."""
@@ -113,13 +117,13 @@ ARCHITECTURES = {
 }
 
 
-def build(name):
+def build(name: str) -> keras.Model:
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]()
 
 
-def multiply_adds(model):
+def multiply_adds(model: keras.Model) -> int:
     """Multiply-adds of one forward pass, counted over the conv and dense layers."""
     total = 0
     for layer in model.layers:

@@ -9,6 +9,7 @@ does the same geometry in one bilinear warp instead (docs/model.md says what it 
 """
 
 import math
+from typing import Any, Callable
 
 import keras
 import tensorflow as tf
@@ -19,7 +20,8 @@ from .recipe import (ERASE_AREA, ERASE_PROBABILITY, MAX_SHIFT, MAX_ZOOM, ROTATIO
 MAX_ROTATION = ROTATION_TURNS * 2 * math.pi
 
 
-def make_warp(generator, max_rotation=MAX_ROTATION, max_zoom=MAX_ZOOM, max_shift=MAX_SHIFT):
+def make_warp(generator: Any, max_rotation: float = MAX_ROTATION, max_zoom: float = MAX_ZOOM,
+              max_shift: float = MAX_SHIFT) -> Callable:
     """A callable batch -> the batch with each face flipped (half of them), rotated, zoomed
     and shifted in one bilinear warp; float32 (N,48,48,1). Draws from `generator`."""
 
@@ -47,7 +49,7 @@ def make_warp(generator, max_rotation=MAX_ROTATION, max_zoom=MAX_ZOOM, max_shift
     return warp
 
 
-def make_augmenter(seed, one_warp=False):
+def make_augmenter(seed: int, one_warp: bool = False) -> Callable:
     """A callable batch -> augmented batch; float32 (N,48,48,1) in 0..255 both ways."""
     generator = tf.random.Generator.from_seed(seed + 6)
     if one_warp:

@@ -9,10 +9,12 @@ averaged batch-norm running means and variances do not belong to the averaged we
 so they are measured again over the Training faces (no augmentation), as SWA does.
 """
 
+import functools
 import glob
 import os
 import re
 import shutil
+from typing import List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -23,13 +25,13 @@ from .recipe import atomic_save, epoch_weights_path, write_json
 from .run_folder import BEST, LAST, read_run_state
 
 
-def saved_epochs(run):
+def saved_epochs(run: str) -> List[int]:
     """Epoch numbers with a weights file in run/epochs, ascending."""
     names = glob.glob(os.path.join(run, "epochs", "epoch-*.weights.h5"))
-    return sorted(int(re.search(r"epoch-(\d+)", os.path.basename(n)).group(1)) for n in names)
+    return sorted(int(re.findall(r"epoch-(\d+)", os.path.basename(n))[0]) for n in names)
 
 
-def average_weights(model, paths):
+def average_weights(model: keras.Model, paths: Sequence[str]) -> None:
     """Load each weights file into `model` and leave their element-wise mean in it."""
     ingredients = []
     for path in paths:
@@ -38,13 +40,13 @@ def average_weights(model, paths):
     model.set_weights(weighted_mean(ingredients, [1 / len(paths)] * len(paths)))
 
 
-def weighted_mean(ingredients, shares):
+def weighted_mean(ingredients: Sequence[Sequence[np.ndarray]], shares: Sequence[float]) -> List[np.ndarray]:
     """Element-wise sum of share x weights over lists of weight arrays of one network."""
-    return [sum(share * weights[k] for share, weights in zip(shares, ingredients))
+    return [functools.reduce(np.add, (share * weights[k] for share, weights in zip(shares, ingredients)))
             for k in range(len(ingredients[0]))]
 
 
-def recompute_batchnorm(model, images, batch_size=256):
+def recompute_batchnorm(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> None:
     """Set every BatchNormalization's running statistics to their mean over `images`.
 
     A momentum of (k-1)/k at the k-th batch makes the running value the plain mean of the
@@ -63,7 +65,7 @@ def recompute_batchnorm(model, images, batch_size=256):
         layer.momentum = momentum
 
 
-def average_run(run, data, last, out, command=None):
+def average_run(run: str, data: dict, last: int, out: str, command: Optional[str] = None) -> dict:
     """Average the weights of `run`'s last `last` epochs into `out`/best.keras and report."""
     epochs = saved_epochs(run)
     if len(epochs) < last:
@@ -100,7 +102,8 @@ def _ingredient_weights(source, arch, model, train_images):
     return trained.get_weights()
 
 
-def soup_models(sources, shares, data, out, command=None):
+def soup_models(sources: Sequence[str], shares: Sequence[float], data: dict, out: str,
+                command: Optional[str] = None) -> dict:
     """Mix models fine-tuned from one another: `shares`-weighted mean of their weights, into `out`.
 
     The first run folder among `sources` gives the network and the provenance; the

@@ -7,9 +7,10 @@ Each effect is applied to a random part of the batch, so the model keeps seeing 
 """
 
 import tensorflow as tf
+from typing import Callable
 
 
-def make_camera_augmenter(seed: int, probability: float = 0.2):
+def make_camera_augmenter(seed: int, probability: float = 0.2) -> Callable:
     """A callable float32 (N,48,48,1) batch in 0..255 -> the same batch with camera effects."""
     generator = tf.random.Generator.from_seed(seed + 100)
 

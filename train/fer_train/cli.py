@@ -6,13 +6,15 @@ import os
 import shlex
 import sys
 
+from typing import Optional, Tuple
+
 import click
 import numpy as np
 
 from fer_edge.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
 from fer_edge.errors import guarded
 
-from .run_folder import BEST, LAST, read_run_state
+from .run_folder import BEST, LAST, FitConfig, read_run_state
 
 
 # Options that more than one command takes, defined once.
@@ -34,7 +36,7 @@ def _quiet_tensorflow():
 
 
 @click.group(cls=guarded(click.Group))
-def main():
+def main() -> None:
     """Train emotion models on FER2013-style data."""
 
 
@@ -124,9 +126,10 @@ def _echo_metrics(metrics, what):
               help="Flip, rotate, zoom and shift each face in one resampling instead of a chain of "
                    "layers that softens it (sharper training faces).")
 @CLASS_BALANCE
-def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, resume, init_from, teachers,
-        distill_weight, temperature, live_teachers, ferplus_path, ferplus_weight, camera_augment, one_warp,
-        class_balance):
+def fit(data_path: str, arch: str, epochs: int, batch_size: int, lr: float, patience: int, seed: int,
+        limit: Optional[int], out: str, resume: bool, init_from: Optional[str], teachers: Tuple[str, ...],
+        distill_weight: float, temperature: float, live_teachers: bool, ferplus_path: Optional[str],
+        ferplus_weight: float, camera_augment: bool, one_warp: bool, class_balance: float) -> None:
     """Train on Training, select on PublicTest, report PrivateTest."""
     _quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
@@ -134,15 +137,16 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
         if os.path.realpath(init_from) == os.path.realpath(out):
             raise click.ClickException("--init-from must be another run folder than --out (a new run clears --out)")
     data = _load_splits(data_path, limit)
-    ferplus = (ferplus_path, _ferplus_vote_shares(ferplus_path, data["train"].rows)) if ferplus_path else None
+    votes = _ferplus_vote_shares(ferplus_path, data["train"].rows) if ferplus_path else None
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
+    config = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                       teachers=teachers, distill_weight=distill_weight, temperature=temperature,
+                       live_teachers=live_teachers, ferplus=ferplus_path, ferplus_weight=ferplus_weight,
+                       camera_augment=camera_augment, one_warp=one_warp, class_weight_power=class_balance)
     try:
-        metrics = run_fit(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                          seed=seed, resume=resume, command=_this_command(), init_from=init_from,
-                          teachers=teachers, distill_weight=distill_weight, temperature=temperature,
-                          live_teachers=live_teachers, ferplus=ferplus, ferplus_weight=ferplus_weight,
-                          camera_augment=camera_augment, one_warp=one_warp, class_weight_power=class_balance)
+        metrics = run_fit(data, out, config, resume=resume, command=_this_command(), init_from=init_from,
+                          ferplus_votes=votes)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")
@@ -157,7 +161,7 @@ def fit(data_path, arch, epochs, batch_size, lr, patience, seed, limit, out, res
 @click.option("--last", default=10, show_default=True, type=click.IntRange(1), help="Average this many last epochs.")
 @LIMIT
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the averaged model.")
-def average(data_path, run, last, limit, out):
+def average(data_path: str, run: str, last: int, limit: Optional[int], out: str) -> None:
     """Average a run's last epochs' weights (SWA-style) into OUT/best.keras."""
     _quiet_tensorflow()
     _require_run(run)
@@ -182,7 +186,7 @@ def average(data_path, run, last, limit, out):
               help="Each --model's share of the mean, in the same order, summing to 1 (default: equal).")
 @LIMIT
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the mixed model.")
-def soup(data_path, models, shares, limit, out):
+def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], limit: Optional[int], out: str) -> None:
     """Mix models fine-tuned from one another (a weight soup) into OUT/best.keras."""
     _quiet_tensorflow()
     for model in models:
@@ -207,7 +211,7 @@ def soup(data_path, models, shares, limit, out):
 @click.option("--usage", "usages", multiple=True, type=click.Choice(["Training", "PublicTest", "PrivateTest"]),
               help="Keep only these splits (repeat; default: all).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The pack file (.npz).")
-def pack(data_path, usages, out):
+def pack(data_path: str, usages: Tuple[str, ...], out: str) -> None:
     """Write the faces losslessly in about 0.7 of their raw size, to carry to a training machine."""
     from .pack import is_pack, write_pack
 
@@ -217,6 +221,7 @@ def pack(data_path, usages, out):
         faces = read_fer2013(data_path)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
+    assert faces.usage is not None  # a CSV says each row's split
     keep = np.isin(faces.usage, usages) if usages else np.ones(len(faces), dtype=bool)
     kept = faces.subset(keep)
     size = write_pack(kept, out)
@@ -226,7 +231,7 @@ def pack(data_path, usages, out):
 @main.command("faceapi-teacher")
 @click.option("-o", "--out", default="runs/teachers/face-api.tflite", show_default=True, type=click.Path(dir_okay=False),
               help="Where to write the teacher model.")
-def faceapi_teacher(out):
+def faceapi_teacher(out: str) -> None:
     """Fetch face-api.js's expression network from the npm registry (pinned sha256) and write
     it as a 48x48 grey teacher for `fit --teacher`. It teaches; it never ships."""
     _quiet_tensorflow()
@@ -252,8 +257,9 @@ def faceapi_teacher(out):
               help="Distil from this .keras model or run folder (repeat for an ensemble); it sees each augmented batch.")
 @DISTILL_WEIGHT
 @CLASS_BALANCE
-def fit_portable(data_path, arch, epochs, batch_size, lr, seed, limit, out, init_from, teachers, distill_weight,
-                 class_balance):
+def fit_portable(data_path: str, arch: str, epochs: int, batch_size: int, lr: float, seed: int, limit: Optional[int],
+                 out: str, init_from: Optional[str], teachers: Tuple[str, ...], distill_weight: float,
+                 class_balance: float) -> None:
     """Train on any Keras backend (KERAS_BACKEND=jax on a GPU machine); select on PublicTest."""
     _quiet_tensorflow()
     data = _load_splits(data_path, limit)

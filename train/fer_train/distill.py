@@ -15,6 +15,7 @@ augmented batch (`Teachers`).
 """
 
 import os
+from typing import List, Sequence
 
 import numpy as np
 
@@ -32,14 +33,14 @@ class Teachers:
     teaching", Beyer et al. 2022). It costs one teacher pass per augmented face per epoch.
     """
 
-    def __init__(self, paths, temperature=1.0):
+    def __init__(self, paths: Sequence[str], temperature: float = 1.0):
         try:
             self.teachers = [EmotionClassifier(path, threads=os.cpu_count() or 1) for path in paths]
         except ModelError as exc:
             raise ValueError(f"teacher {exc}") from None
         self.temperature = temperature
 
-    def mean_probabilities(self, faces, max_batch=256):
+    def mean_probabilities(self, faces: np.ndarray, max_batch: int = 256) -> np.ndarray:
         """(N, 7) mean softened probabilities of the teachers over uint8 faces (N,48,48)."""
         total = sum(_soften(t.predict(faces, max_batch=max_batch).astype(np.float64), self.temperature)
                     for t in self.teachers)
@@ -50,7 +51,7 @@ class Teachers:
         return self.mean_probabilities(faces, max_batch=len(faces)).astype(np.float32)
 
 
-def teacher_probabilities(paths, images, temperature=1.0):
+def teacher_probabilities(paths: Sequence[str], images: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """(N, 7) mean probabilities of the teachers at `paths` over `images` and their mirrors."""
     teachers = Teachers(paths, temperature)
     mirrors = np.ascontiguousarray(images[:, :, ::-1])
@@ -67,7 +68,7 @@ def _soften(probabilities, temperature):
     return soft / soft.sum(axis=1, keepdims=True)
 
 
-def describe_teachers(paths):
+def describe_teachers(paths: Sequence[str]) -> List[dict]:
     """What the model card needs to know of each teacher (its file and measured accuracy)."""
     described = []
     for path in paths:
@@ -80,7 +81,7 @@ def describe_teachers(paths):
     return described
 
 
-def cached_teacher_targets(out, paths, images, temperature):
+def cached_teacher_targets(out: str, paths: Sequence[str], images: np.ndarray, temperature: float) -> np.ndarray:
     """The teachers' probabilities, computed once per run folder and kept in it."""
     cache = os.path.join(out, "teacher-probabilities.npy")
     if os.path.exists(cache):

@@ -15,7 +15,7 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -142,7 +142,7 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def build_expression_net(weights: Dict[str, np.ndarray]):
+def build_expression_net(weights: Dict[str, np.ndarray]) -> Any:
     """The network in Keras: RGB 0..255 (N,112,112,3) -> 7 logits in face-api.js's order.
 
     Four dense blocks; each block's first convolution halves the size (a plain 3x3 in the
@@ -165,7 +165,7 @@ def build_expression_net(weights: Dict[str, np.ndarray]):
 def _dense_block(x, block: str, weights: Dict[str, np.ndarray]):
     import keras
 
-    outputs = []
+    outputs: list = []
     for i in range(4):
         name = f"{block}/conv{i}"
         stride = 2 if i == 0 else 1
@@ -184,7 +184,7 @@ def _dense_block(x, block: str, weights: Dict[str, np.ndarray]):
     return keras.layers.ReLU()(keras.layers.Add()(outputs))
 
 
-def build_grey48_teacher(weights: Dict[str, np.ndarray]):
+def build_grey48_teacher(weights: Dict[str, np.ndarray]) -> Any:
     """The network as a fer-edge model: a 48x48 grey face (0..255) in, 7 logits in our
     label order out. The face is upscaled to 112 (bilinear) and repeated in R, G and B."""
     import keras

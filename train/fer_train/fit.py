@@ -6,9 +6,11 @@ PublicTest accuracy), `epochs/epoch-NNN.weights.h5` (every epoch's weights, for
 and at the end `metrics.json`, `confusion.png` and `curves.png`.
 """
 
+import dataclasses
 import math
 import os
 import sys
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -22,11 +24,12 @@ from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
 from .recipe import RunRecorder, class_weights, clear_run, new_run_state, write_json
-from .run_folder import LAST, read_run_state
+from .run_folder import LAST, FitConfig, read_run_state
 
 
-def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, shuffle=False, smoothing=0.0,
-                 mixes=(), live=None):
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: Optional[Callable] = None,
+                 weights: Optional[np.ndarray] = None, shuffle: bool = False, smoothing: float = 0.0,
+                 mixes: Sequence[Tuple[np.ndarray, float]] = (), live: Optional[Tuple[Callable, float]] = None) -> Any:
     """tf.data pipeline of (float32 N,48,48,1 in 0..255, targets[, sample weights]).
 
     Targets are the one-hot labels, smoothed, then mixed in turn with each `(probabilities
@@ -62,15 +65,13 @@ def make_dataset(images, labels, batch_size, seed, augment=None, weights=None, s
     return ds.prefetch(2)
 
 
-def predict_labels(model, images, batch_size=512):
+def predict_labels(model: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     logits = model.predict(images[..., None].astype(np.float32), batch_size=batch_size, verbose=0)
     return logits.argmax(axis=1)
 
 
-def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_decay=5e-4,
-        smoothing=0.1, class_weight_power=0.3, patience=15, seed=1, resume=False, command=None, init_from=None,
-        teachers=(), distill_weight=0.5, temperature=1.0, live_teachers=False, ferplus=None, ferplus_weight=0.3,
-        camera_augment=False, one_warp=False):
+def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: Optional[str] = None,
+        init_from: Optional[str] = None, ferplus_votes: Optional[np.ndarray] = None) -> dict:
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
@@ -78,12 +79,12 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     which lets a finished run be extended by a second cycle whose peak learning rate is
     chosen anew. The new run records its parent.
 
-    `teachers` (fer-edge .tflite models) turn the targets into a mix of label and teacher
-    probabilities, `distill_weight` of the latter (see distill.py): computed once over the
-    clean faces, or with `live_teachers` over every augmented batch (mixed in last).
+    `config.teachers` (fer-edge .tflite models) turn the targets into a mix of label and
+    teacher probabilities, `distill_weight` of the latter (see distill.py): computed once over
+    the clean faces, or with `live_teachers` over every augmented batch (mixed in last).
 
-    `ferplus` (the FER+ vote file's path and its (N,7) vote shares for data['train'])
-    then mixes each face's human vote distribution in at `ferplus_weight`.
+    `config.ferplus` names the FER+ vote file; `ferplus_votes`, its (N,7) vote shares for
+    data['train'], are then mixed into each face's target at `ferplus_weight`.
 
     `camera_augment` adds the effects of a detector and a camera (camera.py) after the
     usual augmentation; `one_warp` does its geometry in one resampling (augment.py);
@@ -91,78 +92,72 @@ def fit(data, out, arch="fercnn", epochs=45, batch_size=64, lr=2e-3, weight_deca
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
-    config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  smoothing=smoothing, class_weight_power=class_weight_power, patience=patience, seed=seed,
-                  camera_augment=bool(camera_augment), one_warp=bool(one_warp))
-    if teachers:
-        config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
-                      temperature=temperature, live_teachers=bool(live_teachers))
-    if ferplus:
-        config.update(ferplus=os.path.abspath(ferplus[0]), ferplus_weight=ferplus_weight)
-    keras.utils.set_random_seed(seed)
+    config = dataclasses.replace(config, teachers=tuple(os.path.abspath(t) for t in config.teachers),
+                                 ferplus=os.path.abspath(config.ferplus) if config.ferplus else None)
+    keras.utils.set_random_seed(config.seed)
     if resume and os.path.exists(state_path) and os.path.exists(os.path.join(out, "last.keras")):
         state = read_run_state(out, LAST)
         # The run keeps its own settings; only --epochs may change, to extend a finished run.
-        config = dict(state["config"], epochs=epochs)
-        state["config"] = config
+        config = dataclasses.replace(FitConfig.from_json(state["config"]), epochs=config.epochs)
+        state["config"] = config.to_json()
         model = keras.models.load_model(os.path.join(out, "last.keras"))
         initial_epoch = state["epoch"]
-        keras.utils.set_random_seed(seed + initial_epoch)  # a fresh, reproducible shuffle after resume
+        keras.utils.set_random_seed(config.seed + initial_epoch)  # a fresh, reproducible shuffle after resume
         print(f"resuming {out} after epoch {initial_epoch} "
               f"(best PublicTest {state['best_val_accuracy'] * 100:.2f}% at epoch {state['best_epoch']})", flush=True)
     else:
         if resume:
             print(f"nothing to resume in {out}; starting a new run", flush=True)
         clear_run(out)
-        model = build(arch)
-        parent = _load_parent(init_from, arch, model, data["train"].images) if init_from else None
+        model = build(config.arch)
+        parent = _load_parent(init_from, config.arch, model, data["train"].images) if init_from else None
         model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay),
+            optimizer=keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
         initial_epoch = 0
-        state = new_run_state(config, command, model, data)
+        state = new_run_state(config.to_json(), command, model, data)
         if parent:
             state["init_from"] = parent
-        if teachers:
+        if config.teachers:
             from .distill import describe_teachers
-            state["distilled"] = {"teachers": describe_teachers(teachers), "weight": distill_weight,
-                                  "temperature": temperature, "live": bool(live_teachers)}
-        if ferplus:
-            state["ferplus"] = {"file": os.path.basename(ferplus[0]), "weight": ferplus_weight,
-                                "faces_with_votes": int((ferplus[1].sum(axis=1) > 0).sum())}
+            state["distilled"] = {"teachers": describe_teachers(config.teachers), "weight": config.distill_weight,
+                                  "temperature": config.temperature, "live": config.live_teachers}
+        if config.ferplus and ferplus_votes is not None:
+            state["ferplus"] = {"file": os.path.basename(config.ferplus), "weight": config.ferplus_weight,
+                                "faces_with_votes": int((ferplus_votes.sum(axis=1) > 0).sum())}
         write_json(state_path, state)
     train, val = data["train"], data["val"]
-    weights = class_weights(train.labels, config["class_weight_power"])
+    weights = class_weights(train.labels, config.class_weight_power)
     mixes = []
     live = None
-    if config.get("teachers") and config.get("live_teachers"):
+    if config.teachers and config.live_teachers:
         from .distill import Teachers
-        live = (Teachers(config["teachers"], config["temperature"]), config["distill_weight"])
-    elif config.get("teachers"):
+        live = (Teachers(config.teachers, config.temperature), config.distill_weight)
+    elif config.teachers:
         from .distill import cached_teacher_targets
-        mixes.append((cached_teacher_targets(out, config["teachers"], train.images, config["temperature"]),
-                      config["distill_weight"]))
-    if config.get("ferplus"):
-        if not ferplus:
-            raise ValueError(f"{out} was trained with --ferplus {config['ferplus']}; give it again to resume")
-        mixes.append((ferplus[1], config["ferplus_weight"]))
-    usual = make_augmenter(config["seed"], one_warp=config.get("one_warp", False))
-    if config.get("camera_augment"):
-        camera = make_camera_augmenter(config["seed"])
+        mixes.append((cached_teacher_targets(out, config.teachers, train.images, config.temperature),
+                      config.distill_weight))
+    if config.ferplus:
+        if ferplus_votes is None:
+            raise ValueError(f"{out} was trained with --ferplus {config.ferplus}; give it again to resume")
+        mixes.append((ferplus_votes, config.ferplus_weight))
+    usual = make_augmenter(config.seed, one_warp=config.one_warp)
+    if config.camera_augment:
+        camera = make_camera_augmenter(config.seed)
         augment = lambda images: camera(usual(images))  # noqa: E731
     else:
         augment = usual
-    train_ds = make_dataset(train.images, train.labels, config["batch_size"], config["seed"],
+    train_ds = make_dataset(train.images, train.labels, config.batch_size, config.seed,
                             augment=augment, weights=weights, shuffle=True,
-                            smoothing=config["smoothing"], mixes=mixes, live=live)
-    val_ds = make_dataset(val.images, val.labels, 512, config["seed"])
-    steps = math.ceil(len(train.labels) / config["batch_size"])
+                            smoothing=config.smoothing, mixes=mixes, live=live)
+    val_ds = make_dataset(val.images, val.labels, 512, config.seed)
+    steps = math.ceil(len(train.labels) / config.batch_size)
     os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
-    recorder = RunRecorder(out, config, steps, state)
-    if initial_epoch < config["epochs"] and state["epoch"] - state["best_epoch"] < (config["patience"] or 10**9):
-        model.fit(train_ds, validation_data=val_ds, epochs=config["epochs"], initial_epoch=initial_epoch,
+    recorder = RunRecorder(out, state["config"], steps, state)
+    if initial_epoch < config.epochs and state["epoch"] - state["best_epoch"] < (config.patience or 10**9):
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
                   callbacks=[recorder], verbose=1 if sys.stdout.isatty() else 2)
     return finish(out, data, state)
 
@@ -228,7 +223,7 @@ def _copy_or_grow(parent, model, parent_arch, arch, source):
     return {"grown_from": parent_arch, "new_blocks": blocks}
 
 
-def finish(out, data, state):
+def finish(out: str, data: dict, state: dict) -> dict:
     """Evaluate the best checkpoint, write metrics.json and the PNG reports."""
     from .plots import plot_confusion, plot_curves
 

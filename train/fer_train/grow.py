@@ -12,9 +12,10 @@ learns from there (the "zero-init last batch-norm" trick of residual networks).
 
 import numpy as np
 from keras import layers
+from typing import Any, List
 
 
-def grow_into(parent, model):
+def grow_into(parent: Any, model: Any) -> List[str]:
     """Copy `parent`'s weights into `model` by layer name; new residual blocks start as identity.
 
     Raises ValueError when `model` does not contain `parent` (a layer missing or of

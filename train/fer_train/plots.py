@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_curves(history_csv, out_png):
+def plot_curves(history_csv: str, out_png: str) -> None:
     with open(history_csv) as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -29,7 +29,7 @@ def plot_curves(history_csv, out_png):
     plt.close(fig)
 
 
-def plot_confusion(report, out_png):
+def plot_confusion(report: dict, out_png: str) -> None:
     matrix = np.array(report["confusion"], dtype=np.float64)
     rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     labels = report["labels"]

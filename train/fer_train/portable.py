@@ -15,6 +15,7 @@ There is no --resume: a run on a lent machine is short and starts over.
 import math
 import os
 import sys
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
@@ -41,7 +42,7 @@ def augmentation(seed: int) -> keras.Sequential:
     return keras.Sequential(chain, name="augment")
 
 
-def distillation_loss(distill_weight: float, smoothing: float):
+def distillation_loss(distill_weight: float, smoothing: float) -> Callable:
     """Cross-entropy of the student's logits (the first 7 outputs) against the smoothed label,
     mixed `distill_weight` with the teachers' mean probabilities (the other 7), if any."""
     n = len(LABELS)
@@ -55,7 +56,7 @@ def distillation_loss(distill_weight: float, smoothing: float):
     return loss
 
 
-def accuracy(y_true, y_pred):
+def accuracy(y_true: Any, y_pred: Any) -> Any:
     """How often the student's top label (the first 7 outputs) is the true one."""
     n = len(LABELS)
     return ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred[:, :n], axis=-1)), "float32")
@@ -113,7 +114,7 @@ def schedule(peak: float, epochs: int, steps_per_epoch: int) -> keras.optimizers
 
 def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, batch_size: int = 128,
                  lr: float = 2e-3, weight_decay: float = 5e-4, smoothing: float = 0.1,
-                 class_weight_power: float = 0.3, seed: int = 1, command: str = None, init_from: str = None,
+                 class_weight_power: float = 0.3, seed: int = 1, command: Optional[str] = None, init_from: Optional[str] = None,
                  teachers: tuple = (), distill_weight: float = 0.5) -> dict:
     """Train `arch` on data['train'] and keep the best epoch by data['val'] (PublicTest).
 

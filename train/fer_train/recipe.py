@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import time
+from typing import Optional
 
 import keras
 import numpy as np
@@ -45,14 +46,14 @@ def photometric_layers(seed: int) -> list:
     ]
 
 
-def class_weights(labels, power=0.5):
+def class_weights(labels: np.ndarray, power: float = 0.5) -> np.ndarray:
     """Inverse-frequency weights softened by `power` (0: none, 1: fully balanced), mean 1."""
     counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
     weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
     return weights / (weights[labels].mean() if len(labels) else 1.0)
 
 
-def lr_at(epoch_float, epochs, peak, warmup=1.0):
+def lr_at(epoch_float: float, epochs: int, peak: float, warmup: float = 1.0) -> float:
     """Linear warm-up then cosine decay to zero, as a function of fractional epoch."""
     if epoch_float < warmup:
         return peak * max(epoch_float, 0.05) / warmup
@@ -60,7 +61,7 @@ def lr_at(epoch_float, epochs, peak, warmup=1.0):
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def git_commit():
+def git_commit() -> Optional[str]:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
@@ -78,24 +79,25 @@ class RunRecorder(keras.callbacks.Callback):
     callback between compiled steps does not reach them).
     """
 
-    def __init__(self, out, config, steps_per_epoch, state, network=None, sets_lr=True):
+    def __init__(self, out: str, config: dict, steps_per_epoch: int, state: dict, network: Optional[keras.Model] = None,
+                 sets_lr: bool = True):
         super().__init__()
         self.out, self.config, self.steps, self.state = out, config, steps_per_epoch, state
         self.network, self.sets_lr = network, sets_lr
         self.epoch = 0
         self.started = time.time()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
         self.epoch = epoch
         self.epoch_started = time.time()
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None:
         if not self.sets_lr:
             return
         lr = lr_at(self.epoch + batch / self.steps, self.config["epochs"], self.config["lr"])
         self.model.optimizer.learning_rate.assign(lr)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         logs = dict(logs or {})
         saved = self.network or self.model
         row = {"epoch": epoch + 1, "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
@@ -125,17 +127,17 @@ class RunRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def epoch_weights_path(out, epoch):
+def epoch_weights_path(out: str, epoch: int) -> str:
     return os.path.join(out, "epochs", f"epoch-{epoch:03d}.weights.h5")
 
 
-def atomic_save(model, path):
+def atomic_save(model: keras.Model, path: str) -> None:
     tmp = path + ".tmp.keras"
     model.save(tmp)
     os.replace(tmp, path)
 
 
-def write_json(path, data):
+def write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2)
@@ -151,7 +153,7 @@ def clear_run(out: str) -> None:
     os.makedirs(os.path.join(out, "epochs"))
 
 
-def new_run_state(config: dict, command: str, model: keras.Model, data: dict) -> dict:
+def new_run_state(config: dict, command: Optional[str], model: keras.Model, data: dict) -> dict:
     """The state.json of a run that has not trained an epoch yet."""
     return {"config": config, "epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "train_seconds": 0.0,
             "command": command, "commit": git_commit(), "hardware": describe(),

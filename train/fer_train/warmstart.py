@@ -15,6 +15,7 @@ training mode, where batch-norm normalises by each batch's own statistics.
 import keras
 import numpy as np
 from keras import layers
+from typing import Any
 
 from fer_edge.litert import allocate_tensors, make_interpreter
 from fer_edge.metadata import read_metadata
@@ -59,7 +60,7 @@ def _weighted_layers(model):
     return pairs
 
 
-def load_float_twin(model, path, images, arch, batch_size=256):
+def load_float_twin(model: Any, path: str, images: np.ndarray, arch: str, batch_size: int = 256) -> dict:
     """Load the float32 twin at `path` into `model`, built as `arch`; return its metadata.
 
     `images`: uint8 Training faces (N, 48, 48) to measure the batch-norm statistics on.
