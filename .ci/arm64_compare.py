@@ -18,8 +18,8 @@ MAX_PROB_DIFF = 1e-4
 def crops(video, count, out):
     import cv2
 
-    from fer_edge.detect import make_detector
-    from fer_edge.preprocess import crop_detected
+    from fer_edge.vision.detect import make_detector
+    from fer_edge.model.preprocess import crop_detected
 
     detector, capture, faces = make_detector("blazeface"), cv2.VideoCapture(video), []
     for _ in range(int(count)):
@@ -33,7 +33,7 @@ def crops(video, count, out):
 
 
 def classify(crops_path, out):
-    from fer_edge.classify import EmotionClassifier
+    from fer_edge.model.classify import EmotionClassifier
 
     np.save(out, EmotionClassifier().predict(np.load(crops_path)))
 

@@ -55,7 +55,7 @@ def portraits():
 
 @pytest.fixture(scope="session")
 def public_test(fer_csv):
-    from fer_edge.datasets import read_fer2013
+    from fer_edge.model.datasets import read_fer2013
     return read_fer2013(str(fer_csv), usage="PublicTest")
 
 
@@ -144,7 +144,7 @@ def tiny_model(tiny_run, small_csv):
 @pytest.fixture(scope="session")
 def model_path(request):
     """The shipped int8 model (the real thing the device runs); a tiny trained one if not shipped yet."""
-    from fer_edge.classify import default_model_path
+    from fer_edge.model.classify import default_model_path
     shipped = default_model_path()
     if os.path.exists(shipped):
         return Path(shipped)

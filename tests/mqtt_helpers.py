@@ -33,7 +33,7 @@ def make_visits_video(photos, folder):
 
 def made_up_visit(device, number, satisfaction=60.0, days_ago=0):
     """A finished 4 s visit that ended now (or `days_ago`), as a device would send it."""
-    from fer_edge.records import Visit
+    from fer_edge.core.records import Visit
 
     end = time.time() - days_ago * 86400
     return Visit(id=f"{device}-{number}", device=device, start=end - 4, end=end, duration=4.0, frames=40,
@@ -44,8 +44,8 @@ def made_up_visit(device, number, satisfaction=60.0, days_ago=0):
 def simulated_devices(port, folder, numbers, connect_seconds=60):
     """Devices `dev-NNN` sending through fer-edge's own MQTT sink (each with its outbox in
     `folder`); returns them and whether all connected within `connect_seconds`."""
-    from fer_edge.mqtt import MQTTSink
-    from fer_edge.settings_sections import MqttSection
+    from fer_edge.outputs.mqtt import MQTTSink
+    from fer_edge.core.settings_sections import MqttSection
 
     mqtt = MqttSection(host=f"127.0.0.1:{port}", discovery=False)
     sinks = [MQTTSink(mqtt, f"dev-{i:03d}", str(folder / f"dev-{i:03d}.db"), on_event=lambda message: None)

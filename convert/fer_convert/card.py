@@ -2,7 +2,7 @@
 
 import os
 
-from fer_edge.labels import LABELS
+from fer_edge.core.labels import LABELS
 
 
 def _pct(value):
@@ -95,7 +95,7 @@ def model_card(name: str, results: dict, sizes: dict, latency_ms: dict, metadata
         lines.append(f"| {mode} | " + " | ".join(f"{recall.get(label, 0) * 100:.1f} %" for label in LABELS) + " |")
     lines += ["", "Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real PublicTest faces.",
               "", "## Use and limits", "",
-              "- Input: a grey 48×48 face made by `fer_edge.preprocess.crop_detected` (eye-framed for BlazeFace, "
+              "- Input: a grey 48×48 face made by `fer_edge.model.preprocess.crop_detected` (eye-framed for BlazeFace, "
               "a box crop for Haar) or `crop_face`. The metadata inside the file says so, and `fer-edge` refuses "
               "a model whose metadata it cannot honour.",
               "- FER2013 labels are noisy: its authors estimated human accuracy on it at about 65 % (± 5 %); "

@@ -13,10 +13,10 @@ from typing import Optional, Tuple
 
 import click
 
-from fer_edge.datasets import DatasetError, read_fer2013
-from fer_edge.errors import guarded
-from fer_edge.metadata import embed_metadata, model_metadata
-from fer_edge.preprocess import DEFAULT_MARGIN
+from fer_edge.model.datasets import DatasetError, read_fer2013
+from fer_edge.core.errors import guarded
+from fer_edge.model.metadata import embed_metadata, model_metadata
+from fer_edge.model.preprocess import DEFAULT_MARGIN
 from fer_train.run_folder import read_record
 
 
@@ -81,9 +81,9 @@ def build_metadata(mode: str, model_path: str, data_path: str, calib: int, recor
 
 def _measure(model_bytes, metadata, splits):
     """Accuracy per split and single-thread per-face latency, measured by the device runtime."""
-    from fer_edge.bench import per_face_ms
-    from fer_edge.classify import EmotionClassifier
-    from fer_edge.metrics import classification_report
+    from fer_edge.tools.bench import per_face_ms
+    from fer_edge.model.classify import EmotionClassifier
+    from fer_edge.model.metrics import classification_report
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(embed_metadata(model_bytes, metadata))
@@ -187,7 +187,7 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
             f.write(blobs[mode])
         click.echo(f"wrote {path}")
     if written and card:
-        from fer_edge.hardware import describe
+        from fer_edge.core.hardware import describe
 
         from .card import model_card
 

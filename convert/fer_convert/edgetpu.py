@@ -13,8 +13,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from fer_edge.litert import make_interpreter
-from fer_edge.metadata import embed_metadata, read_metadata, strip_metadata
+from fer_edge.model.litert import make_interpreter
+from fer_edge.model.metadata import embed_metadata, read_metadata, strip_metadata
 
 # Ops the Edge TPU compiler maps to the TPU (quantized forms), from Coral's op table.
 EDGETPU_OPS = {

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from fer_edge.preprocess import to_model_input  # noqa: E402
+from fer_edge.model.preprocess import to_model_input  # noqa: E402
 
 MODES = ("float32", "dynamic", "int8")
 

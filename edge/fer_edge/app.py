@@ -13,16 +13,16 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
-from .records import SOURCE_ENDED, STOPPED
+from .core.records import SOURCE_ENDED, STOPPED
 from .settings import Settings
 
 if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds them
-    from .analyzer import FaceAnalyzer
-    from .cadence import Cadence
-    from .collector import CollectorSettings
-    from .mqtt import MQTTSink
-    from .pipeline import Pipeline, Stats
-    from .store import Spill
+    from .vision.analyzer import FaceAnalyzer
+    from .vision.cadence import Cadence
+    from .fleet.collector import CollectorSettings
+    from .outputs.mqtt import MQTTSink
+    from .kiosk.pipeline import Pipeline, Stats
+    from .outputs.store import Spill
 
 Say = Callable[[str], None]
 
@@ -60,9 +60,9 @@ def stop_on_signals() -> threading.Event:
 def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = None,
                   min_face: Optional[int] = None) -> "FaceAnalyzer":
     """The FaceAnalyzer the settings describe: the emotion model and the face detector."""
-    from .analyzer import FaceAnalyzer
-    from .classify import EmotionClassifier, choose_variant
-    from .detect import make_detector
+    from .vision.analyzer import FaceAnalyzer
+    from .model.classify import EmotionClassifier, choose_variant
+    from .vision.detect import make_detector
     from .settings import thread_count
 
     model = settings.model
@@ -80,7 +80,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
     """`fer-edge run` / `serve`: watch the source until it ends or a signal stops it."""
     import cv2
 
-    from .capture import ImageSource, frames_forever, open_source, paced
+    from .vision.capture import ImageSource, frames_forever, open_source, paced
 
     stop = stop_on_signals()
     source_settings = settings.source
@@ -101,8 +101,8 @@ def run(settings: Settings, say: Say, started: float) -> None:
     pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say)
     server = None
     if settings.web.listen:
-        from .live import LiveState
-        from .web import start_web
+        from .kiosk.live import LiveState
+        from .web.device_page import start_web
 
         live = LiveState({"device": pipeline.device_id, "model": analyzer.classifier.name,
                           "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
@@ -139,15 +139,15 @@ def run(settings: Settings, say: Say, started: float) -> None:
 def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: Any, stills: bool, db_path: Optional[str],
                    say: Say) -> "Pipeline":
     """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log."""
-    from .clock import WallClock
-    from .drawing import Annotator, Window
-    from .errors import UserError
-    from .notify import Notifier
-    from .pipeline import Pipeline
-    from .sessions import SessionTracker
-    from .sinks import EventSink, SQLiteLog, StdoutLog
-    from .store import StoreFile
-    from .track import Tracker
+    from .core.clock import WallClock
+    from .kiosk.drawing import Annotator, Window
+    from .core.errors import UserError
+    from .kiosk.notify import Notifier
+    from .kiosk.pipeline import Pipeline
+    from .kiosk.sessions import SessionTracker
+    from .outputs.sinks import EventSink, SQLiteLog, StdoutLog
+    from .outputs.store import StoreFile
+    from .vision.track import Tracker
 
     device = device_id(settings)
     sinks: List[EventSink] = []
@@ -187,7 +187,7 @@ def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: A
 
 def make_cadence(settings: Settings, stills: bool) -> "Cadence":
     """How often the camera loop looks; photos are each looked at whole."""
-    from .cadence import Cadence
+    from .vision.cadence import Cadence
 
     cadence = settings.cadence
     if stills or cadence.every_frame:
@@ -197,7 +197,7 @@ def make_cadence(settings: Settings, stills: bool) -> "Cadence":
 
 def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say,
                    spill: Optional["Spill"] = None) -> "MQTTSink":
-    from .mqtt import MQTTSink
+    from .outputs.mqtt import MQTTSink
 
     return MQTTSink(settings.mqtt, device, db_path, on_event=say, model_name=model_name, spill=spill,
                     configuration_url=web_url(settings))
@@ -210,9 +210,9 @@ def default_fleet_db() -> str:
 
 def collector_settings(settings: Settings) -> "CollectorSettings":
     """What `fer-edge collect` needs, from the [mqtt] and [collector] settings."""
-    from .collector import CollectorSettings
-    from .errors import UserError
-    from .mqtt import read_password
+    from .fleet.collector import CollectorSettings
+    from .core.errors import UserError
+    from .outputs.mqtt import read_password
 
     mqtt, collector = settings.mqtt, settings.collector
     if not mqtt.host:
@@ -231,8 +231,8 @@ def web_url(settings: Settings) -> Optional[str]:
     """The web page's address for Home Assistant's device page, when it listens beyond loopback."""
     if not settings.web.listen:
         return None
-    from .settings import split_host_port
-    from .web import is_loopback, page_url   # the page's module, loaded only when it is served
+    from .core.network import split_host_port
+    from .web.device_page import is_loopback, page_url   # the page's module, loaded only when it is served
 
     host, port = split_host_port(settings.web.listen, None)
     if host in ("0.0.0.0", "::"):
@@ -278,10 +278,10 @@ def photo_analyzer(settings: Settings) -> Callable:
 
 def serve_fleet(settings: Settings, say: Say) -> None:
     """`serve --fleet`: the fleet page over the collector's database until a signal."""
-    from .fleet_db import describe, open_database
-    from .fleet_page import make_fleet_app
-    from .mqtt import read_password
-    from .web import serve
+    from .outputs.fleet_db import describe, open_database
+    from .web.fleet_page import make_fleet_app
+    from .outputs.mqtt import read_password
+    from .web.device_page import serve
 
     target = settings.log.db or settings.collector.db or default_fleet_db()
     password = read_password(settings.collector.db_password_file, credential="db-password", variable="PGPASSWORD",
@@ -295,7 +295,7 @@ def serve_fleet(settings: Settings, say: Say) -> None:
 
 def serve_only(settings: Settings, stop: threading.Event, say: Say) -> None:
     """No camera: the page, the report and photo analysis until a signal."""
-    from .web import start_web
+    from .web.device_page import start_web
 
     server = start_web(settings, None, log_path(settings), say, photo_analyzer(settings), device_id(settings))
     _serve_until(stop, server, say)

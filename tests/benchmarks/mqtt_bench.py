@@ -28,8 +28,8 @@ VIDEO = ROOT.parent / "shared" / "data" / "photos" / "WolfgangLanger_Pexels.mp4"
 
 
 def fleet(devices, rate, seconds, folder):
-    from fer_edge.mqtt import MQTTSink
-    from fer_edge.settings_sections import MqttSection
+    from fer_edge.outputs.mqtt import MQTTSink
+    from fer_edge.core.settings_sections import MqttSection
 
     broker = Broker(folder).start()
     latencies, received, lock = [], set(), threading.Lock()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from fer_edge.classify import EmotionClassifier
-from fer_edge.labels import LABELS
+from fer_edge.model.classify import EmotionClassifier
+from fer_edge.core.labels import LABELS
 
 pytest.importorskip("tensorflow")
 pytestmark = [pytest.mark.needs_tf, pytest.mark.slow]
@@ -169,7 +169,7 @@ def test_warm_restart_refuses_in_one_line(tiny_run, small_csv, tmp_path):
 
 
 def test_warm_start_from_a_float32_twin_keeps_its_function(tiny_model, public_test):
-    from fer_edge.litert import make_interpreter
+    from fer_edge.model.litert import make_interpreter
     from fer_train.arch import build
     from fer_train.warmstart import load_float_twin
 
@@ -235,7 +235,7 @@ def test_warm_restart_from_a_float32_twin(tiny_model, small_csv, tmp_path):
 
 
 def test_distillation_from_a_teacher(tiny_model, small_csv, tmp_path):
-    from fer_edge.datasets import read_fer2013
+    from fer_edge.model.datasets import read_fer2013
 
     out = tmp_path / "student"
     result = run_cli("fer-train", "fit", "--data", small_csv, "--epochs", "1", "--teacher", tiny_model,
@@ -261,7 +261,7 @@ def test_distillation_from_a_teacher(tiny_model, small_csv, tmp_path):
 def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
     import tensorflow as tf
 
-    from fer_edge.datasets import read_fer2013
+    from fer_edge.model.datasets import read_fer2013
     from fer_train.distill import Teachers
     from fer_train.fit import make_dataset
 
@@ -286,7 +286,7 @@ def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
 
 
 def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_path):
-    from fer_edge.datasets import ferplus_soft_labels, read_fer2013, read_ferplus
+    from fer_edge.model.datasets import ferplus_soft_labels, read_fer2013, read_ferplus
     from fer_train.fit import make_dataset
 
     train = read_fer2013(str(small_csv), usage="Training")

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_edge.datasets import (DatasetError, ferplus_majority, ferplus_soft_labels, read_class_folders,
+from fer_edge.model.datasets import (DatasetError, ferplus_majority, ferplus_soft_labels, read_class_folders,
                                read_dataset, read_fer2013, read_ferplus)
-from fer_edge.labels import LABELS, label_index
+from fer_edge.core.labels import LABELS, label_index
 
 
 def test_fer2013_splits_match_the_published_counts(fer_csv):

@@ -7,8 +7,8 @@ import zipfile
 import pytest
 
 from conftest import run_cli
-from fer_edge import detector_files
-from fer_edge.detector_files import MODEL_FILES, FetchError, unpack_checked
+from fer_edge.vision import detector_files
+from fer_edge.vision.detector_files import MODEL_FILES, FetchError, unpack_checked
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import cv2
 import pytest
 
 from conftest import run_cli
-from fer_edge.calibration import expected_calibration_error, fit_temperature, reliability
-from fer_edge.classify import EmotionClassifier, probabilities
-from fer_edge.detect import FusedDetector, make_detector
-from fer_edge.metadata import read_metadata
-from fer_edge.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected
+from fer_edge.model.calibration import expected_calibration_error, fit_temperature, reliability
+from fer_edge.model.classify import EmotionClassifier, probabilities
+from fer_edge.vision.detect import FusedDetector, make_detector
+from fer_edge.model.metadata import read_metadata
+from fer_edge.model.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected
 
 PORTRAITS = ("single_face.jpg", "astronaut.png", "two_people.jpg", "multi_face.jpg")
 

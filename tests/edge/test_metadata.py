@@ -4,8 +4,8 @@
 import pytest
 
 from conftest import run_cli
-from fer_edge.classify import EmotionClassifier
-from fer_edge.metadata import ModelError, embed_metadata, read_metadata, strip_metadata
+from fer_edge.model.classify import EmotionClassifier
+from fer_edge.model.metadata import ModelError, embed_metadata, read_metadata, strip_metadata
 
 
 def test_metadata_round_trip(model_path):
@@ -42,7 +42,7 @@ def test_refusals(model_path, tmp_path):
 
 
 def test_a_damaged_copy_of_the_shipped_model_is_refused(tmp_path):
-    from fer_edge.classify import default_model_path
+    from fer_edge.model.classify import default_model_path
 
     data = bytearray(open(default_model_path(), "rb").read())
     assert read_metadata(bytes(data))["weights_sha256"]

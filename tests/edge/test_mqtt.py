@@ -87,8 +87,8 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
 
 @pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café", "pi/4", "kiosk+#1"])
 def test_discovery_topics_fit_home_assistants_pattern_for_any_device_id(device_id):
-    from fer_edge.mqtt import discovery_messages, topic_id
-    from fer_edge.settings_sections import MqttSection
+    from fer_edge.outputs.mqtt import discovery_messages, topic_id
+    from fer_edge.core.settings_sections import MqttSection
 
     messages = discovery_messages(MqttSection(host="x"), device_id, sw_version="1.0")
     assert len(messages) == 8
@@ -258,7 +258,7 @@ def _safe(fn):
 
 
 def test_password_never_on_the_command_line(tmp_path):
-    from fer_edge.mqtt import read_password
+    from fer_edge.outputs.mqtt import read_password
 
     (tmp_path / "mqtt-password").write_text("s3cret\n")
     assert read_password(environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "s3cret"

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from conftest import read_frames
-from fer_edge.analyzer import FaceAnalyzer
-from fer_edge.cadence import Cadence
-from fer_edge.capture import Frame
-from fer_edge.classify import EmotionClassifier
-from fer_edge.detect import make_detector
-from fer_edge.pipeline import Pipeline
-from fer_edge.records import CAMERA_LOST, SOURCE_ENDED, TrackUpdate, View, Visit
-from fer_edge.sessions import SessionTracker
-from fer_edge.sinks import EventSink
-from fer_edge.track import Tracker
+from fer_edge.vision.analyzer import FaceAnalyzer
+from fer_edge.vision.cadence import Cadence
+from fer_edge.vision.capture import Frame
+from fer_edge.model.classify import EmotionClassifier
+from fer_edge.vision.detect import make_detector
+from fer_edge.kiosk.pipeline import Pipeline
+from fer_edge.core.records import CAMERA_LOST, SOURCE_ENDED, TrackUpdate, View, Visit
+from fer_edge.kiosk.sessions import SessionTracker
+from fer_edge.outputs.sinks import EventSink
+from fer_edge.vision.track import Tracker
 
 
 class Kept(EventSink):

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from fer_edge.detect import make_detector
+from fer_edge.vision.detect import make_detector
 
 FRONTAL = {"astronaut.png": 1, "single_face.jpg": 1, "two_people.jpg": 2, "multi_face.jpg": 5}
 
 
 def test_device_side_never_imports_tensorflow():
-    code = ("import sys, fer_edge.cli, fer_edge.app, fer_edge.pipeline, fer_edge.classify, fer_edge.detect, fer_edge.capture, "
-            "fer_edge.bench, fer_edge.datasets; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = ("import sys, fer_edge.cli, fer_edge.app, fer_edge.kiosk.pipeline, fer_edge.model.classify, fer_edge.vision.detect, fer_edge.vision.capture, "
+            "fer_edge.tools.bench, fer_edge.model.datasets; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     # Nor does any code path further in (no fallback that would load it either).
@@ -70,10 +70,10 @@ def test_run_over_a_video_logs_tracked_faces(photos, model_path, tmp_path):
 
 def test_runtime_notice_is_dropped_and_other_native_output_kept(model_path):
     """The runtime's XNNPACK notice stays off stderr; anything else written to descriptor 2 passes."""
-    real = f"from fer_edge.classify import EmotionClassifier; EmotionClassifier({str(model_path)!r})"
+    real = f"from fer_edge.model.classify import EmotionClassifier; EmotionClassifier({str(model_path)!r})"
     result = subprocess.run([sys.executable, "-c", real], capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    other = ("import os, fer_edge.litert as litert\n"
+    other = ("import os, fer_edge.model.litert as litert\n"
              "class WritesToDescriptor2:\n"
              "    def allocate_tensors(self):\n"
              "        os.write(2, litert.XNNPACK_NOTICE + b'\\nWARNING: kept\\n')\n"
@@ -118,8 +118,8 @@ def test_saved_crops_belong_to_their_tracks(photos, model_path, tmp_path):
     """Each track's saved crops, classified again and smoothed as the tracker does, give
     exactly what was logged for it, also when the detector lists the faces in another order
     than the tracks (the two halves of a photo of two people swap places)."""
-    from fer_edge.classify import EmotionClassifier
-    from fer_edge.track import Tracker
+    from fer_edge.model.classify import EmotionClassifier
+    from fer_edge.vision.track import Tracker
 
     image = cv2.imread(str(photos / "two_people.jpg"))
     half = image.shape[1] // 2

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fer_edge.labels import LABELS
-from fer_edge.sessions import SessionTracker, satisfaction
+from fer_edge.core.labels import LABELS
+from fer_edge.kiosk.sessions import SessionTracker, satisfaction
 
 
 def onehot(label, p=0.9):

@@ -15,9 +15,9 @@ import pytest
 
 from conftest import free_port, run_cli
 from web_helpers import SCREENSHOTS, WIDEST, Server, at_width, chromium
-from fer_edge.labels import LABELS
-from fer_edge.records import Visit
-from fer_edge.sinks import SQLiteLog
+from fer_edge.core.labels import LABELS
+from fer_edge.core.records import Visit
+from fer_edge.outputs.sinks import SQLiteLog
 
 pytest.importorskip("aiohttp")
 pytestmark = pytest.mark.slow

@@ -34,7 +34,7 @@ def ha_version():
 
 @pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café"])
 def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_path, device_id):
-    from fer_edge.mqtt import entity_slug
+    from fer_edge.outputs.mqtt import entity_slug
 
     version = ha_version()
     slug = f"fer_edge_{entity_slug(device_id)}"

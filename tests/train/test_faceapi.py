@@ -97,7 +97,7 @@ def _softmax(z):
 
 def _photo_faces(photos):
     """Face boxes of real photos, padded square with black and resized to 112 as face-api.js does."""
-    from fer_edge.detect import make_detector
+    from fer_edge.vision.detect import make_detector
 
     detector = make_detector("auto", min_size=16, stills=True)
     faces = []
@@ -127,7 +127,7 @@ def test_keras_network_matches_a_numpy_forward_pass(teacher_files, photos):
 def test_teacher_model_runs_as_a_fer_edge_model(teacher_files, photos, tmp_path):
     """The written .tflite, run by the device runtime on 48x48 grey faces, is the same
     network: upscaled grey in R, G and B, outputs in our label order."""
-    from fer_edge.classify import EmotionClassifier
+    from fer_edge.model.classify import EmotionClassifier
 
     path = faceapi.write_teacher(str(tmp_path / "teacher.tflite"), target=str(teacher_files[0].rsplit("/", 1)[0]))
     grey = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from fer_edge.datasets import read_fer2013
+from fer_edge.model.datasets import read_fer2013
 from conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_tf]

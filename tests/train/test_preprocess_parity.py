@@ -7,9 +7,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.needs_tf
 
-from fer_edge.datasets import read_class_folders  # noqa: E402
-from fer_edge.detect import Detection  # noqa: E402
-from fer_edge.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected, crop_face, to_model_input  # noqa: E402
+from fer_edge.model.datasets import read_class_folders  # noqa: E402
+from fer_edge.vision.detect import Detection  # noqa: E402
+from fer_edge.model.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected, crop_face, to_model_input  # noqa: E402
 from fer_train.fit import make_dataset  # noqa: E402
 
 
@@ -77,15 +77,15 @@ def test_a_face_twice_as_big_comes_back_pixel_for_pixel(public_test):
 
 def test_detail_ceiling_is_fer2013s_upper_quartile(fer_csv):
     """The constant is what FER2013's Training faces measure: 3 in 4 have no more detail."""
-    from fer_edge.datasets import read_fer2013
-    from fer_edge.preprocess import DETAIL_CEILING, detail
+    from fer_edge.model.datasets import read_fer2013
+    from fer_edge.model.preprocess import DETAIL_CEILING, detail
 
     faces = read_fer2013(str(fer_csv), usage="Training").images
     assert np.percentile([detail(face) for face in faces], 75) == pytest.approx(DETAIL_CEILING, abs=0.002)
 
 
 def _large_face(photos):
-    from fer_edge.detect import make_detector
+    from fer_edge.vision.detect import make_detector
 
     frame = cv2.imread(str(photos / "single_face.jpg"))
     detections = make_detector("auto", min_size=16, stills=True).detect(frame)
@@ -95,7 +95,7 @@ def _large_face(photos):
 def test_a_large_sharp_face_keeps_fer2013s_detail(photos):
     """A face ~200 px wide in a sharp photo: the plain warp keeps more detail than FER2013's
     faces have; the crop brings it down to the ceiling, and it is still the same face."""
-    from fer_edge.preprocess import DETAIL_CEILING, _plain_warp, detail
+    from fer_edge.model.preprocess import DETAIL_CEILING, _plain_warp, detail
 
     frame, found = _large_face(photos)
     assert found.w > 150 and found.eyes is not None
@@ -111,7 +111,7 @@ def test_a_large_sharp_face_keeps_fer2013s_detail(photos):
 def test_a_soft_face_is_not_filtered(public_test):
     """A FER2013 face upscaled 4x (soft, like most photos blown up from small originals) is
     cut back by the plain warp alone."""
-    from fer_edge.preprocess import _plain_warp
+    from fer_edge.model.preprocess import _plain_warp
 
     face = public_test.images[5]
     frame = np.full((300, 300), 90, np.uint8)

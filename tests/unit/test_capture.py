@@ -3,7 +3,7 @@
 import threading
 import time
 
-from fer_edge.capture import Frame, paced
+from fer_edge.vision.capture import Frame, paced
 
 
 def test_paced_limits_rate_and_count():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from fer_edge.collector import Message, Rejected, row_for
-from fer_edge.fleet_db import open_database
+from fer_edge.fleet.collector import Message, Rejected, row_for
+from fer_edge.outputs.fleet_db import open_database
 
 
 def store(database, device, kind, payload, received=100.0):

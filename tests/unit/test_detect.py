@@ -1,7 +1,7 @@
 """Detections: non-maximum suppression."""
 
 
-from fer_edge.detect import Detection, nms_boxes
+from fer_edge.vision.detect import Detection, nms_boxes
 
 
 def test_nms_keeps_the_stronger_of_overlapping_faces():

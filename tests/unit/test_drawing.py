@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from fer_edge.drawing import draw
-from fer_edge.labels import colour_bgr
+from fer_edge.kiosk.drawing import draw
+from fer_edge.core.labels import colour_bgr
 
 
 def test_drawing_marks_the_face_in_its_colour():

@@ -1,7 +1,7 @@
 """How errors reach the user."""
 
 
-from fer_edge.errors import UserError, one_line
+from fer_edge.core.errors import UserError, one_line
 
 
 def test_errors_show_user_errors_alone_and_bugs_with_their_type():

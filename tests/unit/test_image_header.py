@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_edge.image_header import ImageHeaderError, image_size
+from fer_edge.web.image_header import ImageHeaderError, image_size
 
 
 def test_image_headers_give_the_size_before_decoding():

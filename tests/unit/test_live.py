@@ -4,12 +4,12 @@ import time
 
 import numpy as np
 
-from fer_edge.capture import Frame
+from fer_edge.vision.capture import Frame
 
 
 def test_the_live_status_says_a_stalled_camera_and_a_stop():
-    from fer_edge.live import LiveState
-    from fer_edge.pipeline import Stats
+    from fer_edge.kiosk.live import LiveState
+    from fer_edge.kiosk.pipeline import Stats
 
     live = LiveState({"camera": True})
     assert live.status()["state"] == "starting" and live.status()["last_frame_seconds"] is None

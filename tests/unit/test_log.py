@@ -3,7 +3,7 @@
 import logging
 import os
 
-from fer_edge import log
+from fer_edge.core import log
 
 
 def test_lines_carry_their_priority_when_stderr_is_the_journal(tmp_path):

@@ -7,8 +7,8 @@ def test_the_watchdog_is_not_fed_while_a_worker_is_down(tmp_path):
     """A real unix datagram socket as $NOTIFY_SOCKET: frames progress, but a dead sender stops the pings."""
     import socket
 
-    from fer_edge.notify import Notifier
-    from fer_edge.pipeline import Stats
+    from fer_edge.kiosk.notify import Notifier
+    from fer_edge.kiosk.pipeline import Stats
 
     path = str(tmp_path / "notify.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

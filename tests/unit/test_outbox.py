@@ -2,7 +2,7 @@
 
 import time
 
-from fer_edge.outbox import Outbox
+from fer_edge.outputs.outbox import Outbox
 
 
 def test_outbox_keeps_order_and_drops_emotions_first(tmp_path):
@@ -24,7 +24,7 @@ def test_outbox_keeps_order_and_drops_emotions_first(tmp_path):
 def test_outbox_sender_takes_an_acknowledgement_that_comes_before_send_returns(tmp_path):
     """A broker on loopback can acknowledge a message before publish() has returned its id:
     the row is still deleted and its place in the window given back."""
-    from fer_edge.outbox import OutboxSender, Transport
+    from fer_edge.outputs.outbox import OutboxSender, Transport
 
     class AnswersAtOnce(Transport):
         def __init__(self):

@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from fer_edge.labels import LABELS
+from fer_edge.core.labels import LABELS
 
 
 def test_the_view_follows_the_largest_face_and_lists_visits_in_progress():
-    from fer_edge.sessions import SessionTracker
-    from fer_edge.records import View
+    from fer_edge.kiosk.sessions import SessionTracker
+    from fer_edge.core.records import View
 
     class Track:
         def __init__(self, id, box, label):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from fer_edge.settings import BY_NAME, ConfigError, Settings, check, from_mapping, resolve, split_host_port
+from fer_edge.core.network import split_host_port
+from fer_edge.settings import BY_NAME, ConfigError, Settings, check, from_mapping, resolve
 
 
 def test_settings_one_rule_for_flags_and_files():

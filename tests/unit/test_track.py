@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer_edge.track import Tracker
+from fer_edge.vision.track import Tracker
 
 HAPPY = np.eye(7)[3]
 SAD = np.eye(7)[4]

@@ -15,7 +15,7 @@ import keras
 from keras import layers
 from typing import Sequence, Tuple
 
-from fer_edge.labels import LABELS
+from fer_edge.core.labels import LABELS
 
 
 def _ds_conv(x, channels, stride=1, relu=True, name=None):

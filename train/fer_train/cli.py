@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 import click
 import numpy as np
 
-from fer_edge.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
-from fer_edge.errors import guarded
+from fer_edge.model.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
+from fer_edge.core.errors import guarded
 
 from .run_folder import BEST, LAST, FitConfig, read_run_state
 

@@ -19,8 +19,8 @@ from typing import List, Sequence
 
 import numpy as np
 
-from fer_edge.classify import EmotionClassifier
-from fer_edge.metadata import ModelError
+from fer_edge.model.classify import EmotionClassifier
+from fer_edge.model.metadata import ModelError
 
 
 class Teachers:

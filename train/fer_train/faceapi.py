@@ -19,9 +19,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from fer_edge.atomic import write_atomically
-from fer_edge.errors import UserError
-from fer_edge.labels import LABELS
+from fer_edge.core.atomic import write_atomically
+from fer_edge.core.errors import UserError
+from fer_edge.core.labels import LABELS
 
 PACKAGE = "@vladmandic/face-api"
 VERSION = "1.7.15"
@@ -205,7 +205,7 @@ def write_teacher(out: str, target: Optional[str] = None) -> str:
     which `fer-train fit --teacher` runs like any of our models."""
     manifest, weights = fetch(target)  # before TensorFlow loads: an offline fetch fails fast and quietly
     from fer_convert.quantize import convert
-    from fer_edge.metadata import embed_metadata, model_metadata
+    from fer_edge.model.metadata import embed_metadata, model_metadata
 
     model = build_grey48_teacher(read_tfjs_weights(manifest, weights))
     source = f"npm {PACKAGE} {VERSION} model/{WEIGHTS} (sha256 {FILE_SHA256[WEIGHTS]}, MIT)"

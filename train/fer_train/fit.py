@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_edge.labels import LABELS
-from fer_edge.metrics import classification_report
+from fer_edge.core.labels import LABELS
+from fer_edge.model.metrics import classification_report
 
 from .arch import ARCHITECTURES, build
 from .augment import make_augmenter
@@ -176,7 +176,7 @@ def _load_parent(source, arch, model, train_images):
 
 
 def _load_twin_parent(path, arch, model, train_images):
-    from fer_edge.metadata import ModelError, read_metadata
+    from fer_edge.model.metadata import ModelError, read_metadata
 
     from .warmstart import STATISTICS_FACES, load_float_twin
 

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from fer_edge.datasets import DatasetError, Faces
+from fer_edge.model.datasets import DatasetError, Faces
 
 SIZE = 48
 _FILTERS = [{"id": lzma.FILTER_DELTA, "dist": SIZE}, {"id": lzma.FILTER_LZMA2, "preset": 6}]

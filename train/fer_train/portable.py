@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fer_edge.labels import LABELS
+from fer_edge.core.labels import LABELS
 
 from .arch import build
 from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers,

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from fer_edge.hardware import describe
-from fer_edge.labels import LABELS
+from fer_edge.core.hardware import describe
+from fer_edge.core.labels import LABELS
 
 from .arch import multiply_adds
 

@@ -17,8 +17,8 @@ import numpy as np
 from keras import layers
 from typing import Any
 
-from fer_edge.litert import allocate_tensors, make_interpreter
-from fer_edge.metadata import read_metadata
+from fer_edge.model.litert import allocate_tensors, make_interpreter
+from fer_edge.model.metadata import read_metadata
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 STATISTICS_FACES = 4000  # Training faces the batch-norm statistics of a loaded twin are measured on

@@ -1,0 +1,253 @@
+"""Dataset readers shared by training, conversion and on-device evaluation.
+
+Three formats: the original FER2013 CSV (plain or gzip), the FER+ vote CSV aligned with it
+by row, and a folder (or .tar/.tar.gz archive) of class folders. Bad images are skipped and
+counted, never fatal; a malformed CSV row is an error that names its line.
+"""
+
+import csv
+import gzip
+import io
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..core.labels import LABELS, label_index
+from .preprocess import SIZE, crop_face
+from ..core.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+USAGES = ("Training", "PublicTest", "PrivateTest")
+
+
+class DatasetError(UserError):
+    """A dataset that cannot be read; the message is one line for the user."""
+
+
+@dataclass
+class Faces:
+    """Images with labels. `images` is uint8 (N,48,48) unless read with raw=True (a list)."""
+
+    images: Any   # an (N,48,48) uint8 array, or a list of photos with raw=True
+    labels: np.ndarray
+    rows: np.ndarray
+    skipped: Counter = field(default_factory=Counter)
+    unknown_classes: Counter = field(default_factory=Counter)
+    usage: Optional[np.ndarray] = None
+    names: Optional[list] = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, index: Any) -> "Faces":
+        """The faces at `index` (positions or a mask), with their labels, CSV rows and splits."""
+        usage = None if self.usage is None else self.usage[index]
+        return Faces(images=self.images[index], labels=self.labels[index], rows=self.rows[index], usage=usage)
+
+    def summary(self) -> str:
+        """One line: how many were read, skipped and why."""
+        parts = [f"{len(self)} images"]
+        if self.skipped:
+            parts.append("skipped " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())))
+        if self.unknown_classes:
+            parts.append("ignored classes " + ", ".join(f"{k} ({n})" for k, n in sorted(self.unknown_classes.items())))
+        return "; ".join(parts)
+
+
+def is_blank(image: np.ndarray) -> bool:
+    """True for an image with (almost) no contrast, such as FER2013's all-black rows."""
+    return int(image.max()) - int(image.min()) < 8
+
+
+def _open_text(path):
+    if str(path).endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_fer2013(path: str, usage: Union[None, str, Sequence[str]] = None, keep_blank: bool = False) -> "Faces":
+    """Read the FER2013 CSV (`emotion,pixels,Usage`); `usage` is one split name or a tuple.
+
+    Blank (all-black) rows are skipped and counted unless keep_blank. `rows` holds the
+    0-based data-row index, which is what the FER+ file aligns on.
+    """
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: no such file")
+    wanted = None if usage is None else ({usage} if isinstance(usage, str) else set(usage))
+    if wanted and not wanted <= set(USAGES):
+        raise DatasetError(f"unknown usage {sorted(wanted - set(USAGES))}; choose from {', '.join(USAGES)}")
+    images, labels, rows, usages = [], [], [], []   # type: list, list, list, list
+    skipped: Counter = Counter()
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or [h.strip() for h in header[:2]] != ["emotion", "pixels"]:
+                raise DatasetError(f"{path}: line 1: expected header 'emotion,pixels,Usage', got {','.join(header or [])[:60]!r}")
+            has_usage = len(header) > 2
+            for row_index, record in enumerate(reader):
+                line = reader.line_num
+                if len(record) < (3 if has_usage else 2):
+                    raise DatasetError(f"{path}: line {line}: expected {len(header)} fields, got {len(record)} (truncated row?)")
+                split = record[2].strip() if has_usage else "Training"
+                if wanted and split not in wanted:
+                    continue
+                try:
+                    emotion = int(record[0])
+                    pixels = np.array(record[1].split(), dtype=np.int64)
+                except ValueError:
+                    raise DatasetError(f"{path}: line {line}: emotion and pixels must be integers") from None
+                if not 0 <= emotion < len(LABELS):
+                    raise DatasetError(f"{path}: line {line}: emotion {emotion} is not in 0..{len(LABELS) - 1}")
+                if pixels.size != SIZE * SIZE or pixels.min() < 0 or pixels.max() > 255:
+                    raise DatasetError(f"{path}: line {line}: expected {SIZE * SIZE} pixels in 0..255, got {pixels.size}")
+                image = pixels.astype(np.uint8).reshape(SIZE, SIZE)
+                if not keep_blank and is_blank(image):
+                    skipped["blank"] += 1
+                    continue
+                images.append(image)
+                labels.append(emotion)
+                rows.append(row_index)
+                usages.append(split)
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from None
+    return Faces(
+        images=np.stack(images) if images else np.zeros((0, SIZE, SIZE), np.uint8),
+        labels=np.array(labels, np.int64), rows=np.array(rows, np.int64),
+        skipped=skipped, usage=np.array(usages),
+    )
+
+
+# FER+ vote columns, in file order, and where each lands in LABELS (None: not an emotion of ours).
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+
+
+def read_ferplus(path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """FER+ votes aligned by row with fer2013.csv: returns (votes (N,10) int, usage (N,)).
+
+    Align by position, never by 'Image name' (most names do not match their row; see SOURCES.md).
+    """
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: no such file")
+    votes, usage = [], []
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or header[0].strip() != "Usage" or len(header) != 12:
+            raise DatasetError(f"{path}: line 1: expected the FER+ header 'Usage,Image name,neutral,...,NF'")
+        for record in reader:
+            if len(record) != 12:
+                raise DatasetError(f"{path}: line {reader.line_num}: expected 12 fields, got {len(record)}")
+            try:
+                votes.append([int(v) for v in record[2:]])
+            except ValueError:
+                raise DatasetError(f"{path}: line {reader.line_num}: votes must be integers") from None
+            usage.append(record[0].strip())
+    return np.array(votes, np.int64), np.array(usage)
+
+
+def ferplus_soft_labels(votes: np.ndarray) -> np.ndarray:
+    """(N,7) vote shares in LABELS order over our seven emotions (rows with none are all 0)."""
+    ours = np.zeros((len(votes), len(LABELS)), np.float64)
+    for column, name in enumerate(FERPLUS_COLUMNS):
+        index = label_index(name) if name not in ("contempt", "unknown", "NF") else None
+        if index is not None:
+            ours[:, index] = votes[:, column]
+    total = ours.sum(axis=1, keepdims=True)
+    return np.divide(ours, total, out=np.zeros_like(ours), where=total > 0)
+
+
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """Majority label in LABELS order, or -1 where the top vote is contempt/unknown/not-a-face or tied."""
+    top = votes.argmax(axis=1)
+    tied = (votes == votes.max(axis=1, keepdims=True)).sum(axis=1) > 1
+    mapping = np.array([label_index(n) if n not in ("contempt", "unknown", "NF") else -1 for n in FERPLUS_COLUMNS])
+    majority = mapping[top]
+    majority[tied] = -1
+    return majority
+
+
+def _decode(data):
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    return image
+
+
+def _iter_class_files(root):
+    """(class name, display name, bytes) for every file two levels below root (dir or tar)."""
+    if os.path.isdir(root):
+        for cls in sorted(os.listdir(root)):
+            folder = os.path.join(root, cls)
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    with open(path, "rb") as f:
+                        yield cls, os.path.join(cls, name), f.read()
+    elif tarfile.is_tarfile(root):
+        with tarfile.open(root) as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+            # Class folders are the parent of each file; a single top folder (wild/) is allowed.
+            for member in members:
+                parts = member.name.strip("/").split("/")
+                if len(parts) < 2:
+                    continue
+                yield parts[-2], "/".join(parts[-2:]), tar.extractfile(member).read()
+    else:
+        raise DatasetError(f"{root}: not a folder of class folders nor a tar archive")
+
+
+def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable] = None) -> "Faces":
+    """Read `root/<class>/*.jpg|png|...` (a folder or a .tar/.tar.gz of one).
+
+    Returns 48x48 faces from the whole image (raw=False) or the decoded BGR photos
+    (raw=True, for detection first). Unknown classes, non-image, unreadable and blank
+    files are counted in the summary and skipped.
+    """
+    images: Any = []
+    labels, names = [], []   # type: list, list
+    skipped: Counter = Counter()
+    unknown: Counter = Counter()
+    for cls, name, data in _iter_class_files(root):
+        index = label_index(cls)
+        if index is None:
+            unknown[cls] += 1
+            continue
+        if not name.lower().endswith(IMAGE_SUFFIXES):
+            skipped["not an image"] += 1
+            continue
+        image = _decode(data)
+        if image is None:
+            skipped["unreadable"] += 1
+            continue
+        if is_blank(image):
+            skipped["blank"] += 1
+            continue
+        images.append(image if raw else crop_face(image))
+        labels.append(index)
+        names.append(name)
+        if progress:
+            progress(len(images))
+    if not images and not skipped and not unknown:
+        raise DatasetError(f"{root}: no class folders with images found")
+    if not raw:
+        images = np.stack(images) if images else np.zeros((0, SIZE, SIZE), np.uint8)
+    return Faces(images=images, labels=np.array(labels, np.int64), rows=np.arange(len(labels)),
+                 skipped=skipped, unknown_classes=unknown, names=names)
+
+
+def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False) -> "Faces":
+    """A FER2013-style CSV (.csv/.csv.gz) or a folder/archive of class folders."""
+    lower = str(path).lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        if raw:
+            raise DatasetError(f"{path}: a CSV holds 48x48 faces already; face detection needs full photos")
+        return read_fer2013(path, usage=usage)
+    if not os.path.exists(path):
+        raise DatasetError(f"{path}: no such file or folder")
+    return read_class_folders(path, raw=raw)

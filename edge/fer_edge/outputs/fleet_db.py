@@ -1,0 +1,196 @@
+"""The fleet's database: every device's visits and last known state, in SQLite (a file, for a
+few devices) or PostgreSQL (`postgresql://...`, for a fleet).
+
+One set of statements serves both: they are written in the SQL the two share (`ON CONFLICT`
+upserts, `DOUBLE PRECISION`), with `?` placeholders that are turned into psycopg's `%s`.
+The `sessions` table has the columns of a device's own log plus `stored` (when the row was
+committed), so `fer-edge report` reads a device's log and the fleet's database alike.
+"""
+
+import os
+import sqlite3
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
+
+from ..core.errors import UserError
+from .store import TABLES, column_names, insert_sql
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+CONNECT_SECONDS = 5
+SCHEMA_LOCK = 7_466_772   # a PostgreSQL advisory lock: collectors starting together create the tables once
+
+VISIT_COLUMNS = column_names("sessions") + ["stored"]
+TABLE_STATEMENTS = [
+    "CREATE TABLE IF NOT EXISTS sessions (" + ", ".join(
+        [f"{name} {kind.replace('REAL', 'DOUBLE PRECISION')}" for name, kind in TABLES["sessions"]]
+        + ["stored DOUBLE PRECISION NOT NULL"]) + ")",
+    "CREATE INDEX IF NOT EXISTS sessions_device_start ON sessions (device, start)",
+    "CREATE INDEX IF NOT EXISTS sessions_start ON sessions (start)",
+    # The last state each device said of itself: online or not, its stats and its view.
+    "CREATE TABLE IF NOT EXISTS devices (device TEXT PRIMARY KEY, online INTEGER, availability_at DOUBLE PRECISION, "
+    "stats TEXT, stats_at DOUBLE PRECISION, view TEXT, view_at DOUBLE PRECISION, last_seen DOUBLE PRECISION)",
+    # Messages that could not be read (not JSON, a field missing), kept for a look instead of lost.
+    "CREATE TABLE IF NOT EXISTS rejected (topic TEXT NOT NULL, payload TEXT, reason TEXT NOT NULL, "
+    "received DOUBLE PRECISION NOT NULL)",
+]
+INSERT_VISIT = insert_sql("sessions", VISIT_COLUMNS, verb="INSERT") + " ON CONFLICT (id) DO NOTHING"
+# The newest report wins, whichever collector stores it last.
+UPSERT = {
+    "availability": "INSERT INTO devices (device, online, availability_at, last_seen) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (device) DO UPDATE SET online = excluded.online, "
+                    "availability_at = excluded.availability_at, last_seen = COALESCE(excluded.last_seen, devices.last_seen)",
+    "stats": "INSERT INTO devices (device, stats, stats_at, last_seen) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (device) DO UPDATE SET stats = excluded.stats, stats_at = excluded.stats_at, "
+             "last_seen = GREATEST_LAST_SEEN WHERE devices.stats_at IS NULL OR excluded.stats_at >= devices.stats_at",
+    "view": "INSERT INTO devices (device, view, view_at, last_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (device) DO UPDATE SET view = excluded.view, view_at = excluded.view_at, "
+            "last_seen = GREATEST_LAST_SEEN WHERE devices.view_at IS NULL OR excluded.view_at >= devices.view_at",
+}
+INSERT_REJECTED = "INSERT INTO rejected (topic, payload, reason, received) VALUES (?, ?, ?, ?)"
+
+
+class DatabaseError(UserError):
+    """The database cannot be reached, or refuses us: one line that says why."""
+
+
+def is_postgres(target: str) -> bool:
+    return os.fspath(target).startswith(POSTGRES_SCHEMES)
+
+
+def describe(target: str) -> str:
+    """The target without its password, for messages."""
+    target = os.fspath(target)
+    if not is_postgres(target):
+        return target
+    scheme, rest = target.split("://", 1)
+    if "@" in rest:
+        who, where = rest.rsplit("@", 1)
+        rest = f"{who.split(':', 1)[0]}@{where}"
+    return f"{scheme}://{rest}"
+
+
+class FleetDatabase:
+    """One connection to the fleet's database. Statements use `?`; `rows`/`execute` run them."""
+
+    def __init__(self, target: str, password: Optional[str] = None, readonly: bool = False):
+        target = os.fspath(target)
+        self.target, self.name = target, describe(target)
+        self.postgres = is_postgres(target)
+        if self.postgres:
+            self.connection = _connect_postgres(target, password)
+            self.errors: Tuple[Type[Exception], ...] = (_psycopg().Error,)
+        else:
+            path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
+            if readonly and not os.path.exists(path):
+                raise DatabaseError(f"{path}: no such database")
+            self.connection = _connect_sqlite(path, readonly)
+            self.errors = (sqlite3.Error,)
+        self.greatest = "GREATEST(devices.last_seen, excluded.last_seen)" if self.postgres else \
+            "MAX(COALESCE(devices.last_seen, 0), excluded.last_seen)"
+
+    def _sql(self, statement: str) -> str:
+        statement = statement.replace("GREATEST_LAST_SEEN", self.greatest)
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    def execute(self, statement: str, args: Sequence[Any] = ()) -> None:
+        self.connection.execute(self._sql(statement), tuple(args))
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        cursor = self.connection.cursor()
+        cursor.executemany(self._sql(statement), [tuple(r) for r in rows])
+
+    def rows(self, statement: str, args: Sequence[Any] = ()) -> List[tuple]:
+        cursor = self.connection.execute(self._sql(statement), tuple(args))
+        return [tuple(row) for row in cursor.fetchall()]
+
+    def columns(self, table: str) -> set:
+        """The table's column names (empty when it does not exist)."""
+        if self.postgres:
+            return {r[0] for r in self.rows("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                                            (table,))}
+        return {r[1] for r in self.rows(f"PRAGMA table_info({table})")}
+
+    def create_tables(self) -> None:
+        if self.postgres:
+            self.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+        for statement in TABLE_STATEMENTS:
+            self.execute(statement)
+        self.commit()
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        try:
+            self.connection.rollback()
+        except self.errors:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except self.errors:
+            pass
+
+
+def open_database(target: str, password: Optional[str] = None, readonly: bool = False,
+                  create: bool = False) -> FleetDatabase:
+    """Connect (and, for a collector, create the tables); any failure is one DatabaseError line."""
+    try:
+        database = FleetDatabase(target, password, readonly)
+        if create:
+            database.create_tables()
+        return database
+    except DatabaseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the driver's errors, said in one line
+        if not is_driver_error(exc):
+            raise
+        raise DatabaseError(f"{describe(target)}: {reason(exc)}") from None
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return True
+    psycopg = _psycopg(required=False)
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's message, first line, with libpq's "connection to server at ... failed:" cut."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "failed: " in text and text.startswith("connection"):
+        text = text.split("failed: ", 1)[1]
+    return text[:300]
+
+
+def _psycopg(required: bool = True):
+    try:
+        import psycopg
+        return psycopg
+    except ImportError:
+        if required:
+            raise DatabaseError("a postgresql:// database needs psycopg: pip install 'fer-edge[fleet]'") from None
+        return None
+
+
+def _connect_postgres(target: str, password: Optional[str]):
+    psycopg = _psycopg()
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+        conninfo_to_dict(target)
+    except psycopg.ProgrammingError as exc:
+        raise DatabaseError(f"{describe(target)}: not a PostgreSQL address ({reason(exc)})") from None
+    extra = {"password": password} if password else {}
+    return psycopg.connect(target, connect_timeout=CONNECT_SECONDS, application_name="fer-edge", **extra)
+
+
+def _connect_sqlite(path: str, readonly: bool):
+    if readonly:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CONNECT_SECONDS, check_same_thread=False)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DatabaseError(f"{path}: the folder {folder} does not exist")
+    connection = sqlite3.connect(path, timeout=CONNECT_SECONDS, check_same_thread=False)  # one user at a time
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection

@@ -1,0 +1,297 @@
+"""Where events go. Every sink implements `EventSink`: a track update, a finished visit, a
+stats message, and the end of the run; `health` says how the sink is doing.
+
+`SQLiteLog` is the local log (WAL, every row committed: a power cut loses nothing already
+shown, and no write transaction is left open to block the MQTT outbox, which shares the
+file; readers such as `fer-edge report` never block the camera). It prunes itself (days
+and megabytes) and survives a full disk: the camera loop goes on, the log says once that
+it is full, drops rows meanwhile (counted; visits go to the store's spill) and writes again
+once there is room; while another program holds the file's lock it holds rows in memory.
+Retention never ages rows by a clock the log disagrees with. Face pixels are never written
+here. `StdoutLog` prints JSON lines or a readable line.
+"""
+
+import json
+import sqlite3
+import sys
+import time
+from collections import deque
+from typing import Callable, Optional, TextIO
+
+from ..core.labels import LABELS
+from ..core.records import LEFT, RunStats, TrackUpdate, View, Visit
+from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
+
+
+class EventSink:
+    """Where the pipeline's events go; every method may be left as it is here."""
+
+    def update(self, update: TrackUpdate) -> None:
+        """One track update (rate-limited per face)."""
+
+    def session(self, visit: Visit) -> None:
+        """One finished visit."""
+
+    def view(self, view: View) -> None:
+        """Who is in view now: when the count changes, else once per log interval."""
+
+    def stats(self, stats: RunStats) -> None:
+        """The periodic stats message."""
+
+    def health(self) -> dict:
+        """What the status page, the stats message and the run's summary show of this sink."""
+        return {}
+
+    def alive(self) -> bool:
+        """Every thread this sink relies on still runs (the watchdog stops when one has died)."""
+        return True
+
+    def close(self, summary: dict) -> None:
+        """The run ends; `summary` has frames, faces and updates."""
+
+
+class SQLiteLog(EventSink):
+    RETRY_SECONDS = 30.0       # after a full disk, how long to wait before writing again
+    HOLD_RETRY_SECONDS = 2.0   # while another program holds the lock, how often to try again
+    HOLD_MAX = 50_000          # rows held in memory meanwhile; past it the oldest emotion rows go
+    PRUNE_SECONDS = 3600.0     # how often retention runs
+    FUTURE_SECONDS = 3600.0    # a row this far ahead of the clock means the clock stepped back
+    CLOSE_WAIT_SECONDS = 10.0  # at a stop, how long to wait for another program's lock
+
+    def __init__(self, path: str, keep_days: float = 0.0, max_mb: float = 0.0,
+                 say: Callable[[str], None] = lambda message: None, store: Optional[StoreFile] = None):
+        self.path, self.keep_days, self.max_mb, self.say = path, keep_days, max_mb, say
+        self.owns_store = store is None
+        self.store = store or StoreFile(path, say)
+        self.full_since: Optional[float] = None
+        self.retry_at = 0.0
+        self.dropped = 0
+        self.held: deque = deque()         # (sql, values) waiting for another program's lock
+        self.locked_since: Optional[float] = None
+        self.db: Optional[sqlite3.Connection] = None
+        self._open()
+        self.columns = column_names("emotions")[1:]
+        self.insert = insert_sql("emotions", self.columns, "INSERT")
+        self.run_id: Optional[int] = None
+        self.next_prune = 0.0
+        self.clock_doubt = self._clock_doubt()
+        if self.clock_doubt and keep_days:
+            say(f"retention paused: {self.clock_doubt}; nothing is deleted by age until the clock and the log agree")
+        self.prune()
+
+    def _open(self) -> bool:
+        """Open the log; on a full disk run without it for now (said once, retried)."""
+        try:
+            self.db = connect(self.path)
+            return True
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.db = None
+            self._full(exc)
+            return False
+
+    def _full(self, exc):
+        now = time.monotonic()
+        if self.full_since is None:
+            self.full_since = now
+            self.say(f"log full: {self.path} cannot be written ({exc}); the camera, sessions and MQTT go on, "
+                     f"log rows are dropped and counted (visits are kept in the spill), writing is retried "
+                     f"every {self.RETRY_SECONDS:.0f} s")
+        self.retry_at = now + self.RETRY_SECONDS
+
+    def _clock_doubt(self) -> Optional[str]:
+        """Why the wall clock cannot be trusted to age rows by, or None: the log's newest row
+        is in the future (the clock stepped back) or further behind than retention keeps (a
+        clock far ahead would delete everything)."""
+        if self.db is None:
+            return None
+        try:
+            newest = self.db.execute("SELECT MAX(ts) FROM emotions").fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
+        if newest is None:
+            return None
+        now = time.time()
+        stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))  # noqa: E731
+        if newest > now + self.FUTURE_SECONDS:
+            return f"the clock says {stamp(now)} but the log has rows from {stamp(newest)}"
+        if self.keep_days and now - newest > self.keep_days * 86400:
+            return (f"the clock says {stamp(now)}, {(now - newest) / 86400:.0f} days after the log's newest row "
+                    f"({stamp(newest)}), past keep_days {self.keep_days:g}")
+        return None
+
+    def _hold(self, sql, values):
+        if self.locked_since is None:
+            self.locked_since = time.monotonic()
+            self.say(f"log locked by another program ({self.path}); rows are held in memory "
+                     f"(up to {self.HOLD_MAX}) and written once it lets go")
+            if self.db is not None:
+                self.db.execute("PRAGMA busy_timeout = 20")  # meanwhile a retry must not stall the camera
+        self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
+        if len(self.held) >= self.HOLD_MAX:
+            oldest_update = next((i for i, (q, _) in enumerate(self.held) if q == self.insert), 0)
+            del self.held[oldest_update]
+            self.dropped += 1
+        self.held.append((sql, values))
+
+    def _flush_held(self) -> bool:
+        """Write the held rows in order, in one transaction; False while still locked."""
+        assert self.db is not None and self.locked_since is not None  # rows are held only after a locked write
+        try:
+            with self.db:
+                for sql, values in self.held:
+                    self.db.execute(sql, values)
+        except sqlite3.OperationalError as exc:
+            if is_locked(exc):
+                self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
+                return False
+            raise
+        self.say(f"log unlocked after {time.monotonic() - self.locked_since:.0f} s; {len(self.held)} held rows written")
+        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+        self.held.clear()
+        self.locked_since = None
+        return True
+
+    def _write(self, sql, values, spill_row: Optional[dict] = None) -> Optional[sqlite3.Cursor]:
+        """Run and commit one write, returning its cursor. On a full disk say so once, count
+        the loss (a visit goes to the spill), return None and go on; while another program
+        holds the lock, hold the row in memory."""
+        now = time.monotonic()
+        if self.held:
+            if now < self.retry_at or not self._flush_held():
+                self._hold(sql, values)
+                return None
+        if self.full_since is not None and now < self.retry_at:
+            return self._lose(spill_row)
+        if self.db is None and not self._open():
+            return self._lose(spill_row)
+        assert self.db is not None
+        try:
+            cursor = self.db.execute(sql, values)
+            self.db.commit()
+        except sqlite3.OperationalError as exc:
+            self.db.rollback()
+            if is_locked(exc):
+                self._hold(sql, values)
+                return None
+            if not is_disk_full(exc):
+                raise
+            self._full(exc)
+            return self._lose(spill_row)
+        if self.full_since is not None:
+            self.say(f"log writable again after {now - self.full_since:.0f} s; {self.dropped} rows were dropped")
+            self.full_since = None
+        return cursor
+
+    def _lose(self, spill_row):
+        if spill_row is None or not self.store.spill.add("sessions", spill_row):
+            self.dropped += 1
+        return None
+
+    def prune(self) -> int:
+        """Apply the retention policy to the emotion log (visits and runs are small and kept)."""
+        self.next_prune = time.monotonic() + self.PRUNE_SECONDS
+        removed = 0
+        if self.db is None or self.held:
+            return 0
+        if self.keep_days and not self.clock_doubt:
+            newest = self.db.execute("SELECT MAX(ts) FROM emotions").fetchone()[0]
+            if newest is not None and newest > time.time() + self.FUTURE_SECONDS:
+                self.clock_doubt = "the log has rows from the future (the clock stepped back)"
+                self.say(f"retention paused: {self.clock_doubt}")
+            else:
+                done = self._write("DELETE FROM emotions WHERE ts < ?", (time.time() - self.keep_days * 86400,))
+                removed += done.rowcount if done else 0
+        if self.max_mb:
+            limit = self.max_mb * 1024 * 1024
+            while self.used_bytes() > limit:
+                oldest = self.db.execute("SELECT id FROM emotions ORDER BY id LIMIT 1 OFFSET 1000").fetchone()
+                done = oldest and self._write("DELETE FROM emotions WHERE id < ?", (oldest[0],))
+                if not done:
+                    break
+                removed += done.rowcount
+        return removed
+
+    def used_bytes(self) -> int:
+        """Bytes of the log in use (free pages are reused before the file grows)."""
+        assert self.db is not None
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0] - self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
+
+    def start_run(self, device: str, source: str, model: str, detector: str) -> None:
+        done = self._write("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
+                           (time.time(), device, source, model, detector))
+        self.run_id = done.lastrowid if done else None
+
+    def update(self, update: TrackUpdate) -> None:
+        box = update.box
+        self._write(self.insert, (update.ts, update.device, update.frame, update.track, update.label, update.confidence,
+                                  *(update.probs[label] for label in LABELS), box.x, box.y, box.w, box.h))
+        if time.monotonic() >= self.next_prune:
+            self.prune()
+
+    def session(self, visit: Visit) -> None:
+        row = visit.row()
+        self._write(insert_sql("sessions", list(row), "INSERT OR REPLACE"), tuple(row.values()), spill_row=row)
+
+    def sessions_since(self, start: Optional[float]) -> Optional[int]:
+        if self.db is None:
+            return None
+        try:
+            return self.db.execute("SELECT COUNT(*) FROM sessions WHERE start >= ?", (start,)).fetchone()[0]
+        except sqlite3.OperationalError:
+            return None
+
+    def health(self) -> dict:
+        from .visit_report import parse_since
+
+        state = "full" if self.full_since is not None else "locked" if self.held else "ok"
+        return {"log": state, "log_dropped": self.dropped, "log_held": len(self.held),
+                "sessions_today": self.sessions_since(parse_since("today"))}
+
+    def close(self, summary: Optional[dict] = None) -> None:
+        summary = summary or {}
+        if self.held and self.db is not None:
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.CLOSE_WAIT_SECONDS * 1000)}")
+            self.retry_at = 0.0
+            if not self._flush_held():
+                self.say(f"log still locked at the stop: {len(self.held)} held rows lost "
+                         f"({sum(1 for q, _ in self.held if 'sessions' in q)} of them visits)")
+        if self.run_id is not None:
+            self.full_since = None  # one last try
+            self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
+                        (time.time(), summary.get("frames", 0), summary.get("faces", 0), summary.get("updates", 0),
+                         self.run_id))
+        if self.db is not None:
+            self.db.close()
+        if self.owns_store:
+            self.store.close()
+
+
+class StdoutLog(EventSink):
+    """JSON lines (--json) or one readable line per update."""
+
+    def __init__(self, as_json: bool = False, stream: Optional[TextIO] = None):
+        self.as_json, self.stream = as_json, stream or sys.stdout
+
+    def update(self, update: TrackUpdate) -> None:
+        if self.as_json:
+            line = json.dumps(update.to_json())
+        else:
+            line = (f"{time.strftime('%H:%M:%S', time.localtime(update.ts))} frame {update.frame:>6} "
+                    f"face #{update.track:<3} {update.label:<8} {update.confidence * 100:5.1f}%")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def session(self, visit: Visit) -> None:
+        if self.as_json:
+            self.stream.write(json.dumps({"session": visit.to_json()}) + "\n")
+        else:
+            cut = "" if visit.ended_by == LEFT else f" (cut: {visit.ended_by})"
+            self.stream.write(f"session {visit.id[:8]}: {visit.duration:.0f} s, mostly {visit.dominant}, "
+                              f"left {visit.exit_emotion}, satisfaction {visit.satisfaction:.0f}{cut}\n")
+        self.stream.flush()
+
+    def close(self, summary: Optional[dict] = None) -> None:
+        self.stream.flush()

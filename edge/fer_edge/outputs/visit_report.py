@@ -1,0 +1,206 @@
+"""`fer-edge report`: what the visitors' sessions in the local database say, per hour or day."""
+
+import csv
+import io
+import json
+import re
+import time
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence
+
+from .fleet_db import DatabaseError, describe, open_database, reason
+from ..core.labels import COLOURS, LABELS
+from ..core.records import CUT_ENDINGS
+
+PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
+
+
+def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """'24h', '7d', '30m', '2w' or 'all' -> unix start time (None for all)."""
+    now = time.time() if now is None else now
+    if text in (None, "", "all"):
+        return None
+    if text == "today":
+        return time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw])", text.strip())
+    if not match:
+        raise ValueError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w, 'today' or 'all'")
+    value, unit = float(match.group(1)), match.group(2)
+    return now - value * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+
+
+def _mix(counter, total):
+    return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in LABELS}
+
+
+def _query(target, columns, tail, args, password=None):
+    """Rows of the sessions table of a device's log or the fleet's database, read-only; a log
+    from before `ended_by` reads as 'left'."""
+    database = open_database(target, password, readonly=True)
+    try:
+        known = database.columns("sessions")
+        if not known:
+            raise DatabaseError(f"{database.name}: not a fer-edge database with sessions")
+        names = ", ".join("'left'" if c == "ended_by" and c not in known else c for c in columns)
+        return database.rows(f"SELECT {names} FROM sessions {tail}", args)
+    except database.errors as exc:
+        raise DatabaseError(f"{database.name}: not a fer-edge database with sessions ({reason(exc)})") from None
+    finally:
+        database.close()
+
+
+def recent_visits(db_path: str, limit: int = 20) -> List[dict]:
+    """The newest finished visits, newest first: when, how long, how the visitor looked and left."""
+    columns = ("start", "duration", "dominant", "exit_emotion", "satisfaction", "ended_by")
+    rows = _query(db_path, columns, "ORDER BY start DESC LIMIT ?", (limit,))
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def build_report(target: str, since: Optional[float] = None, by: str = "hour", devices: Sequence[str] = (),
+                 password: Optional[str] = None) -> dict:
+    """Visits per period (and per device, where there are several or some are picked)."""
+    where = "WHERE start >= ?"
+    args: List[Any] = [since or 0]
+    if devices:
+        where += f" AND device IN ({', '.join('?' * len(devices))})"
+        args += list(devices)
+    rows = _query(target, ("start", "satisfaction", "exit_emotion", "shares", "dominant", "ended_by", "device"),
+                  f"{where} ORDER BY start", args, password)
+    groups: Dict[str, list] = {}
+    per_device: Dict[str, list] = {}
+    for start, score, exit_emotion, shares, dominant, why, device in rows:
+        key = time.strftime(PERIODS[by], time.localtime(start))
+        item = (score, exit_emotion, json.loads(shares), dominant, why)
+        groups.setdefault(key, []).append(item)
+        per_device.setdefault(device, []).append(item)
+    periods = [dict(period=key, **_summarise(items)) for key, items in groups.items()]
+    everything = [item for items in groups.values() for item in items]
+    report = {"db": describe(str(target)), "since": since, "by": by, "periods": periods, "total": _summarise(everything)}
+    if devices or len(per_device) > 1:
+        report["devices"] = [dict(device=name, **_summarise(items)) for name, items in sorted(per_device.items())]
+    return report
+
+
+def empty_report(since: Optional[float] = None, by: str = "hour") -> dict:
+    """What build_report says of a log that has no visits yet."""
+    return {"db": None, "since": since, "by": by, "periods": [], "total": _summarise([])}
+
+
+def _summarise(items):
+    """Visits cut by a stop, a restart or a lost camera count as visits, but not in the
+    satisfaction: their exit emotion is the moment of the cut, not of leaving."""
+    n = len(items)
+    emotion = Counter()
+    for item in items:
+        emotion.update(item[2])
+    scored = [i[0] for i in items if i[4] not in CUT_ENDINGS]
+    return {"sessions": n, "cut_by_stop": n - len(scored),
+            "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
+            "exit_mix": _mix(Counter(i[1] for i in items), n),
+            "emotion_mix": _mix(emotion, n)}
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'period':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
+    lines += [_row(p["period"], p) for p in report["periods"]]
+    t = report["total"]
+    if not t["sessions"]:
+        return "no sessions in this period"
+    mix, exits = _shares(t["emotion_mix"], least=0.005), _shares(t["exit_mix"])
+    score = "-" if t["mean_satisfaction"] is None else f"{t['mean_satisfaction']:.1f}/100"
+    cut = f" ({t['cut_by_stop']} cut by a stop, left out of the satisfaction)" if t["cut_by_stop"] else ""
+    lines += ["", f"total: {t['sessions']} sessions{cut}, mean satisfaction {score}",
+              f"how visitors looked: {mix}", f"how they left: {exits}"]
+    if report.get("devices"):
+        lines += ["", f"{'device':<18}{'sessions':>9}{'satisfaction':>14}  exit emotions"]
+        lines += [_row(d["device"], d) for d in report["devices"]]
+    return "\n".join(lines)
+
+
+def _shares(mix, least=1e-9):
+    """'happy 60%, neutral 40%': the emotions of a mix, largest first."""
+    return ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
+
+
+def _row(name, summary):
+    """One line of the table: a period's or a device's visits, satisfaction and exit emotions."""
+    score = "-" if summary["mean_satisfaction"] is None else f"{summary['mean_satisfaction']:.1f}"
+    return f"{name:<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
+
+
+def format_csv(report: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{label}" for label in LABELS),
+                     *(f"emotion_{label}" for label in LABELS)])
+    for p in report["periods"]:
+        writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][label] for label in LABELS),
+                         *(p["emotion_mix"][label] for label in LABELS)])
+    return out.getvalue()
+
+
+def plot(report: dict, out_png: str) -> None:
+    """The report's figure as a PNG."""
+    fig = figure(report)  # first: it says how to install matplotlib when it is missing
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def figure(report: dict) -> Any:
+    """Two panels a shop owner can read, on a real time axis (hours or days without visits
+    keep their place): visitors and mean satisfaction (0-100) per period, and how they left."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.dates as mdates
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise OSError("--plot needs matplotlib: pip install 'fer-edge[report]'") from None
+    from datetime import datetime, timedelta
+
+    periods = report["periods"]
+    hourly = report["by"] == "hour"
+    times = [datetime.strptime(p["period"], PERIODS[report["by"]]) for p in periods]
+    width = timedelta(hours=0.8) if hourly else timedelta(days=0.8)
+    span = (max(times) - min(times)) / (timedelta(hours=1) if hourly else timedelta(days=1)) if times else 0
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(min(16, max(8, 0.3 * span + 5)), 7), sharex=True)
+    bars = top.bar(times, [p["sessions"] for p in periods], width=width, color="#90caf9", label="visitors")
+    top.bar_label(bars)
+    top.set_ylabel("visitors")
+    top.yaxis.get_major_locator().set_params(integer=True)
+    twin = top.twinx()
+    scores = [float("nan") if p["mean_satisfaction"] is None else p["mean_satisfaction"] for p in periods]
+    twin.plot(times, scores, "o", color="#e65100", label="mean satisfaction")
+    for when, score in zip(times, scores):
+        if score == score:
+            twin.annotate(f"{score:.0f}", (when, score), textcoords="offset points", xytext=(0, 6), ha="center",
+                          fontsize=8, color="#e65100")
+    twin.set_ylim(0, 105)
+    twin.set_ylabel("mean satisfaction (0-100)", color="#e65100")
+    handles = [bars, twin.get_lines()[0]]
+    top.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    total = report["total"]
+    score = "-" if total["mean_satisfaction"] is None else f"{total['mean_satisfaction']:.0f}/100"
+    visits = f"{total['sessions']} visit{'' if total['sessions'] == 1 else 's'}"
+    top.set_title(f"Visitors and satisfaction: {visits}, mean satisfaction {score}")
+    stacked = [0.0] * len(periods)
+    for label in ("happy", "surprise", "neutral", "sad", "fear", "angry", "disgust"):
+        values = [p["exit_mix"][label] * 100 for p in periods]
+        bottom.bar(times, values, bottom=stacked, width=width, label=label, color=COLOURS[label])
+        stacked = [a + v for a, v in zip(stacked, values)]
+    bottom.set_ylabel("how they left (% of visitors)")
+    bottom.set_ylim(0, 100)
+    bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exit emotion", title_fontsize=8)
+    # Whole hours or days only, a period's room on each side: one visit in one hour reads as
+    # one labelled tick, not a dozen ticks that all say the same hour.
+    if times:
+        bottom.set_xlim(min(times) - 2 * width, max(times) + 2 * width)
+        step = max(1, -(-int(span + 3) // 12))
+        bottom.xaxis.set_major_locator(mdates.HourLocator(interval=step) if hourly else mdates.DayLocator(interval=step))
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:00" if hourly else "%a %d %b"))
+    bottom.set_xlabel("hour" if hourly else "day")
+    plt.setp(bottom.get_xticklabels(), rotation=45, ha="right")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Commands beside the camera loop: evaluation, benchmarks, and the systemd units."""

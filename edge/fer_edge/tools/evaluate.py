@@ -1,0 +1,136 @@
+"""`fer-edge eval`: how well a model reads labelled faces, or whole photos through a detector."""
+
+import os
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..core.errors import UserError
+from ..core.log import say
+
+
+def largest_faces(photos: list, analyzer: Any, progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """48x48 crop of the largest detected face per photo (zeros where none), and which photos
+    had one. The crops are classified afterwards, all in large batches."""
+    from ..model.preprocess import SIZE
+
+    crops, found = [], []
+    for photo in progress(photos) if progress else photos:
+        detections = analyzer.detect(photo)
+        if detections:
+            crops.append(analyzer.crop(photo, max(detections, key=lambda d: d.w * d.h)))
+        else:
+            crops.append(np.zeros((SIZE, SIZE), np.uint8))
+        found.append(bool(detections))
+    return np.stack(crops), np.array(found)
+
+
+def is_csv(path: str) -> bool:
+    """A FER2013-style CSV holds 48x48 faces; anything else holds photos or face images."""
+    return str(path).lower().endswith((".csv", ".csv.gz"))
+
+
+def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: Sequence[str],
+                  ferplus_path: Optional[str], detect: bool, detector: str, margin: Optional[float], threads: int,
+                  mirror: bool, progress: Optional[Callable] = None) -> dict:
+    """One report per set (each CSV once per split in `usages`; photo sets through the
+    detector when `detect`), and their means: over every set, over the photo sets, and over
+    all but PrivateTest (what candidates are chosen on: PrivateTest is only reported)."""
+    from ..vision.analyzer import FaceAnalyzer
+    from ..model.classify import EmotionClassifier
+    from ..model.datasets import read_dataset, read_fer2013
+    from ..vision.detect import make_detector
+
+    classifier = EmotionClassifier(model_path, threads=threads, mirror=mirror)
+    analyzer = None
+    reports = []
+    for path in data_paths:
+        if is_csv(path):
+            wanted = None if "all" in usages else tuple(usages)
+            faces = read_fer2013(path, usage=wanted)
+            for usage in usages:
+                split = faces if usage == "all" else faces.subset(faces.usage == usage)
+                reports.append(_report(classifier, split, path, usage, ferplus_path))
+            continue
+        if detect and analyzer is None:
+            analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), classifier, margin)
+            if analyzer.detector.note:
+                say(analyzer.detector.note)
+        reports.append(_report(classifier, read_dataset(path, raw=detect), path, None, None, analyzer, progress))
+    photo_sets = [r for r in reports if r["usage"] is None]
+    chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
+    return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
+            "mean": _mean(reports), "field_mean": _mean(photo_sets) if photo_sets else None,
+            "selection": _mean(chosen_on) if photo_sets and len(chosen_on) < len(reports) else None}
+
+
+def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], ferplus_path: Optional[str],
+            analyzer: Any = None, progress: Optional[Callable] = None) -> dict:
+    from ..model.calibration import expected_calibration_error
+    from ..model.datasets import ferplus_majority, read_ferplus
+    from ..model.metrics import classification_report
+
+    labels, images = faces.labels, faces.images
+    view, found = "FER2013 labels", np.ones(len(labels), bool)
+    if analyzer is not None:
+        images, found = largest_faces(images, analyzer, progress)
+    if ferplus_path and usage is not None:
+        votes, _ = read_ferplus(ferplus_path)
+        if faces.rows.max(initial=-1) >= len(votes):
+            raise UserError(f"{ferplus_path}: has {len(votes)} rows, fewer than {data_path}")
+        majority = ferplus_majority(votes)[faces.rows]
+        keep = majority >= 0
+        labels, images, found = majority[keep], images[keep], found[keep]
+        view = f"FER+ majority labels ({int((~keep).sum())} rows without one dropped)"
+    if not len(labels):
+        raise UserError(f"{data_path}: no labelled faces to evaluate ({faces.summary()})")
+    probs = classifier.predict(images, max_batch=256)
+    predicted = probs.argmax(axis=1)
+    predicted[~found] = -1  # no face found: a miss
+    report = classification_report(labels[found], predicted[found])
+    report["end_to_end_accuracy"] = float((predicted == labels).mean())
+    report["no_face"] = int((~found).sum())
+    report["ece"] = expected_calibration_error(probs[found], labels[found])
+    report.update(model=classifier.path, model_name=classifier.name, data=data_path, usage=usage,
+                  labels_view=view, read=faces.summary(), detected=analyzer is not None)
+    return report
+
+
+def _mean(reports: Sequence[dict]) -> dict:
+    """The plain mean of each set's figures: every set counts once, whatever its size."""
+    return {"sets": len(reports),
+            "end_to_end_accuracy": float(np.mean([r["end_to_end_accuracy"] for r in reports])),
+            "macro_f1": float(np.mean([r["macro_f1"] for r in reports]))}
+
+
+def format_text(report: dict) -> str:
+    """One set's report, in full."""
+    from ..model.metrics import format_report
+
+    lines = [f"{report['model_name']} on {report['data']} ({report['usage'] or 'folders'}; {report['labels_view']}); "
+             f"read {report['read']}"]
+    if report["detected"]:
+        lines.append(f"no face found in {report['no_face']} of {report['n'] + report['no_face']} photos; end-to-end "
+                     f"accuracy {report['end_to_end_accuracy'] * 100:.2f}% (misses count as wrong); on faces found:")
+    lines.append(format_report(report))
+    lines.append(f"expected calibration error (15 bins): {report['ece']:.4f}")
+    return "\n".join(lines)
+
+
+def format_table(result: dict) -> str:
+    """Several sets side by side: end to end (misses count as wrong), macro-F1 and recall per
+    class on the faces found, and faces missed; then the means."""
+    labels = result["sets"][0]["labels"]
+    head = f"{'set':<34}{'faces':>6}{'end to end':>11}{'macro-F1':>9}{'missed':>7}  " + " ".join(f"{x[:7]:>7}" for x in labels)
+    lines = [f"{result['model_name']}", head]
+    for r in result["sets"]:
+        name = os.path.basename(r["data"]) + (f" {r['usage']}" if r["usage"] else "")
+        recall = " ".join(f"{r['per_class_recall'][x] * 100:>6.1f}%" for x in labels)
+        lines.append(f"{name[:33]:<34}{r['n'] + r['no_face']:>6}{r['end_to_end_accuracy'] * 100:>10.2f}%"
+                     f"{r['macro_f1']:>9.3f}{r['no_face']:>7}  {recall}")
+    for key, name in (("mean", "mean over the sets"), ("field_mean", "mean over the photo sets"),
+                      ("selection", "mean without PrivateTest (choose on)")):
+        mean = result[key]
+        if mean and mean["sets"] > 1:
+            lines.append(f"{name:<40}{mean['end_to_end_accuracy'] * 100:>10.2f}%{mean['macro_f1']:>9.3f}")
+    return "\n".join(lines)

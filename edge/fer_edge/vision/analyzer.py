@@ -1,0 +1,63 @@
+"""detect -> crop -> classify, written once: every command that reads faces uses it.
+
+`fer-edge run` (through the pipeline), the web page's photo upload, `eval --detect` and
+`bench` all hand an image to a `FaceAnalyzer` and get the same faces back, so a change to
+how faces are framed or classified reaches all of them at once.
+"""
+
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional
+
+import numpy as np
+
+from .detect import Detection
+from ..core.labels import LABELS
+from ..model.preprocess import crop_detected
+
+if TYPE_CHECKING:  # for the hint only
+    from ..model.classify import EmotionClassifier
+
+
+class Face(NamedTuple):
+    detection: Detection          # box, score and (BlazeFace) eyes, in frame pixels
+    crop: np.ndarray              # the 48x48 grey face the model saw
+    probabilities: np.ndarray     # (7,), calibrated, in LABELS order
+
+    @property
+    def label(self) -> str:
+        return LABELS[int(np.argmax(self.probabilities))]
+
+    def describe(self) -> dict:
+        """JSON-ready: box, label, confidence and the 7 probabilities."""
+        return {"box": {k: round(float(v), 1) for k, v in zip("xywh", self.detection[:4])},
+                "label": self.label, "confidence": round(float(np.max(self.probabilities)), 4),
+                "probs": {label: round(float(v), 4) for label, v in zip(LABELS, self.probabilities)}}
+
+
+class FaceAnalyzer:
+    """A detector and a classifier, with the crop that joins them."""
+
+    def __init__(self, detector: Any, classifier: "EmotionClassifier", margin: Optional[float] = None):
+        self.detector, self.classifier = detector, classifier
+        self.margin = classifier.margin if margin is None else margin
+
+    def detect(self, image: np.ndarray, detect_image: Optional[np.ndarray] = None,
+               detect_scale: float = 1.0) -> List[Detection]:
+        """Faces in `image`; `detect_image` (a smaller copy, `detect_scale` times smaller) is searched instead when given."""
+        if detect_image is None:
+            return self.detector.detect(image)
+        return [found.scaled(detect_scale) for found in self.detector.detect(detect_image)]
+
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        """The 48x48 grey face the model is shown for `detection`."""
+        return crop_detected(image, detection, self.margin)
+
+    def classify(self, image: np.ndarray, detections: List[Detection]) -> List[Face]:
+        """One batch for all the faces of a frame."""
+        if not detections:
+            return []
+        crops = np.stack([self.crop(image, found) for found in detections])
+        probabilities = self.classifier.predict(crops)
+        return [Face(found, crop, p) for found, crop, p in zip(detections, crops, probabilities)]
+
+    def analyze(self, image: np.ndarray) -> List[Face]:
+        return self.classify(image, self.detect(image))
