@@ -33,10 +33,15 @@ def _averaging_line(prov):
             f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)")
 
 
+def _teacher(t):
+    """One teacher: ours with its PrivateTest figure, a third party's with what it is and where it came from."""
+    if t.get("private_test_accuracy"):
+        return f"`{t['model']}` ({t.get('quantization')}, PrivateTest {_pct(t['private_test_accuracy'])})"
+    return f"`{t['model']}` ({', '.join(filter(None, [t.get('architecture'), t.get('source')])) or t.get('quantization')})"
+
+
 def _distillation_line(distilled):
-    teachers = "; ".join(
-        f"`{t['model']}` ({t.get('quantization')}, PrivateTest {_pct(t['private_test_accuracy']) if t.get('private_test_accuracy') else 'n/a'})"
-        for t in distilled["teachers"])
+    teachers = "; ".join(_teacher(t) for t in distilled["teachers"])
     seen = ("the same augmented face as the student, every epoch" if distilled.get("live")
             else "the clean face and its mirror image, once")
     return (f"- Distillation: each Training face's target mixed {distilled['weight']:g} of the teachers' mean "

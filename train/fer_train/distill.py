@@ -77,7 +77,8 @@ def describe_teachers(paths: Sequence[str]) -> List[dict]:
         described.append({"model": os.path.basename(path), "quantization": meta.get("quantization"),
                           "architecture": meta.get("architecture"), "flip_average": bool(meta.get("flip_average")),
                           "private_test_accuracy": private,
-                          "train_command": meta.get("provenance", {}).get("train_command")})
+                          "train_command": meta.get("provenance", {}).get("train_command"),
+                          "source": meta.get("provenance", {}).get("teacher_source")})
     return described
 
 
