@@ -2,7 +2,6 @@
 gated on the accuracy the int8 model keeps."""
 
 import datetime
-import hashlib
 import os
 import platform
 import shlex
@@ -15,6 +14,7 @@ import click
 
 from fer_edge.model.datasets import DatasetError, read_fer2013
 from fer_edge.core.errors import guarded
+from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
 from fer_edge.model.preprocess import DEFAULT_MARGIN
 from fer_train.run_folder import read_record
@@ -32,14 +32,6 @@ def _run_record(model_path):
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
     return record
-
-
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _warm_start(parent):
@@ -60,7 +52,7 @@ def build_metadata(mode: str, model_path: str, data_path: str, calib: int, recor
         architecture=state.get("config", {}).get("arch"),
         params=state.get("params"), multiply_adds=state.get("multiply_adds"),
         provenance={
-            "dataset": f"FER2013 {os.path.basename(data_path)} (sha256 {_file_sha256(data_path)[:16]}), Training split",
+            "dataset": f"FER2013 {os.path.basename(data_path)} (sha256 {sha256_of(data_path)[:16]}), Training split",
             "train_command": state.get("command"), "train_commit": state.get("commit"),
             "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
             "averaged_epochs": state.get("averaged", {}).get("epochs"),
@@ -127,13 +119,8 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
         faces = read_fer2013(data_path)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    assert faces.usage is not None  # a CSV says each row's split
-    splits = {}
-    for usage in ("Training", "PublicTest", "PrivateTest"):
-        index = (faces.usage == usage).nonzero()[0]
-        if usage != "Training":
-            index = index[:limit]
-        splits[usage] = type(faces)(images=faces.images[index], labels=faces.labels[index], rows=faces.rows[index])
+    splits = {usage: faces.split(usage, None if usage == "Training" else limit)
+              for usage in ("Training", "PublicTest", "PrivateTest")}
     if not len(splits["PublicTest"].labels):
         raise click.ClickException(f"{data_path}: has no PublicTest rows to measure the conversion on")
 

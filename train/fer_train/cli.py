@@ -51,9 +51,8 @@ def _load_splits(data_path, limit=None):
     click.echo(f"read {data_path}: {faces.summary()}")
     data = {}
     for key, usage in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
-        index = (faces.usage == usage).nonzero()[0][:limit]
-        data[key] = faces.subset(index)
-        click.echo(f"  {usage}: {len(index)} faces")
+        data[key] = faces.split(usage, limit)
+        click.echo(f"  {usage}: {len(data[key])} faces")
     if not len(data["train"].labels) or not len(data["val"].labels):
         raise click.ClickException(f"{data_path}: needs Training and PublicTest rows")
     return data

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from fer_edge.core.atomic import write_atomically
+from fer_edge.core.atomic import sha256_of, write_atomically
 from fer_edge.core.errors import UserError
 from fer_edge.core.labels import LABELS
 
@@ -94,7 +94,7 @@ def fetch(target: Optional[str] = None, base: Optional[str] = None,
     """The manifest and weights files, downloaded once and kept in `target` (the cache)."""
     target = target or cache_dir()
     paths = os.path.join(target, MANIFEST), os.path.join(target, WEIGHTS)
-    if all(os.path.isfile(p) and _sha256_of(p) == FILE_SHA256[os.path.basename(p)] for p in paths):
+    if all(os.path.isfile(p) and sha256_of(p) == FILE_SHA256[os.path.basename(p)] for p in paths):
         return paths
     url = tarball_url(base)
     try:
@@ -104,11 +104,6 @@ def fetch(target: Optional[str] = None, base: Optional[str] = None,
         reason = getattr(exc, "reason", None) or exc
         raise TeacherFetchError(f"cannot download {PACKAGE} {VERSION} from {url} (offline?): {reason}") from None
     return unpack_checked(tarball, target, tarball_sha256)
-
-
-def _sha256_of(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def read_tfjs_weights(manifest_path: str, weights_path: str) -> Dict[str, np.ndarray]:

@@ -1,7 +1,18 @@
-"""Whole files or none: a model or detector file is never left half written."""
+"""Whole files or none: a model or detector file is never left half written, and is known
+by its sha256."""
 
+import hashlib
 import os
 import tempfile
+
+
+def sha256_of(path: str) -> str:
+    """The hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -49,6 +49,12 @@ class Faces:
         usage = None if self.usage is None else self.usage[index]
         return Faces(images=self.images[index], labels=self.labels[index], rows=self.rows[index], usage=usage)
 
+    def split(self, usage: str, limit: Optional[int] = None) -> "Faces":
+        """The faces of one FER2013 split (Training, PublicTest, PrivateTest), the first `limit`."""
+        if self.usage is None:
+            raise DatasetError("these faces carry no FER2013 split")
+        return self.subset((self.usage == usage).nonzero()[0][:limit])
+
     def summary(self) -> str:
         """One line: how many were read, skipped and why."""
         parts = [f"{len(self)} images"]

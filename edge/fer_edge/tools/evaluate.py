@@ -49,7 +49,7 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
             wanted = None if "all" in usages else tuple(usages)
             faces = read_fer2013(path, usage=wanted)
             for usage in usages:
-                split = faces if usage == "all" else faces.subset(faces.usage == usage)
+                split = faces if usage == "all" else faces.split(usage)
                 reports.append(_report(classifier, split, path, usage, ferplus_path))
             continue
         if detect and analyzer is None:

