@@ -8,7 +8,8 @@ import shlex
 import sys
 import tempfile
 
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
 
 import click
 
@@ -115,6 +116,27 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
     modes = tuple(dict.fromkeys(modes or ("int8",)))
     record = _run_record(keras_model)  # before the faces and TensorFlow load: a broken record stops here
+    splits = _fer2013_splits(data_path, limit)
+    model = _load_model(keras_model, record, flip_average)
+    # Float32 is always measured: it is the reference the int8 model is gated against.
+    converted = [_convert_one(model, mode, splits, keras_model, data_path, calib, record, margin)
+                 for mode in dict.fromkeys(["float32", *modes])]
+    results = {c.mode: c.accuracy for c in converted}
+    blobs = {c.mode: c.blob for c in converted}
+    refused, loss = _int8_gate(results, blobs, max_loss, allow_loss)
+    written = [mode for mode in modes if not (mode == "int8" and refused)]
+    _write_models(output, modes[0], written, blobs)
+    if written and card:
+        _write_card(output, modes[0], written, converted)
+    if refused:
+        raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on PublicTest (> {max_loss}); "
+                                   "calibrate on more faces (--calib) or pass --allow-loss")
+    if edgetpu:
+        _write_edgetpu(output, blobs)
+
+
+def _fer2013_splits(data_path: str, limit: Optional[int]) -> dict:
+    """Training (all: calibration), PublicTest (the gate) and PrivateTest (reported)."""
     try:
         faces = read_fer2013(data_path)
     except DatasetError as exc:
@@ -123,10 +145,13 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
               for usage in ("Training", "PublicTest", "PrivateTest")}
     if not len(splits["PublicTest"].labels):
         raise click.ClickException(f"{data_path}: has no PublicTest rows to measure the conversion on")
+    return splits
 
-    from . import edgetpu as tpu
-    from .quantize import calibration_faces, convert, with_flip_averaging
+
+def _load_model(keras_model: str, record: dict, flip_average: bool) -> Any:
     import keras
+
+    from .quantize import with_flip_averaging
 
     try:
         model = keras.models.load_model(keras_model)
@@ -139,64 +164,91 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
         state["flip_average"] = True
         if state.get("multiply_adds"):
             state["multiply_adds"] *= 2
+    return model
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One mode's model: the file's bytes (with metadata), what it measured, its metadata."""
+
+    mode: str
+    blob: bytes
+    accuracy: dict
+    latency_ms: float
+    metadata: dict
+
+
+def _convert_one(model: Any, mode: str, splits: dict, keras_model: str, data_path: str, calib: int, record: dict,
+                 margin: float) -> Converted:
+    from .quantize import calibration_faces, convert
+
+    click.echo(f"converting {mode}...", err=True)
+    train = splits["Training"]
+    calibration = calibration_faces(train.images, train.labels, calib) if mode == "int8" else None
+    blob = convert(model, mode, calibration)
     evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
-    # Float32 is always measured: it is the reference the int8 model is gated against.
-    wanted = list(dict.fromkeys(["float32", *modes]))
-    results, blobs, metadatas, latency = {}, {}, {}, {}
-    for mode in wanted:
-        click.echo(f"converting {mode}...", err=True)
-        calibration = calibration_faces(splits["Training"].images, splits["Training"].labels, calib) if mode == "int8" else None
-        blob = convert(model, mode, calibration)
-        draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None, margin)
-        accuracy, (in_q, out_q), latency[mode] = _measure(blob, draft, evaluate)
-        metadatas[mode] = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
-                                         list(in_q) if in_q else None, list(out_q) if out_q else None, margin)
-        blobs[mode] = embed_metadata(blob, metadatas[mode])
-        results[mode] = accuracy
-        line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())
-        click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}; {latency[mode]:.3f} ms/face (1 thread)")
+    draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None, margin)
+    accuracy, (in_q, out_q), latency = _measure(blob, draft, evaluate)
+    metadata = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
+                              list(in_q) if in_q else None, list(out_q) if out_q else None, margin)
+    line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())
+    click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}; {latency:.3f} ms/face (1 thread)")
+    return Converted(mode, embed_metadata(blob, metadata), accuracy, latency, metadata)
 
-    refused = False
-    if "int8" in results:
-        loss = (results["float32"]["PublicTest"]["accuracy"] - results["int8"]["PublicTest"]["accuracy"]) * 100
-        click.echo(f"int8 vs float32 on PublicTest: {loss:+.2f} points lost (limit {max_loss})")
-        refused = loss > max_loss and not allow_loss
-        problems, ops = tpu.check(blobs["int8"])
-        click.echo(f"Edge TPU check: {'compatible' if not problems else 'NOT compatible: ' + '; '.join(problems)} (ops: {', '.join(ops)})")
 
+def _int8_gate(results: dict, blobs: dict, max_loss: float, allow_loss: bool) -> Tuple[bool, float]:
+    """Whether the int8 model is refused (it loses more than `max_loss` PublicTest points to
+    float32), and the loss; says too whether it suits an Edge TPU."""
+    if "int8" not in results:
+        return False, 0.0
+    from . import edgetpu as tpu
+
+    loss = (results["float32"]["PublicTest"]["accuracy"] - results["int8"]["PublicTest"]["accuracy"]) * 100
+    click.echo(f"int8 vs float32 on PublicTest: {loss:+.2f} points lost (limit {max_loss})")
+    problems, ops = tpu.check(blobs["int8"])
+    click.echo(f"Edge TPU check: {'compatible' if not problems else 'NOT compatible: ' + '; '.join(problems)} (ops: {', '.join(ops)})")
+    return loss > max_loss and not allow_loss, loss
+
+
+def _mode_path(output: str, mode: str) -> str:
     stem, ext = os.path.splitext(output)
-    primary = modes[0]
+    return f"{stem}-{mode}{ext or '.tflite'}"
+
+
+def _write_models(output: str, primary: str, written: Sequence[str], blobs: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    written = [mode for mode in modes if not (mode == "int8" and refused)]
     for mode in written:
-        path = output if mode == primary else f"{stem}-{mode}{ext or '.tflite'}"
+        path = output if mode == primary else _mode_path(output, mode)
         with open(path, "wb") as f:
             f.write(blobs[mode])
         click.echo(f"wrote {path}")
-    if written and card:
-        from fer_edge.core.hardware import describe
 
-        from .card import model_card
 
-        card_path = f"{stem}.md"
-        with open(card_path, "w") as f:
-            shown = {m: r for m, r in results.items() if m in written}  # float32 first, as converted
-            f.write(model_card(os.path.basename(output), shown, {m: len(blobs[m]) for m in shown}, latency,
-                               metadatas[primary if primary in shown else next(iter(shown))], describe()))
-        click.echo(f"wrote {card_path}")
-    if refused:
-        raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on PublicTest (> {max_loss}); "
-                                   "calibrate on more faces (--calib) or pass --allow-loss")
-    if edgetpu:
-        if "int8" not in blobs:
-            raise click.ClickException("--edgetpu needs --int8")
-        try:
-            compiled = tpu.compile_for_edgetpu(blobs["int8"])
-        except tpu.CompilerMissing as exc:
-            raise click.ClickException(str(exc)) from None
-        except RuntimeError as exc:
-            raise click.ClickException(str(exc)) from None
-        path = f"{stem}-edgetpu{ext or '.tflite'}"
-        with open(path, "wb") as f:
-            f.write(compiled)
-        click.echo(f"wrote {path}")
+def _write_card(output: str, primary: str, written: Sequence[str], converted: Sequence[Converted]) -> None:
+    from fer_edge.core.hardware import describe
+
+    from .card import model_card
+
+    shown = [c for c in converted if c.mode in written]  # float32 first, as converted
+    card_path = f"{os.path.splitext(output)[0]}.md"
+    metadata = next((c.metadata for c in shown if c.mode == primary), shown[0].metadata)
+    with open(card_path, "w") as f:
+        f.write(model_card(os.path.basename(output), {c.mode: c.accuracy for c in shown},
+                           {c.mode: len(c.blob) for c in shown}, {c.mode: c.latency_ms for c in converted},
+                           metadata, describe()))
+    click.echo(f"wrote {card_path}")
+
+
+def _write_edgetpu(output: str, blobs: dict) -> None:
+    from . import edgetpu as tpu
+
+    if "int8" not in blobs:
+        raise click.ClickException("--edgetpu needs --int8")
+    try:
+        compiled = tpu.compile_for_edgetpu(blobs["int8"])
+    except (tpu.CompilerMissing, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    path = _mode_path(output, "edgetpu")
+    with open(path, "wb") as f:
+        f.write(compiled)
+    click.echo(f"wrote {path}")
