@@ -247,10 +247,14 @@ def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable
                  skipped=skipped, unknown_classes=unknown, names=names)
 
 
+def is_csv(path: str) -> bool:
+    """A FER2013-style CSV holds 48x48 faces; anything else holds photos or face images."""
+    return str(path).lower().endswith((".csv", ".csv.gz"))
+
+
 def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False) -> "Faces":
     """A FER2013-style CSV (.csv/.csv.gz) or a folder/archive of class folders."""
-    lower = str(path).lower()
-    if lower.endswith((".csv", ".csv.gz")):
+    if is_csv(path):
         if raw:
             raise DatasetError(f"{path}: a CSV holds 48x48 faces already; face detection needs full photos")
         return read_fer2013(path, usage=usage)

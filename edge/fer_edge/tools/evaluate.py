@@ -25,11 +25,6 @@ def largest_faces(photos: list, analyzer: Any, progress: Optional[Callable] = No
     return np.stack(crops), np.array(found)
 
 
-def is_csv(path: str) -> bool:
-    """A FER2013-style CSV holds 48x48 faces; anything else holds photos or face images."""
-    return str(path).lower().endswith((".csv", ".csv.gz"))
-
-
 def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: Sequence[str],
                   ferplus_path: Optional[str], detect: bool, detector: str, margin: Optional[float], threads: int,
                   mirror: bool, progress: Optional[Callable] = None) -> dict:
@@ -38,10 +33,11 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
     all but PrivateTest (what candidates are chosen on: PrivateTest is only reported)."""
     from ..vision.analyzer import FaceAnalyzer
     from ..model.classify import EmotionClassifier
-    from ..model.datasets import read_dataset, read_fer2013
+    from ..model.datasets import is_csv, read_dataset, read_fer2013, read_ferplus
     from ..vision.detect import make_detector
 
     classifier = EmotionClassifier(model_path, threads=threads, mirror=mirror)
+    votes = read_ferplus(ferplus_path)[0] if ferplus_path else None  # once, for every split it labels
     analyzer = None
     reports = []
     for path in data_paths:
@@ -50,13 +46,13 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
             faces = read_fer2013(path, usage=wanted)
             for usage in usages:
                 split = faces if usage == "all" else faces.split(usage)
-                reports.append(_report(classifier, split, path, usage, ferplus_path))
+                reports.append(_report(classifier, split, path, usage, votes, ferplus_path))
             continue
         if detect and analyzer is None:
             analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), classifier, margin)
             if analyzer.detector.note:
                 say(analyzer.detector.note)
-        reports.append(_report(classifier, read_dataset(path, raw=detect), path, None, None, analyzer, progress))
+        reports.append(_report(classifier, read_dataset(path, raw=detect), path, None, None, None, analyzer, progress))
     photo_sets = [r for r in reports if r["usage"] is None]
     chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
     return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
@@ -64,18 +60,17 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
             "selection": _mean(chosen_on) if photo_sets and len(chosen_on) < len(reports) else None}
 
 
-def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], ferplus_path: Optional[str],
-            analyzer: Any = None, progress: Optional[Callable] = None) -> dict:
+def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], votes: Optional[np.ndarray],
+            ferplus_path: Optional[str], analyzer: Any = None, progress: Optional[Callable] = None) -> dict:
     from ..model.calibration import expected_calibration_error
-    from ..model.datasets import ferplus_majority, read_ferplus
+    from ..model.datasets import ferplus_majority
     from ..model.metrics import classification_report
 
     labels, images = faces.labels, faces.images
     view, found = "FER2013 labels", np.ones(len(labels), bool)
     if analyzer is not None:
         images, found = largest_faces(images, analyzer, progress)
-    if ferplus_path and usage is not None:
-        votes, _ = read_ferplus(ferplus_path)
+    if votes is not None:
         if faces.rows.max(initial=-1) >= len(votes):
             raise UserError(f"{ferplus_path}: has {len(votes)} rows, fewer than {data_path}")
         majority = ferplus_majority(votes)[faces.rows]
