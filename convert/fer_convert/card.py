@@ -2,7 +2,10 @@
 
 import os
 
+from typing import Optional
+
 from fer_edge.core.labels import LABELS
+from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance, Teacher
 
 
 def _pct(value):
@@ -13,77 +16,77 @@ def _n(results, split):
     return next((r[split]["n"] for r in results.values() if split in r), 0)
 
 
-def _warm_start_line(warm):
-    if str(warm.get("run") or "").endswith(".tflite"):  # a shipped model's float32 twin
-        start = f"the weights of `{os.path.basename(warm['run'])}`, made by `{warm['command']}`"
+def _warm_start_line(warm: Ancestor) -> str:
+    if warm.run.endswith(".tflite"):  # a shipped model's float32 twin
+        start = f"the weights of `{os.path.basename(warm.run)}`, made by `{warm.command}`"
     else:
-        start = f"the last weights of `{warm['command']}`"
-    grown = (f"; grown from `{warm['grown_from']}`, new residual block(s) {', '.join(warm.get('new_blocks') or [])} "
-             "starting as identity, so the run began with the parent's function") if warm.get("grown_from") else ""
+        start = f"the last weights of `{warm.command}`"
+    grown = (f"; grown from `{warm.grown_from}`, new residual block(s) {', '.join(warm.new_blocks)} "
+             "starting as identity, so the run began with the parent's function") if warm.grown_from else ""
     return (f"- Warm start: the run below began from {start} "
-            f"(commit `{warm.get('commit')}`, {warm['epochs']} epochs, {warm.get('train_seconds') or 0:.0f} s{grown})")
+            f"(commit `{warm.commit}`, {warm.epochs} epochs, {warm.train_seconds:.0f} s{grown})")
 
 
-def _averaging_line(prov):
-    if prov.get("soup"):
-        mix = " + ".join(f"{s['share']:g} × `{s['model']}`" for s in prov["soup"])
-        return (f"- Weight soup: `{prov['average_command']}` ({mix}; a run folder gives its best epoch; "
+def _averaging_line(averaging: Averaging) -> str:
+    if averaging.soup:
+        mix = " + ".join(f"{s.share:g} × `{s.model}`" for s in averaging.soup)
+        return (f"- Weight soup: `{averaging.command}` ({mix}; a run folder gives its best epoch; "
                 "batch-norm statistics re-measured)")
-    return (f"- Weight averaging: `{prov['average_command']}` (mean of epochs "
-            f"{prov['averaged_epochs'][0]}–{prov['averaged_epochs'][-1]}, batch-norm statistics re-measured)")
+    return (f"- Weight averaging: `{averaging.command}` (mean of epochs "
+            f"{averaging.epochs[0]}–{averaging.epochs[-1]}, batch-norm statistics re-measured)")
 
 
-def _teacher(t):
+def _teacher(t: Teacher) -> str:
     """One teacher: ours with its PrivateTest figure, a third party's with what it is and where it came from."""
-    if t.get("private_test_accuracy"):
-        return f"`{t['model']}` ({t.get('quantization')}, PrivateTest {_pct(t['private_test_accuracy'])})"
-    return f"`{t['model']}` ({', '.join(filter(None, [t.get('architecture'), t.get('source')])) or t.get('quantization')})"
+    if t.private_test_accuracy:
+        return f"`{t.model}` ({t.quantization}, PrivateTest {_pct(t.private_test_accuracy)})"
+    return f"`{t.model}` ({', '.join(filter(None, [t.architecture, t.source])) or t.quantization})"
 
 
-def _distillation_line(distilled):
-    teachers = "; ".join(_teacher(t) for t in distilled["teachers"])
-    seen = ("the same augmented face as the student, every epoch" if distilled.get("live")
+def _distillation_line(distilled: Distillation) -> str:
+    teachers = "; ".join(_teacher(t) for t in distilled.teachers)
+    seen = ("the same augmented face as the student, every epoch" if distilled.live
             else "the clean face and its mirror image, once")
-    return (f"- Distillation: each Training face's target mixed {distilled['weight']:g} of the teachers' mean "
-            f"probabilities ({seen}; temperature {distilled['temperature']:g}) into its label; teachers: {teachers}")
+    return (f"- Distillation: each Training face's target mixed {distilled.weight:g} of the teachers' mean "
+            f"probabilities ({seen}; temperature {distilled.temperature:g}) into its label; teachers: {teachers}")
 
 
-def _ferplus_line(ferplus, distilled):
-    order = "mixed in before the live teachers'" if (distilled or {}).get("live") else "mixed in last"
-    return (f"- Human votes: {ferplus['weight']:g} of each Training face's target ({order}) came from its FER+ "
-            f"vote shares over the seven emotions (`{ferplus['file']}`, {ferplus['faces_with_votes']} Training faces "
+def _ferplus_line(ferplus: FerPlusVotes, distilled: Optional[Distillation]) -> str:
+    order = "mixed in before the live teachers'" if distilled and distilled.live else "mixed in last"
+    return (f"- Human votes: {ferplus.weight:g} of each Training face's target ({order}) came from its FER+ "
+            f"vote shares over the seven emotions (`{ferplus.file}`, {ferplus.faces_with_votes} Training faces "
             "with votes; no test row's votes are read)")
 
 
 def model_card(name: str, results: dict, sizes: dict, latency_ms: dict, metadata: dict, hardware: str) -> str:
     """Markdown for models/NAME.md. `results[mode][split]` are the runtime's measurements."""
-    prov = metadata["provenance"]
-    warm = prov.get("warm_start")
-    train_seconds = (prov.get("train_seconds") or 0) + ((warm or {}).get("train_seconds") or 0)
+    prov = Provenance.from_json(metadata["provenance"])
+    warm = prov.warm_start
+    train_seconds = (prov.train_seconds or 0) + (warm.train_seconds if warm else 0)
     lines = [
         f"# {name}", "",
         "Facial expression classifier for 48×48 grey faces, 7 classes in FER2013 order "
         f"({', '.join(LABELS)}). Produced by this repository's own code; every figure below "
         "was measured by `fer-convert` with the device runtime (LiteRT) on the machine named below.", "",
         "## Provenance", "",
-        f"- Data: {prov['dataset']}; model selection on PublicTest; figures on PrivateTest "
+        f"- Data: {prov.dataset}; model selection on PublicTest; figures on PrivateTest "
         f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
         *([_warm_start_line(warm)] if warm else []),
-        (f"- Training command: `{prov['train_command']}` (commit `{prov.get('train_commit')}`)"
-         if prov.get("train_command") else "- Training command: unknown (the model was not in its fer-train run folder)"),
-        *([_averaging_line(prov)] if prov.get("average_command") else []),
-        *([_distillation_line(prov["distilled"])] if prov.get("distilled") else []),
-        *([_ferplus_line(prov["ferplus"], prov.get("distilled"))] if prov.get("ferplus") else []),
-        f"- Conversion command: `{prov['convert_command']}`",
+        (f"- Training command: `{prov.train_command}` (commit `{prov.train_commit}`)"
+         if prov.train_command else "- Training command: unknown (the model was not in its fer-train run folder)"),
+        *([_averaging_line(prov.averaging)] if prov.averaging and prov.averaging.command else []),
+        *([_distillation_line(prov.distilled)] if prov.distilled else []),
+        *([_ferplus_line(prov.ferplus, prov.distilled)] if prov.ferplus else []),
+        f"- Conversion command: `{prov.convert_command}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
         f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"
-        + (", all runs of the chain" if warm else "") + f"), best single epoch {prov.get('best_epoch')}",
-        f"- Converted on: {hardware}, {prov['converted_at']}",
+        + (", all runs of the chain" if warm else "") + f"), best single epoch {prov.best_epoch}",
+        f"- Converted on: {hardware}, {prov.converted_at}",
         f"- Architecture: `{metadata.get('architecture') or 'unknown'}`, {metadata.get('params'):,} parameters, "
         + (f"{metadata['multiply_adds'] / 1e6:.1f} M" if metadata.get("multiply_adds") else "unknown")
         + " multiply-adds per face"
         + (" (flip-averaged)" if metadata.get("flip_average") else ""),
-        f"- int8 calibration: {prov.get('calibration_faces')} class-stratified Training faces; input quantization "
+        f"- int8 calibration: {prov.calibration_faces} class-stratified Training faces; input quantization "
         f"{metadata['input'].get('quantization')}, output {metadata['output'].get('quantization')}", "",
         "## Accuracy", "",
         "| model | file size | PrivateTest acc. | PrivateTest macro-F1 | PublicTest acc. | PublicTest macro-F1 | per-face latency, 1 thread |",

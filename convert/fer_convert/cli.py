@@ -1,6 +1,7 @@
 """`fer-convert`: a trained Keras model -> int8 (and float32/dynamic) TFLite with metadata,
 gated on the accuracy the int8 model keeps."""
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -8,7 +9,6 @@ import shlex
 import sys
 import tempfile
 
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
 import click
@@ -18,57 +18,36 @@ from fer_edge.core.errors import guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
 from fer_edge.model.preprocess import DEFAULT_MARGIN
-from fer_train.run_folder import read_record
+from fer_train.run_folder import RunRecord, read_record
 
 
-def _run_record(model_path):
-    """What the training run folder says about this model (state.json, metrics.json)."""
-    folder = os.path.dirname(os.path.abspath(model_path))
-    record = {}
-    for name in ("state.json", "metrics.json"):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            try:
-                record[name] = read_record(path)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from None
-    return record
+def _run_record(model_path: str) -> RunRecord:
+    """What the training run folder says about this model; a bare record for a .keras moved out of it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "state.json")
+    if not os.path.exists(path):
+        return RunRecord()
+    try:
+        state = read_record(path)
+        return RunRecord.from_state(state)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (AttributeError, KeyError, TypeError):
+        raise click.ClickException(f"{path}: not a fer-train state file") from None
 
 
-def _warm_start(parent):
-    """What the card needs of the run's parent (None for a run from scratch)."""
-    if not parent:
-        return None
-    keys = ("run", "command", "commit", "epochs", "train_seconds", "grown_from", "new_blocks")
-    return {k: parent[k] for k in keys if k in parent}
-
-
-def build_metadata(mode: str, model_path: str, data_path: str, calib: int, record: dict, accuracy: dict,
+def build_metadata(mode: str, data_path: str, calib: int, run: RunRecord, accuracy: dict,
                    input_quant: Optional[list], output_quant: Optional[list],
                    margin: float = DEFAULT_MARGIN) -> dict:
-    state = record.get("state.json", {})
+    provenance = run.provenance(
+        dataset=f"FER2013 {os.path.basename(data_path)} (sha256 {sha256_of(data_path)[:16]}), Training split",
+        convert_command="fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        calibration_faces=calib if mode == "int8" else None,
+        converted_on=f"{platform.node()} ({platform.machine()}, {platform.system()})",
+        converted_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return model_metadata(
         mode, input_quant, output_quant, margin,
-        flip_average=bool(state.get("flip_average")),
-        architecture=state.get("config", {}).get("arch"),
-        params=state.get("params"), multiply_adds=state.get("multiply_adds"),
-        provenance={
-            "dataset": f"FER2013 {os.path.basename(data_path)} (sha256 {sha256_of(data_path)[:16]}), Training split",
-            "train_command": state.get("command"), "train_commit": state.get("commit"),
-            "train_seconds": state.get("train_seconds"), "best_epoch": state.get("best_epoch"),
-            "averaged_epochs": state.get("averaged", {}).get("epochs"),
-            "average_command": state.get("averaged", {}).get("command"),
-            "soup": state.get("averaged", {}).get("soup"),
-            "warm_start": _warm_start(state.get("init_from")),
-            "distilled": state.get("distilled"),
-            "ferplus": state.get("ferplus"),
-            "convert_command": "fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "calibration_faces": calib if mode == "int8" else None,
-            "converted_on": f"{platform.node()} ({platform.machine()}, {platform.system()})",
-            "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        },
-        train_hardware=state.get("hardware"),
-        accuracy=accuracy,
+        flip_average=run.flip_average, architecture=run.arch, params=run.params, multiply_adds=run.multiply_adds,
+        provenance=provenance.to_json(), train_hardware=run.hardware, accuracy=accuracy,
     )
 
 
@@ -117,9 +96,9 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
     modes = tuple(dict.fromkeys(modes or ("int8",)))
     record = _run_record(keras_model)  # before the faces and TensorFlow load: a broken record stops here
     splits = _fer2013_splits(data_path, limit)
-    model = _load_model(keras_model, record, flip_average)
+    model, record = _load_model(keras_model, record, flip_average)
     # Float32 is always measured: it is the reference the int8 model is gated against.
-    converted = [_convert_one(model, mode, splits, keras_model, data_path, calib, record, margin)
+    converted = [_convert_one(model, mode, splits, data_path, calib, record, margin)
                  for mode in dict.fromkeys(["float32", *modes])]
     results = {c.mode: c.accuracy for c in converted}
     blobs = {c.mode: c.blob for c in converted}
@@ -148,7 +127,7 @@ def _fer2013_splits(data_path: str, limit: Optional[int]) -> dict:
     return splits
 
 
-def _load_model(keras_model: str, record: dict, flip_average: bool) -> Any:
+def _load_model(keras_model: str, run: RunRecord, flip_average: bool) -> Tuple[Any, RunRecord]:
     import keras
 
     from .quantize import with_flip_averaging
@@ -157,17 +136,16 @@ def _load_model(keras_model: str, record: dict, flip_average: bool) -> Any:
         model = keras.models.load_model(keras_model)
     except Exception as exc:  # Keras raises many types for a bad file
         raise click.ClickException(f"{keras_model}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
-    state = record.setdefault("state.json", {})
-    state.setdefault("params", model.count_params())  # a .keras moved out of its run folder has no record
+    if run.params is None:  # a .keras moved out of its run folder has no record
+        run = dataclasses.replace(run, params=int(model.count_params()))
     if flip_average:
         model = with_flip_averaging(model)
-        state["flip_average"] = True
-        if state.get("multiply_adds"):
-            state["multiply_adds"] *= 2
-    return model
+        run = dataclasses.replace(run, flip_average=True,
+                                  multiply_adds=run.multiply_adds * 2 if run.multiply_adds else None)
+    return model, run
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Converted:
     """One mode's model: the file's bytes (with metadata), what it measured, its metadata."""
 
@@ -178,7 +156,7 @@ class Converted:
     metadata: dict
 
 
-def _convert_one(model: Any, mode: str, splits: dict, keras_model: str, data_path: str, calib: int, record: dict,
+def _convert_one(model: Any, mode: str, splits: dict, data_path: str, calib: int, run: RunRecord,
                  margin: float) -> Converted:
     from .quantize import calibration_faces, convert
 
@@ -187,9 +165,9 @@ def _convert_one(model: Any, mode: str, splits: dict, keras_model: str, data_pat
     calibration = calibration_faces(train.images, train.labels, calib) if mode == "int8" else None
     blob = convert(model, mode, calibration)
     evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
-    draft = build_metadata(mode, keras_model, data_path, calib, record, {}, None, None, margin)
+    draft = build_metadata(mode, data_path, calib, run, {}, None, None, margin)
     accuracy, (in_q, out_q), latency = _measure(blob, draft, evaluate)
-    metadata = build_metadata(mode, keras_model, data_path, calib, record, accuracy,
+    metadata = build_metadata(mode, data_path, calib, run, accuracy,
                               list(in_q) if in_q else None, list(out_q) if out_q else None, margin)
     line = ", ".join(f"{k} {v['accuracy'] * 100:.2f}%" for k, v in accuracy.items())
     click.echo(f"{mode:>8}: {len(blob) / 1024:.0f} KB; {line}; {latency:.3f} ms/face (1 thread)")

@@ -19,6 +19,8 @@ from typing import List, Optional, Sequence
 import keras
 import numpy as np
 
+from fer_edge.model.provenance import Averaging, SoupShare
+
 from .arch import build
 from .fit import finish
 from .recipe import atomic_save, epoch_weights_path, write_json
@@ -74,7 +76,7 @@ def average_run(run: str, data: dict, last: int, out: str, command: Optional[str
     state = read_run_state(run, LAST)
     model = keras.models.load_model(os.path.join(run, "last.keras"), compile=False)
     average_weights(model, [epoch_weights_path(run, e) for e in chosen])
-    return _finish_averaged(model, data, run, out, dict(state, averaged={"run": run, "epochs": chosen, "command": command}))
+    return _finish_averaged(model, data, run, out, dict(state, averaged=Averaging(command, run, tuple(chosen)).to_json()))
 
 
 def _finish_averaged(model, data, run, out, state):
@@ -121,5 +123,5 @@ def soup_models(sources: Sequence[str], shares: Sequence[float], data: dict, out
     model = build(arch)
     ingredients = [_ingredient_weights(s, arch, model, data["train"].images) for s in sources]
     model.set_weights(weighted_mean(ingredients, shares))
-    soup = [{"model": s, "share": share} for s, share in zip(sources, shares)]
-    return _finish_averaged(model, data, runs[0], out, dict(state, averaged={"soup": soup, "command": command}))
+    soup = tuple(SoupShare(s, share) for s, share in zip(sources, shares))
+    return _finish_averaged(model, data, runs[0], out, dict(state, averaged=Averaging(command, soup=soup).to_json()))

@@ -15,12 +15,13 @@ augmented batch (`Teachers`).
 """
 
 import os
-from typing import List, Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 
 from fer_edge.model.classify import EmotionClassifier
 from fer_edge.model.metadata import ModelError
+from fer_edge.model.provenance import Provenance, Teacher
 
 
 class Teachers:
@@ -68,18 +69,18 @@ def _soften(probabilities, temperature):
     return soft / soft.sum(axis=1, keepdims=True)
 
 
-def describe_teachers(paths: Sequence[str]) -> List[dict]:
+def describe_teachers(paths: Sequence[str]) -> Tuple[Teacher, ...]:
     """What the model card needs to know of each teacher (its file and measured accuracy)."""
     described = []
     for path in paths:
         meta = EmotionClassifier(path).metadata
+        provenance = Provenance.from_json(meta.get("provenance"))
         private = meta.get("accuracy", {}).get("PrivateTest", {}).get("accuracy")
-        described.append({"model": os.path.basename(path), "quantization": meta.get("quantization"),
-                          "architecture": meta.get("architecture"), "flip_average": bool(meta.get("flip_average")),
-                          "private_test_accuracy": private,
-                          "train_command": meta.get("provenance", {}).get("train_command"),
-                          "source": meta.get("provenance", {}).get("teacher_source")})
-    return described
+        described.append(Teacher(model=os.path.basename(path), quantization=meta.get("quantization"),
+                                 architecture=meta.get("architecture"), flip_average=bool(meta.get("flip_average")),
+                                 private_test_accuracy=private, train_command=provenance.train_command,
+                                 source=provenance.teacher_source))
+    return tuple(described)
 
 
 def cached_teacher_targets(out: str, paths: Sequence[str], images: np.ndarray, temperature: float) -> np.ndarray:

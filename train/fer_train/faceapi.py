@@ -201,11 +201,12 @@ def write_teacher(out: str, target: Optional[str] = None) -> str:
     manifest, weights = fetch(target)  # before TensorFlow loads: an offline fetch fails fast and quietly
     from fer_convert.quantize import convert
     from fer_edge.model.metadata import embed_metadata, model_metadata
+    from fer_edge.model.provenance import Provenance
 
     model = build_grey48_teacher(read_tfjs_weights(manifest, weights))
     source = f"npm {PACKAGE} {VERSION} model/{WEIGHTS} (sha256 {FILE_SHA256[WEIGHTS]}, MIT)"
     metadata = model_metadata("float32", architecture="face-api.js FaceExpressionNet (teacher only)",
-                              params=int(model.count_params()), provenance={"teacher_source": source})
+                              params=int(model.count_params()), provenance=Provenance(teacher_source=source).to_json())
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
     write_atomically(out, embed_metadata(convert(model, "float32"), metadata))

@@ -18,13 +18,14 @@ import tensorflow as tf
 
 from fer_edge.core.labels import LABELS
 from fer_edge.model.metrics import classification_report
+from fer_edge.model.provenance import Ancestor, Distillation, FerPlusVotes, Provenance
 
 from .arch import ARCHITECTURES, build
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
 from .recipe import RunRecorder, class_weights, clear_run, new_run_state, write_json
-from .run_folder import LAST, FitConfig, read_run_state
+from .run_folder import LAST, FitConfig, RunRecord, read_run_state
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: Optional[Callable] = None,
@@ -119,14 +120,14 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
         initial_epoch = 0
         state = new_run_state(config.to_json(), command, model, data)
         if parent:
-            state["init_from"] = parent
+            state["init_from"] = parent.to_json()
         if config.teachers:
             from .distill import describe_teachers
-            state["distilled"] = {"teachers": describe_teachers(config.teachers), "weight": config.distill_weight,
-                                  "temperature": config.temperature, "live": config.live_teachers}
+            state["distilled"] = Distillation(describe_teachers(config.teachers), config.distill_weight,
+                                              config.temperature, config.live_teachers).to_json()
         if config.ferplus and ferplus_votes is not None:
-            state["ferplus"] = {"file": os.path.basename(config.ferplus), "weight": config.ferplus_weight,
-                                "faces_with_votes": int((ferplus_votes.sum(axis=1) > 0).sum())}
+            state["ferplus"] = FerPlusVotes(os.path.basename(config.ferplus), config.ferplus_weight,
+                                            int((ferplus_votes.sum(axis=1) > 0).sum())).to_json()
         write_json(state_path, state)
     train, val = data["train"], data["val"]
     weights = class_weights(train.labels, config.class_weight_power)
@@ -167,12 +168,10 @@ def _load_parent(source, arch, model, train_images):
     return what the card needs to know of the parent."""
     if source.endswith(".tflite"):
         return _load_twin_parent(source, arch, model, train_images)
-    parent = read_run_state(source, LAST)
+    parent = RunRecord.from_state(read_run_state(source, LAST))
     trained = keras.models.load_model(os.path.join(source, "last.keras"), compile=False)
-    grown = _copy_or_grow(trained, model, parent["config"]["arch"], arch, source)
-    return {"run": source, **grown, "epochs": parent["epoch"], "command": parent.get("command"),
-            "commit": parent.get("commit"), "train_seconds": parent.get("train_seconds", 0.0),
-            "hardware": parent.get("hardware")}
+    grown = _copy_or_grow(trained, model, parent.arch, arch, source)
+    return dataclasses.replace(parent.as_ancestor(source, parent.epoch), **grown)
 
 
 def _load_twin_parent(path, arch, model, train_images):
@@ -188,19 +187,10 @@ def _load_twin_parent(path, arch, model, train_images):
     except ModelError as exc:
         raise ValueError(str(exc)) from None
     grown = _copy_or_grow(parent, model, parent_arch, arch, path)
-    prov = meta.get("provenance", {})
-    epochs = (prov.get("averaged_epochs") or [None])[-1] or prov.get("best_epoch") or 0
-    command = prov.get("train_command")
-    if prov.get("average_command"):
-        command = f"{command}, then {prov['average_command']}"
-    seconds = prov.get("train_seconds") or 0.0
-    earlier = prov.get("warm_start")
-    if earlier:  # the twin itself came from a warm restart: keep the whole chain
-        command = f"{earlier.get('command')}, then {command}"
-        epochs += earlier.get("epochs") or 0
-        seconds += earlier.get("train_seconds") or 0.0
-    return {"run": path, **grown, "epochs": epochs, "command": command, "commit": prov.get("train_commit"),
-            "train_seconds": seconds, "hardware": meta.get("train_hardware")}
+    prov = Provenance.from_json(meta.get("provenance"))
+    command, epochs, seconds = prov.lineage()
+    return Ancestor(run=path, command=command, commit=prov.train_commit, epochs=epochs, train_seconds=seconds,
+                    hardware=meta.get("train_hardware"), architecture=parent_arch, **grown)
 
 
 def _known_arch(name, source):
@@ -220,7 +210,7 @@ def _copy_or_grow(parent, model, parent_arch, arch, source):
         blocks = grow_into(parent, model)
     except ValueError as exc:
         raise ValueError(f"{source} is a {parent_arch} model, not {arch}, and {exc}") from None
-    return {"grown_from": parent_arch, "new_blocks": blocks}
+    return {"grown_from": parent_arch, "new_blocks": tuple(blocks)}
 
 
 def finish(out: str, data: dict, state: dict) -> dict:

@@ -22,11 +22,12 @@ import numpy as np
 from keras import layers, ops
 
 from fer_edge.core.labels import LABELS
+from fer_edge.model.provenance import Ancestor, Distillation, Teacher
 
 from .arch import build
 from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers,
                      new_run_state, photometric_layers, write_json)
-from .run_folder import BEST, read_run_state
+from .run_folder import BEST, RunRecord, read_run_state
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -84,15 +85,19 @@ def _model_file(path):
     return os.path.join(path, "best.keras") if os.path.isdir(path) else path
 
 
-def _provenance(path):
+def _provenance(path: str) -> Ancestor:
     """What a card needs of a .keras model's run: its folder's state.json, where there is one."""
     folder = os.path.dirname(os.path.abspath(_model_file(path)))
     if not os.path.exists(os.path.join(folder, "state.json")):
-        return {"run": path}
-    state = read_run_state(folder, needs=())
-    return {"run": path, "epochs": state.get("best_epoch") or state.get("epoch"), "command": state.get("command"),
-            "commit": state.get("commit"), "train_seconds": state.get("train_seconds", 0.0),
-            "hardware": state.get("hardware"), "architecture": state.get("config", {}).get("arch")}
+        return Ancestor(run=path)
+    run = RunRecord.from_state(read_run_state(folder, needs=()))
+    return run.as_ancestor(path, run.best_epoch or run.epoch)
+
+
+def _as_teacher(path: str) -> Teacher:
+    run = _provenance(path)
+    return Teacher(model=os.path.basename(os.path.normpath(path)), architecture=run.architecture,
+                   train_command=run.command)
 
 
 def _load(path, what):
@@ -131,7 +136,7 @@ def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, b
         if loaded.name != student.name or len(loaded.weights) != len(student.weights):
             raise ValueError(f"{init_from}: a {loaded.name} model, not {arch}")
         student.set_weights(loaded.get_weights())
-        parent = _provenance(init_from)
+        parent = _provenance(init_from).to_json()
     teacher_models = [_load(t, "teacher") for t in teachers]
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
@@ -141,8 +146,8 @@ def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, b
     if parent:
         state["init_from"] = parent
     if teachers:
-        described = [{"model": os.path.basename(os.path.normpath(t)), **_provenance(t)} for t in teachers]
-        state["distilled"] = {"teachers": described, "weight": distill_weight, "temperature": 1.0, "live": True}
+        described = tuple(_as_teacher(t) for t in teachers)
+        state["distilled"] = Distillation(described, distill_weight, temperature=1.0, live=True).to_json()
     write_json(os.path.join(out, "state.json"), state)
 
     train, val = data["train"], data["val"]

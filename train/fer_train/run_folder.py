@@ -9,6 +9,8 @@ import json
 import os
 from typing import Optional, Tuple
 
+from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance
+
 # What each reader takes from a run folder, besides its state.json.
 LAST = ("last.keras",)  # warm restarts and `average`: the run's final weights and its epochs
 BEST = ("best.keras",)  # `soup` and fit-portable: the weights of the best epoch
@@ -55,6 +57,54 @@ class FitConfig:
         values = {k: v for k, v in record.items() if k in known}
         values["teachers"] = tuple(values.get("teachers", ()))
         return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What a run folder's state.json says of the run that made its model; both training
+    loops write it and `fer-convert` reads it."""
+
+    arch: Optional[str] = None
+    command: Optional[str] = None
+    commit: Optional[str] = None
+    hardware: Optional[str] = None
+    params: Optional[int] = None
+    multiply_adds: Optional[int] = None
+    epoch: int = 0
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+    init_from: Optional[Ancestor] = None
+    distilled: Optional[Distillation] = None
+    ferplus: Optional[FerPlusVotes] = None
+    averaged: Optional[Averaging] = None
+    flip_average: bool = False
+
+    @classmethod
+    def from_state(cls, state: dict) -> "RunRecord":
+        def optional(record_type, key):
+            return record_type.from_json(state[key]) if state.get(key) else None
+
+        return cls(arch=state["config"]["arch"], command=state.get("command"), commit=state.get("commit"),
+                   hardware=state.get("hardware"), params=state.get("params"), multiply_adds=state.get("multiply_adds"),
+                   epoch=state.get("epoch") or 0, best_epoch=state.get("best_epoch") or 0,
+                   train_seconds=state.get("train_seconds") or 0.0,
+                   init_from=optional(Ancestor, "init_from"), distilled=optional(Distillation, "distilled"),
+                   ferplus=optional(FerPlusVotes, "ferplus"), averaged=optional(Averaging, "averaged"),
+                   flip_average=bool(state.get("flip_average")))
+
+    def as_ancestor(self, run: str, epochs: int) -> Ancestor:
+        """This run as the starting point of another."""
+        return Ancestor(run=run, command=self.command, commit=self.commit, epochs=epochs,
+                        train_seconds=self.train_seconds, hardware=self.hardware, architecture=self.arch)
+
+    def provenance(self, dataset: str, convert_command: str, calibration_faces: Optional[int],
+                   converted_on: str, converted_at: str) -> Provenance:
+        """The provenance of the model this run made, once converted."""
+        return Provenance(dataset=dataset, train_command=self.command, train_commit=self.commit,
+                          train_seconds=self.train_seconds, best_epoch=self.best_epoch, averaging=self.averaged,
+                          warm_start=self.init_from, distilled=self.distilled, ferplus=self.ferplus,
+                          convert_command=convert_command, calibration_faces=calibration_faces,
+                          converted_on=converted_on, converted_at=converted_at)
 
 
 def read_record(path: str) -> dict:
