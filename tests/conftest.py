@@ -3,6 +3,7 @@
 import csv
 import gzip
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,27 @@ def full_tmpfs(tmp_path):
         yield mount, fill
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+SIX = ("angry", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@pytest.fixture(scope="session")
+def six_class_model(fer_csv, tmp_path_factory):
+    """FER2013 without disgust in Kaggle's folder layout (train/, test/; angry and happy under
+    the names other sets use), the shipped model fine-tuned on it with a new head, converted."""
+    from folder_helpers import KAGGLE, write_fer2013_folders
+
+    folder = tmp_path_factory.mktemp("kaggle-six")
+    write_fer2013_folders(fer_csv, folder, KAGGLE, classes=SIX, names={"angry": "anger", "happy": "happiness"})
+    run = folder.parent / "six-run"
+    result = run_cli("fer-train", "fit", "--data", folder, "--limit", "3000", "--epochs", "1",
+                     "--init-from", ROOT / "models" / "fer-cnn-int8-float32.tflite", "--new-head",
+                     "--fer2013", fer_csv, "--out", run, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no label new, the others from fer-cnn-int8-float32.tflite" in result.stdout
+    assert re.search(r"FER2013 PrivateTest: accuracy [\d.]+%.*before fine-tuning [\d.]+%", result.stdout), result.stdout
+    model = folder.parent / "six" / "six.tflite"
+    result = run_cli("fer-convert", run / "best.keras", "--data", folder, "--int8", "--limit", "500", "-o", model)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model

@@ -23,8 +23,10 @@ def _warm_start_line(warm: Ancestor) -> str:
         start = f"the last weights of `{warm.command}`"
     grown = (f"; grown from `{warm.grown_from}`, new residual block(s) {', '.join(warm.new_blocks)} "
              "starting as identity, so the run began with the parent's function") if warm.grown_from else ""
+    head = (f"; the parent read {', '.join(warm.labels)}: a new head, whose labels shared with the parent's "
+            "started from its weights") if warm.labels else ""
     return (f"- Warm start: the run below began from {start} "
-            f"(commit `{warm.commit}`, {warm.epochs} epochs, {warm.train_seconds:.0f} s{grown})")
+            f"(commit `{warm.commit}`, {warm.epochs} epochs, {warm.train_seconds:.0f} s{grown}{head})")
 
 
 def _averaging_line(averaging: Averaging) -> str:
@@ -59,18 +61,24 @@ def _ferplus_line(ferplus: FerPlusVotes, distilled: Optional[Distillation]) -> s
 
 
 def model_card(name: str, results: dict, sizes: dict, latency_ms: dict, metadata: dict, hardware: str) -> str:
-    """Markdown for models/NAME.md. `results[mode][split]` are the runtime's measurements."""
+    """Markdown for models/NAME.md. `results[mode][split]` are the runtime's measurements:
+    the split models were selected on first (PublicTest, or a folder's val), then the one reported."""
     prov = Provenance.from_json(metadata["provenance"])
+    labels = metadata["labels"]
+    gate, report = list(next(iter(results.values())))[:2]
+    fer2013 = tuple(labels) == LABELS and gate == "PublicTest"
+    classes = (f"7 classes in FER2013 order ({', '.join(LABELS)})" if fer2013
+               else f"{len(labels)} classes ({', '.join(labels)})")
     warm = prov.warm_start
     train_seconds = (prov.train_seconds or 0) + (warm.train_seconds if warm else 0)
     lines = [
         f"# {name}", "",
-        "Facial expression classifier for 48×48 grey faces, 7 classes in FER2013 order "
-        f"({', '.join(LABELS)}). Produced by this repository's own code; every figure below "
+        f"Facial expression classifier for 48×48 grey faces, {classes}. "
+        "Produced by this repository's own code; every figure below "
         "was measured by `fer-convert` with the device runtime (LiteRT) on the machine named below.", "",
         "## Provenance", "",
-        f"- Data: {prov.dataset}; model selection on PublicTest; figures on PrivateTest "
-        f"({_n(results, 'PrivateTest')} faces) and PublicTest ({_n(results, 'PublicTest')} faces; all-black rows skipped).",
+        f"- Data: {prov.dataset}; model selection on {gate}; figures on {report} "
+        f"({_n(results, report)} faces) and {gate} ({_n(results, gate)} faces; all-black images skipped).",
         *([_warm_start_line(warm)] if warm else []),
         (f"- Training command: `{prov.train_command}` (commit `{prov.train_commit}`)"
          if prov.train_command else "- Training command: unknown (the model was not in its fer-train run folder)"),
@@ -86,29 +94,32 @@ def model_card(name: str, results: dict, sizes: dict, latency_ms: dict, metadata
         + (f"{metadata['multiply_adds'] / 1e6:.1f} M" if metadata.get("multiply_adds") else "unknown")
         + " multiply-adds per face"
         + (" (flip-averaged)" if metadata.get("flip_average") else ""),
-        f"- int8 calibration: {prov.calibration_faces} class-stratified Training faces; input quantization "
+        f"- int8 calibration: {prov.calibration_faces} class-stratified training faces; input quantization "
         f"{metadata['input'].get('quantization')}, output {metadata['output'].get('quantization')}", "",
         "## Accuracy", "",
-        "| model | file size | PrivateTest acc. | PrivateTest macro-F1 | PublicTest acc. | PublicTest macro-F1 | per-face latency, 1 thread |",
+        f"| model | file size | {report} acc. | {report} macro-F1 | {gate} acc. | {gate} macro-F1 | per-face latency, 1 thread |",
         "|---|---|---|---|---|---|---|",
     ]
     for mode, splits in results.items():
-        priv, pub = splits.get("PrivateTest", {}), splits.get("PublicTest", {})
+        priv, pub = splits.get(report, {}), splits.get(gate, {})
         lines.append(f"| {mode} | {sizes[mode] / 1024:.0f} KB | {_pct(priv.get('accuracy', 0))} | {_pct(priv.get('macro_f1', 0))} "
                      f"| {_pct(pub.get('accuracy', 0))} | {_pct(pub.get('macro_f1', 0))} | {latency_ms.get(mode, float('nan')):.3f} ms |")
-    lines += ["", "Per-class recall on PrivateTest:", "",
-              "| model | " + " | ".join(LABELS) + " |", "|---|" + "---|" * len(LABELS)]
+    lines += ["", f"Per-class recall on {report}:", "",
+              "| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for mode, splits in results.items():
-        recall = splits.get("PrivateTest", {}).get("per_class_recall", {})
-        lines.append(f"| {mode} | " + " | ".join(f"{recall.get(label, 0) * 100:.1f} %" for label in LABELS) + " |")
-    lines += ["", "Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real PublicTest faces.",
+        recall = splits.get(report, {}).get("per_class_recall", {})
+        lines.append(f"| {mode} | " + " | ".join(f"{recall.get(label, 0) * 100:.1f} %" for label in labels) + " |")
+    lines += ["", f"Latency: median of 300 single-face calls after 30 warm-up calls, one thread, real {gate} faces.",
               "", "## Use and limits", "",
               "- Input: a grey 48×48 face made by `fer_edge.model.preprocess.crop_detected` (eye-framed for BlazeFace, "
               "a box crop for Haar) or `crop_face`. The metadata inside the file says so, and `fer-edge` refuses "
               "a model whose metadata it cannot honour.",
-              "- FER2013 labels are noisy: its authors estimated human accuracy on it at about 65 % (± 5 %); "
-              "disgust has only 436 training faces; fear and disgust have the weakest recall (see the table).",
+              *(["- FER2013 labels are noisy: its authors estimated human accuracy on it at about 65 % (± 5 %); "
+                 "disgust has only 436 training faces; fear and disgust have the weakest recall (see the table)."]
+                if fer2013 else []),
               "- Emotion recognition is regulated: banned at workplaces and in education in the EU "
               "(AI Act Art. 5(1)(f)); people exposed to it elsewhere must be informed (Art. 50(3)).",
-              "- Training data: FER2013 (Goodfellow et al. 2013), Kaggle competition rules; image rights unresolved.", ""]
+              ("- Training data: FER2013 (Goodfellow et al. 2013), Kaggle competition rules; image rights unresolved."
+               if fer2013 else "- Training data: the folder named above; its owner answers for its consent and terms."),
+              ""]
     return "\n".join(lines)

@@ -12,12 +12,14 @@ import tempfile
 from typing import Any, Optional, Sequence, Tuple
 
 import click
+import numpy as np
 
 from fer_edge.model.datasets import DatasetError, read_fer2013
 from fer_edge.core.errors import guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
 from fer_edge.model.preprocess import DEFAULT_MARGIN
+from fer_train.folders import FolderOptions, is_folder_dataset, read_folder_dataset
 from fer_train.run_folder import RunRecord, read_record
 
 
@@ -39,16 +41,25 @@ def build_metadata(mode: str, data_path: str, calib: int, run: RunRecord, accura
                    input_quant: Optional[list], output_quant: Optional[list],
                    margin: float = DEFAULT_MARGIN) -> dict:
     provenance = run.provenance(
-        dataset=f"FER2013 {os.path.basename(data_path)} (sha256 {sha256_of(data_path)[:16]}), Training split",
+        dataset=_dataset_line(data_path, run),
         convert_command="fer-convert " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         calibration_faces=calib if mode == "int8" else None,
         converted_on=f"{platform.node()} ({platform.machine()}, {platform.system()})",
         converted_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return model_metadata(
         mode, input_quant, output_quant, margin,
-        flip_average=run.flip_average, architecture=run.arch, params=run.params, multiply_adds=run.multiply_adds,
+        labels=run.labels, flip_average=run.flip_average, architecture=run.arch, params=run.params, multiply_adds=run.multiply_adds,
         provenance=provenance.to_json(), train_hardware=run.hardware, accuracy=accuracy,
     )
+
+
+def _dataset_line(data_path: str, run: RunRecord) -> str:
+    if is_folder_dataset(data_path):
+        options = FolderOptions.from_json(run.data or {})
+        how = ", faces found by the device's detector" if options.detect else ""
+        group = f", split keeping groups of `{options.group}` apart" if options.group else ""
+        return f"folder `{os.path.basename(os.path.normpath(data_path))}` ({run.data and run.data.get('layout')}{how}{group}), train part"
+    return f"FER2013 {os.path.basename(data_path)} (sha256 {sha256_of(data_path)[:16]}), Training split"
 
 
 def _measure(model_bytes, metadata, splits):
@@ -64,18 +75,19 @@ def _measure(model_bytes, metadata, splits):
         results = {}
         for name, faces in splits.items():
             predicted = classifier.predict(faces.images, max_batch=256).argmax(axis=1)
-            report = classification_report(faces.labels, predicted)
+            report = classification_report(faces.labels, predicted, classifier.labels)
             results[name] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "per_class_recall")}
         quant = (classifier.input_quant, classifier.output_quant)
-        latency = per_face_ms(EmotionClassifier(f.name, threads=1), splits["PublicTest"].images[:300],
+        latency = per_face_ms(EmotionClassifier(f.name, threads=1), next(iter(splits.values())).images[:300],
                               warmup=30, repeats=300)
     return results, quant, latency
 
 
 @click.command(cls=guarded(click.Command))
 @click.argument("keras_model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="FER2013 CSV: Training faces calibrate, PublicTest gates, PrivateTest is reported.")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True),
+              help="FER2013 CSV: Training faces calibrate, PublicTest gates, PrivateTest is reported; or the "
+                   "folder dataset the model was trained on: train, val and test, split as the run did.")
 @click.option("--int8", "modes", flag_value="int8", multiple=True, help="Full-integer int8 (int8 in and out).")
 @click.option("--float32", "modes", flag_value="float32", multiple=True, help="Float32 model.")
 @click.option("--dynamic", "modes", flag_value="dynamic", multiple=True, help="Dynamic-range (int8 weights).")
@@ -95,7 +107,7 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
     """Convert KERAS_MODEL (a fer-train best.keras) to TFLite with embedded metadata."""
     modes = tuple(dict.fromkeys(modes or ("int8",)))
     record = _run_record(keras_model)  # before the faces and TensorFlow load: a broken record stops here
-    splits = _fer2013_splits(data_path, limit)
+    splits = _splits(data_path, limit, record)
     model, record = _load_model(keras_model, record, flip_average)
     # Float32 is always measured: it is the reference the int8 model is gated against.
     converted = [_convert_one(model, mode, splits, data_path, calib, record, margin)
@@ -108,23 +120,34 @@ def main(keras_model: str, data_path: str, modes: Tuple[str, ...], calib: int, m
     if written and card:
         _write_card(output, modes[0], written, converted)
     if refused:
-        raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on PublicTest (> {max_loss}); "
+        raise click.ClickException(f"int8 model refused: it loses {loss:.2f} points on {list(splits)[1]} (> {max_loss}); "
                                    "calibrate on more faces (--calib) or pass --allow-loss")
     if edgetpu:
         _write_edgetpu(output, blobs)
 
 
-def _fer2013_splits(data_path: str, limit: Optional[int]) -> dict:
-    """Training (all: calibration), PublicTest (the gate) and PrivateTest (reported)."""
+def _splits(data_path: str, limit: Optional[int], run: RunRecord) -> dict:
+    """Three splits in the model's labels, in their roles: calibration faces (all), the gate,
+    and the one reported. A FER2013 CSV's Training, PublicTest and PrivateTest; a folder
+    dataset's train, val and test, split as the run recorded."""
     try:
-        faces = read_fer2013(data_path)
+        if is_folder_dataset(data_path):
+            options = FolderOptions.from_json(run.data or {})
+            data, _ = read_folder_dataset(data_path, options, say=lambda line: click.echo(line, err=True))
+            splits = {part: data[part] for part in ("train", "val", "test")}
+            if splits["train"].label_names != run.labels:
+                raise click.ClickException(f"{data_path}: its classes {', '.join(splits['train'].label_names)} "
+                                           f"are not the model's labels {', '.join(run.labels)}")
+        else:
+            faces = read_fer2013(data_path).relabelled(run.labels)
+            splits = {usage: faces.split(usage) for usage in ("Training", "PublicTest", "PrivateTest")}
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    splits = {usage: faces.split(usage, None if usage == "Training" else limit)
-              for usage in ("Training", "PublicTest", "PrivateTest")}
-    if not len(splits["PublicTest"].labels):
-        raise click.ClickException(f"{data_path}: has no PublicTest rows to measure the conversion on")
-    return splits
+    calibration, gate, report = splits
+    if not len(splits[gate].labels):
+        raise click.ClickException(f"{data_path}: has no {gate} faces to measure the conversion on")
+    return {calibration: splits[calibration], gate: splits[gate].subset(np.arange(min(limit or 10**9, len(splits[gate])))),
+            report: splits[report].subset(np.arange(min(limit or 10**9, len(splits[report]))))}
 
 
 def _load_model(keras_model: str, run: RunRecord, flip_average: bool) -> Tuple[Any, RunRecord]:
@@ -161,10 +184,11 @@ def _convert_one(model: Any, mode: str, splits: dict, data_path: str, calib: int
     from .quantize import calibration_faces, convert
 
     click.echo(f"converting {mode}...", err=True)
-    train = splits["Training"]
+    calibration_split, gate, report = splits
+    train = splits[calibration_split]
     calibration = calibration_faces(train.images, train.labels, calib) if mode == "int8" else None
     blob = convert(model, mode, calibration)
-    evaluate = {k: splits[k] for k in ("PublicTest", "PrivateTest") if len(splits[k].labels)}
+    evaluate = {k: splits[k] for k in (gate, report) if len(splits[k].labels)}
     draft = build_metadata(mode, data_path, calib, run, {}, None, None, margin)
     accuracy, (in_q, out_q), latency = _measure(blob, draft, evaluate)
     metadata = build_metadata(mode, data_path, calib, run, accuracy,
@@ -181,8 +205,9 @@ def _int8_gate(results: dict, blobs: dict, max_loss: float, allow_loss: bool) ->
         return False, 0.0
     from . import edgetpu as tpu
 
-    loss = (results["float32"]["PublicTest"]["accuracy"] - results["int8"]["PublicTest"]["accuracy"]) * 100
-    click.echo(f"int8 vs float32 on PublicTest: {loss:+.2f} points lost (limit {max_loss})")
+    gate = next(iter(results["float32"]))  # PublicTest, or a folder dataset's val
+    loss = (results["float32"][gate]["accuracy"] - results["int8"][gate]["accuracy"]) * 100
+    click.echo(f"int8 vs float32 on {gate}: {loss:+.2f} points lost (limit {max_loss})")
     problems, ops = tpu.check(blobs["int8"])
     click.echo(f"Edge TPU check: {'compatible' if not problems else 'NOT compatible: ' + '; '.join(problems)} (ops: {', '.join(ops)})")
     return loss > max_loss and not allow_loss, loss

@@ -18,6 +18,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds them
     from .vision.analyzer import FaceAnalyzer
+    from .model.classify import EmotionClassifier
     from .vision.cadence import Cadence
     from .fleet.collector import CollectorSettings
     from .outputs.mqtt import MQTTSink
@@ -163,11 +164,11 @@ def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: A
         if not db_path:
             raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")
         assert store is not None
-        sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier.name, say, store.spill))
+        sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier, say, store.spill))
     clock = WallClock(time.time(), say)
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
                               exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
-                              device_id=device, clock=clock)
+                              device_id=device, clock=clock, labels=analyzer.labels)
     notifier = Notifier()
     hooks: list = [notifier]
     if settings.run.annotate:
@@ -175,7 +176,8 @@ def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: A
     if settings.run.show:
         hooks.append(Window())
     # Separate photos are not a sequence: never carry a track from one photo to the next.
-    tracker = Tracker(iou_threshold=1.01, max_misses=0) if stills else Tracker()
+    tracker = (Tracker(iou_threshold=1.01, max_misses=0, labels=analyzer.labels) if stills
+               else Tracker(labels=analyzer.labels))
     pipeline = Pipeline(analyzer, tracker, sinks, hooks, device_id=device, log_interval=settings.log.interval,
                         save_crops=settings.log.save_crops, sessions=None if stills else sessions,
                         stats_interval=settings.mqtt.stats_interval, clock=clock,
@@ -195,12 +197,12 @@ def make_cadence(settings: Settings, stills: bool) -> "Cadence":
     return Cadence(cadence.analyse_fps)
 
 
-def make_mqtt_sink(settings: Settings, device: str, db_path: str, model_name: str, say: Say,
+def make_mqtt_sink(settings: Settings, device: str, db_path: str, classifier: "EmotionClassifier", say: Say,
                    spill: Optional["Spill"] = None) -> "MQTTSink":
     from .outputs.mqtt import MQTTSink
 
-    return MQTTSink(settings.mqtt, device, db_path, on_event=say, model_name=model_name, spill=spill,
-                    configuration_url=web_url(settings))
+    return MQTTSink(settings.mqtt, device, db_path, on_event=say, model_name=classifier.name, spill=spill,
+                    configuration_url=web_url(settings), labels=classifier.labels)
 
 
 def default_fleet_db() -> str:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 from .core.errors import UserError
 from .core import settings_sections as sections
 from .core.network import split_host_port
-from .core.labels import LABELS
+from .core.labels import LABEL_FORM, LABELS
 
 try:
     import tomllib
@@ -229,8 +229,8 @@ class Valence(Kind):
         if not isinstance(value, dict):
             return "expected emotion = weight pairs"
         for key, weight in value.items():
-            if key not in LABELS:
-                return f"unknown emotion {key!r}; allowed: {', '.join(LABELS)}"
+            if not LABEL_FORM.fullmatch(str(key)):
+                return f"{key!r} is not a label name (lowercase letters, digits, underscores: {', '.join(LABELS)}, ...)"
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -1 <= weight <= 1:
                 return f"{key}: expected a number in -1..1"
         return None
@@ -324,7 +324,8 @@ SETTINGS: List[Setting] = [
     Setting("sessions", "gap_seconds", Number(0, 3600), 3.0, "Seconds unseen before a session ends.", "--session-gap"),
     Setting("sessions", "exit_seconds", Number(0.1, 3600), 3.0, "Last seconds that make the exit emotion.", "--exit-seconds"),
     Setting("sessions", "valence", Valence(), None,
-            "Per-emotion weights -1..1 for the satisfaction score; unset: the built-in ones.", "--valence"),
+            "Per-label weights -1..1 for the satisfaction score; unset: the built-in ones (a model's other labels: 0).",
+            "--valence"),
     Setting("collector", "db", Text(nonempty=True), None,
             "collect: the fleet's database, a SQLite file or postgresql://USER@HOST/DB; unset: fleet.db in "
             "$STATE_DIRECTORY or ~/.local/state/fer-edge.", "--db"),

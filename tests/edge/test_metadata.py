@@ -27,7 +27,11 @@ def test_refusals(model_path, tmp_path):
     meta = read_metadata(data)
     cases = {
         "bare.tflite": (strip_metadata(data), "no fer-edge metadata"),
-        "labels.tflite": (embed_metadata(data, dict(meta, labels=list(reversed(meta["labels"])))), "label order"),
+        "six.tflite": (embed_metadata(data, dict(meta, labels=meta["labels"][:6])), "7 outputs but its metadata names 6"),
+        "names.tflite": (embed_metadata(data, dict(meta, labels=["Happy Face", *meta["labels"][1:]])),
+                         "not a lowercase name"),
+        "twice.tflite": (embed_metadata(data, dict(meta, labels=["happy", *meta["labels"][1:]])), "repeat a name"),
+        "one.tflite": (embed_metadata(data, dict(meta, labels=["happy"])), "2..32 labels"),
         "prep.tflite": (embed_metadata(data, dict(meta, preprocess={"name": "rgb224", "version": 1})), "preprocessing"),
         "future.tflite": (embed_metadata(data, dict(meta, format_version=99)), "newer than this fer-edge"),
         "text.tflite": (b"hello, not a model at all", "not a TFLite model"),
@@ -39,6 +43,20 @@ def test_refusals(model_path, tmp_path):
         result = run_cli("fer-edge", "eval", "--model", path, "--data", tmp_path)
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert reason in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_a_model_of_its_own_labels_is_read_in_them(model_path, tmp_path):
+    """Labels name the outputs: the same network with renamed labels reads the same faces under those names."""
+    import numpy as np
+
+    data = model_path.read_bytes()
+    meta = read_metadata(data)
+    renamed = ["anger", "yuck", "afraid", "joy", "sorrow", "wow", "calm"]
+    path = _variant(tmp_path, "renamed.tflite", embed_metadata(data, dict(meta, labels=renamed)))
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    ours, theirs = EmotionClassifier(str(model_path)), EmotionClassifier(str(path))
+    assert theirs.labels == tuple(renamed)
+    assert np.array_equal(ours.predict(faces), theirs.predict(faces))
 
 
 def test_a_damaged_copy_of_the_shipped_model_is_refused(tmp_path):

@@ -40,7 +40,7 @@ def test_example_config_is_valid():
     ("[source]\ncamera = \"front\"\n", "[source] camera: expected a camera index"),
     ("[source]\ncamera = 0\npath = \"a.mp4\"\n", "give camera or path, not both"),
     ("[cloud]\nhost = \"x\"\n", "[cloud]: unknown section"),
-    ("[sessions.valence]\njoy = 1.0\n", "unknown emotion 'joy'"),
+    ("[sessions.valence]\n\"Big Smile\" = 1.0\n", "'Big Smile' is not a label name"),
     ("[mqtt]\nhots = \"x\"\n", "[mqtt] hots: unknown key"),
     ("[log\n", "not valid TOML"),
     ("[model]\nmargin = 10\n", "[model] margin: expected a number in 0..1, got 10"),

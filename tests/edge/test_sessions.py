@@ -7,6 +7,7 @@ import pytest
 
 from fer_edge.core.labels import LABELS
 from fer_edge.kiosk.sessions import SessionTracker, satisfaction
+from conftest import run_cli
 
 
 def onehot(label, p=0.9):
@@ -84,3 +85,28 @@ def test_a_face_that_stays_for_hours_keeps_only_the_exit_window():
     s = tracker.flush()[0]
     assert s.frames == 2 * 3600 * fps and s.shares["happy"] == pytest.approx(0.5)
     assert s.exit_emotion == "sad"
+
+
+def test_a_models_own_labels_are_weighed_by_name_and_config_show_names_the_unweighed(model_path, tmp_path):
+    """A label with no valence counts as 0, an override gives it one, and `config show` says which."""
+    from fer_edge.kiosk.sessions import satisfaction, valences
+    from fer_edge.model.metadata import embed_metadata, read_metadata
+
+    labels = ("angry", "confused", "fear", "happy", "sad", "surprise", "neutral")
+    weights = valences(labels, {"surprise": 0.0})
+    assert weights["confused"] == 0.0 and weights["happy"] == 1.0 and weights["surprise"] == 0.0
+    confused = np.eye(7)[1]
+    assert satisfaction(confused, weights, labels) == 50.0
+    assert satisfaction(confused, valences(labels, {"confused": -0.4}), labels) == 30.0
+
+    data = model_path.read_bytes()
+    model = tmp_path / "confused.tflite"
+    model.write_bytes(embed_metadata(data, dict(read_metadata(data), labels=list(labels))))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[model]\npath = "{model}"\n')
+    shown = run_cli("fer-edge", "config", "show", "--config", config)
+    assert shown.returncode == 0, shown.stderr
+    assert "confused 0" in shown.stdout and "confused: no valence given, counted as 0" in shown.stdout
+    config.write_text(f'[model]\npath = "{model}"\n[sessions.valence]\nconfused = -0.4\n')
+    shown = run_cli("fer-edge", "config", "show", "--config", config)
+    assert "confused -0.4" in shown.stdout and "counted as 0" not in shown.stdout

@@ -19,7 +19,6 @@ from mqtt_helpers import Broker, Recorder, make_visits_video
 
 HA_PYTHON = Path(os.environ.get("FER_EDGE_HA_PYTHON") or ROOT / ".ha-venv" / "bin" / "python")
 pytestmark = [pytest.mark.slow, pytest.mark.needs_broker, pytest.mark.home_assistant]
-LABEL_STATES = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
 
 
 def ha_version():
@@ -32,11 +31,16 @@ def ha_version():
     return tuple(int(part) for part in found.stdout.strip().split(".")[:2])
 
 
-@pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café"])
-def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_path, device_id):
+@pytest.mark.parametrize("device_id, model", [("Kiosk 1.lan", "model_path"), ("café", "model_path"),
+                                              ("six classes", "six_class_model")])
+def test_home_assistant_accepts_and_follows_the_device(request, tmp_path, photos, device_id, model):
+    """The shipped model under two awkward device ids, and a six-class model of its own labels."""
+    from fer_edge.model.classify import EmotionClassifier
     from fer_edge.outputs.mqtt import entity_slug
 
     version = ha_version()
+    model_path = request.getfixturevalue(model)
+    labels = EmotionClassifier(str(model_path)).labels
     slug = f"fer_edge_{entity_slug(device_id)}"
     broker = Broker(tmp_path).start()
     recorder = Recorder(broker.port, topics=("homeassistant/#",))
@@ -86,7 +90,9 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
     states = lambda key: [h["state"] for h in history.get(by_key[key], [])]  # noqa: E731
     numbers = lambda key: [float(s) for s in states(key) if s not in ("unknown", "unavailable")]  # noqa: E731
     # The emotion sensor follows the visitor, and the people count goes up and back to 0.
-    assert set(states("emotion")) & LABEL_STATES, states("emotion")
+    emotions = set(states("emotion")) - {"unknown", "unavailable"}
+    assert emotions and emotions <= set(labels), states("emotion")
+    assert history[by_key["emotion"]][-1]["attributes"].get("options") == list(labels)
     assert "1" in states("people") and "0" in states("people"), states("people")
     # Each finished visit sets the satisfaction (0-100, with its attributes) and fires the event.
     scores = numbers("satisfaction")
@@ -94,7 +100,7 @@ def test_home_assistant_accepts_and_follows_the_device(tmp_path, photos, model_p
     last = [h for h in history[by_key["satisfaction"]] if h["state"] not in ("unknown", "unavailable")][-1]
     assert {"exit_emotion", "dominant", "duration", "ended_by", "exit_probs"} <= set(last["attributes"])
     fired = [h for h in history[by_key["visit"]] if h["attributes"].get("event_type") == "visit"]
-    assert len(fired) >= 3 and fired[-1]["attributes"]["exit_emotion"] in LABEL_STATES
+    assert len(fired) >= 3 and fired[-1]["attributes"]["exit_emotion"] in labels
     assert states("online")[-1] == "off" and report["offline_seen"]
     # HA's recorder keeps long-term statistics of the numeric sensors, with their units, its
     # own validation finds nothing to repair, and the 5-minute statistics hold what happened.

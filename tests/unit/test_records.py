@@ -8,13 +8,12 @@ from fer_edge.core.labels import LABELS
 def test_the_view_follows_the_largest_face_and_lists_visits_in_progress():
     from fer_edge.kiosk.sessions import SessionTracker
     from fer_edge.core.records import View
+    from fer_edge.vision.track import Track
 
-    class Track:
-        def __init__(self, id, box, label):
-            self.id, self.box, self.label, self.confidence = id, box, label, 0.8
-            self.probs = np.eye(7)[LABELS.index(label)]
+    def track(id, box, label):
+        return Track(id, box, np.eye(7)[LABELS.index(label)] * 0.8 + 0.2 / 7, 0.0, 0.0)
 
-    near, far = Track(1, (0, 0, 120, 120), "happy"), Track(2, (300, 0, 40, 40), "sad")
+    near, far = track(1, (0, 0, 120, 120), "happy"), track(2, (300, 0, 40, 40), "sad")
     sessions = SessionTracker(min_seconds=1.0, gap_seconds=3.0)
     for t in range(3):
         sessions.update(float(t), [far, near])

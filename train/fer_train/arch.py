@@ -13,7 +13,7 @@ parameters (the model file). docs/model.md compares their speed.
 
 import keras
 from keras import layers
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from fer_edge.core.labels import LABELS
 
@@ -117,10 +117,39 @@ ARCHITECTURES = {
 }
 
 
-def build(name: str) -> keras.Model:
+def build(name: str, n_classes: int = len(LABELS)) -> keras.Model:
+    """Architecture `name` with one logit per class."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name]()
+    model = ARCHITECTURES[name]()
+    return model if n_classes == len(LABELS) else with_head(model, n_classes)
+
+
+def with_head(model: keras.Model, n_classes: int) -> keras.Model:
+    """The same network (its layers shared) with a fresh `logits` layer of `n_classes` outputs."""
+    features = model.get_layer("dropout").output
+    return keras.Model(model.input, layers.Dense(n_classes, name="logits")(features), name=model.name)
+
+
+def transfer(source: keras.Model, target: keras.Model, source_labels: Sequence[str],
+             target_labels: Sequence[str]) -> List[str]:
+    """Copy `source`'s weights into `target`, a copy of its network with another label set:
+    every layer but the head whole, and the head's weights of each label they share. The
+    labels that `source` does not know start from the fresh head; they are returned."""
+    for layer in target.layers:
+        if layer.name != "logits" and layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    old_kernel, old_bias = source.get_layer("logits").get_weights()
+    kernel, bias = target.get_layer("logits").get_weights()
+    new = []
+    for j, label in enumerate(target_labels):
+        if label in source_labels:
+            i = list(source_labels).index(label)
+            kernel[:, j], bias[j] = old_kernel[:, i], old_bias[i]
+        else:
+            new.append(label)
+    target.get_layer("logits").set_weights([kernel, bias])
+    return new
 
 
 def multiply_adds(model: keras.Model) -> int:

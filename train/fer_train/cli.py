@@ -14,7 +14,8 @@ import numpy as np
 from fer_edge.model.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
 from fer_edge.core.errors import guarded
 
-from .run_folder import BEST, LAST, FitConfig, read_run_state
+from .folders import FolderOptions, is_folder_dataset, read_folder_dataset
+from .run_folder import BEST, LAST, FitConfig, parent_labels_of, read_run_state
 
 
 # Options that more than one command takes, defined once.
@@ -58,6 +59,45 @@ def _load_splits(data_path, limit=None):
     return data
 
 
+def _load_training_data(data_path, limit, options, fer2013_path):
+    """The CSV's splits, or a folder dataset's (with its split record); FER2013's PrivateTest
+    in the data's labels when `fer2013_path` is given, to measure what fine-tuning forgets."""
+    if not os.path.exists(data_path):
+        raise click.ClickException(f"{data_path}: no such file or folder")
+    if not is_folder_dataset(data_path):
+        if options != FolderOptions(seed=options.seed):
+            raise click.ClickException("--classes, --detect and --group read folder datasets; "
+                                       f"{data_path} is a file")
+        return _load_splits(data_path, limit), None
+    try:
+        data, record = read_folder_dataset(data_path, options, limit, say=click.echo)
+        if fer2013_path:
+            private = read_fer2013(fer2013_path, usage="PrivateTest").relabelled(data["train"].label_names)
+            data["fer2013"] = private.subset(np.arange(min(limit or len(private), len(private))))
+            click.echo(f"FER2013 PrivateTest in these labels: {private.summary()}")
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    return data, record
+
+
+def _check_parent_labels(init_from, labels, new_head):
+    try:
+        parent = parent_labels_of(init_from)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if parent != tuple(labels) and not new_head:
+        raise click.ClickException(f"the data's classes ({', '.join(labels)}) are not {init_from}'s labels "
+                                   f"({', '.join(parent)}): pass --new-head to give the model a new output layer")
+
+
+def _fine_tune_defaults(init_from, epochs, lr, patience, one_warp):
+    """Starting from a trained model: a short cycle at a lower peak, the device's one-warp
+    geometry. From scratch: the full recipe."""
+    if init_from:
+        return epochs or 12, lr or 5e-4, 0 if patience is None else patience, True if one_warp is None else one_warp
+    return epochs or 45, lr or 2e-3, 15 if patience is None else patience, bool(one_warp)
+
+
 def _ferplus_vote_shares(path, rows):
     """(N,7) FER+ vote shares of the faces at CSV data rows `rows`; a one-line error if the file is unusable."""
     try:
@@ -86,18 +126,32 @@ def _require_run(folder, needs=LAST):
 
 
 def _echo_metrics(metrics, what):
-    for key, name in (("val", "PublicTest"), ("test", "PrivateTest")):
+    for key in ("val", "test", "fer2013"):
         if key in metrics:
-            click.echo(f"{name}: accuracy {metrics[key]['accuracy'] * 100:.2f}%, macro-F1 {metrics[key]['macro_f1'] * 100:.2f}% ({what})")
+            name = {"fer2013": "FER2013 PrivateTest"}.get(key, metrics[key].get("usage", key))
+            before = metrics.get("before", {}).get(key)
+            was = f"; before fine-tuning {before['accuracy'] * 100:.2f}%, macro-F1 {before['macro_f1'] * 100:.2f}%" if before else ""
+            click.echo(f"{name}: accuracy {metrics[key]['accuracy'] * 100:.2f}%, macro-F1 "
+                       f"{metrics[key]['macro_f1'] * 100:.2f}% ({what}){was}")
 
 
 @main.command()
-@TRAINING_DATA
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, a `fer-train pack` file, or a folder of "
+                   "class folders (or of train/, test/ and optionally val/ folders of class folders).")
+@click.option("--classes", default=None, help="Folder datasets: pick and order these classes (a,b,c).")
+@click.option("--detect", is_flag=True, help="Folder datasets of photos: crop each face with the device's detector.")
+@click.option("--group", default=None, metavar="REGEX",
+              help="Folder datasets: files whose names give the same first match group (a person, a sequence) "
+                   "stay on one side of the split.")
+@click.option("--fer2013", "fer2013_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="With a folder dataset: also measure FER2013 PrivateTest (in its labels) before and after.")
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
-@EPOCHS
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs (default 45; 12 with --init-from).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@PEAK_LR
-@click.option("--patience", default=15, show_default=True, type=click.IntRange(0), help="Early-stop epochs (0: off).")
+@click.option("--lr", default=None, type=float, help="Peak learning rate, AdamW (default 2e-3; 5e-4 with --init-from).")
+@click.option("--patience", default=None, type=click.IntRange(0),
+              help="Early-stop epochs, 0: off (default 15; 0 with --init-from).")
 @SEED
 @LIMIT
 @click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
@@ -106,6 +160,9 @@ def _echo_metrics(metrics, what):
               help="Start from this finished run's last weights, or a shipped model's float32 twin "
                    "(models/NAME-float32.tflite): a warm restart with a new warm-up and cosine cycle. "
                    "A deeper --arch that only adds residual blocks (fercnn-d from fercnn) grows from it.")
+@click.option("--new-head", is_flag=True,
+              help="With --init-from a model of other labels: give it a new output layer for the data's classes "
+                   "(the labels both share keep their weights).")
 @click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Distil from this fer-edge .tflite model (repeat for an ensemble; each also sees the mirror image).")
 @DISTILL_WEIGHT
@@ -121,35 +178,46 @@ def _echo_metrics(metrics, what):
 @click.option("--camera-augment", is_flag=True,
               help="Also show the model faces as a detector and camera hand them over: box jitter, "
                    "small faces scaled up, blur, JPEG, gamma, noise.")
-@click.option("--one-warp", is_flag=True,
-              help="Flip, rotate, zoom and shift each face in one resampling instead of a chain of "
-                   "layers that softens it (sharper training faces).")
+@click.option("--one-warp/--chained-warp", default=None,
+              help="Flip, rotate, zoom and shift each face in one resampling, as the device crops, instead of a "
+                   "chain of layers that softens it (default: one warp with --init-from, else chained).")
 @CLASS_BALANCE
-def fit(data_path: str, arch: str, epochs: int, batch_size: int, lr: float, patience: int, seed: int,
-        limit: Optional[int], out: str, resume: bool, init_from: Optional[str], teachers: Tuple[str, ...],
-        distill_weight: float, temperature: float, live_teachers: bool, ferplus_path: Optional[str],
-        ferplus_weight: float, camera_augment: bool, one_warp: bool, class_balance: float) -> None:
-    """Train on Training, select on PublicTest, report PrivateTest."""
+def fit(data_path: str, classes: Optional[str], detect: bool, group: Optional[str], fer2013_path: Optional[str],
+        arch: str, epochs: Optional[int], batch_size: int, lr: Optional[float], patience: Optional[int], seed: int,
+        limit: Optional[int], out: str, resume: bool, init_from: Optional[str], new_head: bool,
+        teachers: Tuple[str, ...], distill_weight: float, temperature: float, live_teachers: bool,
+        ferplus_path: Optional[str], ferplus_weight: float, camera_augment: bool, one_warp: Optional[bool],
+        class_balance: float) -> None:
+    """Train on Training (or train/), select on PublicTest (val), report PrivateTest (test)."""
     _quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
         _require_run(init_from)
         if os.path.realpath(init_from) == os.path.realpath(out):
             raise click.ClickException("--init-from must be another run folder than --out (a new run clears --out)")
-    data = _load_splits(data_path, limit)
+    options = FolderOptions(classes=tuple(c.strip() for c in (classes or "").split(",") if c.strip()),
+                            detect=detect, group=group, seed=seed)
+    data, folder = _load_training_data(data_path, limit, options, fer2013_path)
+    if ferplus_path and folder:
+        raise click.ClickException("--ferplus votes belong to the FER2013 CSV's rows, not to a folder dataset")
     votes = _ferplus_vote_shares(ferplus_path, data["train"].rows) if ferplus_path else None
+    if init_from:
+        _check_parent_labels(init_from, data["train"].label_names, new_head)
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
+    epochs, lr, patience, one_warp = _fine_tune_defaults(init_from, epochs, lr, patience, one_warp)
     config = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                        teachers=teachers, distill_weight=distill_weight, temperature=temperature,
                        live_teachers=live_teachers, ferplus=ferplus_path, ferplus_weight=ferplus_weight,
-                       camera_augment=camera_augment, one_warp=one_warp, class_weight_power=class_balance)
+                       camera_augment=camera_augment, one_warp=one_warp, class_weight_power=class_balance,
+                       labels=tuple(data["train"].label_names))
     try:
         metrics = run_fit(data, out, config, resume=resume, command=_this_command(), init_from=init_from,
-                          ferplus_votes=votes)
+                          ferplus_votes=votes, folder=folder)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_metrics(metrics, f"float, best epoch {metrics['best_epoch']}")
-    click.echo(f"wrote {out}/best.keras, history.csv, metrics.json, confusion.png, curves.png")
+    click.echo(f"wrote {out}/best.keras, history.csv, metrics.json, confusion.png, curves.png"
+               + (", split.json" if folder else ""))
 
 
 @main.command()

@@ -19,6 +19,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
+from fer_edge.core.labels import LABELS
 from fer_edge.model.classify import EmotionClassifier
 from fer_edge.model.metadata import ModelError
 from fer_edge.model.provenance import Provenance, Teacher
@@ -69,11 +70,16 @@ def _soften(probabilities, temperature):
     return soft / soft.sum(axis=1, keepdims=True)
 
 
-def describe_teachers(paths: Sequence[str]) -> Tuple[Teacher, ...]:
-    """What the model card needs to know of each teacher (its file and measured accuracy)."""
+def describe_teachers(paths: Sequence[str], labels: Sequence[str] = LABELS) -> Tuple[Teacher, ...]:
+    """What the model card needs to know of each teacher (its file and measured accuracy).
+    A teacher must speak the student's labels: ValueError otherwise."""
     described = []
     for path in paths:
-        meta = EmotionClassifier(path).metadata
+        classifier = EmotionClassifier(path)
+        if classifier.labels != tuple(labels):
+            raise ValueError(f"{path}: a teacher with labels {', '.join(classifier.labels)} cannot teach a model "
+                             f"of {', '.join(labels)}")
+        meta = classifier.metadata
         provenance = Provenance.from_json(meta.get("provenance"))
         private = meta.get("accuracy", {}).get("PrivateTest", {}).get("accuracy")
         described.append(Teacher(model=os.path.basename(path), quantization=meta.get("quantization"),

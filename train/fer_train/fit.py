@@ -20,17 +20,18 @@ from fer_edge.core.labels import LABELS
 from fer_edge.model.metrics import classification_report
 from fer_edge.model.provenance import Ancestor, Distillation, FerPlusVotes, Provenance
 
-from .arch import ARCHITECTURES, build
+from .arch import ARCHITECTURES, build, transfer
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
 from .recipe import RunRecorder, class_weights, clear_run, new_run_state, write_json
-from .run_folder import LAST, FitConfig, RunRecord, read_run_state
+from .run_folder import LAST, FitConfig, RunRecord, parent_labels_of, read_run_state
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: Optional[Callable] = None,
                  weights: Optional[np.ndarray] = None, shuffle: bool = False, smoothing: float = 0.0,
-                 mixes: Sequence[Tuple[np.ndarray, float]] = (), live: Optional[Tuple[Callable, float]] = None) -> Any:
+                 mixes: Sequence[Tuple[np.ndarray, float]] = (), live: Optional[Tuple[Callable, float]] = None,
+                 n_classes: int = len(LABELS)) -> Any:
     """tf.data pipeline of (float32 N,48,48,1 in 0..255, targets[, sample weights]).
 
     Targets are the one-hot labels, smoothed, then mixed in turn with each `(probabilities
@@ -39,9 +40,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: 
     voted on) keeps its target. `live` (`(teachers, weight)`, distill.Teachers) mixes
     in the teachers' probabilities over each augmented batch instead, after augmentation.
     """
-    targets = keras.utils.to_categorical(labels, len(LABELS)).astype(np.float32)
+    targets = keras.utils.to_categorical(labels, n_classes).astype(np.float32)
     if smoothing:
-        targets = targets * (1.0 - smoothing) + smoothing / len(LABELS)
+        targets = targets * (1.0 - smoothing) + smoothing / n_classes
     for probabilities, weight in mixes:
         known = (probabilities.sum(axis=1) > 0)[:, None]
         targets = np.where(known, (1.0 - weight) * targets + weight * probabilities, targets).astype(np.float32)
@@ -72,7 +73,8 @@ def predict_labels(model: Any, images: np.ndarray, batch_size: int = 512) -> np.
 
 
 def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: Optional[str] = None,
-        init_from: Optional[str] = None, ferplus_votes: Optional[np.ndarray] = None) -> dict:
+        init_from: Optional[str] = None, ferplus_votes: Optional[np.ndarray] = None,
+        folder: Optional[dict] = None) -> dict:
     """Train on data['train'], select on data['val'] (PublicTest), report on data['test'].
 
     `init_from` (a finished run folder, or a shipped model's float32 twin `*-float32.tflite`)
@@ -90,6 +92,10 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
     `camera_augment` adds the effects of a detector and a camera (camera.py) after the
     usual augmentation; `one_warp` does its geometry in one resampling (augment.py);
     `class_weight_power` weighs rare classes up (0: not at all, 1: fully balanced).
+
+    The model has one output per `config.labels`; a parent with other labels gives all its
+    weights but the head's, and the head's of the labels both share. `folder` (a folder
+    dataset's split record) is kept in the run folder as split.json.
     """
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, "state.json")
@@ -110,8 +116,8 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
         if resume:
             print(f"nothing to resume in {out}; starting a new run", flush=True)
         clear_run(out)
-        model = build(config.arch)
-        parent = _load_parent(init_from, config.arch, model, data["train"].images) if init_from else None
+        model = build(config.arch, len(config.labels))
+        parent = _load_parent(init_from, config.arch, model, data["train"].images, config.labels) if init_from else None
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
@@ -119,18 +125,22 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
         )
         initial_epoch = 0
         state = new_run_state(config.to_json(), command, model, data)
+        if folder:
+            state["data"] = {k: v for k, v in folder.items() if k not in ("train", "val", "test")}
+            write_json(os.path.join(out, "split.json"), folder)
         if parent:
             state["init_from"] = parent.to_json()
+            state["before"] = _measure_before(model, data, config.labels)
         if config.teachers:
             from .distill import describe_teachers
-            state["distilled"] = Distillation(describe_teachers(config.teachers), config.distill_weight,
+            state["distilled"] = Distillation(describe_teachers(config.teachers, config.labels), config.distill_weight,
                                               config.temperature, config.live_teachers).to_json()
         if config.ferplus and ferplus_votes is not None:
             state["ferplus"] = FerPlusVotes(os.path.basename(config.ferplus), config.ferplus_weight,
                                             int((ferplus_votes.sum(axis=1) > 0).sum())).to_json()
         write_json(state_path, state)
     train, val = data["train"], data["val"]
-    weights = class_weights(train.labels, config.class_weight_power)
+    weights = class_weights(train.labels, config.class_weight_power, len(config.labels))
     mixes = []
     live = None
     if config.teachers and config.live_teachers:
@@ -152,8 +162,8 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
         augment = usual
     train_ds = make_dataset(train.images, train.labels, config.batch_size, config.seed,
                             augment=augment, weights=weights, shuffle=True,
-                            smoothing=config.smoothing, mixes=mixes, live=live)
-    val_ds = make_dataset(val.images, val.labels, 512, config.seed)
+                            smoothing=config.smoothing, mixes=mixes, live=live, n_classes=len(config.labels))
+    val_ds = make_dataset(val.images, val.labels, 512, config.seed, n_classes=len(config.labels))
     steps = math.ceil(len(train.labels) / config.batch_size)
     os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
     recorder = RunRecorder(out, state["config"], steps, state)
@@ -163,15 +173,36 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
     return finish(out, data, state)
 
 
-def _load_parent(source, arch, model, train_images):
+def _load_parent(source, arch, model, train_images, labels):
     """Copy a finished run's last weights (or a shipped float32 twin's) into `model`;
-    return what the card needs to know of the parent."""
+    return what the card needs to know of the parent. A parent with other labels is loaded
+    into a model of its own labels first, then transferred (arch.transfer)."""
+    parent_labels = parent_labels_of(source)
+    staged = model if parent_labels == tuple(labels) else build(arch, len(parent_labels))
     if source.endswith(".tflite"):
-        return _load_twin_parent(source, arch, model, train_images)
-    parent = RunRecord.from_state(read_run_state(source, LAST))
-    trained = keras.models.load_model(os.path.join(source, "last.keras"), compile=False)
-    grown = _copy_or_grow(trained, model, parent.arch, arch, source)
-    return dataclasses.replace(parent.as_ancestor(source, parent.epoch), **grown)
+        ancestor = _load_twin_parent(source, arch, staged, train_images)
+    else:
+        parent = RunRecord.from_state(read_run_state(source, LAST))
+        trained = keras.models.load_model(os.path.join(source, "last.keras"), compile=False)
+        grown = _copy_or_grow(trained, staged, parent.arch, arch, source)
+        ancestor = dataclasses.replace(parent.as_ancestor(source, parent.epoch), **grown)
+    if staged is not model:
+        new = transfer(staged, model, parent_labels, labels)
+        print(f"new head for {', '.join(labels)}: {', '.join(new) or 'no label'} new, the others from "
+              f"{os.path.basename(os.path.normpath(source))}", flush=True)
+    return dataclasses.replace(ancestor, labels=parent_labels if staged is not model else None)
+
+
+def _measure_before(model, data, labels):
+    """Accuracy of the starting weights on the held-out faces (and FER2013 PrivateTest, when
+    given): what fine-tuning is measured against."""
+    before = {}
+    for split in ("test", "fer2013"):
+        faces = data.get(split)
+        if faces is not None and len(faces):
+            report = classification_report(faces.labels, predict_labels(model, faces.images), labels)
+            before[split] = {k: report[k] for k in ("n", "accuracy", "macro_f1")}
+    return before
 
 
 def _load_twin_parent(path, arch, model, train_images):
@@ -227,11 +258,14 @@ def finish(out: str, data: dict, state: dict) -> dict:
     for key, name in (("epochs", "averaged_epochs"), ("soup", "soup")):
         if (state.get("averaged") or {}).get(key):
             metrics[name] = state["averaged"][key]
-    for split in ("val", "test"):
+    labels = FitConfig.from_json(state["config"]).labels
+    for split in ("val", "test", "fer2013"):
         faces = data.get(split)
         if faces is not None and len(faces):
-            metrics[split] = classification_report(faces.labels, predict_labels(best, faces.images))
+            metrics[split] = classification_report(faces.labels, predict_labels(best, faces.images), labels)
             metrics[split]["usage"] = faces.usage[0] if faces.usage is not None and len(faces.usage) else split
+    if state.get("before"):
+        metrics["before"] = state["before"]
     write_json(os.path.join(out, "metrics.json"), metrics)
     plot_curves(os.path.join(out, "history.csv"), os.path.join(out, "curves.png"))
     report = metrics.get("test") or metrics.get("val")

@@ -46,9 +46,9 @@ def photometric_layers(seed: int) -> list:
     ]
 
 
-def class_weights(labels: np.ndarray, power: float = 0.5) -> np.ndarray:
+def class_weights(labels: np.ndarray, power: float = 0.5, n_classes: int = len(LABELS)) -> np.ndarray:
     """Inverse-frequency weights softened by `power` (0: none, 1: fully balanced), mean 1."""
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
     return weights / (weights[labels].mean() if len(labels) else 1.0)
 

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Optional, Tuple
 
+from fer_edge.core.labels import LABELS
 from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance
 
 # What each reader takes from a run folder, besides its state.json.
@@ -38,10 +39,12 @@ class FitConfig:
     live_teachers: bool = False
     ferplus: Optional[str] = None    # the FER+ vote file (absolute path) mixed into the targets
     ferplus_weight: float = 0.3
+    labels: Tuple[str, ...] = LABELS   # the model's outputs, in order (the data's class folders)
 
     def to_json(self) -> dict:
         """The state.json form: teacher and FER+ settings only when they are used."""
         record = dataclasses.asdict(self)
+        record["labels"] = list(self.labels)
         if self.teachers:
             record["teachers"] = list(self.teachers)
         else:
@@ -56,6 +59,7 @@ class FitConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in record.items() if k in known}
         values["teachers"] = tuple(values.get("teachers", ()))
+        values["labels"] = tuple(values.get("labels", LABELS))
         return cls(**values)
 
 
@@ -78,6 +82,8 @@ class RunRecord:
     ferplus: Optional[FerPlusVotes] = None
     averaged: Optional[Averaging] = None
     flip_average: bool = False
+    labels: Tuple[str, ...] = LABELS
+    data: Optional[dict] = None   # how a folder dataset was read and split (FolderOptions' JSON form)
 
     @classmethod
     def from_state(cls, state: dict) -> "RunRecord":
@@ -90,7 +96,8 @@ class RunRecord:
                    train_seconds=state.get("train_seconds") or 0.0,
                    init_from=optional(Ancestor, "init_from"), distilled=optional(Distillation, "distilled"),
                    ferplus=optional(FerPlusVotes, "ferplus"), averaged=optional(Averaging, "averaged"),
-                   flip_average=bool(state.get("flip_average")))
+                   flip_average=bool(state.get("flip_average")),
+                   labels=tuple(state["config"].get("labels") or LABELS), data=state.get("data"))
 
     def as_ancestor(self, run: str, epochs: int) -> Ancestor:
         """This run as the starting point of another."""
@@ -128,3 +135,17 @@ def read_run_state(folder: str, needs: tuple = LAST) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "arch" not in state["config"]:
         raise ValueError(f"{path}: not a fer-train state file (no config.arch)")
     return state
+
+
+def parent_labels_of(source: str) -> Tuple[str, ...]:
+    """The labels of a model a run may start from: a run folder's, or a float32 twin's
+    metadata. Raises ValueError with a one-line reason when it cannot be read."""
+    if source.endswith(".tflite"):
+        from fer_edge.model.metadata import ModelError, read_metadata
+
+        try:
+            with open(source, "rb") as f:
+                return tuple(read_metadata(f.read(), source)["labels"])
+        except (OSError, ModelError) as exc:
+            raise ValueError(str(exc).splitlines()[0]) from None
+    return RunRecord.from_state(read_run_state(source, LAST)).labels

@@ -19,9 +19,9 @@ CAMERA_LOST = "camera lost"
 CUT_ENDINGS = (STOPPED, CAMERA_LOST)
 
 
-def emotion_mix(probs: Iterable[float]) -> Dict[str, float]:
-    """{label: probability} rounded for output, in LABELS order."""
-    return {label: round(float(p), 4) for label, p in zip(LABELS, probs)}
+def emotion_mix(probs: Iterable[float], labels: Sequence[str] = LABELS) -> Dict[str, float]:
+    """{label: probability} rounded for output, in the model's label order."""
+    return {label: round(float(p), 4) for label, p in zip(labels, probs)}
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class TrackUpdate:
     def of(cls, track: Any, device: str, frame: int, ts: float, analysed: bool = True) -> "TrackUpdate":
         """From a tracker's track (id, box, label, confidence, probs)."""
         return cls(round(ts, 3), device, frame, track.id, track.label, round(track.confidence, 4),
-                   emotion_mix(track.probs), Box.of(track.box), analysed)
+                   emotion_mix(track.probs, track.labels), Box.of(track.box), analysed)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -89,8 +89,8 @@ class View:
         main = max(tracks, key=lambda t: t.box[2] * t.box[3], default=None)
         if main is None:
             return cls(round(ts, 3), device, 0, None, None, {}, None, visits)
-        return cls(round(ts, 3), device, len(tracks), main.label, round(main.confidence, 4), emotion_mix(main.probs),
-                   main.id, visits)
+        return cls(round(ts, 3), device, len(tracks), main.label, round(main.confidence, 4),
+                   emotion_mix(main.probs, main.labels), main.id, visits)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -113,7 +113,7 @@ class Pipeline:
             t1 = time.perf_counter()
             faces = self.analyzer.classify(image, found)
             t2 = time.perf_counter()
-            probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, 7)
+            probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, len(self.analyzer.labels))
             tracks = self.tracker.update(found, probabilities, t, frames=self.frames_since_analysis)
             self.cadence.analysed(t)
             self.frames_since_analysis = 0

@@ -11,7 +11,7 @@ maps that mean onto 0..100 through configurable valence weights.
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,9 +26,22 @@ DEFAULT_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -0.6, "happy": 1.0, "
                    "surprise": 0.3, "neutral": 0.0}
 
 
-def satisfaction(probs: np.ndarray, valence: Dict[str, float] = DEFAULT_VALENCE) -> float:
+def valences(labels: Sequence[str], overrides: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    """Each label's valence: the override, else the built-in one, else 0 (a label of a model's
+    own that no one has weighed counts as neither pleasant nor unpleasant)."""
+    weights = dict(DEFAULT_VALENCE, **(overrides or {}))
+    return {label: float(weights.get(label, 0.0)) for label in labels}
+
+
+def unweighed(labels: Sequence[str], overrides: Optional[Dict[str, float]] = None) -> List[str]:
+    """The labels whose valence is 0 only because nothing gives them one."""
+    return [label for label in labels if label not in DEFAULT_VALENCE and label not in (overrides or {})]
+
+
+def satisfaction(probs: np.ndarray, valence: Dict[str, float] = DEFAULT_VALENCE,
+                 labels: Sequence[str] = LABELS) -> float:
     """0..100: 50 + 50 x the valence-weighted mean of the probabilities."""
-    weights = np.array([valence[label] for label in LABELS])
+    weights = np.array([valence.get(label, 0.0) for label in labels])
     return float(np.clip(50.0 + 50.0 * float(np.dot(weights, probs)), 0.0, 100.0))
 
 
@@ -43,12 +56,16 @@ class Session:
     last_seen: float
     box: Sequence[float]
     exit_seconds: float
+    labels: Tuple[str, ...] = LABELS
     tracks: set = field(default_factory=set)
     frames: int = 0
-    label_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS), np.int64))
+    label_counts: np.ndarray = field(init=False)
     recent: deque = field(default_factory=deque)  # (t, probs) within exit_seconds of last_seen
     confirmed: bool = False
     clock_at_start: float = 0.0   # the wall clock's steps so far when the visit began
+
+    def __post_init__(self) -> None:
+        self.label_counts = np.zeros(len(self.labels), np.int64)
 
     def add(self, t: float, probs: np.ndarray, box: Sequence[float], track_id: int) -> None:
         probs = np.asarray(probs, np.float64)
@@ -65,9 +82,10 @@ class Session:
         exit_probs = np.stack([p for _, p in self.recent]).mean(axis=0)
         return Visit(id=self.id, device=device_id, start=round(clock.wall_of(self.started), 3),
                      end=round(clock.wall_of(self.last_seen), 3), duration=round(self.last_seen - self.started, 2),
-                     frames=self.frames, shares=emotion_mix(shares), dominant=LABELS[int(shares.argmax())],
-                     exit_emotion=LABELS[int(exit_probs.argmax())], exit_probs=emotion_mix(exit_probs),
-                     satisfaction=round(satisfaction(exit_probs, valence), 1), tracks=sorted(self.tracks),
+                     frames=self.frames, shares=emotion_mix(shares, self.labels),
+                     dominant=self.labels[int(shares.argmax())], exit_emotion=self.labels[int(exit_probs.argmax())],
+                     exit_probs=emotion_mix(exit_probs, self.labels),
+                     satisfaction=round(satisfaction(exit_probs, valence, self.labels), 1), tracks=sorted(self.tracks),
                      ended_by=ended_by, clock_step=round(clock.stepped - self.clock_at_start, 1))
 
 
@@ -83,9 +101,10 @@ class SessionTracker:
 
     def __init__(self, min_seconds: float = 1.0, gap_seconds: float = 3.0, exit_seconds: float = 3.0,
                  valence: Optional[Dict[str, float]] = None, device_id: str = "fer-edge",
-                 clock: Optional[WallClock] = None):
+                 clock: Optional[WallClock] = None, labels: Sequence[str] = LABELS):
         self.min_seconds, self.gap_seconds, self.exit_seconds = min_seconds, gap_seconds, exit_seconds
-        self.valence = dict(DEFAULT_VALENCE, **(valence or {}))
+        self.labels = tuple(labels)
+        self.valence = valences(self.labels, valence)
         self.device_id = device_id
         self.clock = clock or WallClock(0.0)
         self.by_track: Dict[int, "Session"] = {}   # track id -> Session
@@ -101,7 +120,7 @@ class SessionTracker:
             if session is None:
                 session = (self._continuing(t, track.box)
                            or Session(uuid.uuid4().hex, t, t, track.box, self.exit_seconds,
-                                      clock_at_start=self.clock.stepped))
+                                      labels=self.labels, clock_at_start=self.clock.stepped))
                 if session not in self.open:
                     self.open.append(session)
                 self.by_track[track.id] = session
@@ -113,7 +132,7 @@ class SessionTracker:
     def in_progress(self, t: float) -> List[VisitInProgress]:
         """The visits going on now (seen within the gap, longer than min_seconds)."""
         return [VisitInProgress(round(self.clock.wall_of(s.started), 3), round(t - s.started, 1),
-                                LABELS[int(s.recent[-1][1].argmax())])
+                                self.labels[int(s.recent[-1][1].argmax())])
                 for s in self.open if s.confirmed and t - s.last_seen <= self.gap_seconds]
 
     def _continuing(self, t, box):

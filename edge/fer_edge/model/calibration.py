@@ -84,7 +84,7 @@ def calibrate_model(model_path: str, data_path: str, usage: str = "PublicTest", 
     from .metadata import embed_metadata
 
     classifier = EmotionClassifier(model_path)
-    fit_faces, check_faces = (read_dataset(data_path, usage=u) for u in (usage, check_usage))
+    fit_faces, check_faces = (read_dataset(data_path, usage=u, labels=classifier.labels) for u in (usage, check_usage))
     temperature = fit_temperature(classifier.logits(fit_faces.images, 256), fit_faces.labels, classifier.mirror)
     check_logits = classifier.logits(check_faces.images, 256)
     before, after = (probabilities(check_logits, t, classifier.mirror) for t in (1.0, temperature))

@@ -81,6 +81,11 @@ class EmotionClassifier:
             raise ModelError(f"{self.path}: the runtime cannot load it ({str(exc).splitlines()[0]})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        self.labels: Tuple[str, ...] = tuple(self.metadata["labels"])
+        outputs = int(self.output["shape"][-1])
+        if outputs != len(self.labels):
+            raise ModelError(f"{self.path}: the model has {outputs} outputs but its metadata names "
+                             f"{len(self.labels)} labels ({', '.join(self.labels)})")
         # Edge TPU models need their static batch of 1; on the CPU we resize to the batch.
         self.can_batch = delegate != "edgetpu"
         self.batch = int(self.input["shape"][0])
@@ -128,11 +133,11 @@ class EmotionClassifier:
         return out
 
     def predict(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
-        """Probabilities (N,7) for uint8 faces (N,48,48) or one face (48,48)."""
+        """Probabilities (N, labels) for uint8 faces (N,48,48) or one face (48,48)."""
         return probabilities(self.logits(faces, max_batch), self.temperature, self.mirror)
 
     def logits(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
-        """Log-probabilities up to a constant, before calibration: (N,7), or (2,N,7) with
+        """Log-probabilities up to a constant, before calibration: (N, labels), or (2, N, labels) with
         mirror (the faces, then the same faces flipped)."""
         faces = np.asarray(faces)
         if faces.ndim == 2:
@@ -156,7 +161,7 @@ class EmotionClassifier:
                 step, chunk = 1, chunk[:1]
             outputs.append(self._run(chunk))
             start += len(chunk)
-        out = np.concatenate(outputs) if outputs else np.zeros((0, 7), np.float32)
+        out = np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), np.float32)
         return np.log(np.clip(out, 1e-7, None)) if self.output_kind == "probabilities" else out
 
 

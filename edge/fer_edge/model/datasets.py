@@ -7,17 +7,18 @@ counted, never fatal; a malformed CSV row is an error that names its line.
 
 import csv
 import gzip
+import hashlib
 import io
 import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from ..core.labels import LABELS, label_index
+from ..core.labels import LABELS, canonical, label_index
 from .preprocess import SIZE, crop_face
 from ..core.errors import UserError
 
@@ -40,14 +41,37 @@ class Faces:
     unknown_classes: Counter = field(default_factory=Counter)
     usage: Optional[np.ndarray] = None
     names: Optional[list] = None
+    label_names: Tuple[str, ...] = LABELS   # what each index in `labels` means
+    notes: list = field(default_factory=list)  # one line each: what a reader noticed (duplicates, empty classes)
 
     def __len__(self):
         return len(self.labels)
 
     def subset(self, index: Any) -> "Faces":
-        """The faces at `index` (positions or a mask), with their labels, CSV rows and splits."""
+        """The faces at `index` (positions or a mask), with their labels, CSV rows, splits and file names."""
+        index = np.asarray(index)
         usage = None if self.usage is None else self.usage[index]
-        return Faces(images=self.images[index], labels=self.labels[index], rows=self.rows[index], usage=usage)
+        names = None if self.names is None else [self.names[i] for i in np.arange(len(self))[index]]
+        images = ([self.images[i] for i in np.arange(len(self))[index]] if isinstance(self.images, list)
+                  else self.images[index])
+        return Faces(images=images, labels=self.labels[index], rows=self.rows[index], usage=usage,
+                     names=names, label_names=self.label_names)
+
+    def relabelled(self, labels: Sequence[str]) -> "Faces":
+        """The same faces with their labels as indices into `labels`; faces whose label is not
+        among them are left out (and counted in the summary)."""
+        labels = tuple(labels)
+        if labels == self.label_names:
+            return self
+        mapping = np.array([labels.index(n) if n in labels else -1 for n in self.label_names] or [-1])
+        new = mapping[self.labels] if len(self.labels) else self.labels
+        kept = self.subset(new >= 0)
+        kept.labels, kept.label_names = new[new >= 0], labels
+        kept.skipped, kept.unknown_classes = Counter(self.skipped), Counter(self.unknown_classes)
+        for name, n in Counter(self.label_names[i] for i in self.labels[new < 0]).items():
+            kept.unknown_classes[name] += n
+        kept.notes = list(self.notes)
+        return kept
 
     def split(self, usage: str, limit: Optional[int] = None) -> "Faces":
         """The faces of one FER2013 split (Training, PublicTest, PrivateTest), the first `limit`."""
@@ -62,7 +86,7 @@ class Faces:
             parts.append("skipped " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())))
         if self.unknown_classes:
             parts.append("ignored classes " + ", ".join(f"{k} ({n})" for k, n in sorted(self.unknown_classes.items())))
-        return "; ".join(parts)
+        return "; ".join(parts + self.notes)
 
 
 def is_blank(image: np.ndarray) -> bool:
@@ -208,20 +232,32 @@ def _iter_class_files(root):
         raise DatasetError(f"{root}: not a folder of class folders nor a tar archive")
 
 
-def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable] = None) -> "Faces":
+def order_labels(names: Sequence[str]) -> Tuple[str, ...]:
+    """A label set found in folder names: FER2013's in their order, then the others alphabetically."""
+    return tuple([label for label in LABELS if label in names] + sorted(set(names) - set(LABELS)))
+
+
+def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable] = None,
+                       labels: Optional[Sequence[str]] = LABELS) -> "Faces":
     """Read `root/<class>/*.jpg|png|...` (a folder or a .tar/.tar.gz of one).
 
     Returns 48x48 faces from the whole image (raw=False) or the decoded BGR photos
-    (raw=True, for detection first). Unknown classes, non-image, unreadable and blank
-    files are counted in the summary and skipped.
+    (raw=True, for detection first). Class names are read through the aliases public sets
+    use (anger -> angry). Classes outside `labels` are counted and skipped; with `labels`
+    None every class is a label. Non-image, unreadable and blank files are counted and
+    skipped; files with the same bytes as another and classes without an image are noted.
     """
     images: Any = []
-    labels, names = [], []   # type: list, list
+    found, names = [], []   # type: list, list
     skipped: Counter = Counter()
     unknown: Counter = Counter()
+    seen_classes: Dict[str, None] = {}
+    first_of: Dict[str, str] = {}
+    duplicates = []
     for cls, name, data in _iter_class_files(root):
-        index = label_index(cls)
-        if index is None:
+        label = canonical(cls)
+        seen_classes[label] = None
+        if labels is not None and label not in labels:
             unknown[cls] += 1
             continue
         if not name.lower().endswith(IMAGE_SUFFIXES):
@@ -234,17 +270,29 @@ def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable
         if is_blank(image):
             skipped["blank"] += 1
             continue
+        digest = hashlib.sha1(data).hexdigest()
+        if digest in first_of:
+            duplicates.append(f"{name} = {first_of[digest]}")
+        first_of.setdefault(digest, name)
         images.append(image if raw else crop_face(image))
-        labels.append(index)
+        found.append(label)
         names.append(name)
         if progress:
             progress(len(images))
     if not images and not skipped and not unknown:
         raise DatasetError(f"{root}: no class folders with images found")
+    label_set = order_labels(found) if labels is None else tuple(labels)
+    notes = []
+    empty = [label for label in seen_classes if label not in found and (labels is None or label in labels)]
+    if empty:
+        notes.append(f"classes without a usable image: {', '.join(empty)}")
+    if duplicates:
+        notes.append(f"{len(duplicates)} duplicate files (e.g. {', '.join(duplicates[:3])})")
     if not raw:
         images = np.stack(images) if images else np.zeros((0, SIZE, SIZE), np.uint8)
-    return Faces(images=images, labels=np.array(labels, np.int64), rows=np.arange(len(labels)),
-                 skipped=skipped, unknown_classes=unknown, names=names)
+    return Faces(images=images, labels=np.array([label_set.index(f) for f in found], np.int64),
+                 rows=np.arange(len(found)), skipped=skipped, unknown_classes=unknown, names=names,
+                 label_names=label_set, notes=notes)
 
 
 def is_csv(path: str) -> bool:
@@ -252,12 +300,13 @@ def is_csv(path: str) -> bool:
     return str(path).lower().endswith((".csv", ".csv.gz"))
 
 
-def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False) -> "Faces":
-    """A FER2013-style CSV (.csv/.csv.gz) or a folder/archive of class folders."""
+def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False,
+                 labels: Sequence[str] = LABELS) -> "Faces":
+    """A FER2013-style CSV (.csv/.csv.gz) or a folder/archive of class folders, read into `labels`."""
     if is_csv(path):
         if raw:
             raise DatasetError(f"{path}: a CSV holds 48x48 faces already; face detection needs full photos")
-        return read_fer2013(path, usage=usage)
+        return read_fer2013(path, usage=usage).relabelled(labels)
     if not os.path.exists(path):
         raise DatasetError(f"{path}: no such file or folder")
-    return read_class_folders(path, raw=raw)
+    return read_class_folders(path, raw=raw, labels=labels)

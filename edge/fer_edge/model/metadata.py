@@ -11,9 +11,9 @@ import io
 import json
 import zipfile
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from ..core.labels import LABELS
+from ..core.labels import LABELS, label_problem
 from .preprocess import DEFAULT_MARGIN, PREPROCESS_NAME, PREPROCESS_VERSION, SIZE
 from ..core.errors import UserError
 
@@ -27,12 +27,13 @@ class ModelError(UserError):
 
 
 def model_metadata(quantization: str, input_quant: Optional[list] = None, output_quant: Optional[list] = None,
-                   margin: float = DEFAULT_MARGIN,
+                   margin: float = DEFAULT_MARGIN, labels: Sequence[str] = LABELS,
                    **more: Any) -> dict:
-    """The metadata every fer-edge model carries (what `check_metadata` asks for), plus `more`."""
+    """The metadata every fer-edge model carries (what `check_metadata` asks for), plus `more`.
+    `labels` name the model's outputs in order."""
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "labels": list(LABELS),
+        "labels": list(labels),
         "input": {"size": SIZE, "channels": 1, "colour": "grey", "range": "grey levels 0..255",
                   "quantization": input_quant},
         "output": {"kind": "logits", "quantization": output_quant},
@@ -91,8 +92,9 @@ def check_metadata(metadata: dict, source: str = "model") -> dict:
         raise ModelError(f"{source}: metadata is not of format {FORMAT!r}")
     if metadata.get("format_version", 0) > FORMAT_VERSION:
         raise ModelError(f"{source}: metadata format {metadata.get('format_version')} is newer than this fer-edge ({FORMAT_VERSION}); upgrade fer-edge")
-    if tuple(metadata.get("labels", ())) != LABELS:
-        raise ModelError(f"{source}: label order {metadata.get('labels')} differs from {list(LABELS)}")
+    problem = label_problem(metadata.get("labels"))
+    if problem:
+        raise ModelError(f"{source}: {problem}")
     pre = metadata.get("preprocess", {})
     if pre.get("name") != PREPROCESS_NAME or pre.get("version") != PREPROCESS_VERSION:
         raise ModelError(f"{source}: preprocessing {pre.get('name')} v{pre.get('version')} is not {PREPROCESS_NAME} v{PREPROCESS_VERSION}")

@@ -34,9 +34,12 @@ class Ancestor:
     architecture: Optional[str] = None
     grown_from: Optional[str] = None     # a shallower architecture whose weights were grown into this one
     new_blocks: Tuple[str, ...] = ()
+    labels: Optional[Tuple[str, ...]] = None   # its labels, where they differ from the run's (a new head)
 
     def to_json(self) -> dict:
         record = _compact(self)
+        if self.labels:
+            record["labels"] = list(self.labels)
         if self.new_blocks:
             record["new_blocks"] = list(self.new_blocks)
         else:
@@ -47,6 +50,7 @@ class Ancestor:
     def from_json(cls, record: dict) -> "Ancestor":
         values = _known(cls, record)
         values["new_blocks"] = tuple(values.get("new_blocks") or ())
+        values["labels"] = tuple(values["labels"]) if values.get("labels") else None
         values["epochs"] = values.get("epochs") or 0
         values["train_seconds"] = values.get("train_seconds") or 0.0
         return cls(**values)

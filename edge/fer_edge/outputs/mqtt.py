@@ -26,10 +26,11 @@ import unicodedata
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .outbox import Outbox, OutboxSender, Transport
 from ..core.errors import UserError
+from ..core.labels import LABELS
 from ..core.log import say
 from ..core.records import RunStats, TrackUpdate, View, Visit
 from ..core.network import split_host_port
@@ -189,9 +190,10 @@ def entity_slug(device_id: str) -> str:
 
 def discovery_messages(s: MqttSection, device_id: str, configuration_url: Optional[str] = None,
                        model_name: str = "fer-edge", sw_version: Optional[str] = None,
-                       expire_after: int = 30) -> List[Tuple[str, dict]]:
+                       expire_after: int = 30, labels: Sequence[str] = LABELS) -> List[Tuple[str, dict]]:
     """Home Assistant MQTT discovery configs (topic, payload) for this device. The emotion
-    sensor becomes unavailable `expire_after` seconds after the last face left."""
+    sensor is an enum of the model's `labels`; it becomes unavailable `expire_after` seconds
+    after the last face left."""
     base = f"{s.prefix}/{topic_id(device_id)}"
     node, slug = discovery_id(device_id), entity_slug(device_id)
     device = {"identifiers": [f"fer-edge-{device_id}"], "name": f"fer-edge {device_id}",
@@ -207,8 +209,9 @@ def discovery_messages(s: MqttSection, device_id: str, configuration_url: Option
                     "payload_not_available": "offline"}
     diagnostic = {"entity_category": "diagnostic", "state_topic": f"{base}/stats"}
     entities: Dict[Tuple[str, str], dict] = {
-        ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/view",
-                                    value_template="{{ value_json.label }}", icon="mdi:emoticon-outline",
+        ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/view", device_class="enum",
+                                    options=list(labels), value_template="{{ value_json.label }}",
+                                    icon="mdi:emoticon-outline",
                                     json_attributes_topic=f"{base}/view",
                                     json_attributes_template="{{ dict(value_json.probs, confidence="
                                                              "value_json.confidence) | tojson }}",
@@ -260,9 +263,12 @@ class MQTTSink(EventSink, Transport):
     HOLD_SAY_SECONDS = 5.0   # a lock held longer than this is said (short ones are this process's own)
 
     def __init__(self, settings: MqttSection, device_id: str, db_path: str, on_event: Callable[[str], None] = say,
-                 model_name: str = "fer-edge", spill: Optional[Spill] = None, configuration_url: Optional[str] = None):
-        """`settings`: the [mqtt] section; `configuration_url`: the device page, for Home Assistant."""
+                 model_name: str = "fer-edge", spill: Optional[Spill] = None, configuration_url: Optional[str] = None,
+                 labels: Sequence[str] = LABELS):
+        """`settings`: the [mqtt] section; `configuration_url`: the device page, for Home Assistant;
+        `labels`: the model's, which the emotion sensor takes."""
         self.s, self.device_id, self.on_event, self.model_name = settings, device_id, on_event, model_name
+        self.labels = tuple(labels)
         self.configuration_url = configuration_url
         self.server = Broker.from_section(settings)
         self.broker = self.server.address
@@ -375,7 +381,7 @@ class MQTTSink(EventSink, Transport):
 
     def _send_discovery(self):
         for topic, payload in discovery_messages(self.s, self.device_id, self.configuration_url, self.model_name,
-                                                 self.sw_version):
+                                                 self.sw_version, labels=self.labels):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # the outbox's Transport (called from the sender's thread)

@@ -225,9 +225,11 @@ class SQLiteLog(EventSink):
         self.run_id = done.lastrowid if done else None
 
     def update(self, update: TrackUpdate) -> None:
-        box = update.box
+        box, probs = update.box, update.probs
+        other = {label: p for label, p in probs.items() if label not in LABELS}
         self._write(self.insert, (update.ts, update.device, update.frame, update.track, update.label, update.confidence,
-                                  *(update.probs[label] for label in LABELS), box.x, box.y, box.w, box.h))
+                                  *(probs.get(label) for label in LABELS), box.x, box.y, box.w, box.h,
+                                  json.dumps(other) if other else None))
         if time.monotonic() >= self.next_prune:
             self.prune()
 

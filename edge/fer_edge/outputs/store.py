@@ -21,14 +21,15 @@ from ..core.labels import LABELS
 
 Say = Callable[[str], None]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Every table: its columns in order, with their declarations. The shape check reads these.
 TABLES: Dict[str, List[Tuple[str, str]]] = {
     "emotions": [("id", "INTEGER PRIMARY KEY"), ("ts", "REAL NOT NULL"), ("device", "TEXT NOT NULL"),
                  ("frame", "INTEGER NOT NULL"), ("track", "INTEGER NOT NULL"), ("label", "TEXT NOT NULL"),
                  ("confidence", "REAL NOT NULL"), *((f"p_{label}", "REAL") for label in LABELS),
-                 ("x", "REAL"), ("y", "REAL"), ("w", "REAL"), ("h", "REAL")],
+                 ("x", "REAL"), ("y", "REAL"), ("w", "REAL"), ("h", "REAL"),
+                 ("other_probs", "TEXT")],  # JSON: a model's labels that have no p_ column
     "sessions": [("id", "TEXT PRIMARY KEY"), ("device", "TEXT NOT NULL"), ("start", "REAL NOT NULL"),
                  ('"end"', "REAL NOT NULL"), ("duration", "REAL NOT NULL"), ("frames", "INTEGER NOT NULL"),
                  ("dominant", "TEXT NOT NULL"), ("exit_emotion", "TEXT NOT NULL"), ("satisfaction", "REAL NOT NULL"),
@@ -48,7 +49,7 @@ TABLES: Dict[str, List[Tuple[str, str]]] = {
 INDEXES = ["CREATE INDEX IF NOT EXISTS emotions_ts ON emotions (ts)",
            "CREATE INDEX IF NOT EXISTS sessions_start ON sessions (start)"]
 # Columns added after their table first shipped: a file without them is migrated, not foreign.
-ADDED_COLUMNS = {("sessions", "ended_by"), ("sessions", "clock_step")}
+ADDED_COLUMNS = {("sessions", "ended_by"), ("sessions", "clock_step"), ("emotions", "other_probs")}
 # What is copied out of a kept-aside file: the visits and the messages not yet delivered.
 RECOVERED_TABLES = ("sessions", "outbox")
 

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
-from ..core.labels import COLOURS, LABELS
+from ..core.labels import LABELS, colour, pleasant_first
 from ..core.records import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
@@ -29,8 +29,17 @@ def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[fl
     return now - value * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
 
 
-def _mix(counter, total):
-    return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in LABELS}
+def _mix(counter, total, labels):
+    return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in labels}
+
+
+def _labels_of(shares):
+    """The labels the visits were read with, in the models' order: FER2013's seven when
+    there are no visits; the union where devices run models with different labels."""
+    seen: Dict[str, None] = {}
+    for mix in shares:
+        seen.update(dict.fromkeys(mix))
+    return tuple(seen) or LABELS
 
 
 def _query(target, columns, tail, args, password=None):
@@ -73,20 +82,22 @@ def build_report(target: str, since: Optional[float] = None, by: str = "hour", d
         item = (score, exit_emotion, json.loads(shares), dominant, why)
         groups.setdefault(key, []).append(item)
         per_device.setdefault(device, []).append(item)
-    periods = [dict(period=key, **_summarise(items)) for key, items in groups.items()]
     everything = [item for items in groups.values() for item in items]
-    report = {"db": describe(str(target)), "since": since, "by": by, "periods": periods, "total": _summarise(everything)}
+    labels = _labels_of(item[2] for item in everything)
+    periods = [dict(period=key, **_summarise(items, labels)) for key, items in groups.items()]
+    report = {"db": describe(str(target)), "since": since, "by": by, "labels": list(labels), "periods": periods,
+              "total": _summarise(everything, labels)}
     if devices or len(per_device) > 1:
-        report["devices"] = [dict(device=name, **_summarise(items)) for name, items in sorted(per_device.items())]
+        report["devices"] = [dict(device=name, **_summarise(items, labels)) for name, items in sorted(per_device.items())]
     return report
 
 
 def empty_report(since: Optional[float] = None, by: str = "hour") -> dict:
     """What build_report says of a log that has no visits yet."""
-    return {"db": None, "since": since, "by": by, "periods": [], "total": _summarise([])}
+    return {"db": None, "since": since, "by": by, "labels": list(LABELS), "periods": [], "total": _summarise([], LABELS)}
 
 
-def _summarise(items):
+def _summarise(items, labels):
     """Visits cut by a stop, a restart or a lost camera count as visits, but not in the
     satisfaction: their exit emotion is the moment of the cut, not of leaving."""
     n = len(items)
@@ -96,8 +107,8 @@ def _summarise(items):
     scored = [i[0] for i in items if i[4] not in CUT_ENDINGS]
     return {"sessions": n, "cut_by_stop": n - len(scored),
             "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
-            "exit_mix": _mix(Counter(i[1] for i in items), n),
-            "emotion_mix": _mix(emotion, n)}
+            "exit_mix": _mix(Counter(i[1] for i in items), n, labels),
+            "emotion_mix": _mix(emotion, n, labels)}
 
 
 def format_table(report: dict) -> str:
@@ -131,11 +142,12 @@ def _row(name, summary):
 def format_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{label}" for label in LABELS),
-                     *(f"emotion_{label}" for label in LABELS)])
+    labels = report["labels"]
+    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{label}" for label in labels),
+                     *(f"emotion_{label}" for label in labels)])
     for p in report["periods"]:
-        writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][label] for label in LABELS),
-                         *(p["emotion_mix"][label] for label in LABELS)])
+        writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][label] for label in labels),
+                         *(p["emotion_mix"][label] for label in labels)])
     return out.getvalue()
 
 
@@ -186,9 +198,9 @@ def figure(report: dict) -> Any:
     visits = f"{total['sessions']} visit{'' if total['sessions'] == 1 else 's'}"
     top.set_title(f"Visitors and satisfaction: {visits}, mean satisfaction {score}")
     stacked = [0.0] * len(periods)
-    for label in ("happy", "surprise", "neutral", "sad", "fear", "angry", "disgust"):
+    for label in pleasant_first(report["labels"]):
         values = [p["exit_mix"][label] * 100 for p in periods]
-        bottom.bar(times, values, bottom=stacked, width=width, label=label, color=COLOURS[label])
+        bottom.bar(times, values, bottom=stacked, width=width, label=label, color=colour(label))
         stacked = [a + v for a, v in zip(stacked, values)]
     bottom.set_ylabel("how they left (% of visitors)")
     bottom.set_ylim(0, 100)

@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.labels import LABELS
 from ..core.log import say
 
 
@@ -46,13 +47,15 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
             faces = read_fer2013(path, usage=wanted)
             for usage in usages:
                 split = faces if usage == "all" else faces.split(usage)
-                reports.append(_report(classifier, split, path, usage, votes, ferplus_path))
+                reports.append(_report(classifier, split.relabelled(classifier.labels), path, usage, votes,
+                                       ferplus_path))
             continue
         if detect and analyzer is None:
             analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), classifier, margin)
             if analyzer.detector.note:
                 say(analyzer.detector.note)
-        reports.append(_report(classifier, read_dataset(path, raw=detect), path, None, None, None, analyzer, progress))
+        faces = read_dataset(path, raw=detect, labels=classifier.labels)
+        reports.append(_report(classifier, faces, path, None, None, None, analyzer, progress))
     photo_sets = [r for r in reports if r["usage"] is None]
     chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
     return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
@@ -71,6 +74,8 @@ def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], v
     if analyzer is not None:
         images, found = largest_faces(images, analyzer, progress)
     if votes is not None:
+        if classifier.labels != LABELS:
+            raise UserError(f"{ferplus_path}: FER+ votes are over FER2013's seven labels; {classifier.name} has others")
         if faces.rows.max(initial=-1) >= len(votes):
             raise UserError(f"{ferplus_path}: has {len(votes)} rows, fewer than {data_path}")
         majority = ferplus_majority(votes)[faces.rows]
@@ -82,7 +87,7 @@ def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], v
     probs = classifier.predict(images, max_batch=256)
     predicted = probs.argmax(axis=1)
     predicted[~found] = -1  # no face found: a miss
-    report = classification_report(labels[found], predicted[found])
+    report = classification_report(labels[found], predicted[found], classifier.labels)
     report["end_to_end_accuracy"] = float((predicted == labels).mean())
     report["no_face"] = int((~found).sum())
     report["ece"] = expected_calibration_error(probs[found], labels[found])

@@ -5,12 +5,12 @@
 how faces are framed or classified reaches all of them at once.
 """
 
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .detect import Detection
-from ..core.labels import LABELS
+from ..core.records import emotion_mix
 from ..model.preprocess import crop_detected
 
 if TYPE_CHECKING:  # for the hint only
@@ -20,17 +20,18 @@ if TYPE_CHECKING:  # for the hint only
 class Face(NamedTuple):
     detection: Detection          # box, score and (BlazeFace) eyes, in frame pixels
     crop: np.ndarray              # the 48x48 grey face the model saw
-    probabilities: np.ndarray     # (7,), calibrated, in LABELS order
+    probabilities: np.ndarray     # calibrated, one per label
+    labels: Tuple[str, ...]       # the model's labels, in its output order
 
     @property
     def label(self) -> str:
-        return LABELS[int(np.argmax(self.probabilities))]
+        return self.labels[int(np.argmax(self.probabilities))]
 
     def describe(self) -> dict:
-        """JSON-ready: box, label, confidence and the 7 probabilities."""
+        """JSON-ready: box, label, confidence and the probabilities by label."""
         return {"box": {k: round(float(v), 1) for k, v in zip("xywh", self.detection[:4])},
                 "label": self.label, "confidence": round(float(np.max(self.probabilities)), 4),
-                "probs": {label: round(float(v), 4) for label, v in zip(LABELS, self.probabilities)}}
+                "probs": emotion_mix(self.probabilities, self.labels)}
 
 
 class FaceAnalyzer:
@@ -39,6 +40,10 @@ class FaceAnalyzer:
     def __init__(self, detector: Any, classifier: "EmotionClassifier", margin: Optional[float] = None):
         self.detector, self.classifier = detector, classifier
         self.margin = classifier.margin if margin is None else margin
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return self.classifier.labels
 
     def detect(self, image: np.ndarray, detect_image: Optional[np.ndarray] = None,
                detect_scale: float = 1.0) -> List[Detection]:
@@ -57,7 +62,8 @@ class FaceAnalyzer:
             return []
         crops = np.stack([self.crop(image, found) for found in detections])
         probabilities = self.classifier.predict(crops)
-        return [Face(found, crop, p) for found, crop, p in zip(detections, crops, probabilities)]
+        labels = self.classifier.labels
+        return [Face(found, crop, p, labels) for found, crop, p in zip(detections, crops, probabilities)]
 
     def analyze(self, image: np.ndarray) -> List[Face]:
         return self.classify(image, self.detect(image))

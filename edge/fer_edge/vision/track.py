@@ -1,12 +1,12 @@
 """A light IoU tracker: stable ids across frames and smoothed probabilities per face.
 
 Greedy IoU matching is enough at kiosk scale (a few faces, 5-30 fps); the smoothing is an
-exponential moving average of the seven probabilities, so a label changes only when the
+exponential moving average of the probabilities, so a label changes only when the
 expression does, not when one frame is noisy.
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,10 +33,11 @@ class Track:
     misses: int = 0
     detection: int = 0               # index of the detection it was matched to at the last analysis
     raw: Optional[np.ndarray] = field(default=None, repr=False)
+    labels: Tuple[str, ...] = LABELS    # the model's labels, in its output order
 
     @property
     def label(self) -> str:
-        return LABELS[int(np.argmax(self.probs))]
+        return self.labels[int(np.argmax(self.probs))]
 
     @property
     def confidence(self) -> float:
@@ -49,8 +50,10 @@ class Tracker:
     `alpha` is the weight of the newest frame in the moving average (1.0: no smoothing).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 15, alpha: float = 0.3):
+    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 15, alpha: float = 0.3,
+                 labels: Sequence[str] = LABELS):
         self.iou_threshold, self.max_misses, self.alpha = iou_threshold, max_misses, alpha
+        self.labels = tuple(labels)
         self.tracks: List[Track] = []
         self.next_id = 1
         self.ended: List[Track] = []
@@ -66,7 +69,7 @@ class Tracker:
 
     def update(self, boxes: Sequence[Sequence], probs: np.ndarray, timestamp: float,
                frames: int = 1) -> List[Track]:
-        """boxes: list of (x, y, w, h, ...); probs: (N,7). Returns the tracks seen this frame.
+        """boxes: list of (x, y, w, h, ...); probs: (N, labels). Returns the tracks seen this frame.
         `frames`: how many frames this analysis stands for (those coasted since the last one
         and this one): the average moves as far as that many frames of the same face would
         move it, and a face not found has been missing that many frames."""
@@ -91,7 +94,7 @@ class Tracker:
         for bi, box in enumerate(boxes):
             if bi not in used_boxes:
                 track = Track(self.next_id, tuple(float(v) for v in box[:4]), np.array(probs[bi], np.float64),
-                              timestamp, timestamp, raw=probs[bi], detection=bi)
+                              timestamp, timestamp, raw=probs[bi], detection=bi, labels=self.labels)
                 self.next_id += 1
                 self.tracks.append(track)
                 seen.append(track)

@@ -5,7 +5,7 @@
     GET  /api/status     fps, faces, current tracks with their emotions
     GET  /api/report     the numbers of `fer-edge report` (?since=today&by=hour)
     GET  /api/visits     the newest finished visits (?limit=20)
-    POST /api/analyze    a JPEG/PNG photo -> every face with box, emotion and 7 probabilities
+    POST /api/analyze    a JPEG/PNG photo -> every face with box, emotion and its probabilities
     GET  /openapi.json   the API description;  GET /healthz  for monitors (no token needed)
 
 aiohttp is an optional extra (`pip install 'fer-edge[web]'`): the device runs without it.
@@ -24,7 +24,7 @@ import stat
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Any, Callable, Deque, Dict, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Sequence, Tuple
 from importlib import resources
 
 import cv2
@@ -33,7 +33,7 @@ import numpy as np
 from ..kiosk.drawing import draw
 from ..core.errors import UserError
 from .image_header import ImageHeaderError, image_size
-from ..core.labels import COLOURS
+from ..core.labels import palette
 from ..outputs.visit_report import build_report, empty_report, parse_since, recent_visits
 
 try:
@@ -179,6 +179,10 @@ class PhotoAnalyzer:
         self.analyzer = analyzer
         self.lock = threading.Lock()
 
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return self.analyzer.labels
+
     def analyze(self, image: np.ndarray) -> dict:
         with self.lock:
             faces = self.analyzer.analyze(image)
@@ -224,10 +228,11 @@ FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle 
            '<path d="M9 19q7 7 14 0" stroke="#fff" stroke-width="2.5" fill="none"/></svg>')
 
 
-def page_html(max_upload: int) -> str:
-    """The page, with the emotion colours and the upload limit the server really uses."""
+def page_html(max_upload: int, labels: Sequence[str]) -> str:
+    """The page, with the model's labels, their colours and the upload limit the server really uses."""
     page = resources.files("fer_edge.web").joinpath("web_page.html").read_text()
-    return (page.replace("/*COLOURS*/{}", json.dumps(COLOURS))
+    return (page.replace("/*COLOURS*/{}", json.dumps(palette(labels)))
+                .replace("/*LABELS*/[]", json.dumps(list(labels)))
                 .replace("{{MAX_MB}}", f"{max_upload / (1024 * 1024):g}"))
 
 
@@ -293,7 +298,7 @@ class DevicePage:
                  info: Optional[dict], bursts: "Bursts"):
         self.live, self.analyzer, self.db_path = live, analyzer, db_path
         self.max_upload, self.live_fps, self.bursts = max_upload, live_fps, bursts
-        self.page = page_html(max_upload)
+        self.page = page_html(max_upload, analyzer.labels)
         self.no_camera = dict(info or {}, state="photos only", camera=False, frames=0, fps=0.0, faces=0, people=0,
                               visits=[], tracks=[], last_frame_seconds=None)
         self.executor = None    # the loop's default executor
