@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fer_edge.core.labels import LABELS
 from mqtt_helpers import Broker, Recorder, make_visits_video
 
 pytest.importorskip("paho.mqtt")
@@ -23,7 +24,8 @@ HA_REQUIRED = {"name", "unique_id", "state_topic", "device", "availability_topic
                "payload_not_available"}
 HA_KNOWN = HA_REQUIRED | {"value_template", "unit_of_measurement", "state_class", "icon", "default_entity_id",
                           "payload_on", "payload_off", "device_class", "json_attributes_topic",
-                          "json_attributes_template", "expire_after", "origin", "entity_category", "event_types"}
+                          "json_attributes_template", "expire_after", "origin", "entity_category", "event_types",
+                          "options"}
 # Home Assistant's discovery topic pattern (homeassistant/components/mqtt/discovery.py)
 HA_TOPIC = re.compile(r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<object_id>[a-zA-Z0-9_-]+)/config")
 
@@ -83,6 +85,8 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
         assert set(config) <= HA_KNOWN, set(config) - HA_KNOWN
         assert HA_REQUIRED - {"availability_topic", "payload_available", "payload_not_available"} <= set(config)
         assert config["device"]["identifiers"] == ["fer-edge-kiosk-1"]
+    emotion = next(config for topic, config in configs if topic.endswith("emotion/config"))
+    assert emotion["device_class"] == "enum" and emotion["options"] == list(LABELS)
 
 
 @pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café", "pi/4", "kiosk+#1"])

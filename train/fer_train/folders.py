@@ -111,7 +111,11 @@ def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
 def _read_part(folder: str, detect: bool, say: Callable[[str], None]) -> Faces:
     """One part's faces, ordered by file name across the classes (a CSV's row order, where
     the names are row numbers), so that `--limit` and the seed pick the same faces."""
-    faces = read_class_folders(folder, raw=detect, labels=None)
+    def progress(n: int) -> None:
+        if n % 5000 == 0:
+            say(f"  {n} images read from {folder}")
+
+    faces = read_class_folders(folder, raw=detect, labels=None, progress=progress)
     names = faces.names or []
     ordered = faces.subset(np.array(sorted(range(len(names)), key=lambda i: (os.path.basename(names[i]), names[i])),
                                     np.int64))
