@@ -90,10 +90,11 @@ def _check_parent_labels(init_from, labels, new_head):
                                    f"({', '.join(parent)}): pass --new-head to give the model a new output layer")
 
 
-def _fine_tune_defaults(init_from, epochs, lr, patience, one_warp):
-    """Starting from a trained model: a short cycle at a lower peak, the device's one-warp
-    geometry. From scratch: the full recipe."""
-    if init_from:
+def _fine_tune_defaults(fine_tuning, epochs, lr, patience, one_warp):
+    """Fine-tuning a trained model on a folder of faces: a short cycle at a lower peak, the
+    device's one-warp geometry. Otherwise the full recipe (a CSV run's command keeps meaning
+    what it meant)."""
+    if fine_tuning:
         return epochs or 12, lr or 5e-4, 0 if patience is None else patience, True if one_warp is None else one_warp
     return epochs or 45, lr or 2e-3, 15 if patience is None else patience, bool(one_warp)
 
@@ -147,11 +148,11 @@ def _echo_metrics(metrics, what):
 @click.option("--fer2013", "fer2013_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="With a folder dataset: also measure FER2013 PrivateTest (in its labels) before and after.")
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
-@click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs (default 45; 12 with --init-from).")
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs (default 45; 12 fine-tuning a folder with --init-from).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=None, type=float, help="Peak learning rate, AdamW (default 2e-3; 5e-4 with --init-from).")
+@click.option("--lr", default=None, type=float, help="Peak learning rate, AdamW (default 2e-3; 5e-4 fine-tuning a folder).")
 @click.option("--patience", default=None, type=click.IntRange(0),
-              help="Early-stop epochs, 0: off (default 15; 0 with --init-from).")
+              help="Early-stop epochs, 0: off (default 15; 0 fine-tuning a folder).")
 @SEED
 @LIMIT
 @click.option("--out", default="runs/fer", show_default=True, type=click.Path(file_okay=False))
@@ -180,7 +181,7 @@ def _echo_metrics(metrics, what):
                    "small faces scaled up, blur, JPEG, gamma, noise.")
 @click.option("--one-warp/--chained-warp", default=None,
               help="Flip, rotate, zoom and shift each face in one resampling, as the device crops, instead of a "
-                   "chain of layers that softens it (default: one warp with --init-from, else chained).")
+                   "chain of layers that softens it (default: one warp fine-tuning a folder, else chained).")
 @CLASS_BALANCE
 def fit(data_path: str, classes: Optional[str], detect: bool, group: Optional[str], fer2013_path: Optional[str],
         arch: str, epochs: Optional[int], batch_size: int, lr: Optional[float], patience: Optional[int], seed: int,
@@ -204,7 +205,7 @@ def fit(data_path: str, classes: Optional[str], detect: bool, group: Optional[st
         _check_parent_labels(init_from, data["train"].label_names, new_head)
     from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
-    epochs, lr, patience, one_warp = _fine_tune_defaults(init_from, epochs, lr, patience, one_warp)
+    epochs, lr, patience, one_warp = _fine_tune_defaults(bool(init_from and folder), epochs, lr, patience, one_warp)
     config = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                        teachers=teachers, distill_weight=distill_weight, temperature=temperature,
                        live_teachers=live_teachers, ferplus=ferplus_path, ferplus_weight=ferplus_weight,
