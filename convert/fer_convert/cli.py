@@ -12,7 +12,6 @@ import tempfile
 from typing import Any, Optional, Sequence, Tuple
 
 import click
-import numpy as np
 
 from fer_edge.model.datasets import DatasetError, read_fer2013
 from fer_edge.core.errors import guarded
@@ -146,8 +145,7 @@ def _splits(data_path: str, limit: Optional[int], run: RunRecord) -> dict:
     calibration, gate, report = splits
     if not len(splits[gate].labels):
         raise click.ClickException(f"{data_path}: has no {gate} faces to measure the conversion on")
-    return {calibration: splits[calibration], gate: splits[gate].subset(np.arange(min(limit or 10**9, len(splits[gate])))),
-            report: splits[report].subset(np.arange(min(limit or 10**9, len(splits[report]))))}
+    return {calibration: splits[calibration], gate: splits[gate].first(limit), report: splits[report].first(limit)}
 
 
 def _load_model(keras_model: str, run: RunRecord, flip_average: bool) -> Tuple[Any, RunRecord]:

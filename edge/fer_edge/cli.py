@@ -225,13 +225,12 @@ def valence_note(model_path: Optional[str], overrides: Optional[Dict[str, float]
     """Comment lines: the model's labels and the satisfaction weight each one gets."""
     from .kiosk.sessions import unweighed, valences
     from .model.classify import default_model_path
-    from .model.metadata import ModelError, read_metadata
+    from .model.metadata import ModelError, read_model_metadata
 
     path = model_path or default_model_path()
     try:
-        with open(path, "rb") as f:
-            labels = read_metadata(f.read(), path)["labels"]
-    except (OSError, ModelError) as exc:
+        labels = read_model_metadata(path)["labels"]
+    except ModelError as exc:
         return f"\n# valence per label: unknown (cannot read the model: {str(exc).splitlines()[0]})"
     weights = ", ".join(f"{label} {weight:g}" for label, weight in valences(labels, overrides).items())
     lines = [f"\n# {os.path.basename(path)} labels and their valence: {weights}"]

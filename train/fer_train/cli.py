@@ -73,7 +73,7 @@ def _load_training_data(data_path, limit, options, fer2013_path):
         data, record = read_folder_dataset(data_path, options, limit, say=click.echo)
         if fer2013_path:
             private = read_fer2013(fer2013_path, usage="PrivateTest").relabelled(data["train"].label_names)
-            data["fer2013"] = private.subset(np.arange(min(limit or len(private), len(private))))
+            data["fer2013"] = private.first(limit)
             click.echo(f"FER2013 PrivateTest in these labels: {private.summary()}")
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None

@@ -206,13 +206,12 @@ def _measure_before(model, data, labels):
 
 
 def _load_twin_parent(path, arch, model, train_images):
-    from fer_edge.model.metadata import ModelError, read_metadata
+    from fer_edge.model.metadata import ModelError, read_model_metadata
 
     from .warmstart import STATISTICS_FACES, load_float_twin
 
     try:
-        with open(path, "rb") as f:
-            parent_arch = read_metadata(f.read(), path).get("architecture")
+        parent_arch = read_model_metadata(path).get("architecture")
         parent = model if parent_arch == arch else build(_known_arch(parent_arch, path))
         meta = load_float_twin(parent, path, train_images[:STATISTICS_FACES], parent_arch)
     except ModelError as exc:

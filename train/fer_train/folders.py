@@ -100,9 +100,8 @@ def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
             crops.append(crop_detected(photo, max(detections, key=lambda d: d.w * d.h), DEFAULT_MARGIN))
         if k % 200 == 0:
             say(f"  faces found in {sum(found)} of {k} photos")
-    kept = faces.subset(np.array(found, bool))
+    kept = faces.subset(np.array(found, bool)).with_report_of(faces)
     kept.images = np.stack(crops) if crops else np.zeros((0, SIZE, SIZE), np.uint8)
-    kept.skipped, kept.unknown_classes, kept.notes = faces.skipped, faces.unknown_classes, faces.notes
     if not all(found):
         kept.skipped["no face found"] += found.count(False)
     return kept
@@ -117,9 +116,8 @@ def _read_part(folder: str, detect: bool, say: Callable[[str], None]) -> Faces:
 
     faces = read_class_folders(folder, raw=detect, labels=None, progress=progress)
     names = faces.names or []
-    ordered = faces.subset(np.array(sorted(range(len(names)), key=lambda i: (os.path.basename(names[i]), names[i])),
-                                    np.int64))
-    ordered.skipped, ordered.unknown_classes, ordered.notes = faces.skipped, faces.unknown_classes, faces.notes
+    order = sorted(range(len(names)), key=lambda i: (os.path.basename(names[i]), names[i]))
+    ordered = faces.subset(np.array(order, np.int64)).with_report_of(faces)
     return _detected(ordered, say) if detect else ordered
 
 
@@ -178,7 +176,7 @@ def read_folder_dataset(root: str, options: FolderOptions, limit: Optional[int] 
               **{part: sorted(data[part].names or []) for part in PARTS}}
     _say_split(data, pattern, say)
     if limit:
-        data = {part: faces.subset(np.arange(min(limit, len(faces)))) for part, faces in data.items()}
+        data = {part: faces.first(limit) for part, faces in data.items()}
     return data, record
 
 

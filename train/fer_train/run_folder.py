@@ -141,11 +141,10 @@ def parent_labels_of(source: str) -> Tuple[str, ...]:
     """The labels of a model a run may start from: a run folder's, or a float32 twin's
     metadata. Raises ValueError with a one-line reason when it cannot be read."""
     if source.endswith(".tflite"):
-        from fer_edge.model.metadata import ModelError, read_metadata
+        from fer_edge.model.metadata import ModelError, read_model_metadata
 
         try:
-            with open(source, "rb") as f:
-                return tuple(read_metadata(f.read(), source)["labels"])
-        except (OSError, ModelError) as exc:
+            return tuple(read_model_metadata(source)["labels"])
+        except ModelError as exc:
             raise ValueError(str(exc).splitlines()[0]) from None
     return RunRecord.from_state(read_run_state(source, LAST)).labels

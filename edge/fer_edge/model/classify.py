@@ -7,7 +7,7 @@ from importlib import resources
 import numpy as np
 
 from .litert import allocate_tensors, make_interpreter
-from .metadata import ModelError, read_metadata
+from .metadata import ModelError, read_metadata, read_model_metadata
 from .preprocess import DEFAULT_MARGIN, to_model_input
 
 DEFAULT_MODEL_NAME = "fer-cnn-int8.tflite"
@@ -45,8 +45,7 @@ def choose_variant(path: Optional[str], variant: str = "auto",
             return path, None, why
     else:
         why = "float32 as set"
-    with open(path, "rb") as f:
-        temperature = read_metadata(f.read(), source=path).get("calibration", {}).get("temperature")
+    temperature = read_model_metadata(path).get("calibration", {}).get("temperature")
     return twin, temperature, why
 
 

@@ -57,6 +57,16 @@ class Faces:
         return Faces(images=images, labels=self.labels[index], rows=self.rows[index], usage=usage,
                      names=names, label_names=self.label_names)
 
+    def first(self, n: Optional[int]) -> "Faces":
+        """The first `n` faces (all of them for None)."""
+        return self.subset(np.arange(len(self))[:n])
+
+    def with_report_of(self, source: "Faces") -> "Faces":
+        """These faces, carrying what reading `source` skipped and noticed (a copy of it)."""
+        self.skipped, self.unknown_classes = Counter(source.skipped), Counter(source.unknown_classes)
+        self.notes = list(source.notes)
+        return self
+
     def relabelled(self, labels: Sequence[str]) -> "Faces":
         """The same faces with their labels as indices into `labels`; faces whose label is not
         among them are left out (and counted in the summary)."""
@@ -65,12 +75,10 @@ class Faces:
             return self
         mapping = np.array([labels.index(n) if n in labels else -1 for n in self.label_names] or [-1])
         new = mapping[self.labels] if len(self.labels) else self.labels
-        kept = self.subset(new >= 0)
+        kept = self.subset(new >= 0).with_report_of(self)
         kept.labels, kept.label_names = new[new >= 0], labels
-        kept.skipped, kept.unknown_classes = Counter(self.skipped), Counter(self.unknown_classes)
         for name, n in Counter(self.label_names[i] for i in self.labels[new < 0]).items():
             kept.unknown_classes[name] += n
-        kept.notes = list(self.notes)
         return kept
 
     def split(self, usage: str, limit: Optional[int] = None) -> "Faces":

@@ -86,6 +86,16 @@ def read_metadata(data: bytes, source: str = "model") -> dict:
     return metadata
 
 
+def read_model_metadata(path: str) -> dict:
+    """The metadata of the model file at `path`, or ModelError saying why not."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+    return read_metadata(data, source=path)
+
+
 def check_metadata(metadata: dict, source: str = "model") -> dict:
     """Refuse metadata this runtime cannot honour, with a one-line reason."""
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
