@@ -31,7 +31,8 @@ def main() -> None:
 
 
 @main.command("eval")
-@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="Model (.tflite); default: the shipped int8 model.")
+@click.option("--model", "model_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Model (.tflite); default: the shipped int8 model. Repeat to judge an ensemble: the mean of the models' log-probabilities.")
 @click.option("--data", "data_paths", required=True, multiple=True, type=click.Path(),
               help="FER2013 CSV, or a folder / .tar.gz of class folders; repeat for a table over several sets.")
 @click.option("--usage", "usages", default=("PrivateTest",), multiple=True, show_default=True,
@@ -44,7 +45,7 @@ def main() -> None:
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path: Optional[str], data_paths: Tuple[str, ...], usages: Tuple[str, ...], ferplus_path: Optional[str],
+def eval_command(model_paths: Tuple[str, ...], data_paths: Tuple[str, ...], usages: Tuple[str, ...], ferplus_path: Optional[str],
                  detect: bool, detector: str, margin: Optional[float], threads: int, mirror: bool, as_json: bool) -> None:
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces;
     with several sets (or splits), one table and the means."""
@@ -54,7 +55,7 @@ def eval_command(model_path: Optional[str], data_paths: Tuple[str, ...], usages:
         with click.progressbar(photos, label="detecting", file=sys.stderr) as bar:
             yield from bar
 
-    result = evaluate_sets(model_path, data_paths, usages, ferplus_path, detect, detector, margin, threads, mirror, progress)
+    result = evaluate_sets(model_paths, data_paths, usages, ferplus_path, detect, detector, margin, threads, mirror, progress)
     if len(result["sets"]) == 1:
         report = result["sets"][0]
         click.echo(json.dumps(report) if as_json else format_text(report))

@@ -189,6 +189,24 @@ def test_eval_detect_reports_missed_photos(wild, model_path):
 
 
 @pytest.mark.slow
+def test_eval_judges_an_ensemble(portraits, small_csv, model_path, six_class_model):
+    """Repeated --model: the mean of the models' log-probabilities. A model with itself reads
+    exactly as alone; models of other labels are refused in one line."""
+    args = ["--data", small_csv, "--usage", "PublicTest", "--data", portraits, "--detect", "--threads", "2", "--json"]
+    alone = run_cli("fer-edge", "eval", "--model", model_path, *args)
+    twice = run_cli("fer-edge", "eval", "--model", model_path, "--model", model_path, *args)
+    assert alone.returncode == 0 and twice.returncode == 0, alone.stderr + twice.stderr
+    alone, twice = json.loads(alone.stdout), json.loads(twice.stdout)
+    assert twice["model_name"] == f"{Path(model_path).name} + {Path(model_path).name}"
+    for one, pair in zip(alone["sets"], twice["sets"]):
+        assert pair["confusion"] == one["confusion"] and pair["no_face"] == one["no_face"]
+        assert pair["ece"] == pytest.approx(one["ece"], abs=1e-6)
+    refused = run_cli("fer-edge", "eval", "--model", model_path, "--model", six_class_model, *args)
+    assert refused.returncode != 0 and "an ensemble needs the same labels" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
 def test_eval_tables_several_sets(wild, portraits, small_csv, model_path):
     """The field benchmark: FER2013 splits and both photo sets in one run, their means."""
     args = ["--model", model_path, "--data", small_csv, "--usage", "PublicTest", "--usage", "PrivateTest",

@@ -26,10 +26,34 @@ def largest_faces(photos: list, analyzer: Any, progress: Optional[Callable] = No
     return np.stack(crops), np.array(found)
 
 
-def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: Sequence[str],
+class Ensemble:
+    """Several models read as one: the mean of their log-probabilities (a normalised geometric
+    mean), how a mix of teachers or a pair of candidates is judged before anything is trained
+    from it. Each member keeps its own mirror averaging and temperature; the crop is the first's."""
+
+    def __init__(self, members: Sequence[Any]):
+        first = members[0]
+        for other in members[1:]:
+            if other.labels != first.labels:
+                raise UserError(f"{other.name}: its labels ({', '.join(other.labels)}) differ from "
+                                f"{first.name}'s ({', '.join(first.labels)}); an ensemble needs the same labels")
+        self.members = list(members)
+        self.labels = first.labels
+        self.path = " + ".join(m.path for m in members)
+        self.name = " + ".join(m.name for m in members)
+
+    def predict(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
+        from ..model.classify import softmax
+
+        log_probs = [np.log(np.clip(m.predict(faces, max_batch), 1e-12, None)) for m in self.members]
+        return softmax(np.mean(log_probs, axis=0))
+
+
+def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages: Sequence[str],
                   ferplus_path: Optional[str], detect: bool, detector: str, margin: Optional[float], threads: int,
                   mirror: bool, progress: Optional[Callable] = None) -> dict:
-    """One report per set (each CSV once per split in `usages`; photo sets through the
+    """One report per set for a model (the shipped one when `model_paths` is empty) or the
+    ensemble of several (each CSV once per split in `usages`; photo sets through the
     detector when `detect`), and their means: over every set, over the photo sets, and over
     all but PrivateTest (what candidates are chosen on: PrivateTest is only reported)."""
     from ..vision.analyzer import FaceAnalyzer
@@ -37,7 +61,9 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
     from ..model.datasets import is_csv, read_dataset, read_fer2013, read_ferplus
     from ..vision.detect import make_detector
 
-    classifier = EmotionClassifier(model_path, threads=threads, mirror=mirror)
+    members = [EmotionClassifier(path, threads=threads, mirror=mirror) for path in model_paths] or \
+        [EmotionClassifier(None, threads=threads, mirror=mirror)]
+    classifier = members[0] if len(members) == 1 else Ensemble(members)
     votes = read_ferplus(ferplus_path)[0] if ferplus_path else None  # once, for every split it labels
     analyzer = None
     reports = []
@@ -51,7 +77,8 @@ def evaluate_sets(model_path: Optional[str], data_paths: Sequence[str], usages: 
                                        ferplus_path))
             continue
         if detect and analyzer is None:
-            analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), classifier, margin)
+            # The analyzer only finds and crops the faces (the first model's crop); `_report` classifies.
+            analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), members[0], margin)
             if analyzer.detector.note:
                 say(analyzer.detector.note)
         faces = read_dataset(path, raw=detect, labels=classifier.labels)
