@@ -88,22 +88,22 @@ def held_out(labels: np.ndarray, groups: Sequence[str], fraction: float, seed: i
 
 def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
     """The largest face of each photo, framed by the device's detector and crop; photos without one are counted."""
-    from fer_edge.model.preprocess import DEFAULT_MARGIN, SIZE, crop_detected
+    from fer_edge.model.preprocess import DEFAULT_MARGIN
+    from fer_edge.vision.analyzer import largest_faces
     from fer_edge.vision.detect import make_detector
 
-    detector = make_detector("auto", min_size=16, stills=True)
-    crops, found = [], []
-    for k, photo in enumerate(faces.images, start=1):
-        detections = detector.detect(photo)
-        found.append(bool(detections))
-        if detections:
-            crops.append(crop_detected(photo, max(detections, key=lambda d: d.w * d.h), DEFAULT_MARGIN))
-        if k % 200 == 0:
-            say(f"  faces found in {sum(found)} of {k} photos")
-    kept = faces.subset(np.array(found, bool)).with_report_of(faces)
-    kept.images = np.stack(crops) if crops else np.zeros((0, SIZE, SIZE), np.uint8)
-    if not all(found):
-        kept.skipped["no face found"] += found.count(False)
+    def progress(photos):
+        for k, photo in enumerate(photos, start=1):
+            yield photo
+            if k % 200 == 0:
+                say(f"  looked for faces in {k} of {len(photos)} photos")
+
+    crops, found = largest_faces(faces.images, make_detector("auto", min_size=16, stills=True), DEFAULT_MARGIN,
+                                 progress)
+    kept = faces.subset(found).with_report_of(faces)
+    kept.images = crops[found]
+    if not found.all():
+        kept.skipped["no face found"] += int((~found).sum())
     return kept
 
 

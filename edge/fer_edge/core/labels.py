@@ -49,8 +49,8 @@ def label_problem(labels: Any) -> Optional[str]:
 
 def label_index(name: str) -> Optional[int]:
     """Index of a class-folder name in LABELS, or None for unknown classes (contempt...)."""
-    canonical = ALIASES.get(name.strip().lower())
-    return None if canonical is None else LABELS.index(canonical)
+    label = ALIASES.get(name.strip().lower())
+    return None if label is None else LABELS.index(label)
 
 # The order a chart stacks emotions in, pleasant first; a model's other labels follow.
 PLEASANT_FIRST = ("happy", "surprise", "neutral", "sad", "fear", "angry", "disgust")

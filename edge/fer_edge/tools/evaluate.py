@@ -1,29 +1,13 @@
 """`fer-edge eval`: how well a model reads labelled faces, or whole photos through a detector."""
 
 import os
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from ..core.errors import UserError
 from ..core.labels import LABELS
 from ..core.log import say
-
-
-def largest_faces(photos: list, analyzer: Any, progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """48x48 crop of the largest detected face per photo (zeros where none), and which photos
-    had one. The crops are classified afterwards, all in large batches."""
-    from ..model.preprocess import SIZE
-
-    crops, found = [], []
-    for photo in progress(photos) if progress else photos:
-        detections = analyzer.detect(photo)
-        if detections:
-            crops.append(analyzer.crop(photo, max(detections, key=lambda d: d.w * d.h)))
-        else:
-            crops.append(np.zeros((SIZE, SIZE), np.uint8))
-        found.append(bool(detections))
-    return np.stack(crops), np.array(found)
 
 
 class Ensemble:
@@ -50,13 +34,12 @@ class Ensemble:
 
 
 def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages: Sequence[str],
-                  ferplus_path: Optional[str], detect: bool, detector: str, margin: Optional[float], threads: int,
+                  ferplus_path: Optional[str], detect: bool, detector_name: str, margin: Optional[float], threads: int,
                   mirror: bool, progress: Optional[Callable] = None) -> dict:
     """One report per set for a model (the shipped one when `model_paths` is empty) or the
     ensemble of several (each CSV once per split in `usages`; photo sets through the
     detector when `detect`), and their means: over every set, over the photo sets, and over
     all but PrivateTest (what candidates are chosen on: PrivateTest is only reported)."""
-    from ..vision.analyzer import FaceAnalyzer
     from ..model.classify import EmotionClassifier
     from ..model.datasets import is_csv, read_dataset, read_fer2013, read_ferplus
     from ..vision.detect import make_detector
@@ -65,7 +48,8 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
         [EmotionClassifier(None, threads=threads, mirror=mirror)]
     classifier = members[0] if len(members) == 1 else Ensemble(members)
     votes = read_ferplus(ferplus_path)[0] if ferplus_path else None  # once, for every split it labels
-    analyzer = None
+    detector = None
+    crop_margin = members[0].margin if margin is None else margin   # the first model's crop
     reports = []
     for path in data_paths:
         if is_csv(path):
@@ -76,13 +60,12 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
                 reports.append(_report(classifier, split.relabelled(classifier.labels), path, usage, votes,
                                        ferplus_path))
             continue
-        if detect and analyzer is None:
-            # The analyzer only finds and crops the faces (the first model's crop); `_report` classifies.
-            analyzer = FaceAnalyzer(make_detector(detector, min_size=16, stills=True), members[0], margin)
-            if analyzer.detector.note:
-                say(analyzer.detector.note)
+        if detect and detector is None:
+            detector = make_detector(detector_name, min_size=16, stills=True)
+            if detector.note:
+                say(detector.note)
         faces = read_dataset(path, raw=detect, labels=classifier.labels)
-        reports.append(_report(classifier, faces, path, None, None, None, analyzer, progress))
+        reports.append(_report(classifier, faces, path, None, None, None, detector, crop_margin, progress))
     photo_sets = [r for r in reports if r["usage"] is None]
     chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
     return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
@@ -91,15 +74,17 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
 
 
 def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], votes: Optional[np.ndarray],
-            ferplus_path: Optional[str], analyzer: Any = None, progress: Optional[Callable] = None) -> dict:
+            ferplus_path: Optional[str], detector: Any = None, margin: float = 0.0,
+            progress: Optional[Callable] = None) -> dict:
     from ..model.calibration import expected_calibration_error
     from ..model.datasets import ferplus_majority
     from ..model.metrics import classification_report
+    from ..vision.analyzer import largest_faces
 
     labels, images = faces.labels, faces.images
     view, found = "FER2013 labels", np.ones(len(labels), bool)
-    if analyzer is not None:
-        images, found = largest_faces(images, analyzer, progress)
+    if detector is not None:
+        images, found = largest_faces(images, detector, margin, progress)
     if votes is not None:
         if classifier.labels != LABELS:
             raise UserError(f"{ferplus_path}: FER+ votes are over FER2013's seven labels; {classifier.name} has others")
@@ -119,7 +104,7 @@ def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], v
     report["no_face"] = int((~found).sum())
     report["ece"] = expected_calibration_error(probs[found], labels[found])
     report.update(model=classifier.path, model_name=classifier.name, data=data_path, usage=usage,
-                  labels_view=view, read=faces.summary(), detected=analyzer is not None)
+                  labels_view=view, read=faces.summary(), detected=detector is not None)
     return report
 
 
