@@ -223,8 +223,11 @@ def test_eval_tables_several_sets(wild, portraits, small_csv, model_path):
     photo = [sets[("wild.tar.gz", None)], sets[("portraits-dev.tar.gz", None)]]
     assert table["field_mean"]["end_to_end_accuracy"] == pytest.approx(np.mean([r["end_to_end_accuracy"] for r in photo]))
     assert table["field_mean"]["macro_f1"] == pytest.approx(np.mean([r["macro_f1"] for r in photo]))
+    assert table["field_mean"]["valence_accuracy"] == pytest.approx(np.mean([r["valence_accuracy"] for r in photo]))
+    for r in photo:   # the visitor's side is read at least as often as the exact emotion
+        assert r["end_to_end_accuracy"] <= r["valence_accuracy"] <= 1 and set(r["valence_recall"]) == {"negative", "neutral", "positive"}
     chosen = [sets[("fer_small.csv.gz", "PublicTest")]] + photo
     assert table["selection"]["end_to_end_accuracy"] == pytest.approx(np.mean([r["end_to_end_accuracy"] for r in chosen]))
     text = run_cli("fer-edge", "eval", *args)
     assert text.returncode == 0, text.stderr
-    assert "portraits-dev.tar.gz" in text.stdout and "mean over the photo sets" in text.stdout
+    assert "portraits-dev.tar.gz" in text.stdout and "mean over the photo sets" in text.stdout and "valence" in text.stdout

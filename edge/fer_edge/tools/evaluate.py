@@ -103,15 +103,35 @@ def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], v
     report["end_to_end_accuracy"] = float((predicted == labels).mean())
     report["no_face"] = int((~found).sum())
     report["ece"] = expected_calibration_error(probs[found], labels[found])
+    report.update(valence_report(probs, labels, found, classifier.labels))
     report.update(model=classifier.path, model_name=classifier.name, data=data_path, usage=usage,
                   labels_view=view, read=faces.summary(), detected=detector is not None)
     return report
+
+
+VALENCE_CLASSES = ("negative", "neutral", "positive")
+
+
+def valence_report(probs: np.ndarray, truth: np.ndarray, found: np.ndarray, labels: Sequence[str]) -> dict:
+    """How often the visitor's side is right: each label counts as negative, neutral or positive
+    by the sign of the valence the sessions weigh it with, and the reading's side is the one
+    its probabilities put most weight on. A photo with no face found counts as wrong."""
+    from ..kiosk.sessions import valences
+
+    side = np.array([int(np.sign(w)) + 1 for w in valences(labels).values()])   # 0, 1, 2 as VALENCE_CLASSES
+    mass = np.stack([probs[:, side == k].sum(axis=1) for k in range(len(VALENCE_CLASSES))], axis=1)
+    truth_side, read_side = side[truth], mass.argmax(axis=1)
+    right = (read_side == truth_side) & found
+    recall = {name: float(right[truth_side == k].mean()) if (truth_side == k).any() else 0.0
+              for k, name in enumerate(VALENCE_CLASSES)}
+    return {"valence_accuracy": float(right.mean()), "valence_recall": recall}
 
 
 def _mean(reports: Sequence[dict]) -> dict:
     """The plain mean of each set's figures: every set counts once, whatever its size."""
     return {"sets": len(reports),
             "end_to_end_accuracy": float(np.mean([r["end_to_end_accuracy"] for r in reports])),
+            "valence_accuracy": float(np.mean([r["valence_accuracy"] for r in reports])),
             "macro_f1": float(np.mean([r["macro_f1"] for r in reports]))}
 
 
@@ -126,6 +146,8 @@ def format_text(report: dict) -> str:
                      f"accuracy {report['end_to_end_accuracy'] * 100:.2f}% (misses count as wrong); on faces found:")
     lines.append(format_report(report))
     lines.append(f"expected calibration error (15 bins): {report['ece']:.4f}")
+    recall = ", ".join(f"{side} {value * 100:.1f}%" for side, value in report["valence_recall"].items())
+    lines.append(f"valence (negative / neutral / positive) accuracy {report['valence_accuracy'] * 100:.2f}%; recall {recall}")
     return "\n".join(lines)
 
 
@@ -133,16 +155,17 @@ def format_table(result: dict) -> str:
     """Several sets side by side: end to end (misses count as wrong), macro-F1 and recall per
     class on the faces found, and faces missed; then the means."""
     labels = result["sets"][0]["labels"]
-    head = f"{'set':<34}{'faces':>6}{'end to end':>11}{'macro-F1':>9}{'missed':>7}  " + " ".join(f"{x[:7]:>7}" for x in labels)
+    head = f"{'set':<34}{'faces':>6}{'end to end':>11}{'macro-F1':>9}{'valence':>9}{'missed':>7}  " + " ".join(f"{x[:7]:>7}" for x in labels)
     lines = [f"{result['model_name']}", head]
     for r in result["sets"]:
         name = os.path.basename(r["data"]) + (f" {r['usage']}" if r["usage"] else "")
         recall = " ".join(f"{r['per_class_recall'][x] * 100:>6.1f}%" for x in labels)
         lines.append(f"{name[:33]:<34}{r['n'] + r['no_face']:>6}{r['end_to_end_accuracy'] * 100:>10.2f}%"
-                     f"{r['macro_f1']:>9.3f}{r['no_face']:>7}  {recall}")
+                     f"{r['macro_f1']:>9.3f}{r['valence_accuracy'] * 100:>8.2f}%{r['no_face']:>7}  {recall}")
     for key, name in (("mean", "mean over the sets"), ("field_mean", "mean over the photo sets"),
                       ("selection", "mean without PrivateTest (choose on)")):
         mean = result[key]
         if mean and mean["sets"] > 1:
-            lines.append(f"{name:<40}{mean['end_to_end_accuracy'] * 100:>10.2f}%{mean['macro_f1']:>9.3f}")
+            lines.append(f"{name:<40}{mean['end_to_end_accuracy'] * 100:>10.2f}%{mean['macro_f1']:>9.3f}"
+                         f"{mean['valence_accuracy'] * 100:>8.2f}%")
     return "\n".join(lines)
