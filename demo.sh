@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The first thing to run: installs the device side of fer-edge into .venv (no root, no
+# TensorFlow), fetches BlazeFace, and runs `fer-edge demo`: faces read, a visit, the summary.
+# Needs Python >= 3.9 with venv, and the package registry. A second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+    echo "demo.sh: needs Python 3.9 or later as $python (or set PYTHON=/path/to/python3)" >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "making .venv ..."
+    if ! "$python" -m venv .venv >/dev/null; then
+        rm -rf .venv
+        echo "demo.sh: $python cannot make a venv; on Debian or Ubuntu: sudo apt install python3-venv" >&2
+        exit 1
+    fi
+fi
+if ! .venv/bin/python -c 'import fer_edge' 2>/dev/null || [ -n "$(find edge models pyproject.toml -newer .venv/bin/fer-edge -print -quit 2>/dev/null)" ]; then
+    echo "installing fer-edge into .venv (the device side: OpenCV, LiteRT, no TensorFlow) ..."
+    .venv/bin/python -m pip install -q --disable-pip-version-check .
+fi
+if ! .venv/bin/fer-edge detector list | grep -q "^blazeface .*usable"; then
+    .venv/bin/fer-edge detector fetch
+fi
+.venv/bin/fer-edge demo "$@"
