@@ -356,3 +356,28 @@ def test_health_says_when_the_camera_is_lost(tmp_path, photos, model_path):
     assert healthy[0] == 200 and json.loads(healthy[1])["ok"] is True
     assert lost[0] == 503 and "no frame for" in json.loads(lost[1])["problems"][0], lost
     assert "Traceback" not in err
+
+
+def test_a_start_on_a_full_disk_reads_faces_and_writes_everything_once_there_is_room(full_tmpfs, tmp_path, model_path,
+                                                                                      visits_video):
+    mount, fill = full_tmpfs
+    state = mount / "fer-edge"   # the state folder (and its log) made on a disk already full
+    fill()
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err:
+        run = subprocess.Popen([FER_EDGE, "run", "--source", visits_video, "--model", model_path, "--realtime",
+                                "--log-interval", "0", "--device-id", "kiosk", *SESSION_FLAGS],
+                               stderr=err, text=True, env={**os.environ, "STATE_DIRECTORY": str(state)})
+        time.sleep(3.0)
+        assert run.poll() is None, err_path.read_text()   # no exit, no crash loop
+        early = err_path.read_text()
+        (mount / "filler").unlink()
+        run.wait(timeout=60)
+    stderr = err_path.read_text()
+    assert run.returncode == 0 and "Traceback" not in stderr, stderr
+    assert sum("log full" in line for line in early.splitlines()) == 1, early
+    assert "log writable again" in stderr, stderr
+    db = sqlite3.connect(state / "fer-edge.db")
+    updates = int(stderr.split(" updates logged")[0].rsplit(" ", 1)[1])
+    assert updates > 0 and db.execute("SELECT COUNT(*) FROM emotions").fetchone()[0] == updates, stderr
+    assert len(sessions_in(state / "fer-edge.db")) == 4, stderr

@@ -4,9 +4,10 @@ stats message, and the end of the run; `health` says how the sink is doing.
 `SQLiteLog` is the local log (WAL, every row committed: a power cut loses nothing already
 shown, and no write transaction is left open to block the MQTT outbox, which shares the
 file; readers such as `fer-edge report` never block the camera). It prunes itself (days
-and megabytes) and survives a full disk: the camera loop goes on, the log says once that
-it is full, drops rows meanwhile (counted; visits go to the store's spill) and writes again
-once there is room; while another program holds the file's lock it holds rows in memory.
+and megabytes) and survives a full disk, at start too: the camera loop goes on, the log says once that
+it is full, holds rows in memory meanwhile (visits also go to the store's spill, which
+outlasts a stop) and writes them once there is room; while another program holds the
+file's lock it holds rows the same way.
 Retention never ages rows by a clock the log disagrees with. Face pixels are never written
 here. `StdoutLog` prints JSON lines or a readable line.
 """
@@ -20,7 +21,7 @@ from typing import Callable, Optional, TextIO
 
 from ..core.labels import LABELS
 from ..core.records import LEFT, RunStats, TrackUpdate, View, Visit
-from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked
+from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked, migrate
 
 
 class EventSink:
@@ -51,7 +52,7 @@ class EventSink:
 
 
 class SQLiteLog(EventSink):
-    RETRY_SECONDS = 30.0       # after a full disk, how long to wait before writing again
+    RETRY_SECONDS = 5.0        # after a full disk, how long to wait before writing again
     HOLD_RETRY_SECONDS = 2.0   # while another program holds the lock, how often to try again
     HOLD_MAX = 50_000          # rows held in memory meanwhile; past it the oldest emotion rows go
     PRUNE_SECONDS = 3600.0     # how often retention runs
@@ -69,35 +70,43 @@ class SQLiteLog(EventSink):
         self.held: deque = deque()         # (sql, values) waiting for another program's lock
         self.locked_since: Optional[float] = None
         self.db: Optional[sqlite3.Connection] = None
+        self.clock_doubt: Optional[str] = None
         self._open()
         self.columns = column_names("emotions")[1:]
         self.insert = insert_sql("emotions", self.columns, "INSERT")
         self.run_id: Optional[int] = None
         self.next_prune = 0.0
-        self.clock_doubt = self._clock_doubt()
-        if self.clock_doubt and keep_days:
-            say(f"retention paused: {self.clock_doubt}; nothing is deleted by age until the clock and the log agree")
         self.prune()
 
     def _open(self) -> bool:
-        """Open the log; on a full disk run without it for now (said once, retried)."""
+        """Open the log, make its tables (a start on a full disk could not) and judge the
+        clock; on a full disk run without it for now (said once, retried)."""
+        db = None
         try:
-            self.db = connect(self.path)
-            return True
+            db = connect(self.path)
+            migrate(db)
         except sqlite3.OperationalError as exc:
-            if not is_disk_full(exc):
-                raise
-            self.db = None
-            self._full(exc)
-            return False
+            if not is_locked(exc):
+                if db is not None:
+                    db.close()
+                if not is_disk_full(exc):
+                    raise
+                self.db = None
+                self._full(exc)
+                return False
+        self.db = db
+        self.clock_doubt = self._clock_doubt()
+        if self.clock_doubt and self.keep_days:
+            self.say(f"retention paused: {self.clock_doubt}; nothing is deleted by age until the clock and the log agree")
+        return True
 
     def _full(self, exc):
         now = time.monotonic()
         if self.full_since is None:
             self.full_since = now
             self.say(f"log full: {self.path} cannot be written ({exc}); the camera, sessions and MQTT go on, "
-                     f"log rows are dropped and counted (visits are kept in the spill), writing is retried "
-                     f"every {self.RETRY_SECONDS:.0f} s")
+                     f"log rows are held in memory (up to {self.HOLD_MAX}; visits also in the spill) and written "
+                     f"once there is room, retried every {self.RETRY_SECONDS:.0f} s")
         self.retry_at = now + self.RETRY_SECONDS
 
     def _clock_doubt(self) -> Optional[str]:
@@ -121,7 +130,7 @@ class SQLiteLog(EventSink):
                     f"({stamp(newest)}), past keep_days {self.keep_days:g}")
         return None
 
-    def _hold(self, sql, values):
+    def _locked(self) -> None:
         if self.locked_since is None:
             self.locked_since = time.monotonic()
             self.say(f"log locked by another program ({self.path}); rows are held in memory "
@@ -129,6 +138,12 @@ class SQLiteLog(EventSink):
             if self.db is not None:
                 self.db.execute("PRAGMA busy_timeout = 20")  # meanwhile a retry must not stall the camera
         self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
+
+    def _hold(self, sql, values, spill_row: Optional[dict] = None) -> None:
+        """Keep a row until the file can take it; on a full disk a visit goes to the spill as
+        well (it outlasts a stop). Past HOLD_MAX the oldest emotion row goes."""
+        if spill_row is not None and self.full_since is not None:
+            self.store.spill.add("sessions", spill_row)
         if len(self.held) >= self.HOLD_MAX:
             oldest_update = next((i for i, (q, _) in enumerate(self.held) if q == self.insert), 0)
             del self.held[oldest_update]
@@ -136,36 +151,53 @@ class SQLiteLog(EventSink):
         self.held.append((sql, values))
 
     def _flush_held(self) -> bool:
-        """Write the held rows in order, in one transaction; False while still locked."""
-        assert self.db is not None and self.locked_since is not None  # rows are held only after a locked write
+        """Write the held rows in order, in one transaction; False while still locked or full."""
+        if self.db is None and not self._open():
+            return False
+        assert self.db is not None
         try:
             with self.db:
                 for sql, values in self.held:
                     self.db.execute(sql, values)
         except sqlite3.OperationalError as exc:
             if is_locked(exc):
-                self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
+                self._locked()
                 return False
-            raise
-        self.say(f"log unlocked after {time.monotonic() - self.locked_since:.0f} s; {len(self.held)} held rows written")
-        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+            if not is_disk_full(exc):
+                raise
+            self._full(exc)
+            return False
+        self._writable_again(len(self.held))
         self.held.clear()
-        self.locked_since = None
         return True
 
+    def _writable_again(self, written: int) -> None:
+        now = time.monotonic()
+        if self.locked_since is not None:
+            self.say(f"log unlocked after {now - self.locked_since:.0f} s; {written} held rows written")
+            if self.db is not None:
+                self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+            self.locked_since = None
+        if self.full_since is not None:
+            lost = f", {self.dropped} dropped" if self.dropped else ""
+            self.say(f"log writable again after {now - self.full_since:.0f} s; {written} held rows written{lost}")
+            self.full_since = None
+
     def _write(self, sql, values, spill_row: Optional[dict] = None) -> Optional[sqlite3.Cursor]:
-        """Run and commit one write, returning its cursor. On a full disk say so once, count
-        the loss (a visit goes to the spill), return None and go on; while another program
-        holds the lock, hold the row in memory."""
+        """Run and commit one write, returning its cursor. While the disk is full or another
+        program holds the lock, say so once, hold the row (in order, behind those already
+        held), return None and go on."""
         now = time.monotonic()
         if self.held:
             if now < self.retry_at or not self._flush_held():
-                self._hold(sql, values)
+                self._hold(sql, values, spill_row)
                 return None
-        if self.full_since is not None and now < self.retry_at:
-            return self._lose(spill_row)
+        elif self.full_since is not None and now < self.retry_at:
+            self._hold(sql, values, spill_row)
+            return None
         if self.db is None and not self._open():
-            return self._lose(spill_row)
+            self._hold(sql, values, spill_row)
+            return None
         assert self.db is not None
         try:
             cursor = self.db.execute(sql, values)
@@ -173,28 +205,33 @@ class SQLiteLog(EventSink):
         except sqlite3.OperationalError as exc:
             self.db.rollback()
             if is_locked(exc):
-                self._hold(sql, values)
-                return None
-            if not is_disk_full(exc):
+                self._locked()
+            elif is_disk_full(exc):
+                self._full(exc)
+            else:
                 raise
-            self._full(exc)
-            return self._lose(spill_row)
-        if self.full_since is not None:
-            self.say(f"log writable again after {now - self.full_since:.0f} s; {self.dropped} rows were dropped")
-            self.full_since = None
+            self._hold(sql, values, spill_row)
+            return None
+        self._writable_again(0)
         return cursor
-
-    def _lose(self, spill_row):
-        if spill_row is None or not self.store.spill.add("sessions", spill_row):
-            self.dropped += 1
-        return None
 
     def prune(self) -> int:
         """Apply the retention policy to the emotion log (visits and runs are small and kept)."""
         self.next_prune = time.monotonic() + self.PRUNE_SECONDS
-        removed = 0
-        if self.db is None or self.held:
+        if self.db is None or self.held or self.full_since is not None:
             return 0
+        try:
+            return self._prune()
+        except sqlite3.OperationalError as exc:   # a read on a full disk (no room for its -shm file)
+            if is_disk_full(exc):
+                self._full(exc)
+            elif not is_locked(exc):
+                raise
+            return 0
+
+    def _prune(self) -> int:
+        assert self.db is not None
+        removed = 0
         if self.keep_days and not self.clock_doubt:
             newest = self.db.execute("SELECT MAX(ts) FROM emotions").fetchone()[0]
             if newest is not None and newest > time.time() + self.FUTURE_SECONDS:
@@ -254,13 +291,16 @@ class SQLiteLog(EventSink):
 
     def close(self, summary: Optional[dict] = None) -> None:
         summary = summary or {}
-        if self.held and self.db is not None:
-            self.db.execute(f"PRAGMA busy_timeout = {int(self.CLOSE_WAIT_SECONDS * 1000)}")
+        if self.held:
+            if self.db is not None:
+                self.db.execute(f"PRAGMA busy_timeout = {int(self.CLOSE_WAIT_SECONDS * 1000)}")
             self.retry_at = 0.0
             if not self._flush_held():
-                self.say(f"log still locked at the stop: {len(self.held)} held rows lost "
-                         f"({sum(1 for q, _ in self.held if 'sessions' in q)} of them visits)")
-        if self.run_id is not None:
+                spilled = self.full_since is not None and self.store.spill.used
+                self.say(f"log still {'full' if self.full_since is not None else 'locked'} at the stop: "
+                         f"{len(self.held)} held rows lost ({sum(1 for q, _ in self.held if 'sessions' in q)} of them "
+                         f"visits{', kept in the spill for the next start' if spilled else ''})")
+        if self.run_id is not None and not self.held:
             self.full_since = None  # one last try
             self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
                         (time.time(), summary.get("frames", 0), summary.get("faces", 0), summary.get("updates", 0),

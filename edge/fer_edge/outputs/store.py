@@ -270,27 +270,43 @@ def _claim(path: str) -> int:
 
 class Spill:
     """Room reserved beside the store for the visits that arrive while the disk is full:
-    `SIZE` bytes written once at start, then overwritten in place (an overwrite needs no
-    new blocks), one JSON line per row, and copied into the store at the next start."""
+    written once at start, then overwritten in place (an overwrite needs no new blocks), one
+    JSON line per row, and copied into the store at the next start. The reserve takes at
+    most a quarter of the free space, so on a small disk it never fills what the log needs."""
 
     SIZE = 256 * 1024
+    SHARE_OF_FREE = 4   # the reserve takes at most 1/SHARE_OF_FREE of the free space
 
     def __init__(self, path: str):
         self.path = path
         self.used = 0
+        self.size = 0
         self.fd: Optional[int] = None
         try:
             self.fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            if os.fstat(self.fd).st_size < self.SIZE:
-                os.pwrite(self.fd, b"\0" * self.SIZE, 0)
-                os.fsync(self.fd)
+            have = os.fstat(self.fd).st_size
+            if have < self.SIZE:
+                disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+                want = min(self.SIZE, have + disk.f_bavail * disk.f_frsize // self.SHARE_OF_FREE)
+                if want > have:
+                    self._reserve(have, want)
+            self.size = min(os.fstat(self.fd).st_size, self.SIZE)
             self.used = self._content_length()
         except OSError:
             self._close_fd()  # no room even for the reserve: nothing can be spilled
 
+    def _reserve(self, have: int, want: int) -> None:
+        """Write zeros from `have` to `want`; on a disk that fills meanwhile, keep what was written."""
+        assert self.fd is not None
+        try:
+            os.pwrite(self.fd, b"\0" * (want - have), have)
+        except OSError:
+            pass
+        os.fsync(self.fd)
+
     def _content_length(self) -> int:
         assert self.fd is not None
-        data = os.pread(self.fd, self.SIZE, 0)
+        data = os.pread(self.fd, self.size, 0)
         end = data.find(b"\0")
         return len(data) if end < 0 else end
 
@@ -302,7 +318,7 @@ class Spill:
     def add(self, table: str, row: dict) -> bool:
         """Keep one row for `table`; False when there is no room left (the caller counts the loss)."""
         line = (json.dumps({"table": table, "row": row}) + "\n").encode()
-        if self.fd is None or self.used + len(line) > self.SIZE:
+        if self.fd is None or self.used + len(line) > self.size:
             return False
         try:
             os.pwrite(self.fd, line, self.used)
