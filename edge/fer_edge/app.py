@@ -255,12 +255,16 @@ def summary_line(stats: "Stats", sessions_done: int, health: dict, stopped: bool
     line = (f"{'stopped' if stopped else 'done'}: {stats.frames} frames, {stats.faces} faces, "
             f"{stats.tracks} tracks, {stats.updates} updates logged in {stats.elapsed():.1f} s "
             f"({stats.fps():.1f} frames/s), {sessions_done} sessions{first}")
-    if health.get("log") == "full" or health.get("log_dropped"):
-        line += f"; log full, {health.get('log_dropped', 0)} rows dropped"
-    if health.get("log_held"):
+    if health.get("log") == "full":   # the rows held at the stop could not be written either
+        line += f"; log full, {health.get('log_dropped', 0) + health.get('log_held', 0)} rows dropped"
+    elif health.get("log_dropped"):
+        line += f"; {health['log_dropped']} log rows dropped"
+    if health.get("log_held") and health.get("log") != "full":
         line += f"; {health['log_held']} log rows held while the log was locked"
     if "mqtt" in health:
-        line += f"; MQTT {health['mqtt']}, {health['outbox_pending']} messages waiting in the outbox"
+        pending = health.get("outbox_pending")
+        line += f"; MQTT {health['mqtt']}, " + (f"{pending} messages waiting in the outbox" if pending is not None
+                                                else "the outbox cannot be read (disk full)")
         if health.get("sender", "ok") != "ok":
             line += f" (sender: {health['sender']})"
         if health.get("outbox_set_aside"):
