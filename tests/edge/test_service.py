@@ -29,7 +29,7 @@ def test_threads_default_to_auto(tmp_path):
 
 def test_example_config_is_valid():
     settings = read_file(EXAMPLE)
-    assert settings["source_camera"] == "0" and settings["model_threads"] == 2 and settings["log_quiet"] is True
+    assert settings["source_camera"] == "0" and settings["model_threads"] == "auto" and settings["log_quiet"] is True
 
 
 @pytest.mark.parametrize("text, message", [
