@@ -17,11 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
+from ..core.errors import UserError, one_line
 from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
-                       is_driver_error, open_database, reason)
+                                is_connection_error, is_data_error, is_driver_error, open_database, reason)
+from .message_check import (Rejected, bounded, device_state, is_online, kept_copy, read_json, shown, topic_parts,
+                            visit_row)
 from ..outputs.mqtt import KEEPALIVE_SECONDS, Broker
 from ..core.settings_sections import MqttSection
-from ..core.records import Visit
 
 Say = Callable[[str], None]
 
@@ -30,6 +32,7 @@ SESSION_EXPIRY_SECONDS = 7 * 86400           # how long the broker keeps a stopp
 RECEIVE_MAXIMUM = 1000                       # messages in flight to this collector, not yet acknowledged
 BATCH = 500                                  # rows per transaction at most
 PROGRESS_SECONDS = 60.0
+HELD_BYTES = 32 * 1024 * 1024                # QoS 0 messages (stats, views) beyond this wait nowhere: dropped
 
 
 @dataclass
@@ -52,37 +55,43 @@ class Message:
     connection: int                    # which broker connection delivered it (its mid is only valid there)
 
 
-class Rejected(ValueError):
-    """A message that cannot be read; it is kept in `rejected`, not retried."""
-
-
 def row_for(message: Message) -> Tuple[str, tuple]:
-    """(statement, arguments) that store one message."""
-    levels = message.topic.split("/")
-    kind, device = levels[-1], levels[-2]
+    """(statement, arguments) that store one message, under the device its topic names; a
+    message that fails its checks (message_check) raises Rejected."""
+    device, kind = topic_parts(message.topic)
     if kind == "availability":
-        text = message.payload.decode("utf-8", "replace").strip()
-        if text not in ("online", "offline"):
-            raise Rejected(f"availability {text[:40]!r} is neither online nor offline")
-        online = text == "online"
+        online = is_online(message.payload)
         return UPSERT["availability"], (device, int(online), message.received, message.received if online else None)
-    try:
-        payload = json.loads(message.payload)
-    except (UnicodeDecodeError, ValueError):
-        raise Rejected("not JSON") from None
-    if not isinstance(payload, dict):
-        raise Rejected("not a JSON object")
+    payload = read_json(message.payload)
     if kind == "session":
-        try:
-            row = Visit.from_json(payload).row()
-        except KeyError as exc:
-            raise Rejected(f"a visit without {exc.args[0]!r}") from None
+        row = visit_row(payload, device)
         row["stored"] = time.time()
         return INSERT_VISIT, tuple(row[c] for c in VISIT_COLUMNS)
-    at = payload.get("ts")
-    if not isinstance(at, (int, float)):
-        raise Rejected(f"a {kind} message without a time (ts)")
-    return UPSERT[kind], (device, json.dumps(payload), at, message.received)
+    state = device_state(kind, payload, device)
+    return UPSERT[kind], (device, json.dumps(state), state["ts"], message.received)
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one message becomes in the database."""
+    kind: str                          # session, stats, view, availability, or rejected
+    statement: str
+    args: tuple
+    message: Message
+
+
+def row_of(message: Message) -> Row:
+    try:
+        statement, args = row_for(message)
+        return Row(message.topic.rsplit("/", 1)[-1], statement, args, message)
+    except Rejected as exc:
+        return rejection(message, str(exc))
+
+
+def rejection(message: Message, why: str) -> Row:
+    """The message kept in `rejected` with the reason: its start only, as text any database takes."""
+    args = (kept_copy(message.topic, 300), kept_copy(message.payload), kept_copy(why, 500), message.received)
+    return Row("rejected", INSERT_REJECTED, args, message)
 
 
 class Collector:
@@ -101,6 +110,8 @@ class Collector:
         self.counts: Counter = Counter()
         self.database_down_since: Optional[float] = None
         self.next_prune = 0.0
+        self.failure: Optional[str] = None   # why the writer stopped, if it did: the collector stops with it
+        self.held, self.held_lock = 0, threading.Lock()   # bytes of messages in the inbox
         client = self.server.client(settings.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect, client.on_disconnect, client.on_message = self._on_connect, self._on_disconnect, self._on_message
@@ -133,12 +144,16 @@ class Collector:
         self.client.loop_stop()
         if self.database is not None:
             self.database.close()
+        if self.failure is not None:   # never half alive: a non-zero exit, and systemd starts it again
+            raise UserError(f"collector stopped: {self.failure}; what was not stored stays with the broker "
+                            f"({self.progress()})")
         self.say(f"stopped: {self.progress()}")
 
     def progress(self) -> str:
         c = self.counts
+        dropped = f"; {c['dropped']} stats or views dropped while the database was away" if c["dropped"] else ""
         return (f"{c['session']} visits, {c['stats']} stats, {c['view']} views, {c['availability']} availability "
-                f"messages stored; {c['rejected']} rejected; {self.inbox.qsize()} waiting")
+                f"messages stored; {c['rejected']} rejected; {self.inbox.qsize()} waiting{dropped}")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -167,7 +182,16 @@ class Collector:
             self.say(f"broker {self.broker} lost ({reason_code}); reconnecting, nothing unstored is acknowledged")
 
     def _on_message(self, client, userdata, message):
-        self.inbox.put(Message(message.topic, message.payload, message.mid, message.qos, time.time(), self.connection))
+        """Into the inbox, cut to what the checks need (a bigger message is rejected, never held whole).
+        QoS 1 messages in flight are bounded by RECEIVE_MAXIMUM; QoS 0 ones (stats, views, each
+        superseded by the next) are dropped while HELD_BYTES wait."""
+        payload = bounded(message.payload)
+        with self.held_lock:
+            if message.qos == 0 and self.held >= HELD_BYTES:
+                self.counts["dropped"] += 1
+                return
+            self.held += len(payload)
+        self.inbox.put(Message(message.topic, payload, message.mid, message.qos, time.time(), self.connection))
 
     def _next_batch(self) -> List[Message]:
         try:
@@ -179,18 +203,24 @@ class Collector:
                 batch.append(self.inbox.get_nowait())
             except queue.Empty:
                 break
+        with self.held_lock:
+            self.held -= sum(len(message.payload) for message in batch)
         return batch
 
     def _write_loop(self):
-        while not (self.stop_event.is_set() and self.inbox.empty()):
-            batch = self._next_batch()
-            if batch and self._store(batch):
-                for message in batch:
-                    # A mid names a message only on the connection that delivered it; after a
-                    # reconnect the broker delivers the message again, and that copy is acknowledged.
-                    if message.qos and message.connection == self.connection:
-                        self.client.ack(message.mid, message.qos)
-            self._prune()
+        try:
+            while not (self.stop_event.is_set() and self.inbox.empty()):
+                batch = self._next_batch()
+                if batch and self._store(batch):
+                    for message in batch:
+                        # A mid names a message only on the connection that delivered it; after a
+                        # reconnect the broker delivers the message again, and that copy is acknowledged.
+                        if message.qos and message.connection == self.connection:
+                            self.client.ack(message.mid, message.qos)
+                self._prune()
+        except BaseException as exc:  # noqa: BLE001 - said in one line; the whole collector stops with it
+            self.failure = f"{describe(self.s.db)}: {reason(exc)}" if is_driver_error(exc) else one_line(exc)
+            self.stop_event.set()
 
     def _store(self, batch: List[Message]) -> bool:
         """Commit the batch, retrying while the database is away (unless stopping); True once committed."""
@@ -202,8 +232,8 @@ class Collector:
                     self.say(f"database {describe(self.s.db)} back after {time.monotonic() - self.database_down_since:.0f} s")
                     self.database_down_since = None
                 return True
-            except Exception as exc:  # noqa: BLE001 - any driver error: keep the messages, try again
-                if not (is_driver_error(exc) or isinstance(exc, DatabaseError)):
+            except Exception as exc:  # noqa: BLE001 - the database away: keep the messages, try again
+                if not is_connection_error(exc):
                     raise
                 self._lost_database(exc)
             if self.stop_event.wait(delay):
@@ -213,18 +243,62 @@ class Collector:
     def _write(self, batch: List[Message]):
         if self.database is None:
             self.database = open_database(self.s.db, self.s.db_password, create=True)
-        kinds: Counter = Counter()
-        for message in batch:
+        rows = self._without_conflicts([row_of(message) for message in batch])
+        try:
+            self._execute(rows)
+            self.database.commit()
+        except Exception as exc:  # noqa: BLE001 - one row's values refused: the others still go in
+            if not is_data_error(exc):
+                raise
+            self.database.rollback()
+            rows = self._one_by_one(rows)
+        self.counts.update(row.kind for row in rows)
+
+    def _execute(self, rows: List[Row]):
+        assert self.database is not None
+        for row in rows:
+            self.database.execute(row.statement, row.args)
+
+    def _one_by_one(self, rows: List[Row]) -> List[Row]:
+        """Each row in its own transaction; one the database refuses goes to `rejected` instead."""
+        assert self.database is not None
+        written = []
+        for row in rows:
             try:
-                statement, args = row_for(message)
-                kinds[message.topic.rsplit("/", 1)[-1]] += 1
-            except Rejected as exc:
-                statement = INSERT_REJECTED
-                args = (message.topic, message.payload.decode("utf-8", "replace")[:10000], str(exc), message.received)
-                kinds["rejected"] += 1
-            self.database.execute(statement, args)
-        self.database.commit()
-        self.counts.update(kinds)
+                self._execute([row])
+                self.database.commit()
+            except Exception as exc:  # noqa: BLE001 - that row's fault: kept with the reason
+                if not is_data_error(exc):
+                    raise
+                self.database.rollback()
+                row = rejection(row.message, f"the database refused it: {reason(exc)}")
+                self._execute([row])
+                self.database.commit()
+            written.append(row)
+        return written
+
+    def _without_conflicts(self, rows: List[Row]) -> List[Row]:
+        """A visit whose id is stored already (or comes earlier in the batch) with other content
+        goes to `rejected`; the same visit again is a quiet duplicate (its insert does nothing)."""
+        assert self.database is not None
+        width = len(VISIT_COLUMNS) - 1          # every column but `stored`
+        visits = [row for row in rows if row.statement == INSERT_VISIT]
+        if not visits:
+            return rows
+        ids = sorted({row.args[0] for row in visits})
+        columns = ", ".join(f'"{name}"' for name in VISIT_COLUMNS[:width])
+        known = {stored[0]: tuple(stored) for stored in self.database.rows(
+            f"SELECT {columns} FROM sessions WHERE id IN ({', '.join('?' * len(ids))})", ids)}
+        checked = []
+        for row in rows:
+            if row.statement == INSERT_VISIT:
+                content = row.args[:width]
+                first = known.setdefault(content[0], content)
+                if first != content:
+                    row = rejection(row.message, f"conflicting duplicate: visit {shown(content[0])} is stored "
+                                                 "already with other content")
+            checked.append(row)
+        return checked
 
     def _lost_database(self, exc: BaseException):
         if self.database is not None:

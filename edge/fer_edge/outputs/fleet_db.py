@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
 from ..core.errors import UserError
-from .store import TABLES, column_names, insert_sql
+from .store import TABLES, column_names, insert_sql, is_disk_full, is_locked
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_SECONDS = 5
@@ -153,6 +153,27 @@ def is_driver_error(exc: BaseException) -> bool:
         return True
     psycopg = _psycopg(required=False)
     return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The database is away (down, restarting, locked by another program, its disk failing):
+    worth trying again later; the messages wait with the broker meanwhile."""
+    if isinstance(exc, DatabaseError):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return is_locked(exc) or is_disk_full(exc) or "unable to open" in str(exc).lower()
+    psycopg = _psycopg(required=False)
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """The database refused one row's values (a NUL, a number out of range, a missing value):
+    that row's fault, not the database's."""
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                        OverflowError, UnicodeEncodeError)):
+        return True
+    psycopg = _psycopg(required=False)
+    return psycopg is not None and isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
 
 
 def reason(exc: BaseException) -> str:
