@@ -2,6 +2,7 @@
 mosquitto, collectors store into a real PostgreSQL (or SQLite), and the reports read it."""
 
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -292,3 +293,252 @@ def test_a_broker_that_cannot_be_reached_is_said_with_its_reason(tmp_path):
             break
     said = stop(process)
     assert "refused" in lines[-1] and "Traceback" not in "".join(lines) + said, lines
+
+
+# --- Hostile messages: each judged alone, none blocks the ones behind it -----------------------
+
+def publisher(port, username=None, password=None):
+    """A raw MQTT client that publishes what fer-edge's own sink never would."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{username or 'anonymous'}",
+                         protocol=mqtt.MQTTv5)
+    if username:
+        client.username_pw_set(username, password)
+    client.answers = {}                  # the broker's PUBACK reason code per message id
+    client.on_publish = lambda c, userdata, mid, reason_code, properties: client.answers.__setitem__(mid, str(reason_code))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert Recorder.wait_for(client.is_connected, 10)
+    return client
+
+
+def publish(client, topic, payload, qos=1):
+    """Published and acknowledged by the broker; what the broker answered."""
+    info = client.publish(topic, payload, qos=qos)
+    info.wait_for_publish(60)
+    Recorder.wait_for(lambda: info.mid in client.answers, 5)
+    return client.answers.get(info.mid)
+
+
+def visit_json(sender, number, **changes):
+    visit = dict(made_up_visit(sender, number).to_json(), msg_id=f"{sender}-{number}", event_type="visit")
+    return json.dumps(dict(visit, **changes)).encode()
+
+
+def nested(size):
+    half = b"[" * (size // 2)
+    return half + b"]" * len(half)
+
+
+# (topic's device, payload, what the reason says); each is followed by a good visit
+POISON = [
+    ("kiosk-a", visit_json("kiosk-a", "p1")[:-1] + b', "note": "\x00"}', "a NUL byte"),
+    ("kiosk-a", visit_json("kiosk-a", "p2", start="yesterday"), "'start' is 'yesterday'"),
+    ("kiosk-a", visit_json("kiosk-a", "p3", end=None), "'end' is None"),
+    ("kiosk-a", visit_json("kiosk-a", "p4", device=None), "'device' is None"),
+    ("kiosk-a", visit_json("kiosk-a", "p5", duration={"seconds": 4}), "'duration' is {'seconds': 4}"),
+    ("kiosk-a", visit_json("kiosk-a", "p6", frames=1e20), "'frames' is 1e+20"),
+    ("kiosk-a", visit_json("kiosk-a", "p7", dominant="happy\u0000"), "a NUL character"),
+    ("k" * 8000, visit_json("k" * 8000, "p8"), "a device id of 8000 characters"),
+    ("kiosk-a", nested(200_000), "over 65,536 bytes"),
+    ("kiosk-a", nested(60_000), "nested more than"),
+    ("kiosk-a", b"{" + b" " * 10_000_000 + b"}", "over 65,536 bytes"),
+    ("kiosk-a", visit_json("kiosk-a", "p9", satisfaction=float("nan")), "NaN is not a number"),
+    ("attacker", visit_json("kiosk-a", "forged", satisfaction=1.0), "names device 'kiosk-a' but came on the topic "
+                                                                    "of device 'attacker'"),
+    ("kiosk-a", visit_json("kiosk-a", "good-0", satisfaction=2.0), "conflicting duplicate"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet_store(request, tmp_path):
+    """(the collector's --db, a function that runs SQL on it, the PostgreSQL cluster or None)."""
+    if request.param == "sqlite":
+        db = tmp_path / "fleet.db"
+
+        def query(sql):
+            try:
+                with sqlite3.connect(db) as connection:
+                    return connection.execute(sql).fetchall()
+            except sqlite3.OperationalError:   # before the collector made its tables
+                return []
+        yield db, query, None
+    else:
+        postgres = Postgres().start()
+        yield postgres.url, postgres.query, postgres
+        postgres.close()
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_hostile_messages_are_rejected_and_never_block_the_good_ones(tmp_path, fleet_store):
+    db, query, _ = fleet_store
+    broker = Broker(tmp_path).start()
+    collector = start_collector(broker.port, db, "collector")
+    client = publisher(broker.port)
+    took = []
+    try:
+        first = visit_json("kiosk-a", "good-0")
+        publish(client, "fer-edge/kiosk-a/session", first)
+        for number, (device, payload, words) in enumerate(POISON, 1):
+            started = time.monotonic()
+            publish(client, f"fer-edge/{device}/session", payload)
+            publish(client, "fer-edge/kiosk-a/session", visit_json("kiosk-a", f"good-{number}"))
+            sql = f"SELECT COUNT(*) FROM sessions WHERE id = 'kiosk-a-good-{number}'"
+            stored = Recorder.wait_for(lambda sql=sql: query(sql) == [(1,)], 10)
+            took.append(time.monotonic() - started)
+            reasons = [row[0] for row in query("SELECT reason FROM rejected")]
+            assert stored, f"the good visit after {words!r} was not stored within 10 s; rejected: {reasons}"
+            assert len(reasons) == number and words in reasons[-1], (words, reasons)
+        # A redelivered visit (same id, same content) is a quiet duplicate.
+        publish(client, "fer-edge/kiosk-a/session", first)
+        publish(client, "fer-edge/kiosk-a/stats", json.dumps({"ts": time.time(), "fps": float("nan")}).encode())
+        publish(client, "fer-edge/kiosk-a/stats", json.dumps({"ts": time.time(), "fps": "fast"}).encode())
+        publish(client, "fer-edge/kiosk-a/stats", json.dumps({"ts": time.time(), "fps": 6.0, "outbox_pending": 0}).encode())
+        assert Recorder.wait_for(lambda: query("SELECT stats FROM devices WHERE device = 'kiosk-a'") != [], 10)
+        assert Recorder.wait_for(lambda: len(query("SELECT reason FROM rejected")) == len(POISON) + 2, 10)
+        assert collector.poll() is None, "the collector is still up"
+        memory = rss_mb(collector.pid)
+        sessions = query("SELECT id, device, satisfaction FROM sessions ORDER BY id")
+        rejected = query("SELECT topic, payload, reason FROM rejected")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        said = stop(collector)
+        broker.stop()
+    print(f"{len(POISON)} poison messages; each good visit after one stored in at most {max(took):.2f} s; "
+          f"collector RSS {memory:.0f} MB")
+    assert [row[0] for row in sessions] == sorted(f"kiosk-a-good-{n}" for n in range(len(POISON) + 1))
+    assert {row[1] for row in sessions} == {"kiosk-a"} and {row[2] for row in sessions} == {60.0}, "no forged figures"
+    assert max(len(payload) for _, payload, _ in rejected) <= 2000 and all(len(topic) <= 300 for topic, _, _ in rejected)
+    assert memory < 200, f"collector RSS {memory:.0f} MB"
+    assert "Traceback" not in said and "16 rejected" in said, said
+    report = run_cli("fer-edge", "report", "--db", db, "--since", "all", "--json")
+    assert report.returncode == 0 and "NaN" not in report.stdout and json.loads(report.stdout)["total"]["sessions"] == 15
+
+
+def test_big_messages_while_the_database_is_away_keep_the_collector_small(tmp_path, fleet_store):
+    """10 MB messages pile up while the database is away (PostgreSQL stopped, or SQLite's file
+    locked by another program); the collector holds each only as far as it needs to reject it."""
+    db, query, postgres = fleet_store
+    broker = Broker(tmp_path)
+    broker.config.write_text(broker.config.read_text().replace("persistence true", "persistence false"))
+    broker.start()
+    collector = start_collector(broker.port, db, "collector")
+    client = publisher(broker.port)
+    lock = None
+    try:
+        publish(client, "fer-edge/kiosk-a/session", visit_json("kiosk-a", "before"))
+        assert Recorder.wait_for(lambda: query("SELECT COUNT(*) FROM sessions") == [(1,)], 10)
+        if postgres:
+            postgres.stop()
+        else:
+            lock = sqlite3.connect(db, isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")
+        big, peak = b'{"ts": 1, "pad": "' + b"x" * 10_000_000 + b'"}', 0.0
+        for number in range(25):
+            publish(client, f"fer-edge/kiosk-a/{('session', 'stats')[number % 2]}", big)
+            peak = max(peak, rss_mb(collector.pid))
+        publish(client, "fer-edge/kiosk-a/session", visit_json("kiosk-a", "after"))
+        for _ in range(20):
+            time.sleep(0.25)
+            peak = max(peak, rss_mb(collector.pid))
+        if postgres:
+            postgres.start()
+        else:
+            lock.rollback()
+            lock.close()
+        returned = time.monotonic()
+        assert Recorder.wait_for(lambda: query("SELECT COUNT(*) FROM sessions") == [(2,)], 30)
+        waited = time.monotonic() - returned
+        assert Recorder.wait_for(lambda: query("SELECT COUNT(*) FROM rejected") == [(25,)], 10)
+        reasons = {row[0] for row in query("SELECT reason FROM rejected")}
+        assert collector.poll() is None
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        said = stop(collector)
+        broker.stop()
+    print(f"25 messages of 10 MB while the database was away: collector RSS at most {peak:.0f} MB; "
+          f"the visit after them stored {waited:.1f} s after the database came back")
+    assert peak < 200, f"collector RSS {peak:.0f} MB"
+    assert reasons == {"over 65,536 bytes"} and "Traceback" not in said
+
+
+def test_a_writer_that_dies_stops_the_collector_and_a_restart_stores_what_waited(tmp_path):
+    """A database that refuses every write for good (here: its tables dropped under the running
+    collector) stops the process with one line and status 1, so systemd starts it again; nothing
+    unstored was acknowledged, and the new process stores it."""
+    broker, db = Broker(tmp_path).start(), tmp_path / "fleet.db"
+    collector = start_collector(broker.port, db, "collector")
+    client = publisher(broker.port)
+    try:
+        publish(client, "fer-edge/kiosk-a/session", visit_json("kiosk-a", 1))
+        assert Recorder.wait_for(lambda: count_rows(db) == 1, 10)
+        with sqlite3.connect(db) as connection:
+            connection.execute("DROP TABLE sessions")
+        publish(client, "fer-edge/kiosk-a/session", visit_json("kiosk-a", 2))
+        status = collector.wait(30)
+        said = collector.stderr.read()
+        collector = start_collector(broker.port, db, "collector")
+        assert Recorder.wait_for(lambda: count_rows(db) == 1, 10), "the visit that waited is stored after the restart"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        stop(collector)
+        broker.stop()
+    lines = said.strip().splitlines()
+    assert status == 1 and "no such table: sessions" in lines[-1] and "Traceback" not in said, said
+
+
+def broker_acl():
+    """The mosquitto ACL docs/fleet.md gives, as written."""
+    return re.search(r"```\n(# each device writes only.*?)```", DOCS.read_text(), re.S).group(1)
+
+
+def test_the_broker_acl_ties_a_device_to_its_topic_and_a_forged_payload_is_rejected(tmp_path):
+    db = tmp_path / "fleet.db"
+    users = {"kiosk-a": "kiosk-a-password", "attacker": "attacker-password", "fer-edge-collector": "collector-password"}
+    passwords, acl = tmp_path / "passwd", tmp_path / "acl"
+    passwords.write_text("")
+    for user, password in users.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+    acl.write_text(broker_acl())
+    broker = Broker(tmp_path)
+    stay_root = "user root\n" if os.geteuid() == 0 else ""   # mosquitto's own user cannot enter pytest's folders
+    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true", "allow_anonymous false")
+                             + f"password_file {passwords}\nacl_file {acl}\n{stay_root}")
+    broker.start()
+    password_file = tmp_path / "collector-password"
+    password_file.write_text(users["fer-edge-collector"] + "\n")
+    password_file.chmod(0o600)
+    collector = start_collector(broker.port, db, "collector", "--mqtt-username", "fer-edge-collector",
+                                "--mqtt-password-file", password_file)
+    device, attacker = publisher(broker.port, "kiosk-a", users["kiosk-a"]), publisher(broker.port, "attacker", users["attacker"])
+    try:
+        refused = publish(attacker, "fer-edge/kiosk-a/session", visit_json("kiosk-a", "forged-1", satisfaction=1.0))
+        publish(attacker, "fer-edge/attacker/session", visit_json("kiosk-a", "forged-2", satisfaction=1.0))
+        publish(device, "fer-edge/kiosk-a/session", visit_json("kiosk-a", "real"))
+        publish(device, "fer-edge/kiosk-a/availability", b"online")
+        assert Recorder.wait_for(lambda: count_rows(db) == 1 and count_rows(db, "rejected") == 1, 10)
+        time.sleep(1)
+        with sqlite3.connect(db) as connection:
+            sessions = connection.execute("SELECT id, device, satisfaction FROM sessions").fetchall()
+            rejected = connection.execute("SELECT topic, reason FROM rejected").fetchall()
+            devices = connection.execute("SELECT device, online FROM devices").fetchall()
+    finally:
+        for client in (device, attacker):
+            client.loop_stop()
+            client.disconnect()
+        said = stop(collector)
+        broker.stop()
+    assert sessions == [("kiosk-a-real", "kiosk-a", 60.0)], sessions
+    assert rejected == [("fer-edge/attacker/session", "names device 'kiosk-a' but came on the topic of device 'attacker'")]
+    assert devices == [("kiosk-a", 1)] and "Traceback" not in said
+    assert refused == "Not authorized", refused
