@@ -93,6 +93,10 @@ def test_the_topic_names_the_device():
         row_for(message(long_id, "session", visit(device=long_id)))
     with pytest.raises(Rejected, match="a device id of 0 characters"):
         row_for(message("", "availability", b"online"))
+    with pytest.raises(Rejected, match=r"a device id with control characters in the topic \('kiosk\\x1b\[2J'\)"):
+        row_for(message("kiosk\x1b[2J", "availability", b"online"))
+    with pytest.raises(Rejected, match="'dominant' is 'happy\\\\u202e', not a text of 1 to 128 printable"):
+        row_for(message("kiosk", "session", visit(dominant="happy\u202e")))
     # The device's sink writes an id with '/' as '_' in its topic: the same device.
     statement, args = row_for(message("site_kiosk", "session", visit(device="site/kiosk")))
     assert args[1] == "site_kiosk"

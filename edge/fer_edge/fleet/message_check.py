@@ -14,6 +14,7 @@ another device is a forgery.
 import json
 import math
 import re
+import unicodedata
 from typing import Any, Callable, Dict, Tuple
 
 from ..core.records import Visit
@@ -65,7 +66,14 @@ def topic_parts(topic: str) -> Tuple[str, str]:
     if not 0 < len(device) <= MAX_DEVICE:
         raise Rejected(f"a device id of {len(device)} characters in the topic (1 to {MAX_DEVICE} allowed)")
     _check_text(device)
+    if not printable(device):
+        raise Rejected(f"a device id with control characters in the topic ({shown(device)})")
     return device, kind
+
+
+def printable(text: str) -> bool:
+    """No control or format characters: a name that reports print cannot rewrite the terminal."""
+    return not any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
 
 
 def is_online(payload: bytes) -> bool:
@@ -205,14 +213,14 @@ def _number(low: float, high: float, whole: bool = False, null: bool = False) ->
 
 
 def _name(longest: int = MAX_NAME, null: bool = False) -> Rule:
-    return (f"a text of 1 to {longest} characters{' or null' if null else ''}",
-            lambda v: (null and v is None) or (isinstance(v, str) and 0 < len(v) <= longest))
+    return (f"a text of 1 to {longest} printable characters{' or null' if null else ''}",
+            lambda v: (null and v is None) or (isinstance(v, str) and 0 < len(v) <= longest and printable(v)))
 
 
 TIME = _number(0, LARGEST_TIME)
 MIX: Rule = (f"an object of up to {MAX_LABELS} labels, each a number from 0 to 1",
              lambda v: isinstance(v, dict) and len(v) <= MAX_LABELS
-             and all(0 < len(k) <= MAX_NAME and _is_number(x) and 0 <= x <= 1 for k, x in v.items()))
+             and all(0 < len(k) <= MAX_NAME and printable(k) and _is_number(x) and 0 <= x <= 1 for k, x in v.items()))
 VISIT: Dict[str, Rule] = {
     "id": _name(), "device": _name(MAX_DEVICE), "start": TIME, "end": TIME, "duration": _number(0, LARGEST_SECONDS),
     "frames": _number(0, INT4, whole=True), "shares": MIX, "dominant": _name(), "exit_emotion": _name(),
