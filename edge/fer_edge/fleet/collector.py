@@ -1,11 +1,13 @@
 """`fer-edge collect`: every device's visits and state, from the broker into the fleet's database.
 
-The broker does the scaling: collectors of one group share the visits, stats and views
-(an MQTT 5 shared subscription, `$share/GROUP/...`), so several can run side by side. Each
-keeps a persistent session (a fixed client id, `clean_start` off), and a message is
-acknowledged only after its row is committed: a collector killed at any moment, or a
-database that goes away, leaves the message with the broker, which delivers it again. A
-visit is stored once however often it arrives (its `msg_id` is the row's key).
+The broker does the scaling: collectors of one group share every device message (an MQTT 5
+shared subscription, `$share/GROUP/...`), so several can run side by side and each message is
+written once. Each keeps a persistent session (a fixed client id, `clean_start` off), and a
+message is acknowledged only after its row is committed: a collector killed at any moment, or a
+database that goes away, leaves the message with the broker, which delivers it again; when it
+does not come back, another collector of the group takes over its session (handover). A visit
+is stored once however often it arrives (its `msg_id` is the row's key). The broker holds
+what is not acknowledged: at most RECEIVE_MAXIMUM messages are in flight to a collector.
 """
 
 import json
@@ -15,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..core.errors import UserError, one_line
 from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
@@ -23,12 +25,15 @@ from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COL
 from .message_check import (Rejected, bounded, device_state, is_online, kept_copy, read_json, shown, topic_parts,
                             visit_row)
 from ..outputs.mqtt import KEEPALIVE_SECONDS, Broker
+from .handover import GONE, UP, Handover, Link, Roster, roster_topic, session_properties, set_will
 from ..core.settings_sections import MqttSection
 
 Say = Callable[[str], None]
 
-SHARED_KINDS = ("session", "stats", "view")  # split among the group's collectors
-SESSION_EXPIRY_SECONDS = 7 * 86400           # how long the broker keeps a stopped collector's messages
+SHARED_KINDS = ("session", "stats", "view", "availability")  # split among the group's collectors
+SESSION_EXPIRY_SECONDS = 7 * 86400           # how long the broker keeps a lone stopped collector's messages
+SNAPSHOT_SECONDS = 5.0                       # how long after connecting the retained availability is taken
+SNAPSHOT_ID = 1                              # the subscription identifier of that snapshot
 RECEIVE_MAXIMUM = 1000                       # messages in flight to this collector, not yet acknowledged
 BATCH = 500                                  # rows per transaction at most
 PROGRESS_SECONDS = 60.0
@@ -53,6 +58,7 @@ class Message:
     qos: int
     received: float
     connection: int                    # which broker connection delivered it (its mid is only valid there)
+    link: Optional[Link] = None        # the connection's client: its own, or a taken-over collector's
 
 
 def row_for(message: Message) -> Tuple[str, tuple]:
@@ -106,7 +112,6 @@ class Collector:
         self.broker = self.server.address
         self.inbox: "queue.Queue[Message]" = queue.Queue()
         self.stop_event = stop or threading.Event()   # set by a signal: store what arrived, then stop
-        self.connection = 0
         self.counts: Counter = Counter()
         self.database_down_since: Optional[float] = None
         self.next_prune = 0.0
@@ -116,19 +121,23 @@ class Collector:
         client.reconnect_delay_set(1, 30)
         client.on_connect, client.on_disconnect, client.on_message = self._on_connect, self._on_disconnect, self._on_message
         client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        self.roster_topic = roster_topic(settings.mqtt.prefix, settings.group, settings.client_id)
+        set_will(client, self.roster_topic)
+        self.link = Link(client)
+        self.roster = Roster(settings.client_id, self._take_over)
+        self.handovers: List[Handover] = []
+        self.snapshot_until: Optional[float] = None
+        self.first_connection = True
+        self.in_hand = 0                     # messages taken from the inbox, not yet stored
         self.unreachable_said = 0.0
         self.client = client
         self.writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
     def run(self) -> None:
         """Collect until the stop event is set; says where it stores, and what it stored every minute."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        self.say(f"collecting {self.s.mqtt.prefix}/+/{{{','.join(SHARED_KINDS)},availability}} from {self.broker} "
+        properties = session_properties(SESSION_EXPIRY_SECONDS, RECEIVE_MAXIMUM)
+        self.say(f"collecting {self.s.mqtt.prefix}/+/{{{','.join(SHARED_KINDS)}}} from {self.broker} "
                  f"(group {self.s.group}, client id {self.s.client_id}) into {describe(self.s.db)}")
         self.writer.start()
         self.client.connect_async(self.server.host, self.server.port, keepalive=KEEPALIVE_SECONDS,
@@ -136,10 +145,20 @@ class Collector:
         self.client.loop_start()
         last = time.monotonic()
         while not self.stop_event.wait(1.0):
+            if self.snapshot_until is not None and time.monotonic() >= self.snapshot_until:
+                self.snapshot_until = None
+                self.client.unsubscribe(f"{self.s.mqtt.prefix}/+/availability")
             if time.monotonic() - last >= PROGRESS_SECONDS:
                 last = time.monotonic()
                 self.say(self.progress())
         self.writer.join(30)   # what arrived is stored and acknowledged before the goodbye
+        for handover in self.handovers:
+            handover.join(5)
+        # Gone: a live collector of the group takes over this session (one that stays alone keeps it).
+        try:
+            self.client.publish(self.roster_topic, GONE, qos=1, retain=True).wait_for_publish(5)
+        except (RuntimeError, ValueError):
+            pass   # the broker is away: its will says it instead
         self.client.disconnect()
         self.client.loop_stop()
         if self.database is not None:
@@ -153,22 +172,62 @@ class Collector:
         c = self.counts
         dropped = f"; {c['dropped']} stats or views dropped while the database was away" if c["dropped"] else ""
         return (f"{c['session']} visits, {c['stats']} stats, {c['view']} views, {c['availability']} availability "
-                f"messages stored; {c['rejected']} rejected; {self.inbox.qsize()} waiting{dropped}")
+                f"messages stored; {c['rejected']} rejected; {self.inbox.qsize() + self.in_hand} waiting{dropped}")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             self.say(f"broker {self.broker} refused the collector: {reason_code}")
             return
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
-        self.connection += 1
-        prefix, once = self.s.mqtt.prefix, SubscribeOptions(qos=1)
-        topics = [(f"$share/{self.s.group}/{prefix}/+/{kind}", once) for kind in SHARED_KINDS]
-        # Retained availability never reaches a shared subscription: every collector takes it.
-        topics.append((f"{prefix}/+/availability", once))
-        client.subscribe(topics)
+        self.link.connection += 1
+        prefix = self.s.mqtt.prefix
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._shared_topics()])
+        client.subscribe(roster_topic(prefix, self.s.group), options=SubscribeOptions(qos=0))
+        # Retained availability never reaches a shared subscription: each device's last word is
+        # taken once, right after connecting, on a subscription of its own (then left).
+        snapshot = Properties(PacketTypes.SUBSCRIBE)
+        snapshot.SubscriptionIdentifier = SNAPSHOT_ID
+        client.subscribe(f"{prefix}/+/availability", options=SubscribeOptions(qos=0), properties=snapshot)
+        self.snapshot_until = time.monotonic() + SNAPSHOT_SECONDS
+        client.publish(self.roster_topic, UP, qos=1, retain=True)
         kept = " (the broker kept this collector's session)" if flags.session_present else ""
         self.say(f"connected to {self.broker}{kept}")
+        if self.first_connection:
+            self.first_connection = False
+            self._check_broker(properties)
+
+    def _shared_topics(self) -> List[str]:
+        return [f"$share/{self.s.group}/{self.s.mqtt.prefix}/+/{kind}" for kind in SHARED_KINDS]
+
+    def _check_broker(self, properties) -> None:
+        """What the broker says of itself that breaks a promise, in one line each."""
+        shared = getattr(properties, "SharedSubscriptionAvailable", 1)
+        if shared == 0:
+            self.say(f"broker {self.broker} offers no shared subscriptions: run one collector only")
+        expiry = getattr(properties, "SessionExpiryInterval", SESSION_EXPIRY_SECONDS)
+        if expiry < SESSION_EXPIRY_SECONDS:
+            self.say(f"broker {self.broker} keeps a stopped collector's session {expiry} s only (asked for "
+                     f"{SESSION_EXPIRY_SECONDS} s): a lone collector stopped longer loses what arrives meanwhile")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            self.say(f"broker {self.broker} refused a subscription ({refused[0]}): check its ACL for "
+                     f"{self.s.mqtt.prefix}/+/... and {roster_topic(self.s.mqtt.prefix, self.s.group)}")
+
+    def _take_over(self, client_id: str) -> None:
+        """A collector of the group is gone: store what the broker kept for it (handover)."""
+        self.say(f"collector {client_id} is gone: taking over its session")
+        handover = Handover(self.server, self.s.mqtt.prefix, self.s.group, client_id,
+                            self._shared_topics() + [f"{self.s.mqtt.prefix}/+/availability",
+                                                     roster_topic(self.s.mqtt.prefix, self.s.group)],
+                            self._deliver, self.say,
+                            self.roster.done, self.stop_event, RECEIVE_MAXIMUM, SESSION_EXPIRY_SECONDS)
+        self.handovers = [h for h in self.handovers if h.is_alive()] + [handover]
+        handover.start()
 
     def _on_connect_fail(self, client, userdata):
         """Said once a minute while it lasts, with the reason (paho retries by itself)."""
@@ -182,6 +241,19 @@ class Collector:
             self.say(f"broker {self.broker} lost ({reason_code}); reconnecting, nothing unstored is acknowledged")
 
     def _on_message(self, client, userdata, message):
+        self._deliver(message, self.link)
+
+    def _deliver(self, message, link: Link):
+        """A roster message to the roster; a device's message to the inbox (once)."""
+        if message.topic.startswith(roster_topic(self.s.mqtt.prefix, self.s.group, "")):
+            self.roster.heard(message.topic, message.payload)
+            return
+        snapshot = SNAPSHOT_ID in (getattr(message.properties, "SubscriptionIdentifier", None) or [])
+        if snapshot and not message.retain:
+            return   # said live: the shared subscription brings it too
+        self.receive(message, link)
+
+    def receive(self, message, link: Link):
         """Into the inbox, cut to what the checks need (a bigger message is rejected, never held whole).
         QoS 1 messages in flight are bounded by RECEIVE_MAXIMUM; QoS 0 ones (stats, views, each
         superseded by the next) are dropped while HELD_BYTES wait."""
@@ -191,7 +263,8 @@ class Collector:
                 self.counts["dropped"] += 1
                 return
             self.held += len(payload)
-        self.inbox.put(Message(message.topic, payload, message.mid, message.qos, time.time(), self.connection))
+        link.received(message.qos)
+        self.inbox.put(Message(message.topic, payload, message.mid, message.qos, time.time(), link.connection, link))
 
     def _next_batch(self) -> List[Message]:
         try:
@@ -211,12 +284,11 @@ class Collector:
         try:
             while not (self.stop_event.is_set() and self.inbox.empty()):
                 batch = self._next_batch()
+                self.in_hand = len(batch)
                 if batch and self._store(batch):
                     for message in batch:
-                        # A mid names a message only on the connection that delivered it; after a
-                        # reconnect the broker delivers the message again, and that copy is acknowledged.
-                        if message.qos and message.connection == self.connection:
-                            self.client.ack(message.mid, message.qos)
+                        (message.link or self.link).ack(message.mid, message.qos, message.connection)
+                    self.in_hand = 0
                 self._prune()
         except BaseException as exc:  # noqa: BLE001 - said in one line; the whole collector stops with it
             self.failure = f"{describe(self.s.db)}: {reason(exc)}" if is_driver_error(exc) else one_line(exc)
@@ -255,9 +327,13 @@ class Collector:
         self.counts.update(row.kind for row in rows)
 
     def _execute(self, rows: List[Row]):
+        """One executemany per statement (psycopg pipelines it: no round trip a row), in one transaction."""
         assert self.database is not None
+        by_statement: Dict[str, List[tuple]] = {}
         for row in rows:
-            self.database.execute(row.statement, row.args)
+            by_statement.setdefault(row.statement, []).append(row.args)
+        for statement, args in by_statement.items():
+            self.database.executemany(statement, args)
 
     def _one_by_one(self, rows: List[Row]) -> List[Row]:
         """Each row in its own transaction; one the database refuses goes to `rejected` instead."""
