@@ -41,8 +41,32 @@ def device_id(settings: Settings) -> str:
 
 
 def log_path(settings: Settings) -> Optional[str]:
-    """The SQLite log to write, or None when the log is off."""
-    return (settings.log.db or default_db_path()) if settings.log.enabled else None
+    """The SQLite log to write, or None when the log is off. A run on a file or folder (a
+    demo, a test clip) writes into the kiosk's own log only where told to (--db, [log] db, a
+    state folder in $STATE_DIRECTORY, or MQTT, whose outbox lives in the log): its visits
+    would count in the kiosk's next report."""
+    if not settings.log.enabled:
+        return None
+    if settings.log.db:
+        return settings.log.db
+    if on_a_file(settings) and not os.environ.get("STATE_DIRECTORY") and not settings.mqtt.host:
+        return None
+    return default_db_path()
+
+
+def on_a_file(settings: Settings) -> bool:
+    """The source is a file or folder (not a camera or a stream)."""
+    from .vision.capture import URL_PREFIXES
+
+    path = settings.source.path
+    return settings.source.camera is None and path is not None and not path.lower().startswith(URL_PREFIXES)
+
+
+def describe_log(settings: Settings, db_path: Optional[str]) -> str:
+    """Where the run's log goes, as the start line says it."""
+    if db_path or not settings.log.enabled:
+        return f"log {db_path or 'off'}"
+    return "log off: a file is not logged into the kiosk's log (--db FILE keeps one)"
 
 
 def under_systemd() -> bool:
@@ -88,9 +112,13 @@ def run(settings: Settings, say: Say, started: float) -> None:
     if settings.web.listen and source_settings.camera is None and source_settings.path is None:
         return serve_only(settings, stop, say)
     open_fn = lambda: open_source(camera=source_settings.camera, source=source_settings.path, stop=stop,  # noqa: E731
-                                  on_event=say, wait=under_systemd(), lean=source_settings.realtime)
-    first_source = open_fn()  # fail fast on a bad source, before loading anything else
-    first_source.close()
+                                  on_event=say, wait=under_systemd(), lean=source_settings.realtime,
+                                  bounded=source_settings.max_frames is not None)
+    first_source = open_fn()  # fail fast on a bad source, before loading anything else; read on from here
+    if settings.run.annotate:   # a wrong --annotate is said now, not once the source is done
+        from .kiosk.drawing import check_video_path
+
+        check_video_path(settings.run.annotate)
     stills = isinstance(first_source, ImageSource)
     # At camera rate a frame waits for the camera, not for the model: one thread costs the
     # least CPU. A file read as fast as it goes uses every thread "auto" allows.
@@ -99,7 +127,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
     if at_camera_rate:  # OpenCV's pool wakes every core for a frame's small resizes: more CPU than it saves
         cv2.setNumThreads(1)
     db_path = log_path(settings)
-    pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say)
+    pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say, stop)
     server = None
     if settings.web.listen:
         from .kiosk.live import LiveState
@@ -115,11 +143,11 @@ def run(settings: Settings, say: Say, started: float) -> None:
     say(f"model {analyzer.classifier.name} ({analyzer.classifier.variant_reason}), detector {analyzer.detector.name}, "
         f"{analyzer.classifier.threads} thread{'' if analyzer.classifier.threads == 1 else 's'}, "
         f"{pipeline.cadence.describe()}, "
-        f"log {db_path or 'off'}")
+        f"{describe_log(settings, db_path)}")
     current = {}
 
     def frames():
-        for source, frame in frames_forever(open_fn, source_settings.loop, stop):
+        for source, frame in frames_forever(open_fn, source_settings.loop, stop, first=first_source, on_event=say):
             current["source"] = source
             yield frame
 
@@ -138,8 +166,9 @@ def run(settings: Settings, say: Say, started: float) -> None:
 
 
 def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: Any, stills: bool, db_path: Optional[str],
-                   say: Say) -> "Pipeline":
-    """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log."""
+                   say: Say, stop: Optional[threading.Event] = None) -> "Pipeline":
+    """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log; `stop` is
+    set when stdout's reader goes away."""
     from .core.clock import WallClock
     from .kiosk.drawing import Annotator, Window
     from .core.errors import UserError
@@ -159,7 +188,7 @@ def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: A
         log.start_run(device, describe_source(settings), analyzer.classifier.name, analyzer.detector.name)
         sinks.append(log)
     if not settings.log.quiet or settings.log.json:
-        sinks.append(StdoutLog(as_json=settings.log.json))
+        sinks.append(StdoutLog(as_json=settings.log.json, on_closed=stop.set if stop else None))
     if settings.mqtt.host:
         if not db_path:
             raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")

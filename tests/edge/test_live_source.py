@@ -3,6 +3,9 @@ fer-edge must reconnect with backoff, keep its log, and never crash."""
 
 import pytest
 import http.server
+import os
+import signal
+import socket
 import socketserver
 import sqlite3
 import subprocess
@@ -10,6 +13,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+FER_EDGE = str(Path(sys.executable).parent / "fer-edge")
 
 
 
@@ -91,3 +96,60 @@ def test_stream_gone_for_a_while_backs_off_then_resumes(jpeg_frames, model_path,
         back.stop()
     assert process.returncode == 0, err
     assert "reconnecting" in err and "reopened" in err and "60 frames" in err
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+def test_a_dead_stream_ends_a_bounded_run_in_one_line_without_ffmpeg_lines(scheme, model_path):
+    url = f"{scheme}://127.0.0.1:{closed_port()}/x"
+    started = time.monotonic()
+    result = subprocess.run([FER_EDGE, "run", "--source", url, "--model", str(model_path), "--no-db", "--max-frames", "3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and time.monotonic() - started < 60, result.stderr
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("[")], result.stderr   # no `[tcp @ 0x...]` from FFmpeg
+    assert lines[-1].startswith(f"Error: {url}: no answer from the stream (connection refused") and "gave up" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_named_pipe_is_opened_once_and_sigterm_stops_it(photos, model_path, tmp_path):
+    fifo = tmp_path / "camera.pipe"
+    os.mkfifo(fifo)
+    clip = (photos / "WolfgangLanger_Pexels.mp4").read_bytes()   # faststart: readable from a pipe
+    run = subprocess.Popen([FER_EDGE, "run", "--source", str(fifo), "--model", str(model_path), "--no-db", "--json",
+                            "--log-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)   # waiting for a writer: still stoppable, see below
+        writer = os.open(fifo, os.O_WRONLY)   # one writer that sends part of the clip and stays open
+        os.write(writer, clip[:len(clip) // 2])
+        assert run.stdout.readline().startswith("{"), "faces are read from the pipe"
+        time.sleep(1.0)   # the pipe is silent now: FFmpeg blocks on it
+        stopped = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=20)
+        assert time.monotonic() - stopped < 5, err
+        os.close(writer)
+    finally:
+        run.kill()
+    assert run.returncode == 0 and "stopped:" in err and "Traceback" not in err, err
+
+
+def test_sigterm_stops_a_run_waiting_for_a_pipe_writer(model_path, tmp_path):
+    fifo = tmp_path / "camera.pipe"
+    os.mkfifo(fifo)
+    run = subprocess.Popen([FER_EDGE, "run", "--source", str(fifo), "--model", str(model_path), "--no-db"],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4.0)
+        stopped = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=20)
+        assert time.monotonic() - stopped < 5, err
+    finally:
+        run.kill()
+    assert run.returncode == 0 and "stopped:" in err, err

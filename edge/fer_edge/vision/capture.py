@@ -9,9 +9,13 @@ same at any speed and whatever the wall clock does.
 import glob
 import importlib
 import os
+import queue
+import socket
+import stat
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -23,7 +27,11 @@ from ..core.log import say
 
 def _quiet_opencv():
     """OpenCV's own warnings (a camera index that cannot be opened, at every try) would drown
-    fer-edge's one-line messages; its errors still show. Not every build has the same API."""
+    fer-edge's one-line messages; its errors still show. FFmpeg's lines (`[tcp @ 0x...]
+    Connection refused`, at every reconnect) are silenced: fer-edge says what failed in its
+    own words. OPENCV_FFMPEG_LOGLEVEL set by the user is kept, for debugging a stream. Not
+    every build has the same API."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")   # AV_LOG_QUIET; read at FFmpeg's first use
     try:
         logging = importlib.import_module("cv2.utils.logging")
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
@@ -64,6 +72,35 @@ class Frame:
 
 RECONNECT_CAP_SECONDS = 2.0   # a camera back after a stall is reopened within this
 STILL_DOWN_SAY_SECONDS = 60.0  # how often a source that stays down is said again
+BOUNDED_GIVE_UP_SECONDS = 20.0  # a bounded run (--max-frames) gives up on a source down this long
+
+
+def why_no_answer(url: str) -> str:
+    """What a quick TCP connect to a stream's host says, in words (FFmpeg's own reason is silenced)."""
+    parts = urlsplit(url)
+    default = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        return "bad port in the address"
+    if not parts.hostname or port is None or parts.scheme == "udp":
+        return "no frames"
+    try:
+        socket.create_connection((parts.hostname, port), timeout=2.0).close()
+    except socket.gaierror:
+        return f"unknown host {parts.hostname}"
+    except ConnectionRefusedError:
+        return f"connection refused: nothing listens on {parts.hostname}:{port}"
+    except OSError as exc:
+        return f"{parts.hostname}:{port}: {exc.strerror or exc}"
+    return f"{parts.hostname}:{port} answers, but sends no video there"
+
+
+def is_pipe(path: Union[int, str]) -> bool:
+    try:
+        return isinstance(path, str) and stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class Backoff:
@@ -81,27 +118,40 @@ class Backoff:
 
 
 class OpenCVSource:
-    """A camera index, a video file or a URL through cv2.VideoCapture."""
+    """A camera index, a video file, a named pipe or a URL through cv2.VideoCapture.
+
+    A pipe blocks FFmpeg until its writer opens it and sends, and a signal cannot interrupt
+    that: a pipe is opened and read on a thread of its own, and opened once only (a second
+    open would wait for a writer that has gone). `give_up_after`: a live source down that
+    many seconds ends the run with a SourceError (a bounded run must end)."""
 
     def __init__(self, target: Union[int, str], live: bool, stop: Optional[threading.Event] = None,
-                 on_event: Callable[[str], None] = say, wait: bool = True, lean: bool = False):
+                 on_event: Callable[[str], None] = say, wait: bool = True, lean: bool = False,
+                 give_up_after: Optional[float] = None):
         self.target, self.live, self.lean = target, live, lean
         self.stop = stop or threading.Event()
         self.on_event = on_event
+        self.give_up_after = give_up_after
         self.capture: Any = None   # a cv2.VideoCapture once open
         self.fps: Optional[float] = None
         self.reconnects = 0
         self.frame_count = 0
         self.ended_early: Optional[str] = None
+        self.pipe = is_pipe(target)
+        self.reader: Optional[threading.Thread] = None
+        if self.pipe:
+            return   # opened by frames(), on its thread
         if not self._open(first=True) and live:
-            if isinstance(target, int) or str(target).startswith("/dev/video"):
-                what = (f"camera {target}: cannot open (no camera there, or another program is using it; "
-                        "`ls /dev/video*` lists cameras)")
-            else:
-                what = f"{target}: no answer from the stream"
             if not wait:
-                raise SourceError(what)
-            self.on_event(f"{what}; trying again with backoff")
+                raise SourceError(self._down())
+            self.on_event(f"{self._down()}; trying again with backoff")
+
+    def _down(self) -> str:
+        """Why the live source gives no frames, in one line."""
+        if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
+            return (f"camera {self.target}: cannot open (no camera there, or another program is using it; "
+                    "`ls /dev/video*` lists cameras)")
+        return f"{self.target}: no answer from the stream ({why_no_answer(str(self.target))})"
 
     def _open(self, first=False):
         if isinstance(self.target, int):
@@ -129,12 +179,58 @@ class OpenCVSource:
         return True
 
     def frames(self) -> Iterator[Frame]:
+        if self.pipe:
+            return self._on_thread()
+        return self._frames()
+
+    def _on_thread(self) -> Iterator[Frame]:
+        """Open and read the pipe on a thread, decoding each frame there (the next grab
+        replaces it); the caller waits in short steps, so a signal stops it at once."""
+        frames: queue.Queue = queue.Queue(maxsize=1)
+        end = object()
+
+        def put(item) -> bool:
+            while not self.stop.is_set():
+                try:
+                    frames.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                self._open(first=True)
+                for frame in self._frames():
+                    frame.image   # noqa: B018 (decoded here, before the next grab)
+                    if not put(frame):
+                        return
+            except BaseException as exc:  # handed to the caller, who raises it
+                put(exc)
+            put(end)
+
+        self.reader = threading.Thread(target=read, name="pipe-reader", daemon=True)
+        self.reader.start()
+        while not self.stop.is_set():
+            try:
+                item = frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _frames(self) -> Iterator[Frame]:
         index, backoff, started = 0, Backoff(self.stop), time.monotonic()
         said_down = float("-inf")
+        down_since: Optional[float] = None if self.capture is not None else time.monotonic()
         while not self.stop.is_set():
             ok = self.capture is not None and self.capture.grab()
             if ok:
                 backoff.reset()
+                down_since = None
                 if self.live:
                     media_time = time.monotonic() - started
                 else:
@@ -144,15 +240,19 @@ class OpenCVSource:
                 index += 1
                 continue
             if not self.live:
-                if index + 2 < self.frame_count:  # a damaged file: say so, keep what was read
+                if index + 2 < self.frame_count:  # a damaged file: kept what was read; frames_forever says so
                     self.ended_early = (f"{self.target} ended after {index} of the {self.frame_count} frames "
                                         "its header announces (damaged or cut short?)")
-                    self.on_event(self.ended_early)
                 return
             if self.capture is not None:
                 self.capture.release()
                 self.capture = None
+                down_since = time.monotonic()
                 self.on_event(f"source {self.target} lost; reconnecting with backoff")
+            if (self.give_up_after is not None and down_since is not None
+                    and time.monotonic() - down_since >= self.give_up_after):
+                raise SourceError(f"{self._down()}; gave up after {self.give_up_after:.0f} s, as a run with "
+                                  "--max-frames does")
             backoff.wait()
             if self._open():
                 self.reconnects += 1
@@ -167,6 +267,8 @@ class OpenCVSource:
         return image if ok else None
 
     def close(self) -> None:
+        if self.reader is not None and self.reader.is_alive():
+            return   # still blocked in FFmpeg on the pipe: releasing under it would crash; the process ends it
         if self.capture is not None:
             self.capture.release()
 
@@ -249,23 +351,25 @@ class PiCameraSource:
 
 def open_source(camera: Optional[str] = None, source: Optional[str] = None, stop: Optional[threading.Event] = None,
                 on_event: Callable[[str], None] = say, wait: bool = False,
-                lean: bool = False) -> Union["OpenCVSource", "ImageSource", "PiCameraSource"]:
+                lean: bool = False, bounded: bool = False) -> Union["OpenCVSource", "ImageSource", "PiCameraSource"]:
     """The source for `--camera N|pi` or `--source FILE|DIR|URL`. A camera that cannot be
     opened is an error unless `wait` (a service waits for its camera, saying so each try);
-    a stream URL is always waited for. `lean`: a file played at its own rate is decoded on
-    one thread, as cheaply as possible rather than as fast."""
+    a stream URL is waited for, except by a `bounded` run (--max-frames), which gives up
+    after BOUNDED_GIVE_UP_SECONDS without a frame. `lean`: a file played at its own rate
+    is decoded on one thread, as cheaply as possible rather than as fast."""
+    give_up = BOUNDED_GIVE_UP_SECONDS if bounded else None
     if (camera is None) == (source is None):
         raise SourceError("give exactly one of --camera or --source")
     if source is None:   # a camera
         if str(camera).lower() == "pi":
             return PiCameraSource(stop=stop)
         if str(camera).isdigit():
-            return OpenCVSource(int(str(camera)), live=True, stop=stop, on_event=on_event, wait=wait)
+            return OpenCVSource(int(str(camera)), live=True, stop=stop, on_event=on_event, wait=wait, give_up_after=give_up)
         if str(camera).startswith("/dev/video"):
-            return OpenCVSource(str(camera), live=True, stop=stop, on_event=on_event, wait=wait)
+            return OpenCVSource(str(camera), live=True, stop=stop, on_event=on_event, wait=wait, give_up_after=give_up)
         raise SourceError(f"--camera {camera}: expected an index (0), a /dev/video path or 'pi'")
     if str(source).lower().startswith(URL_PREFIXES):
-        return OpenCVSource(source, live=True, stop=stop, on_event=on_event)
+        return OpenCVSource(source, live=True, stop=stop, on_event=on_event, give_up_after=give_up)
     if not os.path.exists(source):
         raise SourceError(f"{source}: no such file or folder")
     if os.path.isdir(source) or source.lower().endswith(IMAGE_SUFFIXES):
@@ -293,13 +397,16 @@ def paced(frames: Iterable[Frame], fps_cap: Optional[float] = None, realtime_fps
         yield frame
 
 
-def frames_forever(open_fn: Callable, loop: bool, stop: threading.Event) -> Iterator[tuple]:
-    """(source, frame) of a source; with `loop` a file starts again when it ends, its media
-    time carrying on from where the last pass ended (sessions and rate limits need a clock
-    that never runs backwards)."""
+def frames_forever(open_fn: Callable, loop: bool, stop: threading.Event, first: Any = None,
+                   on_event: Callable[[str], None] = say) -> Iterator[tuple]:
+    """(source, frame) of a source (`first`, already open, for the first pass); with `loop`
+    a file starts again when it ends, its media time carrying on from where the last pass
+    ended (sessions and rate limits need a clock that never runs backwards). A file cut
+    short is said once, not at every pass; one that yields no frame is not looped."""
     offset = 0.0
+    said_early = False
     while not stop.is_set():
-        source = open_fn()
+        source, first = first or open_fn(), None
         count, last = 0, 0.0
         try:
             for frame in source.frames():
@@ -309,6 +416,9 @@ def frames_forever(open_fn: Callable, loop: bool, stop: threading.Event) -> Iter
                 yield source, frame
         finally:
             source.close()
+        if getattr(source, "ended_early", None) and not said_early:
+            said_early = True
+            on_event(source.ended_early)
         if not loop or source.live or count == 0:
             return
         offset += last + (1.0 / source.fps if source.fps else 0.04)
