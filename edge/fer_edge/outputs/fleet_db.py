@@ -12,12 +12,10 @@ import sqlite3
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
 from ..core.errors import UserError
-from ..core.network import without_password
 from .store import TABLES, column_names, insert_sql, is_disk_full, is_locked
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_SECONDS = 5
-READ_SECONDS = 30        # a report's or the fleet page's statement is cancelled after this
 SCHEMA_LOCK = 7_466_772   # a PostgreSQL advisory lock: collectors starting together create the tables once
 
 VISIT_COLUMNS = column_names("sessions") + ["stored"]
@@ -62,7 +60,14 @@ def is_postgres(target: str) -> bool:
 
 def describe(target: str) -> str:
     """The target without its password, for messages."""
-    return without_password(os.fspath(target))
+    target = os.fspath(target)
+    if not is_postgres(target):
+        return target
+    scheme, rest = target.split("://", 1)
+    if "@" in rest:
+        who, where = rest.rsplit("@", 1)
+        rest = f"{who.split(':', 1)[0]}@{where}"
+    return f"{scheme}://{rest}"
 
 
 class FleetDatabase:
@@ -73,7 +78,7 @@ class FleetDatabase:
         self.target, self.name = target, describe(target)
         self.postgres = is_postgres(target)
         if self.postgres:
-            self.connection = _connect_postgres(target, password, readonly)
+            self.connection = _connect_postgres(target, password)
             self.errors: Tuple[Type[Exception], ...] = (_psycopg().Error,)
         else:
             path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
@@ -178,7 +183,7 @@ def reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if "failed: " in text and text.startswith("connection"):
         text = text.split("failed: ", 1)[1]
-    return without_password(text)[:300]
+    return text[:300]
 
 
 def _psycopg(required: bool = True):
@@ -191,7 +196,7 @@ def _psycopg(required: bool = True):
         return None
 
 
-def _connect_postgres(target: str, password: Optional[str], readonly: bool = False):
+def _connect_postgres(target: str, password: Optional[str]):
     psycopg = _psycopg()
     try:
         from psycopg.conninfo import conninfo_to_dict
@@ -199,8 +204,6 @@ def _connect_postgres(target: str, password: Optional[str], readonly: bool = Fal
     except psycopg.ProgrammingError as exc:
         raise DatabaseError(f"{describe(target)}: not a PostgreSQL address ({reason(exc)})") from None
     extra = {"password": password} if password else {}
-    if readonly:  # a reader stuck on a lock or a hung server gives its connection back
-        extra["options"] = f"-c statement_timeout={READ_SECONDS * 1000}"
     return psycopg.connect(target, connect_timeout=CONNECT_SECONDS, application_name="fer-edge", **extra)
 
 
