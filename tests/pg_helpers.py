@@ -75,3 +75,23 @@ class Postgres:
 
         with psycopg.connect(self.url) as connection:
             return connection.execute(sql).fetchall()
+
+
+def fill_fleet_database(target, visits, states=()):
+    """A collector's database (SQLite file or PostgreSQL URL) holding `visits` (Visit records)
+    and `states`, (device, online, stats JSON text) each, heard of now: written with the
+    collector's own statements, so it holds what a collector would have stored, old rows
+    with NaN in them included."""
+    from fer_edge.outputs.fleet_db import INSERT_VISIT, UPSERT, VISIT_COLUMNS, open_database
+
+    database = open_database(str(target), create=True)
+    now = time.time()
+    for visit in visits:
+        row = dict(visit.row(), stored=now)
+        database.execute(INSERT_VISIT, [row[c] for c in VISIT_COLUMNS])
+    for device, online, stats in states:
+        database.execute(UPSERT["availability"], (device, int(online), now, now if online else None))
+        database.execute(UPSERT["stats"], (device, stats, now, now))
+    database.commit()
+    database.close()
+    return target

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .core.errors import UserError
 from .core import settings_sections as sections
-from .core.network import split_host_port
+from .core.network import split_host_port, without_password
 from .core.labels import LABEL_FORM, LABELS
 
 try:
@@ -438,8 +438,8 @@ class Settings:
                     lines.append(f"# {s.key} = (unset: {s.help})")
                 elif isinstance(value, dict):
                     lines.append(f"{s.key} = {{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }")
-                else:
-                    lines.append(f"{s.key} = {toml_value(value)}")
+                else:  # a database address may hold its password: never printed
+                    lines.append(f"{s.key} = {toml_value(without_password(value) if isinstance(value, str) else value)}")
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 

@@ -7,9 +7,10 @@ from typing import Iterable, List, Optional
 
 from ..outputs.fleet_db import DatabaseError, open_database, reason
 from ..core.records import CAMERA_LOST, CUT_ENDINGS
-from ..outputs.visit_report import build_report, parse_since
+from ..outputs.visit_report import build_report, finite, parse_since, printable, without_nan
 
 SILENT_SECONDS = 180.0   # online, but nothing heard for this long (three missed stats messages): stale
+FINITE = 1e300           # a satisfaction outside +-this (NaN, infinity) is left out of the mean
 
 
 def device_health(target: str, password: Optional[str] = None, devices: Iterable[str] = (),
@@ -26,8 +27,9 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
         cut = ", ".join("?" * len(CUT_ENDINGS))
         today_of = {row[0]: row[1:] for row in database.rows(
             f"SELECT device, COUNT(*), SUM(CASE WHEN ended_by = ? THEN 1 ELSE 0 END), "
-            f"AVG(CASE WHEN ended_by NOT IN ({cut}) THEN satisfaction END) FROM sessions WHERE start >= ? GROUP BY device",
-            (CAMERA_LOST, *CUT_ENDINGS, today))}
+            f"AVG(CASE WHEN ended_by NOT IN ({cut}) AND satisfaction BETWEEN ? AND ? THEN satisfaction END) "
+            f"FROM sessions WHERE start >= ? GROUP BY device",
+            (CAMERA_LOST, *CUT_ENDINGS, -FINITE, FINITE, today))}
         last_visit = dict(database.rows("SELECT device, MAX(\"end\") FROM sessions GROUP BY device"))
     except database.errors as exc:
         raise DatabaseError(f"{database.name}: {reason(exc)}") from None
@@ -38,16 +40,26 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
     for device, online, changed, stats, last_seen in state:
         if wanted and device not in wanted:
             continue
-        stats = json.loads(stats) if stats else {}
+        stats = _stats(stats)
         count, stalls, satisfaction = today_of.get(device, (0, 0, None))
+        last_seen, satisfaction = finite(last_seen), finite(satisfaction)
         status = "offline" if not online else "stale" if last_seen is None or now - last_seen > SILENT_SECONDS else "online"
-        rows.append({"device": device, "status": status, "since": changed, "last_seen": last_seen,
-                     "last_visit": last_visit.get(device), "visits_today": count or 0,
+        rows.append({"device": device, "status": status, "since": finite(changed), "last_seen": last_seen,
+                     "last_visit": finite(last_visit.get(device)), "visits_today": count or 0,
                      "satisfaction_today": None if satisfaction is None else round(float(satisfaction), 1),
-                     "camera_lost_today": stalls or 0, "outbox_pending": stats.get("outbox_pending"),
-                     "fps": stats.get("fps"), "camera_lost": stats.get("camera_lost"),
+                     "camera_lost_today": stalls or 0, "outbox_pending": finite(stats.get("outbox_pending")),
+                     "fps": finite(stats.get("fps")), "camera_lost": finite(stats.get("camera_lost")),
                      "sender": stats.get("sender")})
-    return rows
+    return without_nan(rows)
+
+
+def _stats(text: Optional[str]) -> dict:
+    """A device's last stats message ({} when there is none or it cannot be read)."""
+    try:
+        stats = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return stats if isinstance(stats, dict) else {}
 
 
 def _ago(then: Optional[float], now: float) -> str:
@@ -70,7 +82,7 @@ def format_health(rows: List[dict], now: Optional[float] = None) -> str:
         score = "-" if r["satisfaction_today"] is None else f"{r['satisfaction_today']:.0f}"
         backlog = "-" if r["outbox_pending"] is None else str(r["outbox_pending"])
         fps = "-" if r["fps"] is None else f"{r['fps']:.1f}"
-        lines.append(f"{r['device']:<20}{r['status']:<9}{_ago(r['last_seen'], now):>14}{_ago(r['last_visit'], now):>14}"
+        lines.append(f"{printable(r['device']):<20}{r['status']:<9}{_ago(r['last_seen'], now):>14}{_ago(r['last_visit'], now):>14}"
                      f"{r['visits_today']:>7}{score:>9}{backlog:>9}{fps:>8}{r['camera_lost_today']:>8}")
     return "\n".join(lines)
 

@@ -12,10 +12,12 @@ import sqlite3
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
 from ..core.errors import UserError
+from ..core.network import without_password
 from .store import TABLES, column_names, insert_sql, is_disk_full, is_locked
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_SECONDS = 5
+READ_SECONDS = 30        # a report's or the fleet page's statement is cancelled after this
 SCHEMA_LOCK = 7_466_772   # a PostgreSQL advisory lock: collectors starting together create the tables once
 
 VISIT_COLUMNS = column_names("sessions") + ["stored"]
@@ -60,14 +62,7 @@ def is_postgres(target: str) -> bool:
 
 def describe(target: str) -> str:
     """The target without its password, for messages."""
-    target = os.fspath(target)
-    if not is_postgres(target):
-        return target
-    scheme, rest = target.split("://", 1)
-    if "@" in rest:
-        who, where = rest.rsplit("@", 1)
-        rest = f"{who.split(':', 1)[0]}@{where}"
-    return f"{scheme}://{rest}"
+    return without_password(os.fspath(target))
 
 
 class FleetDatabase:
@@ -78,7 +73,7 @@ class FleetDatabase:
         self.target, self.name = target, describe(target)
         self.postgres = is_postgres(target)
         if self.postgres:
-            self.connection = _connect_postgres(target, password)
+            self.connection = _connect_postgres(target, password, readonly)
             self.errors: Tuple[Type[Exception], ...] = (_psycopg().Error,)
         else:
             path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
@@ -183,7 +178,7 @@ def reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if "failed: " in text and text.startswith("connection"):
         text = text.split("failed: ", 1)[1]
-    return text[:300]
+    return without_password(text)[:300]
 
 
 def _psycopg(required: bool = True):
@@ -196,7 +191,7 @@ def _psycopg(required: bool = True):
         return None
 
 
-def _connect_postgres(target: str, password: Optional[str]):
+def _connect_postgres(target: str, password: Optional[str], readonly: bool = False):
     psycopg = _psycopg()
     try:
         from psycopg.conninfo import conninfo_to_dict
@@ -204,6 +199,8 @@ def _connect_postgres(target: str, password: Optional[str]):
     except psycopg.ProgrammingError as exc:
         raise DatabaseError(f"{describe(target)}: not a PostgreSQL address ({reason(exc)})") from None
     extra = {"password": password} if password else {}
+    if readonly:  # a reader stuck on a lock or a hung server gives its connection back
+        extra["options"] = f"-c statement_timeout={READ_SECONDS * 1000}"
     return psycopg.connect(target, connect_timeout=CONNECT_SECONDS, application_name="fer-edge", **extra)
 
 

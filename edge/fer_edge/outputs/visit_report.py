@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -13,6 +14,47 @@ from ..core.labels import LABELS, colour, pleasant_first
 from ..core.records import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
+# Control characters (C0, DEL, C1), escape sequences' first byte among them, and Unicode's
+# direction overrides, which reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: Any) -> str:
+    """Stored text (a device id, a label) as a terminal may show it: control characters and
+    escape sequences written out (`\\x1b`), so a device's name cannot rewrite the screen."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", str(text))
+
+
+def finite(value: Any) -> Optional[float]:
+    """A number as stored, or None where it is not one (NaN, infinity, text): a report's means
+    and the page's JSON hold numbers only."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def without_nan(value: Any) -> Any:
+    """`value` with every NaN or infinity in it (at any depth) replaced by None: valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nan(item) for item in value]
+    return value
+
+
+def _shares_of(text: Any) -> Dict[str, float]:
+    """A visit's stored shares per emotion, the numbers only ({} when they cannot be read)."""
+    try:
+        shares = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(shares, dict):
+        return {}
+    return {str(k): v for k, v in shares.items() if finite(v) is not None}
+
 
 
 def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -78,8 +120,10 @@ def build_report(target: str, since: Optional[float] = None, by: str = "hour", d
     groups: Dict[str, list] = {}
     per_device: Dict[str, list] = {}
     for start, score, exit_emotion, shares, dominant, why, device in rows:
+        if finite(start) is None:
+            continue  # a visit without a time has no period
         key = time.strftime(PERIODS[by], time.localtime(start))
-        item = (score, exit_emotion, json.loads(shares), dominant, why)
+        item = (finite(score), exit_emotion, _shares_of(shares), dominant, why)
         groups.setdefault(key, []).append(item)
         per_device.setdefault(device, []).append(item)
     everything = [item for items in groups.values() for item in items]
@@ -89,7 +133,7 @@ def build_report(target: str, since: Optional[float] = None, by: str = "hour", d
               "total": _summarise(everything, labels)}
     if devices or len(per_device) > 1:
         report["devices"] = [dict(device=name, **_summarise(items, labels)) for name, items in sorted(per_device.items())]
-    return report
+    return without_nan(report)
 
 
 def empty_report(since: Optional[float] = None, by: str = "hour") -> dict:
@@ -104,8 +148,8 @@ def _summarise(items, labels):
     emotion = Counter()
     for item in items:
         emotion.update(item[2])
-    scored = [i[0] for i in items if i[4] not in CUT_ENDINGS]
-    return {"sessions": n, "cut_by_stop": n - len(scored),
+    scored = [i[0] for i in items if i[4] not in CUT_ENDINGS and i[0] is not None]
+    return {"sessions": n, "cut_by_stop": sum(1 for i in items if i[4] in CUT_ENDINGS),
             "mean_satisfaction": round(sum(scored) / len(scored), 1) if scored else None,
             "exit_mix": _mix(Counter(i[1] for i in items), n, labels),
             "emotion_mix": _mix(emotion, n, labels)}
@@ -130,21 +174,21 @@ def format_table(report: dict) -> str:
 
 def _shares(mix, least=1e-9):
     """'happy 60%, neutral 40%': the emotions of a mix, largest first."""
-    return ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
+    return ", ".join(f"{printable(k)} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
 
 
 def _row(name, summary):
     """One line of the table: a period's or a device's visits, satisfaction and exit emotions."""
     score = "-" if summary["mean_satisfaction"] is None else f"{summary['mean_satisfaction']:.1f}"
-    return f"{name:<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
+    return f"{printable(name):<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
 
 
 def format_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     labels = report["labels"]
-    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{label}" for label in labels),
-                     *(f"emotion_{label}" for label in labels)])
+    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{printable(label)}" for label in labels),
+                     *(f"emotion_{printable(label)}" for label in labels)])
     for p in report["periods"]:
         writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][label] for label in labels),
                          *(p["emotion_mix"][label] for label in labels)])
