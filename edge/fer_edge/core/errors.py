@@ -5,10 +5,13 @@ never a traceback.
 file, flag or value; it is shown as its message alone. A file the system refuses
 (OSError) is shown the same way. Anything else is a bug in fer-edge: it is shown with
 its type and the hint to rerun with FER_EDGE_DEBUG=1, which shows the traceback.
+A reader of stdout that went away (`fer-edge config show | head -1`) is no error: the
+command ends quietly with 141 (128 + SIGPIPE), as `yes | head` does.
 """
 
 import logging
 import os
+import select
 import sys
 from typing import Any
 
@@ -20,6 +23,31 @@ class UserError(ValueError):
 
 
 DEBUG_HINT = "set FER_EDGE_DEBUG=1 to see where"
+PIPE_CLOSED = 141   # the status of a process that SIGPIPE ended; Python ignores SIGPIPE, so it is said
+_stdout = {"closed": False}
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll says POLLERR), rather than
+    another broken pipe (a socket) that happened to be raised."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def close_stdout() -> None:
+    """Send what is still written to stdout (and the exit's flush) nowhere; the command ends
+    with PIPE_CLOSED once it has finished what it was doing."""
+    _stdout["closed"] = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def one_line(exc: BaseException) -> str:
@@ -47,7 +75,11 @@ def guarded(group_class: type) -> type:
     class Guarded(group_class):
         def invoke(self, ctx):
             try:
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+            except BrokenPipeError as exc:
+                if not stdout_reader_gone():
+                    raise OneLine(one_line(exc)) from None
+                close_stdout()
             except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
                 raise
             except click.ClickException as exc:
@@ -58,5 +90,8 @@ def guarded(group_class: type) -> type:
                 if os.environ.get("FER_EDGE_DEBUG"):
                     raise
                 raise OneLine(one_line(exc)) from None
+            if _stdout["closed"]:
+                raise click.exceptions.Exit(PIPE_CLOSED)
+            return result
 
     return Guarded

@@ -1,10 +1,13 @@
 """What a person looks at: boxes and labels drawn on frames, an annotated video, a window."""
 
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+import os
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from ..core.errors import UserError
 from ..core.labels import colour_bgr
 
 if TYPE_CHECKING:  # for the hints only
@@ -13,6 +16,47 @@ if TYPE_CHECKING:  # for the hints only
     from ..vision.track import Track
 
 WHITE = (255, 255, 255)
+# The containers the annotated video can be written in, and their codec. OpenCV's bundled
+# FFmpeg has no H.264 encoder: .mp4 (MPEG-4 Part 2) is the cheapest to write and plays in
+# VLC or mpv; .webm (VP8) costs more CPU and plays in every browser.
+VIDEO_CODECS = {".mp4": "mp4v", ".webm": "VP80"}
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """OpenCV's FFmpeg prints a line straight to stderr for every .webm it opens (that the
+    codec's tag is not WebM's, which it then picks itself): hide it while the file opens."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def open_video(path: str, fps: float, size: Tuple[int, int]) -> Any:
+    """A cv2.VideoWriter for `path`, its codec chosen by the file's extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in VIDEO_CODECS:
+        raise UserError(f"--annotate {path}: expected a .mp4 or .webm file (.webm plays in a browser)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--annotate {path}: no such folder {folder}")
+    with _quiet_stderr():
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*VIDEO_CODECS[extension]), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"{path}: cannot write video")
+    return writer
+
+
+def check_video_path(path: str) -> None:
+    """Open and drop a small video at `path`: a wrong name or folder is said before the source
+    is processed, not after."""
+    open_video(path, 15.0, (64, 64)).release()
+    os.remove(path)
 
 
 def label_chip(out: np.ndarray, text: str, x: int, y: int, colour: Tuple[int, int, int], scale: float) -> None:
@@ -41,7 +85,7 @@ def draw(image: np.ndarray, tracks: Sequence) -> np.ndarray:
 
 
 class Annotator:
-    """A frame hook writing the annotated video (mp4v works in every OpenCV build, headless too)."""
+    """A frame hook writing the annotated video (.mp4 or .webm: VIDEO_CODECS)."""
 
     def __init__(self, path: str, fps: Optional[float]):
         self.path, self.fps = path, fps or 15.0
@@ -53,9 +97,7 @@ class Annotator:
         image = draw(frame.image, tracks)
         if self.writer is None:
             h, w = image.shape[:2]
-            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise OSError(f"{self.path}: cannot write video")
+            self.writer = open_video(self.path, self.fps, (w, h))
         self.writer.write(image)
 
     def close(self) -> None:

@@ -312,10 +312,32 @@ class SQLiteLog(EventSink):
 
 
 class StdoutLog(EventSink):
-    """JSON lines (--json) or one readable line per update."""
+    """JSON lines (--json) or one readable line per update. When the reader goes away
+    (`| head -2`), it writes no more and calls `on_closed` (the run stops cleanly: what was
+    logged stays logged)."""
 
-    def __init__(self, as_json: bool = False, stream: Optional[TextIO] = None):
-        self.as_json, self.stream = as_json, stream or sys.stdout
+    def __init__(self, as_json: bool = False, stream: Optional[TextIO] = None,
+                 on_closed: Optional[Callable[[], None]] = None):
+        self.as_json, self.stream, self.on_closed = as_json, stream or sys.stdout, on_closed
+        self.closed = False
+
+    def _write(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        from ..core.errors import close_stdout
+
+        self.closed = True
+        if self.stream is sys.stdout:
+            close_stdout()
+        if self.on_closed:
+            self.on_closed()
 
     def update(self, update: TrackUpdate) -> None:
         if self.as_json:
@@ -323,17 +345,19 @@ class StdoutLog(EventSink):
         else:
             line = (f"{time.strftime('%H:%M:%S', time.localtime(update.ts))} frame {update.frame:>6} "
                     f"face #{update.track:<3} {update.label:<8} {update.confidence * 100:5.1f}%")
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self._write(line)
 
     def session(self, visit: Visit) -> None:
         if self.as_json:
-            self.stream.write(json.dumps({"session": visit.to_json()}) + "\n")
+            self._write(json.dumps({"session": visit.to_json()}))
         else:
             cut = "" if visit.ended_by == LEFT else f" (cut: {visit.ended_by})"
-            self.stream.write(f"session {visit.id[:8]}: {visit.duration:.0f} s, mostly {visit.dominant}, "
-                              f"left {visit.exit_emotion}, satisfaction {visit.satisfaction:.0f}{cut}\n")
-        self.stream.flush()
+            self._write(f"session {visit.id[:8]}: {visit.duration:.0f} s, mostly {visit.dominant}, "
+                        f"left {visit.exit_emotion}, satisfaction {visit.satisfaction:.0f}{cut}")
 
     def close(self, summary: Optional[dict] = None) -> None:
-        self.stream.flush()
+        if not self.closed:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
