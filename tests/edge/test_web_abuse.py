@@ -138,3 +138,16 @@ def test_one_address_cannot_take_every_connection(guarded):
             sock.close()
     print(f"60 slow uploads from one address: {refused} of the last 10 refused; the page answered {answered}")
     assert refused == 10 and answered == [200] * 5
+
+
+@pytest.mark.parametrize("weak, why", [("a" * 20, "mostly repeated"), ("ab" * 10, "mostly repeated"),
+                                       ("abcdefghijklmnopqrst", "a run")])
+def test_a_weak_token_is_refused_in_one_line(weak, why, tmp_path, model_path):
+    token = tmp_path / "token"
+    token.write_text(weak + "\n")
+    token.chmod(0o600)
+    refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{free_port()}", "--web-token-file", token, "--no-db",
+                      "--model", model_path, timeout=60)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 1 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith("Error: the page's token is too easy to guess") and why in lines[0], refused.stderr

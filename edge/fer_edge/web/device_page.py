@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -49,6 +50,8 @@ MAX_CONNECTIONS = 200        # beyond this, the oldest connection without a toke
 PER_CLIENT = 50              # connections one address may hold open at once
 BODY_SECONDS = 20.0          # an upload must arrive whole within this
 MIN_TOKEN_CHARS = 16         # a shorter token can be guessed
+MIN_TOKEN_DISTINCT = 5       # a token of fewer different characters (aaaa..., abab...) can be guessed
+MIN_TOKEN_BITS = 30.0        # its characters' spread over the token: a random 16-hex token has more
 FAILED_TOKENS_PER_MINUTE = 10  # wrong tokens from one address beyond this get 429 for the rest of the minute
 BURST_SECONDS = 10.0         # problems of the same kind are said at most once per this
 OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the token
@@ -147,12 +150,29 @@ class FailedTokens:
         self.failures[address].append(time.monotonic())
 
 
+def token_bits(token: str) -> float:
+    """The token's length times the entropy of its characters' frequencies: 0 for one repeated
+    character, about 4 bits a character for random hex."""
+    counts = [token.count(c) for c in set(token)]
+    return -sum(n * math.log2(n / len(token)) for n in counts)
+
+
+def is_a_run(token: str) -> bool:
+    """abcdef..., 0123456789012..., zyxw...: at most two different steps between neighbours."""
+    return len({ord(b) - ord(a) for a, b in zip(token, token[1:])}) <= 2
+
+
 def check_token(token: Optional[str], token_file: Optional[str] = None,
                 say: Callable[[str], None] = lambda message: None) -> None:
-    """A token must be long enough not to be guessed; its file should be private."""
+    """A token must be long enough and random enough not to be guessed; its file should be private."""
+    example = "(for example: openssl rand -hex 16 > FILE)"
     if token and len(token) < MIN_TOKEN_CHARS:
-        raise WebError(f"the page's token has {len(token)} characters: use at least {MIN_TOKEN_CHARS} "
-                       "(for example: openssl rand -hex 16 > FILE)")
+        raise WebError(f"the page's token has {len(token)} characters: use at least {MIN_TOKEN_CHARS} {example}")
+    if token and (len(set(token)) < MIN_TOKEN_DISTINCT or token_bits(token) < MIN_TOKEN_BITS):
+        raise WebError(f"the page's token is too easy to guess ({len(set(token))} different characters in "
+                       f"{len(token)}, mostly repeated): use a random one {example}")
+    if token and is_a_run(token):
+        raise WebError(f"the page's token is too easy to guess (a run like abcd or 1234): use a random one {example}")
     if token and token_file and os.stat(token_file).st_mode & (stat.S_IRGRP | stat.S_IROTH):
         say(f"{token_file} is readable by other users: chmod 600 {token_file}")
 
