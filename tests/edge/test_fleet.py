@@ -542,3 +542,42 @@ def test_the_broker_acl_ties_a_device_to_its_topic_and_a_forged_payload_is_rejec
     assert rejected == [("fer-edge/attacker/session", "names device 'kiosk-a' but came on the topic of device 'attacker'")]
     assert devices == [("kiosk-a", 1)] and "Traceback" not in said
     assert refused == "Not authorized", refused
+
+
+def test_a_row_the_database_refuses_is_rejected_and_the_rest_of_its_batch_stored(tmp_path, fleet_store):
+    """A rule of the operator's own on the table (a CHECK in PostgreSQL, a trigger in SQLite)
+    refuses one visit of a burst: that one goes to `rejected` with the database's words."""
+    db, query, postgres = fleet_store
+    broker = Broker(tmp_path).start()
+    collector = start_collector(broker.port, db, "collector")
+    client = publisher(broker.port)
+    try:
+        publish(client, "fer-edge/kiosk-a/session", visit_json("kiosk-a", "first"))
+        assert Recorder.wait_for(lambda: query("SELECT COUNT(*) FROM sessions") == [(1,)], 10)
+        if postgres:
+            with psycopg_connection(postgres) as connection:
+                connection.execute("ALTER TABLE sessions ADD CONSTRAINT lowest CHECK (satisfaction >= 10)")
+        else:
+            with sqlite3.connect(db) as connection:
+                connection.execute("CREATE TRIGGER lowest BEFORE INSERT ON sessions WHEN NEW.satisfaction < 10 "
+                                   "BEGIN SELECT RAISE(ABORT, 'satisfaction below 10'); END")
+        for number in range(40):   # a burst: the collector writes it in few batches
+            client.publish("fer-edge/kiosk-a/session", visit_json("kiosk-a", number, satisfaction=5.0 if number == 20 else 50.0),
+                           qos=1)
+        stored = Recorder.wait_for(lambda: query("SELECT COUNT(*) FROM sessions") == [(40,)], 10)
+        rejected = query("SELECT payload, reason FROM rejected")
+        assert collector.poll() is None
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        said = stop(collector)
+        broker.stop()
+    assert stored and len(rejected) == 1 and json.loads(rejected[0][0])["id"] == "kiosk-a-20", rejected
+    assert rejected[0][1].startswith("the database refused it: ") and ("lowest" in rejected[0][1] or "below 10" in rejected[0][1])
+    assert "Traceback" not in said and "database unavailable" not in said
+
+
+def psycopg_connection(postgres):
+    import psycopg
+
+    return psycopg.connect(postgres.url, autocommit=True)
