@@ -1,0 +1,41 @@
+"""`fer-edge report` and `report --health` over a collector's database whose stored text is
+hostile: device ids and labels with terminal escape sequences reach the terminal written out."""
+
+import json
+
+from conftest import run_cli
+from mqtt_helpers import made_up_visit
+from pg_helpers import fill_fleet_database
+from fer_edge.core.records import Visit
+
+HOSTILE = "kiosk\x1b[2J\x1b]0;owned\x07\r\x9b31m\u202e"   # clear screen, set title, bell, CR, CSI, RTL override
+
+
+def test_report_writes_control_characters_out(tmp_path):
+    db = tmp_path / "fleet.db"
+    visit = made_up_visit(HOSTILE, 1, 70.0).to_json()
+    visit["shares"] = {"happy": 0.5, "\x1b[31mred": 0.5}
+    visit["exit_emotion"] = "\x1b[31mred"
+    fill_fleet_database(db, [Visit.from_json(visit), made_up_visit("kiosk-b", 1, 50.0)],
+                        [(HOSTILE, True, json.dumps({"fps": 5.0}))])
+    for flags in ([], ["--health"], ["--csv"], ["--by", "day"]):
+        shown = run_cli("fer-edge", "report", "--db", db, "--since", "all", *flags, timeout=60)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+        bad = [c for c in shown.stdout if (ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f or c == "\u202e"]
+        assert not bad, (flags, shown.stdout)
+        if flags != ["--csv"]:
+            assert "kiosk\\x1b[2J\\x1b]0;owned\\x07\\x0d\\x9b31m\\u202e" in shown.stdout, (flags, shown.stdout)
+    as_json = run_cli("fer-edge", "report", "--db", db, "--since", "all", "--json", timeout=60)
+    assert HOSTILE in [d["device"] for d in json.loads(as_json.stdout)["devices"]]   # JSON keeps it, escaped
+
+
+def test_without_password_masks_every_form_an_address_takes():
+    from fer_edge.core.network import without_password
+
+    assert without_password("postgresql://fleet:s3cret@db:5432/fleet") == "postgresql://fleet:***@db:5432/fleet"
+    assert without_password("postgres://fleet@db/fleet?sslmode=require&password=s3cret&x=1") == \
+        "postgres://fleet@db/fleet?sslmode=require&password=***&x=1"
+    assert without_password("host=db password='a b\\' c' dbname=fleet") == "host=db password=*** dbname=fleet"
+    assert without_password("postgresql://:s3cret@db1,db2/fleet") == "postgresql://:***@db1,db2/fleet"
+    for harmless in ("/var/lib/fer-edge/fleet.db", "postgresql://fleet@db/fleet", "mqtt.example:1883"):
+        assert without_password(harmless) == harmless
