@@ -174,7 +174,8 @@ def bench(models: Tuple[str, ...], source: str, detector: str, thread_counts: Tu
 @click.option("--db-password-file", default=None, type=click.Path(dir_okay=False),
               help="File holding the PostgreSQL password (or LoadCredential=db-password, or ~/.pgpass).")
 @click.option("--since", default="24h", show_default=True, help="Span to report: 30m, 24h, 7d, 2w, today or all.")
-@click.option("--by", default="hour", show_default=True, type=click.Choice(["hour", "day"]))
+@click.option("--by", default="auto", show_default=True, type=click.Choice(["auto", "hour", "day"]),
+              help="Periods of the table and chart; auto: hours for up to two days, else days.")
 @click.option("--device", "devices", multiple=True, help="Only this device (repeat for several).")
 @click.option("--health", is_flag=True, help="The fleet's devices instead: online, last seen, backlog, frames/s.")
 @click.option("--json", "as_json", is_flag=True)
@@ -189,6 +190,9 @@ def report(db_path: Optional[str], db_password_file: Optional[str], since: str, 
     from .outputs.mqtt import read_password
 
     db_path = db_path or default_db_path()
+    since_time = r.parse_since(since)   # the user's mistakes first, before any database is opened
+    if plot_path:
+        r.check_plot_path(plot_path)
     if not is_postgres(db_path) and not os.path.exists(db_path):
         raise click.ClickException(f"{db_path}: no such database (run fer-edge run first, or pass --db)")
     password = read_password(db_password_file, credential="db-password", variable="PGPASSWORD",
@@ -199,7 +203,7 @@ def report(db_path: Optional[str], db_password_file: Optional[str], since: str, 
         rows = device_health(db_path, password, devices)
         click.echo(json.dumps(rows) if as_json else format_health(rows))
         return
-    result = r.build_report(db_path, r.parse_since(since), by, devices, password)
+    result = r.build_report(db_path, since_time, by, devices, password)
     if plot_path:
         r.plot(result, plot_path)
     click.echo(json.dumps(result) if as_json else r.format_csv(result) if as_csv else r.format_table(result),

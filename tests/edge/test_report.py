@@ -33,7 +33,7 @@ def known_db(tmp_path):
 
 
 def test_report_by_hour_json(known_db):
-    result = run_cli("fer-edge", "report", "--db", known_db, "--since", "all", "--json")
+    result = run_cli("fer-edge", "report", "--db", known_db, "--since", "all", "--by", "hour", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [p["period"] for p in report["periods"]] == ["2026-11-20 10:00", "2026-11-20 11:00", "2026-11-21 10:00"]

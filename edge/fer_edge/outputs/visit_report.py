@@ -10,10 +10,13 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
+from ..core.errors import UserError
 from ..core.labels import LABELS, colour, pleasant_first
 from ..core.records import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
+HOURLY_UP_TO = 2 * 86400   # "auto": a span up to two days is drawn in hours, a longer one in days
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 # Control characters (C0, DEL, C1), escape sequences' first byte among them, and Unicode's
 # direction overrides, which reorder what a terminal shows.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -56,9 +59,8 @@ def _shares_of(text: Any) -> Dict[str, float]:
     return {str(k): v for k, v in shares.items() if finite(v) is not None}
 
 
-
 def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[float]:
-    """'24h', '7d', '30m', '2w' or 'all' -> unix start time (None for all)."""
+    """'24h', '7d', '30m', '2w', 'today' or 'all' -> unix start time (None for all)."""
     now = time.time() if now is None else now
     if text in (None, "", "all"):
         return None
@@ -66,9 +68,23 @@ def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[fl
         return time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw])", text.strip())
     if not match:
-        raise ValueError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w, 'today' or 'all'")
+        raise UserError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w, 'today' or 'all'")
     value, unit = float(match.group(1)), match.group(2)
-    return now - value * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    start = now - value * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    return start if start > 0 else None   # from before 1970: everything
+
+
+def periods_for(since: Optional[float], first: Optional[float], now: float) -> str:
+    """`--by auto`: hours for a span of up to two days, days for a longer one (a week's chart
+    has seven bars, not 168); the span runs from `since` (else the first visit) to now."""
+    start = since if since is not None else first
+    return "hour" if start is None or now - start <= HOURLY_UP_TO else "day"
+
+
+def check_plot_path(path: str) -> None:
+    """Refuse a chart file matplotlib cannot write, before the report is built."""
+    if not path.lower().endswith(PLOT_FORMATS):
+        raise UserError(f"--plot {path}: expected a {', '.join(PLOT_FORMATS[:-1])} or {PLOT_FORMATS[-1]} file")
 
 
 def _mix(counter, total, labels):
@@ -109,7 +125,8 @@ def recent_visits(db_path: str, limit: int = 20) -> List[dict]:
 
 def build_report(target: str, since: Optional[float] = None, by: str = "hour", devices: Sequence[str] = (),
                  password: Optional[str] = None) -> dict:
-    """Visits per period (and per device, where there are several or some are picked)."""
+    """Visits per period (and per device, where there are several or some are picked); `by`
+    "hour", "day" or "auto" (periods_for)."""
     where = "WHERE start >= ?"
     args: List[Any] = [since or 0]
     if devices:
@@ -117,6 +134,9 @@ def build_report(target: str, since: Optional[float] = None, by: str = "hour", d
         args += list(devices)
     rows = _query(target, ("start", "satisfaction", "exit_emotion", "shares", "dominant", "ended_by", "device"),
                   f"{where} ORDER BY start", args, password)
+    now = time.time()
+    if by == "auto":
+        by = periods_for(since, min((r[0] for r in rows if finite(r[0]) is not None), default=None), now)
     groups: Dict[str, list] = {}
     per_device: Dict[str, list] = {}
     for start, score, exit_emotion, shares, dominant, why, device in rows:
@@ -129,7 +149,8 @@ def build_report(target: str, since: Optional[float] = None, by: str = "hour", d
     everything = [item for items in groups.values() for item in items]
     labels = _labels_of(item[2] for item in everything)
     periods = [dict(period=key, **_summarise(items, labels)) for key, items in groups.items()]
-    report = {"db": describe(str(target)), "since": since, "by": by, "labels": list(labels), "periods": periods,
+    report = {"db": describe(str(target)), "since": since, "until": now, "by": by, "labels": list(labels),
+              "periods": periods,
               "total": _summarise(everything, labels)}
     if devices or len(per_device) > 1:
         report["devices"] = [dict(device=name, **_summarise(items, labels)) for name, items in sorted(per_device.items())]
@@ -206,7 +227,8 @@ def plot(report: dict, out_png: str) -> None:
 
 def figure(report: dict) -> Any:
     """Two panels a shop owner can read, on a real time axis (hours or days without visits
-    keep their place): visitors and mean satisfaction (0-100) per period, and how they left."""
+    keep their place, and the axis spans the whole period asked for): visitors and mean
+    satisfaction (0-100) per period, and how they left."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -219,8 +241,11 @@ def figure(report: dict) -> Any:
     periods = report["periods"]
     hourly = report["by"] == "hour"
     times = [datetime.strptime(p["period"], PERIODS[report["by"]]) for p in periods]
+    asked = [report.get("since"), report.get("until")] if report.get("since") is not None else []
+    ends = times + [datetime.strptime(time.strftime(PERIODS[report["by"]], time.localtime(t)), PERIODS[report["by"]])
+                    for t in asked if t is not None]
     width = timedelta(hours=0.8) if hourly else timedelta(days=0.8)
-    span = (max(times) - min(times)) / (timedelta(hours=1) if hourly else timedelta(days=1)) if times else 0
+    span = (max(ends) - min(ends)) / (timedelta(hours=1) if hourly else timedelta(days=1)) if ends else 0
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(min(16, max(8, 0.3 * span + 5)), 7), sharex=True)
     bars = top.bar(times, [p["sessions"] for p in periods], width=width, color="#90caf9", label="visitors")
     top.bar_label(bars)
@@ -251,8 +276,8 @@ def figure(report: dict) -> Any:
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exit emotion", title_fontsize=8)
     # Whole hours or days only, a period's room on each side: one visit in one hour reads as
     # one labelled tick, not a dozen ticks that all say the same hour.
-    if times:
-        bottom.set_xlim(min(times) - 2 * width, max(times) + 2 * width)
+    if ends:
+        bottom.set_xlim(min(ends) - 2 * width, max(ends) + 2 * width)
         step = max(1, -(-int(span + 3) // 12))
         bottom.xaxis.set_major_locator(mdates.HourLocator(interval=step) if hourly else mdates.DayLocator(interval=step))
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:00" if hourly else "%a %d %b"))
