@@ -385,6 +385,8 @@ def read_file(path: str) -> Dict[str, Any]:
 def from_mapping(data: Dict[str, Any], path: str = "config") -> Dict[str, Any]:
     values = {}
     for section, entries in data.items():
+        if section not in SECTIONS and not isinstance(entries, dict):
+            raise ConfigError(top_level_key(path, section, entries))
         if section not in SECTIONS:
             raise ConfigError(f"{path}: [{section}]: unknown section; allowed: {', '.join(SECTIONS)}")
         if not isinstance(entries, dict):
@@ -397,6 +399,15 @@ def from_mapping(data: Dict[str, Any], path: str = "config") -> Dict[str, Any]:
     if values.get("source_camera") is not None and values.get("source_path") is not None:
         raise ConfigError(f"{path}: [source]: give camera or path, not both")
     return values
+
+
+def top_level_key(path: str, key: str, value: Any) -> str:
+    """What `camera = 0` above every [section] means: the setting of that name in its section."""
+    homes = [s for s in SETTINGS if s.section and s.key == key]
+    shown = toml_value(value) if isinstance(value, (str, int, float)) else "..."
+    meant = " or ".join(f"[{s.section}] {key} = {shown}" for s in homes)
+    return (f"{path}: {key} = {shown} at the top level: settings live in sections; "
+            + (f"did you mean {meant}?" if homes else f"sections: {', '.join(SECTIONS)}"))
 
 
 def section_name(section: str) -> str:
@@ -434,8 +445,9 @@ class Settings:
             lines.append(f"[{section}]")
             for s in (s for s in SETTINGS if s.section == section):
                 value = self.values[s.name]
-                if value is None:
-                    lines.append(f"# {s.key} = (unset: {s.help})")
+                if value is None:   # "(unset: what that means)  # what the setting is", "unset" once
+                    what, _, meaning = s.help.partition("; unset: ")
+                    lines.append(f"# {s.key} = (unset{': ' + meaning.rstrip('.') if meaning else ''})  # {what}")
                 elif isinstance(value, dict):
                     lines.append(f"{s.key} = {{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }")
                 else:  # a database address may hold its password: never printed
