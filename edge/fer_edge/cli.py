@@ -310,14 +310,15 @@ def service() -> None:
 @click.option("--config", "config_path", default=None,
               help="Config file the service reads.  [default: /etc/fer-edge/config.toml, or collector.toml]")
 @click.option("--collector", is_flag=True, help="The fleet's collector (fer-edge-collector.service) instead.")
-def service_install(unit_dir: str, config_path: Optional[str], collector: bool) -> None:
+@click.option("--force", is_flag=True, help="Write it even where the unit's sandbox hides this installation.")
+def service_install(unit_dir: str, config_path: Optional[str], collector: bool, force: bool) -> None:
     """Write fer-edge.service (or fer-edge-collector.service) with this installation's fer-edge
     and print the systemctl commands."""
     from .tools.unit import install
 
     config_path = config_path or f"/etc/fer-edge/{'collector' if collector else 'config'}.toml"
     try:
-        path, commands = install(unit_dir, config_path, collector=collector)
+        path, commands = install(unit_dir, config_path, collector=collector, force=force, warn=log.warn)
     except PermissionError:
         raise click.ClickException(f"cannot write {unit_dir}: run with sudo, or pass --unit-dir") from None
     click.echo(f"wrote {path}\nnext:")

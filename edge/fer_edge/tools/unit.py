@@ -4,11 +4,15 @@ import os
 import re
 import shutil
 import sys
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 from importlib import resources
+
+from ..core.errors import UserError
 
 UNIT_NAME = "fer-edge.service"
 COLLECTOR_UNIT_NAME = "fer-edge-collector.service"
+# What the unit's sandbox hides from the service: these folders are empty (or absent) there.
+HIDING = (("ProtectHome=yes", ("/home", "/root", "/run/user")), ("PrivateTmp=yes", ("/tmp", "/var/tmp")))
 
 
 def unit_template(name: str = UNIT_NAME) -> str:
@@ -31,15 +35,46 @@ def render_unit(executable: str, config_path: str, name: str = UNIT_NAME) -> str
                   unit_template(name), count=1, flags=re.M)
 
 
+def needed_paths(executable: str, config_path: str) -> List[Tuple[str, str]]:
+    """(what, path) of everything the service reads to start: the script, the Python it runs
+    (the venv and the interpreter behind it), fer-edge's code and the config."""
+    import fer_edge
+
+    return [("fer-edge", executable), ("its venv", sys.prefix), ("its Python", os.path.realpath(sys.executable)),
+            ("Python's library", os.path.realpath(sys.base_prefix)),
+            ("fer-edge's code", os.path.realpath(os.path.dirname(fer_edge.__file__))), ("the config", config_path)]
+
+
+def hidden_from_service(unit: str, paths: List[Tuple[str, str]]) -> Optional[str]:
+    """Why the service could not start from these paths (the first one its sandbox hides), or None."""
+    for what, path in paths:
+        absolute = os.path.abspath(path)
+        for setting, roots in HIDING:
+            root = next((r for r in roots if absolute == r or absolute.startswith(r + "/")), None)
+            if root and re.search(rf"^{re.escape(setting)}\s*$", unit, re.M):
+                return (f"{what} is {absolute}, under {root}, which the unit's {setting} hides from the service; "
+                        f"install fer-edge outside /home, /root and /tmp (in the clone: sudo python3 -m venv "
+                        f"/opt/fer-edge && sudo /opt/fer-edge/bin/pip install .) and run /opt/fer-edge/bin/fer-edge "
+                        f"service install, or pass --force and adjust the unit yourself")
+    return None
+
+
 def install(unit_dir: str, config_path: str, executable: Optional[str] = None,
-            collector: bool = False) -> Tuple[str, List[str]]:
-    """Write the device's unit (or the collector's); returns (unit path, the commands to run next)."""
+            collector: bool = False, force: bool = False, warn: Optional[Callable[[str], None]] = None) -> Tuple[str, List[str]]:
+    """Write the device's unit (or the collector's); returns (unit path, the commands to run
+    next). A unit that could not start this installation is refused, unless `force`."""
     executable = os.path.abspath(executable or installed_executable())
     name = COLLECTOR_UNIT_NAME if collector else UNIT_NAME
     path = os.path.join(unit_dir, name)
+    unit = render_unit(executable, config_path, name)
+    hidden = hidden_from_service(unit, needed_paths(executable, config_path))
+    if hidden and not force:
+        raise UserError(f"not written: {hidden}")
+    if hidden and warn:
+        warn(f"written all the same (--force): {hidden.split('; install')[0]}")
     os.makedirs(unit_dir, exist_ok=True)
     with open(path, "w") as f:
-        f.write(render_unit(executable, config_path, name))
+        f.write(unit)
     config_dir = os.path.dirname(config_path)
     commands = []
     if not os.path.exists(config_path):
