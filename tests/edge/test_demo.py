@@ -137,3 +137,40 @@ def test_the_readmes_first_command_works_from_a_fresh_copy_without_root_or_share
         print(f"bash demo.sh from a fresh copy: {took:.1f} s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_broker
+def test_demo_shows_home_assistant_its_device_and_visit_through_a_broker_with_users(home, tmp_path):
+    """docs/home-assistant.md's check: a broker with a password file, the demo as user `kiosk`."""
+    from mqtt_helpers import Broker, Recorder
+
+    broker = Broker(tmp_path)
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(tmp_path / "passwd"), "kiosk", "right"], check=True)
+    # Anonymous: the test's own recorder. As root, mosquitto would read the password file as
+    # its own user, which cannot enter pytest's folders.
+    broker.config.write_text(f"listener {broker.port} 127.0.0.1\npassword_file {tmp_path / 'passwd'}\n"
+                             f"allow_anonymous true\n{'user root' if os.getuid() == 0 else ''}\n")
+    (tmp_path / "password").write_text("right")
+    (tmp_path / "wrong").write_text("wrong")
+    broker.start()
+    recorder = Recorder(broker.port, topics=("homeassistant/#", "fer-edge/#"))
+    try:
+        flags = ["--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-username", "kiosk", "--mqtt-password-file"]
+        started = time.monotonic()
+        result = run_cli("fer-edge", "demo", *flags, tmp_path / "password", extra_env=demo_env(home))
+        assert_demo_output(result)
+        assert time.monotonic() - started >= 9, "with --mqtt the clip plays in real time"
+        assert "MQTT connected, 0 messages waiting in the outbox" in result.stderr
+        assert Recorder.wait_for(lambda: recorder.json_on("/session"), 10)
+        configs = [topic for _, topic, _, _ in recorder.messages if topic.startswith("homeassistant/")]
+        assert len(set(configs)) == 8 and all("/fer-edge-demo/" in topic for topic in configs)
+        visit = recorder.json_on("fer-edge/demo/session")[0]
+        assert visit["device"] == "demo" and visit["satisfaction"] > 50
+        assert any(view.get("label") == "happy" for view in recorder.json_on("fer-edge/demo/view"))
+
+        refused = run_cli("fer-edge", "demo", *flags, tmp_path / "wrong", extra_env=demo_env(home))
+        assert "refused the connection: Not authorized" in refused.stderr
+    finally:
+        recorder.close()
+        broker.stop()
