@@ -7,7 +7,7 @@ journal turns into the entry's level. User errors stay the one line of `errors.g
 import logging
 import os
 import sys
-from typing import Mapping, Optional, TextIO
+from typing import Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
 
 LOGGER = logging.getLogger("fer_edge")
 
@@ -23,6 +23,25 @@ def say(message: str) -> None:
 def warn(message: str) -> None:
     """Something is wrong, and fer-edge carries on around it."""
     LOGGER.warning(message)
+
+
+T = TypeVar("T")
+
+
+def progress(items: Sequence[T], label: str) -> Iterator[T]:
+    """Long work shows that it moves, on stderr (stdout carries the data): a bar with the time
+    left in a terminal, else a line at every tenth, which a log or the journal keeps."""
+    if sys.stderr.isatty():
+        import click
+
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:
+            yield from bar
+        return
+    step = max(1, -(-len(items) // 10))
+    for done, item in enumerate(items, start=1):
+        yield item
+        if done % step == 0 or done == len(items):
+            say(f"{label}: {done} of {len(items)}")
 
 
 class JournalFormatter(logging.Formatter):

@@ -18,6 +18,7 @@ from ..vision.capture import open_source
 from ..model.classify import EmotionClassifier
 from ..vision.detect import make_detector
 from ..core.errors import UserError
+from ..core.log import progress, say
 from ..kiosk.pipeline import Pipeline
 from ..vision.track import Tracker
 
@@ -130,11 +131,12 @@ def run_bench(source: str, models: Sequence[str], detector: str, thread_counts: 
         shipped = default_model_path()
         twin = float32_twin(shipped)
         models = [shipped] + ([twin] if os.path.exists(twin) else [])
+    say(f"sampling faces from {os.path.basename(source)} and timing its decoding ...")
     faces = sample_faces(source, detector)
     results: dict = {"source": source, "decode": bench_decode(source, max_frames), "pipeline": [], "classifier": []}
-    for model in models:
-        for threads in thread_counts or (1, 2):
-            results["classifier"].append(bench_classifier(model, faces, threads))
-            results["pipeline"].append(bench_pipeline(source, model, detector, threads, warmup, max_frames))
+    runs = [(model, threads) for model in models for threads in thread_counts or (1, 2)]
+    for model, threads in progress(runs, "benchmarking models x threads"):
+        results["classifier"].append(bench_classifier(model, faces, threads))
+        results["pipeline"].append(bench_pipeline(source, model, detector, threads, warmup, max_frames))
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return results

@@ -1,13 +1,13 @@
 """`fer-edge eval`: how well a model reads labelled faces, or whole photos through a detector."""
 
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ..core.errors import UserError
 from ..core.labels import LABELS
-from ..core.log import say
+from ..core.log import progress, say
 
 
 class Ensemble:
@@ -35,7 +35,7 @@ class Ensemble:
 
 def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages: Sequence[str],
                   ferplus_path: Optional[str], detect: bool, detector_name: str, margin: Optional[float], threads: int,
-                  mirror: bool, progress: Optional[Callable] = None) -> dict:
+                  mirror: bool) -> dict:
     """One report per set for a model (the shipped one when `model_paths` is empty) or the
     ensemble of several (each CSV once per split in `usages`; photo sets through the
     detector when `detect`), and their means: over every set, over the photo sets, and over
@@ -54,6 +54,7 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
     for path in data_paths:
         if is_csv(path):
             wanted = None if "all" in usages else tuple(usages)
+            say(f"reading {os.path.basename(path)} ({', '.join(usages)}) ...")
             faces = read_fer2013(path, usage=wanted)
             for usage in usages:
                 split = faces if usage == "all" else faces.split(usage)
@@ -65,7 +66,7 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
             if detector.note:
                 say(detector.note)
         faces = read_dataset(path, raw=detect, labels=classifier.labels)
-        reports.append(_report(classifier, faces, path, None, None, None, detector, crop_margin, progress))
+        reports.append(_report(classifier, faces, path, None, None, None, detector, crop_margin))
     photo_sets = [r for r in reports if r["usage"] is None]
     chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
     return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
@@ -74,8 +75,7 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
 
 
 def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], votes: Optional[np.ndarray],
-            ferplus_path: Optional[str], detector: Any = None, margin: float = 0.0,
-            progress: Optional[Callable] = None) -> dict:
+            ferplus_path: Optional[str], detector: Any = None, margin: float = 0.0) -> dict:
     from ..model.calibration import expected_calibration_error
     from ..model.datasets import ferplus_majority
     from ..model.metrics import classification_report
@@ -84,7 +84,7 @@ def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], v
     labels, images = faces.labels, faces.images
     view, found = "FER2013 labels", np.ones(len(labels), bool)
     if detector is not None:
-        images, found = largest_faces(images, detector, margin, progress)
+        images, found = largest_faces(images, detector, margin, lambda photos: progress(photos, "detecting"))
     if votes is not None:
         if classifier.labels != LABELS:
             raise UserError(f"{ferplus_path}: FER+ votes are over FER2013's seven labels; {classifier.name} has others")
@@ -96,7 +96,9 @@ def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], v
         view = f"FER+ majority labels ({int((~keep).sum())} rows without one dropped)"
     if not len(labels):
         raise UserError(f"{data_path}: no labelled faces to evaluate ({faces.summary()})")
-    probs = classifier.predict(images, max_batch=256)
+    chunks = [images[i:i + 1024] for i in range(0, len(images), 1024)]
+    probs = np.concatenate([classifier.predict(chunk, max_batch=256)
+                            for chunk in progress(chunks, f"classifying {len(images)} faces")])
     predicted = probs.argmax(axis=1)
     predicted[~found] = -1  # no face found: a miss
     report = classification_report(labels[found], predicted[found], classifier.labels)
