@@ -17,10 +17,13 @@ from .vision.detect import DETECTORS  # noqa: E402
 from .core import log  # noqa: E402
 from .core.errors import guarded  # noqa: E402
 from .core.log import say  # noqa: E402
-from .settings import COLLECT_SETTINGS, click_options  # noqa: E402
+from .settings import BY_NAME, COLLECT_SETTINGS, click_options  # noqa: E402
 
 if TYPE_CHECKING:
     from .settings import Settings
+
+# `demo` sends its visit to a broker as `run` would, to show what Home Assistant gets.
+DEMO_SETTINGS = [BY_NAME[name] for name in ("mqtt_host", "mqtt_username", "mqtt_password_file", "mqtt_tls_ca")]
 
 
 @click.group(cls=guarded(click.Group))
@@ -101,22 +104,26 @@ def run(ctx: click.Context, config_path: Optional[str], **params: Any) -> None:
 
 @main.command()
 @click.option("--annotate", default=None, type=click.Path(dir_okay=False), help="Also write the annotated clip (.mp4).")
-def demo(annotate: Optional[str]) -> None:
+@click_options(DEMO_SETTINGS)
+@click.pass_context
+def demo(ctx: click.Context, annotate: Optional[str], **params: Any) -> None:
     """What `run` does, on a 10-second clip made from a public-domain photo (fetched once from
     the package registry): faces read, a visit that starts and ends, the summary. The kiosk's
-    own log is not touched."""
+    own log is not touched. With --mqtt the clip plays in real time as device "demo", for
+    Home Assistant to show."""
     import tempfile
 
     from . import app
     from .outputs.visit_report import build_report, format_table
-    from .settings import resolve
+    from .settings import given_on_command_line, resolve
     from .tools.demo import write_clip
 
     with tempfile.TemporaryDirectory(prefix="fer-edge-demo-") as folder:
         clip, db = os.path.join(folder, "demo.mp4"), os.path.join(folder, "demo.db")
         frames, seconds = write_clip(clip, say)
         say(f"demo: a visitor in a {seconds:g} s clip ({frames} frames), logged to a throw-away {db}")
-        given: Dict[str, Any] = {"source_path": clip, "log_db": db, "device_id": "demo"}
+        given: Dict[str, Any] = dict(given_on_command_line(ctx, params), source_path=clip, log_db=db, device_id="demo")
+        given["source_realtime"] = bool(given.get("mqtt_host"))
         if annotate:
             given["run_annotate"] = annotate
         app.run(resolve({}, given), say, START)
