@@ -4,11 +4,13 @@ headless Chromium (live view, today's chart, a photo upload), with screenshots s
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -364,6 +366,45 @@ def test_page_without_a_camera(tmp_path, model_path):
         browser.save_screenshot(str(SCREENSHOTS / "page-no-camera-390.png"))
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
+    finally:
+        browser.quit()
+        server.stop()
+
+
+@pytest.mark.browser
+def test_a_viewer_fourteen_hours_ahead_sees_todays_hours(tmp_path, model_path):
+    """A device on UTC, a browser in Pacific/Kiritimati (UTC+14): today's visits stand in the
+    viewer's own hours, in today's chart and in the week's."""
+    pytest.importorskip("selenium")
+    from zoneinfo import ZoneInfo
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    db = seeded_db(tmp_path / "log.db")
+    starts = [row[0] for row in sqlite3.connect(db).execute("SELECT start FROM sessions")]
+    zone = ZoneInfo("Pacific/Kiritimati")
+    expected, days = {}, {}
+    for start in starts:
+        key = datetime.fromtimestamp(start, zone).strftime("%Y-%m-%d %H:00")
+        expected[key] = expected.get(key, 0) + 1
+        days[key[:10]] = days.get(key[:10], 0) + 1
+    server = Server("--model", model_path, "--db", db, "--device-id", "kiosk-1", env={**os.environ, "TZ": "UTC"})
+    browser = chromium()
+    try:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Pacific/Kiritimati"})
+        browser.get(server.url + "/")
+        assert browser.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone") == "Pacific/Kiritimati"
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_element(By.ID, "today-sessions").text == "3")
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#today-chart rect.hour-bar"))
+        bars = {bar.get_attribute("data-slot"): int(bar.get_attribute("data-sessions"))
+                for bar in browser.find_elements(By.CSS_SELECTOR, "#today-chart rect.hour-bar")}
+        assert bars == expected, (bars, expected)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#week-chart rect.hour-bar"))
+        week = {bar.get_attribute("data-slot"): int(bar.get_attribute("data-sessions"))
+                for bar in browser.find_elements(By.CSS_SELECTOR, "#week-chart rect.hour-bar")}
+        assert week == days, (week, days)
     finally:
         browser.quit()
         server.stop()

@@ -35,7 +35,7 @@ from ..kiosk.drawing import draw
 from ..core.errors import UserError
 from .image_header import ImageHeaderError, image_size
 from ..core.labels import palette
-from ..outputs.visit_report import build_report, empty_report, parse_since, recent_visits
+from ..outputs.visit_report import PERIODS, build_report, empty_report, parse_since, recent_visits
 
 try:
     from aiohttp import web
@@ -160,6 +160,14 @@ def token_bits(token: str) -> float:
 def is_a_run(token: str) -> bool:
     """abcdef..., 0123456789012..., zyxw...: at most two different steps between neighbours."""
     return len({ord(b) - ord(a) for a, b in zip(token, token[1:])}) <= 2
+
+
+def with_period_starts(report: dict) -> dict:
+    """Each period's first moment as unix time: its key is on the device's clock, and the page
+    places it on the viewer's, whatever time zone each keeps."""
+    for period in report["periods"]:
+        period["start"] = time.mktime(time.strptime(period["period"], PERIODS[report["by"]]))
+    return report
 
 
 def check_token(token: Optional[str], token_file: Optional[str] = None,
@@ -365,7 +373,8 @@ class DevicePage:
         if not self.db_path or not os.path.exists(self.db_path):
             return web.json_response(empty_report(since, by))
         loop = asyncio.get_running_loop()
-        return web.json_response(await loop.run_in_executor(self.executor, build_report, self.db_path, since, by))
+        report = await loop.run_in_executor(self.executor, build_report, self.db_path, since, by)
+        return web.json_response(with_period_starts(report))
 
     async def within_deadline(self, reading: Any) -> Any:
         try:
