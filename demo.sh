@@ -18,7 +18,10 @@ if [ ! -x .venv/bin/python ]; then
         exit 1
     fi
 fi
-if ! .venv/bin/python -c 'import fer_edge' 2>/dev/null || [ -n "$(find edge models pyproject.toml -newer .venv/bin/fer-edge -print -quit 2>/dev/null)" ]; then
+# Installed when missing, and again when the code changed since (an editable install follows it by itself).
+installed=$(.venv/bin/python -c 'import fer_edge; print(fer_edge.__file__)' 2>/dev/null || true)
+if [ -z "$installed" ] || { [[ "$installed" == */site-packages/* ]] \
+        && [ -n "$(find edge models pyproject.toml -newer .venv/bin/fer-edge -print -quit 2>/dev/null)" ]; }; then
     echo "installing fer-edge into .venv (the device side: OpenCV, LiteRT, no TensorFlow) ..."
     .venv/bin/python -m pip install -q --disable-pip-version-check .
 fi
