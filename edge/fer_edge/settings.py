@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .core.errors import UserError
 from .core import settings_sections as sections
-from .core.network import split_host_port, without_password
+from .core.network import parse_networks, split_host_port, without_password
 from .core.labels import LABEL_FORM, LABELS
 
 try:
@@ -209,6 +209,21 @@ class HostPort(Kind):
         return None
 
 
+class Networks(Kind):
+    """IP addresses or networks, comma-separated: `127.0.0.1, 10.0.0.0/8`."""
+
+    metavar = "ADDRESS[/BITS],..."
+
+    def problem(self, value: Any) -> Optional[str]:
+        if not isinstance(value, str):
+            return "expected addresses or networks, comma-separated"
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+
 class Valence(Kind):
     """Per-emotion weights: a TOML table, or `happy=1,sad=-1` on the command line."""
 
@@ -314,6 +329,9 @@ SETTINGS: List[Setting] = [
             "--web-token-file"),
     Setting("web", "live_fps", Number(0.5, 30), 5.0, "Live view frames/s.", "--live-fps"),
     Setting("web", "max_upload_mb", Number(0.1, 50), 10.0, "Largest photo upload in MB.", "--max-upload-mb"),
+    Setting("web", "trusted_proxies", Networks(), None,
+            "Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: "
+            "the per-address limits count that client; unset: the header is ignored.", "--trusted-proxies"),
     Setting("cadence", "analyse_fps", Number(0, 240), 6.0,
             "Search for faces and classify them at most this many times a second of the source (every frame "
             "while a face's two likeliest emotions are close); a face that enters is found within "

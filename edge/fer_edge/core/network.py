@@ -1,7 +1,11 @@
-"""Host and port, as settings, MQTT and the web page spell them; addresses told without their passwords."""
+"""Host and port, as settings, MQTT and the web page spell them; database addresses told without
+their passwords; the client behind a trusted proxy."""
 
+import ipaddress
 import re
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 def split_host_port(value: str, default_port: Optional[int]) -> Tuple[str, int]:
@@ -38,3 +42,41 @@ def without_password(text: str) -> str:
     message that quotes one, can then be logged, printed or answered to anyone."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
     return _KEY_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+
+
+def parse_networks(text: str) -> List[Network]:
+    """'127.0.0.1, 10.0.0.0/8, ::1' -> the networks (an address is a network of one); ValueError if not."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or network (such as 10.0.0.0/8)") from None
+    return networks
+
+
+def within(address: str, networks: Sequence[Network]) -> bool:
+    """Whether `address` (an IP address as text) lies in one of `networks`."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(peer: str, forwarded_for: Optional[str], proxies: Sequence[Network]) -> str:
+    """Who a request is from: the connection's peer, or where the peer is a trusted proxy, the
+    nearest address in X-Forwarded-For that is not a trusted proxy (read from the right: the
+    left part is whatever the client wrote). From any other peer the header is ignored."""
+    if not forwarded_for or not within(peer, proxies):
+        return peer
+    client = peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop.split("%")[0])
+        except ValueError:
+            return client   # a hop that is not an address: the last one known stands
+        client = hop
+        if not within(hop, proxies):
+            break
+    return client

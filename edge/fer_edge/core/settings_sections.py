@@ -70,6 +70,7 @@ class WebSection:
     token_file: Optional[str] = None
     live_fps: float = 5.0
     max_upload_mb: float = 10.0
+    trusted_proxies: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..kiosk.drawing import draw
 from ..core.errors import UserError
+from ..core.network import Network, client_address, within
 from .image_header import ImageHeaderError, image_size
 from ..core.labels import palette
 from ..outputs.visit_report import PERIODS, build_report, empty_report, parse_since, recent_visits
@@ -283,6 +284,13 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
         browser on the device cannot drive the API."""
         if request.transport is not None:
             connections.request_started(request.transport)
+            client = connections.client(request.transport, ", ".join(request.headers.getall("X-Forwarded-For", [])))
+            if connections.over_share(request.transport):
+                bursts.add("crowded", f"more than {connections.per_client} connections from {client} "
+                                      "behind a proxy: answering 503")
+                response = json_error(503, "too many connections from your address")
+                response.force_close()
+                return response
         host = request.host.rsplit(":", 1)[0].strip("[]") if request.host else ""
         if not token and host and not is_loopback_name(host):
             return json_error(403, f"Host {request.host!r} is not this device's loopback name: open http://127.0.0.1:PORT/")
@@ -297,7 +305,7 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
         """A wrong token closes the connection (it cannot sit in the pool); too many from one
         address get 429 for the rest of the minute."""
         if token and request.path not in OPEN_PATHS:
-            address = request.remote or "?"
+            address = connections.address_of(request.transport) if request.transport else request.remote or "?"
             if failed_tokens.blocked(address):
                 bursts.add("limited", f"too many wrong tokens from {address}: answering 429")
                 response = json_error(429, "too many wrong tokens: wait a minute")
@@ -492,12 +500,15 @@ class Connections:
     within HEADER_SECONDS, so idle or slow connections cannot use up the process's open
     files and lock the page out. One address holds at most `per_client` of them. At the cap a
     new connection takes the place of the oldest one that has not shown the token: strangers
-    cannot starve the token holder."""
+    cannot starve the token holder. Behind a trusted proxy (`proxies`) the address that
+    counts is the client's its X-Forwarded-For names, known once a request arrives."""
 
-    def __init__(self, cap: int = MAX_CONNECTIONS, per_client: int = PER_CLIENT):
+    def __init__(self, cap: int = MAX_CONNECTIONS, per_client: int = PER_CLIENT, proxies: Sequence[Network] = ()):
         self.cap, self.per_client = cap, per_client
+        self.proxies = list(proxies)
         self.open: Dict[Any, Optional[float]] = {}  # transport -> monotonic time it opened, None once a request started
         self.trusted: set = set()  # transports that made a request with the token (or with none needed)
+        self.client_of: Dict[Any, str] = {}  # transport -> the client a trusted proxy forwarded it for
 
     def request_started(self, transport: Any) -> None:
         if transport in self.open:
@@ -511,9 +522,25 @@ class Connections:
         """Room for a new connection: under its address's share, and under the cap or by
         closing the oldest connection without the token."""
         address = _peer(transport)
-        if sum(1 for t in self.open if _peer(t) == address) >= self.per_client:
+        if not within(address, self.proxies) and sum(1 for t in self.open if _peer(t) == address) >= self.per_client:
             return False
         return self.make_room()
+
+    def client(self, transport: Any, forwarded_for: Optional[str]) -> str:
+        """Who the connection's request is from (core.network.client_address), noted for the limits."""
+        peer = _peer(transport)
+        client = client_address(peer, forwarded_for, self.proxies)
+        if within(peer, self.proxies) and transport in self.open:
+            self.client_of[transport] = client
+        return client
+
+    def address_of(self, transport: Any) -> str:
+        return self.client_of.get(transport) or _peer(transport)
+
+    def over_share(self, transport: Any) -> bool:
+        """A client behind a trusted proxy holds more than its share of connections."""
+        client = self.client_of.get(transport)
+        return client is not None and sum(1 for c in self.client_of.values() if c == client) > self.per_client
 
     def make_room(self) -> bool:
         """At the cap, close the oldest connection without the token; False when there is none."""
@@ -530,6 +557,7 @@ class Connections:
     def closed(self, transport: Any) -> None:
         self.open.pop(transport, None)
         self.trusted.discard(transport)
+        self.client_of.pop(transport, None)
 
     def reap(self, deadline: float = HEADER_SECONDS) -> None:
         now = time.monotonic()
@@ -649,7 +677,7 @@ def start_web(settings: Any, live: Optional[Any], db_path: Optional[str], say: C
 
 def serve(web_settings: Any, make: Callable[[Optional[str]], Any], say: Callable[[str], None]) -> WebServer:
     """Start a page's server thread (`make(token)` builds its app); beyond loopback only with a token."""
-    from ..core.network import split_host_port
+    from ..core.network import parse_networks, split_host_port
 
     try:
         import aiohttp  # noqa: F401 - an optional extra
@@ -661,6 +689,8 @@ def serve(web_settings: Any, make: Callable[[Optional[str]], Any], say: Callable
     if not is_loopback(host) and not token:
         raise WebError(f"--web {web_settings.listen} listens beyond this machine: give a token with --web-token-file "
                        "FILE or $FER_EDGE_WEB_TOKEN (or listen on 127.0.0.1)")
-    server = WebServer(make(token), host, port).start()
+    app = make(token)
+    app["connections"].proxies = parse_networks(web_settings.trusted_proxies or "")
+    server = WebServer(app, host, port).start()
     say(f"web page on {page_url(host, server.port)}" + ("?token=..." if token else ""))
     return server
