@@ -249,28 +249,11 @@ def config_check(path: str) -> None:
 def config_show(config_path: Optional[str]) -> None:
     """The effective settings of `run` (defaults, then the file), and the valence each of the
     model's labels gets."""
+    from .kiosk.sessions import valence_note
+
     settings = resolved_settings(config_path, {})
     click.echo(settings.render(), nl=False)
     click.echo(valence_note(settings.model.path, settings.sessions.valence))
-
-
-def valence_note(model_path: Optional[str], overrides: Optional[Dict[str, float]]) -> str:
-    """Comment lines: the model's labels and the satisfaction weight each one gets."""
-    from .kiosk.sessions import unweighed, valences
-    from .model.classify import default_model_path
-    from .model.metadata import ModelError, read_model_metadata
-
-    path = model_path or default_model_path()
-    try:
-        labels = read_model_metadata(path)["labels"]
-    except ModelError as exc:
-        return f"\n# valence per label: unknown (cannot read the model: {str(exc).splitlines()[0]})"
-    weights = ", ".join(f"{label} {weight:g}" for label, weight in valences(labels, overrides).items())
-    lines = [f"\n# {os.path.basename(path)} labels and their valence: {weights}"]
-    missing = unweighed(labels, overrides)
-    if missing:
-        lines.append(f"# {', '.join(missing)}: no valence given, counted as 0; set them in [sessions.valence]")
-    return "\n".join(lines)
 
 
 @main.group()

@@ -8,6 +8,7 @@ probabilities over the last `exit_seconds` the visitor was seen; the satisfactio
 maps that mean onto 0..100 through configurable valence weights.
 """
 
+import os
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,6 +37,25 @@ def valences(labels: Sequence[str], overrides: Optional[Dict[str, float]] = None
 def unweighed(labels: Sequence[str], overrides: Optional[Dict[str, float]] = None) -> List[str]:
     """The labels whose valence is 0 only because nothing gives them one."""
     return [label for label in labels if label not in DEFAULT_VALENCE and label not in (overrides or {})]
+
+
+def valence_note(model_path: Optional[str], overrides: Optional[Dict[str, float]]) -> str:
+    """`config show`'s comment lines: the model's labels and the satisfaction weight each one
+    gets, and the labels no weight was given."""
+    from ..model.classify import default_model_path
+    from ..model.metadata import ModelError, read_model_metadata
+
+    path = model_path or default_model_path()
+    try:
+        labels = read_model_metadata(path)["labels"]
+    except ModelError as exc:
+        return f"\n# valence per label: unknown (cannot read the model: {str(exc).splitlines()[0]})"
+    weights = ", ".join(f"{label} {weight:g}" for label, weight in valences(labels, overrides).items())
+    lines = [f"\n# {os.path.basename(path)} labels and their valence: {weights}"]
+    missing = unweighed(labels, overrides)
+    if missing:
+        lines.append(f"# {', '.join(missing)}: no valence given, counted as 0; set them in [sessions.valence]")
+    return "\n".join(lines)
 
 
 def satisfaction(probs: np.ndarray, valence: Dict[str, float] = DEFAULT_VALENCE,
