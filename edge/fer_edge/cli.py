@@ -37,9 +37,11 @@ def main() -> None:
 @click.option("--model", "model_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Model (.tflite); default: the shipped int8 model. Repeat to judge an ensemble: the mean of the models' log-probabilities.")
 @click.option("--data", "data_paths", required=True, multiple=True, type=click.Path(),
-              help="FER2013 CSV, or a folder / .tar.gz of class folders; repeat for a table over several sets.")
+              help="FER2013 CSV, a folder / .tar.gz of class folders, or a fer-train run folder (or its split.json): "
+                   "the faces of the run's split; repeat for a table over several sets.")
 @click.option("--usage", "usages", default=("PrivateTest",), multiple=True, show_default=True,
-              help="CSV split(s) to evaluate (Training, PublicTest, PrivateTest, all); repeat for several.")
+              help="CSV split(s) to evaluate (Training, PublicTest, PrivateTest, all), or a run's (train, val, test: "
+                   "the same roles); repeat for several.")
 @click.option("--ferplus", "ferplus_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="FER+ vote CSV aligned with the FER2013 CSV: score against FER+ majority labels instead.")
 @click.option("--detect", is_flag=True, help="Photo sets: detect faces first and classify the largest one (a CSV holds faces already).")

@@ -367,12 +367,23 @@ def test_eval_json_reproduces_the_converter_measurement(tiny_model, small_csv):
 
 def test_convert_refuses_an_int8_model_that_loses_too_much(tiny_run, small_csv, tmp_path):
     output = tmp_path / "refused.tflite"
-    # A negative limit can never be met: the gate must refuse and write nothing.
+    # Negative limits can never be met: the gate must refuse and write nothing.
     result = run_cli("fer-convert", tiny_run / "best.keras", "--data", small_csv, "--int8", "--calib", "50",
-                     "--limit", "100", "--max-loss", "-50", "-o", output)
+                     "--limit", "100", "--max-loss", "-50", "--max-loss-faces", "-1", "-o", output)
     assert result.returncode != 0
-    assert "refused" in result.stderr and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "int8 model refused: " in result.stderr
+    assert "of 100 PublicTest faces lost to float32" in result.stderr and "the larger of -50 points and -1 faces" in result.stderr
     assert not output.exists()
+
+
+def test_the_int8_gate_allows_a_point_or_two_faces_whichever_is_more():
+    from fer_convert.cli import faces_int8_may_lose
+
+    # 105 validation faces: one face is 0.95 points, so a second wrong face still passes; a third does not.
+    assert faces_int8_may_lose(105, 1.0, 2) == 2
+    # FER2013's PublicTest: a point is 35.89 faces, as the gate always allowed.
+    assert faces_int8_may_lose(3589, 1.0, 2) == pytest.approx(35.89)
+    assert faces_int8_may_lose(3589, 1.0, 0) == faces_int8_may_lose(3589, 1.0, 2)
 
 
 def test_edgetpu_without_compiler_explains(tiny_run, small_csv, tmp_path):

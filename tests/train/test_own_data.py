@@ -6,8 +6,12 @@ train anything.
 """
 
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +176,126 @@ def test_bad_folders_get_one_line(fer_csv, tmp_path):
     one_line_error(fit(six, "--init-from", TWIN), "not", "pass --new-head")
     one_line_error(fit(six, "--classes", "happy,contempt"), "no class folder for contempt")
     one_line_error(fit(fer_csv, "--group", "x"), "read folder datasets")
+
+
+def run_as_typed(*args, timeout=600):
+    """A console script in a user's environment: without the TF_CPP_MIN_LOG_LEVEL that run_cli sets."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "FER_EDGE_DEBUG")}
+    return subprocess.run([str(Path(sys.executable).parent / args[0]), *map(str, args[1:])], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+CHATTER = ("oneDNN", "absl", "I0000", "W0000", "UserWarning", "fully_quantize", "cpu_feature_guard")
+THREE = ("happy", "sad", "neutral")
+
+
+@pytest.fixture(scope="module")
+def folder_run(fer_csv, tmp_path_factory):
+    """A folder of about 200 real faces of three classes, split here, and one epoch trained on it as a user types it."""
+    root = tmp_path_factory.mktemp("own")
+    folder = write_fer2013_folders(fer_csv, root / "own", {"Training": "."}, classes=THREE, limit=400)
+    result = run_as_typed("fer-train", "fit", "--data", folder, "--epochs", "1", "--out", root / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, root / "run", result
+
+
+def test_a_short_training_run_keeps_stderr_quiet(folder_run):
+    """TensorFlow's oneDNN and absl lines and Keras's warning about shuffling do not reach the user."""
+    result = folder_run[2]
+    assert result.stderr == "", result.stderr
+    assert "val: accuracy" in result.stdout and "split.json" in result.stdout
+
+
+def test_the_recorded_split_reads_back_as_training_read_it(folder_run):
+    from fer_edge.model.datasets import read_split_record
+    from fer_train.folders import FolderOptions, read_folder_dataset, read_recorded_split
+
+    folder, run, _ = folder_run
+    record = read_split_record(str(run / "split.json"))
+    split, _ = read_folder_dataset(str(folder), FolderOptions(), say=lambda line: None)
+    again = read_recorded_split(record, say=lambda line: None)
+    for part in ("train", "val", "test"):
+        assert again[part].names == split[part].names and again[part].label_names == THREE
+        assert np.array_equal(again[part].images, split[part].images) and np.array_equal(again[part].labels, split[part].labels)
+
+
+@pytest.fixture(scope="module")
+def grown_folder(folder_run, fer_csv, tmp_path_factory):
+    """The run's folder with more faces added after training: splitting it again would differ."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("grown") / "own"
+    shutil.copytree(folder_run[0], folder)
+    write_fer2013_folders(fer_csv, folder, {"Training": "."}, classes=THREE, limit=800)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder_model(folder_run, grown_folder, tmp_path_factory):
+    """fer-convert of the folder run, given the folder as it is now; stdout, stderr and the model."""
+    model = tmp_path_factory.mktemp("own-model") / "own.tflite"
+    result = run_as_typed("fer-convert", folder_run[1] / "best.keras", "--data", grown_folder, "--int8", "--allow-loss",
+                          "-o", model)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model, result
+
+
+def test_convert_uses_the_runs_split_not_a_new_one(folder_run, folder_model):
+    split = json.loads((folder_run[1] / "split.json").read_text())
+    model, result = folder_model
+    accuracy = metadata_of(model)["accuracy"]
+    assert accuracy["val"]["n"] == len(split["val"]) and accuracy["test"]["n"] == len(split["test"])
+    assert f"read train as the run split it: {len(split['train'])} images" in result.stderr
+    assert not any(word in result.stderr for word in CHATTER), result.stderr
+    gate = re.search(r"int8: (-?\d+) of (\d+) val faces lost to float32 \(-?[\d.]+ points\); the gate allows 2, "
+                     r"the larger of 1 point and 2 faces", result.stdout)
+    assert gate and int(gate.group(2)) == len(split["val"]), result.stdout
+
+
+def test_convert_takes_the_run_folder_as_data(folder_run, tmp_path):
+    split = json.loads((folder_run[1] / "split.json").read_text())
+    result = run_cli("fer-convert", folder_run[1] / "best.keras", "--data", folder_run[1] / "split.json", "--float32",
+                     "--no-card", "-o", tmp_path / "own.tflite")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"read val as the run split it: {len(split['val'])} images" in result.stderr
+
+
+def test_eval_reads_a_runs_held_out_split(folder_run, folder_model):
+    split = json.loads((folder_run[1] / "split.json").read_text())
+    model = folder_model[0]
+    test = run_cli("fer-edge", "eval", "--model", model, "--data", folder_run[1], "--json")
+    assert test.returncode == 0, test.stderr
+    report = json.loads(test.stdout)
+    assert report["usage"] == "test" and report["n"] == len(split["test"]) and report["labels"] == list(THREE)
+    stored = metadata_of(model)["accuracy"]["test"]["accuracy"]
+    assert report["accuracy"] == pytest.approx(stored)   # what convert measured, read from the split alone
+    both = run_cli("fer-edge", "eval", "--model", model, "--data", folder_run[1] / "split.json", "--usage", "val",
+                   "--usage", "PrivateTest", "--json")
+    assert both.returncode == 0, both.stderr
+    sets = json.loads(both.stdout)["sets"]
+    assert [(s["usage"], s["n"]) for s in sets] == [("val", len(split["val"])), ("test", len(split["test"]))]
+
+
+def metadata_of(model):
+    from fer_edge.model.metadata import read_model_metadata
+
+    return read_model_metadata(str(model))
+
+
+def test_a_bad_split_record_is_one_line(folder_run, folder_model, tmp_path):
+    model = folder_model[0]
+    record = json.loads((folder_run[1] / "split.json").read_text())
+    cases = {"cut": "{\"root\": ", "list": "[1, 2]", "no-test": json.dumps({k: v for k, v in record.items() if k != "test"}),
+             "moved": json.dumps(dict(record, root=str(tmp_path / "gone")))}
+    for name, text in cases.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "split.json").write_text(text)
+        for command in (("fer-edge", "eval", "--model", model, "--data", run),
+                        ("fer-convert", folder_run[1] / "best.keras", "--data", run / "split.json", "-o", tmp_path / "x.tflite")):
+            result = run_cli(*command)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, (name, result.stderr)
+            last = result.stderr.strip().splitlines()[-1]
+            assert "split.json" in last or "no such folder" in last, (name, result.stderr)
+    wrong = run_cli("fer-edge", "eval", "--model", model, "--data", folder_run[1], "--usage", "holdout")
+    assert wrong.returncode == 1 and "a run's split has train, val and test" in wrong.stderr

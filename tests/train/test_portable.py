@@ -98,3 +98,27 @@ def test_the_distillation_target_mixes_label_smoothing_and_teachers():
     assert float(keras.ops.convert_to_numpy(loss)[0]) == pytest.approx(float(-(target * log_p).sum()), rel=1e-5)
     alone = distillation_loss(0.5, 0.1)(label, logits)
     assert float(keras.ops.convert_to_numpy(alone)[0]) == pytest.approx(float(-((label * 0.9 + 0.1 / 7) * log_p).sum()), rel=1e-5)
+
+
+def test_fit_portable_reads_a_folder_dataset_as_fit_does(fer_csv, small_csv, tmp_path):
+    from folder_helpers import write_fer2013_folders
+    from fer_train.folders import FolderOptions, read_folder_dataset
+
+    folder = write_fer2013_folders(fer_csv, tmp_path / "own", {"Training": "."}, classes=("happy", "sad", "neutral"),
+                                   limit=400)
+    out = tmp_path / "run"
+    result = run_cli("fer-train", "fit-portable", "--data", folder, "--epochs", "1", "--batch-size", "64", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val: accuracy" in result.stdout and "split.json" in result.stdout
+    state = json.loads((out / "state.json").read_text())
+    assert state["config"]["labels"] == ["happy", "sad", "neutral"] and state["data"]["layout"] == "class folders"
+    _, record = read_folder_dataset(str(folder), FolderOptions(), say=lambda line: None)
+    assert json.loads((out / "split.json").read_text()) == record   # the split fit makes with the same seed
+    import keras
+
+    assert keras.models.load_model(out / "best.keras").output_shape[-1] == 3
+    # A model of other labels cannot start or teach it: one line.
+    refused = run_cli("fer-train", "fit-portable", "--data", small_csv, "--epochs", "1", "--init-from", out,
+                      "--out", tmp_path / "seven")
+    assert refused.returncode == 1 and "a model of 3 labels; the data has 7" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

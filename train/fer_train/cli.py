@@ -15,12 +15,19 @@ from fer_edge.model.datasets import DatasetError, ferplus_soft_labels, read_fer2
 from fer_edge.core.errors import guarded
 
 from .folders import FolderOptions, is_folder_dataset, read_folder_dataset
+from .quiet import filtered_stderr, quiet_tensorflow
 from .run_folder import BEST, LAST, FitConfig, parent_labels_of, read_run_state
 
 
 # Options that more than one command takes, defined once.
-TRAINING_DATA = click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-                             help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, or a `fer-train pack` file.")
+ANY_DATA = click.option("--data", "data_path", required=True, type=click.Path(),
+                        help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, a `fer-train pack` file, or a folder of "
+                             "class folders (or of train/, test/ and optionally val/ folders of class folders).")
+CLASSES = click.option("--classes", default=None, help="Folder datasets: pick and order these classes (a,b,c).")
+DETECT = click.option("--detect", is_flag=True, help="Folder datasets of photos: crop each face with the device's detector.")
+GROUP = click.option("--group", default=None, metavar="REGEX",
+                     help="Folder datasets: files whose names give the same first match group (a person, a sequence) "
+                          "stay on one side of the split.")
 EPOCHS = click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
 PEAK_LR = click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
 SEED = click.option("--seed", default=1, show_default=True, type=int)
@@ -30,10 +37,6 @@ DISTILL_WEIGHT = click.option("--distill-weight", default=0.5, show_default=True
                               help="Share of the teachers' probabilities in each face's target.")
 CLASS_BALANCE = click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
                              help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
-
-
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @click.group(cls=guarded(click.Group))
@@ -78,6 +81,11 @@ def _load_training_data(data_path, limit, options, fer2013_path):
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     return data, record
+
+
+def _folder_options(classes: Optional[str], detect: bool, group: Optional[str], seed: int) -> FolderOptions:
+    return FolderOptions(classes=tuple(c.strip() for c in (classes or "").split(",") if c.strip()),
+                         detect=detect, group=group, seed=seed)
 
 
 def _check_parent_labels(init_from, labels, new_head):
@@ -137,14 +145,10 @@ def _echo_metrics(metrics, what):
 
 
 @main.command()
-@click.option("--data", "data_path", required=True, type=click.Path(),
-              help="FER2013 CSV (emotion,pixels,Usage), plain or .gz, a `fer-train pack` file, or a folder of "
-                   "class folders (or of train/, test/ and optionally val/ folders of class folders).")
-@click.option("--classes", default=None, help="Folder datasets: pick and order these classes (a,b,c).")
-@click.option("--detect", is_flag=True, help="Folder datasets of photos: crop each face with the device's detector.")
-@click.option("--group", default=None, metavar="REGEX",
-              help="Folder datasets: files whose names give the same first match group (a person, a sequence) "
-                   "stay on one side of the split.")
+@ANY_DATA
+@CLASSES
+@DETECT
+@GROUP
 @click.option("--fer2013", "fer2013_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="With a folder dataset: also measure FER2013 PrivateTest (in its labels) before and after.")
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
@@ -190,20 +194,19 @@ def fit(data_path: str, classes: Optional[str], detect: bool, group: Optional[st
         ferplus_path: Optional[str], ferplus_weight: float, camera_augment: bool, one_warp: Optional[bool],
         class_balance: float) -> None:
     """Train on Training (or train/), select on PublicTest (val), report PrivateTest (test)."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     if init_from and not init_from.endswith(".tflite"):
         _require_run(init_from)
         if os.path.realpath(init_from) == os.path.realpath(out):
             raise click.ClickException("--init-from must be another run folder than --out (a new run clears --out)")
-    options = FolderOptions(classes=tuple(c.strip() for c in (classes or "").split(",") if c.strip()),
-                            detect=detect, group=group, seed=seed)
-    data, folder = _load_training_data(data_path, limit, options, fer2013_path)
+    data, folder = _load_training_data(data_path, limit, _folder_options(classes, detect, group, seed), fer2013_path)
     if ferplus_path and folder:
         raise click.ClickException("--ferplus votes belong to the FER2013 CSV's rows, not to a folder dataset")
     votes = _ferplus_vote_shares(ferplus_path, data["train"].rows) if ferplus_path else None
     if init_from:
         _check_parent_labels(init_from, data["train"].label_names, new_head)
-    from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
+    with filtered_stderr():
+        from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
     epochs, lr, patience, one_warp = _fine_tune_defaults(bool(init_from and folder), epochs, lr, patience, one_warp)
     config = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
@@ -231,10 +234,11 @@ def fit(data_path: str, classes: Optional[str], detect: bool, group: Optional[st
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the averaged model.")
 def average(data_path: str, run: str, last: int, limit: Optional[int], out: str) -> None:
     """Average a run's last epochs' weights (SWA-style) into OUT/best.keras."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     _require_run(run)
     data = _load_splits(data_path, limit)
-    from .average import average_run  # imports TensorFlow
+    with filtered_stderr():
+        from .average import average_run  # imports TensorFlow
 
     try:
         metrics = average_run(run, data, last, out, command=_this_command())
@@ -256,12 +260,13 @@ def average(data_path: str, run: str, last: int, limit: Optional[int], out: str)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the mixed model.")
 def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], limit: Optional[int], out: str) -> None:
     """Mix models fine-tuned from one another (a weight soup) into OUT/best.keras."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     for model in models:
         if not model.endswith(".tflite"):
             _require_run(model, BEST)
     data = _load_splits(data_path, limit)
-    from .average import soup_models  # imports TensorFlow
+    with filtered_stderr():
+        from .average import soup_models  # imports TensorFlow
 
     try:
         metrics = soup_models(list(models), list(shares) or [1 / len(models)] * len(models), data, out,
@@ -302,16 +307,20 @@ def pack(data_path: str, usages: Tuple[str, ...], out: str) -> None:
 def faceapi_teacher(out: str) -> None:
     """Fetch face-api.js's expression network from the npm registry (pinned sha256) and write
     it as a 48x48 grey teacher for `fit --teacher`. It teaches; it never ships."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from .faceapi import PACKAGE, VERSION, write_teacher
 
     click.echo(f"fetching {PACKAGE} {VERSION} from the npm registry (once; then cached)...")
-    write_teacher(out)
+    with filtered_stderr():
+        write_teacher(out)
     click.echo(f"wrote {out}; distil from it with: fer-train fit --teacher {out} ...")
 
 
 @main.command("fit-portable")
-@TRAINING_DATA
+@ANY_DATA
+@CLASSES
+@DETECT
+@GROUP
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (as for fit; ferresnet is the teacher).")
 @EPOCHS
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
@@ -325,23 +334,25 @@ def faceapi_teacher(out: str) -> None:
               help="Distil from this .keras model or run folder (repeat for an ensemble); it sees each augmented batch.")
 @DISTILL_WEIGHT
 @CLASS_BALANCE
-def fit_portable(data_path: str, arch: str, epochs: int, batch_size: int, lr: float, seed: int, limit: Optional[int],
-                 out: str, init_from: Optional[str], teachers: Tuple[str, ...], distill_weight: float,
-                 class_balance: float) -> None:
-    """Train on any Keras backend (KERAS_BACKEND=jax on a GPU machine); select on PublicTest."""
-    _quiet_tensorflow()
-    data = _load_splits(data_path, limit)
-    from .portable import fit_portable as run  # imports Keras and its backend
+def fit_portable(data_path: str, classes: Optional[str], detect: bool, group: Optional[str], arch: str, epochs: int,
+                 batch_size: int, lr: float, seed: int, limit: Optional[int], out: str, init_from: Optional[str],
+                 teachers: Tuple[str, ...], distill_weight: float, class_balance: float) -> None:
+    """Train on any Keras backend (KERAS_BACKEND=jax on a GPU machine); select on PublicTest (a folder's val)."""
+    quiet_tensorflow()
+    data, folder = _load_training_data(data_path, limit, _folder_options(classes, detect, group, seed), None)
+    with filtered_stderr():
+        from .portable import fit_portable as run  # imports Keras and its backend
 
     try:
         state = run(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                     command=_this_command(), init_from=init_from, teachers=teachers,
-                    distill_weight=distill_weight, class_weight_power=class_balance)
+                    distill_weight=distill_weight, class_weight_power=class_balance,
+                    labels=tuple(data["train"].label_names), folder=folder)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"PublicTest: accuracy {state['best_val_accuracy'] * 100:.2f}% (float, best epoch {state['best_epoch']}, "
+    click.echo(f"{'val' if folder else 'PublicTest'}: accuracy {state['best_val_accuracy'] * 100:.2f}% (float, best epoch {state['best_epoch']}, "
                f"{state['train_seconds']:.0f} s)")
-    click.echo(f"wrote {out}/best.keras, last.keras, epochs/, history.csv, state.json")
+    click.echo(f"wrote {out}/best.keras, last.keras, epochs/, history.csv, state.json" + (", split.json" if folder else ""))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .arch import ARCHITECTURES, build, transfer
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
 from .grow import grow_into
-from .recipe import RunRecorder, class_weights, clear_run, new_run_state, write_json
+from .recipe import RunRecorder, class_weights, clear_run, keep_split, new_run_state, write_json
 from .run_folder import LAST, FitConfig, RunRecord, parent_labels_of, read_run_state
 
 
@@ -125,9 +125,7 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
         )
         initial_epoch = 0
         state = new_run_state(config.to_json(), command, model, data)
-        if folder:
-            state["data"] = {k: v for k, v in folder.items() if k not in ("train", "val", "test")}
-            write_json(os.path.join(out, "split.json"), folder)
+        keep_split(out, state, folder)
         if parent:
             state["init_from"] = parent.to_json()
             state["before"] = _measure_before(model, data, config.labels)
@@ -168,7 +166,8 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
     os.makedirs(os.path.join(out, "epochs"), exist_ok=True)
     recorder = RunRecorder(out, state["config"], steps, state)
     if initial_epoch < config.epochs and state["epoch"] - state["best_epoch"] < (config.patience or 10**9):
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+        # shuffle=False: the dataset shuffles itself (make_dataset); Keras would only warn that it ignores it.
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch, shuffle=False,
                   callbacks=[recorder], verbose=1 if sys.stdout.isatty() else 2)
     return finish(out, data, state)
 

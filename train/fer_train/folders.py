@@ -17,9 +17,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from fer_edge.core.labels import canonical, label_problem
-from fer_edge.model.datasets import DatasetError, Faces, is_csv, order_labels, read_class_folders
+from fer_edge.model.datasets import (PARTS, DatasetError, Faces, is_csv, order_labels, read_class_folders,
+                                     split_part_folder)
 
-PARTS = ("train", "val", "test")
 HELD_OUT = 0.1   # the share of faces (of each class) put in val, and in test, when the folder has no such part
 
 
@@ -107,14 +107,15 @@ def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
     return kept
 
 
-def _read_part(folder: str, detect: bool, say: Callable[[str], None]) -> Faces:
-    """One part's faces, ordered by file name across the classes (a CSV's row order, where
-    the names are row numbers), so that `--limit` and the seed pick the same faces."""
+def _read_part(folder: str, detect: bool, say: Callable[[str], None], only: Optional[Sequence[str]] = None) -> Faces:
+    """One part's faces (or just the files `only` names), ordered by file name across the
+    classes (a CSV's row order, where the names are row numbers), so that `--limit` and the
+    seed pick the same faces."""
     def progress(n: int) -> None:
         if n % 5000 == 0:
             say(f"  {n} images read from {folder}")
 
-    faces = read_class_folders(folder, raw=detect, labels=None, progress=progress)
+    faces = read_class_folders(folder, raw=detect, labels=None, progress=progress, only=only)
     names = faces.names or []
     order = sorted(range(len(names)), key=lambda i: (os.path.basename(names[i]), names[i]))
     ordered = faces.subset(np.array(order, np.int64)).with_report_of(faces)
@@ -178,6 +179,20 @@ def read_folder_dataset(root: str, options: FolderOptions, limit: Optional[int] 
     if limit:
         data = {part: faces.first(limit) for part, faces in data.items()}
     return data, record
+
+
+def read_recorded_split(record: dict, root: Optional[str] = None,
+                        say: Callable[[str], None] = print) -> Dict[str, Faces]:
+    """The train, val and test faces of a run as its split record (split.json) lists them, read
+    as `read_folder_dataset` read them, in the same order and the run's labels; files added to
+    the folder since stay out. `root` is where the dataset is now (default: where it was)."""
+    labels = tuple(record["labels"])
+    data = {}
+    for part in PARTS:
+        folder = split_part_folder(record, part, root)
+        data[part] = _read_part(folder, bool(record.get("detect")), say, only=record[part]).relabelled(labels)
+        say(f"read {part} as the run split it: {data[part].summary()}")
+    return data
 
 
 def _split(faces: Faces, pattern: Optional[re.Pattern], fraction: float, seed: int) -> Tuple[Faces, Faces]:

@@ -15,7 +15,7 @@ There is no --resume: a run on a lent machine is short and starts over.
 import math
 import os
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import keras
 import numpy as np
@@ -25,7 +25,7 @@ from fer_edge.core.labels import LABELS
 from fer_edge.model.provenance import Ancestor, Distillation, Teacher
 
 from .arch import build
-from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers,
+from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers, keep_split,
                      new_run_state, photometric_layers, write_json)
 from .run_folder import BEST, RunRecord, read_run_state
 
@@ -43,11 +43,9 @@ def augmentation(seed: int) -> keras.Sequential:
     return keras.Sequential(chain, name="augment")
 
 
-def distillation_loss(distill_weight: float, smoothing: float) -> Callable:
-    """Cross-entropy of the student's logits (the first 7 outputs) against the smoothed label,
-    mixed `distill_weight` with the teachers' mean probabilities (the other 7), if any."""
-    n = len(LABELS)
-
+def distillation_loss(distill_weight: float, smoothing: float, n: int = len(LABELS)) -> Callable:
+    """Cross-entropy of the student's logits (the first `n` outputs, one per label) against the
+    smoothed label, mixed `distill_weight` with the teachers' mean probabilities (the other n), if any."""
     def loss(y_true, y_pred):
         target = y_true * (1.0 - smoothing) + smoothing / n
         if y_pred.shape[-1] > n:
@@ -57,10 +55,12 @@ def distillation_loss(distill_weight: float, smoothing: float) -> Callable:
     return loss
 
 
-def accuracy(y_true: Any, y_pred: Any) -> Any:
-    """How often the student's top label (the first 7 outputs) is the true one."""
-    n = len(LABELS)
-    return ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred[:, :n], axis=-1)), "float32")
+def top_label_accuracy(n: int) -> Callable:
+    """The `accuracy` metric: how often the student's top label (its first `n` outputs) is the true one."""
+    def accuracy(y_true: Any, y_pred: Any) -> Any:
+        return ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred[:, :n], axis=-1)), "float32")
+
+    return accuracy
 
 
 def trainer(student: keras.Model, teachers: list, seed: int) -> keras.Model:
@@ -100,12 +100,15 @@ def _as_teacher(path: str) -> Teacher:
                    train_command=run.command)
 
 
-def _load(path, what):
+def _load(path, what, n_labels):
     if os.path.isdir(path):
         read_run_state(path, BEST)
     elif not (path.endswith(".keras") and os.path.exists(path)):
         raise ValueError(f"{path}: a {what} must be a .keras file or a run folder with best.keras")
-    return keras.models.load_model(_model_file(path), compile=False)
+    model = keras.models.load_model(_model_file(path), compile=False)
+    if model.output_shape[-1] != n_labels:
+        raise ValueError(f"{path}: a model of {model.output_shape[-1]} labels; the data has {n_labels}")
+    return model
 
 
 def schedule(peak: float, epochs: int, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -120,29 +123,34 @@ def schedule(peak: float, epochs: int, steps_per_epoch: int) -> keras.optimizers
 def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, batch_size: int = 128,
                  lr: float = 2e-3, weight_decay: float = 5e-4, smoothing: float = 0.1,
                  class_weight_power: float = 0.3, seed: int = 1, command: Optional[str] = None, init_from: Optional[str] = None,
-                 teachers: tuple = (), distill_weight: float = 0.5) -> dict:
+                 teachers: tuple = (), distill_weight: float = 0.5, labels: Tuple[str, ...] = LABELS,
+                 folder: Optional[dict] = None) -> dict:
     """Train `arch` on data['train'] and keep the best epoch by data['val'] (PublicTest).
 
     `init_from` (a .keras file or run folder of the same architecture) starts from its
-    weights; `teachers` (.keras files or run folders) are distilled into the student."""
+    weights; `teachers` (.keras files or run folders) are distilled into the student. The
+    model has one output per `labels`; `folder` (a folder dataset's split record) is kept
+    as fit keeps it."""
+    n = len(labels)
     config = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   smoothing=smoothing, class_weight_power=class_weight_power, patience=0, seed=seed,
-                  backend=keras.backend.backend())
+                  backend=keras.backend.backend(), labels=list(labels))
     keras.utils.set_random_seed(seed)
-    student = build(arch)
+    student = build(arch, n)
     parent = None
     if init_from:
-        loaded = _load(init_from, "starting point")
+        loaded = _load(init_from, "starting point", n)
         if loaded.name != student.name or len(loaded.weights) != len(student.weights):
             raise ValueError(f"{init_from}: a {loaded.name} model, not {arch}")
         student.set_weights(loaded.get_weights())
         parent = _provenance(init_from).to_json()
-    teacher_models = [_load(t, "teacher") for t in teachers]
+    teacher_models = [_load(t, "teacher", n) for t in teachers]
     if teachers:
         config.update(teachers=[os.path.abspath(t) for t in teachers], distill_weight=distill_weight,
                       temperature=1.0, live_teachers=True)
     clear_run(out)
     state = new_run_state(config, command, student, data)
+    keep_split(out, state, folder)
     if parent:
         state["init_from"] = parent
     if teachers:
@@ -154,11 +162,10 @@ def fit_portable(data: dict, out: str, arch: str = "fercnn", epochs: int = 45, b
     steps = math.ceil(len(train.labels) / batch_size)
     model = trainer(student, teacher_models, seed)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule(lr, epochs, steps), weight_decay=weight_decay),
-                  loss=distillation_loss(distill_weight, smoothing), metrics=[accuracy])
-    n = len(LABELS)
+                  loss=distillation_loss(distill_weight, smoothing, n), metrics=[top_label_accuracy(n)])
     x = train.images[..., None].astype(np.float32)
     y = np.eye(n, dtype=np.float32)[train.labels]
-    weights = class_weights(train.labels, class_weight_power)[train.labels].astype(np.float32)
+    weights = class_weights(train.labels, class_weight_power, n)[train.labels].astype(np.float32)
     val_xy = (val.images[..., None].astype(np.float32), np.eye(n, dtype=np.float32)[val.labels])
     recorder = RunRecorder(out, config, steps, state, network=student, sets_lr=False)
     model.fit(x, y, sample_weight=weights, batch_size=batch_size, epochs=epochs, shuffle=True,

@@ -16,6 +16,7 @@ from keras import layers
 
 from fer_edge.core.hardware import describe
 from fer_edge.core.labels import LABELS
+from fer_edge.model.datasets import PARTS, SPLIT_RECORD
 
 from .arch import multiply_adds
 
@@ -151,6 +152,14 @@ def clear_run(out: str) -> None:
             os.remove(os.path.join(out, name))
     shutil.rmtree(os.path.join(out, "epochs"), ignore_errors=True)
     os.makedirs(os.path.join(out, "epochs"))
+
+
+def keep_split(out: str, state: dict, folder: Optional[dict]) -> None:
+    """A folder dataset's split record, kept with the run: which file went where in
+    OUT/split.json (what fer-convert and fer-edge eval read), how it was read in the state's `data`."""
+    if folder:
+        state["data"] = {k: v for k, v in folder.items() if k not in PARTS}
+        write_json(os.path.join(out, SPLIT_RECORD), folder)
 
 
 def new_run_state(config: dict, command: Optional[str], model: keras.Model, data: dict) -> dict:

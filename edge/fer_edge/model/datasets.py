@@ -9,6 +9,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import os
 import tarfile
 from collections import Counter
@@ -24,6 +25,9 @@ from ..core.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 USAGES = ("Training", "PublicTest", "PrivateTest")
+PARTS = ("train", "val", "test")   # a run's split of a folder dataset, in FER2013's roles
+PART_OF_USAGE = dict(zip(USAGES, PARTS))
+SPLIT_RECORD = "split.json"   # what `fer-train fit` writes in a run folder trained on a folder dataset
 
 
 class DatasetError(UserError):
@@ -215,8 +219,9 @@ def _decode(data):
     return image
 
 
-def _iter_class_files(root):
-    """(class name, display name, bytes) for every file two levels below root (dir or tar)."""
+def _iter_class_files(root, only=None):
+    """(class name, display name, bytes) for every file two levels below root (dir or tar),
+    or for those of them whose display names are in the set `only`."""
     if os.path.isdir(root):
         for cls in sorted(os.listdir(root)):
             folder = os.path.join(root, cls)
@@ -224,7 +229,7 @@ def _iter_class_files(root):
                 continue
             for name in sorted(os.listdir(folder)):
                 path = os.path.join(folder, name)
-                if os.path.isfile(path):
+                if os.path.isfile(path) and (only is None or os.path.join(cls, name) in only):
                     with open(path, "rb") as f:
                         yield cls, os.path.join(cls, name), f.read()
     elif tarfile.is_tarfile(root):
@@ -233,7 +238,7 @@ def _iter_class_files(root):
             # Class folders are the parent of each file; a single top folder (wild/) is allowed.
             for member in members:
                 parts = member.name.strip("/").split("/")
-                if len(parts) < 2:
+                if len(parts) < 2 or (only is not None and "/".join(parts[-2:]) not in only):
                     continue
                 yield parts[-2], "/".join(parts[-2:]), tar.extractfile(member).read()
     else:
@@ -246,7 +251,7 @@ def order_labels(names: Sequence[str]) -> Tuple[str, ...]:
 
 
 def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable] = None,
-                       labels: Optional[Sequence[str]] = LABELS) -> "Faces":
+                       labels: Optional[Sequence[str]] = LABELS, only: Optional[Sequence[str]] = None) -> "Faces":
     """Read `root/<class>/*.jpg|png|...` (a folder or a .tar/.tar.gz of one).
 
     Returns 48x48 faces from the whole image (raw=False) or the decoded BGR photos
@@ -254,6 +259,7 @@ def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable
     use (anger -> angry). Classes outside `labels` are counted and skipped; with `labels`
     None every class is a label. Non-image, unreadable and blank files are counted and
     skipped; files with the same bytes as another and classes without an image are noted.
+    With `only` (names as `class/file`), just those files are read; the ones gone are counted.
     """
     images: Any = []
     found, names = [], []   # type: list, list
@@ -262,7 +268,10 @@ def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable
     seen_classes: Dict[str, None] = {}
     first_of: Dict[str, str] = {}
     duplicates = []
-    for cls, name, data in _iter_class_files(root):
+    listed = None if only is None else set(only)
+    present = 0
+    for cls, name, data in _iter_class_files(root, listed):
+        present += 1
         label = canonical(cls)
         seen_classes[label] = None
         if labels is not None and label not in labels:
@@ -287,6 +296,8 @@ def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable
         names.append(name)
         if progress:
             progress(len(images))
+    if listed is not None and present < len(listed):
+        skipped["listed but missing"] += len(listed) - present
     if not images and not skipped and not unknown:
         raise DatasetError(f"{root}: no class folders with images found")
     label_set = order_labels(found) if labels is None else tuple(labels)
@@ -318,3 +329,53 @@ def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False,
     if not os.path.exists(path):
         raise DatasetError(f"{path}: no such file or folder")
     return read_class_folders(path, raw=raw, labels=labels)
+
+
+def split_record_path(path: str) -> Optional[str]:
+    """The split record `path` names: a split.json itself, or a run folder that holds one; None otherwise."""
+    if os.path.basename(os.path.normpath(path)) == SPLIT_RECORD and os.path.isfile(path):
+        return path
+    inside = os.path.join(path, SPLIT_RECORD)
+    return inside if os.path.isdir(path) and os.path.isfile(inside) else None
+
+
+def read_split_record(path: str) -> dict:
+    """A run's split.json: the folder dataset it read, its layout, labels and options, and the
+    files that went to each part. Raises DatasetError with a one-line reason when unusable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+    def is_text_list(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    if not isinstance(record, dict):
+        raise DatasetError(f"{path}: not a fer-train split record (not a JSON object)")
+    wrong = [key for key in ("root", "layout") if not isinstance(record.get(key), str)]
+    wrong += [key for key in ("labels", *PARTS) if not is_text_list(record.get(key))]
+    if wrong:
+        raise DatasetError(f"{path}: not a fer-train split record ({', '.join(wrong)} missing or malformed)")
+    return record
+
+
+def split_part_folder(record: dict, part: str, root: Optional[str] = None) -> str:
+    """The folder the names of a split's `part` are relative to: the dataset's own part folder,
+    else its train/ (the part was split off it), or the root of a folder of class folders.
+    `root` is where the dataset is now (default: where the run read it). Raises DatasetError
+    when that folder is not there."""
+    root = root or record["root"]
+    parts = [p for p in record["layout"].split("/") if p in PARTS]
+    folder = os.path.join(root, part if part in parts else "train") if parts else root
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{folder}: no such folder (the run read its {part} faces there)")
+    return folder
+
+
+def read_split(record: dict, part: str, raw: bool = False, labels: Optional[Sequence[str]] = LABELS,
+               root: Optional[str] = None, progress: Optional[Callable] = None) -> "Faces":
+    """The faces a run put in `part` (train, val or test), as its split record lists them:
+    files added since stay out, files gone are counted."""
+    folder = split_part_folder(record, part, root)
+    return read_class_folders(folder, raw=raw, labels=labels, progress=progress, only=record[part])

@@ -41,7 +41,8 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
     detector when `detect`), and their means: over every set, over the photo sets, and over
     all but PrivateTest (what candidates are chosen on: PrivateTest is only reported)."""
     from ..model.classify import EmotionClassifier
-    from ..model.datasets import is_csv, read_dataset, read_fer2013, read_ferplus
+    from ..model.datasets import (is_csv, read_dataset, read_fer2013, read_ferplus, read_split, read_split_record,
+                                  split_record_path)
     from ..vision.detect import make_detector
 
     members = [EmotionClassifier(path, threads=threads, mirror=mirror) for path in model_paths] or \
@@ -61,17 +62,38 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
                 reports.append(_report(classifier, split.relabelled(classifier.labels), path, usage, votes,
                                        ferplus_path))
             continue
-        if detect and detector is None:
+        record_path = split_record_path(path)
+        record = read_split_record(record_path) if record_path else None
+        detects = detect or bool(record and record.get("detect"))   # a run that detected faces is judged so
+        if detects and detector is None:
             detector = make_detector(detector_name, min_size=16, stills=True)
             if detector.note:
                 say(detector.note)
-        faces = read_dataset(path, raw=detect, labels=classifier.labels)
-        reports.append(_report(classifier, faces, path, None, None, None, detector, crop_margin))
+        if record is None:
+            faces = read_dataset(path, raw=detect, labels=classifier.labels)
+            reports.append(_report(classifier, faces, path, None, None, None, detector if detect else None, crop_margin))
+            continue
+        for part in split_parts(usages):
+            faces = read_split(record, part, raw=detects, labels=classifier.labels)
+            reports.append(_report(classifier, faces, path, part, None, None, detector if detects else None,
+                                   crop_margin))
     photo_sets = [r for r in reports if r["usage"] is None]
     chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
     return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
             "mean": _mean(reports), "field_mean": _mean(photo_sets) if photo_sets else None,
             "selection": _mean(chosen_on) if photo_sets and len(chosen_on) < len(reports) else None}
+
+
+def split_parts(usages: Sequence[str]) -> Sequence[str]:
+    """The parts of a run's split that `--usage` names: train, val and test, or the FER2013
+    split of the same role (Training, PublicTest, PrivateTest), or all."""
+    from ..model.datasets import PART_OF_USAGE, PARTS
+
+    parts = [part for usage in usages for part in (PARTS if usage == "all" else [PART_OF_USAGE.get(usage, usage)])]
+    unknown = [usage for usage in usages if usage != "all" and PART_OF_USAGE.get(usage, usage) not in PARTS]
+    if unknown:
+        raise UserError(f"--usage {unknown[0]}: a run's split has train, val and test (or Training, PublicTest, PrivateTest)")
+    return list(dict.fromkeys(parts))
 
 
 def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], votes: Optional[np.ndarray],
