@@ -139,6 +139,7 @@ def test_a_hung_database_answers_fifty_viewers_fast_and_recovers(postgres):
         for viewer in viewers:
             viewer.join(60)
         waits = sorted(seconds for _, seconds in answers)
+        print(f"50 viewers of a hung database: p50 {waits[25]:.2f} s, max {waits[-1]:.2f} s")
         assert len(answers) == 50 and {status for status, _ in answers} == {503}, answers
         assert waits[25] < 3.0 and waits[-1] < 4.0, f"p50 {waits[25]:.1f} s, max {waits[-1]:.1f} s"
         started = time.monotonic()

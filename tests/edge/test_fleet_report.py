@@ -37,5 +37,6 @@ def test_without_password_masks_every_form_an_address_takes():
         "postgres://fleet@db/fleet?sslmode=require&password=***&x=1"
     assert without_password("host=db password='a b\\' c' dbname=fleet") == "host=db password=*** dbname=fleet"
     assert without_password("postgresql://:s3cret@db1,db2/fleet") == "postgresql://:***@db1,db2/fleet"
+    assert without_password("postgresql://fleet:s3/cr?et@db/fleet") == "postgresql://fleet:***@db/fleet"
     for harmless in ("/var/lib/fer-edge/fleet.db", "postgresql://fleet@db/fleet", "mqtt.example:1883"):
         assert without_password(harmless) == harmless

@@ -30,9 +30,9 @@ def split_host_port(value: str, default_port: Optional[int]) -> Tuple[str, int]:
     return host, int(port_text)
 
 
-# A URL's user:password@ (libpq ends the user part at the first @ before any /), and a
+# A URL's user:password@ (a / in the password is wrong, but masked all the same), and a
 # password=VALUE in a URL's query or a key=value connection string, quoted or not.
-_URL_PASSWORD = re.compile(r"(://[^/@\s:]*):[^/@\s]*@")
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*):[^@\s]*@")
 _KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'|[^\s&]+)", re.IGNORECASE)
 MASK = "***"
 
