@@ -118,7 +118,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
     if settings.run.annotate:   # a wrong --annotate is said now, not once the source is done
         from .kiosk.drawing import check_video_path
 
-        check_video_path(settings.run.annotate)
+        check_video_path(settings.run.annotate, settings.source.path)
     stills = isinstance(first_source, ImageSource)
     # At camera rate a frame waits for the camera, not for the model: one thread costs the
     # least CPU. A file read as fast as it goes uses every thread "auto" allows.

@@ -127,6 +127,15 @@ def test_a_wrong_annotate_path_is_said_before_the_source_is_read(photos, model_p
     assert "frames" not in result.stderr and not (tmp_path / "out.txt").exists()
 
 
+def test_annotate_never_writes_over_its_source(photos, model_path, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((photos / "single_face.mp4").read_bytes())
+    result = run_cli("fer-edge", "run", "--source", clip, "--model", model_path, "--no-db", "--annotate", clip)
+    one_line_error(result, "that is the source")
+    assert clip.read_bytes() == (photos / "single_face.mp4").read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]   # no probe left behind
+
+
 def test_annotate_webm_plays_in_a_browser(photos, model_path, tmp_path):
     import cv2
 

@@ -1,6 +1,7 @@
 """What a person looks at: boxes and labels drawn on frames, an annotated video, a window."""
 
 import os
+import tempfile
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 
@@ -37,26 +38,47 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def open_video(path: str, fps: float, size: Tuple[int, int]) -> Any:
-    """A cv2.VideoWriter for `path`, its codec chosen by the file's extension."""
+def _codec(path: str) -> str:
+    """The codec of `path`'s container; a UserError for another extension or a missing folder."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in VIDEO_CODECS:
         raise UserError(f"--annotate {path}: expected a .mp4 or .webm file (.webm plays in a browser)")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserError(f"--annotate {path}: no such folder {folder}")
+    return VIDEO_CODECS[extension]
+
+
+def open_video(path: str, fps: float, size: Tuple[int, int]) -> Any:
+    """A cv2.VideoWriter for `path`, its codec chosen by the file's extension."""
+    codec = _codec(path)
     with _quiet_stderr():
-        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*VIDEO_CODECS[extension]), fps, size)
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*codec), fps, size)
     if not writer.isOpened():
         raise OSError(f"{path}: cannot write video")
     return writer
 
 
-def check_video_path(path: str) -> None:
-    """Open and drop a small video at `path`: a wrong name or folder is said before the source
-    is processed, not after."""
-    open_video(path, 15.0, (64, 64)).release()
-    os.remove(path)
+def check_video_path(path: str, source: Optional[str] = None) -> None:
+    """Open and drop a small video beside `path` (never `path` itself, which may be a file the
+    user keeps): a wrong name, folder or codec is said before the source is processed, not after."""
+    if source and os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+        raise UserError(f"--annotate {path}: that is the source; write the annotated video elsewhere")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"--annotate {path}: not writable")
+    _codec(path)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".fer-edge-probe-", suffix=os.path.splitext(path)[1],
+                                         dir=os.path.dirname(os.path.abspath(path)))
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write video ({exc.strerror})") from None
+    os.close(handle)
+    try:
+        open_video(probe, 15.0, (64, 64)).release()
+    except OSError:
+        raise OSError(f"{path}: cannot write video") from None
+    finally:
+        os.remove(probe)
 
 
 def label_chip(out: np.ndarray, text: str, x: int, y: int, colour: Tuple[int, int, int], scale: float) -> None:
