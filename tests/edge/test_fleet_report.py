@@ -2,6 +2,8 @@
 hostile: device ids and labels with terminal escape sequences reach the terminal written out."""
 
 import json
+import socket
+import time
 
 from conftest import run_cli
 from mqtt_helpers import made_up_visit
@@ -40,3 +42,15 @@ def test_without_password_masks_every_form_an_address_takes():
     assert without_password("postgresql://fleet:s3/cr?et@db/fleet") == "postgresql://fleet:***@db/fleet"
     for harmless in ("/var/lib/fer-edge/fleet.db", "postgresql://fleet@db/fleet", "mqtt.example:1883"):
         assert without_password(harmless) == harmless
+
+
+def test_a_database_that_accepts_and_never_answers_is_one_line_within_seconds():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"postgresql://fleet:s3cret@127.0.0.1:{silent.getsockname()[1]}/postgres"
+        started = time.monotonic()
+        said = run_cli("fer-edge", "report", "--health", "--db", address, timeout=60)
+        took = time.monotonic() - started
+    assert said.returncode == 1 and said.stderr.count("\n") == 1 and "timeout" in said.stderr, said.stderr
+    assert "s3cret" not in said.stderr and took < 15, (took, said.stderr)
