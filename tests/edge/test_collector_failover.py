@@ -80,6 +80,7 @@ def test_a_collector_that_never_returns_leaves_its_share_to_the_other(tmp_path, 
     assert took <= 30
     taken = re.search(r"took over collector collector-a: stored the (\d+) messages", second_said)
     assert taken, second_said
+    assert "keeps at most 1000 messages for a stopped collector" in second_said, "mosquitto's default queue limit is said"
     if how == "SIGTERM":
         assert "stopped:" in first_said and "Traceback" not in first_said
     assert "Traceback" not in second_said
@@ -149,3 +150,4 @@ def test_while_the_database_is_away_the_broker_holds_the_messages(tmp_path):
         postgres.close()
     print(f"database away: {waiting} messages waited in the collector ({rss} MB), the rest in the broker")
     assert waiting <= RECEIVE_MAXIMUM and rss < 200
+    assert "keeps at most" not in said, "max_queued_messages 100000 is enough"

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ..core.errors import UserError, one_line
 from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
@@ -25,7 +25,7 @@ from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COL
 from .message_check import (Rejected, bounded, device_state, is_online, kept_copy, read_json, shown, topic_parts,
                             visit_row)
 from ..outputs.mqtt import KEEPALIVE_SECONDS, Broker
-from .handover import GONE, UP, Handover, Link, Roster, roster_topic, session_properties, set_will
+from .handover import GONE, UP, Handover, Link, Roster, queue_limit, roster_topic, session_properties, set_will
 from ..core.settings_sections import MqttSection
 
 Say = Callable[[str], None]
@@ -34,6 +34,8 @@ SHARED_KINDS = ("session", "stats", "view", "availability")  # split among the g
 SESSION_EXPIRY_SECONDS = 7 * 86400           # how long the broker keeps a lone stopped collector's messages
 SNAPSHOT_SECONDS = 5.0                       # how long after connecting the retained availability is taken
 SNAPSHOT_ID = 1                              # the subscription identifier of that snapshot
+DEVICE_STATEMENTS = frozenset(UPSERT.values())   # the statements that update a row of `devices`
+QUEUE_PROBE = 1001                           # messages a stopped collector's session should hold, at least
 RECEIVE_MAXIMUM = 1000                       # messages in flight to this collector, not yet acknowledged
 BATCH = 500                                  # rows per transaction at most
 PROGRESS_SECONDS = 60.0
@@ -107,6 +109,9 @@ class Collector:
         import paho.mqtt.client as mqtt
 
         self.s, self.say = settings, say
+        if any(character in settings.client_id + settings.group for character in "/+#"):
+            raise UserError(f"--client-id {settings.client_id!r} and --group {settings.group!r} may not hold /, + or #: "
+                            "both name MQTT topics")
         self.database: Optional[FleetDatabase] = open_database(settings.db, settings.db_password, create=True)
         self.server = Broker.from_section(settings.mqtt)
         self.broker = self.server.address
@@ -198,6 +203,7 @@ class Collector:
         if self.first_connection:
             self.first_connection = False
             self._check_broker(properties)
+            threading.Thread(target=self._check_queue, name="queue-check", daemon=True).start()
 
     def _shared_topics(self) -> List[str]:
         return [f"$share/{self.s.group}/{self.s.mqtt.prefix}/+/{kind}" for kind in SHARED_KINDS]
@@ -211,6 +217,21 @@ class Collector:
         if expiry < SESSION_EXPIRY_SECONDS:
             self.say(f"broker {self.broker} keeps a stopped collector's session {expiry} s only (asked for "
                      f"{SESSION_EXPIRY_SECONDS} s): a lone collector stopped longer loses what arrives meanwhile")
+
+    def _check_queue(self) -> None:
+        """One line when the broker keeps too little for a stopped collector (mosquitto's default)."""
+        topic = roster_topic(self.s.mqtt.prefix, self.s.group, self.s.client_id) + "/queue-check"
+        try:
+            kept = queue_limit(self.server, f"{self.s.client_id}-queue-check", topic, QUEUE_PROBE)
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.say(f"could not check how much broker {self.broker} keeps for a stopped collector: {exc}")
+            return
+        if kept == 0:
+            self.say(f"could not check how much broker {self.broker} keeps for a stopped collector: "
+                     f"may this login write {topic}?")
+        elif kept < QUEUE_PROBE:
+            self.say(f"broker {self.broker} keeps at most {kept} messages for a stopped collector (mosquitto's "
+                     "default max_queued_messages): more, and they are dropped; set max_queued_messages 100000")
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [code for code in reason_codes if code.is_failure]
@@ -327,13 +348,20 @@ class Collector:
         self.counts.update(row.kind for row in rows)
 
     def _execute(self, rows: List[Row]):
-        """One executemany per statement (psycopg pipelines it: no round trip a row), in one transaction."""
-        assert self.database is not None
-        by_statement: Dict[str, List[tuple]] = {}
-        for row in rows:
-            by_statement.setdefault(row.statement, []).append(row.args)
-        for statement, args in by_statement.items():
-            self.database.executemany(statement, args)
+        """The batch in the one order every collector keeps (visits by id, then devices by name,
+        then rejections), so two batches never wait on each other in a circle; PostgreSQL takes
+        it pipelined, without a round trip a row."""
+        database = self.database
+        assert database is not None
+        order = sorted(rows, key=lambda row: (0, str(row.args[0])) if row.statement == INSERT_VISIT else
+                       (1, str(row.args[0])) if row.statement in DEVICE_STATEMENTS else (2, ""))
+        if database.postgres:
+            with database.connection.pipeline():
+                for row in order:
+                    database.execute(row.statement, row.args)
+        else:
+            for row in order:
+                database.execute(row.statement, row.args)
 
     def _one_by_one(self, rows: List[Row]) -> List[Row]:
         """Each row in its own transaction; one the database refuses goes to `rejected` instead."""

@@ -151,16 +151,11 @@ class Handover(threading.Thread):
 
     def _finish(self) -> None:
         """Clear the `gone` and end the session: nothing is left in it."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
         cleared = self.client.publish(self.topic, b"", qos=1, retain=True)
         while not cleared.is_published() and self.state == "draining":
             self.client.loop(0.2)
         self.state = "done"
-        ending = Properties(PacketTypes.DISCONNECT)
-        ending.SessionExpiryInterval = 0
-        self.client.disconnect(properties=ending)
+        self.client.disconnect(properties=_ending())
         self.client.loop(0.2)
         self.say(f"took over collector {self.gone}: stored the {self.taken} messages the broker kept for it")
 
@@ -185,3 +180,51 @@ class Handover(threading.Thread):
         if self.state == "draining":
             self.link.connection += 1
             self.state = "lost"   # taken back by its owner, or the broker went: what is unacknowledged stays there
+
+
+def queue_limit(server: Any, client_id: str, topic: str, probe: int = 1001, wait: float = 5.0) -> int:
+    """How many QoS 1 messages the broker keeps for a stopped session (at most `probe`), tried
+    with a throw-away session: the broker says nothing of its queue limit, and past it (1,000 by
+    mosquitto's default) it drops what arrives for a stopped collector without a word."""
+    import paho.mqtt.client as mqtt
+
+    got: List[int] = []
+    listener = server.client(client_id, protocol=mqtt.MQTTv5)
+    listener.on_message = lambda c, u, message: got.append(1)
+    subscribed = threading.Event()
+    listener.on_subscribe = lambda *args: subscribed.set()
+    for clean in (True, False):
+        listener.connect(server.host, server.port, clean_start=clean, properties=session_properties(60, 65535))
+        if clean:
+            listener.subscribe(topic, qos=1)
+            deadline = time.monotonic() + wait
+            while not subscribed.is_set() and time.monotonic() < deadline:
+                listener.loop(0.1)
+            listener.disconnect()
+            sender = server.client(f"{client_id}-sender", protocol=mqtt.MQTTv5)
+            sender.connect(server.host, server.port)
+            sender.loop_start()
+            infos = [sender.publish(topic, b"", qos=1) for _ in range(probe)]
+            for info in infos:
+                info.wait_for_publish(wait)
+            sender.disconnect()
+            sender.loop_stop()
+    deadline = time.monotonic() + wait
+    quiet = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet < 1.0:
+        before = len(got)
+        listener.loop(0.1)
+        if len(got) != before:
+            quiet = time.monotonic()
+    listener.disconnect(properties=_ending())
+    return len(got)
+
+
+def _ending() -> Any:
+    """DISCONNECT properties that end the session now."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    ending = Properties(PacketTypes.DISCONNECT)
+    ending.SessionExpiryInterval = 0
+    return ending
