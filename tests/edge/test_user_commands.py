@@ -55,6 +55,7 @@ def test_a_week_is_drawn_in_days_and_a_day_in_hours(real_log, tmp_path):
     (["--since", "yesterday"], ["--since 'yesterday'", "30m, 24h, 7d, 2w, 'today' or 'all'"]),
     (["--since", "7x"], ["expected a span"]),
     (["--plot", "out.txt"], ["--plot out.txt", ".png, .svg or .pdf"]),
+    (["--plot", "charts/week.png"], ["--plot charts/week.png: no such folder"]),
 ])
 def test_report_mistakes_are_the_users_in_one_line(real_log, tmp_path, args, words):
     one_line_error(run_cli("fer-edge", "report", "--db", real_log, *args, cwd=tmp_path), *words)

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -85,6 +86,9 @@ def check_plot_path(path: str) -> None:
     """Refuse a chart file matplotlib cannot write, before the report is built."""
     if not path.lower().endswith(PLOT_FORMATS):
         raise UserError(f"--plot {path}: expected a {', '.join(PLOT_FORMATS[:-1])} or {PLOT_FORMATS[-1]} file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--plot {path}: no such folder {folder}")
 
 
 def _mix(counter, total, labels):
