@@ -10,6 +10,8 @@ is stored once however often it arrives (its `msg_id` is the row's key). The bro
 what is not acknowledged: at most RECEIVE_MAXIMUM messages are in flight to a collector.
 """
 
+import contextlib
+import itertools
 import json
 import queue
 import socket
@@ -349,19 +351,15 @@ class Collector:
 
     def _execute(self, rows: List[Row]):
         """The batch in the one order every collector keeps (visits by id, then devices by name,
-        then rejections), so two batches never wait on each other in a circle; PostgreSQL takes
-        it pipelined, without a round trip a row."""
+        then rejections), so two batches never wait on each other in a circle: one executemany
+        for each run of the same statement, pipelined on PostgreSQL (no round trip a row)."""
         database = self.database
         assert database is not None
         order = sorted(rows, key=lambda row: (0, str(row.args[0])) if row.statement == INSERT_VISIT else
                        (1, str(row.args[0])) if row.statement in DEVICE_STATEMENTS else (2, ""))
-        if database.postgres:
-            with database.connection.pipeline():
-                for row in order:
-                    database.execute(row.statement, row.args)
-        else:
-            for row in order:
-                database.execute(row.statement, row.args)
+        with database.connection.pipeline() if database.postgres else contextlib.nullcontext():
+            for statement, run in itertools.groupby(order, key=lambda row: row.statement):
+                database.executemany(statement, [row.args for row in run])
 
     def _one_by_one(self, rows: List[Row]) -> List[Row]:
         """Each row in its own transaction; one the database refuses goes to `rejected` instead."""
