@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import click
 
-from fer_edge.model.datasets import DatasetError, read_fer2013, read_split_record, split_record_path
+from fer_edge.model.datasets import SPLIT_RECORD, DatasetError, read_fer2013, read_split_record, split_record_path
 from fer_edge.core.errors import guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
@@ -139,11 +139,11 @@ def _splits(data_path: str, limit: Optional[int], run: RunRecord, keras_model: s
     def say(line: str) -> None:
         click.echo(line, err=True)
 
-    named = split_record_path(data_path)
-    beside = split_record_path(os.path.dirname(os.path.abspath(keras_model)))
-    record_path = named or (beside if is_folder_dataset(data_path) else None)
+    beside = os.path.join(os.path.dirname(os.path.abspath(keras_model)), SPLIT_RECORD)
     dataset = data_path
     try:
+        named = split_record_path(data_path)
+        record_path = named or (beside if is_folder_dataset(data_path) and os.path.isfile(beside) else None)
         if record_path:
             record = read_split_record(record_path)
             dataset = record["root"] if named else data_path

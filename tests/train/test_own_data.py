@@ -297,5 +297,12 @@ def test_a_bad_split_record_is_one_line(folder_run, folder_model, tmp_path):
             assert result.returncode == 1 and "Traceback" not in result.stderr, (name, result.stderr)
             last = result.stderr.strip().splitlines()[-1]
             assert "split.json" in last or "no such folder" in last, (name, result.stderr)
+    csv_run = tmp_path / "csv-run"   # a run on a CSV has no split to read
+    csv_run.mkdir()
+    (csv_run / "state.json").write_text((folder_run[1] / "state.json").read_text())
+    for command in (("fer-edge", "eval", "--model", model, "--data", csv_run),
+                    ("fer-convert", folder_run[1] / "best.keras", "--data", csv_run, "-o", tmp_path / "x.tflite")):
+        result = run_cli(*command)
+        assert result.returncode == 1 and "a fer-train run folder without split.json" in result.stderr, result.stderr
     wrong = run_cli("fer-edge", "eval", "--model", model, "--data", folder_run[1], "--usage", "holdout")
     assert wrong.returncode == 1 and "a run's split has train, val and test" in wrong.stderr

@@ -332,11 +332,18 @@ def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False,
 
 
 def split_record_path(path: str) -> Optional[str]:
-    """The split record `path` names: a split.json itself, or a run folder that holds one; None otherwise."""
+    """The split record `path` names: a split.json itself, or a run folder that holds one; None
+    for anything else. A run folder without one (a run on a CSV) is a DatasetError."""
     if os.path.basename(os.path.normpath(path)) == SPLIT_RECORD and os.path.isfile(path):
         return path
-    inside = os.path.join(path, SPLIT_RECORD)
-    return inside if os.path.isdir(path) and os.path.isfile(inside) else None
+    if not os.path.isdir(path):
+        return None
+    if os.path.isfile(os.path.join(path, SPLIT_RECORD)):
+        return os.path.join(path, SPLIT_RECORD)
+    if os.path.isfile(os.path.join(path, "state.json")):
+        raise DatasetError(f"{path}: a fer-train run folder without {SPLIT_RECORD} (its run read no folder dataset): "
+                           "give the data it was trained on")
+    return None
 
 
 def read_split_record(path: str) -> dict:
