@@ -5,6 +5,7 @@ and a clock far ahead. Real files, a real broker, real clocks (libfaketime)."""
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -358,9 +359,35 @@ def test_health_says_when_the_camera_is_lost(tmp_path, photos, model_path):
     assert "Traceback" not in err
 
 
-def test_a_start_on_a_full_disk_reads_faces_and_writes_everything_once_there_is_room(full_tmpfs, tmp_path, model_path,
+@pytest.fixture()
+def full_ext4(tmp_path):
+    """A real 8 MB ext4 on a loop device, filled to the last block after `fill()` (needs root to mount)."""
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+        message = "mounting an ext4 loop device needs root and mkfs.ext4 (e2fsprogs)"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    with open(image, "wb") as blank:
+        blank.truncate(8 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+
+    def fill():
+        with open(mount / "filler", "wb") as filler:
+            with contextlib.suppress(OSError):
+                while filler.write(b"\0" * 4096):
+                    filler.flush()
+
+    try:
+        yield mount, fill
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("disk", ["full_tmpfs", "full_ext4"])
+def test_a_start_on_a_full_disk_reads_faces_and_writes_everything_once_there_is_room(disk, request, tmp_path, model_path,
                                                                                       visits_video):
-    mount, fill = full_tmpfs
+    mount, fill = request.getfixturevalue(disk)
     state = mount / "fer-edge"   # the state folder (and its log) made on a disk already full
     fill()
     err_path = tmp_path / "stderr"
