@@ -94,10 +94,12 @@ def _measure(model_bytes, metadata, splits):
 @click.option("--dynamic", "modes", flag_value="dynamic", multiple=True, help="Dynamic-range (int8 weights).")
 @click.option("--calib", default=1000, show_default=True, type=click.IntRange(1), help="Calibration faces from Training.")
 @click.option("--max-loss", default=1.0, show_default=True, type=float,
-              help="Most points of PublicTest (a folder's val) int8 may lose vs float32...")
+              help="Most points of PublicTest (a folder's val) int8 may lose to float32, or --max-loss-faces "
+                   "faces where that is more.")
 @click.option("--max-loss-faces", default=2, show_default=True, type=int,
-              help="...or this many faces, where that is more (on 105 faces one face is 0.95 points).")
-@click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than --max-loss.")
+              help="Most faces int8 may lose, where that is more than --max-loss points "
+                   "(on 105 faces one face is 0.95 points).")
+@click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than the gate allows.")
 @click.option("--edgetpu", is_flag=True, help="Also compile for a Coral Edge TPU with edgetpu_compiler.")
 @click.option("--flip-average", is_flag=True, help="Average the logits of the face and its mirror image inside the model (2x multiply-adds).")
 @click.option("--margin", default=DEFAULT_MARGIN, show_default=True, type=click.FloatRange(0, 1),
