@@ -139,6 +139,22 @@ def test_a_named_pipe_is_opened_once_and_sigterm_stops_it(photos, model_path, tm
     assert run.returncode == 0 and "stopped:" in err and "Traceback" not in err, err
 
 
+def test_a_pipe_that_sends_no_video_ends_the_run_in_one_line(model_path, tmp_path):
+    """What FFmpeg refuses must not make OpenCV open the pipe again and wait for a writer that has gone."""
+    fifo = tmp_path / "camera.pipe"
+    os.mkfifo(fifo)
+    run = subprocess.Popen([FER_EDGE, "run", "--source", str(fifo), "--model", str(model_path), "--no-db"],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        with open(fifo, "wb") as writer:
+            writer.write(os.urandom(200_000))
+        _, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 1 and err.splitlines()[-1].startswith("Error: ") and "cannot open as video" in err, err
+    assert "Traceback" not in err
+
+
 def test_sigterm_stops_a_run_waiting_for_a_pipe_writer(model_path, tmp_path):
     fifo = tmp_path / "camera.pipe"
     os.mkfifo(fifo)

@@ -160,6 +160,10 @@ class OpenCVSource:
             # A stalled stream must not block for ever: time out, then reconnect with backoff.
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        elif self.pipe:
+            # FFmpeg only: after it refuses what the pipe sent, OpenCV's next backend would open
+            # the pipe again and wait for ever for a writer that has gone.
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1] if self.lean else [])
         elif self.lean:
             # At camera rate one decoding thread: more threads cost CPU handing frames over.
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
