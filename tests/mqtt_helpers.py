@@ -80,6 +80,24 @@ class Broker:
                                f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 100000\n")
         self.process = None
 
+    def with_passwords(self, users, acl=None, anonymous=False):
+        """Logins from mosquitto's own password file (and an ACL); as root, mosquitto keeps root's
+        user, since its own user cannot enter pytest's folders."""
+        passwords = self.folder / "passwd"
+        passwords.write_text("")
+        for user, password in users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+        lines = [f"password_file {passwords}"]
+        if acl is not None:
+            (self.folder / "acl").write_text(acl)
+            lines.append(f"acl_file {self.folder / 'acl'}")
+        if os.geteuid() == 0:
+            lines.append("user root")
+        anonymous_line = f"allow_anonymous {'true' if anonymous else 'false'}"
+        self.config.write_text(self.config.read_text().replace("allow_anonymous true", anonymous_line)
+                               + "\n".join(lines) + "\n")
+        return self
+
     def start(self):
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)

@@ -145,12 +145,7 @@ def test_demo_shows_home_assistant_its_device_and_visit_through_a_broker_with_us
     """docs/home-assistant.md's check: a broker with a password file, the demo as user `kiosk`."""
     from mqtt_helpers import Broker, Recorder
 
-    broker = Broker(tmp_path)
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(tmp_path / "passwd"), "kiosk", "right"], check=True)
-    # Anonymous: the test's own recorder. As root, mosquitto would read the password file as
-    # its own user, which cannot enter pytest's folders.
-    broker.config.write_text(f"listener {broker.port} 127.0.0.1\npassword_file {tmp_path / 'passwd'}\n"
-                             f"allow_anonymous true\n{'user root' if os.getuid() == 0 else ''}\n")
+    broker = Broker(tmp_path).with_passwords({"kiosk": "right"}, anonymous=True)   # anonymous: the test's own recorder
     (tmp_path / "password").write_text("right")
     (tmp_path / "wrong").write_text("wrong")
     broker.start()

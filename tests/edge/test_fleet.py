@@ -2,7 +2,6 @@
 mosquitto, collectors store into a real PostgreSQL (or SQLite), and the reports read it."""
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -505,16 +504,7 @@ def broker_acl():
 def test_the_broker_acl_ties_a_device_to_its_topic_and_a_forged_payload_is_rejected(tmp_path):
     db = tmp_path / "fleet.db"
     users = {"kiosk-a": "kiosk-a-password", "attacker": "attacker-password", "fer-edge-collector": "collector-password"}
-    passwords, acl = tmp_path / "passwd", tmp_path / "acl"
-    passwords.write_text("")
-    for user, password in users.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
-    acl.write_text(broker_acl())
-    broker = Broker(tmp_path)
-    stay_root = "user root\n" if os.geteuid() == 0 else ""   # mosquitto's own user cannot enter pytest's folders
-    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true", "allow_anonymous false")
-                             + f"password_file {passwords}\nacl_file {acl}\n{stay_root}")
-    broker.start()
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
     password_file = tmp_path / "collector-password"
     password_file.write_text(users["fer-edge-collector"] + "\n")
     password_file.chmod(0o600)

@@ -56,6 +56,7 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
                                          "--stats-interval", "1", *SESSION_FLAGS),
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
+        assert "disconnected" not in result.stderr and "retrying" not in result.stderr, "a run's own end is no failure"
         assert recorder.wait_for(lambda: recorder.on("availability") and recorder.on("availability")[-1][1] == "offline", 10)
     finally:
         recorder.close()
@@ -189,6 +190,21 @@ def test_a_broker_refusing_connections_is_said_and_the_run_goes_on(tmp_path, mod
     waiting = sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox WHERE kind = 'session'").fetchone()[0]
     assert waiting == len(stored_session_ids(db)) >= 1, "every visit waits in the outbox for the broker"
     print(f"broker refusing: said after {said_after:.1f} s")
+
+
+def test_a_wrong_password_is_said_once_as_a_refusal(tmp_path, model_path, visits_video):
+    """The broker answers: its refusal is the reason, not a guess that it is no MQTT broker."""
+    broker = Broker(tmp_path).with_passwords({"kiosk": "right"}).start()
+    (tmp_path / "password").write_text("wrong\n")
+    try:
+        result = subprocess.run(fer_edge("--source", visits_video, "--model", model_path, "--db", tmp_path / "log.db",
+                                         "--realtime", "--max-frames", "330", "--mqtt", f"127.0.0.1:{broker.port}",
+                                         "--mqtt-username", "kiosk", "--mqtt-password-file", tmp_path / "password"),
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        broker.stop()
+    assert result.returncode == 0, result.stderr
+    assert "refused the connection" in result.stderr and "not an MQTT broker" not in result.stderr, result.stderr
 
 
 def test_broker_outage_mid_run_loses_nothing(tmp_path, model_path, visits_video):

@@ -273,6 +273,7 @@ class MQTTSink(EventSink, Transport):
         self.server = Broker.from_section(settings)
         self.broker = self.server.address
         self.state, self.reason = "connecting", None
+        self.closing = False                 # our own disconnect at the end of a run is no failure
         self.state_lock = threading.Lock()
         self.last_said = 0.0
         self.base = f"{settings.prefix}/{topic_id(device_id)}"
@@ -316,8 +317,9 @@ class MQTTSink(EventSink, Transport):
         return self.server.diagnose()
 
     def _no_answer_yet(self):
-        """Still no answer ANSWER_SECONDS after start: say why, whatever paho is waiting for."""
-        if not self.connected.is_set():
+        """Still no answer ANSWER_SECONDS after start: say why, whatever paho is waiting for.
+        A broker that answered with a refusal has said why already."""
+        if not self.connected.is_set() and self.state in ("connecting", "unreachable"):
             self._set_state("not answering", self._diagnose())
 
     def _set_state(self, state, reason=None):
@@ -357,7 +359,7 @@ class MQTTSink(EventSink, Transport):
         self._set_state("unreachable", self._diagnose())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        if self.connected.is_set():
+        if self.connected.is_set() and not self.closing:
             self._set_state("disconnected", str(reason_code))
         self.connected.clear()
         self._nudge()
@@ -519,6 +521,7 @@ class MQTTSink(EventSink, Transport):
                           "nor in the spill and may not have reached the broker")
         if self.spill is not None and self.spill.used:
             self.on_event(f"MQTT: visits kept in {self.spill.path} while the disk was full are sent at the next start")
+        self.closing = True
         self.client.disconnect()
         self.client.loop_stop()
         if self.outbox:
