@@ -312,6 +312,8 @@ class Collector:
                     for message in batch:
                         (message.link or self.link).ack(message.mid, message.qos, message.connection)
                     self.in_hand = 0
+                elif batch:
+                    break   # stopping while the database is away: what was received stays with the broker
                 self._prune()
         except BaseException as exc:  # noqa: BLE001 - said in one line; the whole collector stops with it
             self.failure = f"{describe(self.s.db)}: {reason(exc)}" if is_driver_error(exc) else one_line(exc)
