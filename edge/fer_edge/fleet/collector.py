@@ -232,8 +232,8 @@ class Collector:
             self.say(f"could not check how much broker {self.broker} keeps for a stopped collector: "
                      f"may this login write {topic}?")
         elif kept < QUEUE_PROBE:
-            self.say(f"broker {self.broker} keeps at most {kept} messages for a stopped collector (mosquitto's "
-                     "default max_queued_messages): more, and they are dropped; set max_queued_messages 100000")
+            self.say(f"broker {self.broker} keeps at most {kept} messages for a stopped collector and drops the "
+                     "rest: raise mosquitto's max_queued_messages (or EMQX's mqtt.max_mqueue_len) to 100000")
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [code for code in reason_codes if code.is_failure]
