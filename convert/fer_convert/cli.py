@@ -64,7 +64,7 @@ def _dataset_line(data_path: str, run: RunRecord) -> str:
 
 def _measure(model_bytes, metadata, splits):
     """Accuracy per split and single-thread per-face latency, measured by the device runtime."""
-    from fer_edge.tools.bench import per_face_ms
+    from fer_edge.model.latency import per_face_ms
     from fer_edge.model.classify import EmotionClassifier
     from fer_edge.model.metrics import classification_report
 

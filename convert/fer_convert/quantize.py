@@ -1,7 +1,6 @@
 """Keras -> TFLite: float32, dynamic-range and full-integer int8 (int8 input and output)."""
 
 import os
-import tempfile
 from typing import Any, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,17 +9,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from fer_edge.model.preprocess import to_model_input  # noqa: E402
+from fer_train.tflite import to_tflite  # noqa: E402
 
 MODES = ("float32", "dynamic", "int8")
-
-
-def _saved_model(model, folder, batch=1):
-    """Export a static-shape (batch 1) SavedModel: Edge TPU needs static shapes, and the
-    CPU runtime resizes the batch freely. (Keras 3 models do not convert from a bare
-    concrete function: their variables are not frozen there.)"""
-    spec = tf.TensorSpec([batch, *model.inputs[0].shape[1:]], tf.float32, name="face")
-    model.export(folder, format="tf_saved_model", input_signature=[spec], verbose=False)
-    return folder
 
 
 def calibration_faces(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -51,9 +42,7 @@ def convert(model: Any, mode: str, calibration: Optional[np.ndarray] = None) -> 
     """Bytes of a TFLite flatbuffer for `mode`; int8 needs uint8 calibration faces (N,48,48)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    with tempfile.TemporaryDirectory() as folder:
-        converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder))
-        return _configure(converter, mode, calibration).convert()
+    return to_tflite(model, lambda converter: _configure(converter, mode, calibration))
 
 
 def _configure(converter, mode, calibration):

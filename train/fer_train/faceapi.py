@@ -199,9 +199,10 @@ def write_teacher(out: str, target: Optional[str] = None) -> str:
     """Fetch the weights and write the 48x48 grey teacher as a float32 fer-edge .tflite,
     which `fer-train fit --teacher` runs like any of our models."""
     manifest, weights = fetch(target)  # before TensorFlow loads: an offline fetch fails fast and quietly
-    from fer_convert.quantize import convert
     from fer_edge.model.metadata import embed_metadata, model_metadata
     from fer_edge.model.provenance import Provenance
+
+    from .tflite import to_tflite
 
     model = build_grey48_teacher(read_tfjs_weights(manifest, weights))
     source = f"npm {PACKAGE} {VERSION} model/{WEIGHTS} (sha256 {FILE_SHA256[WEIGHTS]}, MIT)"
@@ -209,5 +210,5 @@ def write_teacher(out: str, target: Optional[str] = None) -> str:
                               params=int(model.count_params()), provenance=Provenance(teacher_source=source).to_json())
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    write_atomically(out, embed_metadata(convert(model, "float32"), metadata))
+    write_atomically(out, embed_metadata(to_tflite(model), metadata))
     return out

@@ -22,8 +22,8 @@ import numpy as np
 from ..core.labels import LABELS, canonical, label_index
 from .preprocess import SIZE, crop_face
 from ..core.errors import UserError
+from ..core.media import is_image_path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 USAGES = ("Training", "PublicTest", "PrivateTest")
 PARTS = ("train", "val", "test")   # a run's split of a folder dataset, in FER2013's roles
 PART_OF_USAGE = dict(zip(USAGES, PARTS))
@@ -277,7 +277,7 @@ def read_class_folders(root: str, raw: bool = False, progress: Optional[Callable
         if labels is not None and label not in labels:
             unknown[cls] += 1
             continue
-        if not name.lower().endswith(IMAGE_SUFFIXES):
+        if not is_image_path(name):
             skipped["not an image"] += 1
             continue
         image = _decode(data)

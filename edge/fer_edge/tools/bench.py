@@ -6,16 +6,16 @@ over the measured frames, after `warmup` frames that are thrown away.
 
 import os
 import resource
-import statistics
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.capture import open_source
 from ..model.classify import EmotionClassifier
+from ..model.latency import median_ms, per_face_ms
 from ..vision.detect import make_detector
 from ..core.errors import UserError
 from ..core.log import progress, say
@@ -25,10 +25,6 @@ from ..vision.track import Tracker
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _median_ms(values):
-    return round(statistics.median(values) * 1000, 3) if values else None
 
 
 def bench_pipeline(source: str, model_path: Optional[str], detector: str = "auto", threads: int = 1, warmup: int = 20,
@@ -54,7 +50,7 @@ def bench_pipeline(source: str, model_path: Optional[str], detector: str = "auto
     return {
         "model": classifier.name, "detector": pipeline.analyzer.detector.name, "threads": threads,
         "frames": stats.frames, "faces": stats.faces,
-        "detect_ms": _median_ms(stats.detect), "classify_ms": _median_ms(stats.classify),
+        "detect_ms": median_ms(stats.detect), "classify_ms": median_ms(stats.classify),
         "process_fps": round(stats.frames / elapsed, 1) if elapsed else None,
         "faces_per_s": round(stats.faces / elapsed, 1) if elapsed else None,
     }
@@ -71,19 +67,7 @@ def bench_decode(source: str, max_frames: Optional[int] = None) -> dict:
         if max_frames and len(times) >= max_frames:
             break
     src.close()
-    return {"decode_ms": _median_ms(times[5:]), "decode_fps": round(len(times) / sum(times), 1) if times else None}
-
-
-def per_face_ms(classifier: Any, faces: np.ndarray, warmup: int = 20, repeats: int = 200) -> Optional[float]:
-    """Median latency of one face per call, after warm-up calls that are thrown away."""
-    for i in range(warmup):
-        classifier.predict(faces[i % len(faces)])
-    times = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        classifier.predict(faces[i % len(faces)])
-        times.append(time.perf_counter() - t)
-    return _median_ms(times)
+    return {"decode_ms": median_ms(times[5:]), "decode_fps": round(len(times) / sum(times), 1) if times else None}
 
 
 def bench_classifier(model_path: str, faces: np.ndarray, threads: int = 1, warmup: int = 20, repeats: int = 200) -> dict:

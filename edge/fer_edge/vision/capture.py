@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from ..model.datasets import IMAGE_SUFFIXES
+from ..core.media import is_image_path
 from ..core.errors import UserError
 from ..core.log import say
 
@@ -286,7 +286,7 @@ class ImageSource:
     def __init__(self, path: str, stop: Optional[threading.Event] = None):
         self.stop = stop or threading.Event()
         if os.path.isdir(path):
-            self.paths = sorted(p for p in glob.glob(os.path.join(path, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
+            self.paths = sorted(p for p in glob.glob(os.path.join(path, "*")) if is_image_path(p))
             if not self.paths:
                 raise SourceError(f"{path}: no images in folder")
         else:
@@ -376,7 +376,7 @@ def open_source(camera: Optional[str] = None, source: Optional[str] = None, stop
         return OpenCVSource(source, live=True, stop=stop, on_event=on_event, give_up_after=give_up)
     if not os.path.exists(source):
         raise SourceError(f"{source}: no such file or folder")
-    if os.path.isdir(source) or source.lower().endswith(IMAGE_SUFFIXES):
+    if os.path.isdir(source) or is_image_path(source):
         return ImageSource(source, stop=stop)
     return OpenCVSource(source, live=False, stop=stop, on_event=on_event, lean=lean)
 
