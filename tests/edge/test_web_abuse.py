@@ -141,13 +141,27 @@ def test_one_address_cannot_take_every_connection(guarded):
 
 
 @pytest.mark.parametrize("weak, why", [("a" * 20, "mostly repeated"), ("ab" * 10, "mostly repeated"),
-                                       ("abcdefghijklmnopqrst", "a run")])
+                                       ("abcdefghijklmnopqrst", "a run"), ("0123456789abcdef" * 2, "a run"),
+                                       ("qwerty" * 3, "a short part repeated"),
+                                       ("a1b2c3d4e5f6a7b8\nc9d0e1f2a3b4c5d6", "line break"),
+                                       ("k3Jd9x2Lq8\x1b[2JZm4Pw7Rt6", "control character")])
 def test_a_weak_token_is_refused_in_one_line(weak, why, tmp_path, model_path):
     token = tmp_path / "token"
-    token.write_text(weak + "\n")
+    token.write_bytes(weak.encode() + b"\n")
     token.chmod(0o600)
     refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{free_port()}", "--web-token-file", token, "--no-db",
                       "--model", model_path, timeout=60)
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert refused.returncode == 1 and len(lines) == 1, refused.stderr
-    assert lines[0].startswith("Error: the page's token is too easy to guess") and why in lines[0], refused.stderr
+    assert lines[0].startswith("Error: the page's token ") and why in lines[0], refused.stderr
+
+
+def test_a_token_file_that_is_not_text_is_refused_in_one_line(tmp_path, model_path):
+    token = tmp_path / "token"
+    token.write_bytes(b"\xff\xfe\x00" + b"k3Jd9x2Lq8Zm4Pw7Rt6")
+    token.chmod(0o600)
+    refused = run_cli("fer-edge", "serve", "--web", f"0.0.0.0:{free_port()}", "--web-token-file", token, "--no-db",
+                      "--model", model_path, timeout=60)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 1 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith(f"Error: {token}: the token file is not UTF-8 text"), refused.stderr

@@ -24,6 +24,7 @@ import socket
 import stat
 import threading
 import time
+import unicodedata
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Mapping, Optional, Sequence, Tuple
 from importlib import resources
@@ -159,8 +160,21 @@ def token_bits(token: str) -> float:
 
 
 def is_a_run(token: str) -> bool:
-    """abcdef..., 0123456789012..., zyxw...: at most two different steps between neighbours."""
-    return len({ord(b) - ord(a) for a, b in zip(token, token[1:])}) <= 2
+    """abcdef..., 0123456789abcdef0123..., zyxw...: at most two different steps between
+    neighbours, or one step between three neighbours in four."""
+    steps = [ord(b) - ord(a) for a, b in zip(token, token[1:])]
+    return len(set(steps)) <= 2 or max(steps.count(step) for step in set(steps)) * 4 >= len(steps) * 3
+
+
+def is_repeated(token: str) -> bool:
+    """qwertyqwertyqwerty: a short part said again and again."""
+    return (token + token).find(token, 1) < len(token)
+
+
+def unsendable(token: str) -> bool:
+    """A space, line break or control character: a header cannot carry it as typed (a second
+    line in the file is a note or another token, not part of this one)."""
+    return any(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in token)
 
 
 def with_period_starts(report: dict) -> dict:
@@ -180,24 +194,36 @@ def check_token(token: Optional[str], token_file: Optional[str] = None,
     if token and (len(set(token)) < MIN_TOKEN_DISTINCT or token_bits(token) < MIN_TOKEN_BITS):
         raise WebError(f"the page's token is too easy to guess ({len(set(token))} different characters in "
                        f"{len(token)}, mostly repeated): use a random one {example}")
+    if token and unsendable(token):
+        raise WebError("the page's token holds a space, line break or control character, which a request "
+                       f"cannot carry as typed: put one token on one line {example}")
     if token and is_a_run(token):
         raise WebError(f"the page's token is too easy to guess (a run like abcd or 1234): use a random one {example}")
+    if token and is_repeated(token):
+        raise WebError(f"the page's token is too easy to guess (a short part repeated): use a random one {example}")
     if token and token_file and os.stat(token_file).st_mode & (stat.S_IRGRP | stat.S_IROTH):
         say(f"{token_file} is readable by other users: chmod 600 {token_file}")
+
+
+def _token_text(path: str) -> str:
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise WebError(f"{path}: the token file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_token(token_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
     environ = os.environ if environ is None else environ
     if token_file:
-        with open(token_file) as f:
-            token = f.read().strip()
+        token = _token_text(token_file)
         if not token:
             raise WebError(f"{token_file}: the token file is empty")
         return token
     creds = environ.get("CREDENTIALS_DIRECTORY")
     if creds and os.path.exists(os.path.join(creds, "web-token")):
-        with open(os.path.join(creds, "web-token")) as f:
-            return f.read().strip() or None
+        return _token_text(os.path.join(creds, "web-token")) or None
     return environ.get("FER_EDGE_WEB_TOKEN") or None
 
 
