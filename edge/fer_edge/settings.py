@@ -48,7 +48,27 @@ class Text(Kind):
             return "expected a string"
         if self.nonempty and not value.strip():
             return "expected a non-empty string"
+        if "\x00" in value:
+            return "a NUL character cannot be part of it"
         return None
+
+
+class DeviceId(Text):
+    """The device's name: the collector refuses every message of a device whose id is longer
+    than it stores or holds control characters, so such an id is refused here, at the start."""
+
+    def __init__(self):
+        super().__init__(nonempty=True)
+
+    def problem(self, value: Any) -> Optional[str]:
+        from .fleet.message_check import MAX_DEVICE, printable   # only when an id is given: the check's module is not small
+
+        problem = super().problem(value)
+        if problem:
+            return problem
+        if len(value) > MAX_DEVICE:
+            return f"at most {MAX_DEVICE} characters (the collector stores no longer id)"
+        return None if printable(value) else "control characters cannot be part of a device id"
 
 
 class TopicPrefix(Text):
@@ -95,6 +115,8 @@ class FilePath(Kind):
     def problem(self, value: Any) -> Optional[str]:
         if not isinstance(value, str) or not value:
             return "expected a path"
+        if "\x00" in value:
+            return "a NUL character cannot be part of a path"
         if self.exists and not os.path.isfile(value):
             return "no such file"
         return None
@@ -307,7 +329,7 @@ SETTINGS: List[Setting] = [
     Setting("log", "json", Boolean(), False, "JSON lines on stdout.", "--json"),
     Setting("log", "quiet", Boolean(), False, "No per-update lines on stdout.", "--quiet"),
     Setting("log", "save_crops", FilePath(folder=True), None, "Store face crops in this folder (off by default).", "--save-crops"),
-    Setting("device", "id", Text(nonempty=True), None, "Device id in events; unset: the host name.", "--device-id"),
+    Setting("device", "id", DeviceId(), None, "Device id in events; unset: the host name.", "--device-id"),
     Setting("mqtt", "host", HostPort(1883), None, "MQTT broker HOST[:PORT]; unset: no MQTT.", "--mqtt"),
     Setting("mqtt", "prefix", TopicPrefix(), "fer-edge", "Topic prefix: PREFIX/DEVICE/...", "--mqtt-prefix"),
     Setting("mqtt", "username", Text(), None, "Broker user name.", "--mqtt-username"),
@@ -388,7 +410,8 @@ def read_file(path: str) -> Dict[str, Any]:
     """{setting name: value} from a TOML file; every value checked, errors name file, section and key."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            # utf-8-sig: a byte-order mark, which Windows editors write, is no TOML error
+            data = tomllib.loads(f.read().decode("utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except OSError as exc:
@@ -397,6 +420,8 @@ def read_file(path: str) -> Dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deep)") from None
     return from_mapping(data, path)
 
 

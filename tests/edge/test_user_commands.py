@@ -162,6 +162,27 @@ def test_a_setting_above_every_section_says_where_it_lives(tmp_path, text, words
     one_line_error(run_cli("fer-edge", "config", "check", path), *words)
 
 
+@pytest.mark.parametrize("content, words", [
+    (b"x = " + b"[" * 3000 + b"]" * 3000 + b"\n", ["not valid TOML", "nested too deep"]),
+    (b'[log]\ndb = "kiosk\\u0000.db"\n', ["[log] db: a NUL character"]),
+    (b'[device]\nid = "hall\\u001b[2J"\n', ["[device] id: control characters"]),
+    (b'[device]\nid = "' + b"k" * 129 + b'"\n', ["[device] id: at most 128 characters"]),
+])
+def test_a_config_file_a_run_cannot_use_is_one_line(tmp_path, content, words):
+    """A device id the collector would refuse in every message is refused at the start."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(content)
+    one_line_error(run_cli("fer-edge", "config", "check", path), *words)
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors start a UTF-8 file with a byte-order mark; TOML's parser alone calls it invalid."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf[source]\ncamera = 0\n")
+    checked = run_cli("fer-edge", "config", "check", path)
+    assert checked.returncode == 0 and "ok (1 settings)" in checked.stdout, checked.stderr
+
+
 def test_config_show_says_unset_once_a_line():
     shown = run_cli("fer-edge", "config", "show")
     assert shown.returncode == 0, shown.stderr
