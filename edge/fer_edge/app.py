@@ -115,10 +115,11 @@ def run(settings: Settings, say: Say, started: float) -> None:
                                   on_event=say, wait=under_systemd(), lean=source_settings.realtime,
                                   bounded=source_settings.max_frames is not None)
     first_source = open_fn()  # fail fast on a bad source, before loading anything else; read on from here
+    db_path = log_path(settings)
     if settings.run.annotate:   # a wrong --annotate is said now, not once the source is done
         from .kiosk.drawing import check_video_path
 
-        check_video_path(settings.run.annotate, settings.source.path)
+        check_video_path(settings.run.annotate, settings.source.path, db_path)
     stills = isinstance(first_source, ImageSource)
     # At camera rate a frame waits for the camera, not for the model: one thread costs the
     # least CPU. A file read as fast as it goes uses every thread "auto" allows.
@@ -126,7 +127,6 @@ def run(settings: Settings, say: Say, started: float) -> None:
     analyzer = make_analyzer(settings, stills, threads=1 if at_camera_rate and settings.model.threads == "auto" else None)
     if at_camera_rate:  # OpenCV's pool wakes every core for a frame's small resizes: more CPU than it saves
         cv2.setNumThreads(1)
-    db_path = log_path(settings)
     pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say, stop)
     server = None
     if settings.web.listen:

@@ -137,6 +137,28 @@ def test_annotate_never_writes_over_its_source(photos, model_path, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]   # no probe left behind
 
 
+def test_annotate_never_writes_over_the_runs_log(photos, model_path, tmp_path):
+    log = tmp_path / "kiosk.mp4"
+    run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--model", model_path, "--quiet", "--db", log)
+    before = log.read_bytes()
+    result = run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--model", model_path, "--db", log,
+                     "--annotate", tmp_path / "." / "kiosk.mp4")
+    one_line_error(result, "that is the run's log")
+    assert log.read_bytes() == before
+
+
+@pytest.mark.parametrize("target", ["folder", "nowhere", "device"])
+def test_annotate_into_what_is_not_a_file_is_said_before_the_source_is_read(photos, model_path, tmp_path, target):
+    out = tmp_path / "out.mp4"
+    if target == "folder":
+        out.mkdir()
+    else:
+        out.symlink_to(tmp_path / "no" / "such.mp4" if target == "nowhere" else "/dev/full")
+    result = run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--model", model_path, "--no-db",
+                     "--annotate", out)
+    one_line_error(result, "not a file a video can be written to")
+
+
 def test_annotate_webm_plays_in_a_browser(photos, model_path, tmp_path):
     import cv2
 

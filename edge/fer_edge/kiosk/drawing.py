@@ -59,11 +59,16 @@ def open_video(path: str, fps: float, size: Tuple[int, int]) -> Any:
     return writer
 
 
-def check_video_path(path: str, source: Optional[str] = None) -> None:
+def check_video_path(path: str, source: Optional[str] = None, log: Optional[str] = None) -> None:
     """Open and drop a small video beside `path` (never `path` itself, which may be a file the
-    user keeps): a wrong name, folder or codec is said before the source is processed, not after."""
-    if source and os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
-        raise UserError(f"--annotate {path}: that is the source; write the annotated video elsewhere")
+    user keeps): a wrong name, folder or codec is said before the source is processed, not after.
+    The run's source and its log (`log`) are never written over."""
+    for other, what in ((source, "the source"), (log, "the run's log (--db)")):
+        if other and (os.path.realpath(path) == os.path.realpath(other) or (
+                os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other))):
+            raise UserError(f"--annotate {path}: that is {what}; write the annotated video elsewhere")
+    if os.path.lexists(path) and not os.path.isfile(path):   # a folder, a device, a link to nowhere
+        raise UserError(f"--annotate {path}: not a file a video can be written to")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UserError(f"--annotate {path}: not writable")
     _codec(path)
