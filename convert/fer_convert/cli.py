@@ -18,9 +18,9 @@ from fer_edge.core.errors import guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
 from fer_edge.model.preprocess import DEFAULT_MARGIN
-from fer_train.folders import FolderOptions, is_folder_dataset, read_folder_dataset, read_recorded_split
+from fer_train.data.folders import FolderOptions, is_folder_dataset, read_folder_dataset, read_recorded_split
 from fer_train.quiet import filtered_stderr, quiet_tensorflow
-from fer_train.run_folder import RunRecord, read_record
+from fer_train.data.run_folder import RunRecord, read_record
 
 
 def _run_record(model_path: str) -> RunRecord:

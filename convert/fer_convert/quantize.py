@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from fer_edge.model.preprocess import to_model_input  # noqa: E402
-from fer_train.tflite import to_tflite  # noqa: E402
+from fer_train.networks.tflite import to_tflite  # noqa: E402
 
 MODES = ("float32", "dynamic", "int8")
 

@@ -48,7 +48,7 @@ def test_resume_continues_after_the_last_epoch(resumed_run):
 def test_average_of_the_last_epochs(resumed_run, small_csv, tmp_path):
     import keras
 
-    from fer_train.recipe import epoch_weights_path
+    from fer_train.loops.recipe import epoch_weights_path
 
     tiny_run = resumed_run[0]  # two epochs, each with its weights kept
     assert all(os.path.exists(epoch_weights_path(tiny_run, epoch)) for epoch in (1, 2))
@@ -84,8 +84,8 @@ def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
 def test_soup_mixes_a_twin_and_the_run_fine_tuned_from_it(tiny_model, resumed_run, small_csv, tmp_path):
     import keras
 
-    from fer_train.arch import build
-    from fer_train.warmstart import load_float_twin
+    from fer_train.networks.arch import build
+    from fer_train.networks.warmstart import load_float_twin
 
     twin, run = str(tiny_model).replace("int8.tflite", "int8-float32.tflite"), str(resumed_run[0])
     result = run_cli("fer-train", "soup", "--data", small_csv, "--model", twin, "--model", run,
@@ -170,8 +170,8 @@ def test_warm_restart_refuses_in_one_line(tiny_run, small_csv, tmp_path):
 
 def test_warm_start_from_a_float32_twin_keeps_its_function(tiny_model, public_test):
     from fer_edge.model.litert import make_interpreter
-    from fer_train.arch import build
-    from fer_train.warmstart import load_float_twin
+    from fer_train.networks.arch import build
+    from fer_train.networks.warmstart import load_float_twin
 
     twin = str(tiny_model).replace("int8.tflite", "int8-float32.tflite")
     model = build("fercnn")
@@ -194,8 +194,8 @@ def test_warm_start_from_a_float32_twin_keeps_its_function(tiny_model, public_te
 def test_a_deeper_network_grows_from_a_trained_one_keeping_its_function(tiny_run, public_test, small_csv, tmp_path):
     import keras
 
-    from fer_train.arch import build
-    from fer_train.grow import grow_into
+    from fer_train.networks.arch import build
+    from fer_train.networks.grow import grow_into
 
     parent = keras.models.load_model(tiny_run / "last.keras", compile=False)
     grown = build("fercnn-d")
@@ -262,8 +262,8 @@ def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
     import tensorflow as tf
 
     from fer_edge.model.datasets import read_fer2013
-    from fer_train.distill import Teachers
-    from fer_train.fit import make_dataset
+    from fer_train.teachers.distill import Teachers
+    from fer_train.loops.fit import make_dataset
 
     train = read_fer2013(str(small_csv), usage="Training")
     faces, labels = train.images[:128], train.labels[:128]
@@ -287,7 +287,7 @@ def test_live_teachers_see_the_augmented_batch(tiny_model, small_csv, tmp_path):
 
 def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_path):
     from fer_edge.model.datasets import ferplus_soft_labels, read_fer2013, read_ferplus
-    from fer_train.fit import make_dataset
+    from fer_train.loops.fit import make_dataset
 
     train = read_fer2013(str(small_csv), usage="Training")
     shares = ferplus_soft_labels(read_ferplus(str(small_ferplus))[0])[train.rows].astype(np.float32)
@@ -317,7 +317,7 @@ def test_ferplus_votes_are_mixed_into_the_targets(small_csv, small_ferplus, tmp_
 
 
 def test_camera_augment_changes_part_of_each_batch_within_range(public_test):
-    from fer_train.camera import make_camera_augmenter
+    from fer_train.loops.camera import make_camera_augmenter
 
     faces = public_test.images[:256, ..., None].astype(np.float32)
     out = np.asarray(make_camera_augmenter(seed=1)(faces))
@@ -332,8 +332,8 @@ def test_camera_augment_changes_part_of_each_batch_within_range(public_test):
 def test_batchnorm_statistics_are_remeasured_over_the_faces(public_test):
     import keras
 
-    from fer_train.arch import build
-    from fer_train.average import recompute_batchnorm
+    from fer_train.networks.arch import build
+    from fer_train.loops.average import recompute_batchnorm
 
     model = build("fercnn")
     faces = public_test.images[:512]
@@ -422,7 +422,7 @@ def test_the_geometric_augmentation_is_one_warp(public_test):
     every face comes back exactly, or exactly mirrored (chained warps would blur it)."""
     import tensorflow as tf
 
-    from fer_train.augment import make_warp
+    from fer_train.loops.augment import make_warp
 
     faces = public_test.images[:64, ..., None].astype(np.float32)
     still = np.asarray(make_warp(tf.random.Generator.from_seed(1), 0.0, 0.0, 0.0)(faces))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from fer_train import faceapi
+from fer_train.teachers import faceapi
 
 
 @pytest.fixture(scope="module")

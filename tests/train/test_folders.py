@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fer_train.folders import group_of, held_out
+from fer_train.data.folders import group_of, held_out
 
 
 def test_held_out_takes_about_the_share_of_each_class_and_is_seeded():

@@ -38,7 +38,7 @@ def fer2013_folders(fer_csv, tmp_path_factory):
 
 def test_fer2013_as_class_folders_reads_back_as_the_csv(fer_csv, fer2013_folders):
     from fer_edge.model.datasets import read_fer2013
-    from fer_train.folders import FolderOptions, read_folder_dataset
+    from fer_train.data.folders import FolderOptions, read_folder_dataset
 
     lines = []
     data, record = read_folder_dataset(str(fer2013_folders), FolderOptions(), say=lines.append)
@@ -208,7 +208,7 @@ def test_a_short_training_run_keeps_stderr_quiet(folder_run):
 
 def test_the_recorded_split_reads_back_as_training_read_it(folder_run):
     from fer_edge.model.datasets import read_split_record
-    from fer_train.folders import FolderOptions, read_folder_dataset, read_recorded_split
+    from fer_train.data.folders import FolderOptions, read_folder_dataset, read_recorded_split
 
     folder, run, _ = folder_run
     record = read_split_record(str(run / "split.json"))

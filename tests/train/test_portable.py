@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_tf]
 
 
 def test_a_pack_holds_every_face_exactly(small_csv, tmp_path):
-    from fer_train.pack import read_pack
+    from fer_train.data.pack import read_pack
 
     pack = tmp_path / "faces.npz"
     result = run_cli("fer-train", "pack", "--data", small_csv, "--out", pack)
@@ -87,7 +87,7 @@ def test_portable_runs_refuse_mismatches_in_one_line(portable_teacher, small_csv
 def test_the_distillation_target_mixes_label_smoothing_and_teachers():
     import keras
 
-    from fer_train.portable import distillation_loss
+    from fer_train.loops.portable import distillation_loss
 
     label = np.eye(7, dtype=np.float32)[[3]]
     logits = np.array([[0.5, -1.0, 0.2, 2.0, 0.0, -0.3, 1.0]], dtype=np.float32)
@@ -102,7 +102,7 @@ def test_the_distillation_target_mixes_label_smoothing_and_teachers():
 
 def test_fit_portable_reads_a_folder_dataset_as_fit_does(fer_csv, small_csv, tmp_path):
     from folder_helpers import write_fer2013_folders
-    from fer_train.folders import FolderOptions, read_folder_dataset
+    from fer_train.data.folders import FolderOptions, read_folder_dataset
 
     folder = write_fer2013_folders(fer_csv, tmp_path / "own", {"Training": "."}, classes=("happy", "sad", "neutral"),
                                    limit=400)

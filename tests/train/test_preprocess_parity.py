@@ -10,7 +10,7 @@ pytestmark = pytest.mark.needs_tf
 from fer_edge.model.datasets import read_class_folders  # noqa: E402
 from fer_edge.vision.detect import Detection  # noqa: E402
 from fer_edge.model.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected, crop_face, to_model_input  # noqa: E402
-from fer_train.fit import make_dataset  # noqa: E402
+from fer_train.loops.fit import make_dataset  # noqa: E402
 
 
 def _largest_haar_face(frame):

@@ -14,9 +14,9 @@ import numpy as np
 from fer_edge.model.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
 from fer_edge.core.errors import guarded
 
-from .folders import FolderOptions, is_folder_dataset, read_folder_dataset
+from .data.folders import FolderOptions, is_folder_dataset, read_folder_dataset
 from .quiet import filtered_stderr, quiet_tensorflow
-from .run_folder import BEST, LAST, FitConfig, parent_labels_of, read_run_state
+from .data.run_folder import BEST, LAST, FitConfig, parent_labels_of, read_run_state
 
 
 # Options that more than one command takes, defined once.
@@ -46,7 +46,7 @@ def main() -> None:
 
 def _load_splits(data_path, limit=None):
     """Training / PublicTest / PrivateTest faces of a FER2013 CSV; a one-line error if unusable."""
-    from .pack import is_pack, read_pack
+    from .data.pack import is_pack, read_pack
 
     try:
         faces = read_pack(data_path) if is_pack(data_path) else read_fer2013(data_path)
@@ -206,7 +206,7 @@ def fit(data_path: str, classes: Optional[str], detect: bool, group: Optional[st
     if init_from:
         _check_parent_labels(init_from, data["train"].label_names, new_head)
     with filtered_stderr():
-        from .fit import fit as run_fit  # imports TensorFlow: only once the data is known good
+        from .loops.fit import fit as run_fit  # imports TensorFlow: only once the data is known good
 
     epochs, lr, patience, one_warp = _fine_tune_defaults(bool(init_from and folder), epochs, lr, patience, one_warp)
     config = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
@@ -238,7 +238,7 @@ def average(data_path: str, run: str, last: int, limit: Optional[int], out: str)
     _require_run(run)
     data = _load_splits(data_path, limit)
     with filtered_stderr():
-        from .average import average_run  # imports TensorFlow
+        from .loops.average import average_run  # imports TensorFlow
 
     try:
         metrics = average_run(run, data, last, out, command=_this_command())
@@ -266,7 +266,7 @@ def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], lim
             _require_run(model, BEST)
     data = _load_splits(data_path, limit)
     with filtered_stderr():
-        from .average import soup_models  # imports TensorFlow
+        from .loops.average import soup_models  # imports TensorFlow
 
     try:
         metrics = soup_models(list(models), list(shares) or [1 / len(models)] * len(models), data, out,
@@ -286,7 +286,7 @@ def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], lim
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The pack file (.npz).")
 def pack(data_path: str, usages: Tuple[str, ...], out: str) -> None:
     """Write the faces losslessly in about 0.7 of their raw size, to carry to a training machine."""
-    from .pack import is_pack, write_pack
+    from .data.pack import is_pack, write_pack
 
     if not is_pack(out):
         raise click.ClickException(f"{out}: a pack's name ends in .npz")
@@ -308,7 +308,7 @@ def faceapi_teacher(out: str) -> None:
     """Fetch face-api.js's expression network from the npm registry (pinned sha256) and write
     it as a 48x48 grey teacher for `fit --teacher`. It teaches; it never ships."""
     quiet_tensorflow()
-    from .faceapi import PACKAGE, VERSION, write_teacher
+    from .teachers.faceapi import PACKAGE, VERSION, write_teacher
 
     click.echo(f"fetching {PACKAGE} {VERSION} from the npm registry (once; then cached)...")
     with filtered_stderr():
@@ -341,7 +341,7 @@ def fit_portable(data_path: str, classes: Optional[str], detect: bool, group: Op
     quiet_tensorflow()
     data, folder = _load_training_data(data_path, limit, _folder_options(classes, detect, group, seed), None)
     with filtered_stderr():
-        from .portable import fit_portable as run  # imports Keras and its backend
+        from .loops.portable import fit_portable as run  # imports Keras and its backend
 
     try:
         state = run(data, out, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,

@@ -18,7 +18,7 @@ from fer_edge.core.hardware import describe
 from fer_edge.core.labels import LABELS
 from fer_edge.model.datasets import PARTS, SPLIT_RECORD
 
-from .arch import multiply_adds
+from ..networks.arch import multiply_adds
 
 # How far augmentation moves a face: faces are registered, so the moves are small.
 ROTATION_TURNS = 0.04  # of a full turn: about +-15 degrees

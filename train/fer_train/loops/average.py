@@ -21,10 +21,10 @@ import numpy as np
 
 from fer_edge.model.provenance import Averaging, SoupShare
 
-from .arch import build
+from ..networks.arch import build
 from .fit import finish
 from .recipe import atomic_save, epoch_weights_path, write_json
-from .run_folder import BEST, LAST, read_run_state
+from ..data.run_folder import BEST, LAST, read_run_state
 
 
 def saved_epochs(run: str) -> List[int]:
@@ -94,7 +94,7 @@ def _ingredient_weights(source, arch, model, train_images):
     """The weights of a run folder's best.keras (checked by soup_models), or of a float32 twin
     loaded into `model`."""
     if source.endswith(".tflite"):
-        from .warmstart import STATISTICS_FACES, load_float_twin
+        from ..networks.warmstart import STATISTICS_FACES, load_float_twin
 
         load_float_twin(model, source, train_images[:STATISTICS_FACES], arch)
         return model.get_weights()

@@ -202,7 +202,7 @@ def write_teacher(out: str, target: Optional[str] = None) -> str:
     from fer_edge.model.metadata import embed_metadata, model_metadata
     from fer_edge.model.provenance import Provenance
 
-    from .tflite import to_tflite
+    from ..networks.tflite import to_tflite
 
     model = build_grey48_teacher(read_tfjs_weights(manifest, weights))
     source = f"npm {PACKAGE} {VERSION} model/{WEIGHTS} (sha256 {FILE_SHA256[WEIGHTS]}, MIT)"

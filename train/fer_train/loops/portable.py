@@ -24,10 +24,10 @@ from keras import layers, ops
 from fer_edge.core.labels import LABELS
 from fer_edge.model.provenance import Ancestor, Distillation, Teacher
 
-from .arch import build
+from ..networks.arch import build
 from .recipe import (ERASE_AREA, ERASE_PROBABILITY, RunRecorder, class_weights, clear_run, geometry_layers, keep_split,
                      new_run_state, photometric_layers, write_json)
-from .run_folder import BEST, RunRecord, read_run_state
+from ..data.run_folder import BEST, RunRecord, read_run_state
 
 
 def augmentation(seed: int) -> keras.Sequential:

@@ -20,12 +20,12 @@ from fer_edge.core.labels import LABELS
 from fer_edge.model.metrics import classification_report
 from fer_edge.model.provenance import Ancestor, Distillation, FerPlusVotes, Provenance
 
-from .arch import ARCHITECTURES, build, transfer
+from ..networks.arch import ARCHITECTURES, build, transfer
 from .augment import make_augmenter
 from .camera import make_camera_augmenter
-from .grow import grow_into
+from ..networks.grow import grow_into
 from .recipe import RunRecorder, class_weights, clear_run, keep_split, new_run_state, write_json
-from .run_folder import LAST, FitConfig, RunRecord, parent_labels_of, read_run_state
+from ..data.run_folder import LAST, FitConfig, RunRecord, parent_labels_of, read_run_state
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: Optional[Callable] = None,
@@ -130,7 +130,7 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
             state["init_from"] = parent.to_json()
             state["before"] = _measure_before(model, data, config.labels)
         if config.teachers:
-            from .distill import describe_teachers
+            from ..teachers.distill import describe_teachers
             state["distilled"] = Distillation(describe_teachers(config.teachers, config.labels), config.distill_weight,
                                               config.temperature, config.live_teachers).to_json()
         if config.ferplus and ferplus_votes is not None:
@@ -142,10 +142,10 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
     mixes = []
     live = None
     if config.teachers and config.live_teachers:
-        from .distill import Teachers
+        from ..teachers.distill import Teachers
         live = (Teachers(config.teachers, config.temperature), config.distill_weight)
     elif config.teachers:
-        from .distill import cached_teacher_targets
+        from ..teachers.distill import cached_teacher_targets
         mixes.append((cached_teacher_targets(out, config.teachers, train.images, config.temperature),
                       config.distill_weight))
     if config.ferplus:
@@ -207,7 +207,7 @@ def _measure_before(model, data, labels):
 def _load_twin_parent(path, arch, model, train_images):
     from fer_edge.model.metadata import ModelError, read_model_metadata
 
-    from .warmstart import STATISTICS_FACES, load_float_twin
+    from ..networks.warmstart import STATISTICS_FACES, load_float_twin
 
     try:
         parent_arch = read_model_metadata(path).get("architecture")
