@@ -250,3 +250,18 @@ def test_under_systemd_every_line_carries_its_journal_priority(photos, model_pat
     assert all(json.loads(line) for line in out.splitlines())
     failed, _, said = as_journal(["report", "--db", "/no/such.db"])
     assert failed.returncode == 1 and said.startswith("<3>Error: /no/such.db: no such database")
+
+
+def test_a_config_linked_into_a_hidden_folder_is_hidden_from_the_service(tmp_path):
+    """/etc/fer-edge -> /tmp/...: the path looks visible, but the service cannot follow the link."""
+    import tempfile
+
+    from fer_edge.tools.unit import hidden_from_service, unit_template
+
+    (tmp_path / "config.toml").write_text("[source]\ncamera = 0\n")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as outside:   # not hidden by the unit's sandbox
+        link = Path(outside, "fer-edge")
+        link.symlink_to(tmp_path)
+        assert hidden_from_service(unit_template(), [("the config", outside)]) is None
+        why = hidden_from_service(unit_template(), [("the config", str(link / "config.toml"))])
+    assert why and f"(a link to {os.path.realpath(tmp_path)}/config.toml)" in why and "PrivateTmp=yes" in why, why

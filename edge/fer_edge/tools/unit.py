@@ -48,14 +48,16 @@ def needed_paths(executable: str, config_path: str) -> List[Tuple[str, str]]:
 def hidden_from_service(unit: str, paths: List[Tuple[str, str]]) -> Optional[str]:
     """Why the service could not start from these paths (the first one its sandbox hides), or None."""
     for what, path in paths:
-        absolute = os.path.abspath(path)
-        for setting, roots in HIDING:
-            root = next((r for r in roots if absolute == r or absolute.startswith(r + "/")), None)
-            if root and re.search(rf"^{re.escape(setting)}\s*$", unit, re.M):
-                return (f"{what} is {absolute}, under {root}, which the unit's {setting} hides from the service; "
-                        f"install fer-edge outside /home, /root and /tmp (in the clone: sudo python3 -m venv "
-                        f"/opt/fer-edge && sudo /opt/fer-edge/bin/pip install .) and run /opt/fer-edge/bin/fer-edge "
-                        f"service install, or pass --force and adjust the unit yourself")
+        # a link into a hidden folder (/etc/fer-edge -> /home/...) is hidden too: the service cannot follow it
+        for absolute in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+            where = os.path.abspath(path) + ("" if absolute == os.path.abspath(path) else f" (a link to {absolute})")
+            for setting, roots in HIDING:
+                root = next((r for r in roots if absolute == r or absolute.startswith(r + "/")), None)
+                if root and re.search(rf"^{re.escape(setting)}\s*$", unit, re.M):
+                    return (f"{what} is {where}, under {root}, which the unit's {setting} hides from the service; "
+                            f"install fer-edge outside /home, /root and /tmp (in the clone: sudo python3 -m venv "
+                            f"/opt/fer-edge && sudo /opt/fer-edge/bin/pip install .) and run /opt/fer-edge/bin/fer-edge "
+                            f"service install, or pass --force and adjust the unit yourself")
     return None
 
 
