@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Tuple
 import click
 
 from fer_edge.model.datasets import SPLIT_RECORD, DatasetError, read_fer2013, read_split_record, split_record_path
-from fer_edge.core.errors import guarded
+from fer_edge.cli_guard import guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
 from fer_edge.model.preprocess import DEFAULT_MARGIN

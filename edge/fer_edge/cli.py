@@ -15,7 +15,7 @@ import click  # noqa: E402
 
 from .vision.detect import DETECTORS  # noqa: E402
 from .core import log  # noqa: E402
-from .core.errors import guarded  # noqa: E402
+from .cli_guard import guarded  # noqa: E402
 from .core.log import say  # noqa: E402
 from .settings import BY_NAME, COLLECT_SETTINGS, click_options  # noqa: E402
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import run_cli
 from fer_edge.model.calibration import expected_calibration_error, fit_temperature, reliability
 from fer_edge.model.classify import EmotionClassifier, probabilities
-from fer_edge.vision.detect import FusedDetector, make_detector
+from fer_edge.vision.detect import make_detector
+from fer_edge.vision.detectors import FusedDetector
 from fer_edge.model.metadata import read_metadata
 from fer_edge.model.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected
 

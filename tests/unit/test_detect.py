@@ -1,7 +1,8 @@
 """Detections: non-maximum suppression."""
 
 
-from fer_edge.vision.detect import Detection, nms_boxes
+from fer_edge.vision.detect import Detection
+from fer_edge.vision.detectors import nms_boxes
 
 
 def test_nms_keeps_the_stronger_of_overlapping_faces():

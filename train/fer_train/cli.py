@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from fer_edge.model.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
-from fer_edge.core.errors import guarded
+from fer_edge.cli_guard import guarded
 
 from .data.folders import FolderOptions, is_folder_dataset, read_folder_dataset
 from .quiet import filtered_stderr, quiet_tensorflow

@@ -7,15 +7,13 @@ file, flag or value; it is shown as its message alone. A file the system refuses
 its type and the hint to rerun with FER_EDGE_DEBUG=1, which shows the traceback.
 A reader of stdout that went away (`fer-edge config show | head -1`) is no error: the
 command ends quietly with 141 (128 + SIGPIPE), as `yes | head` does.
+The command-line framework's side of this policy lives with the command lines
+(`fer_edge.cli_guard`), so this floor depends on no framework.
 """
 
-import logging
 import os
 import select
 import sys
-from typing import Any
-
-import click
 
 
 class UserError(ValueError):
@@ -58,40 +56,6 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text or 'no message'} (an error in fer-edge; {DEBUG_HINT})"
 
 
-class OneLine(click.ClickException):
-    """The user's one line, `Error: ...`; under systemd marked as an error for the journal."""
-
-    def show(self, file: Any = None) -> None:
-        from .log import PRIORITIES, writes_to_journal
-
-        stream = file or sys.stderr
-        mark = f"<{PRIORITIES[logging.ERROR]}>" if writes_to_journal(stream, os.environ) else ""
-        click.echo(f"{mark}Error: {self.format_message()}", file=stream)
-
-
-def guarded(group_class: type) -> type:
-    """A click Group/Command subclass whose invoke turns exceptions into one-line errors."""
-
-    class Guarded(group_class):
-        def invoke(self, ctx):
-            try:
-                result = super().invoke(ctx)
-            except BrokenPipeError as exc:
-                if not stdout_reader_gone():
-                    raise OneLine(one_line(exc)) from None
-                close_stdout()
-            except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
-                raise
-            except click.ClickException as exc:
-                if type(exc) is not click.ClickException:
-                    raise   # a usage error shows its usage
-                raise OneLine(exc.message) from None
-            except Exception as exc:  # noqa: BLE001 - the last line of defence
-                if os.environ.get("FER_EDGE_DEBUG"):
-                    raise
-                raise OneLine(one_line(exc)) from None
-            if _stdout["closed"]:
-                raise click.exceptions.Exit(PIPE_CLOSED)
-            return result
-
-    return Guarded
+def stdout_closed() -> bool:
+    """Whether `close_stdout` sent stdout nowhere (the command then ends with PIPE_CLOSED)."""
+    return _stdout["closed"]

@@ -1,12 +1,13 @@
 """What fer-edge says, through the standard `logging` module: one line per message on stderr,
 so that stdout carries data alone (`--json` lines, reports). In a terminal a line starts with
 `fer-edge: `; under systemd it starts with its syslog priority (`<6>`, `<4>`), which the
-journal turns into the entry's level. User errors stay the one line of `errors.guarded`.
+journal turns into the entry's level. User errors stay the one line of `cli_guard.guarded`.
 """
 
 import logging
 import os
 import sys
+import time
 from typing import Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
 
 LOGGER = logging.getLogger("fer_edge")
@@ -32,10 +33,14 @@ def progress(items: Sequence[T], label: str) -> Iterator[T]:
     """Long work shows that it moves, on stderr (stdout carries the data): a bar with the time
     left in a terminal, else a line at every tenth, which a log or the journal keeps."""
     if sys.stderr.isatty():
-        import click
-
-        with click.progressbar(items, label=label, file=sys.stderr) as bar:
-            yield from bar
+        started, width = time.monotonic(), 36
+        for done, item in enumerate(items, start=1):
+            yield item
+            filled, left = width * done // len(items), (time.monotonic() - started) / done * (len(items) - done)
+            sys.stderr.write(f"\r{label}  [{'#' * filled}{'-' * (width - filled)}]  {100 * done // len(items)}%  "
+                             f"{left:.0f} s left ")
+            sys.stderr.flush()
+        sys.stderr.write("\n")
         return
     step = max(1, -(-len(items) // 10))
     for done, item in enumerate(items, start=1):

@@ -1,0 +1,50 @@
+"""The command lines' side of the one-line error policy (`core.errors`): click's exceptions
+and exit codes, kept out of the ground floor so that nothing below the command line depends
+on the command-line framework. `fer-edge`, `fer-train` and `fer-convert` all use `guarded`."""
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from .core.errors import PIPE_CLOSED, close_stdout, one_line, stdout_closed, stdout_reader_gone
+from .core.log import PRIORITIES, writes_to_journal
+
+
+class OneLine(click.ClickException):
+    """The user's one line, `Error: ...`; under systemd marked as an error for the journal."""
+
+    def show(self, file: Any = None) -> None:
+        stream = file or sys.stderr
+        mark = f"<{PRIORITIES[logging.ERROR]}>" if writes_to_journal(stream, os.environ) else ""
+        click.echo(f"{mark}Error: {self.format_message()}", file=stream)
+
+
+def guarded(group_class: type) -> type:
+    """A click Group/Command subclass whose invoke turns exceptions into one-line errors."""
+
+    class Guarded(group_class):
+        def invoke(self, ctx):
+            try:
+                result = super().invoke(ctx)
+            except BrokenPipeError as exc:
+                if not stdout_reader_gone():
+                    raise OneLine(one_line(exc)) from None
+                close_stdout()
+            except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+                raise
+            except click.ClickException as exc:
+                if type(exc) is not click.ClickException:
+                    raise   # a usage error shows its usage
+                raise OneLine(exc.message) from None
+            except Exception as exc:  # noqa: BLE001 - the last line of defence
+                if os.environ.get("FER_EDGE_DEBUG"):
+                    raise
+                raise OneLine(one_line(exc)) from None
+            if stdout_closed():
+                raise click.exceptions.Exit(PIPE_CLOSED)
+            return result
+
+    return Guarded
