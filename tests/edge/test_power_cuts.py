@@ -140,6 +140,23 @@ def test_a_second_run_on_the_same_log_refuses_in_one_line(tmp_path, model_path, 
         f"Error: {db} is in use by another fer-edge run; give each run its own --db"), second.stderr
 
 
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_a_log_path_that_is_a_folder_or_a_pipe_is_refused_and_left_alone(kind, tmp_path, model_path, visits_video):
+    """A damaged log is kept aside by renaming it: a folder given as --db must not be renamed."""
+    target = tmp_path / "kiosk"
+    if kind == "folder":
+        target.mkdir()
+        (target / "notes.txt").write_text("kept")
+    else:
+        os.mkfifo(target)
+    result = run_cli("fer-edge", "run", "--source", visits_video, "--model", model_path, "--db", target, "--quiet",
+                     "--max-frames", "5", timeout=60)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"Error: {target}: not a file the log can be kept in (a folder, a device or a pipe); give a file's path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kiosk"]   # not renamed, nothing beside it
+    assert kind == "pipe" or (target / "notes.txt").read_text() == "kept"
+
+
 @pytest.mark.needs_broker
 def test_a_lock_held_by_another_program_loses_nothing(tmp_path, model_path, visits_video):
     """An operator's sqlite3 holds the write lock in the middle of the run: every visit still

@@ -207,6 +207,8 @@ class StoreFile:
         self.path, self.say = path, say
         self.kept_aside: Optional[str] = None
         _create_private(path)
+        if not os.path.isfile(path):   # a damaged file is kept aside by renaming it: never a folder or a device
+            raise UserError(f"{path}: not a file the log can be kept in (a folder, a device or a pipe); give a file's path")
         self.lock: Optional[int] = _claim(path)
         try:
             self._check()
