@@ -102,3 +102,27 @@ def test_report_errors_are_one_line(tmp_path, known_db):
     assert bad.returncode != 0 and "expected a span" in bad.stderr and "Traceback" not in bad.stderr
     recent = run_cli("fer-edge", "report", "--db", known_db, "--since", "1h")
     assert recent.returncode == 0 and "no sessions" in recent.stdout
+
+
+@pytest.mark.parametrize("name", ["kiosk#2.db", "kiosk?2.db", "kiosk%41.db"])
+def test_a_log_whose_name_holds_uri_characters_is_read_and_nothing_is_made(known_db, name):
+    """The read-only URI must carry the whole name: cut at # or ?, it opened (and made) another file read-write."""
+    odd = known_db.with_name(name)
+    known_db.rename(odd)
+    before = {p.name for p in odd.parent.iterdir()}
+    result = run_cli("fer-edge", "report", "--db", odd, "--since", "all", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["total"]["sessions"] == 4
+    assert {p.name for p in odd.parent.iterdir() if not p.name.startswith(name)} == before - {name}
+
+
+def test_a_log_on_a_full_disk_is_said_to_be_on_a_full_disk(full_tmpfs, known_db):
+    """Not 'not a fer-edge database': an operator who reads that may delete the log."""
+    mount, fill = full_tmpfs
+    log = mount / "log.db"
+    log.write_bytes(known_db.read_bytes())
+    fill()
+    result = run_cli("fer-edge", "report", "--db", log, "--since", "all")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {log}: cannot be read while its disk is full"), result.stderr

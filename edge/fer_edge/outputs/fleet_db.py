@@ -10,6 +10,7 @@ committed), so `fer-edge report` reads a device's log and the fleet's database a
 import os
 import sqlite3
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
+from urllib.parse import quote
 
 from ..core.errors import UserError
 from ..core.network import without_password
@@ -206,7 +207,9 @@ def _connect_postgres(target: str, password: Optional[str], readonly: bool = Fal
 
 def _connect_sqlite(path: str, readonly: bool):
     if readonly:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CONNECT_SECONDS, check_same_thread=False)
+        # quoted: a # ? or % in the name would end the file's name in the URI (and drop mode=ro)
+        return sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=CONNECT_SECONDS,
+                               check_same_thread=False)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise DatabaseError(f"{path}: the folder {folder} does not exist")

@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
+from .store import is_disk_full
 from ..core.errors import UserError
 from ..core.labels import LABELS, colour, pleasant_first
 from ..core.records import CUT_ENDINGS
@@ -115,6 +116,9 @@ def _query(target, columns, tail, args, password=None):
         names = ", ".join("'left'" if c == "ended_by" and c not in known else c for c in columns)
         return database.rows(f"SELECT {names} FROM sessions {tail}", args)
     except database.errors as exc:
+        if is_disk_full(exc):   # SQLite reads a log in WAL mode only with room for its -shm file beside it
+            raise DatabaseError(f"{database.name}: cannot be read while its disk is full ({reason(exc)}); "
+                                "free some space beside it") from None
         raise DatabaseError(f"{database.name}: not a fer-edge database with sessions ({reason(exc)})") from None
     finally:
         database.close()
