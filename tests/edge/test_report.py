@@ -126,3 +126,16 @@ def test_a_log_on_a_full_disk_is_said_to_be_on_a_full_disk(full_tmpfs, known_db)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Error: {log}: cannot be read while its disk is full"), result.stderr
+
+
+def test_a_chart_on_a_full_disk_is_one_line_and_keeps_the_last_chart(full_tmpfs, known_db):
+    mount, fill = full_tmpfs
+    chart = mount / "week.png"
+    chart.write_bytes(b"last week's chart")
+    fill()
+    result = run_cli("fer-edge", "report", "--db", known_db, "--since", "all", "--plot", chart)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and lines == [f"Error: --plot {chart}: cannot write (No space left on device)"], \
+        result.stderr
+    assert chart.read_bytes() == b"last week's chart"
+    assert sorted(p.name for p in mount.iterdir()) == ["filler", "week.png"]   # no half-written temporary file

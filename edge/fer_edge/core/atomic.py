@@ -16,9 +16,15 @@ def sha256_of(path: str) -> str:
 
 
 def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    """Write `data` to a temporary file beside `path`, then rename it over `path`; on a
+    failure (a full disk) the temporary file goes and `path` is as it was."""
     with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(path)), delete=False) as part:
-        part.write(data)
+        try:
+            part.write(data)
+            part.flush()
+        except OSError:
+            os.unlink(part.name)
+            raise
     try:
         os.chmod(part.name, mode)
         os.replace(part.name, path)

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
 from .store import is_disk_full
+from ..core.atomic import write_atomically
 from ..core.errors import UserError
 from ..core.labels import LABELS, colour, pleasant_first
 from ..core.records import CUT_ENDINGS
@@ -225,12 +226,18 @@ def format_csv(report: dict) -> str:
 
 
 def plot(report: dict, out_png: str) -> None:
-    """The report's figure as a PNG."""
+    """The report's figure as a PNG (or SVG, PDF), written whole or not at all: a chart that
+    cannot be written (a full disk) leaves no empty file and the last chart as it was."""
     fig = figure(report)  # first: it says how to install matplotlib when it is missing
     import matplotlib.pyplot as plt
 
-    fig.savefig(out_png, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=100, format=os.path.splitext(out_png)[1][1:].lower())
     plt.close(fig)
+    try:
+        write_atomically(out_png, image.getvalue())
+    except OSError as exc:
+        raise UserError(f"--plot {out_png}: cannot write ({exc.strerror or exc})") from None
 
 
 def figure(report: dict) -> Any:
