@@ -6,6 +6,7 @@ validation, `config show` and docs/config.md all come from the one table below, 
 value is held to the same rule whether it comes from a flag or from the file.
 """
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -504,7 +505,9 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # JSON's string escapes are TOML's; TOML also wants DEL escaped. A control character
+    # printed raw would make `config show > file` unreadable and rewrite the terminal.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def resolve(file_values: Dict[str, Any], given: Dict[str, Any]) -> Settings:

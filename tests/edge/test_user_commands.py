@@ -205,6 +205,19 @@ def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
     assert checked.returncode == 0 and "ok (1 settings)" in checked.stdout, checked.stderr
 
 
+def test_config_show_writes_a_file_that_reads_back_the_same(tmp_path):
+    """A control character in a value is escaped, not printed raw (invalid TOML, and a rewritten terminal)."""
+    config = tmp_path / "config.toml"
+    config.write_text('[source]\npath = "a\\nb\\tc\\u001b[2Jd\\u007fe\\"q\\\\z \u00fc"\n')
+    shown = run_cli("fer-edge", "config", "show", "--config", config)
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout, shown.stderr
+    again = tmp_path / "shown.toml"
+    again.write_text(shown.stdout)
+    from fer_edge.settings import tomllib   # the same parser, also on a Python before 3.11
+
+    assert tomllib.loads(again.read_text())["source"]["path"] == tomllib.loads(config.read_text())["source"]["path"]
+
+
 def test_config_show_says_unset_once_a_line():
     shown = run_cli("fer-edge", "config", "show")
     assert shown.returncode == 0, shown.stderr
