@@ -41,3 +41,23 @@ def test_a_looped_file_that_yields_no_frame_ends(photos, tmp_path):
     frames = list(frames_forever(lambda: open_source(source=cut, stop=stop), loop=True, stop=stop, on_event=said.append))
     assert frames == [] and time.monotonic() - started < 10
     assert len(said) == 1 and "ended after 0 of" in said[0], said
+
+
+def test_a_folder_of_photos_skips_what_is_not_a_file(photos, tmp_path):
+    """A pipe named b.jpg would block the run for ever, /dev/zero named d.jpg would never end:
+    each is counted unreadable, unopened."""
+    import os
+
+    from fer_edge.vision.capture import ImageSource
+
+    (tmp_path / "a.jpg").write_bytes((photos / "single_face.jpg").read_bytes())
+    os.mkfifo(tmp_path / "b.jpg")
+    (tmp_path / "c.jpg").mkdir()
+    (tmp_path / "d.jpg").symlink_to("/dev/zero")
+    source = ImageSource(str(tmp_path))
+    frames: list = []
+    reader = threading.Thread(target=lambda: frames.extend(source.frames()), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "the folder's pipe or /dev/zero was opened"
+    assert len(frames) == 1 and source.unreadable == ["b.jpg", "c.jpg", "d.jpg"]

@@ -299,7 +299,8 @@ class ImageSource:
         for index, path in enumerate(self.paths):
             if self.stop.is_set():
                 return
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            # only a regular file is read: a pipe named x.jpg would block for ever, /dev/zero never end
+            image = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
             if image is None:
                 if len(self.paths) == 1:
                     raise SourceError(f"{path}: not a readable image")
