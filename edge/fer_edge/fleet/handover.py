@@ -4,7 +4,7 @@ mosquitto 2 deals a shared subscription's messages round robin to every member's
 connected or not. A stopped collector's persistent session goes on receiving its share, and
 when that session ends (it expires, or closes) the messages in it, queued or in flight, are
 dropped, not passed to another member. So each collector says it is `up` (retained, on
-PREFIX/_collectors/GROUP/CLIENT_ID) with a will that says `gone`. When one is gone, the live
+PREFIX-collectors/GROUP/CLIENT_ID) with a will that says `gone`. When one is gone, the live
 collector with the lowest client id connects under the gone one's client id, takes its
 session, leaves the shared subscriptions (no new share goes there), stores and acknowledges
 what the session held, clears the `gone` and ends the session. A collector that never returns
@@ -53,7 +53,10 @@ class Link:
 
 
 def roster_topic(prefix: str, group: str, client_id: str = "+") -> str:
-    return f"{prefix}/_collectors/{group}/{client_id}"
+    """Beside the devices' topics, never under PREFIX/: no device's login (`pattern write
+    fer-edge/%u/#`) and no bridged site (`topic fer-edge/# out`) can write the roster, where one
+    forged retained `up` under a low client id would stop every takeover."""
+    return f"{prefix}-collectors/{group}/{client_id}"
 
 
 def session_properties(expiry: int, receive_maximum: int) -> Any:

@@ -1,0 +1,58 @@
+"""The fleet attacked where its own machinery crosses a trust boundary: the collectors' roster
+on the broker, and database passwords in addresses and error texts. Real mosquitto, with the
+ACL docs/fleet.md gives."""
+
+import signal
+import sqlite3
+
+import pytest
+
+from fer_edge.fleet.handover import roster_topic
+from mqtt_helpers import Broker, Recorder, start_collector
+from test_fleet import broker_acl, publish, publisher, stop, visit_json
+
+pytest.importorskip("paho.mqtt")
+
+
+def stored_visits(db):
+    try:
+        return sqlite3.connect(db).execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM sessions").fetchone()
+    except sqlite3.OperationalError:
+        return (0, 0)
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_device_cannot_forge_the_roster_and_stop_the_takeover(tmp_path):
+    """A device whose login is `_collectors` writes a retained `up` for a client id below every
+    collector's: had it reached the roster, no collector would take over a dead one's session."""
+    db = tmp_path / "fleet.db"
+    users = {"kiosk-a": "kiosk-a-password", "_collectors": "device-password", "fer-edge-collector": "collector-password"}
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
+    password_file = tmp_path / "collector-password"
+    password_file.write_text(users["fer-edge-collector"] + "\n")
+    password_file.chmod(0o600)
+    login = ("--mqtt-username", "fer-edge-collector", "--mqtt-password-file", password_file)
+    first, second = (start_collector(broker.port, db, name, *login) for name in ("collector-a", "collector-b"))
+    kiosk, forger = publisher(broker.port, "kiosk-a", users["kiosk-a"]), publisher(broker.port, "_collectors",
+                                                                                   users["_collectors"])
+    try:
+        forged = forger.publish(roster_topic("fer-edge", "fer-edge-collectors", "!"), "up", qos=1, retain=True)
+        forged.wait_for_publish(10)
+        Recorder.wait_for(lambda: forged.mid in forger.answers, 5)
+        for number in range(200):
+            if number == 100:
+                second.send_signal(signal.SIGKILL)
+                second.wait(10)
+            publish(kiosk, "fer-edge/kiosk-a/session", visit_json("kiosk-a", number))
+        all_stored = Recorder.wait_for(lambda: stored_visits(db) == (200, 200), 30)
+        count = stored_visits(db)
+    finally:
+        for client in (kiosk, forger):
+            client.loop_stop()
+            client.disconnect()
+        said = stop(first)
+        broker.stop()
+    assert forger.answers[forged.mid] == "Not authorized"
+    assert all_stored, f"{count} of 200 visits stored; collector-a said: {said}"
+    assert "collector collector-b is gone: taking over its session" in said
