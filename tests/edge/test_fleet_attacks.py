@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from fer_edge.fleet.handover import roster_topic
+from conftest import run_cli
 from mqtt_helpers import Broker, Recorder, start_collector
 from test_fleet import broker_acl, publish, publisher, stop, visit_json
 
@@ -56,3 +57,48 @@ def test_a_device_cannot_forge_the_roster_and_stop_the_takeover(tmp_path):
     assert forger.answers[forged.mid] == "Not authorized"
     assert all_stored, f"{count} of 200 visits stored; collector-a said: {said}"
     assert "collector collector-b is gone: taking over its session" in said
+
+
+ODD_PASSWORD = "p@ss%/?wd 9"     # every character an address treats specially, and a space
+
+
+@pytest.mark.slow
+def test_a_password_with_odd_characters_is_never_shown_written_raw_or_encoded(tmp_path):
+    """Written percent-encoded it connects to a real PostgreSQL; written raw (as an operator
+    might), every command says one line that shows none of it, libpq's quotes included."""
+    from urllib.parse import quote
+
+    from mqtt_helpers import made_up_visit
+    from pg_helpers import Postgres, fill_fleet_database
+
+    postgres = Postgres().start()
+    try:
+        import psycopg
+
+        with psycopg.connect(postgres.url, autocommit=True) as connection:
+            connection.execute(f"CREATE ROLE odd LOGIN SUPERUSER PASSWORD '{ODD_PASSWORD}'")
+        where = f"127.0.0.1:{postgres.port}/postgres"
+        fill_fleet_database(postgres.url, [made_up_visit("kiosk-a", 1)])
+        encoded = run_cli("fer-edge", "report", "--db", f"postgresql://odd:{quote(ODD_PASSWORD, safe='')}@{where}",
+                          "--since", "all", "--json", timeout=60)
+        raw = [f"postgresql://odd:{ODD_PASSWORD.replace(' ', '')}@{where}", f"postgresql://odd:{ODD_PASSWORD}@{where}",
+               f"postgresql://odd:p%zz{where}".replace("%zz", "%zzsecret@"),
+               f"postgresql://odd@{where}?password=se%zzcret", f"postgresql://odd:pa/ss@{where}"]
+        said = [(address, run_cli("fer-edge", *command, "--db", address, timeout=60))
+                for address in raw for command in (("report", "--since", "all"),
+                                                   ("collect", "--mqtt", "127.0.0.1:1", "--client-id", "c"))]
+    finally:
+        postgres.close()
+    assert encoded.returncode == 0, encoded.stderr
+    for address, result in said:
+        words = result.stdout + result.stderr
+        assert result.returncode == 1 and len(words.strip().splitlines()) == 1, (address, words)
+        for secret in ("ss%", "?wd", "wd 9", "zzsecret", "zzcret", "pa/ss", "ss@"):
+            assert secret not in words, (address, words)
+
+
+def test_an_at_sign_in_a_password_is_masked_in_any_text():
+    from fer_edge.core.network import without_password
+
+    assert without_password("database postgresql://fleet:p@ss@db:5432/fleet away: 'a@b'") == \
+        "database postgresql://fleet:***@db:5432/fleet away: 'a@b'"

@@ -30,9 +30,10 @@ def split_host_port(value: str, default_port: Optional[int]) -> Tuple[str, int]:
     return host, int(port_text)
 
 
-# A URL's user:password@ (a / in the password is wrong, but masked all the same), and a
-# password=VALUE in a URL's query or a key=value connection string, quoted or not.
-_URL_PASSWORD = re.compile(r"(://[^/@\s:]*):[^@\s]*@")
+# A URL's user:password@ up to the last @ before the host (an @ or / in the password is wrong,
+# but masked all the same), and a password=VALUE in a URL's query or a key=value connection
+# string, quoted or not.
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*):\S*?@(?=[^@\s/?]*(?:[/?\s]|$))")
 _KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'|[^\s&]+)", re.IGNORECASE)
 MASK = "***"
 

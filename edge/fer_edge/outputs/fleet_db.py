@@ -8,12 +8,13 @@ committed), so `fer-edge report` reads a device's log and the fleet's database a
 """
 
 import os
+import re
 import sqlite3
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 from urllib.parse import quote
 
 from ..core.errors import UserError
-from ..core.network import without_password
+from ..core.network import MASK, without_password
 from .store import TABLES, column_names, insert_sql, is_disk_full, is_locked
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -62,8 +63,12 @@ def is_postgres(target: str) -> bool:
 
 
 def describe(target: str) -> str:
-    """The target without its password, for messages."""
-    return without_password(os.fspath(target))
+    """The target without its password, for messages (one libpq refuses, with a space in it, too)."""
+    target = os.fspath(target)
+    user, colon, _ = _userinfo(target).partition(":")
+    if is_postgres(target) and colon:
+        target = f"{target.split('://', 1)[0]}://{user}:{MASK}@{target.rpartition('@')[2]}"
+    return without_password(target)
 
 
 class FleetDatabase:
@@ -194,11 +199,15 @@ def _psycopg(required: bool = True):
 
 def _connect_postgres(target: str, password: Optional[str], readonly: bool = False):
     psycopg = _psycopg()
+    from psycopg.conninfo import conninfo_to_dict
+    if "@" in _userinfo(target) or "/" in _userinfo(target):   # libpq would cut there and quote the rest as the host
+        raise DatabaseError(f"{describe(target)}: write an @ or / in the user name or password as %40 or %2F")
+    written = _written_password(target)
     try:
-        from psycopg.conninfo import conninfo_to_dict
         conninfo_to_dict(target)
-    except psycopg.ProgrammingError as exc:
-        raise DatabaseError(f"{describe(target)}: not a PostgreSQL address ({reason(exc)})") from None
+    except psycopg.ProgrammingError as exc:   # its words quote what it could not read: the password, maybe
+        why = reason(exc).replace(written, MASK) if written else reason(exc)
+        raise DatabaseError(f"{describe(target)}: not a PostgreSQL address ({why})") from None
     extra = {"password": password} if password else {}
     if readonly:  # a reader stuck on a lock or a hung server gives its connection back
         extra["options"] = f"-c statement_timeout={READ_SECONDS * 1000}"
@@ -217,3 +226,15 @@ def _connect_sqlite(path: str, readonly: bool):
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
+
+
+def _userinfo(target: str) -> str:
+    """USER:PASSWORD of a postgresql:// address, as written: up to its last @ (a raw @ or ? in the
+    password is the operator's mistake, and still all of it is the password)."""
+    return target.split("://", 1)[1].rpartition("@")[0] if "://" in target else ""
+
+
+def _written_password(target: str) -> str:
+    """The password as written in an address (user:PASSWORD@, or password=), not decoded."""
+    match = re.search(r"password\s*=\s*([^\s&]+)", target, re.IGNORECASE)
+    return match.group(1) if match else _userinfo(target).partition(":")[2]
