@@ -11,10 +11,11 @@ import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
 from .core.records import SOURCE_ENDED, STOPPED
 from .settings import Settings
+from .vision.running_mode import RunningMode
 
 if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds them
     from .vision.analyzer import FaceAnalyzer
@@ -23,7 +24,9 @@ if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds t
     from .fleet.collector import CollectorSettings
     from .outputs.mqtt import MQTTSink
     from .kiosk.pipeline import Pipeline, Stats
-    from .outputs.store import Spill
+    from .outputs.store import Spill, StoreFile
+    from .core.events import Sinks
+    from .kiosk.pipeline import FrameHook
 
 Say = Callable[[str], None]
 
@@ -82,7 +85,7 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = None,
+def make_analyzer(settings: Settings, mode: RunningMode, threads: Optional[int] = None,
                   min_face: Optional[int] = None) -> "FaceAnalyzer":
     """The FaceAnalyzer the settings describe: the emotion model and the face detector."""
     from .vision.analyzer import FaceAnalyzer
@@ -96,7 +99,7 @@ def make_analyzer(settings: Settings, stills: bool, threads: Optional[int] = Non
     path, temperature, why = choose_variant(model.path, model.variant, delegate)
     classifier = EmotionClassifier(path, threads=threads, delegate=delegate, mirror=model.mirror, temperature=temperature,
                                    variant_reason=why)
-    detector = make_detector(settings.detector.type, settings.detector.blazeface_model, stills=stills,
+    detector = make_detector(settings.detector.type, settings.detector.blazeface_model, mode=mode,
                              min_size=min_face or settings.detector.min_face, threads=threads)
     return FaceAnalyzer(detector, classifier, model.margin)
 
@@ -120,23 +123,25 @@ def run(settings: Settings, say: Say, started: float) -> None:
         from .kiosk.drawing import check_video_path
 
         check_video_path(settings.run.annotate, settings.source.path, db_path)
-    stills = isinstance(first_source, ImageSource)
+    mode = RunningMode.STILLS if isinstance(first_source, ImageSource) else RunningMode.VIDEO
     # At camera rate a frame waits for the camera, not for the model: one thread costs the
     # least CPU. A file read as fast as it goes uses every thread "auto" allows.
     at_camera_rate = first_source.live or source_settings.realtime
-    analyzer = make_analyzer(settings, stills, threads=1 if at_camera_rate and settings.model.threads == "auto" else None)
+    analyzer = make_analyzer(settings, mode, threads=1 if at_camera_rate and settings.model.threads == "auto" else None)
     if at_camera_rate:  # OpenCV's pool wakes every core for a frame's small resizes: more CPU than it saves
         cv2.setNumThreads(1)
-    pipeline = build_pipeline(settings, analyzer, first_source, stills, db_path, say, stop)
-    server = None
+    sinks, store = build_sinks(settings, analyzer, db_path, say, stop)
+    live, server = None, None
     if settings.web.listen:
         from .kiosk.live import LiveState
+
+        live = LiveState({"device": device_id(settings), "model": analyzer.classifier.name,
+                          "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
+                         health=sinks.health, alive=sinks.alive)
+    pipeline = build_pipeline(settings, analyzer, first_source, mode, sinks, store, [live] if live else [], say)
+    if live is not None:
         from .web.device_page import start_web
 
-        live = LiveState({"device": pipeline.device_id, "model": analyzer.classifier.name,
-                          "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
-                         health=pipeline.health, alive=pipeline.alive)
-        pipeline.hooks.append(live)
         server = start_web(settings, live, db_path, say, photo_analyzer(settings), device_id(settings))
     if analyzer.detector.note:
         say(analyzer.detector.note)
@@ -157,27 +162,20 @@ def run(settings: Settings, say: Say, started: float) -> None:
                                    max_frames=source_settings.max_frames, stop=stop), stop)
         health = pipeline.health()
     finally:
-        pipeline.close(STOPPED if stop.is_set() else SOURCE_ENDED)
-        if pipeline.store is not None:
-            pipeline.store.close()
+        pipeline.close(STOPPED if stop.is_set() else SOURCE_ENDED)   # the sinks, then the store they share
         if server:
             server.stop()
     say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
 
 
-def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: Any, stills: bool, db_path: Optional[str],
-                   say: Say, stop: Optional[threading.Event] = None) -> "Pipeline":
-    """Sinks, sessions and frame hooks around the analyzer; `db_path` None: no log; `stop` is
-    set when stdout's reader goes away."""
-    from .core.clock import WallClock
-    from .kiosk.drawing import Annotator, Window
+def build_sinks(settings: Settings, analyzer: "FaceAnalyzer", db_path: Optional[str], say: Say,
+                stop: Optional[threading.Event] = None) -> "Tuple[Sinks, Optional[StoreFile]]":
+    """The run's outputs and the store file they share; `db_path` None: no log; `stop` is set
+    when stdout's reader goes away."""
     from .core.errors import UserError
-    from .kiosk.notify import Notifier
-    from .kiosk.pipeline import Pipeline
-    from .kiosk.sessions import SessionTracker
-    from .outputs.sinks import EventSink, SQLiteLog, StdoutLog
+    from .core.events import EventSink, Sinks
+    from .outputs.sinks import SQLiteLog, StdoutLog
     from .outputs.store import StoreFile
-    from .vision.track import Tracker
 
     device = device_id(settings)
     sinks: List[EventSink] = []
@@ -194,34 +192,47 @@ def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: A
             raise UserError("--mqtt needs the local database for its durable outbox; drop --no-db")
         assert store is not None
         sinks.append(make_mqtt_sink(settings, device, db_path, analyzer.classifier, say, store.spill))
+    return Sinks(sinks), store
+
+
+def build_pipeline(settings: Settings, analyzer: "FaceAnalyzer", first_source: Any, mode: RunningMode, sinks: "Sinks",
+                   store: "Optional[StoreFile]" = None, hooks: "Iterable[FrameHook]" = (),
+                   say: Say = lambda message: None) -> "Pipeline":
+    """Sessions and frame hooks around the analyzer and the sinks; `store` is closed after the
+    sinks; `hooks` go after the run's own (the notifier, the annotated video, the window)."""
+    from .core.clock import WallClock
+    from .kiosk.drawing import Annotator, Window
+    from .kiosk.notify import Notifier
+    from .kiosk.pipeline import Pipeline
+    from .kiosk.sessions import SessionTracker
+    from .vision.track import Tracker
+
+    device = device_id(settings)
+    stills = mode is RunningMode.STILLS
     clock = WallClock(time.time(), say)
     sessions = SessionTracker(min_seconds=settings.sessions.min_seconds, gap_seconds=settings.sessions.gap_seconds,
                               exit_seconds=settings.sessions.exit_seconds, valence=settings.sessions.valence,
                               device_id=device, clock=clock, labels=analyzer.labels)
-    notifier = Notifier()
-    hooks: list = [notifier]
+    own: List["FrameHook"] = [Notifier(healthy=sinks.alive)]
     if settings.run.annotate:
-        hooks.append(Annotator(settings.run.annotate, first_source.fps))
+        own.append(Annotator(settings.run.annotate, first_source.fps))
     if settings.run.show:
-        hooks.append(Window())
+        own.append(Window())
     # Separate photos are not a sequence: never carry a track from one photo to the next.
     tracker = (Tracker(iou_threshold=1.01, max_misses=0, labels=analyzer.labels) if stills
                else Tracker(labels=analyzer.labels))
-    pipeline = Pipeline(analyzer, tracker, sinks, hooks, device_id=device, log_interval=settings.log.interval,
-                        save_crops=settings.log.save_crops, sessions=None if stills else sessions,
-                        stats_interval=settings.mqtt.stats_interval, clock=clock,
-                        cadence=make_cadence(settings, stills))
-    pipeline.store = store  # released after the sinks close
-    notifier.healthy = pipeline.alive
-    return pipeline
+    return Pipeline(analyzer, tracker, sinks, [*own, *hooks], device_id=device, log_interval=settings.log.interval,
+                    save_crops=settings.log.save_crops, sessions=None if stills else sessions,
+                    stats_interval=settings.mqtt.stats_interval, clock=clock,
+                    cadence=make_cadence(settings, mode), store=store)
 
 
-def make_cadence(settings: Settings, stills: bool) -> "Cadence":
+def make_cadence(settings: Settings, mode: RunningMode) -> "Cadence":
     """How often the camera loop looks; photos are each looked at whole."""
     from .vision.cadence import Cadence
 
     cadence = settings.cadence
-    if stills or cadence.every_frame:
+    if mode is RunningMode.STILLS or cadence.every_frame:
         return Cadence()
     return Cadence(cadence.analyse_fps)
 
@@ -308,7 +319,7 @@ def summary_line(stats: "Stats", sessions_done: int, health: dict, stopped: bool
 
 def photo_analyzer(settings: Settings) -> Callable:
     """How the page's photo uploads are analysed: stills, one thread, small faces too."""
-    return lambda: make_analyzer(settings, stills=True, threads=1, min_face=16)
+    return lambda: make_analyzer(settings, RunningMode.STILLS, threads=1, min_face=16)
 
 
 def serve_fleet(settings: Settings, say: Say) -> None:

@@ -9,6 +9,7 @@ from conftest import run_cli
 from fer_edge.model.calibration import expected_calibration_error, fit_temperature, reliability
 from fer_edge.model.classify import EmotionClassifier, probabilities
 from fer_edge.vision.detect import make_detector
+from fer_edge.vision.running_mode import RunningMode
 from fer_edge.vision.detectors import FusedDetector
 from fer_edge.model.metadata import read_metadata
 from fer_edge.model.preprocess import FER_EYE_DISTANCE, FER_EYE_MIDPOINT, crop_detected
@@ -24,7 +25,7 @@ def _eyes_in_crop(crop):
 
 
 def test_detected_faces_are_framed_where_fer2013_has_its_eyes(photos):
-    detector = make_detector("auto", stills=True, min_size=16)
+    detector = make_detector("auto", mode=RunningMode.STILLS, min_size=16)
     measured = []
     for name in PORTRAITS:
         image = cv2.imread(str(photos / name))
@@ -44,17 +45,17 @@ def test_detected_faces_are_framed_where_fer2013_has_its_eyes(photos):
 
 def test_haar_boxes_keep_box_crops(photos):
     image = cv2.imread(str(photos / "single_face.jpg"))
-    detection = make_detector("haar", stills=True).detect(image)[0]
+    detection = make_detector("haar", mode=RunningMode.STILLS).detect(image)[0]
     assert detection.eyes is None
     assert crop_detected(image, detection).shape == (48, 48)
 
 
 def test_a_portrait_cropped_to_the_face_is_found_on_a_second_look(photos):
     image = cv2.imread(str(photos / "single_face.jpg"))
-    x, y, w, h = (int(v) for v in make_detector("auto", stills=True, min_size=16).detect(image)[0][:4])
+    x, y, w, h = (int(v) for v in make_detector("auto", mode=RunningMode.STILLS, min_size=16).detect(image)[0][:4])
     tight = image[y:y + h, x:x + w]
     assert FusedDetector(min_size=16).detect(tight) == [], "BlazeFace alone misses a face that fills the picture"
-    found = make_detector("auto", stills=True, min_size=16).detect(tight)
+    found = make_detector("auto", mode=RunningMode.STILLS, min_size=16).detect(tight)
     assert len(found) == 1
     fx, fy, fw, fh = found[0][:4]
     assert fw > 0.6 * w and abs(fx + fw / 2 - w / 2) < 0.2 * w and abs(fy + fh / 2 - h / 2) < 0.25 * h
@@ -63,9 +64,9 @@ def test_a_portrait_cropped_to_the_face_is_found_on_a_second_look(photos):
 def test_a_portrait_cut_at_the_sides_is_found_on_the_second_look(photos):
     """Face crops are often narrower than the face: the second look lets the box hang over."""
     image = cv2.imread(str(photos / "single_face.jpg"))
-    x, y, w, h = (int(v) for v in make_detector("auto", stills=True, min_size=16).detect(image)[0][:4])
+    x, y, w, h = (int(v) for v in make_detector("auto", mode=RunningMode.STILLS, min_size=16).detect(image)[0][:4])
     narrow = image[y:y + h, x + w // 5:x + w - w // 5]
-    found = make_detector("auto", stills=True, min_size=16).detect(narrow)
+    found = make_detector("auto", mode=RunningMode.STILLS, min_size=16).detect(narrow)
     assert len(found) == 1
     fx, fy, fw, fh = found[0][:4]
     assert fw > narrow.shape[1] and abs(fx + fw / 2 - narrow.shape[1] / 2) < 0.2 * w

@@ -14,7 +14,7 @@ from fer_edge.vision.detect import make_detector
 from fer_edge.kiosk.pipeline import Pipeline
 from fer_edge.core.records import CAMERA_LOST, SOURCE_ENDED, TrackUpdate, View, Visit
 from fer_edge.kiosk.sessions import SessionTracker
-from fer_edge.outputs.sinks import EventSink
+from fer_edge.core.events import EventSink
 from fer_edge.vision.track import Tracker
 
 

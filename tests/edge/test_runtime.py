@@ -16,6 +16,7 @@ import pytest
 
 from conftest import run_cli
 from fer_edge.vision.detect import make_detector
+from fer_edge.vision.running_mode import RunningMode
 
 FRONTAL = {"astronaut.png": 1, "single_face.jpg": 1, "two_people.jpg": 2, "multi_face.jpg": 5}
 
@@ -35,7 +36,7 @@ def test_device_side_never_imports_tensorflow():
 
 @pytest.mark.parametrize("detector", ["auto", "haar"])
 def test_all_frontal_faces_found_without_false_ones(photos, detector):
-    det = make_detector(detector, stills=True)
+    det = make_detector(detector, mode=RunningMode.STILLS)
     for name, expected in FRONTAL.items():
         boxes = det.detect(cv2.imread(str(photos / name)))
         assert len(boxes) == expected, (det.name, name, boxes)

@@ -98,8 +98,9 @@ def _softmax(z):
 def _photo_faces(photos):
     """Face boxes of real photos, padded square with black and resized to 112 as face-api.js does."""
     from fer_edge.vision.detect import make_detector
+    from fer_edge.vision.running_mode import RunningMode
 
-    detector = make_detector("auto", min_size=16, stills=True)
+    detector = make_detector("auto", min_size=16, mode=RunningMode.STILLS)
     faces = []
     for name in ("astronaut.png", "single_face.jpg", "multi_face.jpg", "two_people.jpg"):
         image = cv2.imread(str(photos / name))

@@ -86,9 +86,10 @@ def test_detail_ceiling_is_fer2013s_upper_quartile(fer_csv):
 
 def _large_face(photos):
     from fer_edge.vision.detect import make_detector
+    from fer_edge.vision.running_mode import RunningMode
 
     frame = cv2.imread(str(photos / "single_face.jpg"))
-    detections = make_detector("auto", min_size=16, stills=True).detect(frame)
+    detections = make_detector("auto", min_size=16, mode=RunningMode.STILLS).detect(frame)
     return frame, max(detections, key=lambda d: d.w * d.h)
 
 

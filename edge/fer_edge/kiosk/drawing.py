@@ -127,6 +127,9 @@ class Annotator:
             self.writer = open_video(self.path, self.fps, (w, h))
         self.writer.write(image)
 
+    def stopping(self) -> None:
+        pass
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
@@ -147,6 +150,9 @@ class Window:
         if frame.image is not None:
             cv2.imshow(self.title, draw(frame.image, tracks))
         cv2.waitKey(1)
+
+    def stopping(self) -> None:
+        pass
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)

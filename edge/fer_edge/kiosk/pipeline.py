@@ -2,9 +2,9 @@
 
 Everything is built before the first frame (one interpreter for the run, never one per
 frame); the loop only moves frames. Where results go is not the loop's business: every
-event goes to each sink (sinks.EventSink), every frame to each frame hook (something
-with `on_frame(frame, tracks, stats)` and `close()`: the annotated video, the window, the
-live view, the systemd notifier). Stage times are kept for `fer-edge bench`.
+event goes to each sink (core.events.EventSink), every frame to each `FrameHook` (the
+annotated video, the window, the live view, the systemd notifier). Stage times are kept
+for `fer-edge bench`.
 """
 
 import os
@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Protocol
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from ..vision.analyzer import FaceAnalyzer
 from ..vision.cadence import Cadence
 from ..vision.capture import Frame
 from ..core.clock import WallClock
+from ..core.events import EventSink, Sinks
 from .sessions import SessionTracker
 from ..core.records import CAMERA_LOST, SOURCE_ENDED, RunStats, TrackUpdate, View
 from ..vision.track import Track, Tracker
@@ -71,14 +72,34 @@ class Stats:
         return len(recent) / busy if busy > 0 else 0.0
 
 
+class FrameHook(Protocol):
+    """Something that sees every processed frame: the annotated video, the window, the live
+    view, the systemd notifier."""
+
+    def on_frame(self, frame: Frame, tracks: List[Track], stats: "Stats") -> None:
+        """Called after every processed frame, with the tracks seen in it."""
+
+    def stopping(self) -> None:
+        """The run is about to end (before the last visits are finished)."""
+
+    def close(self) -> None:
+        """The run has ended."""
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 class Pipeline:
-    def __init__(self, analyzer: FaceAnalyzer, tracker: Tracker, sinks: Iterable = (), hooks: Iterable = (),
-                 device_id: str = "fer-edge", log_interval: float = 1.0, save_crops: Optional[str] = None,
-                 sessions: Optional[SessionTracker] = None,
+    def __init__(self, analyzer: FaceAnalyzer, tracker: Tracker, sinks: Iterable[EventSink] = (),
+                 hooks: Iterable[FrameHook] = (), device_id: str = "fer-edge", log_interval: float = 1.0,
+                 save_crops: Optional[str] = None, sessions: Optional[SessionTracker] = None,
                  stats_interval: float = 60.0, clock: Optional[WallClock] = None,
-                 cadence: Optional[Cadence] = None):
+                 cadence: Optional[Cadence] = None, store: Optional[Closable] = None):
+        """`store`: the store file the sinks share (the composition root opened it), closed after them."""
         self.analyzer, self.tracker = analyzer, tracker
-        self.sinks, self.hooks = list(sinks), list(hooks)
+        self.sinks = sinks if isinstance(sinks, Sinks) else Sinks(sinks)
+        self.hooks = list(hooks)
         self.device_id, self.log_interval, self.save_crops = device_id, log_interval, save_crops
         self.sessions, self.stats_interval = sessions, stats_interval
         self.sessions_done = 0
@@ -86,7 +107,7 @@ class Pipeline:
         self.last_logged: Dict[int, float] = {}
         self.view_sent = float("-inf")
         self.stats = Stats()
-        self.store: Optional[Any] = None   # the store file the composition root opened, closed after the sinks
+        self.store = store
         self.clock = clock or WallClock(time.time())
         self.last_media_time: Optional[float] = None
         self.cadence = cadence or Cadence()
@@ -148,8 +169,7 @@ class Pipeline:
         visits = self.sessions.in_progress(frame.media_time) if self.sessions is not None else []
         self.stats.view = now = View.of(tracks, visits, self.device_id, time.time())
         self.view_sent = frame.media_time
-        for sink in self.sinks:
-            sink.view(now)
+        self.sinks.view(now)
 
     def _camera_lost(self):
         """No frame for longer than a visit's gap: the visits end at their last sighting, as
@@ -170,19 +190,15 @@ class Pipeline:
     def _finish_sessions(self, finished):
         for session in finished:
             self.sessions_done += 1
-            for sink in self.sinks:
-                sink.session(session)
+            self.sinks.session(session)
 
     def health(self) -> dict:
         """What the sinks report of themselves (log state, broker state, backlog), merged."""
-        merged = {}
-        for sink in self.sinks:
-            merged.update(sink.health())
-        return merged
+        return self.sinks.health()
 
     def alive(self) -> bool:
         """Every sink's threads still run (the watchdog and /healthz follow this)."""
-        return all(sink.alive() for sink in self.sinks)
+        return self.sinks.alive()
 
     def stats_payload(self) -> RunStats:
         """What the stats message carries: throughput, stage latencies, counts, uptime, sink health."""
@@ -194,9 +210,7 @@ class Pipeline:
                         camera_lost=s.camera_lost, health=self.health())
 
     def _send_stats(self):
-        payload = self.stats_payload()
-        for sink in self.sinks:
-            sink.stats(payload)
+        self.sinks.stats(self.stats_payload())
 
     def _log(self, frame, tracks, faces, analysed):
         now = time.time()
@@ -208,9 +222,7 @@ class Pipeline:
             if last is not None and frame.media_time - last < self.log_interval:
                 continue
             self.last_logged[track.id] = frame.media_time
-            ev = TrackUpdate.of(track, self.device_id, frame.index, now, analysed)
-            for sink in self.sinks:
-                sink.update(ev)
+            self.sinks.update(TrackUpdate.of(track, self.device_id, frame.index, now, analysed))
             self.stats.updates += 1
             if self.stats.first_face_at is None:
                 self.stats.first_face_at = time.monotonic()
@@ -234,15 +246,16 @@ class Pipeline:
     def close(self, ended_by: str = SOURCE_ENDED) -> None:
         """Finish the visits in progress (`ended_by`: why the run ends), send the last stats, close everything."""
         for hook in self.hooks:
-            stopping = getattr(hook, "stopping", None)
-            if stopping:
-                stopping()
+            hook.stopping()
         if self.sessions is not None:
             self._finish_sessions(self.sessions.flush(ended_by))
         if self.sinks:
             self._send_stats()
         summary = {"frames": self.stats.frames, "faces": self.stats.faces, "updates": self.stats.updates}
-        for sink in self.sinks:
-            sink.close(summary)
+        try:
+            self.sinks.close(summary)
+        finally:
+            if self.store is not None:
+                self.store.close()
         for hook in self.hooks:
             hook.close()

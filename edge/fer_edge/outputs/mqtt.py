@@ -30,12 +30,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .outbox import Outbox, OutboxSender, Transport
 from ..core.errors import UserError
+from ..core.events import EventSink
 from ..core.labels import LABELS
 from ..core.log import say
 from ..core.records import RunStats, TrackUpdate, View, Visit
 from ..core.network import split_host_port
 from ..core.settings_sections import MqttSection
-from .sinks import EventSink
 from .store import Spill, is_disk_full, is_locked
 
 

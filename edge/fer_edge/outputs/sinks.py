@@ -1,4 +1,4 @@
-"""Where events go. Every sink implements `EventSink`: a track update, a finished visit, a
+"""Where events go. Every sink implements `EventSink` (core.events): a track update, a finished visit, a
 stats message, and the end of the run; `health` says how the sink is doing.
 
 `SQLiteLog` is the local log (WAL, every row committed: a power cut loses nothing already
@@ -19,36 +19,10 @@ import time
 from collections import deque
 from typing import Callable, Optional, TextIO
 
+from ..core.events import EventSink
 from ..core.labels import LABELS
-from ..core.records import LEFT, RunStats, TrackUpdate, View, Visit
+from ..core.records import LEFT, TrackUpdate, Visit
 from .store import BUSY_SECONDS, StoreFile, column_names, connect, insert_sql, is_disk_full, is_locked, migrate
-
-
-class EventSink:
-    """Where the pipeline's events go; every method may be left as it is here."""
-
-    def update(self, update: TrackUpdate) -> None:
-        """One track update (rate-limited per face)."""
-
-    def session(self, visit: Visit) -> None:
-        """One finished visit."""
-
-    def view(self, view: View) -> None:
-        """Who is in view now: when the count changes, else once per log interval."""
-
-    def stats(self, stats: RunStats) -> None:
-        """The periodic stats message."""
-
-    def health(self) -> dict:
-        """What the status page, the stats message and the run's summary show of this sink."""
-        return {}
-
-    def alive(self) -> bool:
-        """Every thread this sink relies on still runs (the watchdog stops when one has died)."""
-        return True
-
-    def close(self, summary: dict) -> None:
-        """The run ends; `summary` has frames, faces and updates."""
 
 
 class SQLiteLog(EventSink):

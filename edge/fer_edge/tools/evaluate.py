@@ -44,6 +44,7 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
     from ..model.datasets import (is_csv, read_dataset, read_fer2013, read_ferplus, read_split, read_split_record,
                                   split_record_path)
     from ..vision.detect import make_detector
+    from ..vision.running_mode import RunningMode
 
     members = [EmotionClassifier(path, threads=threads, mirror=mirror) for path in model_paths] or \
         [EmotionClassifier(None, threads=threads, mirror=mirror)]
@@ -66,7 +67,7 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
         record = read_split_record(record_path) if record_path else None
         detects = detect or bool(record and record.get("detect"))   # a run that detected faces is judged so
         if detects and detector is None:
-            detector = make_detector(detector_name, min_size=16, stills=True)
+            detector = make_detector(detector_name, min_size=16, mode=RunningMode.STILLS)
             if detector.note:
                 say(detector.note)
         if record is None:

@@ -5,11 +5,11 @@
 how faces are framed or classified reaches all of them at once.
 """
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .detect import Detection
+from .detect import Detection, Detector
 from ..core.records import emotion_mix
 from ..model.preprocess import SIZE, crop_detected
 
@@ -37,7 +37,7 @@ class Face(NamedTuple):
 class FaceAnalyzer:
     """A detector and a classifier, with the crop that joins them."""
 
-    def __init__(self, detector: Any, classifier: "EmotionClassifier", margin: Optional[float] = None):
+    def __init__(self, detector: Detector, classifier: "EmotionClassifier", margin: Optional[float] = None):
         self.detector, self.classifier = detector, classifier
         self.margin = classifier.margin if margin is None else margin
 
@@ -69,7 +69,7 @@ class FaceAnalyzer:
         return self.classify(image, self.detect(image))
 
 
-def largest_faces(photos: Iterable[np.ndarray], detector: Any, margin: float,
+def largest_faces(photos: Iterable[np.ndarray], detector: Detector, margin: float,
                   progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray]:
     """48x48 crop of the largest detected face per photo (zeros where none), and which photos
     had one: how labelled photos are read end to end (`eval --detect`, `fer-train --detect`).

@@ -11,9 +11,13 @@ BlazeFace is not ours to ship: its .tflite files come from a path the user gives
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Protocol, Tuple
 
 from ..core.errors import UserError
+from .running_mode import RunningMode
+
+if TYPE_CHECKING:  # for the hints only: numpy is loaded with the detectors
+    import numpy as np
 
 
 class DetectorError(UserError):
@@ -45,6 +49,17 @@ class Detection(NamedTuple):
         return Detection(self.x + dx, self.y + dy, self.w, self.h, self.score, eyes)
 
 
+class Detector(Protocol):
+    """What a face detector is to the rest of fer-edge."""
+
+    name: str              # as the start line, the status page and the log name it
+    note: Optional[str]    # why a better detector was not chosen (said once at start), or None
+
+    def detect(self, frame: "np.ndarray") -> List[Detection]:
+        """The faces in a BGR or grey frame, in frame pixels."""
+        ...
+
+
 NO_BLAZEFACE = "BlazeFace is not installed: `fer-edge detector fetch` installs it (or pass --blazeface-model PATH)"
 
 
@@ -61,48 +76,50 @@ class DetectorOptions:
 
     min_size: int = 24
     threads: int = 1
-    stills: bool = False             # separate photos (coverage counts) rather than video (speed counts)
+    mode: RunningMode = RunningMode.VIDEO  # separate photos: coverage counts; video: speed counts
     model_path: Optional[str] = None  # a model file given by the user (BlazeFace)
+    note: Optional[str] = None        # the detector's `note`: why a better one was not chosen
 
 
-def _haar(options: DetectorOptions):
+def _haar(options: DetectorOptions) -> Detector:
     from .detectors import HaarDetector
 
     # Video: a 320-pixel copy and coarse scale steps keep Haar near real time; photos get
     # more pixels and finer steps, for the small faces of a group photo.
-    if options.stills:
-        return HaarDetector(max_side=640, scale_factor=1.1, min_size=options.min_size)
-    return HaarDetector(max_side=320, scale_factor=1.2, min_size=options.min_size)
+    if options.mode is RunningMode.STILLS:
+        return HaarDetector(max_side=640, scale_factor=1.1, min_size=options.min_size, note=options.note)
+    return HaarDetector(max_side=320, scale_factor=1.2, min_size=options.min_size, note=options.note)
 
 
-def _second_look_for_stills(found, options: DetectorOptions):
+def _second_look_for_stills(found: Detector, options: DetectorOptions) -> Detector:
     from .detectors import BorderRetry
 
-    return BorderRetry(found, options.min_size) if options.stills else found
+    return BorderRetry(found, options.min_size) if options.mode is RunningMode.STILLS else found
 
 
-def _blazeface(variant):
-    def make(options: DetectorOptions):
+def _blazeface(variant: str) -> Callable[[DetectorOptions], Detector]:
+    def make(options: DetectorOptions) -> Detector:
         from .detectors import BlazeFaceDetector
 
         found = BlazeFaceDetector(options.model_path if variant == "blazeface" else None, variant=variant,
-                                  min_size=options.min_size, threads=options.threads)
+                                  min_size=options.min_size, threads=options.threads, note=options.note)
         return _second_look_for_stills(found, options)
     return make
 
 
-def _blazeface_both(options: DetectorOptions):
+def _blazeface_both(options: DetectorOptions) -> Detector:
     from .detectors import FusedDetector
 
-    return _second_look_for_stills(FusedDetector(min_size=options.min_size, threads=options.threads), options)
+    return _second_look_for_stills(FusedDetector(min_size=options.min_size, threads=options.threads, note=options.note),
+                                   options)
 
 
 class Registered(NamedTuple):
-    make: Callable[[DetectorOptions], object]   # options -> an object with .name and .detect(frame)
+    make: Callable[[DetectorOptions], Detector]
     installed: Callable[[], bool]               # can it run here (its files present)?
 
 
-# Adding a detector: a class with `name` and `detect(frame) -> [Detection]`, and one line here.
+# Adding a detector: a `Detector` in detectors.py, and one line here.
 REGISTRY: Dict[str, Registered] = {
     "haar": Registered(_haar, lambda: True),
     "blazeface": Registered(_blazeface("blazeface"), lambda: bool(find_blazeface("blazeface"))),
@@ -116,8 +133,8 @@ AUTO_VIDEO = ("blazeface", "haar")
 AUTO_STILLS = ("blazeface-both", "blazeface", "haar")
 
 
-def make_detector(name: str = "auto", blazeface_model: Optional[str] = None, stills: bool = False, min_size: int = 24,
-                  threads: int = 1) -> Any:
+def make_detector(name: str = "auto", blazeface_model: Optional[str] = None, mode: RunningMode = RunningMode.VIDEO,
+                  min_size: int = 24, threads: int = 1) -> Detector:
     """The detector called `name`. `auto`: a BlazeFace model given by path, else the best
     installed one (short range for video, where speed counts; short + full range for still
     photos, where coverage counts), else Haar. The detector's `note` says why a better one
@@ -125,13 +142,11 @@ def make_detector(name: str = "auto", blazeface_model: Optional[str] = None, sti
     again with a border when it finds nothing."""
     if name not in DETECTORS:
         raise DetectorError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    options = DetectorOptions(min_size=min_size, threads=threads, stills=stills, model_path=blazeface_model)
     note = None
     if name == "auto":
-        preference = ("blazeface",) if blazeface_model else (AUTO_STILLS if stills else AUTO_VIDEO)
+        preference = ("blazeface",) if blazeface_model else (AUTO_STILLS if mode is RunningMode.STILLS else AUTO_VIDEO)
         name = next((n for n in preference if blazeface_model or REGISTRY[n].installed()), "haar")
         if name == "haar":
             note = f"{NO_BLAZEFACE}; detecting with the slower, less precise Haar cascade meanwhile"
-    detector: Any = REGISTRY[name].make(options)
-    detector.note = note
-    return detector
+    return REGISTRY[name].make(DetectorOptions(min_size=min_size, threads=threads, mode=mode, model_path=blazeface_model,
+                                               note=note))

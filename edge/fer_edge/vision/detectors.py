@@ -14,7 +14,7 @@ import numpy as np
 
 from ..model.litert import allocate_tensors, make_interpreter
 from ..model.preprocess import to_grey
-from .detect import NO_BLAZEFACE, Detection, DetectorError, find_blazeface
+from .detect import NO_BLAZEFACE, Detection, Detector, DetectorError, find_blazeface
 
 
 def _scaled(frame, max_side):
@@ -48,7 +48,9 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, max_side: int = 480, min_size: int = 24, min_neighbors: int = 5, scale_factor: float = 1.1):
+    def __init__(self, max_side: int = 480, min_size: int = 24, min_neighbors: int = 5, scale_factor: float = 1.1,
+                 note: Optional[str] = None):
+        self.note = note
         path = os.path.join(cv2.data.haarcascades if hasattr(cv2, "data") else "", "haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
@@ -125,8 +127,8 @@ class BlazeFaceDetector:
     """MediaPipe BlazeFace short-range (128x128 RGB) run by LiteRT; decoding and NMS in numpy."""
 
     def __init__(self, model_path: Optional[str] = None, score_threshold: float = 0.6, iou_threshold: float = 0.3,
-                 min_size: int = 24, threads: int = 1, variant: str = "blazeface"):
-        self.name = variant
+                 min_size: int = 24, threads: int = 1, variant: str = "blazeface", note: Optional[str] = None):
+        self.name, self.note = variant, note
         path = model_path or find_blazeface(variant)
         if not path:
             raise DetectorError(NO_BLAZEFACE)
@@ -189,7 +191,8 @@ class FusedDetector:
 
     name = "blazeface-both"
 
-    def __init__(self, iou_threshold: float = 0.3, **options):
+    def __init__(self, iou_threshold: float = 0.3, note: Optional[str] = None, **options: Any):
+        self.note = note
         self.parts = [BlazeFaceDetector(variant="blazeface", **options), BlazeFaceDetector(variant="blazeface-full", **options)]
         self.iou_threshold = iou_threshold
 
@@ -203,9 +206,9 @@ class BorderRetry:
     the photo, the face then being the size it was trained on. Such a photo often cuts the
     face at its sides, so on this second look a face may hang further over the photo's edge."""
 
-    def __init__(self, detector: Any, min_size: int, border: float = 0.5, outside: float = 0.5):
+    def __init__(self, detector: Detector, min_size: int, border: float = 0.5, outside: float = 0.5):
         self.detector, self.min_size, self.border, self.outside = detector, min_size, border, outside
-        self.name = detector.name
+        self.name, self.note = detector.name, detector.note
 
     def detect(self, frame: np.ndarray) -> List[Detection]:
         found = self.detector.detect(frame)

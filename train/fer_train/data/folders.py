@@ -91,6 +91,7 @@ def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
     from fer_edge.model.preprocess import DEFAULT_MARGIN
     from fer_edge.vision.analyzer import largest_faces
     from fer_edge.vision.detect import make_detector
+    from fer_edge.vision.running_mode import RunningMode
 
     def progress(photos):
         for k, photo in enumerate(photos, start=1):
@@ -98,7 +99,7 @@ def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
             if k % 200 == 0:
                 say(f"  looked for faces in {k} of {len(photos)} photos")
 
-    crops, found = largest_faces(faces.images, make_detector("auto", min_size=16, stills=True), DEFAULT_MARGIN,
+    crops, found = largest_faces(faces.images, make_detector("auto", min_size=16, mode=RunningMode.STILLS), DEFAULT_MARGIN,
                                  progress)
     kept = faces.subset(found).with_report_of(faces)
     kept.images = crops[found]
