@@ -117,6 +117,15 @@ def test_a_dead_stream_ends_a_bounded_run_in_one_line_without_ffmpeg_lines(schem
     assert "Traceback" not in result.stderr
 
 
+def test_a_stream_address_with_a_password_is_shown_masked(model_path):
+    """An IP camera's rtsp://user:password@ address: the journal gets the address, never the password."""
+    url = f"rtsp://admin:hunter2-secret@127.0.0.1:{closed_port()}/stream"
+    result = subprocess.run([FER_EDGE, "run", "--source", url, "--model", str(model_path), "--no-db", "--max-frames", "3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "hunter2-secret" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: rtsp://admin:***@127.0.0.1:"), result.stderr
+
+
 def test_a_named_pipe_is_opened_once_and_sigterm_stops_it(photos, model_path, tmp_path):
     fifo = tmp_path / "camera.pipe"
     os.mkfifo(fifo)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.media import is_image_path
 from ..core.errors import UserError
+from ..core.network import without_password
 from ..core.log import say
 
 
@@ -129,6 +130,7 @@ class OpenCVSource:
                  on_event: Callable[[str], None] = say, wait: bool = True, lean: bool = False,
                  give_up_after: Optional[float] = None):
         self.target, self.live, self.lean = target, live, lean
+        self.name = without_password(str(target))   # as messages show it: a camera's rtsp://user:password@ masked
         self.stop = stop or threading.Event()
         self.on_event = on_event
         self.give_up_after = give_up_after
@@ -151,7 +153,7 @@ class OpenCVSource:
         if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
             return (f"camera {self.target}: cannot open (no camera there, or another program is using it; "
                     "`ls /dev/video*` lists cameras)")
-        return f"{self.target}: no answer from the stream ({why_no_answer(str(self.target))})"
+        return f"{self.name}: no answer from the stream ({why_no_answer(str(self.target))})"
 
     def _open(self, first=False):
         if isinstance(self.target, int):
@@ -174,7 +176,7 @@ class OpenCVSource:
         if not capture.isOpened():
             capture.release()
             if first and not self.live:
-                raise SourceError(f"{self.target}: cannot open as video (missing, unreadable or unsupported format)")
+                raise SourceError(f"{self.name}: cannot open as video (missing, unreadable or unsupported format)")
             return False
         self.capture = capture
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.live else 0
@@ -245,14 +247,14 @@ class OpenCVSource:
                 continue
             if not self.live:
                 if index + 2 < self.frame_count:  # a damaged file: kept what was read; frames_forever says so
-                    self.ended_early = (f"{self.target} ended after {index} of the {self.frame_count} frames "
+                    self.ended_early = (f"{self.name} ended after {index} of the {self.frame_count} frames "
                                         "its header announces (damaged or cut short?)")
                 return
             if self.capture is not None:
                 self.capture.release()
                 self.capture = None
                 down_since = time.monotonic()
-                self.on_event(f"source {self.target} lost; reconnecting with backoff")
+                self.on_event(f"source {self.name} lost; reconnecting with backoff")
             if (self.give_up_after is not None and down_since is not None
                     and time.monotonic() - down_since >= self.give_up_after):
                 raise SourceError(f"{self._down()}; gave up after {self.give_up_after:.0f} s, as a run with "
@@ -260,10 +262,10 @@ class OpenCVSource:
             backoff.wait()
             if self._open():
                 self.reconnects += 1
-                self.on_event(f"source {self.target} {'reopened' if index else 'opened'}")
+                self.on_event(f"source {self.name} {'reopened' if index else 'opened'}")
             elif time.monotonic() - said_down >= STILL_DOWN_SAY_SECONDS:
                 said_down = time.monotonic()
-                self.on_event(f"{self.target}: still cannot open; trying every {backoff.cap:.0f} s")
+                self.on_event(f"{self.name}: still cannot open; trying every {backoff.cap:.0f} s")
 
     def _retrieve(self) -> Optional[np.ndarray]:
         """Decode the grabbed frame's pixels (None if the codec cannot)."""
