@@ -102,3 +102,38 @@ def test_an_at_sign_in_a_password_is_masked_in_any_text():
 
     assert without_password("database postgresql://fleet:p@ss@db:5432/fleet away: 'a@b'") == \
         "database postgresql://fleet:***@db:5432/fleet away: 'a@b'"
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_device_that_joins_the_collectors_group_loses_nothing_when_the_group_is_secret(tmp_path):
+    """mosquitto's ACL file never refuses a subscription: a device that joins the collectors'
+    shared group is dealt its share of other devices' visits, may not read them, and the broker
+    drops them. With the group named as docs/fleet.md says (known to the collectors only) the
+    device cannot join it."""
+    users = {"kiosk-a": "kiosk-a-password", "kiosk-b": "kiosk-b-password", "fer-edge-collector": "collector-password"}
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
+    password_file = tmp_path / "collector-password"
+    password_file.write_text(users["fer-edge-collector"] + "\n")
+    password_file.chmod(0o600)
+    thief = publisher(broker.port, "kiosk-a", users["kiosk-a"])
+    thief.subscribe([("$share/fer-edge-collectors/fer-edge/+/session", 1), ("$share/fer-edge-collectors/#", 1)])
+    kiosk = publisher(broker.port, "kiosk-b", users["kiosk-b"])
+    stored = {}
+    try:
+        for group in ("fer-edge-collectors", "fer-edge-collectors-5d1f7c0a93e2"):
+            db = tmp_path / f"{group}.db"
+            collector = start_collector(broker.port, db, f"collector-{len(stored)}", "--group", group, "--mqtt-username",
+                                        "fer-edge-collector", "--mqtt-password-file", password_file)
+            for number in range(60):
+                publish(kiosk, "fer-edge/kiosk-b/session", visit_json("kiosk-b", f"{group}-{number}"))
+            Recorder.wait_for(lambda db=db: stored_visits(db)[0] == 60, 10)
+            stored[group] = stored_visits(db)[0]
+            stop(collector)
+    finally:
+        for client in (kiosk, thief):
+            client.loop_stop()
+            client.disconnect()
+        broker.stop()
+    assert stored["fer-edge-collectors"] < 60, "the hazard docs/fleet.md warns of is real on this mosquitto"
+    assert stored["fer-edge-collectors-5d1f7c0a93e2"] == 60, stored
