@@ -277,6 +277,19 @@ def _safe(fn):
         return 0
 
 
+@pytest.mark.parametrize("content, words", [(b"\xff\xfes3cret", "is not UTF-8 text"), (b"\n", "is empty")])
+def test_a_password_file_that_holds_no_password_is_one_line(tmp_path, photos, model_path, content, words):
+    """Not 'UnicodeDecodeError (an error in fer-edge)', not 'file not found' for a file that is there."""
+    secret = tmp_path / "mqtt-password"
+    secret.write_bytes(content)
+    result = subprocess.run(fer_edge("--source", photos / "single_face.mp4", "--model", model_path, "--db",
+                                       tmp_path / "log.db", "--max-frames", "3", "--mqtt", "127.0.0.1:1",
+                                       "--mqtt-password-file", secret), capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and lines[-1] == f"Error: {secret}: the MQTT password file {words}" + (
+        " (invalid start byte at byte 0)" if "UTF-8" in words else ""), result.stderr
+
+
 def test_password_never_on_the_command_line(tmp_path):
     from fer_edge.outputs.mqtt import read_password
 

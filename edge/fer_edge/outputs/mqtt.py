@@ -152,10 +152,16 @@ def read_password(password_file: Optional[str] = None, environ: Optional[Mapping
         candidates.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], credential))
     for path in candidates:
         if path and os.path.exists(path):
-            with open(path) as f:
-                password = f.read().strip()
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                password = data.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}: the {what} file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
             if password:  # an empty credential is systemd's fallback: no password
                 return password
+            if path == password_file:   # a file the user named holds nothing: not "not found"
+                raise UserError(f"{password_file}: the {what} file is empty")
     if password_file:
         raise OSError(f"{password_file}: {what} file not found")
     return environ.get(variable)
