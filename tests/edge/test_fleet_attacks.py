@@ -137,3 +137,23 @@ def test_a_device_that_joins_the_collectors_group_loses_nothing_when_the_group_i
         broker.stop()
     assert stored["fer-edge-collectors"] < 60, "the hazard docs/fleet.md warns of is real on this mosquitto"
     assert stored["fer-edge-collectors-5d1f7c0a93e2"] == 60, stored
+
+
+def test_old_stats_rows_past_any_float_or_nested_deep_leave_the_page_and_health_report_up(tmp_path):
+    """Rows a collector stored before messages were checked: a whole number past any float took
+    /api/fleet down for every device (OverflowError) and report --health with it."""
+    import json
+
+    from fer_edge.fleet.fleet_report import fleet_overview
+    from mqtt_helpers import made_up_visit
+    from pg_helpers import fill_fleet_database
+
+    db = fill_fleet_database(tmp_path / "fleet.db", [made_up_visit("kiosk-a", 1)], [
+        ("kiosk-a", True, json.dumps({"fps": 5.0, "outbox_pending": 2})),
+        ("kiosk-b", True, '{"outbox_pending": ' + "9" * 400 + ', "fps": -' + "9" * 400 + '}'),
+        ("kiosk-c", True, "[" * 5000 + "]" * 5000)])
+    overview = fleet_overview(str(db))
+    health = run_cli("fer-edge", "report", "--db", db, "--health", timeout=60)
+    assert [d["outbox_pending"] for d in overview["devices"]] == [2, None, None]
+    json.dumps(overview, allow_nan=False)
+    assert health.returncode == 0 and all(f"kiosk-{x}" in health.stdout for x in "abc"), health.stdout + health.stderr

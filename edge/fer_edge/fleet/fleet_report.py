@@ -57,7 +57,7 @@ def _stats(text: Optional[str]) -> dict:
     """A device's last stats message ({} when there is none or it cannot be read)."""
     try:
         stats = json.loads(text) if text else {}
-    except ValueError:
+    except (ValueError, RecursionError):   # an old row, stored before messages were checked
         return {}
     return stats if isinstance(stats, dict) else {}
 

@@ -35,9 +35,12 @@ def printable(text: Any) -> str:
 def finite(value: Any) -> Optional[float]:
     """A number as stored, or None where it is not one (NaN, infinity, text): a report's means
     and the page's JSON hold numbers only."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:   # a whole number past any float (an old row's)
+        return None
 
 
 def without_nan(value: Any) -> Any:
