@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
+from .core.log import Say
 from .core.records import SOURCE_ENDED, STOPPED
 from .settings import Settings
 from .vision.running_mode import RunningMode
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds t
     from .core.events import Sinks
     from .kiosk.pipeline import FrameHook
 
-Say = Callable[[str], None]
 
 
 def default_db_path() -> str:
@@ -142,7 +142,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
     if live is not None:
         from .web.device_page import start_web
 
-        server = start_web(settings, live, db_path, say, photo_analyzer(settings), device_id(settings))
+        server = start_web(settings.web, live, db_path, say, photo_analyzer(settings), device_id(settings))
     if analyzer.detector.note:
         say(analyzer.detector.note)
     say(f"model {analyzer.classifier.name} ({analyzer.classifier.variant_reason}), detector {analyzer.detector.name}, "
@@ -274,7 +274,8 @@ def web_url(settings: Settings) -> Optional[str]:
     if not settings.web.listen:
         return None
     from .core.network import split_host_port
-    from .web.device_page import is_loopback, page_url   # the page's module, loaded only when it is served
+    from .web.access import is_loopback
+    from .web.server import page_url   # the server's module, loaded only when a page is served
 
     host, port = split_host_port(settings.web.listen, None)
     if host in ("0.0.0.0", "::"):
@@ -327,7 +328,7 @@ def serve_fleet(settings: Settings, say: Say) -> None:
     from .outputs.fleet_db import describe, open_database
     from .web.fleet_page import make_fleet_app
     from .outputs.mqtt import read_password
-    from .web.device_page import serve
+    from .web.server import serve
 
     target = settings.log.db or settings.collector.db or default_fleet_db()
     password = read_password(settings.collector.db_password_file, credential="db-password", variable="PGPASSWORD",
@@ -343,7 +344,7 @@ def serve_only(settings: Settings, stop: threading.Event, say: Say) -> None:
     """No camera: the page, the report and photo analysis until a signal."""
     from .web.device_page import start_web
 
-    server = start_web(settings, None, log_path(settings), say, photo_analyzer(settings), device_id(settings))
+    server = start_web(settings.web, None, log_path(settings), say, photo_analyzer(settings), device_id(settings))
     _serve_until(stop, server, say)
 
 

@@ -5,7 +5,7 @@
 
 
 def test_loopback_is_recognised_for_v4_v6_and_names():
-    from fer_edge.web.device_page import is_loopback, is_loopback_name
+    from fer_edge.web.access import is_loopback, is_loopback_name
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")

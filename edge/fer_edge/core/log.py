@@ -8,9 +8,10 @@ import logging
 import os
 import sys
 import time
-from typing import Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
+from typing import Callable, Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
 
 LOGGER = logging.getLogger("fer_edge")
+Say = Callable[[str], None]   # how a component is told to speak: `say`, `warn`, or a test's list.append
 
 # sd-daemon(3): the priority prefixes journald reads at the start of a line.
 PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}

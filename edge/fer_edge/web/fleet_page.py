@@ -10,7 +10,8 @@ from typing import Any, Callable, Optional, Tuple
 
 from ..fleet.fleet_report import fleet_overview
 from ..outputs.fleet_db import CONNECT_SECONDS, DatabaseError
-from .device_page import Bursts, Connections, ServerLogFilter, favicon, guards, json_error
+from ..core.log import Say
+from .server import Bursts, Connections, ServerLogFilter, favicon, guards, json_error
 
 WAIT_SECONDS = 2.0      # a viewer (or a monitor) waits this long for the database, then hears it is away
 FRESH_SECONDS = 2.0     # one reading of the database answers every request for this long
@@ -82,7 +83,7 @@ class SharedReading:
 
 
 def make_fleet_app(target: str, password: Optional[str] = None, token: Optional[str] = None,
-                   say: Callable[[str], None] = lambda message: None) -> Any:
+                   say: Say = lambda message: None) -> Any:
     from aiohttp import web
 
     page = resources.files("fer_edge.web").joinpath("fleet_page.html").read_text()
