@@ -159,3 +159,37 @@ def test_while_the_database_is_away_the_broker_holds_the_messages(tmp_path):
     print(f"database away: {waiting} messages waited in the collector ({rss} MB), the rest in the broker")
     assert waiting <= RECEIVE_MAXIMUM and rss < 200
     assert "keeps at most" not in said, "max_queued_messages 100000 is enough"
+
+
+
+
+
+def test_a_collector_back_after_it_was_taken_over_stores_its_share_again_and_nothing_twice(tmp_path):
+    postgres, broker = Postgres().start(), default_broker(tmp_path)
+    first, second = (start_collector(broker.port, postgres.url, name) for name in ("collector-a", "collector-b"))
+    sinks, connected = simulated_devices(broker.port, tmp_path, range(20), 30)
+    assert connected
+
+    def kill():
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+
+    try:
+        sent = send(sinks, range(25), 2.5, at=1.0, action=kill)
+        time.sleep(5.5 + IDLE_SECONDS)                    # the will says gone: collector-b takes over
+        first = start_collector(broker.port, postgres.url, "collector-a")   # collector-a comes back
+        sent += send(sinks, range(25, 50), 2.5)
+        stored = Recorder.wait_for(lambda: visits_stored(postgres)[0] >= len(sent), 30)
+        count, distinct = visits_stored(postgres)
+        ids = {row[0] for row in postgres.query("SELECT id FROM sessions")}
+    finally:
+        for sink in sinks:
+            sink.close(drain_seconds=0)
+        said_a, said_b = stop(first), stop(second)
+        broker.stop()
+        postgres.close()
+    print(f"{len(sent)} visits, {count} rows, {distinct} distinct; collector-a: {said_a.strip().splitlines()[-1:]}")
+    assert stored and ids == set(sent) and count == distinct == 1000
+    assert "took over collector collector-a" in said_b
+    assert int(re.search(r"stopped: (\d+) visits", said_a).group(1)) > 0, "back, it takes its share again"
+    assert "Traceback" not in said_a + said_b
