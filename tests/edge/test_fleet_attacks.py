@@ -4,6 +4,7 @@ ACL docs/fleet.md gives."""
 
 import signal
 import sqlite3
+import time
 
 import pytest
 
@@ -157,3 +158,42 @@ def test_old_stats_rows_past_any_float_or_nested_deep_leave_the_page_and_health_
     assert [d["outbox_pending"] for d in overview["devices"]] == [2, None, None]
     json.dumps(overview, allow_nan=False)
     assert health.returncode == 0 and all(f"kiosk-{x}" in health.stdout for x in "abc"), health.stdout + health.stderr
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_device_that_connects_with_a_collectors_client_id_makes_the_broker_drop_its_share(tmp_path):
+    """Why docs/fleet.md asks for client ids only the collectors know: with the documented ACL,
+    a device's login may take a collector's session by its client id, and what the broker deals
+    that session while the device holds it is withheld from the device and dropped."""
+    import paho.mqtt.client as mqtt
+
+    db = tmp_path / "fleet.db"
+    users = {"kiosk-a": "kiosk-a-password", "kiosk-b": "kiosk-b-password", "fer-edge-collector": "collector-password"}
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
+    password_file = tmp_path / "collector-password"
+    password_file.write_text(users["fer-edge-collector"] + "\n")
+    password_file.chmod(0o600)
+    login = ("--mqtt-username", "fer-edge-collector", "--mqtt-password-file", password_file)
+    first, second = (start_collector(broker.port, db, name, *login) for name in ("collector-a", "collector-b"))
+    kiosk = publisher(broker.port, "kiosk-b", users["kiosk-b"])
+    thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector-b", protocol=mqtt.MQTTv5)
+    thief.username_pw_set("kiosk-a", users["kiosk-a"])
+    try:
+        for number in range(100):
+            if number % 25 == 0:      # the device takes collector-b's session; collector-b takes it back
+                thief.connect("127.0.0.1", broker.port, clean_start=False)
+                thief.loop_start()
+            publish(kiosk, "fer-edge/kiosk-b/session", visit_json("kiosk-b", number))
+            time.sleep(0.04)
+            if number % 25 == 24:
+                thief.loop_stop()
+        Recorder.wait_for(lambda: stored_visits(db)[0] == 100, 10)
+        count = stored_visits(db)[0]
+    finally:
+        kiosk.loop_stop()
+        kiosk.disconnect()
+        stop(first), stop(second)
+        broker.stop()
+    print(f"a device holding collector-b's session 4 times: {100 - count} of 100 visits dropped by the broker")
+    assert count < 100, "the hazard docs/fleet.md warns of is real on this mosquitto"
