@@ -10,7 +10,8 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null;
     echo "demo.sh: needs Python 3.9 or later as $python (or set PYTHON=/path/to/python3)" >&2
     exit 1
 fi
-if [ ! -x .venv/bin/python ]; then
+# A venv cut off while it was made has a python but no pip: making it again over itself completes it.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
     echo "making .venv ..."
     if ! "$python" -m venv .venv >/dev/null; then
         rm -rf .venv
@@ -20,10 +21,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Installed when missing, and again when the code changed since (an editable install follows it by itself).
 installed=$(.venv/bin/python -c 'import fer_edge; print(fer_edge.__file__)' 2>/dev/null || true)
-if [ -z "$installed" ] || { [[ "$installed" == */site-packages/* ]] \
+if [ -z "$installed" ] || [ ! -x .venv/bin/fer-edge ] || { [[ "$installed" == */site-packages/* ]] \
         && [ -n "$(find edge models pyproject.toml -newer .venv/bin/fer-edge -print -quit 2>/dev/null)" ]; }; then
     echo "installing fer-edge into .venv (the device side: OpenCV, LiteRT, no TensorFlow) ..."
-    .venv/bin/python -m pip install -q --disable-pip-version-check .
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check . >.venv/pip-install.log 2>&1; then
+        reason=$(grep -E '^ *ERROR:' .venv/pip-install.log | tail -1 | sed 's/^ *//')
+        echo "demo.sh: cannot install fer-edge into .venv (the package registry is needed once): ${reason:-see .venv/pip-install.log} (all of pip's output: .venv/pip-install.log)" >&2
+        exit 1
+    fi
 fi
 if ! .venv/bin/fer-edge detector list | grep -q "^blazeface .*usable"; then
     .venv/bin/fer-edge detector fetch

@@ -139,6 +139,33 @@ def test_the_readmes_first_command_works_from_a_fresh_copy_without_root_or_share
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_demo_sh_completes_a_venv_cut_off_and_says_offline_in_one_line(tmp_path):
+    """A venv made up to its python (demo.sh stopped while making it) is made again over
+    itself, not used without pip for ever; pip's failure is one line, its output kept."""
+    folder = Path(tempfile.mkdtemp(prefix="fer-edge-cut-"))
+    try:
+        os.chmod(folder, 0o755)
+        repo, home = fresh_copy(folder), folder / "home"
+        home.mkdir()
+        if os.getuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            for path in [folder, *folder.rglob("*")]:
+                os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+               "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": "",
+               "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}
+        subprocess.run(as_a_user(["python3", "-m", "venv", "--without-pip", ".venv"]), cwd=repo, env=env, check=True)
+        result = subprocess.run(as_a_user(["bash", "demo.sh"]), cwd=repo, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("demo.sh: cannot install fer-edge"), \
+            result.stderr
+        assert "No matching distribution" in result.stderr and "pip-install.log" in result.stderr
+        assert subprocess.run([str(repo / ".venv/bin/python"), "-m", "pip", "--version"], capture_output=True).returncode == 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.needs_broker
 def test_demo_shows_home_assistant_its_device_and_visit_through_a_broker_with_users(home, tmp_path):
