@@ -88,6 +88,15 @@ def test_offline_the_demo_fails_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_data_folder_that_cannot_be_written_is_one_line_before_any_download(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    env = dict(demo_env(tmp_path), XDG_DATA_HOME=str(tmp_path / "a-file"), PIP_INDEX_URL="http://127.0.0.1:9/simple")
+    result = run_cli("fer-edge", "demo", extra_env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"Error: cannot store the demo photo in {tmp_path}/a-file/fer-edge/demo "
+                                          "(Not a directory): set XDG_DATA_HOME to a folder you can write"], result.stderr
+
+
 def fresh_copy(folder: Path) -> Path:
     """The files a clone of this tree holds (tracked, and new files git does not ignore)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,

