@@ -31,19 +31,6 @@ def test_report_writes_control_characters_out(tmp_path):
     assert HOSTILE in [d["device"] for d in json.loads(as_json.stdout)["devices"]]   # JSON keeps it, escaped
 
 
-def test_without_password_masks_every_form_an_address_takes():
-    from fer_edge.core.network import without_password
-
-    assert without_password("postgresql://fleet:s3cret@db:5432/fleet") == "postgresql://fleet:***@db:5432/fleet"
-    assert without_password("postgres://fleet@db/fleet?sslmode=require&password=s3cret&x=1") == \
-        "postgres://fleet@db/fleet?sslmode=require&password=***&x=1"
-    assert without_password("host=db password='a b\\' c' dbname=fleet") == "host=db password=*** dbname=fleet"
-    assert without_password("postgresql://:s3cret@db1,db2/fleet") == "postgresql://:***@db1,db2/fleet"
-    assert without_password("postgresql://fleet:s3/cr?et@db/fleet") == "postgresql://fleet:***@db/fleet"
-    for harmless in ("/var/lib/fer-edge/fleet.db", "postgresql://fleet@db/fleet", "mqtt.example:1883"):
-        assert without_password(harmless) == harmless
-
-
 def test_a_database_that_accepts_and_never_answers_is_one_line_within_seconds():
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

@@ -2,7 +2,6 @@
 
 import pytest
 
-from fer_edge.core.network import split_host_port
 from fer_edge.settings import BY_NAME, ConfigError, Settings, check, from_mapping, resolve
 
 
@@ -13,10 +12,6 @@ def test_settings_one_rule_for_flags_and_files():
         with pytest.raises(ConfigError):
             check(margin, bad, "x")
     assert margin.kind.problem(margin.kind.from_text("10")) == "expected a number in 0..1"
-    assert split_host_port("[::1]:8080", None) == ("::1", 8080)
-    assert split_host_port("broker.lan", 1883) == ("broker.lan", 1883)
-    with pytest.raises(ValueError):
-        split_host_port("host:0", 1883)
     values = from_mapping({"model": {"threads": 2}, "source": {"path": "a.mp4"}})
     settings = resolve(values, {"source_camera": "0"})
     assert settings.source.camera == "0" and settings.source.path is None and settings.model.threads == 2
