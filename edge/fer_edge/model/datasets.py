@@ -354,6 +354,8 @@ def read_split_record(path: str) -> dict:
             record = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    except RecursionError:   # brackets nested thousands deep: no record a run writes
+        raise DatasetError(f"{path}: not a fer-train split record (nested too deep)") from None
 
     def is_text_list(value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
@@ -362,6 +364,7 @@ def read_split_record(path: str) -> dict:
         raise DatasetError(f"{path}: not a fer-train split record (not a JSON object)")
     wrong = [key for key in ("root", "layout") if not isinstance(record.get(key), str)]
     wrong += [key for key in ("labels", *PARTS) if not is_text_list(record.get(key))]
+    wrong += [key for key in ("detect",) if not isinstance(record.get(key, False), bool)]   # "false" is not False
     if wrong:
         raise DatasetError(f"{path}: not a fer-train split record ({', '.join(wrong)} missing or malformed)")
     return record
