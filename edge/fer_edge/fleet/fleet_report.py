@@ -1,11 +1,14 @@
 """What the fleet's database says of its devices: which are up, when each was last heard of,
-its backlog and frame rate, and today's visitors; what `report --health` and the fleet page show."""
+its backlog and frame rate, and today's visitors; what `report --health` and the fleet page show,
+and what `fer-edge report` prints."""
 
 import json
+import os
 import time
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Sequence
 
 from ..outputs.fleet_db import DatabaseError, open_database, reason
+from ..core.errors import UserError
 from ..core.records import CAMERA_LOST, CUT_ENDINGS
 from ..outputs.visit_report import build_report, finite, parse_since, printable, without_nan
 
@@ -91,3 +94,27 @@ def fleet_overview(target: str, password: Optional[str] = None, days: int = 7) -
     """The fleet page's data: every device's state, and the fleet's visits per day."""
     return {"devices": device_health(target, password),
             "days": build_report(target, parse_since(f"{days}d"), "day", password=password)}
+
+
+def report(db_path: str, password_file: Optional[str], since: str, by: str, devices: Sequence[str], health: bool,
+           output: str, plot_path: Optional[str]) -> str:
+    """What `fer-edge report` prints for a device's log, the collector's SQLite file or
+    PostgreSQL: the visits per period (`output` text, json or csv; a chart at `plot_path`),
+    or with `health` the fleet's devices. The user's mistakes are said before any database opens."""
+    from ..outputs import visit_report as r
+    from ..outputs.fleet_db import is_postgres
+    from ..outputs.mqtt import read_password
+
+    since_time = r.parse_since(since)
+    if plot_path:
+        r.check_plot_path(plot_path)
+    if not is_postgres(db_path) and not os.path.exists(db_path):
+        raise UserError(f"{db_path}: no such database (run fer-edge run first, or pass --db)")
+    password = read_password(password_file, credential="db-password", variable="PGPASSWORD", what="database password")
+    if health:
+        rows = device_health(db_path, password, devices)
+        return json.dumps(rows) if output == "json" else format_health(rows)
+    result = r.build_report(db_path, since_time, by, devices, password)
+    if plot_path:
+        r.plot(result, plot_path)
+    return json.dumps(result) if output == "json" else r.format_csv(result) if output == "csv" else r.format_table(result)

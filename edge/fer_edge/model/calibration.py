@@ -98,3 +98,10 @@ def calibrate_model(model_path: str, data_path: str, usage: str = "PublicTest", 
         plot_reliability(reliability(before, check_faces.labels), reliability(after, check_faces.labels), plot_path,
                          f"{classifier.name} on {check_usage}: ECE {ece_before:.3f} -> {ece_after:.3f} (T = {temperature:g})")
     return dict(calibration, fitted_faces=len(fit_faces))
+
+
+def describe_calibration(model_path: str, usage: str, check_usage: str, result: dict) -> str:
+    """`fer-edge calibrate`'s line: the temperature, what it was fitted and checked on, where it went."""
+    return (f"{os.path.basename(model_path)}: temperature {result['temperature']:g} fitted on {result['fitted_faces']} "
+            f"{usage} faces; {check_usage} ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}; "
+            f"stored in {model_path}")

