@@ -3,7 +3,7 @@ without touching durations. Real clocks; the step is a real change of the wall c
 
 import time
 
-from fer_edge.core.clock import STEP_SECONDS, WallClock
+from fer_edge.core.clock import STEP_SECONDS, WallClock, start_of_today
 
 
 def test_media_time_maps_to_wall_time_and_a_steady_clock_is_not_a_step():
@@ -24,3 +24,11 @@ def test_a_step_moves_later_timestamps_and_is_said_once():
     assert clock.check() == 0.0 and len(said) == 1   # noticed once
     clock.offset += STEP_SECONDS / 2                  # a drift under the threshold is no step
     assert clock.check() == 0.0 and abs(clock.stepped - 3600.0) < 1.0
+
+
+def test_today_starts_at_the_last_local_midnight():
+    for now in (time.time(), 1_700_000_000.0, 1_700_000_000.0 + 86_399):
+        start = start_of_today(now)
+        assert start <= now < start + 25 * 3600   # a day is 23 to 25 hours around a DST change
+        assert time.localtime(start)[3:6] == (0, 0, 0)
+        assert time.localtime(start)[:3] == time.localtime(now)[:3]

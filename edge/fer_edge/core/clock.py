@@ -4,9 +4,16 @@ steps its clock after boot; a step is noticed here, said once, and moves later t
 without touching any duration."""
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 STEP_SECONDS = 2.0   # a wall clock that moves this much against the monotonic one has been stepped
+
+
+def start_of_today(now: Optional[float] = None) -> float:
+    """Unix time of the last local midnight: what "today" means to the report, the page and
+    the log's count of today's visits."""
+    now = time.time() if now is None else now
+    return time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
 
 
 class WallClock:

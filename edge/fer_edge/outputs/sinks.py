@@ -19,6 +19,7 @@ import time
 from collections import deque
 from typing import Callable, Optional, TextIO
 
+from ..core.clock import start_of_today
 from ..core.events import EventSink
 from ..core.labels import LABELS
 from ..core.records import LEFT, TrackUpdate, Visit
@@ -257,11 +258,9 @@ class SQLiteLog(EventSink):
             return None
 
     def health(self) -> dict:
-        from .visit_report import parse_since
-
         state = "full" if self.full_since is not None else "locked" if self.held else "ok"
         return {"log": state, "log_dropped": self.dropped, "log_held": len(self.held),
-                "sessions_today": self.sessions_since(parse_since("today"))}
+                "sessions_today": self.sessions_since(start_of_today())}
 
     def close(self, summary: Optional[dict] = None) -> None:
         summary = summary or {}

@@ -14,12 +14,11 @@ import json
 import os
 import sqlite3
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..core.errors import UserError
 from ..core.labels import LABELS
-
-Say = Callable[[str], None]
+from ..core.log import Say
 
 SCHEMA_VERSION = 3
 
