@@ -102,18 +102,6 @@ def test_flags_override_the_config(tmp_path, photos, model_path):
     assert "max_frames = 5" in shown.stdout and 'type = "auto"' in shown.stdout
 
 
-def test_the_typed_sections_are_generated_from_the_settings():
-    from fer_edge.settings import Settings, sections_source
-
-    path = ROOT / "edge" / "fer_edge" / "core" / "settings_sections.py"
-    assert path.read_text() == sections_source(), \
-        "settings_sections.py is stale: cd edge && python -m fer_edge.settings --sections > s.tmp && mv s.tmp fer_edge/core/settings_sections.py"
-    settings = Settings({"mqtt_host": "broker.lan", "model_threads": 2})
-    assert settings.mqtt.host == "broker.lan" and settings.model.threads == 2 and settings.log.keep_days == 90.0
-    with pytest.raises(AttributeError):
-        settings.mqtt.host = "elsewhere"  # frozen: what was resolved is what every part reads
-
-
 def test_systemd_unit_verifies_and_is_hardened():
     if not shutil.which("systemd-analyze"):
         pytest.fail("systemd-analyze missing (systemd is installed on these machines)")
@@ -128,40 +116,6 @@ def test_systemd_unit_verifies_and_is_hardened():
     exposure = float(line.split(":")[1].split()[0])
     print(line)
     assert exposure <= 2.5
-
-
-def test_the_collectors_unit_verifies_is_hardened_and_installs(tmp_path):
-    collector_unit = UNIT.parent / "fer-edge-collector.service"
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(collector_unit)], capture_output=True,
-                              text=True)
-    line = [text for text in security.stdout.splitlines() if "Overall exposure level" in text][0]
-    print(line)
-    assert float(line.split(":")[1].split()[0]) <= 2.5
-    result = run_cli("fer-edge", "service", "install", "--collector", "--unit-dir", tmp_path, "--config",
-                     tmp_path / "collector.toml", "--force")   # a config under /tmp: hidden from the service
-    assert result.returncode == 0 and "written all the same (--force)" in result.stderr, result.stderr
-    unit = (tmp_path / "fer-edge-collector.service").read_text()
-    assert f"ExecStart={Path(sys.executable).parent / 'fer-edge'} collect --config {tmp_path / 'collector.toml'}" in unit
-    assert "systemctl enable --now fer-edge-collector" in result.stdout and "db-password" in result.stdout
-    verify = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "fer-edge-collector.service")],
-                            capture_output=True, text=True)
-    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
-    example = tmp_path / "example.toml"
-    example.write_text(run_cli("fer-edge", "service", "example-config", "--collector").stdout)
-    checked = run_cli("fer-edge", "config", "check", example)
-    assert checked.returncode == 0, checked.stderr
-
-
-def test_service_install_writes_a_unit_for_this_installation(tmp_path):
-    result = run_cli("fer-edge", "service", "install", "--unit-dir", tmp_path, "--config", tmp_path / "config.toml",
-                     "--force")   # a config under /tmp: hidden from the service (test_user_commands: the refusal)
-    assert result.returncode == 0 and "written all the same (--force)" in result.stderr, result.stderr
-    unit = (tmp_path / "fer-edge.service").read_text()
-    executable = str(Path(sys.executable).parent / "fer-edge")
-    assert f"ExecStart={executable} run --config {tmp_path / 'config.toml'}" in unit
-    assert "systemctl enable --now fer-edge" in result.stdout
-    verify = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "fer-edge.service")], capture_output=True, text=True)
-    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
 
 
 class NotifySocket:
@@ -250,18 +204,3 @@ def test_under_systemd_every_line_carries_its_journal_priority(photos, model_pat
     assert all(json.loads(line) for line in out.splitlines())
     failed, _, said = as_journal(["report", "--db", "/no/such.db"])
     assert failed.returncode == 1 and said.startswith("<3>Error: /no/such.db: no such database")
-
-
-def test_a_config_linked_into_a_hidden_folder_is_hidden_from_the_service(tmp_path):
-    """/etc/fer-edge -> /tmp/...: the path looks visible, but the service cannot follow the link."""
-    import tempfile
-
-    from fer_edge.tools.unit import hidden_from_service, unit_template
-
-    (tmp_path / "config.toml").write_text("[source]\ncamera = 0\n")
-    with tempfile.TemporaryDirectory(dir="/dev/shm") as outside:   # not hidden by the unit's sandbox
-        link = Path(outside, "fer-edge")
-        link.symlink_to(tmp_path)
-        assert hidden_from_service(unit_template(), [("the config", outside)]) is None
-        why = hidden_from_service(unit_template(), [("the config", str(link / "config.toml"))])
-    assert why and f"(a link to {os.path.realpath(tmp_path)}/config.toml)" in why and "PrivateTmp=yes" in why, why

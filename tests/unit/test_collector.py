@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fer_edge.fleet.collector import Collector, CollectorSettings, Message, Rejected, row_for
-from fer_edge.fleet.message_check import MAX_BYTES, MAX_DEPTH, nesting
+from fer_edge.fleet.message_check import MAX_BYTES, MAX_DEPTH
 from fer_edge.core.settings_sections import MqttSection
 from fer_edge.outputs.fleet_db import open_database
 
@@ -100,12 +100,6 @@ def test_the_topic_names_the_device():
     # The device's sink writes an id with '/' as '_' in its topic: the same device.
     statement, args = row_for(message("site_kiosk", "session", visit(device="site/kiosk")))
     assert args[1] == "site_kiosk"
-
-
-def test_nesting_is_counted_without_parsing():
-    assert nesting(b'{"a": [1, {"b": []}]}') == 4
-    assert nesting(b'{"a": "[[[[{{{{", "b": "\\"[[[", "c": "\\\\"}') == 1   # brackets in texts, escaped quotes
-    assert nesting(b"[" * 1_000_000) == MAX_DEPTH + 1                      # stops counting past the limit
 
 
 def collector(tmp_path):
