@@ -1,0 +1,44 @@
+"""The emotion classifier on real faces with the shipped model: mirror averaging, batches,
+probabilities, and models that are not models refused in one line."""
+
+import numpy as np
+import pytest
+
+from fer_edge.model.classify import EmotionClassifier
+from fer_edge.model.metadata import ModelError
+
+
+def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror_image(public_test, model_path):
+    faces = public_test.images[:64]
+    plain = EmotionClassifier(str(model_path), mirror=False)
+    both = EmotionClassifier(str(model_path), mirror=True)
+    expected = (plain.predict(faces) + plain.predict(faces[:, :, ::-1])) / 2
+    assert np.abs(both.predict(faces) - expected).max() < 1e-5
+
+
+def test_batches_answer_as_single_faces_and_probabilities_sum_to_one(public_test, model_path):
+    classifier = EmotionClassifier(str(model_path))
+    faces = public_test.images[:37]
+    batched = classifier.predict(faces, max_batch=16)
+    singles = np.concatenate([classifier.predict(face) for face in faces])
+    assert batched.shape == (37, len(classifier.labels)) and np.abs(batched - singles).max() < 1e-5
+    assert np.allclose(batched.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_shipped_model_reads_real_faces_better_than_chance(public_test):
+    classifier = EmotionClassifier()   # the model shipped in models/
+    predicted = classifier.predict(public_test.images[:500]).argmax(axis=1)
+    assert classifier.name == "fer-cnn-int8.tflite" and len(classifier.labels) == 7
+    assert (predicted == public_test.labels[:500]).mean() > 0.5
+
+
+def test_files_that_are_not_models_are_one_line(tmp_path, model_path):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(model_path.read_bytes()[:5000])
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 4096)
+    for path, reason in ((tmp_path / "absent.tflite", "cannot read model"), (tmp_path, "cannot read model"),
+                         (cut, str(cut)), (garbage, str(garbage))):
+        with pytest.raises(ModelError, match=reason) as raised:
+            EmotionClassifier(str(path))
+        assert "\n" not in str(raised.value)
