@@ -2,17 +2,17 @@
 
 import os
 
-from typing import Optional
+from typing import Dict, Optional
 
 from fer_edge.core.labels import LABELS
 from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance, Teacher
 
 
-def _pct(value):
+def _pct(value: float) -> str:
     return f"{value * 100:.2f} %"
 
 
-def _n(results, split):
+def _n(results: Dict[str, dict], split: str) -> int:
     return next((r[split]["n"] for r in results.values() if split in r), 0)
 
 

@@ -9,11 +9,11 @@ import shlex
 import sys
 import tempfile
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import click
 
-from fer_edge.model.datasets import SPLIT_RECORD, DatasetError, read_fer2013, read_split_record, split_record_path
+from fer_edge.model.datasets import SPLIT_RECORD, DatasetError, Faces, read_fer2013, read_split_record, split_record_path
 from fer_edge.cli_guard import guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
@@ -21,6 +21,8 @@ from fer_edge.model.preprocess import DEFAULT_MARGIN
 from fer_train.data.folders import FolderOptions, is_folder_dataset, read_folder_dataset, read_recorded_split
 from fer_train.quiet import filtered_stderr, quiet_tensorflow
 from fer_train.data.run_folder import RunRecord, read_record
+
+Quant = Optional[Tuple[float, int]]  # a tensor's (scale, zero point); None for a float tensor
 
 
 def _run_record(model_path: str) -> RunRecord:
@@ -62,7 +64,8 @@ def _dataset_line(data_path: str, run: RunRecord) -> str:
     return f"FER2013 {os.path.basename(data_path)} (sha256 {sha256_of(data_path)[:16]}), Training split"
 
 
-def _measure(model_bytes, metadata, splits):
+def _measure(model_bytes: bytes, metadata: dict, splits: Dict[str, Faces]) -> Tuple[Dict[str, dict], Tuple[Quant, Quant],
+                                                                             Optional[float]]:
     """Accuracy per split and single-thread per-face latency, measured by the device runtime."""
     from fer_edge.model.latency import per_face_ms
     from fer_edge.model.classify import EmotionClassifier
@@ -195,7 +198,7 @@ class Converted:
     mode: str
     blob: bytes
     accuracy: dict
-    latency_ms: float
+    latency_ms: Optional[float]  # None only when nothing was timed
     metadata: dict
 
 

@@ -1,7 +1,7 @@
 """Keras -> TFLite: float32, dynamic-range and full-integer int8 (int8 input and output)."""
 
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, List, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,14 +45,14 @@ def convert(model: Any, mode: str, calibration: Optional[np.ndarray] = None) -> 
     return to_tflite(model, lambda converter: _configure(converter, mode, calibration))
 
 
-def _configure(converter, mode, calibration):
+def _configure(converter: tf.lite.TFLiteConverter, mode: str, calibration: Optional[np.ndarray]) -> tf.lite.TFLiteConverter:
     if mode in ("dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "int8":
         if calibration is None or not len(calibration):
             raise ValueError("int8 conversion needs calibration faces")
 
-        def representative():
+        def representative() -> Iterator[List[np.ndarray]]:
             for face in calibration:
                 yield [to_model_input(face)]
 

@@ -6,12 +6,12 @@ import os
 import shlex
 import sys
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import click
 import numpy as np
 
-from fer_edge.model.datasets import DatasetError, ferplus_soft_labels, read_fer2013, read_ferplus
+from fer_edge.model.datasets import DatasetError, Faces, ferplus_soft_labels, read_fer2013, read_ferplus
 from fer_edge.cli_guard import guarded
 
 from .data.folders import FolderOptions, is_folder_dataset, read_folder_dataset
@@ -44,7 +44,7 @@ def main() -> None:
     """Train emotion models on FER2013-style data."""
 
 
-def _load_splits(data_path, limit=None):
+def _load_splits(data_path: str, limit: Optional[int] = None) -> Dict[str, Faces]:
     """Training / PublicTest / PrivateTest faces of a FER2013 CSV; a one-line error if unusable."""
     from .data.pack import is_pack, read_pack
 
@@ -53,7 +53,7 @@ def _load_splits(data_path, limit=None):
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"read {data_path}: {faces.summary()}")
-    data = {}
+    data: Dict[str, Faces] = {}
     for key, usage in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
         data[key] = faces.split(usage, limit)
         click.echo(f"  {usage}: {len(data[key])} faces")
@@ -62,7 +62,8 @@ def _load_splits(data_path, limit=None):
     return data
 
 
-def _load_training_data(data_path, limit, options, fer2013_path):
+def _load_training_data(data_path: str, limit: Optional[int], options: FolderOptions,
+                        fer2013_path: Optional[str]) -> Tuple[Dict[str, Faces], Optional[dict]]:
     """The CSV's splits, or a folder dataset's (with its split record); FER2013's PrivateTest
     in the data's labels when `fer2013_path` is given, to measure what fine-tuning forgets."""
     if not os.path.exists(data_path):
@@ -88,7 +89,7 @@ def _folder_options(classes: Optional[str], detect: bool, group: Optional[str], 
                          detect=detect, group=group, seed=seed)
 
 
-def _check_parent_labels(init_from, labels, new_head):
+def _check_parent_labels(init_from: str, labels: Sequence[str], new_head: bool) -> None:
     try:
         parent = parent_labels_of(init_from)
     except ValueError as exc:
@@ -98,7 +99,8 @@ def _check_parent_labels(init_from, labels, new_head):
                                    f"({', '.join(parent)}): pass --new-head to give the model a new output layer")
 
 
-def _fine_tune_defaults(fine_tuning, epochs, lr, patience, one_warp):
+def _fine_tune_defaults(fine_tuning: bool, epochs: Optional[int], lr: Optional[float], patience: Optional[int],
+                        one_warp: Optional[bool]) -> Tuple[int, float, int, bool]:
     """Fine-tuning a trained model on a folder of faces: a short cycle at a lower peak, the
     device's one-warp geometry. Otherwise the full recipe (a CSV run's command keeps meaning
     what it meant)."""
@@ -107,7 +109,7 @@ def _fine_tune_defaults(fine_tuning, epochs, lr, patience, one_warp):
     return epochs or 45, lr or 2e-3, 15 if patience is None else patience, bool(one_warp)
 
 
-def _ferplus_vote_shares(path, rows):
+def _ferplus_vote_shares(path: str, rows: np.ndarray) -> np.ndarray:
     """(N,7) FER+ vote shares of the faces at CSV data rows `rows`; a one-line error if the file is unusable."""
     try:
         votes, _ = read_ferplus(path)
@@ -121,12 +123,12 @@ def _ferplus_vote_shares(path, rows):
     return shares.astype(np.float32)
 
 
-def _this_command():
+def _this_command() -> str:
     """The command line as typed, for the run's provenance."""
     return "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _require_run(folder, needs=LAST):
+def _require_run(folder: str, needs: Tuple[str, ...] = LAST) -> None:
     """Stop before the faces and the framework load when `folder` is not a usable run folder."""
     try:
         read_run_state(folder, needs)
@@ -134,7 +136,7 @@ def _require_run(folder, needs=LAST):
         raise click.ClickException(str(exc)) from None
 
 
-def _echo_metrics(metrics, what):
+def _echo_metrics(metrics: dict, what: str) -> None:
     for key in ("val", "test", "fer2013"):
         if key in metrics:
             name = {"fer2013": "FER2013 PrivateTest"}.get(key, metrics[key].get("usage", key))

@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 from collections import Counter
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -93,7 +93,7 @@ def _detected(faces: Faces, say: Callable[[str], None]) -> Faces:
     from fer_edge.vision.detect import make_detector
     from fer_edge.vision.running_mode import RunningMode
 
-    def progress(photos):
+    def progress(photos: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
         for k, photo in enumerate(photos, start=1):
             yield photo
             if k % 200 == 0:

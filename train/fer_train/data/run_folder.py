@@ -7,7 +7,7 @@ loads the faces and the framework.
 import dataclasses
 import json
 import os
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple, TypeVar
 
 from fer_edge.core.labels import LABELS
 from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance
@@ -15,6 +15,7 @@ from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlus
 # What each reader takes from a run folder, besides its state.json.
 LAST = ("last.keras",)  # warm restarts and `average`: the run's final weights and its epochs
 BEST = ("best.keras",)  # `soup` and fit-portable: the weights of the best epoch
+R = TypeVar("R")  # a record read back from its JSON form
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,15 +88,16 @@ class RunRecord:
 
     @classmethod
     def from_state(cls, state: dict) -> "RunRecord":
-        def optional(record_type, key):
-            return record_type.from_json(state[key]) if state.get(key) else None
+        def optional(from_json: Callable[[dict], R], key: str) -> Optional[R]:
+            return from_json(state[key]) if state.get(key) else None
 
         return cls(arch=state["config"]["arch"], command=state.get("command"), commit=state.get("commit"),
                    hardware=state.get("hardware"), params=state.get("params"), multiply_adds=state.get("multiply_adds"),
                    epoch=state.get("epoch") or 0, best_epoch=state.get("best_epoch") or 0,
                    train_seconds=state.get("train_seconds") or 0.0,
-                   init_from=optional(Ancestor, "init_from"), distilled=optional(Distillation, "distilled"),
-                   ferplus=optional(FerPlusVotes, "ferplus"), averaged=optional(Averaging, "averaged"),
+                   init_from=optional(Ancestor.from_json, "init_from"),
+                   distilled=optional(Distillation.from_json, "distilled"),
+                   ferplus=optional(FerPlusVotes.from_json, "ferplus"), averaged=optional(Averaging.from_json, "averaged"),
                    flip_average=bool(state.get("flip_average")),
                    labels=tuple(state["config"].get("labels") or LABELS), data=state.get("data"))
 

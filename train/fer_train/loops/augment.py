@@ -9,7 +9,7 @@ does the same geometry in one bilinear warp instead (docs/model.md says what it 
 """
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 import keras
 import tensorflow as tf
@@ -25,7 +25,7 @@ def make_warp(generator: Any, max_rotation: float = MAX_ROTATION, max_zoom: floa
     """A callable batch -> the batch with each face flipped (half of them), rotated, zoomed
     and shifted in one bilinear warp; float32 (N,48,48,1). Draws from `generator`."""
 
-    def warp(images):
+    def warp(images: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(images)
         n, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
         flip = tf.where(generator.uniform([n]) < 0.5, -1.0, 1.0)
@@ -59,7 +59,8 @@ def make_augmenter(seed: int, one_warp: bool = False) -> Callable:
         geometric = lambda images: chain(images, training=True)  # noqa: E731
     photometric = keras.Sequential(photometric_layers(seed), name="augment")
 
-    def random_erase(images, probability=ERASE_PROBABILITY, area_range=ERASE_AREA):
+    def random_erase(images: tf.Tensor, probability: float = ERASE_PROBABILITY,
+                     area_range: Tuple[float, float] = ERASE_AREA) -> tf.Tensor:
         shape = tf.shape(images)
         n, h, w = shape[0], shape[1], shape[2]
         area = generator.uniform([n], *area_range)
@@ -77,7 +78,7 @@ def make_augmenter(seed: int, one_warp: bool = False) -> Callable:
         fill = generator.uniform(tf.shape(images), 0.0, 255.0)
         return tf.where(mask, fill, images)
 
-    def augment(images):
+    def augment(images: tf.Tensor) -> tf.Tensor:
         images = photometric(geometric(images), training=True)
         return tf.clip_by_value(random_erase(images), 0.0, 255.0)
 

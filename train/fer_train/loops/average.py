@@ -79,7 +79,7 @@ def average_run(run: str, data: dict, last: int, out: str, command: Optional[str
     return _finish_averaged(model, data, run, out, dict(state, averaged=Averaging(command, run, tuple(chosen)).to_json()))
 
 
-def _finish_averaged(model, data, run, out, state):
+def _finish_averaged(model: keras.Model, data: dict, run: str, out: str, state: dict) -> dict:
     """Re-measure batch-norm, save into `out` with the state and curves of `run`, and report."""
     recompute_batchnorm(model, data["train"].images)
     os.makedirs(out, exist_ok=True)
@@ -90,7 +90,7 @@ def _finish_averaged(model, data, run, out, state):
     return finish(out, data, state)
 
 
-def _ingredient_weights(source, arch, model, train_images):
+def _ingredient_weights(source: str, arch: str, model: keras.Model, train_images: np.ndarray) -> List[np.ndarray]:
     """The weights of a run folder's best.keras (checked by soup_models), or of a float32 twin
     loaded into `model`."""
     if source.endswith(".tflite"):

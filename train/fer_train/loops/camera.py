@@ -14,10 +14,10 @@ def make_camera_augmenter(seed: int, probability: float = 0.2) -> Callable:
     """A callable float32 (N,48,48,1) batch in 0..255 -> the same batch with camera effects."""
     generator = tf.random.Generator.from_seed(seed + 100)
 
-    def chosen(n):
+    def chosen(n: tf.Tensor) -> tf.Tensor:
         return (generator.uniform([n]) < probability)[:, None, None, None]
 
-    def box_jitter(images):
+    def box_jitter(images: tf.Tensor) -> tf.Tensor:
         """Re-cut each face from a box off by up to 6 % of its size and 0.9-1.12x as big."""
         n = tf.shape(images)[0]
         scale = tf.exp(generator.uniform([n], tf.math.log(0.9), tf.math.log(1.12)))
@@ -28,14 +28,14 @@ def make_camera_augmenter(seed: int, probability: float = 0.2) -> Callable:
         boxes = tf.stack([centre_y - half, centre_x - half, centre_y + half, centre_x + half], axis=1)
         return tf.image.crop_and_resize(padded, boxes, tf.range(n), [48, 48])
 
-    def down_up(images):
+    def down_up(images: tf.Tensor) -> tf.Tensor:
         """A small face in the frame: down to 20-40 px, back up to 48."""
         size = generator.uniform([], 20, 41, dtype=tf.float32)
         size = tf.cast(size, tf.int32)
         small = tf.image.resize(images, [size, size], method="area")
         return tf.image.resize(small, [48, 48], method="bilinear")
 
-    def blur(images):
+    def blur(images: tf.Tensor) -> tf.Tensor:
         sigma = generator.uniform([], 0.4, 1.0)
         x = tf.range(-2, 3, dtype=tf.float32)
         kernel = tf.exp(-(x ** 2) / (2 * sigma ** 2))
@@ -45,23 +45,23 @@ def make_camera_augmenter(seed: int, probability: float = 0.2) -> Callable:
         return tf.nn.conv2d(tf.pad(images, [[0, 0], [0, 0], [2, 2], [0, 0]], mode="SYMMETRIC"),
                             tf.reshape(kernel, [1, 5, 1, 1]), 1, "VALID")
 
-    def jpeg(images):
+    def jpeg(images: tf.Tensor) -> tf.Tensor:
         quality = tf.cast(generator.uniform([], 25, 90), tf.int32)
         encoded = tf.map_fn(lambda image: tf.image.adjust_jpeg_quality(image / 255.0, quality),
                             images, fn_output_signature=tf.float32)
         return encoded * 255.0
 
-    def gamma(images):
+    def gamma(images: tf.Tensor) -> tf.Tensor:
         n = tf.shape(images)[0]
         g = tf.exp(generator.uniform([n], -0.45, 0.45))[:, None, None, None]
         return 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), g)
 
-    def noise(images):
+    def noise(images: tf.Tensor) -> tf.Tensor:
         n = tf.shape(images)[0]
         sigma = generator.uniform([n], 2.0, 8.0)[:, None, None, None]
         return images + sigma * generator.normal(tf.shape(images))
 
-    def augment(images):
+    def augment(images: tf.Tensor) -> tf.Tensor:
         for effect in (box_jitter, down_up, blur, jpeg, gamma, noise):
             images = tf.where(chosen(tf.shape(images)[0]), effect(images), images)
             images = tf.clip_by_value(images, 0.0, 255.0)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -58,7 +58,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: 
     if live is not None:
         teachers, weight = live
 
-        def consult(x, targets, *rest):
+        def consult(x: tf.Tensor, targets: tf.Tensor, *rest: tf.Tensor) -> Tuple[tf.Tensor, ...]:
             seen = tf.numpy_function(teachers, [x], tf.float32, stateful=False)
             seen.set_shape(targets.shape)
             return (x, (1.0 - weight) * targets + weight * seen, *rest)
@@ -172,7 +172,8 @@ def fit(data: dict, out: str, config: FitConfig, resume: bool = False, command: 
     return finish(out, data, state)
 
 
-def _load_parent(source, arch, model, train_images, labels):
+def _load_parent(source: str, arch: str, model: keras.Model, train_images: np.ndarray,
+                 labels: Sequence[str]) -> Ancestor:
     """Copy a finished run's last weights (or a shipped float32 twin's) into `model`;
     return what the card needs to know of the parent. A parent with other labels is loaded
     into a model of its own labels first, then transferred (arch.transfer)."""
@@ -192,7 +193,7 @@ def _load_parent(source, arch, model, train_images, labels):
     return dataclasses.replace(ancestor, labels=parent_labels if staged is not model else None)
 
 
-def _measure_before(model, data, labels):
+def _measure_before(model: keras.Model, data: dict, labels: Sequence[str]) -> Dict[str, dict]:
     """Accuracy of the starting weights on the held-out faces (and FER2013 PrivateTest, when
     given): what fine-tuning is measured against."""
     before = {}
@@ -204,7 +205,7 @@ def _measure_before(model, data, labels):
     return before
 
 
-def _load_twin_parent(path, arch, model, train_images):
+def _load_twin_parent(path: str, arch: str, model: keras.Model, train_images: np.ndarray) -> Ancestor:
     from fer_edge.model.metadata import ModelError, read_model_metadata
 
     from ..networks.warmstart import STATISTICS_FACES, load_float_twin
@@ -222,13 +223,14 @@ def _load_twin_parent(path, arch, model, train_images):
                     hardware=meta.get("train_hardware"), architecture=parent_arch, **grown)
 
 
-def _known_arch(name, source):
+def _known_arch(name: Any, source: str) -> str:
     if name not in ARCHITECTURES:
         raise ValueError(f"{source}: its architecture {name!r} is not one fer-train builds")
     return name
 
 
-def _copy_or_grow(parent, model, parent_arch, arch, source):
+def _copy_or_grow(parent: keras.Model, model: keras.Model, parent_arch: Optional[str], arch: str,
+                  source: str) -> Dict[str, Any]:
     """Put the parent's weights into `model`: all of them, or grown into a deeper `arch` (grow.py)."""
     if parent is model:
         return {}

@@ -46,7 +46,7 @@ def augmentation(seed: int) -> keras.Sequential:
 def distillation_loss(distill_weight: float, smoothing: float, n: int = len(LABELS)) -> Callable:
     """Cross-entropy of the student's logits (the first `n` outputs, one per label) against the
     smoothed label, mixed `distill_weight` with the teachers' mean probabilities (the other n), if any."""
-    def loss(y_true, y_pred):
+    def loss(y_true: Any, y_pred: Any) -> Any:
         target = y_true * (1.0 - smoothing) + smoothing / n
         if y_pred.shape[-1] > n:
             target = (1.0 - distill_weight) * target + distill_weight * ops.stop_gradient(y_pred[:, n:])
@@ -80,7 +80,7 @@ def trainer(student: keras.Model, teachers: list, seed: int) -> keras.Model:
     return keras.Model(faces, layers.Concatenate(name="student_and_teachers")([logits, mean]), name="trainer")
 
 
-def _model_file(path):
+def _model_file(path: str) -> str:
     """A .keras file, or a run folder's best.keras."""
     return os.path.join(path, "best.keras") if os.path.isdir(path) else path
 
@@ -100,7 +100,7 @@ def _as_teacher(path: str) -> Teacher:
                    train_command=run.command)
 
 
-def _load(path, what, n_labels):
+def _load(path: str, what: str, n_labels: int) -> keras.Model:
     if os.path.isdir(path):
         read_run_state(path, BEST)
     elif not (path.endswith(".keras") and os.path.exists(path)):

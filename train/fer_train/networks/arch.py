@@ -13,12 +13,13 @@ parameters (the model file). docs/model.md compares their speed.
 
 import keras
 from keras import layers
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from fer_edge.core.labels import LABELS
 
 
-def _ds_conv(x, channels, stride=1, relu=True, name=None):
+def _ds_conv(x: keras.KerasTensor, channels: int, stride: int = 1, relu: bool = True,
+             name: Optional[str] = None) -> keras.KerasTensor:
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_dwbn")(x)
     x = layers.ReLU(name=f"{name}_dwrelu")(x)
@@ -27,27 +28,27 @@ def _ds_conv(x, channels, stride=1, relu=True, name=None):
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def _residual(x, channels, name):
+def _residual(x: keras.KerasTensor, channels: int, name: str) -> keras.KerasTensor:
     shortcut = x
     x = _ds_conv(x, channels, name=f"{name}a")
     x = _ds_conv(x, channels, relu=False, name=f"{name}b")
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, x]))
 
 
-def _conv(x, channels, stride=1, name=None):
+def _conv(x: keras.KerasTensor, channels: int, stride: int = 1, name: Optional[str] = None) -> keras.KerasTensor:
     x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _stem(size, channels):
+def _stem(size: int, channels: int) -> Tuple[keras.KerasTensor, keras.KerasTensor]:
     """The 0..255 grey input, rescaled in-graph, and a full 3x3 convolution at full resolution."""
     inputs = keras.Input((size, size, 1), name="face")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
     return inputs, _conv(x, channels, name="stem")
 
 
-def _head(inputs, x, dropout, name):
+def _head(inputs: keras.KerasTensor, x: keras.KerasTensor, dropout: float, name: str) -> keras.Model:
     """Global average pooling, dropout, one logit per label."""
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
@@ -79,7 +80,7 @@ def fercnn(stem: int = 32, full: Sequence[Tuple[int, int]] = ((48, 2), (96, 2)),
     return _head(inputs, x, dropout, "fercnn")
 
 
-def _basic_block(x, channels, stride, name):
+def _basic_block(x: keras.KerasTensor, channels: int, stride: int, name: str) -> keras.KerasTensor:
     """Two full 3x3 convolutions with a shortcut (ResNet's basic block)."""
     shortcut = x
     y = _conv(x, channels, stride=stride, name=f"{name}a")

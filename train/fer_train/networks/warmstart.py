@@ -15,16 +15,17 @@ training mode, where batch-norm normalises by each batch's own statistics.
 import keras
 import numpy as np
 from keras import layers
-from typing import Any
+from typing import Any, List, Optional, Tuple
 
 from fer_edge.model.litert import allocate_tensors, make_interpreter
 from fer_edge.model.metadata import read_metadata
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+LayerPairs = List[Tuple[keras.layers.Layer, Optional[keras.layers.Layer]]]  # a weighted layer, its batch-norm
 STATISTICS_FACES = 4000  # Training faces the batch-norm statistics of a loaded twin are measured on
 
 
-def _twin_weights(model_bytes):
+def _twin_weights(model_bytes: bytes) -> List[Tuple[str, np.ndarray, np.ndarray]]:
     """(op name, kernel, bias) of each weighted op of a float32 TFLite model, in graph order."""
     interpreter = make_interpreter(model_bytes)
     allocate_tensors(interpreter)
@@ -41,7 +42,7 @@ def _twin_weights(model_bytes):
     return weighted
 
 
-def _keras_kernel(op_name, kernel):
+def _keras_kernel(op_name: str, kernel: np.ndarray) -> np.ndarray:
     """TFLite's kernel layout -> Keras's."""
     if op_name == "CONV_2D":  # (out, kh, kw, in) -> (kh, kw, in, out)
         return kernel.transpose(1, 2, 3, 0)
@@ -50,7 +51,7 @@ def _keras_kernel(op_name, kernel):
     return kernel.T  # FULLY_CONNECTED: (out, in) -> (in, out)
 
 
-def _weighted_layers(model):
+def _weighted_layers(model: keras.Model) -> LayerPairs:
     """[(layer, the batch-norm after it or None)] in graph order, as TFLite lists the ops."""
     pairs = []
     for i, layer in enumerate(model.layers):
@@ -93,11 +94,13 @@ def load_float_twin(model: Any, path: str, images: np.ndarray, arch: str, batch_
     return metadata
 
 
-def _match_batchnorm_statistics(model, pairs, images, batch_size):
+def _match_batchnorm_statistics(model: keras.Model, pairs: LayerPairs, images: np.ndarray, batch_size: int) -> None:
     """Give each batch-norm its convolution's real output statistics, keeping its function."""
     normed = [(layer, norm) for layer, norm in pairs if norm is not None]
     probe = keras.Model(model.inputs, [layer.output for layer, _ in normed])
-    sums, squares, counts = [0.0] * len(normed), [0.0] * len(normed), [0] * len(normed)
+    sums = [np.zeros(layer.output.shape[-1]) for layer, _ in normed]
+    squares = [np.zeros(layer.output.shape[-1]) for layer, _ in normed]
+    counts = [0] * len(normed)
     for start in range(0, len(images), batch_size):
         outputs = probe([images[start:start + batch_size, ..., None].astype(np.float32)], training=False)
         for k, z in enumerate(outputs):

@@ -44,11 +44,10 @@ class Teachers:
 
     def mean_probabilities(self, faces: np.ndarray, max_batch: int = 256) -> np.ndarray:
         """(N, 7) mean softened probabilities of the teachers over uint8 faces (N,48,48)."""
-        total = sum(_soften(t.predict(faces, max_batch=max_batch).astype(np.float64), self.temperature)
-                    for t in self.teachers)
-        return total / len(self.teachers)
+        return np.mean([_soften(t.predict(faces, max_batch=max_batch).astype(np.float64), self.temperature)
+                        for t in self.teachers], axis=0)
 
-    def __call__(self, batch):
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         faces = np.clip(np.rint(batch[..., 0]), 0, 255).astype(np.uint8)
         return self.mean_probabilities(faces, max_batch=len(faces)).astype(np.float32)
 
@@ -60,7 +59,7 @@ def teacher_probabilities(paths: Sequence[str], images: np.ndarray, temperature:
     return ((teachers.mean_probabilities(images) + teachers.mean_probabilities(mirrors)) / 2).astype(np.float32)
 
 
-def _soften(probabilities, temperature):
+def _soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """The same distribution at a higher temperature (softmax(log p / T))."""
     if temperature == 1.0:
         return probabilities

@@ -157,7 +157,7 @@ def build_expression_net(weights: Dict[str, np.ndarray]) -> Any:
     return keras.Model(image, logits, name="face_expression_net")
 
 
-def _dense_block(x, block: str, weights: Dict[str, np.ndarray]):
+def _dense_block(x: Any, block: str, weights: Dict[str, np.ndarray]) -> Any:
     import keras
 
     outputs: list = []
