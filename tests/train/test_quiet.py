@@ -45,3 +45,31 @@ def test_an_abort_inside_still_shows_what_came_before():
 def test_fer_edge_debug_shows_everything():
     result = run("end", FER_EDGE_DEBUG="1")
     assert "oneDNN custom operations" in result.stderr and "fully_quantize" in result.stderr
+
+
+CTRL_C = """
+import os, sys, time
+from fer_train.quiet import filtered_stderr
+
+with filtered_stderr():
+    try:
+        os.write(2, b"ready\\n")
+        time.sleep(60)
+    except KeyboardInterrupt:
+        os.write(2, b"stopped, the run kept\\n")   # what a command says on Ctrl-C still passes the filter
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_reaches_the_command_and_its_last_words_still_pass():
+    """Ctrl-C goes to the terminal's whole process group, the filter included: the filter
+    must outlive the command's own handling of it, not die with a traceback of its own."""
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-c", CTRL_C], stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)   # a group of its own, as a terminal's foreground job
+    assert process.stderr.readline() == "ready\n"
+    os.killpg(process.pid, signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=30) == 130
+    assert rest == "stopped, the run kept\n", rest

@@ -22,7 +22,10 @@ CHATTER = (r"^[IW]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w.]+:\d+\] "
            r"|^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
            r"|^fully_quantize: \d+, inference_type: ")
 
-_FILTER = ("import re, sys\n"
+# Ctrl-C reaches the terminal's whole process group: the filter ignores it and ends when its
+# input does, so what the command says while it stops still gets through.
+_FILTER = ("import re, signal, sys\n"
+           "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
            "chatter = re.compile(sys.argv[1])\n"
            "for line in sys.stdin.buffer:\n"
            "    if not chatter.match(line.decode('utf-8', 'replace')):\n"
