@@ -7,6 +7,7 @@ never imports TensorFlow, and a desktop that has TensorFlow has LiteRT too, beca
 fer-edge depends on it. The choice is made once, on first use.
 """
 
+import ctypes
 import functools
 import os
 import sys
@@ -44,6 +45,9 @@ def make_interpreter(model_bytes: bytes, threads: int = 1, delegate: Optional[st
     delegates = []
     if delegate == "edgetpu":
         try:
+            # Loaded here first: the runtime's Delegate, failing to load it, leaves an object
+            # whose clean-up prints a traceback when it is collected.
+            ctypes.CDLL(EDGETPU_LIBRARY)
             delegates.append(load_delegate(EDGETPU_LIBRARY))
         except (ValueError, OSError) as exc:
             raise RuntimeMissing(f"Edge TPU delegate unavailable: cannot load {EDGETPU_LIBRARY} "
