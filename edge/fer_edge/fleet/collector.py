@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from ..core.errors import UserError, one_line
 from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
@@ -29,6 +29,11 @@ from .message_check import (Rejected, bounded, device_state, is_online, kept_cop
 from ..outputs.mqtt import KEEPALIVE_SECONDS, Broker
 from .handover import GONE, UP, Handover, Link, Roster, queue_limit, roster_topic, session_properties, set_will
 from ..core.settings_sections import MqttSection
+
+if TYPE_CHECKING:  # for the hints only
+    from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 Say = Callable[[str], None]
 
@@ -181,7 +186,8 @@ class Collector:
         return (f"{c['session']} visits, {c['stats']} stats, {c['view']} views, {c['availability']} availability "
                 f"messages stored; {c['rejected']} rejected; {self.inbox.qsize() + self.in_hand} waiting{dropped}")
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
+    def _on_connect(self, client: "Client", userdata: Any, flags: "ConnectFlags", reason_code: "ReasonCode",
+                    properties: Optional["Properties"]) -> None:
         if reason_code.is_failure:
             self.say(f"broker {self.broker} refused the collector: {reason_code}")
             return
@@ -210,7 +216,7 @@ class Collector:
     def _shared_topics(self) -> List[str]:
         return [f"$share/{self.s.group}/{self.s.mqtt.prefix}/+/{kind}" for kind in SHARED_KINDS]
 
-    def _check_broker(self, properties) -> None:
+    def _check_broker(self, properties: Optional["Properties"]) -> None:
         """What the broker says of itself that breaks a promise, in one line each."""
         shared = getattr(properties, "SharedSubscriptionAvailable", 1)
         if shared == 0:
@@ -235,7 +241,8 @@ class Collector:
             self.say(f"broker {self.broker} keeps at most {kept} messages for a stopped collector and drops the "
                      "rest: raise mosquitto's max_queued_messages (or EMQX's mqtt.max_mqueue_len) to 100000")
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+    def _on_subscribe(self, client: "Client", userdata: Any, mid: int, reason_codes: List["ReasonCode"],
+                      properties: Optional["Properties"]) -> None:
         refused = [code for code in reason_codes if code.is_failure]
         if refused:
             self.say(f"broker {self.broker} refused a subscription ({refused[0]}): check its ACL for "
@@ -252,21 +259,22 @@ class Collector:
         self.handovers = [h for h in self.handovers if h.is_alive()] + [handover]
         handover.start()
 
-    def _on_connect_fail(self, client, userdata):
+    def _on_connect_fail(self, client: "Client", userdata: Any) -> None:
         """Said once a minute while it lasts, with the reason (paho retries by itself)."""
         if time.monotonic() - self.unreachable_said >= PROGRESS_SECONDS:
             self.unreachable_said = time.monotonic()
             self.say(f"broker {self.broker} unreachable: {self.server.diagnose()}; "
                      "trying again")
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+    def _on_disconnect(self, client: "Client", userdata: Any, flags: "DisconnectFlags", reason_code: "ReasonCode",
+                       properties: Optional["Properties"]) -> None:
         if not self.stop_event.is_set():
             self.say(f"broker {self.broker} lost ({reason_code}); reconnecting, nothing unstored is acknowledged")
 
-    def _on_message(self, client, userdata, message):
+    def _on_message(self, client: "Client", userdata: Any, message: "MQTTMessage") -> None:
         self._deliver(message, self.link)
 
-    def _deliver(self, message, link: Link):
+    def _deliver(self, message: "MQTTMessage", link: Link) -> None:
         """A roster message to the roster; a device's message to the inbox (once)."""
         if message.topic.startswith(roster_topic(self.s.mqtt.prefix, self.s.group, "")):
             self.roster.heard(message.topic, message.payload)
@@ -276,7 +284,7 @@ class Collector:
             return   # said live: the shared subscription brings it too
         self.receive(message, link)
 
-    def receive(self, message, link: Link):
+    def receive(self, message: "MQTTMessage", link: Link) -> None:
         """Into the inbox, cut to what the checks need (a bigger message is rejected, never held whole).
         QoS 1 messages in flight are bounded by RECEIVE_MAXIMUM; QoS 0 ones (stats, views, each
         superseded by the next) are dropped while HELD_BYTES wait."""
@@ -303,7 +311,7 @@ class Collector:
             self.held -= sum(len(message.payload) for message in batch)
         return batch
 
-    def _write_loop(self):
+    def _write_loop(self) -> None:
         try:
             while not (self.stop_event.is_set() and self.inbox.empty()):
                 batch = self._next_batch()
@@ -337,7 +345,7 @@ class Collector:
                 return False
             delay = min(delay * 2, 10.0)
 
-    def _write(self, batch: List[Message]):
+    def _write(self, batch: List[Message]) -> None:
         if self.database is None:
             self.database = open_database(self.s.db, self.s.db_password, create=True)
         rows = self._without_conflicts([row_of(message) for message in batch])
@@ -351,7 +359,7 @@ class Collector:
             rows = self._one_by_one(rows)
         self.counts.update(row.kind for row in rows)
 
-    def _execute(self, rows: List[Row]):
+    def _execute(self, rows: List[Row]) -> None:
         """The batch in the one order every collector keeps (visits by id, then devices by name,
         then rejections), so two batches never wait on each other in a circle: one executemany
         for each run of the same statement, pipelined on PostgreSQL (no round trip a row)."""
@@ -404,7 +412,7 @@ class Collector:
             checked.append(row)
         return checked
 
-    def _lost_database(self, exc: BaseException):
+    def _lost_database(self, exc: BaseException) -> None:
         if self.database is not None:
             self.database.rollback()
             self.database.close()
@@ -414,7 +422,7 @@ class Collector:
             why = str(exc) if isinstance(exc, DatabaseError) else f"{describe(self.s.db)}: {reason(exc)}"
             self.say(f"database unavailable: {why}; messages stay with the broker until it is back")
 
-    def _prune(self):
+    def _prune(self) -> None:
         """Visits older than keep_days go, once an hour."""
         if not self.s.keep_days or time.monotonic() < self.next_prune or self.database is None:
             return

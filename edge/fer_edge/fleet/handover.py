@@ -15,7 +15,12 @@ was not yet acknowledged goes to it again.
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Union
+
+if TYPE_CHECKING:  # for the hints only: paho loads when a handover starts
+    from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 UP, GONE = "up", "gone"
 WILL_DELAY_SECONDS = 5        # a collector back within this (a restart) is not taken over
@@ -88,7 +93,7 @@ class Roster:
         self.taking: Set[str] = set()          # client ids this collector is taking over now
         self.lock = threading.Lock()
 
-    def heard(self, topic: str, payload: bytes) -> None:
+    def heard(self, topic: str, payload: Union[bytes, bytearray]) -> None:
         """One retained roster message: `up`, `gone`, or empty (cleared)."""
         client_id, state = topic.rsplit("/", 1)[-1], payload.decode("utf-8", "replace")
         with self.lock:
@@ -162,7 +167,8 @@ class Handover(threading.Thread):
         self.client.loop(0.2)
         self.say(f"took over collector {self.gone}: stored the {self.taken} messages the broker kept for it")
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
+    def _on_connect(self, client: "Client", userdata: Any, flags: "ConnectFlags", reason_code: "ReasonCode",
+                    properties: Optional["Properties"]) -> None:
         if reason_code.is_failure:
             self.say(f"could not take over collector {self.gone}: {reason_code}")
             self.state = "refused"
@@ -171,15 +177,17 @@ class Handover(threading.Thread):
         self.state = "draining"
         client.unsubscribe(self.shared)
 
-    def _on_message(self, client, userdata, message):
+    def _on_message(self, client: "Client", userdata: Any, message: "MQTTMessage") -> None:
         self.taken += 1
         self.receive(message, self.link)
 
-    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties):
+    def _on_unsubscribe(self, client: "Client", userdata: Any, mid: int, reason_codes: List["ReasonCode"],
+                        properties: Optional["Properties"]) -> None:
         self.left_subscriptions = True
         self.link.received(0)   # the idle wait starts now
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+    def _on_disconnect(self, client: "Client", userdata: Any, flags: "DisconnectFlags", reason_code: "ReasonCode",
+                       properties: Optional["Properties"]) -> None:
         if self.state == "draining":
             self.link.connection += 1
             self.state = "lost"   # taken back by its owner, or the broker went: what is unacknowledged stays there

@@ -15,7 +15,7 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple, Union
 
 from ..core.records import Visit
 from ..outputs.mqtt import topic_id
@@ -44,9 +44,9 @@ def shown(value: Any, longest: int = 60) -> str:
     return text if len(text) <= longest else text[:longest - 3] + "..."
 
 
-def bounded(payload: bytes) -> bytes:
+def bounded(payload: Union[bytes, bytearray]) -> bytes:
     """What the collector holds of a message: enough to say it is too big, never more."""
-    return payload[:MAX_BYTES + 1]
+    return bytes(payload[:MAX_BYTES + 1])
 
 
 def kept_copy(text: Any, characters: int = KEPT_CHARACTERS) -> str:

@@ -68,7 +68,7 @@ class Notifier:
             self.last_status = now
 
     @staticmethod
-    def _status(stats):
+    def _status(stats: "Stats") -> str:
         return f"STATUS={stats.frames} frames, {stats.recent_fps():.1f} fps, {stats.faces} faces, {stats.tracks} tracks"
 
     def stopping(self) -> None:

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -109,7 +109,7 @@ class Session:
                      ended_by=ended_by, clock_step=round(clock.stepped - self.clock_at_start, 1))
 
 
-def _near(a, b):
+def _near(a: Sequence[float], b: Sequence[float]) -> bool:
     """Centres closer than the larger box side: the same visitor's face, moved a little."""
     ax, ay = a[0] + a[2] / 2, a[1] + a[3] / 2
     bx, by = b[0] + b[2] / 2, b[1] + b[3] / 2
@@ -155,13 +155,13 @@ class SessionTracker:
                                 self.labels[int(s.recent[-1][1].argmax())])
                 for s in self.open if s.confirmed and t - s.last_seen <= self.gap_seconds]
 
-    def _continuing(self, t, box):
+    def _continuing(self, t: float, box: Sequence[float]) -> Optional[Session]:
         """An open session whose face was lost nearby within the gap: a turned head, not a new visitor."""
         candidates = [s for s in self.open if t - s.last_seen <= self.gap_seconds and _near(s.box, box)
                       and s.last_seen < t]
         return max(candidates, key=lambda s: s.last_seen, default=None)
 
-    def _finish(self, done, ended_by=LEFT):
+    def _finish(self, done: Callable[[Session], bool], ended_by: str = LEFT) -> List[Visit]:
         finished = []
         for session in [s for s in self.open if done(s)]:
             self.open.remove(session)

@@ -108,12 +108,12 @@ class EmotionClassifier:
     def name(self) -> str:
         return os.path.basename(self.path)
 
-    def _allocate(self, n):
+    def _allocate(self, n: int) -> None:
         self.interpreter.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
         self.interpreter.allocate_tensors()
         self.batch = n
 
-    def _resize(self, n):
+    def _resize(self, n: int) -> None:
         if n == self.batch:
             return
         try:
@@ -123,7 +123,7 @@ class EmotionClassifier:
             self._allocate(1)
             self.can_batch = False
 
-    def _run(self, batch):
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input["index"], batch)
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"]).astype(np.float32)
@@ -145,7 +145,7 @@ class EmotionClassifier:
             return self._logits(np.concatenate([faces, faces[:, :, ::-1]]), max_batch).reshape(2, len(faces), -1)
         return self._logits(faces, max_batch)
 
-    def _logits(self, faces, max_batch):
+    def _logits(self, faces: np.ndarray, max_batch: int) -> np.ndarray:
         if self.input_quant:
             x = to_model_input(faces, self.input_dtype, *self.input_quant)
         else:

@@ -14,7 +14,7 @@ import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Iterator, Optional, Sequence, TextIO, Tuple, Union
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ class Faces:
     label_names: Tuple[str, ...] = LABELS   # what each index in `labels` means
     notes: list = field(default_factory=list)  # one line each: what a reader noticed (duplicates, empty classes)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: Any) -> "Faces":
@@ -106,7 +106,7 @@ def is_blank(image: np.ndarray) -> bool:
     return int(image.max()) - int(image.min()) < 8
 
 
-def _open_text(path):
+def _open_text(path: str) -> TextIO:
     if str(path).endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
@@ -214,12 +214,12 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     return majority
 
 
-def _decode(data):
+def _decode(data: bytes) -> Optional[np.ndarray]:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     return image
 
 
-def _iter_class_files(root, only=None):
+def _iter_class_files(root: str, only: Optional[Collection[str]] = None) -> Iterator[Tuple[str, str, bytes]]:
     """(class name, display name, bytes) for every file two levels below root (dir or tar),
     or for those of them whose display names are in the set `only`."""
     if os.path.isdir(root):
@@ -240,7 +240,9 @@ def _iter_class_files(root, only=None):
                 parts = member.name.strip("/").split("/")
                 if len(parts) < 2 or (only is not None and "/".join(parts[-2:]) not in only):
                     continue
-                yield parts[-2], "/".join(parts[-2:]), tar.extractfile(member).read()
+                contents = tar.extractfile(member)
+                if contents is not None:   # None only for what is not a regular file
+                    yield parts[-2], "/".join(parts[-2:]), contents.read()
     else:
         raise DatasetError(f"{root}: not a folder of class folders nor a tar archive")
 

@@ -93,7 +93,7 @@ def detail(face: np.ndarray) -> float:
     return float(np.abs(laplacian).mean() / (inner[2:-2, 2:-2].std() + 1.0))
 
 
-def _warp(grey, scale, source, target):
+def _warp(grey: np.ndarray, scale: float, source: Tuple[float, float], target: Tuple[float, float]) -> np.ndarray:
     """The 48x48 face, with no more detail than FER2013's faces have (DETAIL_CEILING): the
     plain warp, or, for a sharp face taken from many more pixels, the warp of a blurred copy
     of the region it covers, with the least blur of BLUR_STEPS that is enough."""
@@ -117,7 +117,8 @@ def _warp(grey, scale, source, target):
     return face
 
 
-def _plain_warp(grey, scale, source, target):
+def _plain_warp(grey: np.ndarray, scale: float, source: Tuple[float, float],
+                target: Tuple[float, float]) -> np.ndarray:
     """The 48x48 face in one bilinear warp: `source` (image pixels) lands on `target` (face
     pixels), scaled by `scale`. One resampling, as the training augmentation resamples a face;
     averaging every face down (INTER_AREA) softens the soft ones too, and they read worse

@@ -34,7 +34,7 @@ class Outbox:
                 self.db.close()
                 raise
 
-    def put(self, kind: str, topic: str, payload: dict, qos: int = 1, retain: bool = False, created: float = 0.0) -> None:
+    def put(self, kind: str, topic: str, payload: dict, qos: int = 1, retain: bool = False, created: float = 0.0) -> str:
         """Store a message; `payload` (a dict) gets its `msg_id`. Returns the msg_id."""
         msg_id = payload.setdefault("msg_id", uuid.uuid4().hex)
         with self.db:
@@ -46,11 +46,11 @@ class Outbox:
                 self._drop(excess)
         return msg_id
 
-    def _count(self, name, n=1):
+    def _count(self, name: str, n: int = 1) -> None:
         self.db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
                         "ON CONFLICT(name) DO UPDATE SET value = value + ?", (name, n, n))
 
-    def _drop(self, n):
+    def _drop(self, n: int) -> None:
         for where in ("kind = 'emotion'", "1"):
             rows = self.db.execute(f"SELECT seq, kind FROM outbox WHERE {where} ORDER BY seq LIMIT ?", (n,)).fetchall()
             for seq, kind in rows:
@@ -146,7 +146,7 @@ class OutboxSender:
                 self.early.add(handle)   # perhaps one of ours still being handed over, or not ours
         self.wake.set()
 
-    def _run(self):
+    def _run(self) -> None:
         """After a reconnect the transport itself retransmits what was in flight (MQTT keeps
         the same message ids, in order) and this thread carries on after the last row it
         handed over: resending from the start here would put old rows after newer ones."""
@@ -172,7 +172,7 @@ class OutboxSender:
         if outbox is not None:
             outbox.close()
 
-    def _step(self, outbox):
+    def _step(self, outbox: Outbox) -> None:
         with self.lock:
             acked, self.acked = self.acked, []
             self.early.clear()   # what was early for an earlier step is not this step's

@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from typing import Callable, Optional, TextIO
+from typing import Callable, Deque, Optional, TextIO, Tuple
 
 from ..core.clock import start_of_today
 from ..core.events import EventSink
@@ -42,7 +42,7 @@ class SQLiteLog(EventSink):
         self.full_since: Optional[float] = None
         self.retry_at = 0.0
         self.dropped = 0
-        self.held: deque = deque()         # (sql, values) waiting for another program's lock
+        self.held: Deque[Tuple[str, tuple]] = deque()  # (sql, values) waiting for another program's lock
         self.locked_since: Optional[float] = None
         self.db: Optional[sqlite3.Connection] = None
         self.clock_doubt: Optional[str] = None
@@ -75,7 +75,7 @@ class SQLiteLog(EventSink):
             self.say(f"retention paused: {self.clock_doubt}; nothing is deleted by age until the clock and the log agree")
         return True
 
-    def _full(self, exc):
+    def _full(self, exc: Exception) -> None:
         now = time.monotonic()
         if self.full_since is None:
             self.full_since = now
@@ -114,7 +114,7 @@ class SQLiteLog(EventSink):
                 self.db.execute("PRAGMA busy_timeout = 20")  # meanwhile a retry must not stall the camera
         self.retry_at = time.monotonic() + self.HOLD_RETRY_SECONDS
 
-    def _hold(self, sql, values, spill_row: Optional[dict] = None) -> None:
+    def _hold(self, sql: str, values: tuple, spill_row: Optional[dict] = None) -> None:
         """Keep a row until the file can take it; on a full disk a visit goes to the spill as
         well (it outlasts a stop). Past HOLD_MAX the oldest emotion row goes."""
         if spill_row is not None and self.full_since is not None:
@@ -158,7 +158,7 @@ class SQLiteLog(EventSink):
             self.say(f"log writable again after {now - self.full_since:.0f} s; {written} held rows written{lost}")
             self.full_since = None
 
-    def _write(self, sql, values, spill_row: Optional[dict] = None) -> Optional[sqlite3.Cursor]:
+    def _write(self, sql: str, values: tuple, spill_row: Optional[dict] = None) -> Optional[sqlite3.Cursor]:
         """Run and commit one write, returning its cursor. While the disk is full or another
         program holds the lock, say so once, hold the row (in order, behind those already
         held), return None and go on."""

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..core.errors import UserError
 from ..core.labels import LABELS
@@ -90,7 +90,7 @@ def _create_private(path: str) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def connect(path: str, timeout: float = BUSY_SECONDS, **options) -> sqlite3.Connection:
+def connect(path: str, timeout: float = BUSY_SECONDS, **options: Any) -> sqlite3.Connection:
     """A connection to the store: private, WAL (readers never block the camera) and
     synchronous=NORMAL (a commit is cheap). Tables are made by `StoreFile`, not here."""
     _create_private(path)

@@ -9,7 +9,7 @@ registry the way BlazeFace is (core.wheel_files) and checked against the sha256 
 
 import errno
 import os
-from typing import Callable, Tuple
+from typing import Callable, Iterator, Tuple
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def visitor(photo: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
 
 
-def frames(photo: np.ndarray):
+def frames(photo: np.ndarray) -> Iterator[np.ndarray]:
     """The clip's frames: an empty wall, the visitor swaying a little in front of it, the wall again."""
     width, height = FRAME_SIZE
     wall = np.tile(np.linspace(70, 110, width, dtype=np.uint8)[None, :, None], (height, 1, 3))

@@ -26,7 +26,7 @@ from ..core.network import without_password
 from ..core.log import say
 
 
-def _quiet_opencv():
+def _quiet_opencv() -> None:
     """OpenCV's own warnings (a camera index that cannot be opened, at every try) would drown
     fer-edge's one-line messages; its errors still show. FFmpeg's lines (`[tcp @ 0x...]
     Connection refused`, at every reconnect) are silenced: fer-edge says what failed in its
@@ -155,7 +155,7 @@ class OpenCVSource:
                     "`ls /dev/video*` lists cameras)")
         return f"{self.name}: no answer from the stream ({why_no_answer(str(self.target))})"
 
-    def _open(self, first=False):
+    def _open(self, first: bool = False) -> bool:
         if isinstance(self.target, int):
             capture = cv2.VideoCapture(self.target, cv2.CAP_V4L2) if os.name == "posix" else cv2.VideoCapture(self.target)
         elif self.live:
@@ -195,7 +195,7 @@ class OpenCVSource:
         frames: queue.Queue = queue.Queue(maxsize=1)
         end = object()
 
-        def put(item) -> bool:
+        def put(item: object) -> bool:  # a frame, the error that ended them, or the end
             while not self.stop.is_set():
                 try:
                     frames.put(item, timeout=0.2)
