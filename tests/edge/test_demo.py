@@ -93,7 +93,7 @@ def test_a_data_folder_that_cannot_be_written_is_one_line_before_any_download(tm
     env = dict(demo_env(tmp_path), XDG_DATA_HOME=str(tmp_path / "a-file"), PIP_INDEX_URL="http://127.0.0.1:9/simple")
     result = run_cli("fer-edge", "demo", extra_env=env)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"Error: cannot store the demo photo in {tmp_path}/a-file/fer-edge/demo "
+    assert result.stderr.splitlines() == [f"Error: cannot store files in {tmp_path}/a-file/fer-edge/demo "
                                           "(Not a directory): set XDG_DATA_HOME to a folder you can write"], result.stderr
 
 

@@ -78,3 +78,18 @@ def test_a_run_without_blazeface_says_which_detector_and_the_fix(photos, model_p
     notes = [line for line in result.stderr.splitlines() if "BlazeFace is not installed" in line]
     assert len(notes) == 1 and "`fer-edge detector fetch`" in notes[0] and "Haar" in notes[0]
     assert "detector haar" in result.stderr
+
+
+def test_a_folder_that_cannot_take_the_files_is_one_line_before_any_download(tmp_path):
+    """A read-only home (or --dir under a file) is said at once, with the fix for how the
+    folder was chosen; `leave out --system` was said to users who never gave it."""
+    (tmp_path / "a-file").write_text("not a folder")
+    offline = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": "", "FER_EDGE_DETECTORS": ""}
+    home = run_cli("fer-edge", "detector", "fetch", extra_env=dict(offline, XDG_DATA_HOME=str(tmp_path / "a-file")))
+    chosen = run_cli("fer-edge", "detector", "fetch", "--dir", tmp_path / "a-file" / "d", extra_env=offline)
+    for result, hint in ((home, "set XDG_DATA_HOME to a folder you can write (runs look there too)"),
+                         (chosen, "give --dir a folder you can write")):
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: cannot store files in {tmp_path}/a-file/"), result.stderr
+        assert lines[0].endswith(f"(Not a directory): {hint}"), result.stderr

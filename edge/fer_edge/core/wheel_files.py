@@ -6,6 +6,7 @@ every wanted file is read and checked before any is stored, and each is written 
 at all, so a tampered or truncated wheel leaves nothing behind.
 """
 
+import errno
 import hashlib
 import os
 import shutil
@@ -35,6 +36,19 @@ def user_data_dir(name: str) -> str:
     """Where a user's fetched files of one kind live: $XDG_DATA_HOME/fer-edge/NAME (default ~/.local/share/...)."""
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(data, "fer-edge", name)
+
+
+def writable_folder(folder: str, hint: str) -> str:
+    """`folder`, once it is known that it can take files (it, or the first part of its path
+    that exists, is a folder the user can write): checked before a download, so that a
+    read-only home is said at once, with `hint` on what to do. Nothing is made yet."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    code = errno.ENOTDIR if not os.path.isdir(existing) else None if os.access(existing, os.W_OK) else errno.EACCES
+    if code:
+        raise FetchError(f"cannot store files in {folder} ({os.strerror(code)}): {hint}")
+    return folder
 
 
 def download_wheel(requirement: str, folder: str, pip_options: Sequence[str] = ()) -> str:

