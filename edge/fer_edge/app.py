@@ -275,7 +275,7 @@ def collector_settings(settings: Settings) -> "CollectorSettings":
     """What `fer-edge collect` needs, from the [mqtt] and [collector] settings."""
     from .fleet.collector import CollectorSettings
     from .core.errors import UserError
-    from .outputs.mqtt import read_password
+    from .core.network import read_db_password
 
     mqtt, collector = settings.mqtt, settings.collector
     if not mqtt.host:
@@ -283,8 +283,7 @@ def collector_settings(settings: Settings) -> "CollectorSettings":
     db = collector.db or default_fleet_db()
     if db == default_fleet_db():
         os.makedirs(os.path.dirname(db), exist_ok=True)
-    password = read_password(collector.db_password_file, credential="db-password", variable="PGPASSWORD",
-                             what="database password")
+    password = read_db_password(collector.db_password_file)
     extra = {"client_id": collector.client_id} if collector.client_id else {}
     return CollectorSettings(mqtt=mqtt, db=db, db_password=password, group=collector.group,
                              keep_days=collector.keep_days, **extra)
@@ -355,12 +354,11 @@ def serve_fleet(settings: Settings, say: Say) -> None:
     """`serve --fleet`: the fleet page over the collector's database until a signal."""
     from .outputs.fleet_db import describe, open_database
     from .web.fleet_page import make_fleet_app
-    from .outputs.mqtt import read_password
+    from .core.network import read_db_password
     from .web.server import serve
 
     target = settings.log.db or settings.collector.db or default_fleet_db()
-    password = read_password(settings.collector.db_password_file, credential="db-password", variable="PGPASSWORD",
-                             what="database password")
+    password = read_db_password(settings.collector.db_password_file)
     open_database(target, password, readonly=True).close()   # a wrong --db is said now, in one line
     stop = stop_on_signals()
     server = serve(settings.web, lambda token: make_fleet_app(target, password, token, say), say)

@@ -291,7 +291,7 @@ def test_a_password_file_that_holds_no_password_is_one_line(tmp_path, photos, mo
 
 
 def test_password_never_on_the_command_line(tmp_path):
-    from fer_edge.outputs.mqtt import read_password
+    from fer_edge.core.network import read_password
 
     (tmp_path / "mqtt-password").write_text("s3cret\n")
     assert read_password(environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "s3cret"

@@ -1,9 +1,14 @@
-"""Host and port, as settings, MQTT and the web page spell them; database addresses told without
-their passwords; the client behind a trusted proxy."""
+"""The services fer-edge talks to: host and port, as settings, MQTT and the web page spell
+them; database addresses told without their passwords; the client behind a trusted proxy;
+and the passwords for the broker and the database, read from a file, systemd's credentials
+or the environment, never from the command line."""
 
 import ipaddress
+import os
 import re
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
+
+from .errors import UserError
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -81,3 +86,34 @@ def client_address(peer: str, forwarded_for: Optional[str], proxies: Sequence[Ne
         if not within(hop, proxies):
             break
     return client
+
+
+def read_password(password_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None, credential: str = "mqtt-password",
+                  variable: str = "FER_EDGE_MQTT_PASSWORD", what: str = "MQTT password") -> Optional[str]:
+    """A password (the MQTT broker's by default): from a file, $FER_EDGE_MQTT_PASSWORD, or
+    systemd's $CREDENTIALS_DIRECTORY/mqtt-password (LoadCredential=). Never from the command line."""
+    environ = os.environ if environ is None else environ
+    candidates = [password_file] if password_file else []
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], credential))
+    for path in candidates:
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                password = data.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}: the {what} file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            if password:  # an empty credential is systemd's fallback: no password
+                return password
+            if path == password_file:   # a file the user named holds nothing: not "not found"
+                raise UserError(f"{password_file}: the {what} file is empty")
+    if password_file:
+        raise OSError(f"{password_file}: {what} file not found")
+    return environ.get(variable)
+
+
+def read_db_password(password_file: Optional[str] = None) -> Optional[str]:
+    """The database's password: --db-password-file, LoadCredential=db-password or $PGPASSWORD
+    (else none: the driver reads ~/.pgpass)."""
+    return read_password(password_file, credential="db-password", variable="PGPASSWORD", what="database password")

@@ -103,14 +103,14 @@ def report(db_path: str, password_file: Optional[str], since: str, by: str, devi
     or with `health` the fleet's devices. The user's mistakes are said before any database opens."""
     from ..outputs import visit_report as r
     from ..outputs.fleet_db import is_postgres
-    from ..outputs.mqtt import read_password
+    from ..core.network import read_db_password
 
     since_time = r.parse_since(since)
     if plot_path:
         r.check_plot_path(plot_path)
     if not is_postgres(db_path) and not os.path.exists(db_path):
         raise UserError(f"{db_path}: no such database (run fer-edge run first, or pass --db)")
-    password = read_password(password_file, credential="db-password", variable="PGPASSWORD", what="database password")
+    password = read_db_password(password_file)
     if health:
         rows = device_health(db_path, password, devices)
         return json.dumps(rows) if output == "json" else format_health(rows)

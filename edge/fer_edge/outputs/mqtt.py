@@ -6,257 +6,42 @@
     <prefix>/<device>/session       one per finished visitor session, QoS 1, via the outbox
     <prefix>/<device>/stats         fps, latencies, faces, sessions, uptime, every 60 s
     <prefix>/<device>/presence      this process's token, retained: a second device on the same id is said
-    homeassistant/<component>/fer-edge-<device>/<what>/config   discovery, retained, re-sent on
-                                                  homeassistant/status = online
+    homeassistant/<component>/fer-edge-<device>/<what>/config   discovery (ha_discovery), retained,
+                                                  re-sent on homeassistant/status = online
 
 The camera loop never waits for the network: it writes to the outbox (or drops a QoS-0
 emotion update while offline, counted); a background thread sends, paho reconnects with
 backoff (1 s doubling to 60 s). A broker that cannot be reached is said in one line naming
-it and the reason, then every `REMIND_SECONDS` while it lasts, and every change of state
-is said once; the state and the backlog show in `health()`.
+it and the reason (broker.diagnose), then every `REMIND_SECONDS` while it lasts, and every
+change of state is said once; the state and the backlog show in `health()`.
 """
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
-import unicodedata
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Sequence, Tuple
 
+from .broker import KEEPALIVE_SECONDS, Broker, topic_id
+from .ha_discovery import discovery_id, discovery_messages, installed_version
 from .outbox import Outbox, OutboxSender, Transport
-from ..core.errors import UserError
 from ..core.events import EventSink
 from ..core.labels import LABELS
 from ..core.log import say
 from ..core.records import RunStats, TrackUpdate, View, Visit
-from ..core.network import split_host_port
 from ..core.settings_sections import MqttSection
 from .store import Spill, is_disk_full, is_locked
 
+if TYPE_CHECKING:  # for the hints only: paho loads when the sink starts
+    from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
-KEEPALIVE_SECONDS = 30
 WINDOW = 20            # messages in flight to the broker at once
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where the broker is and how to reach it: [mqtt] with the port parsed and the password read."""
-
-    host: str
-    port: int
-    username: Optional[str] = None
-    password: Optional[str] = None
-    tls_ca: Optional[str] = None
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
-
-    @classmethod
-    def from_section(cls, mqtt: MqttSection) -> "Broker":
-        if not mqtt.host:
-            raise UserError("no MQTT broker: --mqtt HOST[:PORT] or [mqtt] host")
-        host, port = parse_host(mqtt.host)
-        return cls(host, port, mqtt.username, read_password(mqtt.password_file), mqtt.tls_ca, mqtt.tls_cert, mqtt.tls_key)
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def client(self, client_id: str, **options: Any) -> Any:
-        """A paho client for this broker, its credentials and TLS set."""
-        import paho.mqtt.client as mqtt
-
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
-        if self.username:
-            client.username_pw_set(self.username, self.password)
-        if self.tls_ca or self.tls_cert:
-            client.tls_set(ca_certs=self.tls_ca, certfile=self.tls_cert, keyfile=self.tls_key)
-        return client
-
-    def diagnose(self) -> str:
-        return diagnose(self.host, self.port, self.tls_ca, self.tls_cert, self.tls_key)
-
-
 ANSWER_SECONDS = 8.0   # a broker that has not answered the connection by then is said, with the reason
-
-
-def diagnose(host: str, port: int, tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
-             tls_key: Optional[str] = None, timeout: float = 3.0) -> str:
-    """Why a connection to the broker fails, in words: the TCP and TLS steps tried here
-    directly, since paho reports only that it failed."""
-    import socket
-    import ssl
-
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except ConnectionRefusedError:
-        return "connection refused (nothing listens on that port)"
-    except socket.timeout:
-        return "no answer (timed out: a firewall, or the wrong address?)"
-    except OSError as exc:
-        return f"cannot connect ({exc.strerror or exc})"
-    with sock:
-        if tls_ca or tls_cert:
-            context = ssl.create_default_context(cafile=tls_ca)
-            if tls_cert:
-                context.load_cert_chain(tls_cert, tls_key)
-            try:
-                context.wrap_socket(sock, server_hostname=host).close()
-            except ssl.SSLCertVerificationError as exc:
-                message = exc.verify_message or str(exc)
-                if "hostname" in message.lower() or "ip address mismatch" in message.lower():
-                    return f"TLS: the broker's certificate is not for {host} ({message})"
-                return f"TLS: the broker's certificate is not trusted by {tls_ca} ({message})"
-            except ssl.SSLError as exc:
-                if "WRONG_VERSION_NUMBER" in str(exc) or "record layer" in str(exc).lower():
-                    return "TLS: the port does not speak TLS (a plain MQTT port?)"
-                return f"TLS: the handshake fails ({exc.reason or exc})"
-            except (socket.timeout, OSError):
-                return "TLS: the port does not speak TLS (no answer to the handshake: a plain MQTT port?)"
-            return "the TCP and TLS steps work, but the broker gives no MQTT answer"
-        if _speaks_tls(host, port, timeout):
-            return "the port speaks TLS: give the broker's CA certificate (--mqtt-tls-ca)"
-        return "the port accepts connections but gives no MQTT answer (not an MQTT broker?)"
-
-
-def _speaks_tls(host: str, port: int, timeout: float) -> bool:
-    import socket
-    import ssl
-
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            context.wrap_socket(sock).close()
-        return True
-    except (OSError, ssl.SSLError):
-        return False
-
-
-def parse_host(value: str) -> Tuple[str, int]:
-    """'host', 'host:port' or '[v6]:port' -> (host, port)."""
-    return split_host_port(value, 1883)
-
-
-def read_password(password_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None, credential: str = "mqtt-password",
-                  variable: str = "FER_EDGE_MQTT_PASSWORD", what: str = "MQTT password") -> Optional[str]:
-    """A password (the MQTT broker's by default): from a file, $FER_EDGE_MQTT_PASSWORD, or
-    systemd's $CREDENTIALS_DIRECTORY/mqtt-password (LoadCredential=). Never from the command line."""
-    environ = os.environ if environ is None else environ
-    candidates = [password_file] if password_file else []
-    if environ.get("CREDENTIALS_DIRECTORY"):
-        candidates.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], credential))
-    for path in candidates:
-        if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                data = f.read()
-            try:
-                password = data.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                raise UserError(f"{path}: the {what} file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-            if password:  # an empty credential is systemd's fallback: no password
-                return password
-            if path == password_file:   # a file the user named holds nothing: not "not found"
-                raise UserError(f"{password_file}: the {what} file is empty")
-    if password_file:
-        raise OSError(f"{password_file}: {what} file not found")
-    return environ.get(variable)
-
-
-def installed_version() -> Optional[str]:
-    """fer-edge's version, for Home Assistant's device page (None when run from a source tree)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fer-edge")
-    except PackageNotFoundError:
-        return None
-
-
-def topic_id(device_id: str) -> str:
-    """The device id as one MQTT topic level: no '/', '+' or '#' (they would split or match levels)."""
-    return re.sub(r"[/+#\x00]", "_", device_id) or "_"
-
-
-def discovery_id(device_id: str) -> str:
-    """The device id as Home Assistant's discovery node id allows it: [a-zA-Z0-9_-]+."""
-    return re.sub(r"[^a-zA-Z0-9_-]", "_", device_id) or "_"
-
-
-def entity_slug(device_id: str) -> str:
-    """The device id as an entity id part, as Home Assistant would write it: [a-z0-9_],
-    accents dropped ('café' -> 'cafe'), no repeated or edge underscores."""
-    ascii_id = unicodedata.normalize("NFKD", device_id).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_id).strip("_") or "device"
-
-
-def discovery_messages(s: MqttSection, device_id: str, configuration_url: Optional[str] = None,
-                       model_name: str = "fer-edge", sw_version: Optional[str] = None,
-                       expire_after: int = 30, labels: Sequence[str] = LABELS) -> List[Tuple[str, dict]]:
-    """Home Assistant MQTT discovery configs (topic, payload) for this device. The emotion
-    sensor is an enum of the model's `labels`; it becomes unavailable `expire_after` seconds
-    after the last face left."""
-    base = f"{s.prefix}/{topic_id(device_id)}"
-    node, slug = discovery_id(device_id), entity_slug(device_id)
-    device = {"identifiers": [f"fer-edge-{device_id}"], "name": f"fer-edge {device_id}",
-              "manufacturer": "fer-edge", "model": model_name}
-    if sw_version:
-        device["sw_version"] = sw_version
-    if configuration_url:
-        device["configuration_url"] = configuration_url
-    origin = {"name": "fer-edge", "support_url": "https://github.com/fer-edge/fer-edge"}
-    if sw_version:
-        origin["sw_version"] = sw_version
-    availability = {"availability_topic": f"{base}/availability", "payload_available": "online",
-                    "payload_not_available": "offline"}
-    diagnostic = {"entity_category": "diagnostic", "state_topic": f"{base}/stats"}
-    entities: Dict[Tuple[str, str], dict] = {
-        ("sensor", "emotion"): dict(name="Emotion", state_topic=f"{base}/view", device_class="enum",
-                                    options=list(labels), value_template="{{ value_json.label }}",
-                                    icon="mdi:emoticon-outline",
-                                    json_attributes_topic=f"{base}/view",
-                                    json_attributes_template="{{ dict(value_json.probs, confidence="
-                                                             "value_json.confidence) | tojson }}",
-                                    expire_after=expire_after),
-        ("sensor", "people"): dict(name="People in view", state_topic=f"{base}/view",
-                                   value_template="{{ value_json.people }}", state_class="measurement",
-                                   icon="mdi:account-eye", json_attributes_topic=f"{base}/view",
-                                   json_attributes_template="{{ {'visits_in_progress': value_json.visits | count}"
-                                                            " | tojson }}"),
-        ("sensor", "satisfaction"): dict(name="Last visitor satisfaction", state_topic=f"{base}/session",
-                                         value_template="{{ value_json.satisfaction }}", unit_of_measurement="%",
-                                         state_class="measurement", icon="mdi:emoticon-happy-outline",
-                                         json_attributes_topic=f"{base}/session",
-                                         json_attributes_template=(
-                                             "{{ {'exit_emotion': value_json.exit_emotion, 'dominant': "
-                                             "value_json.dominant, 'duration': value_json.duration, "
-                                             "'ended_by': value_json.ended_by, 'exit_probs': value_json.exit_probs}"
-                                             " | tojson }}")),
-        ("sensor", "sessions_today"): dict(name="Visitors today", state_topic=f"{base}/stats",
-                                           value_template="{{ value_json.sessions_today }}",
-                                           state_class="total_increasing", icon="mdi:account-multiple"),
-        ("sensor", "fps"): dict(diagnostic, name="Frames per second", value_template="{{ value_json.fps }}",
-                                unit_of_measurement="fps", state_class="measurement", icon="mdi:speedometer"),
-        ("sensor", "outbox"): dict(diagnostic, name="Outbox backlog", value_template="{{ value_json.outbox_pending }}",
-                                   unit_of_measurement="messages", state_class="measurement", icon="mdi:tray-full"),
-        ("event", "visit"): dict(name="Visit", state_topic=f"{base}/session", event_types=["visit"],
-                                 icon="mdi:account-arrow-right"),
-    }
-    prefix = s.discovery_prefix
-    messages = []
-    for (component, key), entity in entities.items():
-        payload = dict(entity, unique_id=f"fer-edge-{device_id}-{key}", default_entity_id=f"{component}.fer_edge_{slug}_{key}",
-                       device=device, origin=origin, **availability)
-        messages.append((f"{prefix}/{component}/fer-edge-{node}/{key}/config", payload))
-    payload = dict(name="Online", state_topic=f"{base}/availability", payload_on="online", payload_off="offline",
-                   device_class="connectivity", unique_id=f"fer-edge-{device_id}-online",
-                   default_entity_id=f"binary_sensor.fer_edge_{slug}_online", device=device, origin=origin)
-    messages.append((f"{prefix}/binary_sensor/fer-edge-{node}/online/config", payload))
-    return messages
 
 
 class MQTTSink(EventSink, Transport):
@@ -296,7 +81,7 @@ class MQTTSink(EventSink, Transport):
             self.outbox = None
             on_event(f"MQTT outbox unavailable ({exc}): messages go to the broker from memory until a restart")
         self.spill = spill
-        self.waiting: deque = deque()   # (kind, topic, payload, retain) the outbox could not take yet
+        self.waiting: Deque[Tuple[str, str, dict, bool]] = deque()   # (kind, topic, payload, retain) the outbox could not take yet
         self.waiting_since: Optional[float] = None
         self.waiting_said = False
         self.memory_only = 0            # messages given to paho alone (no outbox, no spill)
@@ -322,13 +107,13 @@ class MQTTSink(EventSink, Transport):
     def _diagnose(self) -> str:
         return self.server.diagnose()
 
-    def _no_answer_yet(self):
+    def _no_answer_yet(self) -> None:
         """Still no answer ANSWER_SECONDS after start: say why, whatever paho is waiting for.
         A broker that answered with a refusal has said why already."""
         if not self.connected.is_set() and self.state in ("connecting", "unreachable"):
             self._set_state("not answering", self._diagnose())
 
-    def _set_state(self, state, reason=None):
+    def _set_state(self, state: str, reason: Optional[str] = None) -> None:
         """Say a change of state once, and a lasting failure again every REMIND_SECONDS."""
         now = time.monotonic()
         with self.state_lock:
@@ -345,7 +130,8 @@ class MQTTSink(EventSink, Transport):
                           "retrying with backoff")
 
     # paho callbacks (its network thread)
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
+    def _on_connect(self, client: "Client", userdata: Any, flags: "ConnectFlags", reason_code: "ReasonCode",
+                    properties: Optional["Properties"]) -> None:
         if reason_code.is_failure:
             self._set_state("refused the connection", str(reason_code))
             return
@@ -361,20 +147,21 @@ class MQTTSink(EventSink, Transport):
         self.connected.set()
         self._nudge()
 
-    def _on_connect_fail(self, client, userdata):
+    def _on_connect_fail(self, client: "Client", userdata: Any) -> None:
         self._set_state("unreachable", self._diagnose())
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+    def _on_disconnect(self, client: "Client", userdata: Any, flags: "DisconnectFlags", reason_code: "ReasonCode",
+                       properties: Optional["Properties"]) -> None:
         if self.connected.is_set() and not self.closing:
             self._set_state("disconnected", str(reason_code))
         self.connected.clear()
         self._nudge()
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties):
+    def _on_publish(self, client: "Client", userdata: Any, mid: int, reason_code: "ReasonCode", properties: "Properties") -> None:
         if self.sender:
             self.sender.acknowledge(mid)
 
-    def _on_message(self, client, userdata, message):
+    def _on_message(self, client: "Client", userdata: Any, message: "MQTTMessage") -> None:
         if message.topic == f"{self.s.discovery_prefix}/status" and message.payload == b"online":
             self._send_discovery()
         elif message.topic == f"{self.base}/presence":
@@ -387,7 +174,7 @@ class MQTTSink(EventSink, Transport):
                 self.on_event(f"another fer-edge uses the device id {self.device_id!r} on {self.broker}: "
                               "give each device its own [device] id (--device-id); their messages mix meanwhile")
 
-    def _send_discovery(self):
+    def _send_discovery(self) -> None:
         for topic, payload in discovery_messages(self.s, self.device_id, self.configuration_url, self.model_name,
                                                  self.sw_version, labels=self.labels):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
@@ -404,12 +191,12 @@ class MQTTSink(EventSink, Transport):
             return False, None  # not queued by paho: try this row again later
         return True, (info.mid if qos else None)  # sent, or queued by paho for the next connection
 
-    def _nudge(self):
+    def _nudge(self) -> None:
         if self.sender:
             self.sender.nudge()
 
     # the camera loop's side: never blocks on the network
-    def _store(self, kind, payload):
+    def _store(self, kind: str, payload: dict) -> None:
         """Into the outbox. Sessions are retained: Home Assistant shows the last visit again
         after a restart. While another program holds the file's lock the message waits in
         memory (bounded) and goes in with the next one; on a full disk it goes to paho's
@@ -421,7 +208,7 @@ class MQTTSink(EventSink, Transport):
         self.waiting.append((kind, f"{self.base}/{kind}", payload, kind == "session"))
         self._flush_waiting()
 
-    def _flush_waiting(self):
+    def _flush_waiting(self) -> None:
         while self.waiting:
             kind, topic, payload, retain = self.waiting[0]
             try:
@@ -441,7 +228,7 @@ class MQTTSink(EventSink, Transport):
         self.waiting_since, self.waiting_said = None, False
         self._nudge()
 
-    def _still_waiting(self):
+    def _still_waiting(self) -> None:
         now = time.monotonic()
         if self.waiting_since is None:
             self.waiting_since = now
@@ -450,7 +237,7 @@ class MQTTSink(EventSink, Transport):
             self.on_event(f"MQTT outbox locked by another program; {len(self.waiting)} messages wait in memory "
                           f"(up to {self.HOLD_MAX}) until it lets go")
 
-    def _from_memory(self, kind, topic, payload, retain):
+    def _from_memory(self, kind: str, topic: str, payload: dict, retain: bool) -> None:
         """A full disk: hand the message to paho (kept in memory until sent); keep a visit in the spill."""
         if kind == "session" and self.spill is not None:
             kept = self.spill.add("outbox", {"msg_id": payload["msg_id"], "kind": kind, "topic": topic,
