@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import click
 
 from fer_edge.model.datasets import SPLIT_RECORD, DatasetError, Faces, read_fer2013, read_split_record, split_record_path
-from fer_edge.cli_guard import guarded
+from fer_edge.cli_guard import FiniteFloatRange, guarded
 from fer_edge.core.atomic import sha256_of
 from fer_edge.model.metadata import embed_metadata, model_metadata
 from fer_edge.model.preprocess import DEFAULT_MARGIN
@@ -96,16 +96,16 @@ def _measure(model_bytes: bytes, metadata: dict, splits: Dict[str, Faces]) -> Tu
 @click.option("--float32", "modes", flag_value="float32", multiple=True, help="Float32 model.")
 @click.option("--dynamic", "modes", flag_value="dynamic", multiple=True, help="Dynamic-range (int8 weights).")
 @click.option("--calib", default=1000, show_default=True, type=click.IntRange(1), help="Calibration faces from Training.")
-@click.option("--max-loss", default=1.0, show_default=True, type=float,
+@click.option("--max-loss", default=1.0, show_default=True, type=FiniteFloatRange(0),
               help="Most points of PublicTest (a folder's val) int8 may lose to float32, or --max-loss-faces "
                    "faces where that is more.")
-@click.option("--max-loss-faces", default=2, show_default=True, type=int,
+@click.option("--max-loss-faces", default=2, show_default=True, type=click.IntRange(0),
               help="Most faces int8 may lose, where that is more than --max-loss points "
                    "(on 105 faces one face is 0.95 points).")
 @click.option("--allow-loss", is_flag=True, help="Write the int8 model even when it loses more than the gate allows.")
 @click.option("--edgetpu", is_flag=True, help="Also compile for a Coral Edge TPU with edgetpu_compiler.")
 @click.option("--flip-average", is_flag=True, help="Average the logits of the face and its mirror image inside the model (2x multiply-adds).")
-@click.option("--margin", default=DEFAULT_MARGIN, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--margin", default=DEFAULT_MARGIN, show_default=True, type=FiniteFloatRange(0, 1),
               help="Crop margin around a detected face box that the runtime should use with this model.")
 @click.option("--card/--no-card", default=True, show_default=True, help="Write the model card NAME.md beside the model.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate on the first N rows of each split (smoke runs).")

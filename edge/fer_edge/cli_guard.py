@@ -3,6 +3,7 @@ and exit codes, kept out of the ground floor so that nothing below the command l
 on the command-line framework. `fer-edge`, `fer-train` and `fer-convert` all use `guarded`."""
 
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -48,3 +49,17 @@ def guarded(group_class: type) -> type:
             return result
 
     return Guarded
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing nan and inf: nan compares false with every limit, so a
+    range alone lets `--max-loss nan` through and turns a gate off without a word."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
