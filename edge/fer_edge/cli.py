@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple, Union  # noqa: E402
 
 import click  # noqa: E402
 
-from .cli_guard import guarded  # noqa: E402
+from .cli_guard import FiniteFloatRange, guarded  # noqa: E402
 from .core import log  # noqa: E402
 from .core.log import say  # noqa: E402
 from .settings import (COLLECT_SETTINGS, DEMO_SETTINGS, click_options, from_config, given_on_command_line,  # noqa: E402
@@ -38,7 +38,7 @@ def main() -> None:
               help="FER+ vote CSV aligned with the FER2013 CSV: score against FER+ majority labels instead.")
 @click.option("--detect", is_flag=True, help="Photo sets: detect faces first and classify the largest one (a CSV holds faces already).")
 @setting_option("detector_type")
-@click.option("--margin", default=None, type=click.FloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
+@click.option("--margin", default=None, type=FiniteFloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
 @setting_option("model_threads", default=1, help="LiteRT threads; auto: one per CPU, at most 4.")
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -55,7 +55,7 @@ class FiniteFloatRange(click.FloatRange):
     """click's FloatRange, refusing nan and inf: nan compares false with every limit, so a
     range alone lets `--max-loss nan` through and turns a gate off without a word."""
 
-    name = "finite float range"
+    name = "float range"   # as click shows its own
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         number = super().convert(value, param, ctx)

@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from fer_edge.model.datasets import DatasetError, Faces, ferplus_soft_labels, read_fer2013, read_ferplus
-from fer_edge.cli_guard import guarded
+from fer_edge.cli_guard import FiniteFloatRange, guarded
 
 from .data.folders import FolderOptions, is_folder_dataset, read_folder_dataset
 from .quiet import filtered_stderr, quiet_tensorflow
@@ -29,13 +29,13 @@ GROUP = click.option("--group", default=None, metavar="REGEX",
                      help="Folder datasets: files whose names give the same first match group (a person, a sequence) "
                           "stay on one side of the split.")
 EPOCHS = click.option("--epochs", default=45, show_default=True, type=click.IntRange(1))
-PEAK_LR = click.option("--lr", default=2e-3, show_default=True, type=float, help="Peak learning rate (AdamW).")
+PEAK_LR = click.option("--lr", default=2e-3, show_default=True, type=FiniteFloatRange(0, min_open=True), help="Peak learning rate (AdamW).")
 SEED = click.option("--seed", default=1, show_default=True, type=int)
 LIMIT = click.option("--limit", default=None, type=click.IntRange(1),
                      help="Use only the first N rows of each split (smoke runs).")
-DISTILL_WEIGHT = click.option("--distill-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+DISTILL_WEIGHT = click.option("--distill-weight", default=0.5, show_default=True, type=FiniteFloatRange(0, 1),
                               help="Share of the teachers' probabilities in each face's target.")
-CLASS_BALANCE = click.option("--class-balance", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+CLASS_BALANCE = click.option("--class-balance", default=0.3, show_default=True, type=FiniteFloatRange(0, 1),
                              help="Weigh rare classes up by inverse frequency to this power (0: no, 1: fully balanced).")
 
 
@@ -156,7 +156,7 @@ def _echo_metrics(metrics: dict, what: str) -> None:
 @click.option("--arch", default="fercnn", show_default=True, help="Architecture (fercnn, fercnn-d, fercnn-l, ferdsnet, ferdsnet-s, ferdsnet-l, ferresnet).")
 @click.option("--epochs", default=None, type=click.IntRange(1), help="Epochs (default 45; 12 fine-tuning a folder with --init-from).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=None, type=float, help="Peak learning rate, AdamW (default 2e-3; 5e-4 fine-tuning a folder).")
+@click.option("--lr", default=None, type=FiniteFloatRange(0, min_open=True), help="Peak learning rate, AdamW (default 2e-3; 5e-4 fine-tuning a folder).")
 @click.option("--patience", default=None, type=click.IntRange(0),
               help="Early-stop epochs, 0: off (default 15; 0 fine-tuning a folder).")
 @SEED
@@ -173,14 +173,14 @@ def _echo_metrics(metrics: dict, what: str) -> None:
 @click.option("--teacher", "teachers", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Distil from this fer-edge .tflite model (repeat for an ensemble; each also sees the mirror image).")
 @DISTILL_WEIGHT
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--temperature", default=1.0, show_default=True, type=FiniteFloatRange(min=0.1),
               help="Soften the teachers' probabilities (softmax(log p / T)).")
 @click.option("--live-teachers", is_flag=True,
               help="Teachers look at each augmented batch the student sees, every epoch (slower), "
                    "instead of once at the clean faces.")
 @click.option("--ferplus", "ferplus_path", default=None, type=click.Path(dir_okay=False),
               help="FER+ vote CSV aligned with --data: mix each Training face's human vote shares into its target.")
-@click.option("--ferplus-weight", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--ferplus-weight", default=0.3, show_default=True, type=FiniteFloatRange(0, 1),
               help="Share of the FER+ vote shares in each face's target.")
 @click.option("--camera-augment", is_flag=True,
               help="Also show the model faces as a detector and camera hand them over: box jitter, "
@@ -256,7 +256,7 @@ def average(data_path: str, run: str, last: int, limit: Optional[int], out: str)
 @click.option("--model", "models", required=True, multiple=True, type=click.Path(exists=True),
               help="A run folder (its best.keras) or a shipped model's float32 twin; repeat. "
                    "The first run folder gives the network and the provenance.")
-@click.option("--share", "shares", multiple=True, type=float,
+@click.option("--share", "shares", multiple=True, type=FiniteFloatRange(0),
               help="Each --model's share of the mean, in the same order, summing to 1 (default: equal).")
 @LIMIT
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the mixed model.")
