@@ -90,20 +90,6 @@ def test_topics_payloads_and_discovery(tmp_path, model_path, visits_video):
     assert emotion["device_class"] == "enum" and emotion["options"] == list(LABELS)
 
 
-@pytest.mark.parametrize("device_id", ["Kiosk 1.lan", "café", "pi/4", "kiosk+#1"])
-def test_discovery_topics_fit_home_assistants_pattern_for_any_device_id(device_id):
-    from fer_edge.outputs.mqtt import discovery_messages, topic_id
-    from fer_edge.core.settings_sections import MqttSection
-
-    messages = discovery_messages(MqttSection(host="x"), device_id, sw_version="1.0")
-    assert len(messages) == 8
-    for topic, config in messages:
-        assert HA_TOPIC.fullmatch(topic.split("/", 1)[1]), topic
-        assert re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", config["default_entity_id"]), config["default_entity_id"]
-        assert config["state_topic"].count("/") == 2 and not set("+#") & set(config["state_topic"])
-    assert "/" not in topic_id(device_id)
-
-
 def test_two_devices_on_one_id_are_said(tmp_path, model_path, visits_video):
     broker = Broker(tmp_path).start()
     processes = [subprocess.Popen(fer_edge("--source", visits_video, "--model", model_path, "--db", tmp_path / f"{i}.db",

@@ -36,7 +36,7 @@ def ha_version():
 def test_home_assistant_accepts_and_follows_the_device(request, tmp_path, photos, device_id, model):
     """The shipped model under two awkward device ids, and a six-class model of its own labels."""
     from fer_edge.model.classify import EmotionClassifier
-    from fer_edge.outputs.mqtt import entity_slug
+    from fer_edge.outputs.ha_discovery import entity_slug
 
     version = ha_version()
     model_path = request.getfixturevalue(model)

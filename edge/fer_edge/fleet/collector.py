@@ -26,7 +26,7 @@ from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COL
                                 is_connection_error, is_data_error, is_driver_error, open_database, reason)
 from .message_check import (Rejected, bounded, device_state, is_online, kept_copy, read_json, shown, topic_parts,
                             visit_row)
-from ..outputs.mqtt import KEEPALIVE_SECONDS, Broker
+from ..outputs.broker import KEEPALIVE_SECONDS, Broker
 from .handover import GONE, UP, Handover, Link, Roster, queue_limit, roster_topic, session_properties, set_will
 from ..core.settings_sections import MqttSection
 

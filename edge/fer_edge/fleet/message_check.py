@@ -18,7 +18,7 @@ import unicodedata
 from typing import Any, Callable, Dict, Tuple, Union
 
 from ..core.records import Visit
-from ..outputs.mqtt import topic_id
+from ..outputs.broker import topic_id
 
 MAX_BYTES = 65_536          # a visit is under 1 KB, a stats message or a view a few KB
 MAX_DEPTH = 10              # objects and lists inside each other (a device's deepest is 3)

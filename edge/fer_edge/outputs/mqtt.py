@@ -63,7 +63,8 @@ class MQTTSink(EventSink, Transport):
         self.configuration_url = configuration_url
         self.server = Broker.from_section(settings)
         self.broker = self.server.address
-        self.state, self.reason = "connecting", None
+        self.state: str = "connecting"
+        self.reason: Optional[str] = None
         self.closing = False                 # our own disconnect at the end of a run is no failure
         self.state_lock = threading.Lock()
         self.last_said = 0.0

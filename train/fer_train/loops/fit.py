@@ -211,8 +211,8 @@ def _load_twin_parent(path: str, arch: str, model: keras.Model, train_images: np
     from ..networks.warmstart import STATISTICS_FACES, load_float_twin
 
     try:
-        parent_arch = read_model_metadata(path).get("architecture")
-        parent = model if parent_arch == arch else build(_known_arch(parent_arch, path))
+        parent_arch = _known_arch(read_model_metadata(path).get("architecture"), path)
+        parent = model if parent_arch == arch else build(parent_arch)
         meta = load_float_twin(parent, path, train_images[:STATISTICS_FACES], parent_arch)
     except ModelError as exc:
         raise ValueError(str(exc)) from None
@@ -223,7 +223,7 @@ def _load_twin_parent(path: str, arch: str, model: keras.Model, train_images: np
                     hardware=meta.get("train_hardware"), architecture=parent_arch, **grown)
 
 
-def _known_arch(name: Any, source: str) -> str:
+def _known_arch(name: Optional[str], source: str) -> str:
     if name not in ARCHITECTURES:
         raise ValueError(f"{source}: its architecture {name!r} is not one fer-train builds")
     return name
