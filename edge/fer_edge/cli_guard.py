@@ -27,7 +27,7 @@ def guarded(group_class: type) -> type:
     """A click Group/Command subclass whose invoke turns exceptions into one-line errors."""
 
     class Guarded(group_class):
-        def invoke(self, ctx):
+        def invoke(self, ctx: click.Context) -> Any:
             try:
                 result = super().invoke(ctx)
             except BrokenPipeError as exc:
