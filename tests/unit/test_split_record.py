@@ -2,6 +2,7 @@
 malformed form is one line from the command that reads it."""
 
 import json
+import os
 
 import pytest
 
@@ -35,3 +36,14 @@ def test_eval_on_a_deeply_nested_split_json_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"Error: {tmp_path}/split.json: not a fer-train split record "
                                                   "(nested too deep)"], result.stderr
+
+
+def test_eval_on_a_pipe_is_one_line_not_a_wait_for_ever(tmp_path):
+    """A named pipe nobody writes (a split.json made one) was opened and waited on for ever;
+    `--data <(cat set.tar.gz)` said 'Illegal seek'."""
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / "split.json")
+    result = run_cli("fer-edge", "eval", "--data", tmp_path / "run" / "split.json", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: {tmp_path}/run/split.json: a pipe or device, not a file "
+                                                  "or folder (save the data to a file first)"], result.stderr

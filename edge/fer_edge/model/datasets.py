@@ -330,6 +330,8 @@ def read_dataset(path: str, usage: Optional[str] = None, raw: bool = False,
         return read_fer2013(path, usage=usage).relabelled(labels)
     if not os.path.exists(path):
         raise DatasetError(f"{path}: no such file or folder")
+    if not (os.path.isdir(path) or os.path.isfile(path)):   # a pipe: opened twice, and for ever without a writer
+        raise DatasetError(f"{path}: a pipe or device, not a file or folder (save the data to a file first)")
     return read_class_folders(path, raw=raw, labels=labels)
 
 
