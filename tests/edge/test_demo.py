@@ -175,6 +175,24 @@ def test_demo_sh_completes_a_venv_cut_off_and_says_offline_in_one_line(tmp_path)
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_demo_sh_never_removes_a_venv_it_did_not_make(tmp_path):
+    """A .venv of the user's own without pip (uv makes them so), on a Python that cannot make
+    venvs (Debian without python3-venv, stood in by a wrapper): said in one line, kept."""
+    repo = fresh_copy(tmp_path)
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(repo / ".venv")], check=True)
+    (repo / ".venv" / "mine").write_text("the user's")
+    no_venv = tmp_path / "python-without-venv"
+    no_venv.write_text('#!/bin/sh\nif [ "$1 $2" = "-m venv" ]; then echo "ensurepip is not available" >&2; exit 1; fi\n'
+                       'exec python3 "$@"\n')
+    no_venv.chmod(0o755)
+    result = subprocess.run(["bash", "demo.sh"], cwd=repo, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHON=str(no_venv)))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("cannot make a venv; on Debian or Ubuntu: sudo apt install python3-venv"), \
+        result.stderr
+    assert (repo / ".venv" / "mine").read_text() == "the user's"
+
+
 @pytest.mark.slow
 @pytest.mark.needs_broker
 def test_demo_shows_home_assistant_its_device_and_visit_through_a_broker_with_users(home, tmp_path):
