@@ -82,7 +82,7 @@ def fill_fleet_database(target, visits, states=()):
     and `states`, (device, online, stats JSON text) each, heard of now: written with the
     collector's own statements, so it holds what a collector would have stored, old rows
     with NaN in them included."""
-    from fer_edge.outputs.fleet_db import INSERT_VISIT, UPSERT, VISIT_COLUMNS, open_database
+    from fer_edge.fleet.fleet_db import INSERT_VISIT, UPSERT, VISIT_COLUMNS, open_database
 
     database = open_database(str(target), create=True)
     now = time.time()

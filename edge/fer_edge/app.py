@@ -174,7 +174,7 @@ def demo(given: Dict[str, Any], annotate: Optional[str], say: Say, started: floa
     the visit as device "demo" in real time)."""
     import tempfile
 
-    from .outputs.visit_report import build_report, format_table
+    from .fleet.visit_report import build_report, format_table
     from .settings import resolve
     from .tools.demo import write_clip
 
@@ -352,7 +352,7 @@ def photo_analyzer(settings: Settings) -> Callable:
 
 def serve_fleet(settings: Settings, say: Say) -> None:
     """`serve --fleet`: the fleet page over the collector's database until a signal."""
-    from .outputs.fleet_db import describe, open_database
+    from .fleet.fleet_db import describe, open_database
     from .web.fleet_page import make_fleet_app
     from .core.network import read_db_password
     from .web.server import serve

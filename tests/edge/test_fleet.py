@@ -207,7 +207,7 @@ def test_a_site_broker_bridged_to_the_centre_as_the_docs_say(tmp_path):
 def fleet_db(path):
     """Two devices (one online, heard of now; one offline) and their visits today and earlier this week."""
     from fer_edge.fleet.collector import Message, row_for
-    from fer_edge.outputs.fleet_db import open_database
+    from fer_edge.fleet.fleet_db import open_database
 
     database = open_database(str(path), create=True)
     now = time.time()

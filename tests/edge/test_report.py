@@ -60,7 +60,7 @@ def test_report_plot_has_a_real_time_axis(known_db):
     """Hours without visits keep their place: 10h, 11h and the next day's 10h are 1 and 23
     hours apart on the axis, not neighbours; satisfaction is on a 0-100 scale."""
     pytest.importorskip("matplotlib")
-    from fer_edge.outputs.visit_report import build_report, figure
+    from fer_edge.fleet.visit_report import build_report, figure
 
     fig = figure(build_report(known_db, None, "hour"))
     top, bottom = fig.axes[0], fig.axes[1]
@@ -78,7 +78,7 @@ def test_report_plot_has_a_real_time_axis(known_db):
 def test_one_visit_reads_right(tmp_path, by):
     """One visit in one hour: every tick names another hour (or day), the title says "1 visit"."""
     pytest.importorskip("matplotlib")
-    from fer_edge.outputs.visit_report import build_report, figure
+    from fer_edge.fleet.visit_report import build_report, figure
 
     db = tmp_path / "one.db"
     log = SQLiteLog(str(db))

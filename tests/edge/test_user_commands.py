@@ -36,7 +36,7 @@ def one_line_error(result, *words):
 
 def test_a_week_is_drawn_in_days_and_a_day_in_hours(real_log, tmp_path):
     pytest.importorskip("matplotlib")
-    from fer_edge.outputs.visit_report import build_report, figure, parse_since
+    from fer_edge.fleet.visit_report import build_report, figure, parse_since
 
     png = tmp_path / "week.png"
     week = run_cli("fer-edge", "report", "--db", real_log, "--since", "7d", "--plot", png, "--json")

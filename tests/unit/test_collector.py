@@ -10,7 +10,7 @@ import pytest
 from fer_edge.fleet.collector import Collector, CollectorSettings, Message, Rejected, row_for
 from fer_edge.fleet.message_check import MAX_BYTES, MAX_DEPTH
 from fer_edge.core.settings_sections import MqttSection
-from fer_edge.outputs.fleet_db import open_database
+from fer_edge.fleet.fleet_db import open_database
 
 VISIT = {"id": "v1", "device": "kiosk", "start": 10.0, "end": 14.0, "duration": 4.0, "frames": 40,
          "dominant": "happy", "exit_emotion": "happy", "satisfaction": 80.0, "shares": {"happy": 1.0},

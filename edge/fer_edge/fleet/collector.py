@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from ..core.errors import UserError, one_line
-from ..outputs.fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
+from .fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
                                 is_connection_error, is_data_error, is_driver_error, open_database, reason)
 from .message_check import (Rejected, bounded, device_state, is_online, kept_copy, read_json, shown, topic_parts,
                             visit_row)

@@ -7,10 +7,10 @@ import os
 import time
 from typing import Iterable, List, Optional, Sequence
 
-from ..outputs.fleet_db import DatabaseError, open_database, reason
+from .fleet_db import DatabaseError, open_database, reason
 from ..core.errors import UserError
 from ..core.records import CAMERA_LOST, CUT_ENDINGS
-from ..outputs.visit_report import build_report, finite, parse_since, printable, without_nan
+from .visit_report import build_report, finite, parse_since, printable, without_nan
 
 SILENT_SECONDS = 180.0   # online, but nothing heard for this long (three missed stats messages): stale
 FINITE = 1e300           # a satisfaction outside +-this (NaN, infinity) is left out of the mean
@@ -101,8 +101,8 @@ def report(db_path: str, password_file: Optional[str], since: str, by: str, devi
     """What `fer-edge report` prints for a device's log, the collector's SQLite file or
     PostgreSQL: the visits per period (`output` text, json or csv; a chart at `plot_path`),
     or with `health` the fleet's devices. The user's mistakes are said before any database opens."""
-    from ..outputs import visit_report as r
-    from ..outputs.fleet_db import is_postgres
+    from . import visit_report as r
+    from .fleet_db import is_postgres
     from ..core.network import read_db_password
 
     since_time = r.parse_since(since)

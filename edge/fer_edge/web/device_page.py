@@ -28,7 +28,7 @@ from ..core.labels import palette
 from ..core.log import Say
 from ..core.settings_sections import WebSection
 from ..kiosk.drawing import draw
-from ..outputs.visit_report import PERIODS, build_report, empty_report, parse_since, recent_visits
+from ..fleet.visit_report import PERIODS, build_report, empty_report, parse_since, recent_visits
 from .image_header import ImageHeaderError, image_size
 from .server import Bursts, Connections, ServerLogFilter, WebServer, favicon, guards, json_error, serve
 

@@ -9,7 +9,7 @@ from importlib import resources
 from typing import Any, Callable, Optional, Tuple
 
 from ..fleet.fleet_report import fleet_overview
-from ..outputs.fleet_db import CONNECT_SECONDS, DatabaseError
+from ..fleet.fleet_db import CONNECT_SECONDS, DatabaseError
 from ..core.log import Say
 from .server import Bursts, Connections, ServerLogFilter, favicon, guards, json_error
 

@@ -11,8 +11,9 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, describe, open_database, reason
-from .store import is_disk_full
+from ..outputs.store import is_disk_full
 from ..core.atomic import write_atomically
+from ..core.clock import start_of_today
 from ..core.errors import UserError
 from ..core.labels import LABELS, colour, pleasant_first
 from ..core.records import CUT_ENDINGS
@@ -71,7 +72,7 @@ def parse_since(text: Optional[str], now: Optional[float] = None) -> Optional[fl
     if text in (None, "", "all"):
         return None
     if text == "today":
-        return time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
+        return start_of_today(now)
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw])", text.strip())
     if not match:
         raise UserError(f"--since {text!r}: expected a span such as 30m, 24h, 7d, 2w, 'today' or 'all'")

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from ..core.errors import UserError
 from ..core.network import MASK, without_password
-from .store import TABLES, column_names, insert_sql, is_disk_full, is_locked
+from ..outputs.store import TABLES, column_names, insert_sql, is_disk_full, is_locked
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_SECONDS = 5
