@@ -283,10 +283,8 @@ def collector_settings(settings: Settings) -> "CollectorSettings":
     db = collector.db or default_fleet_db()
     if db == default_fleet_db():
         os.makedirs(os.path.dirname(db), exist_ok=True)
-    password = read_db_password(collector.db_password_file)
-    extra = {"client_id": collector.client_id} if collector.client_id else {}
-    return CollectorSettings(mqtt=mqtt, db=db, db_password=password, group=collector.group,
-                             keep_days=collector.keep_days, **extra)
+    return CollectorSettings(mqtt=mqtt, db=db, db_password=read_db_password(collector.db_password_file),
+                             collector=collector)
 
 
 def collect(settings: Settings, say: Say) -> None:

@@ -28,7 +28,7 @@ from .message_check import (Rejected, bounded, device_state, is_online, kept_cop
                             visit_row)
 from ..outputs.broker import KEEPALIVE_SECONDS, Broker
 from .handover import GONE, UP, Handover, Link, Roster, queue_limit, roster_topic, session_properties, set_will
-from ..core.settings_sections import MqttSection
+from ..core.settings_sections import CollectorSection, MqttSection
 
 if TYPE_CHECKING:  # for the hints only
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
@@ -51,12 +51,26 @@ HELD_BYTES = 32 * 1024 * 1024                # QoS 0 messages (stats, views) bey
 
 @dataclass
 class CollectorSettings:
-    mqtt: MqttSection                  # the [mqtt] section: broker, credentials, TLS and the topic prefix
-    db: str                            # a SQLite path or postgresql://...
+    """The [mqtt] and [collector] sections as given, and what was made of them: the database
+    to use and its password."""
+
+    mqtt: MqttSection                  # the broker, credentials, TLS and the topic prefix
+    db: str                            # a SQLite path or postgresql://... ([collector] db, or the default)
     db_password: Optional[str] = None
-    group: str = "fer-edge-collectors"
-    client_id: str = field(default_factory=lambda: f"fer-edge-collector-{socket.gethostname()}")
-    keep_days: float = 0.0             # 0: keep every visit
+    collector: CollectorSection = field(default_factory=CollectorSection)   # group, client id, keep_days
+
+    @property
+    def group(self) -> str:
+        return self.collector.group
+
+    @property
+    def client_id(self) -> str:
+        return self.collector.client_id or f"fer-edge-collector-{socket.gethostname()}"
+
+    @property
+    def keep_days(self) -> float:
+        """0: keep every visit."""
+        return self.collector.keep_days
 
 
 @dataclass
