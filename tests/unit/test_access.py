@@ -1,4 +1,4 @@
-"""The web page's address rules (web.py), without a server."""
+"""Who may ask a page (web.access), without a server: loopback addresses and names, and the token rules."""
 
 
 
