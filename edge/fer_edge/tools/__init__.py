@@ -1,1 +1,4 @@
-"""Commands beside the camera loop: evaluation, benchmarks, and the systemd units."""
+"""Commands beside the camera loop: evaluation, benchmarks, the demo and the systemd units."""
+
+MAY_IMPORT = ("fer_edge.core", "fer_edge.model", "fer_edge.vision", "fer_edge.kiosk")
+NEVER_IMPORT: tuple = ()

@@ -1,2 +1,6 @@
-"""From camera to faces: capture, detection (and BlazeFace's files), tracking, and which frames
-are analysed."""
+"""From camera to faces: capture, detection (the contract, the detectors and BlazeFace's
+files), the running mode, tracking, and which frames are analysed. It hands faces up to the
+camera loop and never imports it."""
+
+MAY_IMPORT = ("fer_edge.core", "fer_edge.model")
+NEVER_IMPORT: tuple = ()
