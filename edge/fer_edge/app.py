@@ -91,7 +91,7 @@ def make_analyzer(settings: Settings, mode: RunningMode, threads: Optional[int] 
     from .vision.analyzer import FaceAnalyzer
     from .model.classify import EmotionClassifier, choose_variant
     from .vision.detect import make_detector
-    from .settings import thread_count
+    from .setting_kinds import thread_count
 
     model = settings.model
     threads = threads or thread_count(model.threads)

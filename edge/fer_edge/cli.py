@@ -15,7 +15,8 @@ from .cli_guard import FiniteFloatRange, guarded  # noqa: E402
 from .core import log  # noqa: E402
 from .core.log import say  # noqa: E402
 from .settings import (COLLECT_SETTINGS, DEMO_SETTINGS, click_options, from_config, given_on_command_line,  # noqa: E402
-                       read_file, setting_option, thread_count)
+                       read_file, setting_option)
+from .setting_kinds import thread_count  # noqa: E402
 
 
 @click.group(cls=guarded(click.Group))
