@@ -311,7 +311,10 @@ def web_url(settings: Settings) -> Optional[str]:
 
 
 def describe_source(settings: Settings) -> str:
-    return str(settings.source.camera if settings.source.camera is not None else settings.source.path)
+    """The source as the log, the page and the journal name it: a stream's password left out."""
+    from .core.network import without_password
+
+    return without_password(str(settings.source.camera if settings.source.camera is not None else settings.source.path))
 
 
 def summary_line(stats: "Stats", sessions_done: int, health: dict, stopped: bool, started: float,

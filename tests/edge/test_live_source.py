@@ -65,7 +65,8 @@ def test_stream_that_drops_is_reopened(jpeg_frames, model_path, tmp_path):
     db = tmp_path / "log.db"
     try:
         result = subprocess.run(
-            [str(Path(sys.executable).parent / "fer-edge"), "run", "--source", f"http://127.0.0.1:{server.port}/stream.mjpg",
+            [str(Path(sys.executable).parent / "fer-edge"), "run", "--source",
+             f"http://viewer:cam-secret@127.0.0.1:{server.port}/stream.mjpg",
              "--model", str(model_path), "--db", str(db), "--quiet", "--max-frames", "100", "--log-interval", "0"],
             capture_output=True, text=True, timeout=120)
     finally:
@@ -73,7 +74,11 @@ def test_stream_that_drops_is_reopened(jpeg_frames, model_path, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("reconnecting") >= 2 and "reopened" in result.stderr
     assert "100 frames" in result.stderr and "Traceback" not in result.stderr
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM emotions").fetchone()[0] >= 95
+    log = sqlite3.connect(db)
+    assert log.execute("SELECT COUNT(*) FROM emotions").fetchone()[0] >= 95
+    sources = [row[0] for row in log.execute("SELECT source FROM runs")]
+    assert sources == [f"http://viewer:***@127.0.0.1:{server.port}/stream.mjpg"], "the log keeps no stream password"
+    assert "cam-secret" not in result.stderr
 
 
 @pytest.mark.slow
