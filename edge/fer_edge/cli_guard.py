@@ -23,10 +23,22 @@ class OneLine(click.ClickException):
         click.echo(f"{mark}Error: {self.format_message()}", file=stream)
 
 
+def streams_closed_by_caller_to_devnull() -> None:
+    """A stream the caller closed (`>&-`, `2>&-`) is None in Python: its writes go to
+    /dev/null instead, as if it had been given, so the run does its work."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
+
+
 def guarded(group_class: type) -> type:
     """A click Group/Command subclass whose invoke turns exceptions into one-line errors."""
 
     class Guarded(group_class):
+        def main(self, *args: Any, **kwargs: Any) -> Any:
+            streams_closed_by_caller_to_devnull()
+            return super().main(*args, **kwargs)
+
         def invoke(self, ctx: click.Context) -> Any:
             try:
                 result = super().invoke(ctx)

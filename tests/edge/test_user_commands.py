@@ -82,6 +82,18 @@ def test_a_closed_stdout_ends_quietly():
     assert result.returncode == 141 and result.stderr == "", result.stderr   # as `yes | head` ends
 
 
+@pytest.mark.parametrize("closing", [">&-", "2>&-", ">&- 2>&-"])
+def test_a_stream_closed_by_the_caller_does_not_stop_the_work(photos, model_path, tmp_path, closing):
+    """`fer-edge run ... >&-` (a service manager or a script that closed a stream): the run
+    does its work and logs it, and what would have gone to the closed stream is dropped."""
+    db = tmp_path / "log.db"
+    command = (f"'{FER_EDGE}' run --source '{photos / 'WolfgangLanger_Pexels.mp4'}' --model '{model_path}' "
+               f"--db '{db}' --json --max-frames 30 {closing}")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM emotions").fetchone()[0] >= 1
+
+
 def test_run_json_into_head_stops_cleanly_and_keeps_what_it_logged(photos, model_path, tmp_path):
     db = tmp_path / "log.db"
     run = subprocess.Popen([FER_EDGE, "run", "--json", "--source", photos / "WolfgangLanger_Pexels.mp4", "--model", model_path,
