@@ -10,7 +10,6 @@ is stored once however often it arrives (its `msg_id` is the row's key). The bro
 what is not acknowledged: at most RECEIVE_MAXIMUM messages are in flight to a collector.
 """
 
-import contextlib
 import itertools
 import json
 import queue
@@ -381,7 +380,7 @@ class Collector:
         assert database is not None
         order = sorted(rows, key=lambda row: (0, str(row.args[0])) if row.statement == INSERT_VISIT else
                        (1, str(row.args[0])) if row.statement in DEVICE_STATEMENTS else (2, ""))
-        with database.connection.pipeline() if database.postgres else contextlib.nullcontext():
+        with database.pipelined():
             for statement, run in itertools.groupby(order, key=lambda row: row.statement):
                 database.executemany(statement, [row.args for row in run])
 

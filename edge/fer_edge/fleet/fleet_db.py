@@ -7,15 +7,19 @@ The `sessions` table has the columns of a device's own log plus `stored` (when t
 committed), so `fer-edge report` reads a device's log and the fleet's database alike.
 """
 
+import contextlib
 import os
 import re
 import sqlite3
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, List, Optional, Sequence, Tuple, Type, Union
 from urllib.parse import quote
 
 from ..core.errors import UserError
 from ..core.network import MASK, without_password
 from ..outputs.store import TABLES, column_names, insert_sql, is_disk_full, is_locked
+
+if TYPE_CHECKING:  # for the hints only: psycopg loads for a postgresql:// address
+    import psycopg
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_SECONDS = 5
@@ -79,7 +83,8 @@ class FleetDatabase:
         self.target, self.name = target, describe(target)
         self.postgres = is_postgres(target)
         if self.postgres:
-            self.connection = _connect_postgres(target, password, readonly)
+            self.connection: Union["psycopg.Connection[Any]", sqlite3.Connection] = _connect_postgres(
+                target, password, readonly)
             self.errors: Tuple[Type[Exception], ...] = (_psycopg().Error,)
         else:
             path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
@@ -93,6 +98,12 @@ class FleetDatabase:
     def _sql(self, statement: str) -> str:
         statement = statement.replace("GREATEST_LAST_SEEN", self.greatest)
         return statement.replace("?", "%s") if self.postgres else statement
+
+    def pipelined(self) -> ContextManager[Any]:
+        """PostgreSQL's pipeline mode around a batch (no round trip a statement); nothing on SQLite."""
+        if isinstance(self.connection, sqlite3.Connection):
+            return contextlib.nullcontext()
+        return self.connection.pipeline()
 
     def execute(self, statement: str, args: Sequence[Any] = ()) -> None:
         self.connection.execute(self._sql(statement), tuple(args))
@@ -187,7 +198,8 @@ def reason(exc: BaseException) -> str:
     return without_password(text)[:300]
 
 
-def _psycopg(required: bool = True):
+def _psycopg(required: bool = True) -> Any:
+    """The psycopg module; None where it is not installed and not `required`."""
     try:
         import psycopg
         return psycopg
@@ -197,7 +209,7 @@ def _psycopg(required: bool = True):
         return None
 
 
-def _connect_postgres(target: str, password: Optional[str], readonly: bool = False):
+def _connect_postgres(target: str, password: Optional[str], readonly: bool = False) -> "psycopg.Connection[Any]":
     psycopg = _psycopg()
     from psycopg.conninfo import conninfo_to_dict
     if "@" in _userinfo(target) or "/" in _userinfo(target):   # libpq would cut there and quote the rest as the host
@@ -214,7 +226,7 @@ def _connect_postgres(target: str, password: Optional[str], readonly: bool = Fal
     return psycopg.connect(target, connect_timeout=CONNECT_SECONDS, application_name="fer-edge", **extra)
 
 
-def _connect_sqlite(path: str, readonly: bool):
+def _connect_sqlite(path: str, readonly: bool) -> sqlite3.Connection:
     if readonly:
         # quoted: a # ? or % in the name would end the file's name in the URI (and drop mode=ro)
         return sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=CONNECT_SECONDS,

@@ -8,7 +8,7 @@ import os
 import re
 import time
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .fleet_db import DatabaseError, describe, open_database, reason
 from ..outputs.store import is_disk_full
@@ -21,6 +21,8 @@ from ..core.records import CUT_ENDINGS
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
 HOURLY_UP_TO = 2 * 86400   # "auto": a span up to two days is drawn in hours, a longer one in days
 PLOT_FORMATS = (".png", ".svg", ".pdf")
+# A visit as the report reads it: (satisfaction, exit emotion, shares per emotion, dominant, ended by)
+Item = Tuple[Optional[float], Any, Dict[str, float], Any, Any]
 # Control characters (C0, DEL, C1), escape sequences' first byte among them, and Unicode's
 # direction overrides, which reorder what a terminal shows.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -97,11 +99,11 @@ def check_plot_path(path: str) -> None:
         raise UserError(f"--plot {path}: no such folder {folder}")
 
 
-def _mix(counter, total, labels):
+def _mix(counter: Mapping[str, float], total: int, labels: Sequence[str]) -> Dict[str, float]:
     return {label: round(counter.get(label, 0) / total, 4) if total else 0.0 for label in labels}
 
 
-def _labels_of(shares):
+def _labels_of(shares: Iterable[Dict[str, float]]) -> Tuple[str, ...]:
     """The labels the visits were read with, in the models' order: FER2013's seven when
     there are no visits; the union where devices run models with different labels."""
     seen: Dict[str, None] = {}
@@ -110,7 +112,8 @@ def _labels_of(shares):
     return tuple(seen) or LABELS
 
 
-def _query(target, columns, tail, args, password=None):
+def _query(target: str, columns: Sequence[str], tail: str, args: Sequence[Any],
+           password: Optional[str] = None) -> List[tuple]:
     """Rows of the sessions table of a device's log or the fleet's database, read-only; a log
     from before `ended_by` reads as 'left'."""
     database = open_database(target, password, readonly=True)
@@ -175,11 +178,11 @@ def empty_report(since: Optional[float] = None, by: str = "hour") -> dict:
     return {"db": None, "since": since, "by": by, "labels": list(LABELS), "periods": [], "total": _summarise([], LABELS)}
 
 
-def _summarise(items, labels):
+def _summarise(items: Sequence[Item], labels: Sequence[str]) -> dict:
     """Visits cut by a stop, a restart or a lost camera count as visits, but not in the
     satisfaction: their exit emotion is the moment of the cut, not of leaving."""
     n = len(items)
-    emotion = Counter()
+    emotion: Counter = Counter()   # shares summed per emotion
     for item in items:
         emotion.update(item[2])
     scored = [i[0] for i in items if i[4] not in CUT_ENDINGS and i[0] is not None]
@@ -206,12 +209,12 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _shares(mix, least=1e-9):
+def _shares(mix: Mapping[str, float], least: float = 1e-9) -> str:
     """'happy 60%, neutral 40%': the emotions of a mix, largest first."""
     return ", ".join(f"{printable(k)} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
 
 
-def _row(name, summary):
+def _row(name: str, summary: dict) -> str:
     """One line of the table: a period's or a device's visits, satisfaction and exit emotions."""
     score = "-" if summary["mean_satisfaction"] is None else f"{summary['mean_satisfaction']:.1f}"
     return f"{printable(name):<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
