@@ -13,28 +13,28 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Dict, Iterable, List, Optional, Protocol
+from typing import Deque, Dict, Iterable, List, Optional, Protocol
 
 import cv2
 import numpy as np
 
-from ..vision.analyzer import FaceAnalyzer
+from ..vision.analyzer import Face, FaceAnalyzer
 from ..vision.cadence import Cadence
 from ..vision.capture import Frame
 from ..core.clock import WallClock
 from ..core.events import EventSink, Sinks
 from .sessions import SessionTracker
-from ..core.records import CAMERA_LOST, SOURCE_ENDED, RunStats, TrackUpdate, View
+from ..core.records import CAMERA_LOST, SOURCE_ENDED, RunStats, TrackUpdate, View, Visit
 from ..vision.track import Track, Tracker
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
 
 
-def _timings():
+def _timings() -> Deque[float]:
     return deque(maxlen=KEPT_TIMINGS)
 
 
-def _last(timings, n):
+def _last(timings: Deque[float], n: int) -> List[float]:
     """The newest n timings, without copying the whole deque (the web status asks every second)."""
     return list(islice(reversed(timings), n))
 
@@ -53,8 +53,8 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None              # monotonic time the last frame was done (set by Pipeline.run)
     decode: deque = field(default_factory=_timings)
-    detect: deque = field(default_factory=_timings)
-    classify: deque = field(default_factory=_timings)
+    detect: Deque[float] = field(default_factory=_timings)
+    classify: Deque[float] = field(default_factory=_timings)
     total: deque = field(default_factory=_timings)
 
     def elapsed(self) -> float:
@@ -159,7 +159,7 @@ class Pipeline:
             self._send_stats()
         return tracks
 
-    def _send_view(self, frame, tracks):
+    def _send_view(self, frame: Frame, tracks: List[Track]) -> None:
         """The view goes out when the number of faces changes, and once per log interval while
         someone is there; an empty scene is said once. It is built only when it goes out."""
         last = self.stats.view
@@ -171,7 +171,7 @@ class Pipeline:
         self.view_sent = frame.media_time
         self.sinks.view(now)
 
-    def _camera_lost(self):
+    def _camera_lost(self) -> None:
         """No frame for longer than a visit's gap: the visits end at their last sighting, as
         "camera lost", and whoever is there afterwards is a new track."""
         self.stats.camera_lost += 1
@@ -181,13 +181,13 @@ class Pipeline:
         self.cadence.reset()
         self._forget_ended()
 
-    def _forget_ended(self):
+    def _forget_ended(self) -> None:
         """Drop what was kept per track for the tracks the tracker has just ended."""
         for ended in self.tracker.ended:
             self.last_logged.pop(ended.id, None)
             self.last_crops.pop(ended.id, None)
 
-    def _finish_sessions(self, finished):
+    def _finish_sessions(self, finished: List[Visit]) -> None:
         for session in finished:
             self.sessions_done += 1
             self.sinks.session(session)
@@ -209,10 +209,10 @@ class Pipeline:
                         detect_ms=recent(s.detect), classify_ms=recent(s.classify), sessions=self.sessions_done,
                         camera_lost=s.camera_lost, health=self.health())
 
-    def _send_stats(self):
+    def _send_stats(self) -> None:
         self.sinks.stats(self.stats_payload())
 
-    def _log(self, frame, tracks, faces, analysed):
+    def _log(self, frame: Frame, tracks: List[Track], faces: List[Face], analysed: bool) -> None:
         now = time.time()
         if self.save_crops and faces:  # the crop of each track's detection at this analysis
             self.last_crops.update({track.id: faces[track.detection].crop for track in tracks})
