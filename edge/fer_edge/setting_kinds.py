@@ -41,7 +41,7 @@ class DeviceId(Text):
     """The device's name: the collector refuses every message of a device whose id is longer
     than it stores or holds control characters, so such an id is refused here, at the start."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(nonempty=True)
 
     def problem(self, value: Any) -> Optional[str]:
@@ -61,7 +61,7 @@ class TopicPrefix(Text):
 
     metavar = "PREFIX"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(nonempty=True)
 
     def problem(self, value: Any) -> Optional[str]:
@@ -127,7 +127,7 @@ class Number(Kind):
             return f"expected {kind}{self._range()}"
         return None
 
-    def _range(self):
+    def _range(self) -> str:
         if self.minimum is not None and self.maximum is not None:
             return f" in {self.minimum:g}..{self.maximum:g}"
         if self.minimum is not None:
@@ -142,7 +142,7 @@ class Threads(Number):
     python_type = "Union[int, str]"
     metavar = "N|auto"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(1, 64, integer=True)
         self.metavar = Threads.metavar
         self.python_type = Threads.python_type

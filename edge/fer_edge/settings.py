@@ -8,7 +8,7 @@ value is held to the same rule whether it comes from a flag or from the file.
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .core.errors import UserError
 from .core import settings_sections as sections
@@ -43,7 +43,7 @@ class Setting:
         return f"{self.section or 'run'}_{self.key}"
 
 
-def _detector_names():
+def _detector_names() -> Tuple[str, ...]:
     from .vision.detect import DETECTORS
 
     return DETECTORS
@@ -286,11 +286,11 @@ def _setting_type(setting: Setting) -> Any:
     import click
 
     class SettingType(click.ParamType):
-        def __init__(self, setting):
+        def __init__(self, setting: Setting):
             self.setting = setting
             self.name = setting.kind.metavar
 
-        def convert(self, value, param, ctx):
+        def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
             if not isinstance(value, str):
                 return value
             parsed = self.setting.kind.from_text(value)
@@ -324,7 +324,7 @@ def setting_option(name: str, **overrides: Any) -> Callable:
 def click_options(settings: Iterable[Setting] = RUN_SETTINGS) -> Callable:
     """A decorator adding one click option per setting that has a flag."""
 
-    def decorate(function):
+    def decorate(function: Callable) -> Callable:
         for s in reversed([s for s in settings if s.flag]):
             function = setting_option(s.name)(function)
         return function
