@@ -91,17 +91,17 @@ def make_fleet_app(target: str, password: Optional[str] = None, token: Optional[
     ServerLogFilter(bursts).install()
     reading = SharedReading(lambda: fleet_overview(target, password))
 
-    async def index(request):
+    async def index(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
 
-    async def fleet(request):
+    async def fleet(request: web.Request) -> web.Response:
         try:
             overview = await reading.get()
         except DatabaseError as exc:
             return json_error(503, str(exc))
         return web.json_response(overview)
 
-    async def healthz(request):
+    async def healthz(request: web.Request) -> web.Response:
         """503 while the database is away or hung: a monitor sees what viewers see."""
         try:
             await reading.get()

@@ -16,12 +16,15 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
 from .access import FailedTokens, WebError, check_token, is_loopback, is_loopback_name, read_token
 from ..core.log import Say
 from ..core.network import Network, client_address, parse_networks, split_host_port, within
 from ..core.settings_sections import WebSection
+
+if TYPE_CHECKING:  # for the hints only
+    from aiohttp.typedefs import Handler
 
 try:
     from aiohttp import web
@@ -93,7 +96,7 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
     closes the connection; too many from one address get 429 for the rest of the minute)."""
     failed_tokens = FailedTokens()
     @web.middleware
-    async def same_origin(request, handler):
+    async def same_origin(request: "web.Request", handler: "Handler") -> "web.StreamResponse":
         """No cross-site POSTs, and on loopback no foreign Host (DNS rebinding): a page in a
         browser on the device cannot drive the API."""
         if request.transport is not None:
@@ -115,7 +118,7 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
         return await handler(request)
 
     @web.middleware
-    async def auth(request, handler):
+    async def auth(request: "web.Request", handler: "Handler") -> "web.StreamResponse":
         """A wrong token closes the connection (it cannot sit in the pool); too many from one
         address get 429 for the rest of the minute."""
         if token and request.path not in OPEN_PATHS:
@@ -140,7 +143,7 @@ def guards(token: Optional[str], connections: "Connections", bursts: Bursts) -> 
 
 
 
-def _peer(transport) -> str:
+def _peer(transport: asyncio.BaseTransport) -> str:
     peer = transport.get_extra_info("peername")
     return peer[0] if peer else "?"
 
@@ -262,21 +265,23 @@ class WebServer:
         self.app, self.host, self.port = app, host, port
         self.connections = app["connections"]
         self.loop = asyncio.new_event_loop()
-        self.ready, self.error = threading.Event(), None
+        self.ready = threading.Event()
+        self.error: Optional[OSError] = None
         self.thread = threading.Thread(target=self._run, name="fer-edge-web", daemon=True)
 
-    async def _reaper(self):
+    async def _reaper(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.connections.reap()
 
-    def _run(self):
+    def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                     keepalive_timeout=KEEPALIVE_SECONDS)
         try:
             self.loop.run_until_complete(self.runner.setup())
             factory = self.runner.server
+            assert factory is not None   # made by setup()
             self.server = self.loop.run_until_complete(self.loop.create_server(
                 lambda: Guard(factory(), self.connections), self.host, self.port, backlog=128))
             self.port = self.server.sockets[0].getsockname()[1]
