@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .core.log import Say
 from .core.records import SOURCE_ENDED, STOPPED
@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds t
     from .outputs.store import Spill, StoreFile
     from .core.events import Sinks
     from .kiosk.pipeline import FrameHook
+    from .vision.capture import Frame
+    from .web.server import WebServer
 
 
 
@@ -151,7 +153,7 @@ def run(settings: Settings, say: Say, started: float) -> None:
         f"{describe_log(settings, db_path)}")
     current = {}
 
-    def frames():
+    def frames() -> Iterator["Frame"]:
         for source, frame in frames_forever(open_fn, source_settings.loop, stop, first=first_source, on_event=say):
             current["source"] = source
             yield frame
@@ -375,7 +377,7 @@ def serve_only(settings: Settings, stop: threading.Event, say: Say) -> None:
     _serve_until(stop, server, say)
 
 
-def _serve_until(stop: threading.Event, server, say: Say) -> None:
+def _serve_until(stop: threading.Event, server: "WebServer", say: Say) -> None:
     try:
         while not stop.wait(0.5):
             pass

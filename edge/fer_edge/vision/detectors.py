@@ -17,7 +17,7 @@ from ..model.preprocess import to_grey
 from .detect import NO_BLAZEFACE, Detection, Detector, DetectorError, find_blazeface
 
 
-def _scaled(frame, max_side):
+def _scaled(frame: np.ndarray, max_side: int) -> Tuple[np.ndarray, float]:
     h, w = frame.shape[:2]
     scale = min(1.0, max_side / float(max(h, w)))
     if scale < 1.0:
