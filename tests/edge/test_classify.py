@@ -25,6 +25,12 @@ def test_batches_answer_as_single_faces_and_probabilities_sum_to_one(public_test
     assert np.allclose(batched.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("mirror", [True, False])
+def test_no_faces_give_no_probabilities(model_path, mirror):
+    classifier = EmotionClassifier(str(model_path), mirror=mirror)
+    assert classifier.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, len(classifier.labels))
+
+
 def test_the_shipped_model_reads_real_faces_better_than_chance(public_test):
     classifier = EmotionClassifier()   # the model shipped in models/
     predicted = classifier.predict(public_test.images[:500]).argmax(axis=1)

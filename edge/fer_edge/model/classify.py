@@ -142,7 +142,7 @@ class EmotionClassifier:
         if faces.ndim == 2:
             faces = faces[None]
         if self.mirror:
-            return self._logits(np.concatenate([faces, faces[:, :, ::-1]]), max_batch).reshape(2, len(faces), -1)
+            return self._logits(np.concatenate([faces, faces[:, :, ::-1]]), max_batch).reshape(2, len(faces), len(self.labels))
         return self._logits(faces, max_batch)
 
     def _logits(self, faces: np.ndarray, max_batch: int) -> np.ndarray:

@@ -14,7 +14,7 @@ Labels = Union[Sequence[int], np.ndarray]   # class indices
 def confusion_matrix(truth: Labels, predicted: Labels, n_classes: int = N_CLASSES) -> np.ndarray:
     """Rows are the true class, columns the predicted one."""
     matrix = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(matrix, (np.asarray(truth), np.asarray(predicted)), 1)
+    np.add.at(matrix, (np.asarray(truth, np.int64), np.asarray(predicted, np.int64)), 1)
     return matrix
 
 
