@@ -53,6 +53,14 @@ def simulated_devices(port, folder, numbers, connect_seconds=60):
     return sinks, Recorder.wait_for(lambda: all(s.connected.is_set() for s in sinks), connect_seconds)
 
 
+def collector_login(folder, password, user="fer-edge-collector"):
+    """The flags a collector logs in with: its user and a password file only it may read."""
+    path = folder / f"{user}-password"
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return ("--mqtt-username", user, "--mqtt-password-file", path)
+
+
 def start_collector(port, db, client_id, *flags):
     """`fer-edge collect`, once it has subscribed (until its first start, the broker keeps nothing for it)."""
     import sys

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -97,6 +98,20 @@ def test_a_data_folder_that_cannot_be_written_is_one_line_before_any_download(tm
                                           "(Not a directory): set XDG_DATA_HOME to a folder you can write"], result.stderr
 
 
+def copy_for_a_user(prefix: str) -> Tuple[Path, Path, Path]:
+    """(folder, repo, home): a fresh copy and an empty home in a new folder outside pytest's
+    root-only one, owned by `nobody` when the tests run as root."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(folder, 0o755)
+    repo, home = fresh_copy(folder), folder / "home"
+    home.mkdir()
+    if os.getuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        for path in [folder, *folder.rglob("*")]:
+            os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+    return folder, repo, home
+
+
 def fresh_copy(folder: Path) -> Path:
     """The files a clone of this tree holds (tracked, and new files git does not ignore)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
@@ -123,15 +138,8 @@ def test_the_readmes_first_command_works_from_a_fresh_copy_without_root_or_share
     block = re.search(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
     command = next(line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#"))
     assert command == "bash demo.sh", f"the README's first command is now {command!r}: test that one"
-    folder = Path(tempfile.mkdtemp(prefix="fer-edge-fresh-"))   # not under pytest's root-only folder
+    folder, repo, home = copy_for_a_user("fer-edge-fresh-")
     try:
-        os.chmod(folder, 0o755)
-        repo, home = fresh_copy(folder), folder / "home"
-        home.mkdir()
-        if os.getuid() == 0:
-            nobody = pwd.getpwnam("nobody")
-            for path in [folder, *folder.rglob("*")]:
-                os.lchown(path, nobody.pw_uid, nobody.pw_gid)
         assert not (repo.parent / "shared").exists()
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
         for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONFIG_FILE", "PIP_TRUSTED_HOST"):
@@ -151,15 +159,8 @@ def test_the_readmes_first_command_works_from_a_fresh_copy_without_root_or_share
 def test_demo_sh_completes_a_venv_cut_off_and_says_offline_in_one_line(tmp_path):
     """A venv made up to its python (demo.sh stopped while making it) is made again over
     itself, not used without pip for ever; pip's failure is one line, its output kept."""
-    folder = Path(tempfile.mkdtemp(prefix="fer-edge-cut-"))
+    folder, repo, home = copy_for_a_user("fer-edge-cut-")
     try:
-        os.chmod(folder, 0o755)
-        repo, home = fresh_copy(folder), folder / "home"
-        home.mkdir()
-        if os.getuid() == 0:
-            nobody = pwd.getpwnam("nobody")
-            for path in [folder, *folder.rglob("*")]:
-                os.lchown(path, nobody.pw_uid, nobody.pw_gid)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
                "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": "",
                "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}

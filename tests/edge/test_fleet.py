@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, run_cli
-from mqtt_helpers import Broker, Recorder, made_up_visit, make_visits_video, simulated_devices, start_collector
+from mqtt_helpers import Broker, Recorder, collector_login, made_up_visit, make_visits_video, simulated_devices, start_collector
 from pg_helpers import PASSWORD, Postgres
 
 pytest.importorskip("paho.mqtt")
@@ -505,11 +505,7 @@ def test_the_broker_acl_ties_a_device_to_its_topic_and_a_forged_payload_is_rejec
     db = tmp_path / "fleet.db"
     users = {"kiosk-a": "kiosk-a-password", "attacker": "attacker-password", "fer-edge-collector": "collector-password"}
     broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
-    password_file = tmp_path / "collector-password"
-    password_file.write_text(users["fer-edge-collector"] + "\n")
-    password_file.chmod(0o600)
-    collector = start_collector(broker.port, db, "collector", "--mqtt-username", "fer-edge-collector",
-                                "--mqtt-password-file", password_file)
+    collector = start_collector(broker.port, db, "collector", *collector_login(tmp_path, users["fer-edge-collector"]))
     device, attacker = publisher(broker.port, "kiosk-a", users["kiosk-a"]), publisher(broker.port, "attacker", users["attacker"])
     try:
         refused = publish(attacker, "fer-edge/kiosk-a/session", visit_json("kiosk-a", "forged-1", satisfaction=1.0))

@@ -10,7 +10,7 @@ import pytest
 
 from fer_edge.fleet.handover import roster_topic
 from conftest import run_cli
-from mqtt_helpers import Broker, Recorder, start_collector
+from mqtt_helpers import Broker, Recorder, collector_login, start_collector
 from test_fleet import broker_acl, publish, publisher, stop, visit_json
 
 pytest.importorskip("paho.mqtt")
@@ -31,10 +31,7 @@ def test_a_device_cannot_forge_the_roster_and_stop_the_takeover(tmp_path):
     db = tmp_path / "fleet.db"
     users = {"kiosk-a": "kiosk-a-password", "_collectors": "device-password", "fer-edge-collector": "collector-password"}
     broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
-    password_file = tmp_path / "collector-password"
-    password_file.write_text(users["fer-edge-collector"] + "\n")
-    password_file.chmod(0o600)
-    login = ("--mqtt-username", "fer-edge-collector", "--mqtt-password-file", password_file)
+    login = collector_login(tmp_path, users["fer-edge-collector"])
     first, second = (start_collector(broker.port, db, name, *login) for name in ("collector-a", "collector-b"))
     kiosk, forger = publisher(broker.port, "kiosk-a", users["kiosk-a"]), publisher(broker.port, "_collectors",
                                                                                    users["_collectors"])
@@ -114,9 +111,7 @@ def test_a_device_that_joins_the_collectors_group_loses_nothing_when_the_group_i
     device cannot join it."""
     users = {"kiosk-a": "kiosk-a-password", "kiosk-b": "kiosk-b-password", "fer-edge-collector": "collector-password"}
     broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
-    password_file = tmp_path / "collector-password"
-    password_file.write_text(users["fer-edge-collector"] + "\n")
-    password_file.chmod(0o600)
+    login = collector_login(tmp_path, users["fer-edge-collector"])
     thief = publisher(broker.port, "kiosk-a", users["kiosk-a"])
     thief.subscribe([("$share/fer-edge-collectors/fer-edge/+/session", 1), ("$share/fer-edge-collectors/#", 1)])
     kiosk = publisher(broker.port, "kiosk-b", users["kiosk-b"])
@@ -124,8 +119,7 @@ def test_a_device_that_joins_the_collectors_group_loses_nothing_when_the_group_i
     try:
         for group in ("fer-edge-collectors", "fer-edge-collectors-5d1f7c0a93e2"):
             db = tmp_path / f"{group}.db"
-            collector = start_collector(broker.port, db, f"collector-{len(stored)}", "--group", group, "--mqtt-username",
-                                        "fer-edge-collector", "--mqtt-password-file", password_file)
+            collector = start_collector(broker.port, db, f"collector-{len(stored)}", "--group", group, *login)
             for number in range(60):
                 publish(kiosk, "fer-edge/kiosk-b/session", visit_json("kiosk-b", f"{group}-{number}"))
             Recorder.wait_for(lambda db=db: stored_visits(db)[0] == 60, 10)
@@ -171,10 +165,7 @@ def test_a_device_that_connects_with_a_collectors_client_id_makes_the_broker_dro
     db = tmp_path / "fleet.db"
     users = {"kiosk-a": "kiosk-a-password", "kiosk-b": "kiosk-b-password", "fer-edge-collector": "collector-password"}
     broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
-    password_file = tmp_path / "collector-password"
-    password_file.write_text(users["fer-edge-collector"] + "\n")
-    password_file.chmod(0o600)
-    login = ("--mqtt-username", "fer-edge-collector", "--mqtt-password-file", password_file)
+    login = collector_login(tmp_path, users["fer-edge-collector"])
     first, second = (start_collector(broker.port, db, name, *login) for name in ("collector-a", "collector-b"))
     kiosk = publisher(broker.port, "kiosk-b", users["kiosk-b"])
     thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector-b", protocol=mqtt.MQTTv5)
