@@ -188,7 +188,7 @@ def demo(given: Dict[str, Any], annotate: Optional[str], say: Say, started: floa
         if annotate:
             given["run_annotate"] = annotate
         run(resolve({}, given), say, started)
-        return "\nsummary (as `fer-edge report` shows the kiosk's own log):\n" + format_table(build_report(db))
+        return "\nsummary (as `fer-edge report` shows a kiosk's log; this one is thrown away):\n" + format_table(build_report(db))
 
 
 def build_sinks(settings: Settings, analyzer: "FaceAnalyzer", db_path: Optional[str], say: Say,
