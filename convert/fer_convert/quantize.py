@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from fer_edge.core.errors import UserError  # noqa: E402
 from fer_edge.model.preprocess import to_model_input  # noqa: E402
 from fer_train.networks.tflite import to_tflite  # noqa: E402
 
@@ -16,6 +17,9 @@ MODES = ("float32", "dynamic", "int8")
 
 def calibration_faces(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """A class-stratified random sample of n training faces for int8 calibration."""
+    if not len(labels):
+        raise UserError("no training faces to calibrate the int8 model on (the data's training part is empty, "
+                        "or all its faces are blank)")
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     per_class = max(1, n // len(classes))

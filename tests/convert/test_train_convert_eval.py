@@ -365,15 +365,42 @@ def test_eval_json_reproduces_the_converter_measurement(tiny_model, small_csv):
     assert report["accuracy"] == pytest.approx(stored)
 
 
-def test_convert_refuses_an_int8_model_that_loses_too_much(tiny_run, small_csv, tmp_path):
-    output = tmp_path / "refused.tflite"
-    # Negative limits can never be met: the gate must refuse and write nothing.
-    result = run_cli("fer-convert", tiny_run / "best.keras", "--data", small_csv, "--int8", "--calib", "50",
-                     "--limit", "100", "--max-loss", "-50", "--max-loss-faces", "-1", "-o", output)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr and "int8 model refused: " in result.stderr
-    assert "of 100 PublicTest faces lost to float32" in result.stderr and "the larger of -50 points and -1 faces" in result.stderr
-    assert not output.exists()
+def test_convert_without_calibration_faces_or_a_reported_split(tiny_run, small_csv, tmp_path):
+    """A CSV whose Training faces are all blank has nothing to calibrate int8 on: one line. A CSV
+    with no PrivateTest converts, and its card gives the figures of the split it has."""
+    import gzip
+
+    with gzip.open(small_csv, "rt") as source:
+        header, *rows = source.read().splitlines()
+    training = [row for row in rows if row.endswith(",Training")]
+    public = [row for row in rows if row.endswith(",PublicTest")]
+    blank = tmp_path / "blank_training.csv.gz"
+    with gzip.open(blank, "wt") as out:
+        out.write("\n".join([header, *["3," + " ".join(["128"] * 48 * 48) + ",Training"] * 5, *public]) + "\n")
+    result = run_cli("fer-convert", tiny_run / "best.keras", "--data", blank, "--int8", "--limit", "100",
+                     "-o", tmp_path / "none.tflite")
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("Error: no training faces to calibrate")
+    assert not (tmp_path / "none.tflite").exists()
+    no_private = tmp_path / "no_private.csv.gz"
+    with gzip.open(no_private, "wt") as out:
+        out.write("\n".join([header, *training, *public]) + "\n")
+    output = tmp_path / "public_only.tflite"
+    result = run_cli("fer-convert", tiny_run / "best.keras", "--data", no_private, "--int8", "--calib", "50",
+                     "--limit", "100", "--allow-loss", "-o", output)
+    assert result.returncode == 0, result.stderr
+    assert output.exists() and "figures on PublicTest (100 faces)" in output.with_suffix(".md").read_text()
+
+
+def test_the_int8_gate_refuses_a_model_that_loses_more_than_it_allows(tiny_model):
+    """The decision on measured accuracies: 100 gate faces, int8 three fewer right than float32."""
+    from fer_convert.cli import _int8_gate
+
+    blobs = {"int8": tiny_model.read_bytes()}   # a real int8 model for the Edge TPU check beside the verdict
+    results = {"float32": {"PublicTest": {"n": 100, "accuracy": 0.50}}, "int8": {"PublicTest": {"n": 100, "accuracy": 0.47}}}
+    refused, verdict = _int8_gate(results, blobs, 1.0, 2, allow_loss=False)
+    assert refused and verdict == "3 of 100 PublicTest faces lost to float32 (3.00 points); the gate allows 2, the larger of 1 point and 2 faces"
+    assert not _int8_gate(results, blobs, 1.0, 3, allow_loss=False)[0]
+    assert not _int8_gate(results, blobs, 1.0, 2, allow_loss=True)[0]
 
 
 def test_the_int8_gate_allows_a_point_or_two_faces_whichever_is_more():
