@@ -6,9 +6,8 @@ written once. Each keeps a persistent session (a fixed client id, `clean_start` 
 message is acknowledged only after its row is committed: a collector killed at any moment, or a
 database that goes away, leaves the message with the broker, which delivers it again; when it
 does not come back, another collector of the group takes over its session (handover). A visit
-is stored once however often it arrives (its `msg_id` is the row's key). The broker holds
-what is not acknowledged: at most RECEIVE_MAXIMUM messages are in flight to a collector.
-"""
+is stored once however often it arrives (its `msg_id` is the row's key); at most
+RECEIVE_MAXIMUM messages are in flight to a collector, the broker holds the rest."""
 
 import itertools
 import json
@@ -154,6 +153,7 @@ class Collector:
         self.handovers: List[Handover] = []
         self.snapshot_until: Optional[float] = None
         self.first_connection = True
+        self.subscribed: Tuple[Optional[int], str] = (None, "")   # the shared subscription's mid; the line said once granted
         self.in_hand = 0                     # messages taken from the inbox, not yet stored
         self.unreachable_said = 0.0
         self.client = client
@@ -210,17 +210,16 @@ class Collector:
 
         self.link.connection += 1
         prefix = self.s.mqtt.prefix
-        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._shared_topics()])
+        _, shared_mid = client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._shared_topics()])
         client.subscribe(roster_topic(prefix, self.s.group), options=SubscribeOptions(qos=0))
-        # Retained availability never reaches a shared subscription: each device's last word is
-        # taken once, right after connecting, on a subscription of its own (then left).
+        # Retained availability never reaches a shared subscription: read once, on a subscription of its own.
         snapshot = Properties(PacketTypes.SUBSCRIBE)
         snapshot.SubscriptionIdentifier = SNAPSHOT_ID
         client.subscribe(f"{prefix}/+/availability", options=SubscribeOptions(qos=0), properties=snapshot)
         self.snapshot_until = time.monotonic() + SNAPSHOT_SECONDS
         client.publish(self.roster_topic, UP, qos=1, retain=True)
         kept = " (the broker kept this collector's session)" if flags.session_present else ""
-        self.say(f"connected to {self.broker}{kept}")
+        self.subscribed = (shared_mid, f"connected to {self.broker}{kept}")   # said once granted: nothing is missed after
         if self.first_connection:
             self.first_connection = False
             self._check_broker(properties)
@@ -260,6 +259,8 @@ class Collector:
         if refused:
             self.say(f"broker {self.broker} refused a subscription ({refused[0]}): check its ACL for "
                      f"{self.s.mqtt.prefix}/+/... and {roster_topic(self.s.mqtt.prefix, self.s.group)}")
+        elif mid == self.subscribed[0]:
+            self.say(self.subscribed[1])
 
     def _take_over(self, client_id: str) -> None:
         """A collector of the group is gone: store what the broker kept for it (handover)."""
