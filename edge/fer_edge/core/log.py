@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+import unicodedata
 from typing import Callable, Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
 
 LOGGER = logging.getLogger("fer_edge")
@@ -77,3 +78,9 @@ def setup(stream: Optional[TextIO] = None, environ: Optional[Mapping[str, str]] 
     LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False
+
+
+def unprintable(char: str) -> bool:
+    """A control or format character (escape sequences' first byte, text-direction overrides):
+    given to a terminal raw, it can rewrite what the screen shows."""
+    return unicodedata.category(char) in ("Cc", "Cf")

@@ -14,9 +14,9 @@ another device is a forgery.
 import json
 import math
 import re
-import unicodedata
 from typing import Any, Callable, Dict, Tuple, Union
 
+from ..core.log import unprintable
 from ..core.records import Visit
 from ..outputs.broker import topic_id
 
@@ -73,7 +73,7 @@ def topic_parts(topic: str) -> Tuple[str, str]:
 
 def printable(text: str) -> bool:
     """No control or format characters: a name that reports print cannot rewrite the terminal."""
-    return not any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+    return not any(unprintable(char) for char in text)
 
 
 def is_online(payload: bytes) -> bool:

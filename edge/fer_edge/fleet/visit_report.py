@@ -16,6 +16,7 @@ from ..core.atomic import write_atomically
 from ..core.clock import start_of_today
 from ..core.errors import UserError
 from ..core.labels import LABELS, colour, pleasant_first
+from ..core.log import unprintable
 from ..core.records import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
@@ -23,16 +24,13 @@ HOURLY_UP_TO = 2 * 86400   # "auto": a span up to two days is drawn in hours, a 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 # A visit as the report reads it: (satisfaction, exit emotion, shares per emotion, dominant, ended by)
 Item = Tuple[Optional[float], Any, Dict[str, float], Any, Any]
-# Control characters (C0, DEL, C1), escape sequences' first byte among them, and Unicode's
-# direction overrides, which reorder what a terminal shows.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: Any) -> str:
     """Stored text (a device id, a label) as a terminal may show it: control characters and
     escape sequences written out (`\\x1b`), so a device's name cannot rewrite the screen."""
-    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                            else f"\\u{ord(m.group()):04x}", str(text))
+    return "".join((f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}") if unprintable(char) else char
+                   for char in str(text))
 
 
 def finite(value: Any) -> Optional[float]:

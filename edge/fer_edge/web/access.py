@@ -10,12 +10,11 @@ import os
 import socket
 import stat
 import time
-import unicodedata
 from collections import defaultdict, deque
 from typing import Deque, Dict, Mapping, Optional
 
 from ..core.errors import UserError
-from ..core.log import Say
+from ..core.log import Say, unprintable
 
 MIN_TOKEN_CHARS = 16         # a shorter token can be guessed
 MIN_TOKEN_DISTINCT = 5       # a token of fewer different characters (aaaa..., abab...) can be guessed
@@ -93,7 +92,7 @@ def is_repeated(token: str) -> bool:
 def unsendable(token: str) -> bool:
     """A space, line break or control character: a header cannot carry it as typed (a second
     line in the file is a note or another token, not part of this one)."""
-    return any(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in token)
+    return any(char.isspace() or unprintable(char) for char in token)
 
 
 
