@@ -92,3 +92,61 @@ def test_between_looks_the_face_is_carried_over(face_frames):
     assert 0 < len(looked) < len(face_frames) and loop.stats.analysed == len(looked)
     carried = [u for u in sink.updates if not u.analysed]
     assert all(np.isfinite(u.confidence) and u.box.w > 0 for u in carried)
+
+
+class Heard(Kept):
+    def __init__(self):
+        super().__init__()
+        self.models = []
+
+    def model_changed(self, name, labels):
+        self.models.append((name, tuple(labels)))
+
+
+def relabelled_model(folder, labels):
+    """The shipped model under other label names (what a fine-tuned model's metadata says)."""
+    from fer_edge.model.classify import default_model_path
+    from fer_edge.model.metadata import embed_metadata, read_model_metadata
+
+    data = open(default_model_path(), "rb").read()
+    path = folder / "relabelled.tflite"
+    path.write_bytes(embed_metadata(data, dict(read_model_metadata(default_model_path()), labels=list(labels))))
+    return str(path)
+
+
+def test_a_swap_to_the_same_labels_loses_no_frame_and_keeps_the_visit(face_frames):
+    sink, swapped = Heard(), []
+    loop = pipeline(sink)
+    new = EmotionClassifier()
+    new.name = "new v2"
+    for index, image in enumerate(face_frames):
+        if index == 30:
+            loop.request_swap(new, on_swapped=swapped.append)
+            assert loop.analyzer.classifier is not new, "taken at the start of the next frame"
+        loop.process(Frame(index, index / 30.0, image))
+    loop.close()
+    assert swapped == [30] and loop.analyzer.classifier is new and sink.models == [("new v2", new.labels)]
+    assert loop.stats.frames == len(face_frames) and len(sink.updates) == len(face_frames)
+    [visit] = sink.visits
+    assert visit.ended_by == SOURCE_ENDED and visit.frames == len(face_frames)
+
+
+def test_a_swap_to_other_labels_ends_the_visit_and_starts_over_in_them(face_frames, tmp_path):
+    from fer_edge.core.records import MODEL_CHANGED
+
+    labels = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+    sink = Heard()
+    loop = pipeline(sink)
+    new = EmotionClassifier(relabelled_model(tmp_path, labels))
+    for index, image in enumerate(face_frames):
+        if index == 30:
+            loop.request_swap(new)
+        loop.process(Frame(index, index / 30.0, image))
+    loop.close()
+    assert sink.models == [("relabelled.tflite", labels)] and loop.stats.frames == len(face_frames)
+    assert [v.ended_by for v in sink.visits] == [MODEL_CHANGED, SOURCE_ENDED]
+    assert set(sink.visits[1].shares) <= set(labels) and sink.visits[1].dominant in labels
+    before, after = sink.updates[:30], sink.updates[30:]
+    assert len(after) == 30 and {u.track for u in before} == {1} and {u.track for u in after} == {2}
+    assert all(set(u.probs) == set(labels) for u in after) and all("happy" in u.probs for u in before)
+    assert sink.views[-1].people == 1 and sink.views[-1].label in labels

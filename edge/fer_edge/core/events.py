@@ -4,7 +4,7 @@ status page ask one object how the outputs are doing. It lives on the ground flo
 the loop that sends and the outputs that receive sit on floors that must not import each other.
 """
 
-from typing import Dict, Iterable, Iterator, List, Protocol
+from typing import Dict, Iterable, Iterator, List, Protocol, Sequence
 
 from .records import RunStats, TrackUpdate, View, Visit
 
@@ -27,6 +27,10 @@ class EventSink(Protocol):
 
     def stats(self, stats: RunStats) -> None:
         """The periodic stats message."""
+        return None
+
+    def model_changed(self, name: str, labels: Sequence[str]) -> None:
+        """Another model runs from now on (a deployment): its name and labels, as a fresh start would have them."""
         return None
 
     def health(self) -> dict:
@@ -69,6 +73,10 @@ class Sinks:
     def stats(self, stats: RunStats) -> None:
         for sink in self.sinks:
             sink.stats(stats)
+
+    def model_changed(self, name: str, labels: Sequence[str]) -> None:
+        for sink in self.sinks:
+            sink.model_changed(name, labels)
 
     def health(self) -> Dict[str, object]:
         """What the sinks report of themselves (log state, broker state, backlog), merged."""

@@ -16,7 +16,8 @@ LEFT = "left"
 STOPPED = "stopped"
 SOURCE_ENDED = "source ended"
 CAMERA_LOST = "camera lost"
-CUT_ENDINGS = (STOPPED, CAMERA_LOST)
+MODEL_CHANGED = "model changed"   # a deployed model with other labels took over mid-visit
+CUT_ENDINGS = (STOPPED, CAMERA_LOST, MODEL_CHANGED)
 
 
 def emotion_mix(probs: Iterable[float], labels: Sequence[str] = LABELS) -> Dict[str, float]:

@@ -7,7 +7,7 @@ in the web server's thread, and only while someone watches), so a viewer never s
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 if TYPE_CHECKING:  # for the hints only: a frame hook needs none of these at run time
     import numpy as np
@@ -62,6 +62,11 @@ class LiveState:
             if health is not None:
                 self.health = health
 
+    def model_changed(self, name: str, labels: Sequence[str]) -> None:
+        """A deployed model runs from now on: the page names it."""
+        with self.lock:
+            self.info = dict(self.info, model=name, labels=list(labels))
+
     def stopping(self) -> None:
         """The service is stopping: the page says so instead of a frozen picture."""
         with self.lock:
@@ -93,11 +98,11 @@ class LiveState:
 
     def status(self) -> dict:
         with self.lock:
-            stats, tracks, state = self.stats, list(self.tracks), self.state
+            stats, tracks, state, info = self.stats, list(self.tracks), self.state, self.info
         fps = stats.recent_fps() if stats else 0.0
         view = stats.view if stats else None
         last_frame = round(time.monotonic() - stats.last_frame_at, 1) if stats and stats.last_frame_at else None
-        return dict(self.info, **self.health, state=state, uptime=round(time.time() - self.started, 1),
+        return dict(info, **self.health, state=state, uptime=round(time.time() - self.started, 1),
                     frames=stats.frames if stats else 0, fps=round(fps, 2), faces=stats.faces if stats else 0,
                     viewers=self.viewers, last_frame_seconds=last_frame, people=view.people if view else 0,
                     visits=[asdict(v) for v in view.visits] if view else [],

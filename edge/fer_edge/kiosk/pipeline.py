@@ -4,7 +4,8 @@ Everything is built before the first frame (one interpreter for the run, never o
 frame); the loop only moves frames. Where results go is not the loop's business: every
 event goes to each sink (core.events.EventSink), every frame to each `FrameHook` (the
 annotated video, the window, the live view, the systemd notifier). Stage times are kept
-for `fer-edge bench`.
+for `fer-edge bench`. A deployed model takes over at a frame boundary (`request_swap`), so
+no frame is lost to it.
 """
 
 import os
@@ -13,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Deque, Dict, Iterable, List, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Tuple
 
 import cv2
 import numpy as np
@@ -24,8 +25,13 @@ from ..vision.capture import Frame
 from ..core.clock import WallClock
 from ..core.events import EventSink, Sinks
 from .sessions import SessionTracker
-from ..core.records import CAMERA_LOST, SOURCE_ENDED, RunStats, TrackUpdate, View, Visit
+from ..core.records import CAMERA_LOST, MODEL_CHANGED, SOURCE_ENDED, RunStats, TrackUpdate, View, Visit
 from ..vision.track import Track, Tracker
+
+if TYPE_CHECKING:  # for the hint only
+    from ..model.classify import EmotionClassifier
+
+OnError = Callable[[Exception], None]
 
 KEPT_TIMINGS = 10_000  # per stage: enough for a benchmark's medians, bounded for a months-long service
 
@@ -114,12 +120,16 @@ class Pipeline:
         self.frames_since_analysis = 0
         self.last_crops: Dict[int, np.ndarray] = {}  # track id -> its face at the last analysis (only with save_crops)
         self.stall_seconds = sessions.gap_seconds if sessions is not None else 3.0
+        self.swap: Optional[Tuple["EmotionClassifier", Optional[OnError], Optional[Callable[[int], None]]]] = None
+        self.on_classify_error: Optional[OnError] = None
         if save_crops:
             os.makedirs(save_crops, exist_ok=True)
 
     def process(self, frame: Frame, decode_seconds: float = 0.0) -> List[Track]:
         """Analyse one frame (or, between analyses, carry the tracks over); returns the tracks seen in it."""
         self.clock.check()
+        if self.swap is not None:
+            self._swap(frame)
         if self.last_media_time is not None and frame.media_time - self.last_media_time > self.stall_seconds:
             self._camera_lost()
         self.last_media_time = frame.media_time
@@ -132,9 +142,8 @@ class Pipeline:
         if image is not None:
             found = self.analyzer.detect(image, frame.detect_image, frame.detect_scale)
             t1 = time.perf_counter()
-            faces = self.analyzer.classify(image, found)
+            found, faces, probabilities = self._classify(image, found)
             t2 = time.perf_counter()
-            probabilities = np.array([f.probabilities for f in faces], np.float32).reshape(-1, len(self.analyzer.labels))
             tracks = self.tracker.update(found, probabilities, t, frames=self.frames_since_analysis)
             self.cadence.analysed(t)
             self.frames_since_analysis = 0
@@ -158,6 +167,48 @@ class Pipeline:
             self.last_stats = time.monotonic()
             self._send_stats()
         return tracks
+
+    def _classify(self, image: np.ndarray, found: list) -> Tuple[list, List[Face], np.ndarray]:
+        """The faces' probabilities; a model on trial that fails is counted (`on_error`) and the
+        frame goes on as one without faces: a bad model must not stop the camera."""
+        try:
+            faces = self.analyzer.classify(image, found)
+            return found, faces, np.array([f.probabilities for f in faces], np.float32).reshape(-1, len(self.analyzer.labels))
+        except Exception as exc:
+            if self.on_classify_error is None:
+                raise
+            self.on_classify_error(exc)
+            return [], [], np.zeros((0, len(self.analyzer.labels)), np.float32)
+
+    def request_swap(self, classifier: "EmotionClassifier", on_error: Optional[OnError] = None,
+                     on_swapped: Optional[Callable[[int], None]] = None) -> None:
+        """Run `classifier` from the start of the next frame (any thread may ask; the camera
+        loop swaps). `on_error`: while it runs, its exceptions go there instead of stopping
+        the loop; `on_swapped(frame index)`: called once the first frame is handed to it."""
+        self.swap = (classifier, on_error, on_swapped)
+
+    def _swap(self, frame: Frame) -> None:
+        """Another model from this frame on. With other labels the visits in progress end
+        ("model changed") and the tracks start over; every sink hears of it."""
+        assert self.swap is not None
+        (classifier, self.on_classify_error, on_swapped), self.swap = self.swap, None
+        relabelled = classifier.labels != self.analyzer.labels
+        self.analyzer.use(classifier)
+        if relabelled:
+            if self.sessions is not None:
+                self._finish_sessions(self.sessions.flush(MODEL_CHANGED))
+                self.sessions.relabel(classifier.labels)
+            self.tracker.forget()
+            self.tracker.labels = classifier.labels
+            self._forget_ended()
+            self.stats.view = None   # the view is said again, in the new labels
+        self.sinks.model_changed(classifier.name, classifier.labels)
+        for hook in self.hooks:   # a hook that shows the model (the live page) hears it too
+            changed = getattr(hook, "model_changed", None)
+            if changed is not None:
+                changed(classifier.name, classifier.labels)
+        if on_swapped is not None:
+            on_swapped(frame.index)
 
     def _send_view(self, frame: Frame, tracks: List[Track]) -> None:
         """The view goes out when the number of faces changes, and once per log interval while

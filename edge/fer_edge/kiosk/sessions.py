@@ -124,6 +124,7 @@ class SessionTracker:
                  clock: Optional[WallClock] = None, labels: Sequence[str] = LABELS):
         self.min_seconds, self.gap_seconds, self.exit_seconds = min_seconds, gap_seconds, exit_seconds
         self.labels = tuple(labels)
+        self.valence_given = valence
         self.valence = valences(self.labels, valence)
         self.device_id = device_id
         self.clock = clock or WallClock(0.0)
@@ -148,6 +149,11 @@ class SessionTracker:
             if not session.confirmed and session.last_seen - session.started >= self.min_seconds:
                 session.confirmed = True
         return finished
+
+    def relabel(self, labels: Sequence[str]) -> None:
+        """Another model's labels from now on (its visits start afresh: `flush` the open ones first)."""
+        self.labels = tuple(labels)
+        self.valence = valences(self.labels, self.valence_given)
 
     def in_progress(self, t: float) -> List[VisitInProgress]:
         """The visits going on now (seen within the gap, longer than min_seconds)."""

@@ -67,6 +67,7 @@ class EmotionClassifier:
     def __init__(self, model_path: Optional[str] = None, threads: int = 1, delegate: Optional[str] = None,
                  mirror: bool = True, temperature: Optional[float] = None, variant_reason: str = ""):
         self.path = model_path or default_model_path()
+        self.name = os.path.basename(self.path)   # a deployed model is named by its order, not its file
         self.threads = threads
         try:
             with open(self.path, "rb") as f:
@@ -103,10 +104,6 @@ class EmotionClassifier:
     def margin(self) -> float:
         """The crop margin the model was converted for (chosen on real photos, see docs/model.md)."""
         return float(self.metadata.get("preprocess", {}).get("margin", DEFAULT_MARGIN))
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
 
     def _allocate(self, n: int) -> None:
         self.interpreter.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])

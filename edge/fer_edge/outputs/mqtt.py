@@ -6,6 +6,8 @@
     <prefix>/<device>/session       one per finished visitor session, QoS 1, via the outbox
     <prefix>/<device>/stats         fps, latencies, faces, sessions, uptime, every 60 s
     <prefix>/<device>/presence      this process's token, retained: a second device on the same id is said
+    <prefix>/<device>/model         the model it runs and what became of a deployment, retained, via the outbox
+    <prefix>/<device>/release       (in) a signed deployment order, heard only when `listen` asks for it
     homeassistant/<component>/fer-edge-<device>/<what>/config   discovery (ha_discovery), retained,
                                                   re-sent on homeassistant/status = online
 
@@ -23,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .broker import KEEPALIVE_SECONDS, Broker, topic_id
 from .ha_discovery import discovery_id, discovery_messages, installed_version
@@ -89,6 +91,11 @@ class MQTTSink(EventSink, Transport):
         self.connected = threading.Event()
         self.dropped_offline = 0
         self.last_view: Optional[dict] = None
+        self.db_path = db_path
+        self.listeners: Dict[str, Callable[[bytes], None]] = {}   # topic -> what hears its payloads
+        self.on_connected: List[Callable[[], None]] = []
+        self.states: Optional[Outbox] = None    # the MODEL STATE writer's own connection (another thread's)
+        self.states_lock = threading.Lock()
         client = self.server.client(f"fer-edge-{discovery_id(device_id)}-{self.token}", clean_session=True)
         client.will_set(f"{self.base}/availability", "offline", qos=1, retain=True)
         client.reconnect_delay_set(1, 60)
@@ -144,8 +151,12 @@ class MQTTSink(EventSink, Transport):
             self._send_discovery()
         if self.last_view is not None:
             client.publish(f"{self.base}/view", json.dumps(self.last_view), qos=0)
+        for topic in list(self.listeners):
+            client.subscribe(topic, qos=1)
         self._set_state("connected")
         self.connected.set()
+        for callback in self.on_connected:
+            callback()
         self._nudge()
 
     def _on_connect_fail(self, client: "Client", userdata: Any) -> None:
@@ -163,7 +174,10 @@ class MQTTSink(EventSink, Transport):
             self.sender.acknowledge(mid)
 
     def _on_message(self, client: "Client", userdata: Any, message: "MQTTMessage") -> None:
-        if message.topic == f"{self.s.discovery_prefix}/status" and message.payload == b"online":
+        listener = self.listeners.get(message.topic)
+        if listener is not None:
+            listener(bytes(message.payload))
+        elif message.topic == f"{self.s.discovery_prefix}/status" and message.payload == b"online":
             self._send_discovery()
         elif message.topic == f"{self.base}/presence":
             try:
@@ -179,6 +193,39 @@ class MQTTSink(EventSink, Transport):
         for topic, payload in discovery_messages(self.s, self.device_id, self.configuration_url, self.model_name,
                                                  self.sw_version, labels=self.labels):
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    def listen(self, kind: str, callback: Callable[[bytes], None],
+               when_connected: Optional[Callable[[], None]] = None) -> None:
+        """Hear `<prefix>/<device>/<kind>` (retained ones too) on every connection: `callback`
+        gets each payload in paho's thread, so it must only queue; `when_connected` is called
+        there on each connection (re-sending what the fleet should know)."""
+        topic = f"{self.base}/{kind}"
+        self.listeners[topic] = callback
+        if when_connected is not None:
+            self.on_connected.append(when_connected)
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos=1)
+            if when_connected is not None:
+                when_connected()
+
+    def model_state(self, payload: dict) -> None:
+        """MODEL STATE, retained, through the outbox (it outlasts an outage and a restart), from
+        the deploy agent's thread; a locked or full file sends it from memory instead."""
+        topic = f"{self.base}/model"
+        with self.states_lock:
+            try:
+                if self.states is None:
+                    self.states = Outbox(self.db_path, timeout=5.0, check_same_thread=False)
+                self.states.put("model", topic, payload, qos=1, retain=True, created=time.time())
+            except sqlite3.OperationalError:
+                self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self._nudge()
+
+    def model_changed(self, name: str, labels: Sequence[str]) -> None:
+        """Home Assistant hears the new model's name and its labels (the emotion sensor's options)."""
+        self.model_name, self.labels = name, tuple(labels)
+        if self.s.discovery and self.connected.is_set():
+            self._send_discovery()
 
     # the outbox's Transport (called from the sender's thread)
     def ready(self) -> bool:
@@ -320,3 +367,7 @@ class MQTTSink(EventSink, Transport):
         self.client.loop_stop()
         if self.outbox:
             self.outbox.close()
+        with self.states_lock:
+            if self.states is not None:
+                self.states.close()
+                self.states = None

@@ -14,7 +14,7 @@ of anything; each drop is counted in the `counters` table (`dropped_<kind>`).
 import json
 import threading
 import uuid
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .store import connect, is_disk_full, is_locked, migrate
 
@@ -24,9 +24,10 @@ PUT_WAIT_SECONDS = 0.2   # the camera thread's put waits this long for a lock, t
 class Outbox:
     """One per thread: each holds its own SQLite connection to the same file."""
 
-    def __init__(self, path: str, max_messages: int = 100_000, timeout: float = PUT_WAIT_SECONDS):
+    def __init__(self, path: str, max_messages: int = 100_000, timeout: float = PUT_WAIT_SECONDS, **options: Any):
+        """`options`: sqlite3.connect's (check_same_thread=False for a connection one lock guards)."""
         self.path, self.max_messages = path, max_messages
-        self.db = connect(path, timeout=timeout, isolation_level=None)  # autocommit: every put is durable
+        self.db = connect(path, timeout=timeout, isolation_level=None, **options)  # autocommit: every put is durable
         try:
             migrate(self.db)
         except Exception as exc:

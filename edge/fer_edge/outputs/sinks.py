@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from typing import Callable, Deque, Optional, TextIO, Tuple
+from typing import Callable, Deque, Optional, Sequence, TextIO, Tuple
 
 from ..core.clock import start_of_today
 from ..core.events import EventSink
@@ -50,6 +50,9 @@ class SQLiteLog(EventSink):
         self.columns = column_names("emotions")[1:]
         self.insert = insert_sql("emotions", self.columns, "INSERT")
         self.run_id: Optional[int] = None
+        self.run_of: Optional[Tuple[str, str, str]] = None   # (device, source, detector) of the run
+        self.run_updates = 0      # updates logged since the run row began
+        self.split = False        # a model change split the run: the process's totals are no row's
         self.next_prune = 0.0
         self.prune()
 
@@ -232,12 +235,34 @@ class SQLiteLog(EventSink):
         return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
 
     def start_run(self, device: str, source: str, model: str, detector: str) -> None:
+        self.run_of, self.run_updates = (device, source, detector), 0
         done = self._write("INSERT INTO runs (started, device, source, model, detector) VALUES (?, ?, ?, ?, ?)",
                            (time.time(), device, source, model, detector))
         self.run_id = done.lastrowid if done else None
 
+    def model_changed(self, name: str, labels: Sequence[str]) -> None:
+        """A deployed model runs from now on: the run row so far ends, a new one names the model
+        (so a report says which model saw which visits)."""
+        if self.run_of is None:
+            return
+        self.split = True
+        self._end_run({})
+        device, source, detector = self.run_of
+        self.start_run(device, source, name, detector)
+
+    def _end_run(self, summary: dict) -> None:
+        """The run row's end; once a model change split the run, frames and faces are left
+        unknown (NULL: the log does not count frames) and updates are the row's own."""
+        if self.run_id is None:
+            return
+        frames, faces = (None, None) if self.split else (summary.get("frames", 0), summary.get("faces", 0))
+        updates = self.run_updates if self.split else summary.get("updates", 0)
+        self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
+                    (time.time(), frames, faces, updates, self.run_id))
+
     def update(self, update: TrackUpdate) -> None:
         box, probs = update.box, update.probs
+        self.run_updates += 1
         other = {label: p for label, p in probs.items() if label not in LABELS}
         self._write(self.insert, (update.ts, update.device, update.frame, update.track, update.label, update.confidence,
                                   *(probs.get(label) for label in LABELS), box.x, box.y, box.w, box.h,
@@ -275,9 +300,7 @@ class SQLiteLog(EventSink):
                          f"visits{', kept in the spill for the next start' if spilled else ''})")
         if self.run_id is not None and not self.held:
             self.full_since = None  # one last try
-            self._write("UPDATE runs SET ended=?, frames=?, faces=?, updates=? WHERE id=?",
-                        (time.time(), summary.get("frames", 0), summary.get("faces", 0), summary.get("updates", 0),
-                         self.run_id))
+            self._end_run(summary)
         if self.db is not None:
             self.db.close()
         if self.owns_store:

@@ -39,7 +39,13 @@ class FaceAnalyzer:
 
     def __init__(self, detector: Detector, classifier: "EmotionClassifier", margin: Optional[float] = None):
         self.detector, self.classifier = detector, classifier
+        self.margin_given = margin
         self.margin = classifier.margin if margin is None else margin
+
+    def use(self, classifier: "EmotionClassifier") -> None:
+        """Classify with another model from now on (a deployment), with its margin unless one was set."""
+        self.classifier = classifier
+        self.margin = classifier.margin if self.margin_given is None else self.margin_given
 
     @property
     def labels(self) -> Tuple[str, ...]:
