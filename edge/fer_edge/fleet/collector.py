@@ -10,7 +10,6 @@ is stored once however often it arrives (its `msg_id` is the row's key); at most
 RECEIVE_MAXIMUM messages are in flight to a collector, the broker holds the rest."""
 
 import itertools
-import json
 import queue
 import socket
 import threading
@@ -20,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from ..core.errors import UserError, one_line
-from .fleet_db import (INSERT_REJECTED, INSERT_VISIT, UPSERT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe,
-                                is_connection_error, is_data_error, is_driver_error, open_database, reason)
-from .message_check import (Rejected, bounded, device_state, is_online, kept_copy, read_json, shown, topic_parts,
-                            visit_row)
+from .fleet_db import (INSERT_VISIT, VISIT_COLUMNS, DatabaseError, FleetDatabase, describe, is_connection_error,
+                       is_data_error, is_driver_error, open_database, reason)
+from .message_check import Rejected, bounded, shown  # noqa: F401 - Rejected: where the tests and benchmarks find it
+from .message_rows import Message, Row, history_topics, rejection, row_for, rows_of, write_order  # noqa: F401 - row_for too
 from ..outputs.broker import KEEPALIVE_SECONDS, Broker
 from .handover import GONE, UP, Handover, Link, Roster, queue_limit, roster_topic, session_properties, set_will
 from ..core.settings_sections import CollectorSection, MqttSection
@@ -39,7 +38,6 @@ SHARED_KINDS = ("session", "stats", "view", "availability")  # split among the g
 SESSION_EXPIRY_SECONDS = 7 * 86400           # how long the broker keeps a lone stopped collector's messages
 SNAPSHOT_SECONDS = 5.0                       # how long after connecting the retained availability is taken
 SNAPSHOT_ID = 1                              # the subscription identifier of that snapshot
-DEVICE_STATEMENTS = frozenset(UPSERT.values())   # the statements that update a row of `devices`
 QUEUE_PROBE = 1001                           # messages a stopped collector's session should hold, at least
 RECEIVE_MAXIMUM = 1000                       # messages in flight to this collector, not yet acknowledged
 BATCH = 500                                  # rows per transaction at most
@@ -69,56 +67,6 @@ class CollectorSettings:
     def keep_days(self) -> float:
         """0: keep every visit."""
         return self.collector.keep_days
-
-
-@dataclass
-class Message:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received: float
-    connection: int                    # which broker connection delivered it (its mid is only valid there)
-    link: Optional[Link] = None        # the connection's client: its own, or a taken-over collector's
-
-
-def row_for(message: Message) -> Tuple[str, tuple]:
-    """(statement, arguments) that store one message, under the device its topic names; a
-    message that fails its checks (message_check) raises Rejected."""
-    device, kind = topic_parts(message.topic)
-    if kind == "availability":
-        online = is_online(message.payload)
-        return UPSERT["availability"], (device, int(online), message.received, message.received if online else None)
-    payload = read_json(message.payload)
-    if kind == "session":
-        row = visit_row(payload, device)
-        row["stored"] = time.time()
-        return INSERT_VISIT, tuple(row[c] for c in VISIT_COLUMNS)
-    state = device_state(kind, payload, device)
-    return UPSERT[kind], (device, json.dumps(state), state["ts"], message.received)
-
-
-@dataclass(frozen=True)
-class Row:
-    """What one message becomes in the database."""
-    kind: str                          # session, stats, view, availability, or rejected
-    statement: str
-    args: tuple
-    message: Message
-
-
-def row_of(message: Message) -> Row:
-    try:
-        statement, args = row_for(message)
-        return Row(message.topic.rsplit("/", 1)[-1], statement, args, message)
-    except Rejected as exc:
-        return rejection(message, str(exc))
-
-
-def rejection(message: Message, why: str) -> Row:
-    """The message kept in `rejected` with the reason: its start only, as text any database takes."""
-    args = (kept_copy(message.topic, 300), kept_copy(message.payload), kept_copy(why, 500), message.received)
-    return Row("rejected", INSERT_REJECTED, args, message)
 
 
 class Collector:
@@ -162,7 +110,8 @@ class Collector:
     def run(self) -> None:
         """Collect until the stop event is set; says where it stores, and what it stored every minute."""
         properties = session_properties(SESSION_EXPIRY_SECONDS, RECEIVE_MAXIMUM)
-        self.say(f"collecting {self.s.mqtt.prefix}/+/{{{','.join(SHARED_KINDS)}}} from {self.broker} "
+        self.say(f"collecting {self.s.mqtt.prefix}/+/{{{','.join(SHARED_KINDS + ('model',))}}} and "
+                 f"{self.s.mqtt.prefix}-rollouts/+ from {self.broker} "
                  f"(group {self.s.group}, client id {self.s.client_id}) into {describe(self.s.db)}")
         self.writer.start()
         self.client.connect_async(self.server.host, self.server.port, keepalive=KEEPALIVE_SECONDS,
@@ -197,7 +146,8 @@ class Collector:
         c = self.counts
         dropped = f"; {c['dropped']} stats or views dropped while the database was away" if c["dropped"] else ""
         return (f"{c['session']} visits, {c['stats']} stats, {c['view']} views, {c['availability']} availability "
-                f"messages stored; {c['rejected']} rejected; {self.inbox.qsize() + self.in_hand} waiting{dropped}")
+                f"messages, {c['model']} model states, {c['rollout']} rollout records stored; {c['rejected']} rejected; "
+                f"{self.inbox.qsize() + self.in_hand} waiting{dropped}")
 
     def _on_connect(self, client: "Client", userdata: Any, flags: "ConnectFlags", reason_code: "ReasonCode",
                     properties: Optional["Properties"]) -> None:
@@ -211,6 +161,7 @@ class Collector:
         self.link.connection += 1
         prefix = self.s.mqtt.prefix
         _, shared_mid = client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._shared_topics()])
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in history_topics(prefix)])   # retained: every collector
         client.subscribe(roster_topic(prefix, self.s.group), options=SubscribeOptions(qos=0))
         # Retained availability never reaches a shared subscription: read once, on a subscription of its own.
         snapshot = Properties(PacketTypes.SUBSCRIBE)
@@ -266,8 +217,8 @@ class Collector:
         """A collector of the group is gone: store what the broker kept for it (handover)."""
         self.say(f"collector {client_id} is gone: taking over its session")
         handover = Handover(self.server, self.s.mqtt.prefix, self.s.group, client_id,
-                            self._shared_topics() + [f"{self.s.mqtt.prefix}/+/availability",
-                                                     roster_topic(self.s.mqtt.prefix, self.s.group)],
+                            self._shared_topics() + history_topics(self.s.mqtt.prefix)
+                            + [f"{self.s.mqtt.prefix}/+/availability", roster_topic(self.s.mqtt.prefix, self.s.group)],
                             self._deliver, self.say,
                             self.roster.done, self.stop_event, RECEIVE_MAXIMUM, SESSION_EXPIRY_SECONDS)
         self.handovers = [h for h in self.handovers if h.is_alive()] + [handover]
@@ -362,7 +313,7 @@ class Collector:
     def _write(self, batch: List[Message]) -> None:
         if self.database is None:
             self.database = open_database(self.s.db, self.s.db_password, create=True)
-        rows = self._without_conflicts([row_of(message) for message in batch])
+        rows = self._without_conflicts([row for message in batch for row in rows_of(message, self.s.mqtt.prefix)])
         try:
             self._execute(rows)
             self.database.commit()
@@ -374,13 +325,12 @@ class Collector:
         self.counts.update(row.kind for row in rows)
 
     def _execute(self, rows: List[Row]) -> None:
-        """The batch in the one order every collector keeps (visits by id, then devices by name,
-        then rejections), so two batches never wait on each other in a circle: one executemany
-        for each run of the same statement, pipelined on PostgreSQL (no round trip a row)."""
+        """The batch in the one order every collector keeps (message_rows.write_order), so two
+        batches never wait on each other in a circle: one executemany for each run of the same
+        statement, pipelined on PostgreSQL (no round trip a row)."""
         database = self.database
         assert database is not None
-        order = sorted(rows, key=lambda row: (0, str(row.args[0])) if row.statement == INSERT_VISIT else
-                       (1, str(row.args[0])) if row.statement in DEVICE_STATEMENTS else (2, ""))
+        order = sorted(rows, key=write_order)
         with database.pipelined():
             for statement, run in itertools.groupby(order, key=lambda row: row.statement):
                 database.executemany(statement, [row.args for row in run])

@@ -39,6 +39,16 @@ TABLE_STATEMENTS = [
     # Messages that could not be read (not JSON, a field missing), kept for a look instead of lost.
     "CREATE TABLE IF NOT EXISTS rejected (topic TEXT NOT NULL, payload TEXT, reason TEXT NOT NULL, "
     "received DOUBLE PRECISION NOT NULL)",
+    # Deployed models: which one each device runs, every step each device reported, every rollout.
+    "CREATE TABLE IF NOT EXISTS device_models (device TEXT PRIMARY KEY, name TEXT, version INTEGER, sha256 TEXT, "
+    "labels TEXT, state TEXT, rollout TEXT, reason TEXT, ts DOUBLE PRECISION, stored DOUBLE PRECISION)",
+    "CREATE TABLE IF NOT EXISTS model_events (msg_id TEXT PRIMARY KEY, device TEXT NOT NULL, ts DOUBLE PRECISION, "
+    "state TEXT, rollout TEXT, name TEXT, version INTEGER, sha256 TEXT, release_version INTEGER, reason TEXT, "
+    "before TEXT, after TEXT, stored DOUBLE PRECISION)",
+    "CREATE INDEX IF NOT EXISTS model_events_device_ts ON model_events (device, ts)",
+    "CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, by_whom TEXT, started DOUBLE PRECISION, "
+    "updated DOUBLE PRECISION, name TEXT, version INTEGER, sha256 TEXT, state TEXT, reason TEXT, canaries TEXT, "
+    "targets TEXT, record TEXT, stored DOUBLE PRECISION)",
 ]
 INSERT_VISIT = insert_sql("sessions", VISIT_COLUMNS, verb="INSERT") + " ON CONFLICT (id) DO NOTHING"
 # The newest report wins, whichever collector stores it last.
@@ -56,6 +66,23 @@ UPSERT = {
             "last_seen = GREATEST_LAST_SEEN WHERE devices.view_at IS NULL OR excluded.view_at >= devices.view_at",
 }
 INSERT_REJECTED = "INSERT INTO rejected (topic, payload, reason, received) VALUES (?, ?, ?, ?)"
+MODEL_COLUMNS = ["device", "name", "version", "sha256", "labels", "state", "rollout", "reason", "ts", "stored"]
+EVENT_COLUMNS = ["msg_id", "device", "ts", "state", "rollout", "name", "version", "sha256", "release_version", "reason",
+                 "before", "after", "stored"]
+ROLLOUT_COLUMNS = ["id", "by_whom", "started", "updated", "name", "version", "sha256", "state", "reason", "canaries",
+                   "targets", "record", "stored"]
+
+
+def _newest_wins(table: str, columns: List[str], key: str, when: str) -> str:
+    """An upsert that keeps the newest report (by `when`), whichever collector stores it last."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    return (insert_sql(table, columns, verb="INSERT") + f" ON CONFLICT ({key}) DO UPDATE SET {updates} "
+            f"WHERE {table}.{when} IS NULL OR excluded.{when} >= {table}.{when}")
+
+
+UPSERT_DEVICE_MODEL = _newest_wins("device_models", MODEL_COLUMNS, "device", "ts")
+INSERT_MODEL_EVENT = insert_sql("model_events", EVENT_COLUMNS, verb="INSERT") + " ON CONFLICT (msg_id) DO NOTHING"
+UPSERT_ROLLOUT = _newest_wins("rollouts", ROLLOUT_COLUMNS, "id", "updated")
 
 
 class DatabaseError(UserError):

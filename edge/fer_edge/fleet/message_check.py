@@ -26,6 +26,9 @@ MAX_DEVICE = 128            # characters of a device id
 MAX_NAME = 128              # a visit id, an emotion label, how a visit ended
 MAX_TEXT = 1_000            # any other text
 MAX_LABELS = 64             # entries of an emotion mix
+MAX_REASON = 500            # characters of a deployment step's reason (one line)
+MAX_DEVICES = 1_000         # device ids a rollout names
+MAX_HISTORY = 200           # entries of a rollout's history
 KEPT_CHARACTERS = 2_000     # of a rejected message, kept for a look
 LARGEST_TIME = 1e10         # seconds since 1970 (the year 2286)
 LARGEST_SECONDS = 1e7       # a visit's duration (about four months)
@@ -153,6 +156,27 @@ def device_state(kind: str, payload: Dict[str, Any], device: str) -> Dict[str, A
     return payload
 
 
+def model_state(payload: Dict[str, Any], device: str) -> Dict[str, Any]:
+    """A device's MODEL STATE (which model it runs, a step of a deployment), checked."""
+    _check_fields("model state", payload, MODEL_STATE, MODEL_STATE_OPTIONAL)
+    _check_device(payload, device)
+    for part in ("model", "previous", "release"):
+        if payload.get(part) is not None:
+            _check_fields(f"model state's {part}", payload[part], MODEL, MODEL_OPTIONAL)
+    return payload
+
+
+def rollout_record(payload: Dict[str, Any], rollout: str) -> Dict[str, Any]:
+    """A ROLLOUT RECORD, checked; its id is its topic's (`PREFIX-rollouts/<id>`)."""
+    if not _is_rollout_id(rollout):
+        raise Rejected(f"a rollout id {shown(rollout)} in the topic, not {ROLLOUT_ID[0]}")
+    _check_fields("rollout record", payload, ROLLOUT, ROLLOUT_OPTIONAL)
+    if payload["rollout"] != rollout:
+        raise Rejected(f"names rollout {shown(payload['rollout'])} but came on the topic of rollout {shown(rollout)}")
+    _check_fields("rollout record's model", payload["model"], MODEL, MODEL_OPTIONAL)
+    return payload
+
+
 def _not_a_number(name: str) -> None:
     raise Rejected(f"{name} is not a number a database can hold")
 
@@ -237,3 +261,67 @@ STATE: Dict[str, Dict[str, Rule]] = {
     "view": {"device": _name(MAX_DEVICE), "people": _number(0, INT4, whole=True), "label": _name(null=True),
              "confidence": _number(0, 1, null=True), "probs": MIX},
 }
+
+
+def _is_rollout_id(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value) is not None
+
+
+def _one_of(words: Tuple[str, ...], null: bool = False) -> Rule:
+    return (f"one of {', '.join(words)}{' or null' if null else ''}", lambda v: (null and v is None) or v in words)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_figures(value: Any) -> bool:
+    """A device's figures before or after a swap: numbers (or null), and the emotions' shares."""
+    return isinstance(value, dict) and len(value) <= 32 and all(
+        printable(k) and (x is None or _is_number(x) or (k == "emotions" and MIX[1](x))) for k, x in value.items())
+
+
+def _is_step(value: Any) -> bool:
+    """One device's step in a rollout record: {state, at, reason}."""
+    return (isinstance(value, dict) and _name()[1](value.get("state")) and TIME_OR_NULL[1](value.get("at"))
+            and REASON[1](value.get("reason")))
+
+
+def _is_event(value: Any) -> bool:
+    """One entry of a rollout's history: {at, event, by, detail}."""
+    return (isinstance(value, dict) and TIME[1](value.get("at")) and _name()[1](value.get("event"))
+            and _name()[1](value.get("by")) and REASON[1](value.get("detail")))
+
+
+MODEL_STATES = ("running", "received", "trial", "kept", "rolled back", "refused", "unjudged")
+ROLLOUT_STATES = ("canary", "promoted", "done", "rolled back", "stopped")
+ROLLOUT_ID: Rule = ("1 to 64 letters, digits, '.', '_' or '-'", _is_rollout_id)
+REASON = _name(MAX_REASON, null=True)
+TIME_OR_NULL = _number(0, LARGEST_TIME, null=True)
+DEVICES: Rule = (f"a list of up to {MAX_DEVICES:,} device ids",
+                 lambda v: isinstance(v, list) and len(v) <= MAX_DEVICES and all(_name(MAX_DEVICE)[1](x) for x in v))
+MODEL: Dict[str, Rule] = {
+    "name": _name(), "version": _number(0, INT4, whole=True),
+    "sha256": ("64 hex digits (or empty: never deployed)",
+               lambda v: isinstance(v, str) and re.fullmatch(r"([0-9a-f]{64})?", v) is not None)}
+MODEL_OPTIONAL: Dict[str, Rule] = {
+    "labels": (f"a list of up to {MAX_LABELS} labels",
+               lambda v: isinstance(v, list) and len(v) <= MAX_LABELS and all(_name()[1](x) for x in v))}
+MODEL_STATE: Dict[str, Rule] = {"msg_id": _name(64), "device": _name(MAX_DEVICE), "ts": TIME,
+                                "model": ("an object", _is_object), "state": _one_of(MODEL_STATES)}
+MODEL_STATE_OPTIONAL: Dict[str, Rule] = {
+    "group": _name(null=True), "rollout": (f"{ROLLOUT_ID[0]}, or null", lambda v: v is None or _is_rollout_id(v)),
+    "previous": ("an object or null", lambda v: v is None or _is_object(v)),
+    "release": ("an object or null", lambda v: v is None or _is_object(v)), "reason": REASON,
+    "before": ("figures (an object) or null", lambda v: v is None or _is_figures(v)),
+    "after": ("figures (an object) or null", lambda v: v is None or _is_figures(v))}
+ROLLOUT: Dict[str, Rule] = {
+    "msg_id": _name(64), "rollout": ROLLOUT_ID, "by": _name(), "started": TIME, "updated": TIME,
+    "model": ("an object", _is_object), "canaries": DEVICES, "targets": DEVICES, "state": _one_of(ROLLOUT_STATES)}
+ROLLOUT_OPTIONAL: Dict[str, Rule] = {
+    "reason": REASON,
+    "devices": (f"an object of up to {MAX_DEVICES:,} device ids, each {{state, at, reason}}",
+                lambda v: isinstance(v, dict) and len(v) <= MAX_DEVICES
+                and all(_name(MAX_DEVICE)[1](k) and _is_step(x) for k, x in v.items())),
+    "history": (f"a list of up to {MAX_HISTORY} events, each {{at, event, by, detail}}",
+                lambda v: isinstance(v, list) and len(v) <= MAX_HISTORY and all(_is_event(x) for x in v))}
