@@ -12,5 +12,5 @@ below it too); tests/unit/test_layout.py holds every module to them.
 __version__ = "0.1.0"
 
 MAY_IMPORT = ("fer_edge.core", "fer_edge.model", "fer_edge.vision", "fer_edge.kiosk", "fer_edge.outputs",
-              "fer_edge.fleet", "fer_edge.web", "fer_edge.tools")
+              "fer_edge.fleet", "fer_edge.web", "fer_edge.tools", "fer_edge.deploy")
 NEVER_IMPORT = ("tensorflow", "keras")
