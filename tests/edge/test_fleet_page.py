@@ -188,3 +188,40 @@ def test_nan_and_infinity_in_old_rows_never_reach_the_page_or_the_report(backend
     finally:
         if postgres:
             postgres.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_page_shows_each_devices_model_and_the_rollouts_in_a_real_browser(tmp_path, width):
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_fleet_report import deployed_fleet
+    from web_helpers import SCREENSHOTS, WIDEST, at_width, chromium
+
+    server = Server("--fleet", "--db", deployed_fleet(tmp_path / "fleet.db"))
+    browser = chromium()
+    try:
+        at_width(browser, width, 1600)
+        browser.get(server.url + "/")
+        WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#rollouts tbody tr")) == 2)
+        last = lambda row: [td.text.split("\n")[-1] for td in row.find_elements(By.TAG_NAME, "td")]  # noqa: E731 - a phone: "label\nvalue"
+        devices = [last(tr) for tr in browser.find_elements(By.CSS_SELECTOR, "#devices tbody tr")]
+        assert [d[-1] for d in devices] == ["fer-int8 v2 (kept)", "fer-int8 v1 (rolled back)"], devices
+        first = browser.find_element(By.CSS_SELECTOR, "#rollouts tbody tr")
+        cells = [td.text for td in first.find_elements(By.TAG_NAME, "td")]
+        assert cells[0].endswith("r-bad") and cells[1].endswith("rolled back") and cells[2].endswith("fer-int8 v2"), cells
+        assert cells[5].endswith("kiosk-b") and "kiosk-b: rolled back" in cells[6], cells
+        assert "kiosk-b rolled back: faces per frame fell by 80%" in cells[7], cells
+        first.find_element(By.TAG_NAME, "summary").click()
+        assert "published (ops@laptop)" in first.find_element(By.TAG_NAME, "ol").text
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "undefined" not in text and "NaN" not in text and "cannot read" not in text
+        widest = browser.execute_script(WIDEST)
+        assert widest <= width, f"an element reaches {widest} px on a {width} px screen"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / f"fleet-rollouts-{width}.png"))
+    finally:
+        browser.quit()
+        server.stop()

@@ -1,6 +1,6 @@
 """What the fleet's database says of its devices: which are up, when each was last heard of,
-its backlog and frame rate, and today's visitors; what `report --health` and the fleet page show,
-and what `fer-edge report` prints."""
+its backlog and frame rate, today's visitors, the model it runs and the fleet's rollouts; what
+`report --health` and the fleet page show, and what `fer-edge report` prints."""
 
 import json
 import os
@@ -34,6 +34,8 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
             f"FROM sessions WHERE start >= ? GROUP BY device",
             (CAMERA_LOST, *CUT_ENDINGS, -FINITE, FINITE, today))}
         last_visit = dict(database.rows("SELECT device, MAX(\"end\") FROM sessions GROUP BY device"))
+        models = {row[0]: dict(zip(MODEL_FIELDS, row[1:])) for row in database.rows(
+            f"SELECT device, {', '.join(MODEL_FIELDS)} FROM device_models")} if database.columns("device_models") else {}
     except database.errors as exc:
         raise DatabaseError(f"{database.name}: {reason(exc)}") from None
     finally:
@@ -52,8 +54,67 @@ def device_health(target: str, password: Optional[str] = None, devices: Iterable
                      "satisfaction_today": None if satisfaction is None else round(float(satisfaction), 1),
                      "camera_lost_today": stalls or 0, "outbox_pending": finite(stats.get("outbox_pending")),
                      "fps": finite(stats.get("fps")), "camera_lost": finite(stats.get("camera_lost")),
-                     "sender": stats.get("sender")})
+                     "sender": stats.get("sender"), "model": models.get(device)})
     return without_nan(rows)
+
+
+MODEL_FIELDS = ("name", "version", "sha256", "state", "rollout", "reason", "ts")
+ROLLOUT_FIELDS = ("id", "by_whom", "started", "updated", "name", "version", "sha256", "state", "reason", "canaries",
+                  "targets")
+
+
+def rollouts(target: str, password: Optional[str] = None, limit: int = 20) -> List[dict]:
+    """The newest rollouts, each with its devices' steps and history (empty before any)."""
+    database = open_database(target, password, readonly=True)
+    try:
+        if not database.columns("rollouts"):
+            return []
+        rows = database.rows(f"SELECT {', '.join(ROLLOUT_FIELDS)}, record FROM rollouts ORDER BY started DESC LIMIT ?",
+                             (limit,))
+    except database.errors as exc:
+        raise DatabaseError(f"{database.name}: {reason(exc)}") from None
+    finally:
+        database.close()
+    found = []
+    for row in rows:
+        rollout = dict(zip(ROLLOUT_FIELDS, row))
+        record = _stats(row[-1])     # stored checked; read as any stored text
+        rollout.update(canaries=_list(rollout["canaries"]), targets=_list(rollout["targets"]),
+                       devices=record.get("devices") or {}, history=record.get("history") or [])
+        found.append(rollout)
+    return without_nan(found)
+
+
+def _list(text: Optional[str]) -> List[str]:
+    try:
+        value = json.loads(text) if text else []
+    except (ValueError, RecursionError):
+        return []
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def describe_model(model: Optional[dict]) -> str:
+    """`name vN (state)`, or `-` where the device never said."""
+    if not model:
+        return "-"
+    return f"{model['name']} v{model['version']} ({model['state']})"
+
+
+def format_rollouts(found: List[dict], now: Optional[float] = None) -> str:
+    """Each rollout in two lines at most: what, who, when, which devices, and how it ended and why."""
+    now = time.time() if now is None else now
+    if not found:
+        return "no rollouts yet"
+    lines = ["rollouts, newest first:"]
+    for r in found:
+        ended = f"; {r['state']}: {r['reason']}" if r["reason"] else ""
+        lines.append(printable(f"{r['id']}  {r['state']}  {r['name']} v{r['version']}  by {r['by_whom']}, started "
+                               f"{_ago(r['started'], now)}, updated {_ago(r['updated'], now)}; canaries "
+                               f"{', '.join(r['canaries']) or '-'}; {len(r['targets'])} devices{ended}"))
+        steps = [f"{device} {step.get('state')}" for device, step in sorted(r["devices"].items()) if isinstance(step, dict)]
+        if steps:
+            lines.append("  " + printable(", ".join(steps)))
+    return "\n".join(lines)
 
 
 def _stats(text: Optional[str]) -> dict:
@@ -80,20 +141,22 @@ def format_health(rows: List[dict], now: Optional[float] = None) -> str:
     if not rows:
         return "no devices heard of yet"
     lines = [f"{'device':<20}{'status':<9}{'last seen':>14}{'last visit':>14}{'today':>7}{'satisf.':>9}"
-             f"{'backlog':>9}{'fps':>8}{'stalls':>8}"]
+             f"{'backlog':>9}{'fps':>8}{'stalls':>8}  model"]
     for r in rows:
         score = "-" if r["satisfaction_today"] is None else f"{r['satisfaction_today']:.0f}"
         backlog = "-" if r["outbox_pending"] is None else str(r["outbox_pending"])
         fps = "-" if r["fps"] is None else f"{r['fps']:.1f}"
         lines.append(f"{printable(r['device']):<20}{r['status']:<9}{_ago(r['last_seen'], now):>14}{_ago(r['last_visit'], now):>14}"
-                     f"{r['visits_today']:>7}{score:>9}{backlog:>9}{fps:>8}{r['camera_lost_today']:>8}")
+                     f"{r['visits_today']:>7}{score:>9}{backlog:>9}{fps:>8}{r['camera_lost_today']:>8}"
+                     f"  {printable(describe_model(r.get('model')))}")
     return "\n".join(lines)
 
 
 def fleet_overview(target: str, password: Optional[str] = None, days: int = 7) -> dict:
     """The fleet page's data: every device's state, and the fleet's visits per day."""
     return {"devices": device_health(target, password),
-            "days": build_report(target, parse_since(f"{days}d"), "day", password=password)}
+            "days": build_report(target, parse_since(f"{days}d"), "day", password=password),
+            "rollouts": rollouts(target, password)}
 
 
 def report(db_path: str, password_file: Optional[str], since: str, by: str, devices: Sequence[str], health: bool,
@@ -113,7 +176,9 @@ def report(db_path: str, password_file: Optional[str], since: str, by: str, devi
     password = read_db_password(password_file)
     if health:
         rows = device_health(db_path, password, devices)
-        return json.dumps(rows) if output == "json" else format_health(rows)
+        if output == "json":
+            return json.dumps(rows)
+        return format_health(rows) + "\n\n" + format_rollouts(rollouts(db_path, password))
     result = r.build_report(db_path, since_time, by, devices, password)
     if plot_path:
         r.plot(result, plot_path)

@@ -1,6 +1,6 @@
 """`fer-edge serve --fleet`: one page over the fleet's database: which devices are up, their
-last visit and today's visitors, and the fleet's last 7 days. The device page's rules hold:
-loopback only unless a token is given, and the same guards."""
+last visit, today's visitors and the model each runs, the rollouts, and the fleet's last 7
+days. The device page's rules hold: loopback only unless a token is given, and the same guards."""
 
 import asyncio
 import threading
