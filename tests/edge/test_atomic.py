@@ -33,3 +33,22 @@ def test_a_path_in_a_missing_folder_is_refused_without_a_trace(tmp_path):
     with pytest.raises(OSError):
         write_atomically(str(tmp_path / "no" / "such" / "file"), b"x")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_durable_write_replaces_the_file_whole_and_leaves_no_part(tmp_path):
+    path = tmp_path / "active.json"
+    path.write_bytes(b"old pointer")
+    write_atomically(str(path), b'{"new": 1}', mode=0o600, durable=True)
+    assert path.read_bytes() == b'{"new": 1}' and (path.stat().st_mode & 0o777) == 0o600
+    assert os.listdir(tmp_path) == ["active.json"]
+
+
+def test_a_durable_write_that_fails_leaves_the_old_file_and_no_part(full_tmpfs):
+    disk, fill = full_tmpfs
+    path = disk / "model.tflite"
+    path.write_bytes(b"the old model")
+    fill()
+    with pytest.raises(OSError):
+        write_atomically(str(path), os.urandom(4 << 20), durable=True)
+    assert path.read_bytes() == b"the old model"
+    assert sorted(p.name for p in disk.iterdir() if p.name != "filler") == ["model.tflite"]

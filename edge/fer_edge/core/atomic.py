@@ -1,5 +1,5 @@
 """Whole files or none: a model or detector file is never left half written, and is known
-by its sha256."""
+by its sha256. A durable write also survives a power cut: on disk, whole, before it returns."""
 
 import hashlib
 import os
@@ -15,13 +15,20 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
+def write_atomically(path: str, data: bytes, mode: int = 0o644, durable: bool = False) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`; on a
-    failure (a full disk) the temporary file goes and `path` is as it was."""
-    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(path)), delete=False) as part:
+    failure (a full disk) the temporary file goes and `path` is as it was.
+
+    `durable`: the data is fsync'd before the rename and the folder after it, so that after a
+    power cut at any moment `path` holds the old bytes or the new, never a mix or nothing
+    (a rename alone may reach the disk before the data it names)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as part:
         try:
             part.write(data)
             part.flush()
+            if durable:
+                os.fsync(part.fileno())
         except OSError:
             os.unlink(part.name)
             raise
@@ -31,3 +38,14 @@ def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
     except OSError:
         os.unlink(part.name)
         raise
+    if durable:
+        sync_folder(folder)
+
+
+def sync_folder(folder: str) -> None:
+    """fsync a folder, so that the renames and deletions in it are on disk."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
