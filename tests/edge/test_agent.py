@@ -1,0 +1,354 @@
+"""The device's deploy agent: in the camera loop over a real video (fast), and in real
+`fer-edge run` processes on a looping real video against a real mosquitto. A signed model is
+received, installed, swapped at a frame boundary, judged by the health gate and kept (or
+rolled back), every step one log line and one MODEL STATE; hostile and unwanted orders are
+refused in one line each and the device runs on."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import read_frames
+from fer_edge.core.labels import LABELS
+from mqtt_helpers import Broker, Recorder
+
+
+ROOT = Path(__file__).resolve().parents[2]
+V1 = ROOT / "models" / "fer-cnn-int8.tflite"
+V2 = ROOT / "models" / "fer-cnn-int8-dynamic.tflite"   # the same network quantized otherwise: a good new model
+# Gate windows longer than one loop of the video (72 frames at 20 frames/s), so the scene before
+# and after is the same; a few faces suffice.
+FAST_GATE = {"seconds": 4, "max_seconds": 20, "min_faces": 5}
+
+
+@pytest.fixture()
+def keys(tmp_path):
+    from fer_edge.deploy.order import load_private_key, make_keys
+
+    key_path, pub_path = make_keys(str(tmp_path / "keys"))
+    return load_private_key(key_path), pub_path
+
+
+def order(private, model, version, gate=FAST_GATE, rollout="r-1", **options):
+    from fer_edge.deploy.order import install_header, sign_order
+
+    header = install_header(str(model), version, rollout, gate, "ops@test", **options)
+    return sign_order(header, Path(model).read_bytes(), private)
+
+
+def relabelled(folder, labels, name="relabelled.tflite"):
+    """The shipped model under other label names, made with the repo's own metadata code."""
+    from fer_edge.model.metadata import embed_metadata, read_model_metadata
+
+    path = folder / name
+    path.write_bytes(embed_metadata(V1.read_bytes(), dict(read_model_metadata(str(V1)), labels=list(labels))))
+    return path
+
+
+class Camera:
+    """The camera loop over the real video, looping, with the deploy agent beside it: each
+    frame 0.1 s of the health window's clock (10 frames/s), the agent in its own thread."""
+
+    def __init__(self, frames, tmp_path, public_key, model=V1):
+        from fer_edge.deploy.agent import DeployAgent, running_of
+        from fer_edge.deploy.health import Health
+        from fer_edge.deploy.model_store import ModelStore
+        from fer_edge.kiosk.pipeline import Pipeline
+        from fer_edge.kiosk.sessions import SessionTracker
+        from fer_edge.model.classify import EmotionClassifier
+        from fer_edge.vision.analyzer import FaceAnalyzer
+        from fer_edge.vision.detect import make_detector
+        from fer_edge.vision.track import Tracker
+
+        self.frames, self.fed, self.now = frames, 0, 0.0
+        self.health = Health(clock=lambda: self.now)
+        classifier = EmotionClassifier(str(model))
+        self.first = classifier
+        self.loop = Pipeline(FaceAnalyzer(make_detector("auto"), classifier), Tracker(), [], [self.health],
+                             device_id="dev-1", sessions=SessionTracker(device_id="dev-1"))
+        self.reports, self.lines = [], []
+        self.store = ModelStore(str(tmp_path / "models"))
+        running = running_of(classifier, None)
+        self.agent = DeployAgent(self.store, public_key, self.health, self.loop.request_swap, self.reports.append,
+                                 {"threads": 1, "delegate": None, "mirror": True}, running, running, "dev-1",
+                                 say=self.lines.append)
+        self.agent.start()
+
+    def run_until(self, condition, most=600):
+        from fer_edge.vision.capture import Frame
+
+        for _ in range(most):
+            if condition():
+                return True
+            self.loop.process(Frame(self.fed, self.now, self.frames[self.fed % len(self.frames)]))
+            self.fed += 1
+            self.now += 0.1
+            time.sleep(0.002)   # the agent's thread gets its turn
+        return condition()
+
+    def said(self, text):
+        return [line for line in self.lines if text in line]
+
+    def close(self):
+        self.agent.stop()
+        self.loop.close()
+
+
+@pytest.fixture()
+def camera(photos, tmp_path, keys):
+    from fer_edge.deploy.order import load_public_key
+
+    made = Camera(read_frames(photos / "single_face.mp4"), tmp_path, load_public_key(keys[1]))
+    made.run_until(lambda: False, 50)   # the figures before any order
+    yield made
+    made.close()
+
+
+def test_in_the_loop_a_good_model_is_kept_and_no_frame_is_lost(camera, keys):
+    camera.agent.offer(order(keys[0], V2, 2, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: kept")), camera.lines
+    received, installed, swapped, kept = camera.lines
+    assert received.startswith("deploy: received fer-cnn-int8-dynamic.tflite v2 (sha256 ")
+    assert installed.startswith("deploy: installed fer-cnn-int8-dynamic.tflite v2: contract ok, self-test on ")
+    assert swapped.startswith("deploy: swapped to fer-cnn-int8-dynamic.tflite v2 at frame ")
+    assert kept.startswith("deploy: kept fer-cnn-int8-dynamic.tflite v2: ")
+    assert [r["state"] for r in camera.reports] == ["received", "trial", "kept"]
+    assert camera.loop.stats.frames == camera.fed, "every frame fed was processed"
+    assert camera.loop.analyzer.classifier.name == "fer-cnn-int8-dynamic.tflite v2"
+    assert camera.store.active.version == 2 and camera.store.state == "running"
+    assert camera.reports[-1]["previous"]["name"] == "fer-cnn-int8.tflite"
+
+    sha = camera.store.active.sha256   # an ordered rollback goes back to the configured model
+    from fer_edge.deploy.order import rollback_header, sign_order
+
+    camera.agent.offer(sign_order(rollback_header("r-1", sha, "ops@test"), b"", keys[0]))
+    assert camera.run_until(lambda: camera.said("deploy: rolled back")), camera.lines
+    assert camera.said("deploy: rolled back fer-cnn-int8-dynamic.tflite v2 to fer-cnn-int8.tflite (configured) at frame ")
+    assert camera.loop.analyzer.classifier is camera.first and camera.store.active is None
+    assert [r["state"] for r in camera.reports][-2:] == ["rolled back", "running"]
+    assert camera.store.rejected(sha)
+
+
+def test_in_the_loop_a_model_that_fails_on_trial_is_rolled_back(camera, keys):
+    camera.agent.offer(order(keys[0], V2, 2, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: swapped")), camera.lines
+    trial = camera.loop.analyzer.classifier
+    trial.input = dict(trial.input, index=10_000)   # from now on LiteRT refuses every call of the model on trial
+    assert camera.run_until(lambda: camera.said("deploy: rolled back")), camera.lines
+    assert camera.said("deploy: the model on trial failed on a frame ("), camera.lines
+    assert "classifier errors during the trial (at most 0)" in camera.lines[-1]
+    assert camera.loop.analyzer.classifier is camera.first and camera.reports[-1]["state"] == "rolled back"
+    assert camera.loop.stats.frames == camera.fed and camera.store.active is None
+
+
+def test_in_the_loop_an_install_during_a_trial_waits_for_its_end(camera, keys, tmp_path):
+    shifted = relabelled(tmp_path, LABELS[-1:] + LABELS[:-1], "shifted.tflite")
+    camera.agent.offer(order(keys[0], shifted, 2, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: swapped")), camera.lines
+    camera.agent.offer(order(keys[0], V2, 3, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: kept")), camera.lines
+    assert camera.said("deploy: fer-cnn-int8-dynamic.tflite v3 waits for the trial of shifted.tflite v2 to end")
+    [back] = camera.said("deploy: rolled back")
+    assert "emotions shifted by" in back and camera.lines.index(back) < camera.lines.index(camera.said("deploy: kept")[0])
+    assert camera.store.active.version == 3 and camera.loop.analyzer.classifier.name == "fer-cnn-int8-dynamic.tflite v3"
+
+
+def publish(port, device, payload):
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.publish(f"fer-edge/{device}/release", payload, qos=1, retain=True).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+
+
+class Device:
+    """`fer-edge run` on the looping video with deployments on; its stderr lines kept as they come."""
+
+    def __init__(self, tmp_path, port, video, pub_path, name="dev-1", model=V1):
+        self.lines, self.name = [], name
+        command = [str(Path(sys.executable).parent / "fer-edge"), "run", "--source", str(video), "--loop",
+                   "--fps", "20", "--model", str(model), "--db", str(tmp_path / f"{name}.db"),
+                   "--mqtt", f"127.0.0.1:{port}", "--device-id", name, "--deploy-key", str(pub_path),
+                   "--deploy-dir", str(tmp_path / f"{name}-models"), "--quiet", "--stats-interval", "3600"]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text, timeout=30.0, count=1):
+        """The `count`th line holding `text` (fails with the log when it does not come)."""
+        if not Recorder.wait_for(lambda: len(self.holding(text)) >= count, timeout):
+            pytest.fail(f"no {text!r} (x{count}) from {self.name} in {timeout} s:\n" + "\n".join(self.lines[-40:]))
+        return self.holding(text)[count - 1]
+
+    def holding(self, text):
+        return [line for line in list(self.lines) if text in line]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+        self.reader.join(5)
+        return self.process.returncode
+
+
+def states(recorder, device="dev-1"):
+    return [m for m in recorder.json_on(f"fer-edge/{device}/model")]
+
+
+@pytest.fixture()
+def fleet(tmp_path, photos):
+    broker = Broker(tmp_path).start()
+    recorder = Recorder(broker.port, topics=("fer-edge/+/model", "homeassistant/#"))
+    devices = []
+
+    def start(pub_path, **options):
+        device = Device(tmp_path, broker.port, photos / "single_face.mp4", pub_path, **options)
+        devices.append(device)
+        device.wait_for("MQTT connected")
+        return device
+
+    yield broker, recorder, start
+    for device in devices:
+        device.stop()
+    recorder.close()
+    broker.stop()
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_good_model_is_swapped_kept_and_started_on_after_a_restart(fleet, keys):
+    broker, recorder, start = fleet
+    private, pub_path = keys
+    device = start(pub_path)
+    device.wait_for("deploy: no deployed model")
+    assert Recorder.wait_for(lambda: [s for s in states(recorder) if s["state"] == "running"], 10)
+    running = states(recorder)[0]
+    assert running["model"]["version"] == 0 and running["model"]["name"] == "fer-cnn-int8.tflite"
+    time.sleep(FAST_GATE["seconds"] + 1)   # the device's figures before the swap
+    publish(broker.port, "dev-1", order(private, V2, 2))
+    kept = device.wait_for("deploy: kept", 40)
+    steps = [line.split("fer-edge: ", 1)[-1] for line in device.lines if "deploy: " in line]
+    received, installed, swapped = steps[1:4]
+    assert received.startswith("deploy: received fer-cnn-int8-dynamic.tflite v2 (sha256 ") and "rollout r-1 from ops@test" in received
+    assert installed.startswith("deploy: installed fer-cnn-int8-dynamic.tflite v2: contract ok, self-test on ")
+    assert swapped.startswith("deploy: swapped to fer-cnn-int8-dynamic.tflite v2 at frame ")
+    assert "kept fer-cnn-int8-dynamic.tflite v2: " in kept and "faces in" in kept
+    said = [s["state"] for s in states(recorder)]
+    assert said[said.index("received"):] == ["received", "trial", "kept"], said
+    last = states(recorder)[-1]
+    assert last["model"]["version"] == 2 and last["release"]["version"] == 2 and last["rollout"] == "r-1"
+    assert last["previous"]["name"] == "fer-cnn-int8.tflite" and last["before"]["faces"] >= 5 and last["after"]["faces"] >= 5
+
+    publish(broker.port, "dev-1", order(private, V1, 1))   # an older version, no allow_older
+    refused = device.wait_for("deploy: refused")
+    assert refused.endswith("deploy: refused fer-cnn-int8.tflite v1: version 1 is not newer than the running v2 "
+                            "(an explicit rollback sets allow_older); fer-cnn-int8-dynamic.tflite v2 runs on")
+    assert Recorder.wait_for(lambda: states(recorder)[-1]["state"] == "refused", 10)
+    assert device.stop() == 0
+
+    again = start(pub_path)   # the retained (refused) order is read again and refused again; v2 runs
+    again.wait_for("deploy: starting on deployed fer-cnn-int8-dynamic.tflite v2")
+    again.wait_for("model fer-cnn-int8-dynamic.tflite v2 (deployed")
+    again.wait_for("deploy: refused fer-cnn-int8.tflite v1: version 1 is not newer")
+    assert Recorder.wait_for(lambda: any(s["state"] == "running" and s["model"]["version"] == 2
+                                         for s in states(recorder)), 10)
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_bad_orders_are_refused_in_one_line_each_and_the_device_runs_on(fleet, keys, tmp_path):
+    from fer_edge.deploy.order import install_header, load_private_key, make_keys, sign_order
+
+    broker, recorder, start = fleet
+    private, pub_path = keys
+    device = start(pub_path)
+    device.wait_for("deploy: no deployed model")
+    other_key = load_private_key(make_keys(str(tmp_path / "other"))[0])
+    good = order(private, V2, 2)
+    tampered = bytearray(good)
+    tampered[-100] ^= 0xFF
+    wrong_labels = install_header(str(V2), 2, "r-2", FAST_GATE, "ops@test")
+    wrong_labels["model"]["labels"] = list(reversed(LABELS))
+    bad_labels = sign_order(wrong_labels, V2.read_bytes(), private)
+    resent = sign_order(dict(wrong_labels, issued=time.time() + 1), V2.read_bytes(), private)
+    cases = [(b"hello", "deploy: refused an order: not an order"),
+             (order(other_key, V2, 2), "deploy: refused an order: "),
+             (good[:-1000], "deploy: refused fer-cnn-int8-dynamic.tflite v2: model truncated"),
+             (bytes(tampered), "deploy: refused fer-cnn-int8-dynamic.tflite v2: sha256 does not match"),
+             (bad_labels, "deploy: refused fer-cnn-int8-dynamic.tflite v2: "),
+             (resent, "deploy: refused fer-cnn-int8-dynamic.tflite v2: this model was rolled back or refused here before")]
+    for number, (payload, words) in enumerate(cases, start=1):
+        publish(broker.port, "dev-1", payload)
+        line = device.wait_for("deploy: refused", count=number)
+        assert words in line and line.endswith("fer-cnn-int8.tflite (configured) runs on"), line
+        assert Recorder.wait_for(lambda n=number: [s["state"] for s in states(recorder)].count("refused") == n, 10)
+    refusals = [s for s in states(recorder) if s["state"] == "refused"]
+    assert [s["release"] is None for s in refusals] == [True, True, False, False, False, False]
+    assert "signed" in refusals[1]["reason"] and all("\n" not in s["reason"] for s in refusals)
+    assert "labels" in refusals[4]["reason"], refusals[4]["reason"]
+    assert len(device.holding("deploy: refused")) == len(cases) and not device.holding("Traceback")
+    frames = len(device.holding("deploy: "))
+    assert device.process.poll() is None and frames and states(recorder)[-1]["model"]["version"] == 0
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_model_that_misreads_faces_is_rolled_back_by_the_gate(fleet, keys, tmp_path):
+    broker, recorder, start = fleet
+    private, pub_path = keys
+    device = start(pub_path)
+    device.wait_for("deploy: no deployed model")
+    shifted = relabelled(tmp_path, LABELS[-1:] + LABELS[:-1], "shifted.tflite")   # every face read as another emotion
+    time.sleep(FAST_GATE["seconds"] + 1)
+    publish(broker.port, "dev-1", order(private, shifted, 2))
+    line = device.wait_for("deploy: rolled back", 40)
+    assert "deploy: rolled back shifted.tflite v2 to fer-cnn-int8.tflite (configured) at frame " in line
+    assert "emotions shifted by" in line
+    last = states(recorder)[-1]
+    assert last["state"] == "rolled back" and last["model"]["version"] == 0 and last["release"]["version"] == 2
+    assert "emotions shifted" in last["reason"] and last["after"]["emotions"]
+    assert device.stop() == 0
+    again = start(pub_path)   # the retained order is not followed again
+    again.wait_for("deploy: no deployed model")
+    again.wait_for("deploy: refused shifted.tflite v2: this model was rolled back or refused here before")
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_model_with_other_labels_changes_home_assistant_and_the_log(fleet, keys, tmp_path):
+    broker, recorder, start = fleet
+    private, pub_path = keys
+    device = start(pub_path)
+    device.wait_for("deploy: no deployed model")
+    labels = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+    renamed = relabelled(tmp_path, labels, "renamed.tflite")
+    time.sleep(FAST_GATE["seconds"] + 1)
+    publish(broker.port, "dev-1", order(private, renamed, 2, gate=dict(FAST_GATE, max_emotion_shift=1)))
+    device.wait_for("deploy: kept renamed.tflite v2", 40)
+
+    def emotion_configs():
+        return [json.loads(p) for _, p in recorder.on("/emotion/config")]
+
+    assert Recorder.wait_for(lambda: emotion_configs() and emotion_configs()[-1]["options"] == labels, 10)
+    assert emotion_configs()[0]["options"] == list(LABELS) and emotion_configs()[-1]["device"]["model"] == "renamed.tflite v2"
+    assert device.stop() == 0
+    db = sqlite3.connect(tmp_path / "dev-1.db")
+    assert [row[0] for row in db.execute("SELECT model FROM runs ORDER BY id")] == ["fer-cnn-int8.tflite", "renamed.tflite v2"]
+    assert "model changed" in [row[0] for row in db.execute("SELECT ended_by FROM sessions")]
+    assert {row[0] for row in db.execute("SELECT label FROM emotions WHERE ts > (SELECT MAX(started) FROM runs)")} <= set(labels)
