@@ -229,12 +229,15 @@ def service() -> None:
               help="Config file the service reads.  [default: /etc/fer-edge/config.toml, or collector.toml]")
 @click.option("--collector", is_flag=True, help="The fleet's collector (fer-edge-collector.service) instead.")
 @click.option("--force", is_flag=True, help="Write it even where the unit's sandbox hides this installation.")
-def service_install(unit_dir: str, config_path: Optional[str], collector: bool, force: bool) -> None:
+@click.option("--deploy-key", default=None, type=click.Path(dir_okay=False),
+              help="The fleet's public deploy key (fer-edge-deploy.pub): copied beside the config and set as its "
+                   "[deploy] public_key, so the device takes signed models.")
+def service_install(unit_dir: str, config_path: Optional[str], collector: bool, force: bool, deploy_key: Optional[str]) -> None:
     """Write fer-edge.service (or fer-edge-collector.service) with this installation's fer-edge
     and print the systemctl commands."""
     from .tools.unit import install_service
 
-    click.echo(install_service(unit_dir, config_path, collector, force, warn=log.warn))
+    click.echo(install_service(unit_dir, config_path, collector, force, warn=log.warn, deploy_key=deploy_key))
 
 
 @service.command("example-config")

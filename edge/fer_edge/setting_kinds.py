@@ -106,6 +106,46 @@ class FilePath(Kind):
         return None
 
 
+class DeployKey(FilePath):
+    """The fleet's public deploy key: a missing file, a private key or no key at all is
+    refused when the setting is read (by `config check` too), not at the first order."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True)
+
+    def problem(self, value: Any) -> Optional[str]:
+        problem = super().problem(value)
+        if problem:
+            return problem
+        from .core.errors import UserError
+        from .deploy.order import load_public_key   # only when a key is set: cryptography is not small
+
+        try:
+            load_public_key(value)
+        except UserError as exc:
+            return str(exc).removeprefix(f"{value}: ")
+        return None
+
+
+class Name(Text):
+    """A short name a person gives (a device's group): printable, at most 64 characters."""
+
+    metavar = "NAME"
+
+    def __init__(self) -> None:
+        super().__init__(nonempty=True)
+
+    def problem(self, value: Any) -> Optional[str]:
+        from .core.log import unprintable
+
+        problem = super().problem(value)
+        if problem:
+            return problem
+        if len(value) > 64:
+            return "at most 64 characters"
+        return "control characters cannot be part of a name" if any(unprintable(c) for c in value) else None
+
+
 class Number(Kind):
     def __init__(self, minimum: Optional[float] = None, maximum: Optional[float] = None, integer: bool = False):
         self.minimum, self.maximum, self.integer = minimum, maximum, integer

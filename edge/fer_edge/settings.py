@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from .core.errors import UserError
 from .core import settings_sections as sections
 from .core.network import without_password
-from .setting_kinds import (Boolean, Camera, Choice, DeviceId, FilePath, HostPort, Kind, Networks, Number, Text, Threads,
-                            TopicLevel, TopicPrefix, Valence)
+from .setting_kinds import (Boolean, Camera, Choice, DeployKey, DeviceId, FilePath, HostPort, Kind, Name, Networks, Number, Text,
+                            Threads, TopicLevel, TopicPrefix, Valence)
 
 try:
     import tomllib
@@ -119,6 +119,14 @@ SETTINGS: List[Setting] = [
     Setting("sessions", "valence", Valence(), None,
             "Per-label weights -1..1 for the satisfaction score; unset: the built-in ones (a model's other labels: 0).",
             "--valence"),
+    Setting("deploy", "public_key", DeployKey(), None,
+            "The fleet's public deploy key (fer-edge-deploy.pub): take signed models from the broker; "
+            "unset: deployments off, nothing subscribed.", "--deploy-key"),
+    Setting("deploy", "dir", FilePath(folder=True), None,
+            "Folder of the deployed models; unset: models beside the log ($STATE_DIRECTORY or ~/.local/state/fer-edge).",
+            "--deploy-dir"),
+    Setting("deploy", "group", Name(), None, "The device's group, for deploy publish --group; unset: none.",
+            "--deploy-group"),
     Setting("collector", "db", Text(nonempty=True), None,
             "collect: the fleet's database, a SQLite file or postgresql://USER@HOST/DB; unset: fleet.db in "
             "$STATE_DIRECTORY or ~/.local/state/fer-edge.", "--db"),
@@ -224,6 +232,7 @@ class Settings:
     web: sections.WebSection
     cadence: sections.CadenceSection
     sessions: sections.SessionsSection
+    deploy: sections.DeploySection
     collector: sections.CollectorSection
     run: sections.RunSection
 

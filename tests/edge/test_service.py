@@ -52,6 +52,10 @@ def test_example_config_is_valid():
     ("[mqtt]\nhost = \"\"\n", "[mqtt] host: expected a host name or address"),
     ("[web]\nlisten = \"nonsense\"\n", "[web] listen: expected HOST:PORT"),
     ("[log]\ninterval = inf\n", "[log] interval: expected a number in 0..3600"),
+    ("[deploy]\npublic_key = \"/no/such/fer-edge-deploy.pub\"\n", "[deploy] public_key: no such file"),
+    ("[deploy]\npublic_key = 1\n", "[deploy] public_key: expected a path, got 1"),
+    ("[deploy]\ngroup = \"\"\n", "[deploy] group: expected a non-empty string"),
+    ("[deploy]\nkey = \"x\"\n", "[deploy] key: unknown key; allowed: public_key, dir, group"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, message):
     path = tmp_path / "config.toml"
@@ -74,6 +78,29 @@ def test_bad_configs_name_the_key(tmp_path, text, message):
 def test_flags_obey_the_same_rules_as_the_file(flag, value, message):
     result = run_cli("fer-edge", "run", "--source", "x.mp4", flag, value)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_deploy_key_is_checked_by_config_check_and_at_start(tmp_path):
+    from fer_edge.deploy.order import make_keys
+
+    key_path, pub_path = make_keys(str(tmp_path / "keys"))
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[deploy]\npublic_key = "{pub_path}"\ndir = "{tmp_path / "models"}"\ngroup = "lobby"\n')
+    result = run_cli("fer-edge", "config", "check", config)
+    assert result.returncode == 0 and "ok (3 settings)" in result.stdout, result.stderr
+    shown = run_cli("fer-edge", "config", "show", "--config", config).stdout
+    assert f'[deploy]\npublic_key = "{pub_path}"' in shown and 'group = "lobby"' in shown
+    for wrong, message in [(key_path, "a private key; a device takes the public key (fer-edge-deploy.pub)"),
+                           (garbage, "not a readable PEM public key")]:
+        config.write_text(f'[deploy]\npublic_key = "{wrong}"\n')
+        for command in (["config", "check", config], ["run", "--config", config, "--source", "x.mp4"]):
+            result = run_cli("fer-edge", *command)
+            assert result.returncode == 1 and f"{config}: [deploy] public_key: {message}" in result.stderr, result.stderr
+            assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+        result = run_cli("fer-edge", "run", "--source", "x.mp4", "--deploy-key", wrong)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path):

@@ -88,6 +88,13 @@ class SessionsSection:
 
 
 @dataclass(frozen=True)
+class DeploySection:
+    public_key: Optional[str] = None
+    dir: Optional[str] = None
+    group: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class CollectorSection:
     db: Optional[str] = None
     db_password_file: Optional[str] = None
