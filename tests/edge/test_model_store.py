@@ -270,3 +270,34 @@ def test_sigkill_at_random_moments_of_repeated_deployments(tmp_path, orders):
         got = verify([target])[str(target)]
         assert got is not None and got[0] in good and got[1] == got[0], got
         assert len(model_files(target)) <= 3
+
+
+def test_a_pointer_with_hostile_values_anywhere_never_breaks_the_start(tmp_path, orders):
+    """The pointer is ours, but a disk or a person can change it: whatever it holds, start()
+    gives a whole model, or None with one line, never an exception."""
+    made, _, _ = orders
+    store = ModelStore(str(tmp_path / "base"))
+    deploy(store, made[1])
+    deploy(store, made[2], keep=False)
+    base = json.loads((tmp_path / "base" / POINTER).read_text())
+    values = [None, True, 0, -1, 10 ** 400, 0.5, "", "x" * 300, "\x1b[2J", "ab" * 32, [], [1], {}, {"a": 1}, ["happy", "sad"],
+              "running", "trial"]
+    rng = random.Random(6)
+    for attempt in range(300):
+        bad = json.loads(json.dumps(base))
+        target = bad
+        while rng.random() < 0.6:
+            dicts = [k for k in sorted(target) if isinstance(target[k], dict)]
+            if not dicts:
+                break
+            target = target[rng.choice(dicts)]
+        target[rng.choice(sorted(target) + ["new"])] = rng.choice(values)
+        folder = tmp_path / f"f{attempt}"
+        folder.mkdir()
+        for name in model_files(tmp_path / "base"):
+            os.link(tmp_path / "base" / name, folder / name)
+        (folder / POINTER).write_text(json.dumps(bad))
+        fresh = ModelStore(str(folder))
+        got = fresh.start()
+        assert got is None or sha256_of(got.path) == got.sha256
+        assert all("\n" not in event["reason"] for event in fresh.events)

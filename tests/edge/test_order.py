@@ -193,6 +193,10 @@ def test_signature_lines_that_are_not_signatures(header, model_bytes, keys):
     (lambda h: h.update(rollout="x" * 65), "is not 1..64 letters"),
     (lambda h: h.update(issued="yesterday"), "header: issued 'yesterday' is not a unix time"),
     (lambda h: h.update(issued=True), "header: issued True is not a unix time"),
+    (lambda h: h.update(issued=10 ** 400), "header: issued 1000000000000000000000000000000000000... is not a unix time"),
+    (lambda h: h["gate"].update(min_faces=10 ** 400), "header: gate min_faces 100000000000000000000"),
+    (lambda h: h["model"].update(card={"params": 10 ** 400}), "header: model card 'params' is not a number"),
+    (lambda h: h["model"].update(size=10 ** 400), "header: model size 1000000"),
     (lambda h: h.update(by="\x1b[2Jops"), "header: by is not a printable text of 1..128 characters"),
     (lambda h: h.update(by="x" * 129), "header: by is not a printable text"),
     (lambda h: h.update(allow_older="yes"), "header: allow_older is not true or false"),
@@ -309,3 +313,36 @@ def test_wrong_key_files_are_one_line(tmp_path):
             load(path)
         message = str(caught.value)
         assert "\n" not in message and message.startswith(path + ": ") and expected in message, message
+
+
+def hostile_value(rng):
+    """A JSON value of a random kind, of the sizes and forms that break careless checks."""
+    return rng.choice([None, True, False, 0, -1, 1, 2 ** 31, 10 ** 400, -10 ** 400, 0.5, -0.0, 1e308, 5e-324,
+                       "", "x" * 5000, "\u202eevil", "\x00", "ab" * 32, "install", "rollback", [], [1] * 100, [[[[]]]],
+                       {}, {"a": {"b": {"c": None}}}, ["happy", "sad"], {"seconds": 1}])
+
+
+def test_random_hostile_values_anywhere_in_a_signed_header_are_one_line(header, model_bytes, keys):
+    """Every field, at every depth, replaced by values of every kind, signed with the real key:
+    the device answers OrderRefused with one line, or reads a valid order; nothing else."""
+    rng = random.Random(5)
+    base = json.loads(json.dumps(dict(header, key_id=key_id(keys[1]))))
+    accepted = 0
+    for _ in range(1500):
+        bad = json.loads(json.dumps(base))
+        for _ in range(rng.randint(1, 3)):
+            target = bad
+            while isinstance(target, dict) and target and rng.random() < 0.6:
+                key = rng.choice(sorted(target))
+                if not isinstance(target[key], dict):
+                    break
+                target = target[key]
+            if isinstance(target, dict):
+                key = rng.choice(sorted(target) + ["new"])
+                target[key] = hostile_value(rng)
+        try:
+            read_order(signed_raw(canonical(bad), model_bytes, keys[0]), keys[1])
+            accepted += 1
+        except OrderRefused as exc:
+            assert str(exc) and "\n" not in str(exc) and len(str(exc)) <= 500
+    assert accepted < 150   # almost every such change is refused

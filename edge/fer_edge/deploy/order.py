@@ -195,7 +195,7 @@ def card_figures(metadata: dict) -> Dict[str, Any]:
 def _card_value(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= 256
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return _number(value, -1e15, 1e15)
 
 
 def install_header(model_path: str, version: int, rollout: str, gate: Optional[dict], by: str,
@@ -401,8 +401,10 @@ def _exact_fields(record: dict, expected: set, where: str) -> None:
 
 
 def _number(value: Any, least: float, most: float) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and least <= value <= most)
+    """A JSON number in least..most: not a bool, not NaN (an int of any size compares without overflow)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (isinstance(value, int) or math.isfinite(value)) and least <= value <= most
 
 
 def _text(value: Any, most: int, where: str) -> None:
