@@ -95,3 +95,44 @@ def test_a_face_detector_dressed_as_a_classifier_is_refused(tmp_path):
         dressed.write_bytes(embed_metadata(f.read(), model_metadata("int8", labels=SEVEN)))
     reason = refused(dressed, header_model(dressed))
     assert "outputs but its metadata names 7 labels" in reason or "is not the 48x48x1 grey face" in reason, reason
+
+
+MAKE_MODELS = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+inp = tf.keras.Input((64, 64, 1))
+x = tf.keras.layers.Flatten()(tf.keras.layers.AveragePooling2D(8)(inp))
+wide = tf.keras.Model(inp, tf.keras.layers.Dense(7)(x))
+open(os.path.join(sys.argv[1], "wide.tflite"), "wb").write(tf.lite.TFLiteConverter.from_keras_model(wide).convert())
+
+class Flex(tf.Module):       # cumprod is no LiteRT builtin: it needs TensorFlow's own kernel (the Flex delegate)
+    @tf.function(input_signature=[tf.TensorSpec([1, 48, 48, 1], tf.float32)])
+    def __call__(self, x):
+        return tf.math.cumprod(tf.reshape(tf.keras.layers.AveragePooling2D(8)(x), [1, 36])[:, :7], axis=1)
+
+flex = Flex()
+converter = tf.lite.TFLiteConverter.from_concrete_functions([flex.__call__.get_concrete_function()], flex)
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+open(os.path.join(sys.argv[1], "flex.tflite"), "wb").write(converter.convert())
+"""
+
+
+@pytest.mark.needs_tf
+@pytest.mark.slow
+def test_a_model_of_another_input_or_of_ops_this_runtime_lacks_is_refused(tmp_path):
+    """Real models made by TensorFlow's converter, with fer-edge metadata that claims the usual
+    48x48 input: the contract looks at the model itself."""
+    import subprocess
+    import sys
+    from importlib.util import find_spec
+
+    if find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow (the train extra) makes these models")
+    made = subprocess.run([sys.executable, "-c", MAKE_MODELS, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr[-2000:]
+    for name, expected in [("wide", "contract: candidate.tflite: input 64x64x1 is not the 48x48x1 grey face the device gives"),
+                           ("flex", "contract: candidate.tflite: the runtime cannot run it (Select TensorFlow op")]:
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(embed_metadata(path.read_bytes(), model_metadata("float32", labels=SEVEN)))
+        assert refused(path, header_model(path)).startswith(expected)
