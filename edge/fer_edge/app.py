@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # for the hints only: app imports its parts where it builds t
     from .kiosk.pipeline import FrameHook
     from .vision.capture import Frame
     from .web.server import WebServer
+    from .deploy.agent import DeployAgent
+    from .deploy.health import Health
+    from .deploy.model_store import Installed, ModelStore
 
 
 
@@ -120,6 +123,10 @@ def run(settings: Settings, say: Say, started: float) -> None:
                                   on_event=say, wait=under_systemd(), lean=source_settings.realtime,
                                   bounded=source_settings.max_frames is not None)
     first_source = open_fn()  # fail fast on a bad source, before loading anything else; read on from here
+    configured_path = settings.model.path
+    store, installed = open_deployments(settings, say)
+    if installed is not None:   # the deployed model runs (it has no float32 twin)
+        settings = Settings(dict(settings.values, model_path=installed.path, model_variant="int8"))
     db_path = log_path(settings)
     if settings.run.annotate:   # a wrong --annotate is said now, not once the source is done
         from .kiosk.drawing import check_video_path
@@ -130,9 +137,12 @@ def run(settings: Settings, say: Say, started: float) -> None:
     # least CPU. A file read as fast as it goes uses every thread "auto" allows.
     at_camera_rate = first_source.live or source_settings.realtime
     analyzer = make_analyzer(settings, mode, threads=1 if at_camera_rate and settings.model.threads == "auto" else None)
+    if installed is not None:
+        analyzer.classifier.name = f"{installed.name} v{installed.version}"
+        analyzer.classifier.variant_reason = f"deployed, sha256 {installed.sha256[:12]}"
     if at_camera_rate:  # OpenCV's pool wakes every core for a frame's small resizes: more CPU than it saves
         cv2.setNumThreads(1)
-    sinks, store = build_sinks(settings, analyzer, db_path, say, stop)
+    sinks, store_file = build_sinks(settings, analyzer, db_path, say, stop)
     live, server = None, None
     if settings.web.listen:
         from .kiosk.live import LiveState
@@ -140,7 +150,10 @@ def run(settings: Settings, say: Say, started: float) -> None:
         live = LiveState({"device": device_id(settings), "model": analyzer.classifier.name,
                           "detector": analyzer.detector.name, "source": describe_source(settings), "camera": True},
                          health=sinks.health, alive=sinks.alive)
-    pipeline = build_pipeline(settings, analyzer, first_source, mode, sinks, store, [live] if live else [], say)
+    figures = deploy_health(store)
+    hooks = [hook for hook in (live, figures) if hook is not None]
+    pipeline = build_pipeline(settings, analyzer, first_source, mode, sinks, store_file, hooks, say)
+    agent = start_deploy_agent(settings, store, installed, configured_path, analyzer, figures, pipeline, sinks, say)
     if live is not None:
         from .web.device_page import start_web
 
@@ -164,10 +177,45 @@ def run(settings: Settings, say: Say, started: float) -> None:
                                    max_frames=source_settings.max_frames, stop=stop), stop)
         health = pipeline.health()
     finally:
+        if agent is not None:
+            agent.stop()
         pipeline.close(STOPPED if stop.is_set() else SOURCE_ENDED)   # the sinks, then the store they share
         if server:
             server.stop()
     say(summary_line(stats, pipeline.sessions_done, health, stop.is_set(), started, current.get("source")))
+
+
+def open_deployments(settings: Settings, say: Say) -> "Tuple[Optional[ModelStore], Optional[Installed]]":
+    """With [deploy] public_key: the device's model store and the deployed model to start on, if any."""
+    if not settings.deploy.public_key:
+        return None, None
+    from .core.errors import UserError
+    from .deploy.agent import open_store
+
+    if not settings.mqtt.host:
+        raise UserError("[deploy] public_key needs the broker that carries the orders: --mqtt HOST or [mqtt] host")
+    return open_store(settings.deploy.dir or os.path.join(os.path.dirname(default_db_path()), "models"), say)
+
+
+def deploy_health(store: "Optional[ModelStore]") -> "Optional[Health]":
+    """The figures the health gate judges by, kept only when deployments are on."""
+    from .deploy.health import Health
+
+    return Health() if store is not None else None
+
+
+def start_deploy_agent(settings: Settings, store: "Optional[ModelStore]", installed: "Optional[Installed]",
+                       configured_path: Optional[str], analyzer: "FaceAnalyzer", health: "Optional[Health]",
+                       pipeline: "Pipeline", sinks: "Sinks", say: Say) -> "Optional[DeployAgent]":
+    """The deploy agent, on the MQTT sink's release topic, swapping through the camera loop."""
+    if store is None or health is None:
+        return None
+    from .deploy.agent import start_agent
+    from .model.classify import default_model_path
+
+    return start_agent(store, installed, settings.deploy, settings.model, analyzer.classifier,
+                       configured_path or default_model_path(), health, pipeline.request_swap, sinks,
+                       device_id(settings), say)
 
 
 def demo(given: Dict[str, Any], annotate: Optional[str], say: Say, started: float) -> str:

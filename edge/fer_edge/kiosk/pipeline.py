@@ -184,7 +184,8 @@ class Pipeline:
                      on_swapped: Optional[Callable[[int], None]] = None) -> None:
         """Run `classifier` from the start of the next frame (any thread may ask; the camera
         loop swaps). `on_error`: while it runs, its exceptions go there instead of stopping
-        the loop; `on_swapped(frame index)`: called once the first frame is handed to it."""
+        the loop; `on_swapped(n)`: called once it has the run's frame n (counted from 0, over
+        every loop of a file) to itself."""
         self.swap = (classifier, on_error, on_swapped)
 
     def _swap(self, frame: Frame) -> None:
@@ -208,7 +209,7 @@ class Pipeline:
             if changed is not None:
                 changed(classifier.name, classifier.labels)
         if on_swapped is not None:
-            on_swapped(frame.index)
+            on_swapped(self.stats.frames)
 
     def _send_view(self, frame: Frame, tracks: List[Track]) -> None:
         """The view goes out when the number of faces changes, and once per log interval while
