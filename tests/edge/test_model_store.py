@@ -301,3 +301,17 @@ def test_a_pointer_with_hostile_values_anywhere_never_breaks_the_start(tmp_path,
         got = fresh.start()
         assert got is None or sha256_of(got.path) == got.sha256
         assert all("\n" not in event["reason"] for event in fresh.events)
+
+
+def test_a_full_disk_at_start_runs_the_previous_model_rather_than_an_uncounted_trial(full_tmpfs, orders):
+    made, _, _ = orders
+    disk, fill = full_tmpfs
+    store = ModelStore(str(disk / "models"))
+    first = deploy(store, made[1])
+    deploy(store, made[2], keep=False)
+    fill()
+    fresh = ModelStore(str(disk / "models"))
+    assert fresh.start() == first and fresh.state == "running"
+    assert fresh.events[0]["reason"] == "cannot write active.json (No space left on device): the previous model runs"
+    os.unlink(disk / "filler")
+    assert ModelStore(str(disk / "models")).start().version == 2     # nothing was written: the trial's first restart

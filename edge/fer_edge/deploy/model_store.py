@@ -88,16 +88,25 @@ class ModelStore:
         file gives the previous model (or None); the second restart within a trial rolls it back."""
         pointer = self._pointer
         active = self.active
-        if active is not None and not self._whole(active):
-            self._fall_back(f"{active.name} v{active.version}: file missing or damaged (sha256), back to the previous model",
-                            active, reject=False)
-        elif pointer["state"] == "trial":
-            attempts = int(pointer["trial"].get("attempts", 0)) + 1
-            if attempts >= MAX_TRIAL_STARTS:
-                self._fall_back(f"{active.name if active else 'model'} v{active.version if active else 0}: its trial was cut "
-                                f"short by {attempts} restarts, back to the previous model", active, reject=True)
-            else:
-                self._write(dict(pointer, trial=dict(pointer["trial"], attempts=attempts)))
+        try:
+            if active is not None and not self._whole(active):
+                self._fall_back(f"{active.name} v{active.version}: file missing or damaged (sha256), back to the previous model",
+                                active, reject=False)
+            elif pointer["state"] == "trial":
+                attempts = int(pointer["trial"].get("attempts", 0)) + 1
+                if attempts >= MAX_TRIAL_STARTS:
+                    self._fall_back(f"{active.name if active else 'model'} v{active.version if active else 0}: its trial was "
+                                    f"cut short by {attempts} restarts, back to the previous model", active, reject=True)
+                else:
+                    self._write(dict(pointer, trial=dict(pointer["trial"], attempts=attempts)))
+        except OSError as exc:   # a full or read-only disk: no reason not to run, but a trial's restarts cannot be counted
+            previous = self.previous if self.previous is not None and self._whole(self.previous) else None
+            self._pointer = dict(pointer, active=previous.entry() if previous else None, previous=None, state="running",
+                                 rollout=None, trial=None)
+            self.events.append({"state": "rolled back", "rollout": pointer["rollout"],
+                                "release": active.release() if active else None,
+                                "reason": f"cannot write {POINTER} ({exc.strerror or exc}): the previous model runs"})
+            return self.active
         self._prune()
         return self.active
 
