@@ -364,3 +364,30 @@ def test_a_model_with_other_labels_changes_home_assistant_and_the_log(fleet, key
     assert [row[0] for row in db.execute("SELECT model FROM runs ORDER BY id")] == ["fer-cnn-int8.tflite", name]
     assert "model changed" in [row[0] for row in db.execute("SELECT ended_by FROM sessions")]
     assert {row[0] for row in db.execute("SELECT label FROM emotions WHERE ts > (SELECT MAX(started) FROM runs)")} <= set(labels)
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_a_device_killed_during_its_trial_goes_on_and_a_second_kill_rolls_it_back(fleet, keys):
+    broker, recorder, start = fleet
+    private, pub_path = keys
+    device = start(pub_path)
+    long_trial = {"seconds": 2, "max_seconds": 600, "min_faces": 10 ** 6}   # judged after 10 minutes only
+    publish(broker.port, "dev-1", order(private, V2, 2, gate=long_trial))
+    device.wait_for("deploy: swapped to fer-cnn-int8-dynamic.tflite v2")
+    device.process.kill()   # a power cut in the trial
+    device.stop()
+    again = start(pub_path)
+    again.wait_for("deploy: starting on deployed fer-cnn-int8-dynamic.tflite v2")
+    again.wait_for("deploy: the trial of fer-cnn-int8-dynamic.tflite v2 goes on after a restart")
+    assert not again.holding("deploy: received"), "the retained order of the model on trial is not read again"
+    again.process.kill()
+    again.stop()
+    third = start(pub_path)   # a model that keeps killing its process cannot boot-loop the device
+    line = third.wait_for("deploy: rolled back: ")
+    assert "cut short by 2 restarts" in line
+    third.wait_for("deploy: no deployed model")
+    third.wait_for("deploy: refused fer-cnn-int8-dynamic.tflite v2: this model was rolled back or refused here before")
+    assert Recorder.wait_for(lambda: any(s["state"] == "rolled back" and s["release"]["version"] == 2
+                                         for s in states(recorder)), 10)
+    assert states(recorder)[-1]["model"]["version"] == 0

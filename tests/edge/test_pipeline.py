@@ -134,9 +134,12 @@ def test_a_swap_to_the_same_labels_loses_no_frame_and_keeps_the_visit(face_frame
 def test_a_swap_to_other_labels_ends_the_visit_and_starts_over_in_them(face_frames, tmp_path):
     from fer_edge.core.records import MODEL_CHANGED
 
+    from fer_edge.kiosk.live import LiveState
+
     labels = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
-    sink = Heard()
+    sink, live = Heard(), LiveState({"device": "kiosk", "model": "fer-cnn-int8.tflite"})
     loop = pipeline(sink)
+    loop.hooks.append(live)
     new = EmotionClassifier(relabelled_model(tmp_path, labels))
     for index, image in enumerate(face_frames):
         if index == 30:
@@ -150,3 +153,6 @@ def test_a_swap_to_other_labels_ends_the_visit_and_starts_over_in_them(face_fram
     assert len(after) == 30 and {u.track for u in before} == {1} and {u.track for u in after} == {2}
     assert all(set(u.probs) == set(labels) for u in after) and all("happy" in u.probs for u in before)
     assert sink.views[-1].people == 1 and sink.views[-1].label in labels
+    status = live.status()
+    assert status["model"] == "relabelled.tflite" and status["labels"] == list(labels), "the page names the new model"
+    assert {t["label"] for t in status["tracks"]} <= set(labels)
