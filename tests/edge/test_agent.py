@@ -391,3 +391,13 @@ def test_a_device_killed_during_its_trial_goes_on_and_a_second_kill_rolls_it_bac
     assert Recorder.wait_for(lambda: any(s["state"] == "rolled back" and s["release"]["version"] == 2
                                          for s in states(recorder)), 10)
     assert states(recorder)[-1]["model"]["version"] == 0
+
+
+def test_deployments_without_a_broker_are_one_line(keys, photos, tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("fer-edge", "run", "--source", photos / "single_face.jpg", "--deploy-key", keys[1],
+                     "--db", tmp_path / "log.db", "--quiet", timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: [deploy] public_key needs the broker that carries the orders: --mqtt HOST or [mqtt] host"]

@@ -25,7 +25,7 @@ from ..core.log import Say
 from ..model.classify import EmotionClassifier
 from ..model.metadata import ModelError
 from .contract import check_model
-from .health import Health, judge
+from .health import Health, figures_of, judge
 from .model_store import Installed, ModelStore
 from .order import Order, OrderRefused, one_line, read_order
 
@@ -93,6 +93,7 @@ class DeployAgent:
         self.swapped_at: Optional[int] = None
         self.swapped = threading.Event()
         self.errors_said = False
+        self.last_error: Optional[str] = None
         self.thread = threading.Thread(target=self._run, name="deploy-agent", daemon=True)
 
     # -- called from other threads: only note and wake --------------------------------------
@@ -130,8 +131,11 @@ class DeployAgent:
                 return
             try:
                 self._step()
-            except Exception as exc:   # the agent must never take the camera down with it
-                self.say(f"deploy: unexpected {type(exc).__name__}: {one_line(str(exc))}")
+            except Exception as exc:   # the agent must never take the camera down with it (said once)
+                line = f"deploy: unexpected {type(exc).__name__}: {one_line(str(exc))}"
+                if line != self.last_error:
+                    self.last_error = line
+                    self.say(line)
 
     def _step(self) -> None:
         if self.connected:
@@ -403,7 +407,7 @@ def start_agent(store: ModelStore, installed: Optional[Installed], deploy: Any, 
     resume = None
     if store.state == "trial" and installed is not None and store.trial:   # a restart cut the trial short: judged afresh
         trial = store.trial
-        resume = Trial(running, trial.get("before") or {}, trial["gate"], store.rollout, installed.release(),
+        resume = Trial(running, trial.get("before") or figures_of([], 0, 0.0, 0.0), trial["gate"], store.rollout, installed.release(),
                        health.clock())
         say(f"deploy: the trial of {running.short()} goes on after a restart ({trial['gate']['seconds']:g} s from now)")
     agent.start(resume)
