@@ -5,12 +5,12 @@ Raspberry Pi."""
 import time
 
 START = time.monotonic()  # for "time to first face": as early as the process can measure
-
 import json  # noqa: E402
 from typing import Any, Optional, Tuple, Union  # noqa: E402
 
 import click  # noqa: E402
 
+from .cli_deploy import deploy  # noqa: E402
 from .cli_guard import FiniteFloatRange, guarded  # noqa: E402
 from .core import log  # noqa: E402
 from .core.log import say  # noqa: E402
@@ -19,7 +19,7 @@ from .settings import (COLLECT_SETTINGS, DEMO_SETTINGS, click_options, from_conf
 from .setting_kinds import thread_count  # noqa: E402
 
 
-@click.group(cls=guarded(click.Group))
+@click.group(cls=guarded(click.Group), commands=[deploy])
 @click.version_option(package_name="fer-edge")
 def main() -> None:
     """Facial emotion recognition on the device: run, eval, bench."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "edge" / "fer_edge" / "core"
 # What the command line may load before a command runs: the table of settings and what it reads.
-LIGHT = {"fer_edge", "fer_edge.cli", "fer_edge.cli_guard", "fer_edge.settings", "fer_edge.vision", "fer_edge.vision.detect",
+LIGHT = {"fer_edge", "fer_edge.cli", "fer_edge.cli_deploy", "fer_edge.cli_guard", "fer_edge.settings", "fer_edge.vision", "fer_edge.vision.detect",
          "fer_edge.vision.running_mode", "fer_edge.setting_kinds"}
 
 

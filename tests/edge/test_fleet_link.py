@@ -1,0 +1,61 @@
+"""The deployer's connection on a real mosquitto: it reads what the broker holds, ignores what a
+device sends that is not a model state, and a send the broker's ACL refuses is one line."""
+
+import json
+import time
+
+import pytest
+
+from fer_edge.core.errors import UserError
+from fer_edge.deploy.fleet_link import Link
+from fer_edge.outputs.broker import Broker as Address
+from mqtt_helpers import Broker
+from test_fleet import broker_acl, publisher
+from test_message_rows import model_state, rollout_record
+
+pytest.importorskip("paho.mqtt")
+pytestmark = pytest.mark.needs_broker
+
+
+def test_reads_the_fleet_and_ignores_what_is_not_a_model_state(tmp_path):
+    broker = Broker(tmp_path).start()
+    client = publisher(broker.port)
+    retained = {"fer-edge/kiosk-a/model": json.dumps(model_state("kiosk-a")).encode(),
+                "fer-edge/kiosk-a/availability": b"online",
+                "fer-edge/kiosk-b/model": b"[" * 70_000, "fer-edge/kiosk-c/model": b"{\"a\": NaN",
+                "fer-edge/kiosk-d/model": b"[1, 2]", "fer-edge-rollouts/r-1": json.dumps(rollout_record()).encode()}
+    for topic, payload in retained.items():
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    link = Link(Address("127.0.0.1", broker.port), "fer-edge", print).open()
+    try:
+        fleet = link.known()
+        assert list(fleet) == ["kiosk-a"] and fleet["kiosk-a"].online and fleet["kiosk-a"].model["version"] == 1
+        assert list(link.records) == ["r-1"]
+        client.publish("fer-edge/kiosk-a/model", json.dumps(model_state("kiosk-a", "trial", rollout="r-1")), qos=1)
+        heard = link.wait(5)
+        assert heard is not None and heard.step("r-1") == "trial" and heard.step("r-2") is None
+        assert link.wait(0.2) is None
+    finally:
+        link.close()
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()
+
+
+def test_a_send_the_acl_refuses_is_one_line(tmp_path):
+    users = {"kiosk-a": "kiosk-a-password"}
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
+    try:
+        link = Link(Address("127.0.0.1", broker.port, "kiosk-a", "kiosk-a-password"), "fer-edge", print).open()
+        try:
+            with pytest.raises(UserError, match=r"refused fer-edge/kiosk-b/release \(Not authorized\): may the "
+                                                r"deployer's login write it"):
+                link.send("fer-edge/kiosk-b/release", b"order")
+        finally:
+            link.close()
+        started = time.monotonic()
+        with pytest.raises(UserError, match="refused the deployer: Bad user name or password|Not authorized"):
+            Link(Address("127.0.0.1", broker.port, "kiosk-a", "wrong"), "fer-edge", print).open()
+        assert time.monotonic() - started < 11
+    finally:
+        broker.stop()

@@ -1,0 +1,276 @@
+"""`fer-edge deploy` on a real mosquitto, with the ACL docs/fleet.md gives, a real collector,
+and devices played by a small stand-in that speaks the deployment's topics as a device does:
+it says which model it runs (retained), reads its own release topic, checks each order with
+the fleet's public key (deploy/order.read_order) and answers received, trial, then kept or
+rolled back. (The real device processes are tested end to end elsewhere.)"""
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from mqtt_helpers import Broker, Recorder, collector_login, start_collector
+from test_fleet import broker_acl, stop
+
+pytest.importorskip("paho.mqtt")
+pytest.importorskip("cryptography")
+pytestmark = [pytest.mark.needs_broker, pytest.mark.slow]
+
+PASSWORD = "device-password"
+DEPLOYER = "fer-edge-deployer"
+
+
+class StandIn:
+    """A device as the deployment sees it. `verdict`: what its health gate says after a trial
+    ("kept", "rolled back", or None: it takes the model and never says); `delay`: how long
+    its trial takes."""
+
+    def __init__(self, port, device, public_key, verdict="kept", delay=0.3, group=None, model_path=None):
+        import paho.mqtt.client as mqtt
+
+        from fer_edge.model.metadata import read_metadata
+
+        data = Path(model_path).read_bytes()
+        self.device, self.public_key, self.verdict, self.delay, self.group = device, public_key, verdict, delay, group
+        self.model = {"name": Path(model_path).name, "version": 1, "sha256": hashlib.sha256(data).hexdigest(),
+                      "labels": list(read_metadata(data)["labels"])}
+        self.previous = None
+        self.orders = []              # (time, action, rollout, gate) of every order that checked
+        self.refusals = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"stand-in-{device}", protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(device, PASSWORD)
+        self.client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
+        self.client.on_connect, self.client.on_message = self._on_connect, self._on_message
+        self.port = port
+
+    def topic(self, kind):
+        return f"fer-edge/{self.device}/{kind}"
+
+    def start(self):
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        assert Recorder.wait_for(self.client.is_connected, 10)
+        return self
+
+    def go_offline(self):
+        """Gone as a device that loses power: its retained model state stays, its will says offline."""
+        self.client.publish(self.topic("availability"), "offline", qos=1, retain=True).wait_for_publish(10)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.publish(self.topic("availability"), "online", qos=1, retain=True)
+        self.say("running")
+        client.subscribe(self.topic("release"), qos=1)
+
+    def say(self, state, rollout=None, release=None, reason=None):
+        message = {"msg_id": f"{time.time_ns():x}{self.device.encode().hex()}"[:32], "device": self.device,
+                   "ts": time.time(), "group": self.group, "model": self.model,
+                   "previous": self.previous and {k: self.previous[k] for k in ("name", "version", "sha256")},
+                   "state": state, "rollout": rollout, "release": release, "reason": reason, "before": None, "after": None}
+        self.client.publish(self.topic("model"), json.dumps(message), qos=1, retain=True)
+
+    def _on_message(self, client, userdata, message):
+        from fer_edge.deploy.order import OrderRefused, read_order
+
+        if not message.payload:
+            return                                        # the order cleared
+        try:
+            order = read_order(message.payload, self.public_key)
+        except OrderRefused as refused:
+            self.refusals.append(str(refused))
+            header = refused.header or {}
+            self.say("refused", header.get("rollout"), None, str(refused))
+            return
+        self.orders.append((time.time(), order.action, order.rollout, order.gate))
+        if order.action == "rollback":
+            if self.model["sha256"] != order.from_sha256:
+                self.say("refused", order.rollout, None, "refused: not running that model")
+                return
+            self.model, self.previous = self.previous, None
+            self.say("rolled back", order.rollout, None, f"rolled back by {order.by}")
+            return
+        if order.model["sha256"] == self.model["sha256"]:
+            return                                        # running it already (a restart reads the order again)
+        release = order.release()
+        self.say("received", order.rollout, release)
+        new = dict(release, labels=order.model["labels"])
+        self.previous, self.model = self.model, new
+        self.say("trial", order.rollout, release)
+        if self.verdict is not None:
+            threading.Timer(self.delay, self._judge, (order.rollout, release)).start()
+
+    def _judge(self, rollout, release):
+        if self.verdict == "kept":
+            self.say("kept", rollout, release)
+        else:
+            self.model, self.previous = self.previous, None
+            self.say("rolled back", rollout, release, "faces per frame fell by 80% (at most 50%)")
+
+
+@pytest.fixture()
+def fleet(tmp_path, model_path):
+    """A broker with the documented ACL, a collector, the fleet's keys, and a way to add devices."""
+    from fer_edge.deploy.order import load_public_key, make_keys
+
+    users = {f"kiosk-{n}": PASSWORD for n in range(1, 8)}
+    users.update({DEPLOYER: "deployer-password", "fer-edge-collector": "collector-password"})
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
+    db = tmp_path / "fleet.db"
+    collector = start_collector(broker.port, db, "collector", *collector_login(tmp_path, users["fer-edge-collector"]))
+    key, pub = make_keys(str(tmp_path / "keys"))
+    devices = []
+
+    def add(name, **options):   # each runs the shipped model's dynamic-range twin, as version 1
+        running = Path(model_path).with_name(Path(model_path).stem + "-dynamic.tflite")
+        devices.append(StandIn(broker.port, name, load_public_key(pub), model_path=running, **options).start())
+        return devices[-1]
+
+    login = ("--mqtt", f"127.0.0.1:{broker.port}", *collector_login(tmp_path, users[DEPLOYER], DEPLOYER))
+    state = {"broker": broker, "db": db, "key": key, "pub": pub, "add": add, "login": login, "folder": tmp_path}
+    yield state
+    for device in devices:
+        device.client.loop_stop()
+    said = stop(collector)
+    broker.stop()
+    assert "Traceback" not in said, said
+
+
+def deploy(fleet, *args, timeout=120):
+    result = run_cli("fer-edge", "deploy", *args, *fleet["login"], timeout=timeout)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def said(result):
+    """The command's lines on stderr, without the `fer-edge: ` each starts with."""
+    return [line.split(": ", 1)[1] if line.startswith("fer-edge: ") else line for line in result.stderr.splitlines()]
+
+
+def retained_orders(port):
+    """What each release topic holds now (a new subscriber's view): {device: bytes}."""
+    import paho.mqtt.client as mqtt
+
+    held = {}
+    reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="release-reader")
+    reader.on_message = lambda c, u, message: held.__setitem__(message.topic.split("/")[1], len(message.payload))
+    reader.connect("127.0.0.1", port)
+    reader.subscribe("fer-edge/+/release", qos=1)
+    reader.loop_start()
+    time.sleep(1.0)
+    reader.loop_stop()
+    reader.disconnect()
+    return held
+
+
+def rows(db, sql):
+    return sqlite3.connect(db).execute(sql).fetchall()
+
+
+def test_canaries_first_then_every_device_and_an_offline_one_when_it_returns(fleet, model_path):
+    canaries = [fleet["add"]("kiosk-1"), fleet["add"]("kiosk-2", delay=1.0)]
+    rest = [fleet["add"](f"kiosk-{n}") for n in (3, 4, 5)]
+    offline = fleet["add"]("kiosk-6")
+    time.sleep(0.5)
+    offline.go_offline()
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-1", "--canary", "kiosk-2",
+                    "--gate-seconds", "2", "--gate-min-faces", "3", "--wait", "15")
+    lines = said(result)
+    assert result.returncode == 0, (result.stderr, [(d.device, d.orders, d.refusals) for d in canaries])
+    assert lines[0].startswith("rollout fer-cnn-int8-v2-") and "to 6 devices, canaries kiosk-1, kiosk-2" in lines[0]
+    assert "offline now: kiosk-6" in lines[0], lines[0]
+    for step in ("received", "trial", "kept"):
+        assert f"kiosk-1: {step}" in lines and f"kiosk-2: {step}" in lines, lines
+    assert "promoted: sent to kiosk-3, kiosk-4, kiosk-5, kiosk-6" in lines, lines
+    assert "no answer yet from kiosk-6 (offline?): each gets the model when it returns" in lines, lines
+    assert lines[-1] == "promoted: every canary kept it", lines
+    kept_at = max(c.orders[0][0] for c in canaries) + 1.0
+    assert all(d.orders and d.orders[0][0] >= kept_at - 0.05 for d in rest), "the rest only after both canaries kept it"
+    assert all(d.orders[0][3]["seconds"] == 2 and d.orders[0][3]["min_faces"] == 3 for d in canaries + rest)
+    assert {d.model["version"] for d in canaries + rest} == {2}
+    rid = lines[0].split()[1].rstrip(":")
+    returned = fleet["add"]("kiosk-6")     # back: it reads its retained order
+    assert Recorder.wait_for(lambda: returned.model["version"] == 2, 10), returned.orders
+    db = fleet["db"]
+    assert Recorder.wait_for(lambda: rows(db, "SELECT COUNT(*) FROM device_models WHERE version = 2 AND state = 'kept'")
+                             == [(6,)], 15), rows(db, "SELECT device, version, state FROM device_models")
+    [(state, by, canary_list, record)] = rows(db, f"SELECT state, by_whom, canaries, record FROM rollouts WHERE id = '{rid}'")
+    assert state == "promoted" and json.loads(canary_list) == ["kiosk-1", "kiosk-2"] and "@" in by
+    events = [entry["event"] for entry in json.loads(record)["history"]]
+    assert events[0] == "published" and "promoted" in events, events
+    health = run_cli("fer-edge", "report", "--db", db, "--health", timeout=60).stdout
+    assert "fer-cnn-int8.tflite v2 (kept)" in health and f"{rid}  promoted  fer-cnn-int8.tflite v2" in health, health
+    shown = deploy(fleet, "status")
+    assert shown.returncode == 0 and shown.stdout.startswith(f"{rid}  promoted"), shown.stdout
+    assert "kiosk-6  fer-cnn-int8.tflite v2  kept" in shown.stdout, shown.stdout
+
+
+def test_a_canary_that_rolls_back_rolls_the_rollout_back_and_no_other_device_gets_it(fleet, model_path):
+    good = fleet["add"]("kiosk-1", delay=0.2)
+    bad = fleet["add"]("kiosk-2", verdict="rolled back", delay=1.5)
+    rest = [fleet["add"](f"kiosk-{n}") for n in (3, 4, 5)]
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-1", "--canary", "kiosk-2",
+                    "--wait", "15")
+    lines = said(result)
+    assert result.returncode == 1, result.stderr
+    steps = ["kiosk-1: received", "kiosk-1: trial", "kiosk-2: received", "kiosk-2: trial", "kiosk-1: kept"]
+    assert sorted(lines[1:6]) == sorted(steps) and lines.index("kiosk-1: received") < lines.index("kiosk-1: trial"), lines
+    assert "kiosk-2: rolled back: faces per frame fell by 80% (at most 50%)" in lines, lines
+    assert any(line.startswith("rolled back: canary kiosk-2 rolled back: faces per frame fell by 80%")
+               and "rollback orders sent to kiosk-1," in line for line in lines), lines
+    assert "kiosk-1: back on fer-cnn-int8-dynamic.tflite v1" in lines, lines
+    assert [o[1] for o in good.orders] == ["install", "rollback"], "kiosk-1 got a signed rollback order"
+    assert good.model["version"] == 1 and bad.model["version"] == 1
+    assert all(d.orders == [] for d in rest), "no other device ever got the model"
+    assert retained_orders(fleet["broker"].port) == {}, "every install and rollback order cleared"
+    rid = lines[0].split()[1].rstrip(":")
+    db = fleet["db"]
+    assert Recorder.wait_for(lambda: rows(db, f"SELECT state FROM rollouts WHERE id = '{rid}'") == [("rolled back",)], 10)
+    [(reason,)] = rows(db, f"SELECT reason FROM rollouts WHERE id = '{rid}'")
+    assert reason.startswith("canary kiosk-2 rolled back: faces per frame fell"), reason
+    health = run_cli("fer-edge", "report", "--db", db, "--health", timeout=60).stdout
+    assert f"{rid}  rolled back" in health and "rolled back: canary kiosk-2 rolled back" in health, health
+
+
+def test_an_order_signed_with_another_key_is_refused_and_rolled_back(fleet, model_path):
+    from fer_edge.deploy.order import make_keys
+
+    other, _ = make_keys(str(fleet["folder"] / "other-keys"))
+    device = fleet["add"]("kiosk-1")
+    fleet["add"]("kiosk-2")
+    result = deploy(fleet, "publish", model_path, "--key", other, "--canary", "kiosk-1", "--wait", "10")
+    assert result.returncode == 1, result.stderr
+    assert device.refusals and device.refusals[0].startswith("not signed by this fleet's key"), device.refusals
+    assert any(line.startswith("kiosk-1: refused: not signed by this fleet's key") for line in said(result))
+    assert retained_orders(fleet["broker"].port) == {}
+
+
+def test_manual_promote_and_rollback_and_a_silent_canary(fleet, model_path):
+    silent = fleet["add"]("kiosk-1", verdict=None)
+    rest = [fleet["add"](f"kiosk-{n}") for n in (2, 3)]
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-1", "--wait", "3")
+    assert result.returncode == 3, result.stderr
+    rid = said(result)[0].split()[1].rstrip(":")
+    assert f"stopped: no word from canary kiosk-1 within 3 s; `fer-edge deploy promote {rid}`" in result.stderr
+    assert all(d.orders == [] for d in rest)
+    promoted = deploy(fleet, "promote", rid, "--wait", "10")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "promoted: sent to kiosk-2, kiosk-3" in promoted.stderr and all(d.model["version"] == 2 for d in rest)
+    again = deploy(fleet, "promote", rid)
+    assert again.returncode == 1 and again.stderr == f"Error: rollout {rid} is done: only a rollout on its canaries " \
+        "is promoted\n", again.stderr
+    back = deploy(fleet, "rollback", rid, "--key", fleet["key"])
+    assert back.returncode == 0, back.stderr
+    assert "rollback orders sent to kiosk-1, kiosk-2, kiosk-3" in back.stderr, back.stderr
+    assert all(d.model["version"] == 1 for d in [silent, *rest]) and [o[1] for o in rest[0].orders] == ["install", "rollback"]
+    assert retained_orders(fleet["broker"].port) == {}
+    shown = deploy(fleet, "status")
+    assert shown.stdout.startswith(f"{rid}  rolled back") and "by hand" in shown.stdout.splitlines()[0], shown.stdout
+    missing = deploy(fleet, "rollback", "no-such-rollout", "--key", fleet["key"])
+    assert missing.returncode == 1 and missing.stderr == \
+        "Error: no rollout 'no-such-rollout' on the broker (fer-edge deploy status lists them)\n", missing.stderr
