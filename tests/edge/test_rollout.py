@@ -30,13 +30,15 @@ class StandIn:
     ("kept", "rolled back", or None: it takes the model and never says); `delay`: how long
     its trial takes."""
 
-    def __init__(self, port, device, public_key, verdict="kept", delay=0.3, group=None, model_path=None):
+    def __init__(self, port, device, public_key, verdict="kept", delay=0.3, group=None, model_path=None,
+                 reason="faces per frame fell by 80% (at most 50%)"):
         import paho.mqtt.client as mqtt
 
         from fer_edge.model.metadata import read_metadata
 
         data = Path(model_path).read_bytes()
         self.device, self.public_key, self.verdict, self.delay, self.group = device, public_key, verdict, delay, group
+        self.reason = reason
         self.model = {"name": Path(model_path).name, "version": 1, "sha256": hashlib.sha256(data).hexdigest(),
                       "labels": list(read_metadata(data)["labels"])}
         self.previous = None
@@ -110,7 +112,7 @@ class StandIn:
             self.say("kept", rollout, release)
         else:
             self.model, self.previous = self.previous, None
-            self.say("rolled back", rollout, release, "faces per frame fell by 80% (at most 50%)")
+            self.say("rolled back", rollout, release, self.reason)
 
 
 @pytest.fixture()
@@ -274,3 +276,19 @@ def test_manual_promote_and_rollback_and_a_silent_canary(fleet, model_path):
     missing = deploy(fleet, "rollback", "no-such-rollout", "--key", fleet["key"])
     assert missing.returncode == 1 and missing.stderr == \
         "Error: no rollout 'no-such-rollout' on the broker (fer-edge deploy status lists them)\n", missing.stderr
+
+
+def test_what_a_canary_says_reaches_the_record_as_one_clean_line(fleet, model_path):
+    """A device's reason is its own text: control characters and a length past what the
+    collector stores do not cost the rollout its record."""
+    fleet["add"]("kiosk-1", verdict="rolled back", reason="\x1b[2Jcleared\nscreen " + "x" * 2000)
+    fleet["add"]("kiosk-2")
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-1", "--wait", "10")
+    assert result.returncode == 1 and "\x1b" not in result.stderr, result.stderr
+    rid = said(result)[0].split()[1].rstrip(":")
+    db = fleet["db"]
+    assert Recorder.wait_for(lambda: rows(db, f"SELECT state FROM rollouts WHERE id = '{rid}'") == [("rolled back",)], 10)
+    [(reason,)] = rows(db, f"SELECT reason FROM rollouts WHERE id = '{rid}'")
+    assert reason.startswith("canary kiosk-1 rolled back: [2Jcleared screen xxx") and len(reason) <= 500, reason
+    assert rows(db, "SELECT reason FROM rejected WHERE topic LIKE 'fer-edge-rollouts/%'") == []
+

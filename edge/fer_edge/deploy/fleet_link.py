@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from ..core.errors import UserError
+from ..core.log import unprintable
 from ..outputs.broker import KEEPALIVE_SECONDS, Broker
 
 Say = Callable[[str], None]
@@ -35,9 +36,18 @@ def read_json(payload: bytes) -> Optional[Dict[str, Any]]:
     return value if isinstance(value, dict) else None
 
 
-def text(value: Any) -> Optional[str]:
-    """A text a device sent, cut to one reason's length; None where it is not one."""
-    return value[:500] if isinstance(value, str) else None
+def text(value: Any, longest: int = 500) -> Optional[str]:
+    """A text a device sent as one printable line of at most `longest` characters (what a
+    record carries, and the collector stores); None where it is not a text."""
+    if not isinstance(value, str):
+        return None
+    flat = " ".join("".join(" " if unprintable(c) else c for c in value).split())
+    return flat if len(flat) <= longest else flat[:longest - 3] + "..."
+
+
+def usable_id(device: str) -> bool:
+    """A device id a record may name (the collector refuses others)."""
+    return 0 < len(device) <= 128 and not any(unprintable(c) for c in device)
 
 
 @dataclass
@@ -158,7 +168,8 @@ class Link:
     def known(self) -> Dict[str, Device]:
         """The devices that said which model they run (those with deployments on)."""
         with self.lock:
-            return {d.id: Device(d.id, dict(d.state), d.online) for d in self.devices.values() if d.state}
+            return {d.id: Device(d.id, dict(d.state), d.online) for d in self.devices.values()
+                    if d.state and usable_id(d.id)}
 
     def send(self, topic: str, payload: bytes) -> None:
         """Retained, QoS 1, acknowledged by the broker; refused (its ACL) is one line."""

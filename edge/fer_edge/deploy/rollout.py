@@ -66,7 +66,7 @@ class Rollout:
         self.link.send(f"{self.link.prefix}-rollouts/{self.id}", json.dumps(self.record).encode())
 
     def note(self, event: str, detail: Optional[str] = None) -> None:
-        self.record["history"].append({"at": time.time(), "event": event, "by": self.by, "detail": detail})
+        self.record["history"].append({"at": time.time(), "event": event, "by": self.by, "detail": text(detail)})
 
     def mark(self, device: str, state: str, reason: Optional[str] = None) -> None:
         self.record["devices"][device] = {"state": state, "at": time.time(), "reason": reason}
@@ -127,7 +127,7 @@ class Rollout:
             if holds:
                 ordered.append(device)
                 self.mark(device, "rollback sent")
-        self.record.update(state="rolled back", reason=why)
+        self.record.update(state="rolled back", reason=text(why))
         self.note("rolled back by hand" if by_hand else "rolled back", why)
         self.publish()
         self.say(f"rolled back: {why}; rollback orders sent to {', '.join(ordered) or 'no device'}, "
@@ -168,7 +168,7 @@ class Rollout:
             self.record.update(state="done", reason="every device kept it")
             self.note("done")
         elif failed:
-            self.record["reason"] = f"{', '.join(failed)} rolled back or refused it by itself"
+            self.record["reason"] = text(f"{', '.join(failed)} rolled back or refused it by itself")
         self.publish()
         return silent
 
@@ -204,8 +204,8 @@ def new_record(rollout: str, header: Dict[str, Any], by: str, canaries: List[str
             "canaries": canaries, "targets": targets, "state": "canary", "reason": None,
             "devices": {d: {"state": "waiting", "at": now, "reason": None} for d in targets},
             "history": [{"at": now, "event": "published", "by": by,
-                         "detail": f"{model['name']} v{model['version']} to {len(targets)} devices, "
-                                   f"canaries {', '.join(canaries)}"}]}
+                         "detail": text(f"{model['name']} v{model['version']} to {len(targets)} devices, "
+                                        f"canaries {', '.join(canaries)}")}]}
 
 
 def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[int] = None, group: Optional[str] = None,
@@ -244,7 +244,7 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
         unjudged = [d for d in chosen if rollout.state_of(d) == "unjudged"]
         why = (f"canary {', '.join(unjudged)} could not judge the model" if unjudged else
                f"no word from canary {', '.join(silent)} within {seconds:.0f} s")
-        rollout.record.update(state="stopped", reason=why)
+        rollout.record.update(state="stopped", reason=text(why))
         rollout.note("stopped", why)
         rollout.publish()
         say(f"stopped: {why}; `fer-edge deploy promote {rid}` or `fer-edge deploy rollback {rid} --key KEY` decides")
@@ -324,8 +324,8 @@ def status(link: Link, now: Optional[float] = None) -> str:
     return "\n".join(_printable(line) for line in lines)
 
 
-def _printable(text: str) -> str:
+def _printable(line: str) -> str:
     """What devices and records said, as a terminal may show it."""
     from ..core.log import unprintable
 
-    return "".join(f"\\x{ord(c):02x}" if unprintable(c) else c for c in text)
+    return "".join(f"\\x{ord(c):02x}" if unprintable(c) else c for c in line)
