@@ -146,8 +146,8 @@ class Collector:
         c = self.counts
         dropped = f"; {c['dropped']} stats or views dropped while the database was away" if c["dropped"] else ""
         return (f"{c['session']} visits, {c['stats']} stats, {c['view']} views, {c['availability']} availability "
-                f"messages, {c['model']} model states, {c['rollout']} rollout records stored; {c['rejected']} rejected; "
-                f"{self.inbox.qsize() + self.in_hand} waiting{dropped}")
+                f"messages stored; {c['model']} model states, {c['rollout']} rollout records stored; "
+                f"{c['rejected']} rejected; {self.inbox.qsize() + self.in_hand} waiting{dropped}")
 
     def _on_connect(self, client: "Client", userdata: Any, flags: "ConnectFlags", reason_code: "ReasonCode",
                     properties: Optional["Properties"]) -> None:
