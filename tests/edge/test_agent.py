@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "models" / "fer-cnn-int8.tflite"
 V2 = ROOT / "models" / "fer-cnn-int8-dynamic.tflite"   # the same network quantized otherwise: a good new model
 # Gate windows longer than one loop of the video (72 frames at 20 frames/s), so the scene before
-# and after is the same; a few faces suffice.
-FAST_GATE = {"seconds": 4, "max_seconds": 20, "min_faces": 5}
+# and after is the same; a few faces suffice. Frames/s are left out of these verdicts (a test
+# machine's other work moves them; test_health judges them).
+FAST_GATE = {"seconds": 4, "max_seconds": 20, "min_faces": 5, "max_fps_drop": 1}
 
 
 @pytest.fixture()
@@ -240,11 +241,11 @@ def test_a_good_model_is_swapped_kept_and_started_on_after_a_restart(fleet, keys
     assert Recorder.wait_for(lambda: [s for s in states(recorder) if s["state"] == "running"], 10)
     running = states(recorder)[0]
     assert running["model"]["version"] == 0 and running["model"]["name"] == "fer-cnn-int8.tflite"
-    time.sleep(FAST_GATE["seconds"] + 1)   # the device's figures before the swap
-    publish(broker.port, "dev-1", order(private, V2, 2))
+    publish(broker.port, "dev-1", order(private, V2, 2))   # at once: it waits for the figures it is judged against
     kept = device.wait_for("deploy: kept", 40)
     steps = [line.split("fer-edge: ", 1)[-1] for line in device.lines if "deploy: " in line]
-    received, installed, swapped = steps[1:4]
+    received, waits, installed, swapped = steps[1:5]
+    assert waits.startswith("deploy: fer-cnn-int8-dynamic.tflite v2 waits until fer-cnn-int8.tflite (configured) has run 4 s")
     assert received.startswith("deploy: received fer-cnn-int8-dynamic.tflite v2 (sha256 ") and "rollout r-1 from ops@test" in received
     assert installed.startswith("deploy: installed fer-cnn-int8-dynamic.tflite v2: contract ok, self-test on ")
     assert swapped.startswith("deploy: swapped to fer-cnn-int8-dynamic.tflite v2 at frame ")
@@ -316,11 +317,11 @@ def test_a_model_that_misreads_faces_is_rolled_back_by_the_gate(fleet, keys, tmp
     device = start(pub_path)
     device.wait_for("deploy: no deployed model")
     shifted = relabelled(tmp_path, LABELS[-1:] + LABELS[:-1], "shifted.tflite")   # every face read as another emotion
-    time.sleep(FAST_GATE["seconds"] + 1)
     publish(broker.port, "dev-1", order(private, shifted, 2))
     line = device.wait_for("deploy: rolled back", 40)
     assert "deploy: rolled back shifted.tflite v2 to fer-cnn-int8.tflite (configured) at frame " in line
     assert "emotions shifted by" in line
+    assert Recorder.wait_for(lambda: states(recorder)[-1]["state"] == "rolled back", 10)
     last = states(recorder)[-1]
     assert last["state"] == "rolled back" and last["model"]["version"] == 0 and last["release"]["version"] == 2
     assert "emotions shifted" in last["reason"] and last["after"]["emotions"]

@@ -175,21 +175,25 @@ class DeployAgent:
             return
         if order.action == "rollback":
             self._rollback_order(order)
-        else:
-            if self.trial is not None:
-                self.say(f"deploy: {order.model['name']} v{order.model['version']} waits for the trial of "
-                         f"{self.trial.new.short()} to end")
-            self.waiting, self.waiting_said = order, self.trial is not None
+            return
+        model = order.model
+        if model["sha256"] == self.running.sha256:
+            return   # already runs (its retained order, read again after a restart)
+        self.say(f"deploy: received {model['name']} v{model['version']} (sha256 {model['sha256'][:12]}, "
+                 f"{model['size']} bytes) for rollout {order.rollout} from {order.by}")
+        self._state("received", order)
+        refusal = self._unwanted(order)
+        if refusal:
+            self._refused(refusal, order)
+            return
+        if self.trial is not None:
+            self.say(f"deploy: {model['name']} v{model['version']} waits for the trial of {self.trial.new.short()} to end")
+        self.waiting, self.waiting_said = order, self.trial is not None
 
     def _install(self, order: Order) -> None:
         model, release = order.model, order.release()
         name = f"{model['name']} v{model['version']}"
-        if model["sha256"] == self.running.sha256:
-            return   # already runs (the order was kept after a restart)
-        self.say(f"deploy: received {name} (sha256 {model['sha256'][:12]}, {model['size']} bytes) "
-                 f"for rollout {order.rollout} from {order.by}")
-        self._state("received", order)
-        refusal = self._unwanted(order)
+        refusal = self._unwanted(order)   # again: a trial may have ended with a newer model since
         if refusal:
             self._refused(refusal, order)
             return
