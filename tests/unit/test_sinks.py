@@ -38,6 +38,20 @@ def test_faces_a_visit_and_the_run_are_written(tmp_path):
     assert ended and frames == 10 and detector == "blazeface"
 
 
+def test_a_model_change_starts_a_run_row_naming_the_new_model(tmp_path):
+    path = tmp_path / "fer-edge.db"
+    log = SQLiteLog(str(path))
+    log.start_run("kiosk", "camera 0", "fer-cnn-int8.tflite", "blazeface")
+    log.update(face(time.time()))
+    log.update(face(time.time(), 2))
+    log.model_changed("six.tflite v2", ["angry", "fear", "happy", "sad", "surprise", "neutral"])
+    log.update(face(time.time(), 3))
+    log.close({"frames": 10, "faces": 3, "updates": 3})
+    runs = rows(path, "SELECT model, source, detector, frames, faces, updates, ended IS NOT NULL FROM runs ORDER BY id")
+    assert runs == [("fer-cnn-int8.tflite", "camera 0", "blazeface", None, None, 2, 1),
+                    ("six.tflite v2", "camera 0", "blazeface", None, None, 1, 1)], "frames are the process's, no row's"
+
+
 def test_retention_removes_old_rows_and_pauses_on_rows_from_the_future(tmp_path):
     path = tmp_path / "fer-edge.db"
     log = SQLiteLog(str(path), keep_days=1)
