@@ -402,3 +402,19 @@ def test_deployments_without_a_broker_are_one_line(keys, photos, tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "Error: [deploy] public_key needs the broker that carries the orders: --mqtt HOST or [mqtt] host"]
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_after_a_broker_restart_the_device_listens_again_and_says_what_runs(fleet, keys):
+    broker, recorder, start = fleet
+    private, pub_path = keys
+    device = start(pub_path)
+    assert Recorder.wait_for(lambda: [s["state"] for s in states(recorder)] == ["running"], 10)
+    broker.stop()
+    device.wait_for("MQTT broker 127.0.0.1")
+    broker.start()
+    device.wait_for("MQTT connected", 30, count=2)
+    assert Recorder.wait_for(lambda: [s["state"] for s in states(recorder)].count("running") >= 2, 20)
+    publish(broker.port, "dev-1", b"not an order")   # heard on the new connection's subscription
+    device.wait_for("deploy: refused an order: not an order")
