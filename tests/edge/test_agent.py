@@ -415,6 +415,7 @@ def test_after_a_broker_restart_the_device_listens_again_and_says_what_runs(flee
     device.wait_for("MQTT broker 127.0.0.1")
     broker.start()
     device.wait_for("MQTT connected", 30, count=2)
-    assert Recorder.wait_for(lambda: [s["state"] for s in states(recorder)].count("running") >= 2, 20)
+    assert Recorder.wait_for(lambda: len({s["msg_id"] for s in states(recorder) if s["state"] == "running"}) == 2, 20), \
+        "a new MODEL STATE on the new connection (not only the retained one again)"
     publish(broker.port, "dev-1", b"not an order")   # heard on the new connection's subscription
     device.wait_for("deploy: refused an order: not an order")
