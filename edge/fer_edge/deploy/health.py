@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # for the hints only
     from ..vision.track import Track
 
 WINDOW_SECONDS = 900.0    # the longest a gate looks back
-MAX_RECORDS = 60_000      # 15 min at 60 frames/s: memory stays bounded whatever the camera does
+MAX_RECORDS = 30_000      # 15 min of a 30 frames/s camera (a few MB): bounded whatever the camera does
 SAMPLE_SECONDS = 1.0      # how often a face is kept for the self-test
 SAMPLES = 8               # faces kept for the self-test
 
