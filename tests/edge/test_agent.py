@@ -289,7 +289,10 @@ def test_bad_orders_are_refused_in_one_line_each_and_the_device_runs_on(fleet, k
     wrong_labels["model"]["labels"] = list(reversed(LABELS))
     bad_labels = sign_order(wrong_labels, V2.read_bytes(), private)
     resent = sign_order(dict(wrong_labels, issued=time.time() + 1), V2.read_bytes(), private)
+    magic, header, _, model_bytes = good.split(b"\n", 3)
+    unsigned = b"\n".join([magic, header, b"", model_bytes])   # the signature line left empty
     cases = [(b"hello", "deploy: refused an order: not an order"),
+             (unsigned, "deploy: refused an order: "),
              (order(other_key, V2, 2), "deploy: refused an order: "),
              (good[:-1000], "deploy: refused fer-cnn-int8-dynamic.tflite v2: model truncated"),
              (bytes(tampered), "deploy: refused fer-cnn-int8-dynamic.tflite v2: sha256 does not match"),
@@ -301,9 +304,9 @@ def test_bad_orders_are_refused_in_one_line_each_and_the_device_runs_on(fleet, k
         assert words in line and line.endswith("fer-cnn-int8.tflite (configured) runs on"), line
         assert Recorder.wait_for(lambda n=number: [s["state"] for s in states(recorder)].count("refused") == n, 10)
     refusals = [s for s in states(recorder) if s["state"] == "refused"]
-    assert [s["release"] is None for s in refusals] == [True, True, False, False, False, False]
-    assert "signed" in refusals[1]["reason"] and all("\n" not in s["reason"] for s in refusals)
-    assert "labels" in refusals[4]["reason"], refusals[4]["reason"]
+    assert [s["release"] is None for s in refusals] == [True, True, True, False, False, False, False]
+    assert "signed" in refusals[2]["reason"] and all("\n" not in s["reason"] for s in refusals)
+    assert "labels" in refusals[5]["reason"], refusals[5]["reason"]
     assert len(device.holding("deploy: refused")) == len(cases) and not device.holding("Traceback")
     frames = len(device.holding("deploy: "))
     assert device.process.poll() is None and frames and states(recorder)[-1]["model"]["version"] == 0
