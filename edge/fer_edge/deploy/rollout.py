@@ -177,7 +177,8 @@ def select(devices: Dict[str, Device], group: Optional[str], named: Sequence[str
            canaries: Sequence[str]) -> Tuple[List[str], List[str]]:
     """(targets, canaries) from what the devices said; a name no device answers to is one line."""
     if not devices:
-        raise UserError("no devices found: none has said which model it runs (is [deploy] public_key set on them?)")
+        raise UserError("no devices found: none has said which model it runs (is [deploy] public_key set on them, "
+                        "and may this login read their model topics?)")
     wanted = [topic_id(name) for name in named]
     unknown = [name for name in [*wanted, *map(topic_id, canaries)] if name not in devices]
     if unknown:
@@ -297,7 +298,7 @@ def rollback(link: Link, rid: str, key: Any, say: Say) -> int:
     rollout = Rollout(link, find(link, rid), say, key)
     if rollout.record.get("state") == "rolled back":
         raise UserError(f"rollout {rid} is rolled back already")
-    rollout.roll_back(f"by hand, by {rollout.by}", by_hand=True)
+    rollout.roll_back(f"ordered by hand by {rollout.by}", by_hand=True)
     return 0
 
 
