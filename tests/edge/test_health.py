@@ -102,7 +102,8 @@ def figures(fps=10.0, faces=100, per_frame=1.0, errors=0, spread=0.2, emotions=N
     (figures(fps=6.9), "rolled back", "frames/s fell from 10.0 to 6.9 (more than 30%)"),
     (figures(per_frame=0.4), "rolled back", "faces per frame fell from 1.00 to 0.40 (more than 50%)"),
     (figures(emotions={"neutral": 1.0}), "rolled back", "emotions shifted by 0.70 (at most 0.5)"),
-    (figures(spread=0.04), "rolled back", "confidence spread fell from 0.200 to 0.040"),
+    (figures(spread=0.004), "rolled back", "confidence spread fell from 0.200 to 0.004"),
+    (figures(spread=0.04), "kept", "spread 0.040 (before 0.200)"),
     (figures(faces=5), "wait", "5 of 20 faces"),
     (figures(faces=5, seconds=30), "unjudged", "too few faces to judge in 30 s (before 100, after 5; needs 20)"),
 ])

@@ -86,6 +86,11 @@ class Health:
             errors = sum(1 for t in self.errors if since <= t <= until)
         return figures_of(records, errors, since, until)
 
+# A top probability that varies less than this from face to face answers every face alike: a
+# real model on a real camera never does (noise alone moves it more), so a short or still scene,
+# whose spread is small anyway, cannot make a good model look like a stuck one.
+ALIKE = 0.005
+
 
 def _label_and_top(track: "Track") -> Tuple[str, float]:
     """The face's label and top probability as the model gave them on this frame (not smoothed)."""
@@ -144,7 +149,7 @@ def judge(before: Dict[str, Any], after: Dict[str, Any], gate: Dict[str, Any]) -
         return "rolled back", (f"emotions shifted by {shift:.2f} (at most {gate['max_emotion_shift']:g}): "
                                f"{_top_shares(before['emotions'])} before, {_top_shares(after['emotions'])} after")
     spread_before, spread_after = before["confidence_spread"] or 0.0, after["confidence_spread"] or 0.0
-    if spread_before > 0 and spread_after < spread_before * gate["min_spread_ratio"]:
+    if spread_after < min(ALIKE, spread_before * gate["min_spread_ratio"]):
         return "rolled back", (f"confidence spread fell from {spread_before:.3f} to {spread_after:.3f} "
                                f"(below {gate['min_spread_ratio']:g} of before): it answers every face alike")
     return "kept", (f"{after['faces']} faces in {after['seconds']:.0f} s: {after['fps']:.1f} frames/s "
