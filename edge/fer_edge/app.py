@@ -157,7 +157,8 @@ def run(settings: Settings, say: Say, started: float) -> None:
     if live is not None:
         from .web.device_page import start_web
 
-        server = start_web(settings.web, live, db_path, say, photo_analyzer(settings), device_id(settings))
+        server = start_web(settings.web, live, db_path, say, photo_analyzer(settings, analyzer), device_id(settings),
+                           model_now=lambda: analyzer.classifier.path)
     if analyzer.detector.note:
         say(analyzer.detector.note)
     say(f"model {analyzer.classifier.name} ({analyzer.classifier.variant_reason}), detector {analyzer.detector.name}, "
@@ -396,9 +397,17 @@ def summary_line(stats: "Stats", sessions_done: int, health: dict, stopped: bool
     return line
 
 
-def photo_analyzer(settings: Settings) -> Callable:
-    """How the page's photo uploads are analysed: stills, one thread, small faces too."""
-    return lambda: make_analyzer(settings, RunningMode.STILLS, threads=1, min_face=16)
+def photo_analyzer(settings: Settings, camera: "Optional[FaceAnalyzer]" = None) -> Callable:
+    """How the page's photo uploads are analysed: stills, one thread, small faces too, on the
+    model the `camera` loop runs now (one deployed to it since it started included)."""
+    started_on = camera.classifier.path if camera is not None else None
+
+    def build() -> "FaceAnalyzer":
+        if camera is None or camera.classifier.path == started_on:
+            return make_analyzer(settings, RunningMode.STILLS, threads=1, min_face=16)
+        deployed = Settings(dict(settings.values, model_path=camera.classifier.path, model_variant="int8"))
+        return make_analyzer(deployed, RunningMode.STILLS, threads=1, min_face=16)
+    return build
 
 
 def serve_fleet(settings: Settings, say: Say) -> None:

@@ -408,3 +408,30 @@ def test_a_viewer_fourteen_hours_ahead_sees_todays_hours(tmp_path, model_path):
     finally:
         browser.quit()
         server.stop()
+
+
+def test_photo_uploads_follow_a_model_deployed_to_the_camera_loop(tmp_path, photos):
+    """The page's photos are read by the model the camera loop runs now, not the one it started on."""
+    import cv2
+
+    from fer_edge.app import make_analyzer, photo_analyzer
+    from fer_edge.model.classify import EmotionClassifier, default_model_path
+    from fer_edge.model.metadata import embed_metadata, read_model_metadata
+    from fer_edge.settings import resolve
+    from fer_edge.vision.running_mode import RunningMode
+    from fer_edge.web.device_page import PhotoAnalyzer
+
+    settings = resolve({}, {"model_variant": "int8"})
+    camera = make_analyzer(settings, RunningMode.VIDEO, threads=1)
+    photos_page = PhotoAnalyzer(photo_analyzer(settings, camera), lambda: camera.classifier.path)
+    image = cv2.imread(str(photos / "single_face.jpg"))
+    assert photos_page.labels == LABELS and photos_page.analyze(image)["faces"]
+
+    shipped = default_model_path()
+    renamed = [f"{label}_x" for label in LABELS]
+    deployed = tmp_path / "deployed.tflite"   # the shipped network under other label names
+    deployed.write_bytes(embed_metadata(Path(shipped).read_bytes(), dict(read_model_metadata(shipped), labels=renamed)))
+    camera.use(EmotionClassifier(str(deployed)))   # what a swap in the camera loop does
+    assert photos_page.labels == tuple(renamed)
+    faces = photos_page.analyze(image)["faces"]
+    assert faces and faces[0]["label"] in renamed and set(faces[0]["probs"]) <= set(renamed)

@@ -63,18 +63,30 @@ def with_period_starts(report: dict) -> dict:
 
 
 class PhotoAnalyzer:
-    """Photo uploads: their own FaceAnalyzer (not the camera loop's), one photo at a time."""
+    """Photo uploads: their own FaceAnalyzer (not the camera loop's), one photo at a time, on
+    the model the camera loop runs: a model deployed while the page runs reads the next photo."""
 
-    def __init__(self, analyzer: "FaceAnalyzer"):
-        self.analyzer = analyzer
+    def __init__(self, build: "Callable[[], FaceAnalyzer]", model_now: Callable[[], Optional[str]] = lambda: None):
+        """`build()`: a FaceAnalyzer on the camera loop's model now; `model_now()`: that model's file."""
+        self.build, self.model_now = build, model_now
+        self.built_for = model_now()
+        self.analyzer = build()
         self.lock = threading.Lock()
+
+    def _follow(self) -> None:
+        now = self.model_now()
+        if now != self.built_for:
+            self.analyzer, self.built_for = self.build(), now
 
     @property
     def labels(self) -> Tuple[str, ...]:
-        return self.analyzer.labels
+        with self.lock:
+            self._follow()
+            return self.analyzer.labels
 
     def analyze(self, image: np.ndarray) -> dict:
         with self.lock:
+            self._follow()
             faces = self.analyzer.analyze(image)
         return {"width": int(image.shape[1]), "height": int(image.shape[0]),
                 "faces": [face.describe() for face in sorted(faces, key=lambda f: f.detection.x)]}
@@ -287,14 +299,17 @@ TOO_SLOW = object()  # what a body read that missed its deadline returns
 
 
 def start_web(web_settings: WebSection, live: "Optional[LiveState]", db_path: Optional[str], say: Say,
-              photo_analyzer: "Callable[[], FaceAnalyzer]", device: str) -> WebServer:
+              photo_analyzer: "Callable[[], FaceAnalyzer]", device: str,
+              model_now: Callable[[], Optional[str]] = lambda: None) -> WebServer:
     """Start the device page's server thread. `photo_analyzer()` builds the FaceAnalyzer for
-    uploaded photos (the composition root knows how)."""
+    uploaded photos (the composition root knows how) on the camera loop's model, whose file
+    `model_now()` names."""
 
     def make(token: Optional[str]) -> Any:
-        analyzer = photo_analyzer()
+        photos = PhotoAnalyzer(photo_analyzer, model_now)
+        analyzer = photos.analyzer
         info = {"device": device, "model": analyzer.classifier.name, "detector": analyzer.detector.name}
-        return make_app(live, PhotoAnalyzer(analyzer), db_path, token=token,
+        return make_app(live, photos, db_path, token=token,
                         max_upload=int(web_settings.max_upload_mb * 1024 * 1024), live_fps=web_settings.live_fps,
                         info=info, say=say)
 
