@@ -22,7 +22,8 @@ GATE_OPTIONS: Dict[str, Tuple[click.ParamType, str]] = {
     "max_emotion_shift": (FiniteFloatRange(0, 1), "Largest change of the emotions' shares (total variation)"),
     "min_spread_ratio": (FiniteFloatRange(0, 1), "Least spread of confidences, as a share of the spread before"),
 }
-EXIT_HELP = "Exit status 0: promoted; 1: rolled back; 3: undecided (a canary silent or unable to judge)."
+EXIT_HELP = ("Exit status 0: promoted; 1: rolled back (by a canary, or by a device after the promotion); "
+             "3: undecided (a canary silent or unable to judge).")
 
 
 def broker_options(function: Callable) -> Callable:

@@ -250,10 +250,16 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
         rollout.publish()
         say(f"stopped: {why}; `fer-edge deploy promote {rid}` or `fer-edge deploy rollback {rid} --key KEY` decides")
         return UNDECIDED
-    silent = rollout.promote(order, seconds)
+    return _promoted(rollout, order, seconds, say)
+
+
+def _promoted(rollout: Rollout, order: bytes, seconds: float, say: Say, by_hand: bool = False) -> int:
+    """Promote and say how it ended: a device that rolled the model back by itself (its camera
+    is not the canaries') makes the exit status say so."""
+    silent = rollout.promote(order, seconds, by_hand)
     _name_silent(say, silent, "the model")
     say(f"{rollout.record['state']}: {rollout.record['reason']}")
-    return PROMOTED
+    return ROLLED_BACK if any(rollout.state_of(d) in FAILED for d in rollout.record["targets"]) else PROMOTED
 
 
 def _name_silent(say: Say, silent: List[str], what: str) -> None:
@@ -287,10 +293,7 @@ def promote(link: Link, rid: str, say: Say, wait: float) -> int:
             break
     else:
         raise UserError(f"the signed order of rollout {rid} is no longer on the broker: publish the model again")
-    silent = rollout.promote(order, wait, by_hand=True)
-    _name_silent(say, silent, "the model")
-    say(f"{rollout.record['state']}: {rollout.record['reason']}")
-    return PROMOTED
+    return _promoted(rollout, order, wait, say, by_hand=True)
 
 
 def rollback(link: Link, rid: str, key: Any, say: Say) -> int:
