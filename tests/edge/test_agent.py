@@ -162,6 +162,51 @@ def test_in_the_loop_an_install_during_a_trial_waits_for_its_end(camera, keys, t
     assert camera.store.active.version == 3 and camera.loop.analyzer.classifier.name == "fer-cnn-int8-dynamic.tflite v3"
 
 
+
+def on_disk(camera, folder):
+    """The camera's agent keeps its models in `folder` (a small disk of the test's)."""
+    from fer_edge.deploy.model_store import ModelStore
+
+    camera.store = camera.agent.store = ModelStore(str(folder))
+
+
+def test_in_the_loop_a_full_disk_never_keeps_a_failing_model_running(camera, keys, full_tmpfs):
+    disk, fill = full_tmpfs
+    on_disk(camera, disk / "models")
+    camera.agent.offer(order(keys[0], V2, 2, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: swapped")), camera.lines
+    fill()
+    trial = camera.loop.analyzer.classifier
+    trial.input = dict(trial.input, index=10_000)   # the model on trial fails: the gate rolls it back
+    assert camera.run_until(lambda: camera.said("deploy: rolled back")), camera.lines
+    assert camera.loop.analyzer.classifier is camera.first, "the failing model no longer runs"
+    assert camera.reports[-1]["state"] == "rolled back"
+    assert "cannot write active.json (No space left on device)" in camera.reports[-1]["reason"]
+    assert not camera.said("unexpected"), camera.lines
+
+
+def test_in_the_loop_a_full_disk_is_said_when_a_model_is_swapped_kept_or_rolled_back_by_order(camera, keys, full_tmpfs):
+    from fer_edge.deploy.order import rollback_header, sign_order
+
+    disk, fill = full_tmpfs
+    on_disk(camera, disk / "models")
+    fill()
+    os.truncate(disk / "filler", os.path.getsize(disk / "filler") - V2.stat().st_size - 4096)   # the model fits, its pointer not
+    camera.agent.offer(order(keys[0], V2, 2, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: refused")), camera.lines
+    assert "cannot write active.json (No space left on device)" in camera.reports[-1]["reason"]
+    assert camera.reports[-1]["state"] == "refused" and camera.loop.analyzer.classifier is camera.first
+    os.unlink(disk / "filler")
+    camera.agent.offer(order(keys[0], V2, 3, gate={"seconds": 3, "min_faces": 5}))
+    assert camera.run_until(lambda: camera.said("deploy: swapped")), camera.lines
+    fill()
+    assert camera.run_until(lambda: camera.said("deploy: kept")), camera.lines
+    assert camera.reports[-1]["state"] == "kept" and "cannot write active.json" in camera.reports[-1]["reason"]
+    camera.agent.offer(sign_order(rollback_header("r-1", camera.agent.running.sha256, "ops@test"), b"", keys[0]))
+    assert camera.run_until(lambda: camera.said("deploy: rolled back")), camera.lines
+    assert camera.loop.analyzer.classifier is camera.first and camera.reports[-2]["state"] == "rolled back"
+    assert not camera.said("unexpected"), camera.lines
+
 def publish(port, device, payload):
     import paho.mqtt.client as mqtt
 

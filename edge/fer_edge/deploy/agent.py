@@ -26,7 +26,7 @@ from ..model.classify import EmotionClassifier
 from ..model.metadata import ModelError
 from .contract import check_model
 from .health import Health, figures_of, judge
-from .model_store import Installed, ModelStore
+from .model_store import POINTER, Installed, ModelStore
 from .order import Order, OrderRefused, one_line, read_order
 
 SWAP_WAIT_SECONDS = 30.0   # the camera loop takes a swap at its next frame; none for this long: no camera
@@ -207,14 +207,17 @@ class DeployAgent:
             classifier.name = name
             tested = self_test(classifier, self.health.recent_faces())
         except (OrderRefused, ModelError) as exc:
-            self.store.reject(model["sha256"])
+            self._stored(self.store.reject, model["sha256"])
             self._refused(one_line(str(exc)), order)
             return
         new = Running(classifier, model["name"], model["version"], model["sha256"], tuple(model["labels"]))
         self.say(f"deploy: installed {name}: contract ok, {tested}")
         now = self.health.clock()
         before = self.health.figures(now - order.gate["seconds"], now)
-        self.store.begin_trial(installed, before, order.rollout, order.gate)   # written before the swap
+        problem = self._stored(self.store.begin_trial, installed, before, order.rollout, order.gate)   # before the swap
+        if problem:
+            self._refused(f"{problem}; not swapped", order)
+            return
         frame = self._swap_to(new, trial=True)
         if frame is None:
             self._roll_back_trial_pointer("the camera loop took no frame to swap at")
@@ -275,7 +278,9 @@ class DeployAgent:
         if verdict == "rolled back":
             self._roll_back(reason, trial, after)
             return
-        self.store.keep()   # "unjudged": it ran without errors; the fleet decides (promote or roll back)
+        problem = self._stored(self.store.keep)   # "unjudged": it ran without errors; the fleet decides
+        if problem:
+            reason += f"; {problem}: a restart judges it again"
         self.say(f"deploy: {'kept' if verdict == 'kept' else 'unjudged, running on'} {trial.new.short()}: {reason}")
         self._state(verdict, rollout=trial.rollout, release=trial.release, reason=reason, before=trial.before,
                     after=after)
@@ -285,8 +290,9 @@ class DeployAgent:
         """Back to the previous model: the pointer first, then the camera loop."""
         leaving = self.running
         back = self._previous_running()
-        self.store.roll_back(reason)
-        self.store.reject(leaving.sha256)
+        problem = self._stored(self.store.roll_back, reason) or self._stored(self.store.reject, leaving.sha256)
+        if problem:   # the camera leaves the model all the same; a restart reads the pointer again
+            reason += f"; {problem}: a restart may try it again"
         frame = self._swap_to(back, trial=False)
         self.previous = None   # the store keeps no previous after a rollback
         where = f"at frame {frame}" if frame is not None else "at the next start (no frame came)"
@@ -296,9 +302,19 @@ class DeployAgent:
                     before=trial.before if trial else None, after=after)
 
     def _roll_back_trial_pointer(self, reason: str) -> None:
-        self.store.roll_back(reason)
+        problem = self._stored(self.store.roll_back, reason)
+        reason += f"; {problem}" if problem else ""
         self.say(f"deploy: not swapped: {reason}; the pointer goes back to {self.running.short()}")
         self._state("rolled back", reason=reason)
+
+    def _stored(self, write: Callable[..., Any], *args: Any) -> Optional[str]:
+        """Write to the store; why it could not (a full or read-only disk), else None. A disk
+        must never keep a model running that the gate or the fleet sent back."""
+        try:
+            write(*args)
+        except OSError as exc:
+            return f"cannot write {POINTER} ({exc.strerror or exc})"
+        return None
 
     def _previous_running(self) -> Running:
         """What ran before the current model: in memory when this process swapped, else the store's."""
