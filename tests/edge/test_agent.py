@@ -163,6 +163,28 @@ def test_in_the_loop_an_install_during_a_trial_waits_for_its_end(camera, keys, t
 
 
 
+def test_in_the_loop_an_old_order_sent_again_after_a_restart_is_refused(camera, keys, photos, tmp_path):
+    """A signed order to go back to an older version (allow_older), replayed after a newer one
+    was followed, must not take the device back: the store keeps the last order's time."""
+    from fer_edge.deploy.order import load_public_key
+
+    gate = {"seconds": 3, "min_faces": 5}
+    old = order(keys[0], V2, 2, gate=gate, rollout="r-old", allow_older=True)
+    camera.agent.offer(old)
+    assert camera.run_until(lambda: camera.said("deploy: kept")), camera.lines
+    camera.agent.offer(order(keys[0], V1, 3, gate=gate, rollout="r-new"))
+    assert camera.run_until(lambda: len(camera.said("deploy: kept")) == 2), camera.lines
+    camera.close()
+    restarted = Camera(camera.frames, tmp_path, load_public_key(keys[1]))   # the same store, a new process
+    try:
+        restarted.agent.offer(old)
+        assert restarted.run_until(lambda: restarted.said("deploy: refused")), restarted.lines
+        assert restarted.reports[-1]["state"] == "refused" and restarted.store.active.version == 3
+        assert "issued before the last order this device followed" in restarted.reports[-1]["reason"]
+    finally:
+        restarted.close()
+
+
 def on_disk(camera, folder):
     """The camera's agent keeps its models in `folder` (a small disk of the test's)."""
     from fer_edge.deploy.model_store import ModelStore

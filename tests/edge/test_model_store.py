@@ -272,6 +272,24 @@ def test_sigkill_at_random_moments_of_repeated_deployments(tmp_path, orders):
         assert len(model_files(target)) <= 3
 
 
+def test_the_last_followed_order_s_time_outlasts_restarts_and_rollbacks(tmp_path, orders):
+    """An order issued before it is an old one sent again (a replay): the agent refuses it."""
+    made, _, _ = orders
+    store = ModelStore(str(tmp_path))
+    assert store.followed == 0.0
+    new = store.put(made[2])
+    store.begin_trial(new, None, made[2].rollout, made[2].gate, issued=made[2].issued)
+    assert ModelStore(str(tmp_path)).followed == made[2].issued
+    store.roll_back("gate")
+    store.begin_trial(store.put(made[1]), None, made[1].rollout, made[1].gate, issued=made[1].issued)   # issued earlier
+    again = ModelStore(str(tmp_path))
+    assert again.followed == made[2].issued and again.start().version == 1
+    pointer = json.loads((tmp_path / POINTER).read_text())
+    (tmp_path / POINTER).write_text(json.dumps(dict(pointer, issued=10 ** 400)))
+    damaged = ModelStore(str(tmp_path))
+    assert damaged.followed == 0.0 and damaged.events[0]["reason"] == "active.json damaged (its issued): the configured model runs"
+
+
 def test_a_pointer_with_hostile_values_anywhere_never_breaks_the_start(tmp_path, orders):
     """The pointer is ours, but a disk or a person can change it: whatever it holds, start()
     gives a whole model, or None with one line, never an exception."""

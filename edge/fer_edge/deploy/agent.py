@@ -214,7 +214,7 @@ class DeployAgent:
         self.say(f"deploy: installed {name}: contract ok, {tested}")
         now = self.health.clock()
         before = self.health.figures(now - order.gate["seconds"], now)
-        problem = self._stored(self.store.begin_trial, installed, before, order.rollout, order.gate)   # before the swap
+        problem = self._stored(self.store.begin_trial, installed, before, order.rollout, order.gate, order.issued)
         if problem:
             self._refused(f"{problem}; not swapped", order)
             return
@@ -232,6 +232,8 @@ class DeployAgent:
         model = order.model
         if self.store.rejected(model["sha256"]):
             return "this model was rolled back or refused here before; not installed again"
+        if order.issued < self.store.followed:
+            return "issued before the last order this device followed (an old order sent again); not installed"
         if model["version"] <= self.running.version and not order.allow_older:
             return (f"version {model['version']} is not newer than the running v{self.running.version} "
                     "(an explicit rollback sets allow_older)")

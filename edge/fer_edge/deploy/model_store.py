@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..core.atomic import sha256_of, write_atomically
 from ..core.labels import label_problem
-from .order import Order
+from .order import Order, is_unix_time
 
 POINTER = "active.json"
 FORMAT = 1
@@ -79,6 +79,12 @@ class ModelStore:
         return self._pointer["rollout"]
 
     @property
+    def followed(self) -> float:
+        """When the last install order this device followed was issued (0: none): an order
+        issued before it is an old one sent again, not to be followed."""
+        return float(self._pointer["issued"])
+
+    @property
     def trial(self) -> Optional[dict]:
         """{started, attempts, before, gate} of the trial under way, else None."""
         return self._pointer["trial"]
@@ -121,12 +127,15 @@ class ModelStore:
             write_atomically(path, order.model_bytes, mode=0o644, durable=True)
         return Installed(model["name"], int(model["version"]), model["sha256"], tuple(model["labels"]), path)
 
-    def begin_trial(self, new: Installed, before: Optional[dict], rollout: Optional[str], gate: dict) -> None:
-        """Make `new` (put already) the active model, on trial; the one running becomes previous."""
+    def begin_trial(self, new: Installed, before: Optional[dict], rollout: Optional[str], gate: dict,
+                    issued: float = 0.0) -> None:
+        """Make `new` (put already) the active model, on trial; the one running becomes previous.
+        `issued`: its order's time (the store keeps the latest, see `followed`)."""
         if self.state == "trial":
             raise RuntimeError("a trial is under way: keep or roll back first")
         self._write(dict(self._pointer, active=new.entry(), previous=self._pointer["active"], state="trial",
-                         rollout=rollout, trial={"started": time.time(), "attempts": 0, "before": before, "gate": gate}))
+                         rollout=rollout, trial={"started": time.time(), "attempts": 0, "before": before, "gate": gate},
+                         issued=max(self.followed, issued)))
         self._prune()
 
     def keep(self) -> None:
@@ -166,7 +175,7 @@ class ModelStore:
 
     def _read_pointer(self) -> dict:
         empty: Dict[str, Any] = {"format": FORMAT, "active": None, "previous": None, "state": "running", "rollout": None, "trial": None,
-                 "rejected": []}
+                 "rejected": [], "issued": 0.0}
         try:
             with open(os.path.join(self.folder, POINTER), "rb") as f:
                 pointer = json.loads(f.read(1 << 20))
@@ -241,4 +250,6 @@ def pointer_problem(pointer: Any) -> Optional[str]:
         return "its rejected list"
     if pointer.get("rollout") is not None and not isinstance(pointer.get("rollout"), str):
         return "its rollout"
+    if not is_unix_time(pointer.get("issued", 0.0)):
+        return "its issued"
     return None

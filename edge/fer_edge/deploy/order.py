@@ -327,7 +327,7 @@ def check_header(header: Any) -> None:
     _exact_fields(header, FIELDS[action], "header")
     if not isinstance(header["rollout"], str) or not ROLLOUT_FORM.fullmatch(header["rollout"]):
         raise OrderRefused(f"header: rollout {_shown(header['rollout'])} is not 1..64 letters, digits, '.', '_' or '-'")
-    if not _number(header["issued"], 0, 1e11):
+    if not is_unix_time(header["issued"]):
         raise OrderRefused(f"header: issued {_shown(header['issued'])} is not a unix time")
     _text(header["by"], 128, "header: by")
     if not isinstance(header["key_id"], str) or not KEY_ID_FORM.fullmatch(header["key_id"]):
@@ -398,6 +398,11 @@ def _exact_fields(record: dict, expected: set, where: str) -> None:
         raise OrderRefused(f"{where}: missing {', '.join(missing)}")
     if extra:
         raise OrderRefused(f"{where}: unknown field {_shown(extra[0])}")
+
+
+def is_unix_time(value: Any) -> bool:
+    """A JSON number that can be a unix time (an order's `issued`)."""
+    return _number(value, 0, 1e11)
 
 
 def _number(value: Any, least: float, most: float) -> bool:
