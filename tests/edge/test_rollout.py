@@ -292,3 +292,31 @@ def test_what_a_canary_says_reaches_the_record_as_one_clean_line(fleet, model_pa
     assert reason.startswith("canary kiosk-1 rolled back: [2Jcleared screen xxx") and len(reason) <= 500, reason
     assert rows(db, "SELECT reason FROM rejected WHERE topic LIKE 'fer-edge-rollouts/%'") == []
 
+
+
+def test_the_broker_killed_in_the_canary_wait_and_restarted_the_rollout_goes_on(fleet, model_path):
+    """mosquitto SIGKILLed while the canary is on trial: the deployer reconnects, reads the
+    fleet again, hears the canary keep the model and promotes it."""
+    import signal
+    import subprocess
+    import sys
+
+    canary = fleet["add"]("kiosk-1", delay=8.0)
+    other = fleet["add"]("kiosk-2")
+    command = [str(Path(sys.executable).parent / "fer-edge"), "deploy", "publish", str(model_path), "--key",
+               str(fleet["key"]), "--canary", "kiosk-1", "--wait", "60", *map(str, fleet["login"])]
+    controller = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert Recorder.wait_for(lambda: canary.orders, 30), "the canary got its order"
+        broker = fleet["broker"]
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+        time.sleep(1.0)
+        broker.start()
+        stderr = controller.communicate(timeout=120)[1]
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    assert "Traceback" not in stderr, stderr
+    assert controller.returncode == 0, stderr
+    assert "kiosk-1: kept" in stderr and other.model["version"] == 2, stderr

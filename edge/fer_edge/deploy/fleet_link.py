@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..core.errors import UserError
 from ..core.log import unprintable
@@ -98,6 +98,7 @@ class Link:
         self.connected = threading.Event()
         self.refused: Optional[str] = None
         self.answers: Dict[int, str] = {}
+        self.topics: List[str] = []     # subscribed to; again on each reconnection (a restarted broker forgets them)
         client = broker.client(f"fer-edge-deploy-{socket.gethostname()}-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
         client.on_connect, client.on_message, client.on_publish = self._on_connect, self._on_message, self._on_publish
         self.client = client
@@ -121,6 +122,7 @@ class Link:
         right after granting; quiet for SETTLE_SECONDS means all have come)."""
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *args: subscribed.set()
+        self.topics += [topic for topic in topics if topic not in self.topics]
         self.client.subscribe([(topic, 1) for topic in topics])
         started = time.monotonic()
         subscribed.wait(READ_SECONDS)
@@ -138,6 +140,8 @@ class Link:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self.refused = str(reason_code)
+        elif self.topics:
+            client.subscribe([(topic, 1) for topic in self.topics])
         self.connected.set()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
