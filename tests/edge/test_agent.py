@@ -185,6 +185,17 @@ def test_in_the_loop_an_old_order_sent_again_after_a_restart_is_refused(camera, 
         restarted.close()
 
 
+def test_in_the_loop_an_order_for_the_model_already_running_is_answered(camera, keys):
+    """A new rollout of the model a device runs already gets its word (a rollout waits for it)."""
+    same = order(keys[0], V1, 1, rollout="r-same")
+    camera.agent.offer(same)
+    assert camera.run_until(lambda: camera.reports), camera.lines
+    assert [r["state"] for r in camera.reports] == ["kept"] and camera.reports[0]["rollout"] == "r-same"
+    assert camera.reports[0]["reason"] == "already runs this model" and camera.reports[0]["release"]["version"] == 1
+    assert camera.lines == ["deploy: kept fer-cnn-int8.tflite v1 (rollout r-same): already runs this model"]
+    assert camera.loop.analyzer.classifier is camera.first
+
+
 def on_disk(camera, folder):
     """The camera's agent keeps its models in `folder` (a small disk of the test's)."""
     from fer_edge.deploy.model_store import ModelStore

@@ -178,7 +178,10 @@ class DeployAgent:
             return
         model = order.model
         if model["sha256"] == self.running.sha256:
-            return   # already runs (its retained order, read again after a restart)
+            if order.rollout != self.store.rollout:   # else the order that brought it, read again after a restart
+                self.say(f"deploy: kept {model['name']} v{model['version']} (rollout {order.rollout}): already runs this model")
+                self._state("kept", order, reason="already runs this model")
+            return
         self.say(f"deploy: received {model['name']} v{model['version']} (sha256 {model['sha256'][:12]}, "
                  f"{model['size']} bytes) for rollout {order.rollout} from {order.by}")
         self._state("received", order)
