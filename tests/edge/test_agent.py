@@ -196,6 +196,15 @@ def test_in_the_loop_an_order_for_the_model_already_running_is_answered(camera, 
     assert camera.loop.analyzer.classifier is camera.first
 
 
+def test_in_the_loop_a_gate_longer_than_the_figures_window_waits_no_longer_than_the_window(camera, keys):
+    """The figures a model is judged against cover at most the health window: a gate of a day
+    must not keep the new model waiting a day (and again after every restart)."""
+    camera.health.window_seconds = 10.0
+    camera.agent.offer(order(keys[0], V2, 2, gate={"seconds": 86400, "max_seconds": 86400, "min_faces": 0}))
+    assert camera.run_until(lambda: camera.said("deploy: swapped"), 300), camera.lines
+    assert camera.said("has run 10 s (the figures it is judged against)"), camera.lines
+
+
 def on_disk(camera, folder):
     """The camera's agent keeps its models in `folder` (a small disk of the test's)."""
     from fer_edge.deploy.model_store import ModelStore

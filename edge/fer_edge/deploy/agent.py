@@ -153,14 +153,15 @@ class DeployAgent:
 
     def _settled(self, order: Order) -> bool:
         """A new model is judged against the figures of the one it replaces alone: it waits until
-        that one has run for the gate's seconds (after a start or another swap)."""
-        ran = self.health.clock() - self.settled_since
-        if ran >= order.gate["seconds"]:
+        that one has run for the gate's seconds (after a start or another swap), or for the health
+        window when the gate is longer: the figures cover no more."""
+        ran, needed = self.health.clock() - self.settled_since, min(order.gate["seconds"], self.health.window_seconds)
+        if ran >= needed:
             return True
         if not self.waiting_said:
             self.waiting_said = True
             self.say(f"deploy: {order.model['name']} v{order.model['version']} waits until {self.running.short()} "
-                     f"has run {order.gate['seconds']:g} s (the figures it is judged against), {ran:.0f} s so far")
+                     f"has run {needed:g} s (the figures it is judged against), {ran:.0f} s so far")
         return False
 
     def _read(self, payload: bytes) -> None:
