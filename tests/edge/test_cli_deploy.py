@@ -71,3 +71,36 @@ def test_no_broker_no_devices_unknown_device_unknown_rollout(tmp_path, model_pat
         assert shown.returncode == 0 and shown.stdout == "kiosk-a  fer-int8 v1  running\n", shown.stdout + shown.stderr
     finally:
         broker.stop()
+
+
+@pytest.mark.needs_broker
+def test_a_version_the_devices_would_refuse_is_said_before_anything_is_sent(tmp_path, model_path):
+    """Not newer than what a target runs (without --allow-older), or past the highest version
+    because a device claims it runs that: one line, and no order on any release topic."""
+    import json
+
+    from test_fleet import publisher
+    from test_message_rows import model_state
+    from test_rollout import retained_orders
+
+    key = tmp_path / "keys" / "fer-edge-deploy.key"
+    assert run_cli("fer-edge", "deploy", "keygen", "--out", tmp_path / "keys", timeout=60).returncode == 0
+    broker = Broker(tmp_path).start()
+    at = ("--mqtt", f"127.0.0.1:{broker.port}")
+    client = publisher(broker.port)
+    try:
+        for device, version in (("kiosk-a", 5), ("kiosk-b", 3)):
+            client.publish(f"fer-edge/{device}/model", json.dumps(model_state(device, version=version)), qos=1,
+                           retain=True).wait_for_publish(10)
+        for version in ("5", "2"):
+            one_line(run_cli("fer-edge", "deploy", "publish", model_path, "--key", key, "--version", version, *at,
+                             timeout=60), f"version {version} is not newer than v5 that kiosk-a runs")
+        client.publish("fer-edge/kiosk-a/model", json.dumps(model_state("kiosk-a", version=10 ** 9)), qos=1,
+                       retain=True).wait_for_publish(10)
+        one_line(run_cli("fer-edge", "deploy", "publish", model_path, "--key", key, *at, timeout=60),
+                 "kiosk-a says it runs v1000000000, the highest version there is: give --version")
+        assert retained_orders(broker.port) == {}
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()

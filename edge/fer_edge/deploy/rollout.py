@@ -198,6 +198,30 @@ def select(devices: Dict[str, Device], group: Optional[str], named: Sequence[str
     return targets, sorted(set(chosen))
 
 
+def choose_version(devices: Dict[str, Device], targets: Sequence[str], version: Optional[int],
+                   allow_older: bool) -> int:
+    """One above the highest version the fleet runs, or the one given; one line where a target
+    would refuse it as not newer (a device refuses that unless it goes back on purpose). What a
+    device says it runs is its word only: a device claiming the highest version is named."""
+    from .order import MAX_VERSION
+
+    def highest(among: Iterable[str]) -> Tuple[int, str]:
+        runs = [(v, d) for d in among if isinstance(v := devices[d].model.get("version"), int) and not isinstance(v, bool)]
+        return max(runs, default=(0, ""))
+
+    if version is None:
+        top, device = highest(devices)
+        if top >= MAX_VERSION:
+            raise UserError(f"{device} says it runs v{top}, the highest version there is: give --version "
+                            "(and --group or --device to leave it out)")
+        return top + 1
+    top, device = highest(targets)
+    if version <= top and not allow_older:
+        raise UserError(f"version {version} is not newer than v{top} that {device} runs: it would refuse it "
+                        "(--allow-older goes back on purpose)")
+    return version
+
+
 def new_record(rollout: str, header: Dict[str, Any], by: str, canaries: List[str], targets: List[str]) -> Dict[str, Any]:
     model = {k: header["model"][k] for k in ("name", "version", "sha256", "labels")}
     now = time.time()
@@ -218,8 +242,7 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
 
     devices = link.known()
     targets, chosen = select(devices, group, named, canaries)
-    version = version or 1 + max([int(d.model.get("version") or 0) for d in devices.values()
-                                  if isinstance(d.model.get("version"), int)] or [0])
+    version = choose_version(devices, targets, version, allow_older)
     by = operator()
     header = install_header(model_path, version, "pending", gate, by, allow_older, name)
     rid = rollout_id(header["model"]["name"], version)
