@@ -55,6 +55,16 @@ def test_nothing_deployed_runs_the_configured_model(tmp_path):
     assert os.listdir(tmp_path / "models") == []
 
 
+def test_a_deploy_folder_that_cannot_be_one_is_one_clear_line(tmp_path):
+    from fer_edge.core.errors import UserError
+
+    (tmp_path / "a-file").write_text("")
+    for folder, why in ((tmp_path / "a-file", "File exists"), (tmp_path / "a-file" / "models", "Not a directory")):
+        with pytest.raises(UserError) as refused:
+            ModelStore(str(folder))
+        assert str(refused.value) == f"deploy folder {folder}: cannot make it ({why}); set another ([deploy] dir, --deploy-dir)"
+
+
 def test_a_kept_model_runs_at_the_next_start_and_the_one_before_is_kept(tmp_path, orders):
     made, _, _ = orders
     store = ModelStore(str(tmp_path))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..core.atomic import sha256_of, write_atomically
+from ..core.errors import UserError
 from ..core.labels import label_problem
 from .order import Order, is_unix_time
 
@@ -55,7 +56,11 @@ class ModelStore:
 
     def __init__(self, folder: str):
         self.folder = os.path.abspath(folder)
-        os.makedirs(self.folder, exist_ok=True)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"deploy folder {folder}: cannot make it ({exc.strerror or exc}); "
+                            "set another ([deploy] dir, --deploy-dir)") from None
         self.events: List[Dict[str, Any]] = []
         self._pointer = self._read_pointer()
 
