@@ -320,3 +320,54 @@ def test_the_broker_killed_in_the_canary_wait_and_restarted_the_rollout_goes_on(
     assert "Traceback" not in stderr, stderr
     assert controller.returncode == 0, stderr
     assert "kiosk-1: kept" in stderr and other.model["version"] == 2, stderr
+
+
+def test_a_fleet_too_big_for_one_record_is_one_line_and_long_reasons_never_cost_the_record(tmp_path, model_path):
+    """A record is one retained message that the collectors and `deploy status` read (at most
+    64 KB): 10,000 devices are refused in one line before anything is sent; the devices' long
+    reasons in a record of hundreds are left out of it (each device's own MODEL STATE keeps
+    its reason), and the record is stored and read back."""
+    from fer_edge.deploy.fleet_link import Link
+    from fer_edge.deploy.order import make_keys
+    from fer_edge.deploy.rollout import Rollout, new_record, status
+    from fer_edge.outputs.broker import Broker as Address
+    from test_fleet import publisher
+    from test_message_rows import model_state
+
+    key, _ = make_keys(str(tmp_path / "keys"))
+    broker = Broker(tmp_path).start()
+    db = tmp_path / "fleet.db"
+    collector = start_collector(broker.port, db, "collector")
+    client = publisher(broker.port)
+    try:
+        infos = [client.publish(f"fer-edge/kiosk-{n:05d}/model", json.dumps(model_state(f"kiosk-{n:05d}")), qos=1,
+                                retain=True) for n in range(10_000)]
+        for info in infos:
+            info.wait_for_publish(30)
+        result = run_cli("fer-edge", "deploy", "publish", model_path, "--key", key, "--mqtt", f"127.0.0.1:{broker.port}",
+                         timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("Error: 10000 devices: too many for one rollout's record") \
+            and len(result.stderr.splitlines()) == 1, result.stderr
+        assert retained_orders(broker.port) == {}
+
+        link = Link(Address("127.0.0.1", broker.port), "fer-edge", print).open()
+        try:
+            targets = [f"kiosk-{n:05d}" for n in range(300)]
+            header = {"model": {"name": "m.tflite", "version": 2, "sha256": "b" * 64, "labels": ["a", "b"]}}
+            rollout = Rollout(link, new_record("r-big", header, "ops@laptop", targets[:2], targets), print, by="ops@x")
+            for device in targets:
+                rollout.mark(device, "rolled back", "y" * 500)
+            rollout.publish()
+            assert Recorder.wait_for(lambda: "r-big" in link.records, 10), "the deployer reads its record back"
+            assert "r-big  canary  m.tflite v2" in status(link)
+        finally:
+            link.close()
+        assert Recorder.wait_for(lambda: rows(db, "SELECT state FROM rollouts WHERE id = 'r-big'") == [("canary",)], 20), \
+            rows(db, "SELECT reason FROM rejected")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        said = stop(collector)
+        broker.stop()
+    assert "Traceback" not in said, said

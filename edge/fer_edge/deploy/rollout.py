@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..core.errors import UserError
 from ..outputs.broker import topic_id
-from .fleet_link import Device, Link, Say, text
+from .fleet_link import MAX_PAYLOAD, Device, Link, Say, text
 
 FINAL = ("kept", "rolled back", "refused", "unjudged")     # a device's last word on an order
 FAILED = ("rolled back", "refused")
@@ -28,6 +28,7 @@ TOOK = ("received", "trial", "kept")                       # states in which a d
 PROGRESS_SECONDS = 30.0        # a "still waiting" line this often
 ROLLBACK_WAIT_SECONDS = 60.0   # how long a rollback waits for the devices to confirm
 MAX_HISTORY = 200
+RECORD_ROOM = 4096             # bytes a record keeps free for its reason and history
 PROMOTED, ROLLED_BACK, UNDECIDED = 0, 1, 3   # exit statuses
 
 
@@ -63,7 +64,7 @@ class Rollout:
         history = self.record["history"]
         if len(history) > MAX_HISTORY:
             self.record["history"] = history[:1] + history[-(MAX_HISTORY - 1):]
-        self.link.send(f"{self.link.prefix}-rollouts/{self.id}", json.dumps(self.record).encode())
+        self.link.send(f"{self.link.prefix}-rollouts/{self.id}", fitted(self.record))
 
     def note(self, event: str, detail: Optional[str] = None) -> None:
         self.record["history"].append({"at": time.time(), "event": event, "by": self.by, "detail": text(detail)})
@@ -173,6 +174,30 @@ class Rollout:
         return silent
 
 
+def fitted(record: Dict[str, Any]) -> bytes:
+    """The record as one message the collectors and `deploy status` read (at most MAX_PAYLOAD):
+    whole where it fits; else without the devices' reasons (each device's own MODEL STATE keeps
+    its reason), then without the oldest history but the first entry."""
+    payload = json.dumps(record).encode()
+    if len(payload) <= MAX_PAYLOAD:
+        return payload
+    lean = dict(record, devices={d: dict(step, reason=None) for d, step in record["devices"].items()})
+    payload = json.dumps(lean).encode()
+    while len(payload) > MAX_PAYLOAD and len(lean["history"]) > 2:
+        lean["history"] = lean["history"][:1] + lean["history"][-(len(lean["history"]) // 2):]
+        payload = json.dumps(lean).encode()
+    return payload
+
+
+def check_fits(record: Dict[str, Any]) -> None:
+    """One line where a rollout of this many devices could outgrow its record's one message."""
+    worst = dict(record, devices={d: {"state": "rollback sent", "at": time.time(), "reason": None}
+                                  for d in record["targets"]})
+    if len(json.dumps(worst).encode()) + RECORD_ROOM > MAX_PAYLOAD:
+        raise UserError(f"{len(record['targets'])} devices: too many for one rollout's record (one message of at "
+                        f"most {MAX_PAYLOAD // 1024} KB): roll out by --group or --device")
+
+
 def select(devices: Dict[str, Device], group: Optional[str], named: Sequence[str],
            canaries: Sequence[str]) -> Tuple[List[str], List[str]]:
     """(targets, canaries) from what the devices said; a name no device answers to is one line."""
@@ -249,7 +274,9 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
     header["rollout"] = rid
     with open(model_path, "rb") as f:
         order = sign_order(header, f.read(), key)
-    rollout = Rollout(link, new_record(rid, header, by, chosen, targets), say, key, by)
+    record = new_record(rid, header, by, chosen, targets)
+    check_fits(record)
+    rollout = Rollout(link, record, say, key, by)
     offline = [d for d in targets if devices[d].online is False]
     say(f"rollout {rid}: {header['model']['name']} v{version} ({header['model']['sha256'][:12]}) to {len(targets)} "
         f"devices, canaries {', '.join(chosen)}" + (f"; offline now: {', '.join(offline)}" if offline else ""))
