@@ -205,6 +205,27 @@ def test_in_the_loop_a_gate_longer_than_the_figures_window_waits_no_longer_than_
     assert camera.said("has run 10 s (the figures it is judged against)"), camera.lines
 
 
+def test_in_the_loop_a_flood_of_unsigned_orders_neither_floods_the_log_nor_hides_a_signed_one(camera, keys):
+    """Whoever can write to the release topic can send garbage by the hundred a second: a few
+    refusals are said, the rest counted; a signed order sent amid them is still read."""
+    sent, signed = [], order(keys[0], V2, 2, gate={"seconds": 3, "min_faces": 5})
+
+    def flood():   # 10 a frame: 100 a second of the camera's clock
+        for _ in range(10):
+            sent.append(b"garbage %d" % len(sent))
+            camera.agent.offer(sent[-1])
+            if len(sent) == 150:
+                camera.agent.offer(signed)
+        return camera.said("deploy: swapped") and len(sent) >= 300
+
+    assert camera.run_until(flood), "\n".join(camera.lines)
+    refused = camera.said("deploy: refused an order: not an order")
+    assert 1 <= len(refused) <= 5 and len([r for r in camera.reports if r["state"] == "refused"]) == len(refused)
+    camera.run_until(lambda: False, 100)   # 10 s of the camera's clock: one more may be said
+    camera.agent.offer(b"one more")
+    assert camera.run_until(lambda: len(camera.said("deploy: refused an order")) > len(refused)), camera.lines
+    assert f"(and {len(sent) - len(refused)} more such orders since the last one said)" in camera.lines[-1], camera.lines[-1]
+
 def on_disk(camera, folder):
     """The camera's agent keeps its models in `folder` (a small disk of the test's)."""
     from fer_edge.deploy.model_store import ModelStore

@@ -13,8 +13,9 @@ import hashlib
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,10 +28,14 @@ from ..model.metadata import ModelError
 from .contract import check_model
 from .health import Health, figures_of, judge
 from .model_store import POINTER, Installed, ModelStore
-from .order import Order, OrderRefused, one_line, read_order
+from .order import MAX_HEADER, MAX_MODEL, Order, OrderRefused, one_line, read_order
 
 SWAP_WAIT_SECONDS = 30.0   # the camera loop takes a swap at its next frame; none for this long: no camera
 TICK_SECONDS = 1.0         # how often a trial is judged
+QUEUED = 256               # orders heard, not read yet: a flood of garbage must not push a signed one out...
+QUEUED_BYTES = MAX_MODEL + MAX_HEADER + (1 << 20)   # ...nor hold more than one order of the largest size
+UNSIGNED_SAID = 5          # refusals of orders whose signature does not check: said at once at most...
+UNSIGNED_SECONDS = 10.0    # ...then one per this long, the others counted
 
 Swap = Callable[..., None]                           # the pipeline's request_swap(classifier, on_error, on_swapped)
 
@@ -83,7 +88,8 @@ class DeployAgent:
         self.previous: Optional[Running] = None     # what ran before, while this process holds it
         self.device, self.group = device, group
         self.lock, self.wake, self.stop_event = threading.Lock(), threading.Event(), threading.Event()
-        self.offered: Optional[bytes] = None       # the newest order not yet read (older ones are superseded)
+        self.offered: Deque[bytes] = deque()       # the orders heard, in order, not yet read
+        self.unsigned = Budget(UNSIGNED_SAID, UNSIGNED_SECONDS, health.clock)
         self.waiting: Optional[Order] = None       # an install not begun yet (a trial runs, or too few figures)
         self.waiting_said = False
         self.settled_since = health.clock()        # since when the running model has run (its own figures)
@@ -98,9 +104,11 @@ class DeployAgent:
 
     # -- called from other threads: only note and wake --------------------------------------
     def offer(self, payload: bytes) -> None:
-        """An order from the broker (paho's thread)."""
+        """An order from the broker (paho's thread): queued, the oldest dropped beyond the bounds."""
         with self.lock:
-            self.offered = payload
+            self.offered.append(payload)
+            while len(self.offered) > 1 and (len(self.offered) > QUEUED or sum(map(len, self.offered)) > QUEUED_BYTES):
+                self.offered.popleft()
         self.wake.set()
 
     def on_connection(self) -> None:
@@ -144,9 +152,10 @@ class DeployAgent:
         if self.trial is not None:
             self._judge()
         with self.lock:
-            payload, self.offered = self.offered, None
-        if payload:
-            self._read(payload)
+            payloads, self.offered = list(self.offered), deque()
+        for payload in payloads:
+            if payload:   # empty: the order was cleared
+                self._read(payload)
         if self.trial is None and self.waiting is not None and self._settled(self.waiting):
             order, self.waiting = self.waiting, None
             self._install(order)
@@ -172,7 +181,14 @@ class DeployAgent:
         try:
             order = read_order(payload, self.public_key)
         except OrderRefused as exc:
-            self._refused(exc.reason, release=_release_of(exc.header), rollout=_rollout_of(exc.header))
+            reason = exc.reason
+            if exc.header is None:   # not signed by the fleet's key: anyone may send these by the hundred
+                if not self.unsigned.spend():
+                    return
+                if self.unsigned.skipped:
+                    reason += f" (and {self.unsigned.skipped} more such orders since the last one said)"
+                    self.unsigned.skipped = 0
+            self._refused(reason, release=_release_of(exc.header), rollout=_rollout_of(exc.header))
             return
         if order.action == "rollback":
             self._rollback_order(order)
@@ -364,6 +380,23 @@ class DeployAgent:
                      "state": state, "rollout": rollout or (order.rollout if order else None),
                      "release": release or (order.release() if order else None),
                      "reason": one_line(reason) if reason else None, "before": before, "after": after})
+
+
+class Budget:
+    """At most `most` at once, then one per `seconds` (a token bucket); `skipped` counts the refused."""
+
+    def __init__(self, most: int, seconds: float, clock: Callable[[], float]):
+        self.most, self.seconds, self.clock = most, seconds, clock
+        self.tokens, self.at, self.skipped = float(most), clock(), 0
+
+    def spend(self) -> bool:
+        now = self.clock()
+        self.tokens, self.at = min(float(self.most), self.tokens + (now - self.at) / self.seconds), now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.skipped += 1
+        return False
 
 
 def self_test(classifier: EmotionClassifier, faces: List[np.ndarray]) -> str:
