@@ -371,3 +371,33 @@ def test_a_fleet_too_big_for_one_record_is_one_line_and_long_reasons_never_cost_
         said = stop(collector)
         broker.stop()
     assert "Traceback" not in said, said
+
+
+def test_a_controller_killed_in_the_canary_wait_leaves_promote_rollback_and_status_truthful(fleet, model_path):
+    """The deployer SIGKILLed while its canary is on trial, and the canary rolls the model back
+    by itself: `deploy promote` refuses to send that model to the rest (the gate said no),
+    `deploy rollback` ends the rollout, and `deploy status` says so."""
+    import signal
+    import subprocess
+    import sys
+
+    canary = fleet["add"]("kiosk-1", verdict="rolled back", delay=2.0)
+    other = fleet["add"]("kiosk-2")
+    command = [str(Path(sys.executable).parent / "fer-edge"), "deploy", "publish", str(model_path), "--key",
+               str(fleet["key"]), "--canary", "kiosk-1", "--wait", "60", *map(str, fleet["login"])]
+    controller = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert Recorder.wait_for(lambda: canary.orders, 30), "the canary got its order"
+    controller.send_signal(signal.SIGKILL)
+    controller.wait(10)
+    assert Recorder.wait_for(lambda: canary.model["version"] == 1, 10), "the canary rolled back by itself"
+    rid = deploy(fleet, "status").stdout.split()[0]
+    promoted = deploy(fleet, "promote", rid, "--wait", "5")
+    assert promoted.returncode == 1 and other.orders == [], (promoted.stderr, other.orders)
+    assert promoted.stderr.startswith(f"Error: canary kiosk-1 rolled back rollout {rid} by itself: "
+                                      "faces per frame fell by 80%"), promoted.stderr
+    assert len(promoted.stderr.splitlines()) == 1, promoted.stderr
+    back = deploy(fleet, "rollback", rid, "--key", fleet["key"])
+    assert back.returncode == 0, back.stderr
+    shown = deploy(fleet, "status").stdout
+    assert shown.startswith(f"{rid}  rolled back") and other.orders == [], shown
+    assert retained_orders(fleet["broker"].port) == {}

@@ -98,14 +98,28 @@ class Rollout:
                 self._heard(heard)
 
     def _heard(self, state: Device) -> None:
+        step = self._take(state)
+        if step is not None:
+            self.say(step)
+            self.publish()
+
+    def _take(self, state: Device) -> Optional[str]:
+        """A device's new step in this rollout marked; `device: step: reason`, or None."""
         device = state.id
         step = state.step(self.id)
         if step is None or step == self.state_of(device) or self.state_of(device) == "waiting":
-            return
+            return None
         reason = text(state.state.get("reason"))
         self.mark(device, step, reason)
-        self.say(f"{device}: {step}" + (f": {reason}" if reason else ""))
-        self.publish()
+        return f"{device}: {step}" + (f": {reason}" if reason else "")
+
+    def catch_up(self) -> None:
+        """What its devices said of it while no deployer listened (one killed, the broker away):
+        each device's retained MODEL STATE that names this rollout."""
+        steps = [self._take(device) for device in self.link.known().values()
+                 if device.id in self.record["devices"] and device.state.get("rollout") == self.id]
+        if any(steps):
+            self.publish()
 
     def roll_back(self, why: str, by_hand: bool = False) -> List[str]:
         """Every device sent the install: a signed rollback order where it may hold the model,
@@ -331,6 +345,12 @@ def promote(link: Link, rid: str, say: Say, wait: float) -> int:
     rollout = Rollout(link, find(link, rid), say)
     if rollout.record.get("state") not in ("canary", "stopped"):
         raise UserError(f"rollout {rid} is {rollout.record.get('state')}: only a rollout on its canaries is promoted")
+    rollout.catch_up()
+    failed = [canary for canary in rollout.record["canaries"] if rollout.state_of(canary) in FAILED]
+    if failed:
+        reason = rollout.record["devices"][failed[0]]["reason"]
+        raise UserError(f"canary {failed[0]} {rollout.state_of(failed[0])} rollout {rid} by itself"
+                        + (f": {reason}" if reason else "") + f"; `fer-edge deploy rollback {rid} --key KEY` ends it")
     link.read([link.release_topic(canary) for canary in rollout.record["canaries"]])
     for canary in rollout.record["canaries"]:
         order = link.orders.get(canary, b"")
@@ -351,6 +371,7 @@ def rollback(link: Link, rid: str, key: Any, say: Say) -> int:
     rollout = Rollout(link, find(link, rid), say, key)
     if rollout.record.get("state") == "rolled back":
         raise UserError(f"rollout {rid} is rolled back already")
+    rollout.catch_up()
     rollout.roll_back(f"ordered by hand by {rollout.by}", by_hand=True)
     return 0
 
