@@ -9,7 +9,7 @@ import pytest
 from fer_edge.core.errors import UserError
 from fer_edge.deploy.fleet_link import Link
 from fer_edge.outputs.broker import Broker as Address
-from mqtt_helpers import Broker
+from mqtt_helpers import Broker, Recorder
 from test_fleet import broker_acl, publisher
 from test_message_rows import model_state, rollout_record
 
@@ -58,4 +58,27 @@ def test_a_send_the_acl_refuses_is_one_line(tmp_path):
             Link(Address("127.0.0.1", broker.port, "kiosk-a", "wrong"), "fer-edge", print).open()
         assert time.monotonic() - started < 11
     finally:
+        broker.stop()
+
+
+def test_a_send_while_the_broker_restarts_waits_for_it(tmp_path):
+    """mosquitto SIGKILLed and back 2 s later: what the deployer sends meanwhile reaches it
+    (was 'could not send ... not currently connected' and a rollout left half done)."""
+    import signal
+    import threading
+
+    broker = Broker(tmp_path).start()
+    said = []
+    link = Link(Address("127.0.0.1", broker.port), "fer-edge", said.append).open()
+    try:
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+        assert Recorder.wait_for(lambda: not link.client.is_connected(), 10)
+        threading.Timer(2.0, broker.start).start()
+        link.send("fer-edge-rollouts/r-1", json.dumps(rollout_record()).encode())
+        assert any("away: waiting up to 60 s" in line for line in said), said
+        link.read(["fer-edge-rollouts/+"])
+        assert Recorder.wait_for(lambda: "r-1" in link.records, 10), "the record reached the broker"
+    finally:
+        link.close()
         broker.stop()

@@ -22,6 +22,7 @@ Say = Callable[[str], None]
 SETTLE_SECONDS = 0.5           # quiet this long after subscribing: every retained message has come
 READ_SECONDS = 5.0             # reading the retained messages takes at most this
 CONNECT_SECONDS = 10.0
+SEND_SECONDS = 60.0            # a message waits this long for the broker (restarting) to take it
 MAX_PAYLOAD = 65_536           # a model state or a record
 
 
@@ -101,6 +102,7 @@ class Link:
         self.topics: List[str] = []     # subscribed to; again on each reconnection (a restarted broker forgets them)
         client = broker.client(f"fer-edge-deploy-{socket.gethostname()}-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
         client.on_connect, client.on_message, client.on_publish = self._on_connect, self._on_message, self._on_publish
+        client.reconnect_delay_set(1, 5)    # a restarted broker is found again within seconds
         self.client = client
 
     def open(self) -> "Link":
@@ -176,15 +178,17 @@ class Link:
                     if d.state and usable_id(d.id)}
 
     def send(self, topic: str, payload: bytes) -> None:
-        """Retained, QoS 1, acknowledged by the broker; refused (its ACL) is one line."""
+        """Retained, QoS 1, acknowledged by the broker; refused (its ACL) is one line. While the
+        broker is away paho keeps the message and sends it on reconnecting: it is waited for."""
         info = self.client.publish(topic, payload, qos=1, retain=True)
-        try:
-            info.wait_for_publish(30)
-        except (RuntimeError, ValueError) as exc:
-            raise UserError(f"broker {self.broker.address}: could not send to {topic} ({exc})") from None
-        deadline = time.monotonic() + 5
+        if not self.client.is_connected():
+            self.say(f"broker {self.broker.address} away: waiting up to {SEND_SECONDS:.0f} s for it to send {topic}")
+        deadline = time.monotonic() + SEND_SECONDS
         while info.mid not in self.answers and time.monotonic() < deadline:
             time.sleep(0.01)
+        if info.mid not in self.answers:
+            raise UserError(f"broker {self.broker.address}: could not send to {topic} within {SEND_SECONDS:.0f} s "
+                            f"({self.broker.diagnose()})")
         if self.answers.get(info.mid):
             raise UserError(f"broker {self.broker.address} refused {topic} ({self.answers[info.mid]}): "
                             "may the deployer's login write it (docs/fleet.md)?")
