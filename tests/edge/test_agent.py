@@ -4,6 +4,7 @@ received, installed, swapped at a frame boundary, judged by the health gate and 
 rolled back), every step one log line and one MODEL STATE; hostile and unwanted orders are
 refused in one line each and the device runs on."""
 
+import hashlib
 import json
 import os
 import signal
@@ -513,6 +514,33 @@ def test_deployments_without_a_broker_are_one_line(keys, photos, tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "Error: [deploy] public_key needs the broker that carries the orders: --mqtt HOST or [mqtt] host"]
+
+
+def test_a_deployed_model_that_no_longer_loads_is_left_at_start_for_a_working_one(keys, photos, tmp_path):
+    """A model whole by its sha256 may still not run (a runtime upgraded since, a pointer edited
+    by hand): the device starts on the model before it, or the configured one, and says so,
+    rather than failing at every boot."""
+    from conftest import run_cli
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    garbage = os.urandom(5000)
+    good = V2.read_bytes()
+    files = {hashlib.sha256(data).hexdigest(): data for data in (good, garbage, V1.read_bytes())}
+    entries = [{"name": "m", "version": version, "sha256": sha, "labels": list(labels)}   # previous, two broken ones
+               for version, sha, labels in zip((1, 2, 3), files, (LABELS, ["a", "b"], ["a", "b"]))]
+    for active, expected in ((entries[1], "m v1"), (entries[2], "m v1")):
+        for sha, data in files.items():
+            (folder / f"{sha}.tflite").write_bytes(data)
+        (folder / "active.json").write_text(json.dumps({"format": 1, "active": active, "previous": entries[0], "state": "running",
+                                                        "rollout": "r-9", "trial": None, "rejected": []}))
+        result = run_cli("fer-edge", "run", "--source", photos / "single_face.mp4", "--deploy-key", keys[1], "--deploy-dir",
+                         folder, "--mqtt", "127.0.0.1:1", "--db", tmp_path / "log.db", "--quiet", timeout=60)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        [said] = [line for line in result.stderr.splitlines() if "deploy: rolled back" in line]
+        assert f"m v{active['version']} no longer meets the contract (contract: m: " in said, said
+        assert f"deploy: starting on deployed {expected} " in result.stderr, result.stderr
+        assert json.loads((folder / "active.json").read_text())["active"]["version"] == 1
 
 
 @pytest.mark.needs_broker

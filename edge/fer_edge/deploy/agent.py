@@ -437,6 +437,17 @@ def open_store(folder: str, say: Say) -> Tuple[ModelStore, Optional[Installed]]:
     """The device's model store and the model it says to run at boot (None: the configured one)."""
     store = ModelStore(folder)
     installed = store.start()
+    while installed is not None:   # whole, but it may not run now (a runtime upgraded since, a pointer edited by hand)
+        try:
+            check_model(installed.path, installed.entry())
+            break
+        except OrderRefused as exc:
+            reason = f"{installed.name} v{installed.version} no longer meets the contract ({exc.reason}), back to the previous model"
+        try:
+            installed = store.roll_back(reason)
+        except OSError as exc:   # the pointer cannot say so: it is left at every start until the disk takes it
+            say(f"deploy: {reason}; cannot write {POINTER} ({exc.strerror or exc})")
+            installed = None
     if installed is None:
         say(f"deploy: no deployed model in {folder}; the configured model runs")
     else:
