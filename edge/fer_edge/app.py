@@ -106,7 +106,7 @@ def make_analyzer(settings: Settings, mode: RunningMode, threads: Optional[int] 
                                    variant_reason=why)
     detector = make_detector(settings.detector.type, settings.detector.blazeface_model, mode=mode,
                              min_size=min_face or settings.detector.min_face, threads=threads)
-    return FaceAnalyzer(detector, classifier, model.margin)
+    return FaceAnalyzer(detector, classifier, model.margin, model.crops)
 
 
 def run(settings: Settings, say: Say, started: float) -> None:

@@ -42,15 +42,17 @@ def main() -> None:
 @click.option("--margin", default=None, type=FiniteFloatRange(0, 1), help="With --detect: crop margin around the box (default: the model's).")
 @setting_option("model_threads", default=1, help="LiteRT threads; auto: one per CPU, at most 4.")
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Average each face with its mirror image.")
+@setting_option("model_crops")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_command(model_paths: Tuple[str, ...], data_paths: Tuple[str, ...], usages: Tuple[str, ...], ferplus_path: Optional[str],
-                 detect: bool, detector_type: str, margin: Optional[float], model_threads: Union[int, str], mirror: bool, as_json: bool) -> None:
+                 detect: bool, detector_type: str, margin: Optional[float], model_threads: Union[int, str], mirror: bool,
+                 model_crops: int, as_json: bool) -> None:
     """Accuracy, macro-F1, per-class recall and confusion matrix of a model on labelled faces;
     with several sets (or splits), one table and the means."""
     from .tools.evaluate import evaluate_sets, format_result
 
     result = evaluate_sets(model_paths, data_paths, usages, ferplus_path, detect, detector_type, margin,
-                           thread_count(model_threads), mirror)
+                           thread_count(model_threads), mirror, model_crops)
     click.echo(format_result(result, as_json))
 
 
@@ -123,13 +125,14 @@ def serve(ctx: click.Context, config_path: Optional[str], fleet: bool, **params:
 @click.option("--threads", "thread_counts", multiple=True, type=click.IntRange(1, 64), help="Thread counts (default 1 and 2).")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--max-frames", default=None, type=click.IntRange(1))
+@setting_option("model_crops")
 @click.option("--json", "as_json", is_flag=True)
 def bench(models: Tuple[str, ...], source: str, detector_type: str, thread_counts: Tuple[int, ...], warmup: int,
-          max_frames: Optional[int], as_json: bool) -> None:
+          max_frames: Optional[int], model_crops: int, as_json: bool) -> None:
     """Per-stage medians (decode, detect, classify), frames/s, faces/s, peak RSS."""
     from .tools.bench import format_table, run_bench
 
-    results = run_bench(source, models, detector_type, thread_counts, warmup, max_frames)
+    results = run_bench(source, models, detector_type, thread_counts, warmup, max_frames, model_crops)
     click.echo(json.dumps(results) if as_json else format_table(results))
 
 

@@ -72,6 +72,9 @@ SETTINGS: List[Setting] = [
     Setting("model", "margin", Number(0, 1), None, "Crop margin around a face box; unset: the model's.", "--margin"),
     Setting("model", "mirror", Boolean(), True,
             "Also classify each face mirrored and average the two (twice the classifier time).", "--mirror/--no-mirror"),
+    Setting("model", "crops", Number(1, 7, integer=True), 1,
+            "Classify each face on this many framings (the crop, then tighter, looser, shifted; each mirrored "
+            "with mirror) in one batch and average them: n times the classifier time.", "--crops"),
     Setting("log", "db", FilePath(), None, "SQLite log; unset: $STATE_DIRECTORY or ~/.local/state/fer-edge/fer-edge.db.", "--db"),
     Setting("log", "enabled", Boolean(), True, "Write the SQLite log.", "--log/--no-db"),
     Setting("log", "interval", Number(0, 3600), 1.0, "Seconds between logged updates per face.", "--log-interval"),

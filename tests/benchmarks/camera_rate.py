@@ -7,7 +7,9 @@ cadence and with `--every-frame`, alternately, and reads each process's CPU time
 kernel (user + system, all threads). It then splits the cost by stage in one process and
 turns the split into a Raspberry Pi estimate (see docs/performance.md).
 
-    python tests/benchmarks/camera_rate.py [--video PATH] [--repeats 3] [--json OUT]
+    python tests/benchmarks/camera_rate.py [--video PATH] [--repeats 3] [--crops N] [--json OUT]
+
+With --crops N every run reads each face on N framings (`fer-edge run --crops N`).
 """
 
 import argparse
@@ -42,9 +44,10 @@ def video_seconds(video):
     return frames / fps, int(frames), fps
 
 
-def cpu_seconds(video, flags):
+def cpu_seconds(video, flags, crops=1):
     """CPU time of one whole realtime run (start-up included), from the kernel's rusage."""
-    process = subprocess.Popen([FER_EDGE, "run", "--source", str(video), "--realtime", "--no-db", "--quiet", *flags],
+    process = subprocess.Popen([FER_EDGE, "run", "--source", str(video), "--realtime", "--no-db", "--quiet",
+                                "--crops", str(crops), *flags],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -52,7 +55,7 @@ def cpu_seconds(video, flags):
     return usage.ru_utime + usage.ru_stime
 
 
-def stage_split(video, every_frame, threads=1):
+def stage_split(video, every_frame, threads=1, crops=1):
     """Per-stage cost in seconds per second of video, in one process on one thread (so time
     spent is CPU time spent): decode, detect, classify, and the rest of the loop."""
     import threading
@@ -65,7 +68,7 @@ def stage_split(video, every_frame, threads=1):
     from fer_edge.kiosk.pipeline import Pipeline
     from fer_edge.vision.track import Tracker
 
-    analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(threads=threads))
+    analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(threads=threads), crops=crops)
     cadence = Cadence() if every_frame else Cadence(BY_DEFAULT["analyse_fps"])
     pipeline = Pipeline(analyzer, Tracker(), cadence=cadence)
     source = open_source(source=str(video), stop=threading.Event(), lean=True)
@@ -82,15 +85,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(DEFAULT_VIDEO))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--crops", type=int, default=1, help="framings per face (fer-edge run --crops)")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     seconds, frames, fps = video_seconds(args.video)
-    print(f"{Path(args.video).name}: {frames} frames at {fps:.0f} frames/s ({seconds:.1f} s), realtime, whole processes")
+    print(f"{Path(args.video).name}: {frames} frames at {fps:.0f} frames/s ({seconds:.1f} s), realtime, whole processes"
+          + (f", --crops {args.crops}" if args.crops > 1 else ""))
     runs = {name: [] for name in CONFIGS}
     for _ in range(args.repeats):  # alternate, so a busy moment of the machine hits every configuration
         for name, flags in CONFIGS.items():
-            runs[name].append(cpu_seconds(args.video, flags) / seconds)
-    results = {"video": args.video, "seconds": seconds, "cpu_s_per_video_s": {}}
+            runs[name].append(cpu_seconds(args.video, flags, args.crops) / seconds)
+    results = {"video": args.video, "seconds": seconds, "crops": args.crops, "cpu_s_per_video_s": {}}
     for name, values in runs.items():
         results["cpu_s_per_video_s"][name] = round(statistics.median(values), 4)
         print(f"{name:<28} {statistics.median(values):.3f} CPU-s per video-s  (runs: "
@@ -99,7 +104,7 @@ def main():
     print(f"ratio, every frame / default: {cpu['--every-frame'] / cpu['default cadence']:.2f}x")
     results["stages"] = {}
     for name, every_frame in (("default cadence", False), ("--every-frame", True)):
-        split, analysed = stage_split(args.video, every_frame)
+        split, analysed = stage_split(args.video, every_frame, crops=args.crops)
         results["stages"][name] = dict(split, analyses=analysed)
         print(f"stages on one thread, {name}: {analysed} analyses; " + ", ".join(f"{k} {v * 1000:.1f} ms/s" for k, v in split.items()))
         network = sum(v for k, v in split.items() if k in NETWORK_STAGES)

@@ -1,13 +1,16 @@
 """detect -> crop -> classify, written once: real photos through the real detector and the
-shipped model give faces whose crops, labels and JSON agree with the parts run by hand."""
+shipped model give faces whose crops, labels and JSON agree with the parts run by hand;
+with `crops`, every framing of every face in one batch, averaged."""
 
 import json
 
 import cv2
 import numpy as np
+import pytest
 
+from conftest import run_cli
 from fer_edge.model.classify import EmotionClassifier
-from fer_edge.model.preprocess import crop_detected
+from fer_edge.model.preprocess import VIEWS, crop_detected, crop_views
 from fer_edge.vision.analyzer import FaceAnalyzer, largest_faces
 from fer_edge.vision.detect import make_detector
 from fer_edge.vision.running_mode import RunningMode
@@ -55,3 +58,63 @@ def test_the_largest_face_of_each_photo_or_zeros(photos):
     assert not crops[2].any() and crops[0].any()
     empty, none = largest_faces([], make_detector("haar"), 0.2)
     assert empty.shape == (0, 48, 48) and none.shape == (0,)
+
+
+def test_crops_read_each_face_on_n_framings_in_one_batch_and_average_them(photos, model_path):
+    image = cv2.imread(str(photos / "two_people.jpg"))
+    plain = analyzer(model_path).analyze(image)
+    for mirror, per_view in ((True, 2), (False, 1)):
+        classifier = EmotionClassifier(str(model_path), mirror=mirror)
+        faces_of = FaceAnalyzer(make_detector("auto", mode=RunningMode.STILLS), classifier, crops=5)
+        faces = faces_of.analyze(image)
+        assert len(faces) == 2
+        # one interpreter call for the frame: 2 faces x 5 framings x (face, mirror image)
+        assert classifier.batch == 2 * 5 * per_view == classifier.interpreter.get_input_details()[0]["shape"][0]
+        for face, alone in zip(faces, plain):
+            views = crop_views(image, face.detection, faces_of.margin, 5)
+            assert views.shape == (5, 48, 48) and np.array_equal(face.crop, views[0])
+            assert np.array_equal(views[0], crop_detected(image, face.detection, faces_of.margin))
+            assert all(not np.array_equal(views[0], other) for other in views[1:])
+            assert np.allclose(face.probabilities, classifier.predict(views).mean(axis=0), atol=1e-5)
+            assert abs(face.probabilities.sum() - 1) < 1e-5
+            assert face.labels == alone.labels and face.label == alone.label
+
+
+def test_largest_faces_with_views_gives_each_photos_framings(photos):
+    images = [cv2.imread(str(photos / "single_face.jpg")), np.full((200, 200, 3), 128, np.uint8)]
+    detector = make_detector("auto", mode=RunningMode.STILLS)
+    crops, found = largest_faces(images, detector, 0.1)
+    views, found_too = largest_faces(images, detector, 0.1, views=3)
+    assert views.shape == (2, 3, 48, 48) and np.array_equal(views[:, 0], crops)
+    assert found.tolist() == found_too.tolist() == [True, False] and not views[1].any()
+
+
+def test_a_face_already_cropped_is_reframed_the_same_way(public_test):
+    face = public_test.images[0]
+    views = crop_views(face, None, 0.1, 7)
+    assert views.shape == (7, 48, 48) and np.array_equal(views[0], face)
+
+
+@pytest.mark.parametrize("value", ["0", "8", "2.5"])
+def test_a_wrong_number_of_crops_is_one_line_from_the_file_and_the_flag(tmp_path, value):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[model]\ncrops = {value}\n")
+    checked = run_cli("fer-edge", "config", "check", config)
+    assert checked.returncode == 1 and checked.stderr.strip() == \
+        f"Error: {config}: [model] crops: expected an integer in 1..7, got {value}", checked.stderr
+    for command in (("run", "--source", "x.mp4"), ("eval", "--data", "x.csv"), ("bench", "--source", config)):
+        flagged = run_cli("fer-edge", *command, "--crops", value)
+        assert flagged.returncode == 2 and "Traceback" not in flagged.stderr
+        assert flagged.stderr.strip().splitlines()[-1] == \
+            f"Error: Invalid value for '--crops': expected an integer in 1..7, got '{value}'", flagged.stderr
+    assert len(VIEWS) == 7   # the setting's range is the framings there are
+
+
+def test_eval_reads_each_face_on_its_crops(small_csv):
+    from fer_edge.tools.evaluate import evaluate_sets
+
+    plain, three = (evaluate_sets((), (str(small_csv),), ("PublicTest",), None, False, "auto", None, 1, True, crops)
+                    for crops in (1, 3))
+    assert (plain["crops"], three["crops"]) == (1, 3)
+    [one], [other] = plain["sets"], three["sets"]
+    assert one["n"] == other["n"] == 300 and other["accuracy"] > 0.5 and one["ece"] != other["ece"]

@@ -30,3 +30,11 @@ def test_a_video_without_faces_is_one_line(tmp_path):
     with pytest.raises(UserError, match="empty-room.avi: no faces found to benchmark the classifier on"):
         sample_faces(str(video))
     assert bench_decode(str(video), max_frames=10)["decode_fps"] > 0
+
+
+def test_bench_reads_each_face_on_its_crops(photos, model_path):
+    faces = sample_faces(str(photos / "single_face.mp4"), n=4, crops=3)
+    assert faces.shape[1:] == (3, 48, 48)
+    results = run_bench(str(photos / "single_face.mp4"), [str(model_path)], "auto", [1], warmup=2, max_frames=8, crops=3)
+    assert results["crops"] == 3 and results["pipeline"][0]["faces"] >= 6 and results["classifier"][0]["per_face_ms"] > 0
+    assert "each face read on 3 crops" in format_table(results).splitlines()[0]

@@ -48,3 +48,13 @@ def test_files_that_are_not_models_are_one_line(tmp_path, model_path):
         with pytest.raises(ModelError, match=reason) as raised:
             EmotionClassifier(str(path))
         assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("mirror", [True, False])
+def test_views_of_each_face_are_read_in_one_batch_and_averaged(public_test, model_path, mirror):
+    classifier = EmotionClassifier(str(model_path), mirror=mirror)
+    views = np.stack([public_test.images[:6], public_test.images[:6, ::-1], public_test.images[:6, :, ::-1]], axis=1)
+    averaged = classifier.predict(views)
+    assert classifier.batch == 6 * 3 * (2 if mirror else 1)
+    expected = np.mean([classifier.predict(views[:, k]) for k in range(3)], axis=0)
+    assert averaged.shape == (6, len(classifier.labels)) and np.abs(averaged - expected).max() < 1e-5

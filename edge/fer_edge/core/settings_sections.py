@@ -30,6 +30,7 @@ class ModelSection:
     delegate: str = 'cpu'
     margin: Optional[float] = None
     mirror: bool = True
+    crops: int = 1
 
 
 @dataclass(frozen=True)

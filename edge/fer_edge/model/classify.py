@@ -129,7 +129,14 @@ class EmotionClassifier:
         return out
 
     def predict(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
-        """Probabilities (N, labels) for uint8 faces (N,48,48) or one face (48,48)."""
+        """Probabilities (N, labels) for uint8 faces (N,48,48), one face (48,48), or several
+        views of each face (N,views,48,48, `preprocess.crop_views`): every view of every face,
+        and its mirror image, in one batch, and each face's answers averaged."""
+        faces = np.asarray(faces)
+        if faces.ndim == 4:
+            count, views = faces.shape[:2]
+            flat = probabilities(self.logits(faces.reshape(-1, *faces.shape[2:]), max_batch), self.temperature, self.mirror)
+            return flat.reshape(count, views, -1).mean(axis=1)
         return probabilities(self.logits(faces, max_batch), self.temperature, self.mirror)
 
     def logits(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:

@@ -14,12 +14,13 @@ def median_ms(values: Sequence[float]) -> Optional[float]:
 
 
 def per_face_ms(classifier: Any, faces: np.ndarray, warmup: int = 20, repeats: int = 200) -> Optional[float]:
-    """Median latency of one face per call, after warm-up calls that are thrown away."""
+    """Median latency of one face per call (all its views, for faces (N,views,48,48)), after
+    warm-up calls that are thrown away."""
     for i in range(warmup):
-        classifier.predict(faces[i % len(faces)])
+        classifier.predict(faces[i % len(faces)][None])
     times = []
     for i in range(repeats):
         t = time.perf_counter()
-        classifier.predict(faces[i % len(faces)])
+        classifier.predict(faces[i % len(faces)][None])
         times.append(time.perf_counter() - t)
     return median_ms(times)

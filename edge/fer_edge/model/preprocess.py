@@ -32,6 +32,13 @@ DETAIL_CEILING = 0.636
 # removes what a downscale by `scale` would alias.
 BLUR_STEPS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
+# The framings `crop_views` adds for test-time averaging, in order: (dx, dy) shift in face
+# pixels and zoom about the face's centre (above 1: tighter). The plain crop first, then a
+# tighter and a looser one, then shifts up, down, left and right: half of the training
+# augmentation's range (±10 % shift, ±12 % zoom), so every view is a face like those it learned from.
+VIEWS = ((0.0, 0.0, 1.0), (0.0, 0.0, 1.06), (0.0, 0.0, 0.94),
+         (0.0, -2.4, 1.0), (0.0, 2.4, 1.0), (-2.4, 0.0, 1.0), (2.4, 0.0, 1.0))
+
 
 def to_grey(image: np.ndarray) -> np.ndarray:
     """uint8 grey HxW from grey, BGR or BGRA input."""
@@ -66,6 +73,21 @@ def crop_face(image: np.ndarray, box: Optional[Sequence[float]] = None, margin: 
     a pre-cropped face photo is. Parts of the square outside the image are filled by
     replicating the border, so faces at the frame edge keep their scale.
     """
+    return _warp(*_box_frame(image, box, margin))
+
+
+def align_face(image: np.ndarray, eyes: Sequence[Sequence[float]]) -> np.ndarray:
+    """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: scaled so the
+    eyes are FER_EYE_DISTANCE apart, their midpoint at FER_EYE_MIDPOINT. The head keeps its
+    tilt, as FER2013's faces do. `eyes` are the two eye centres in image pixels."""
+    return _warp(*_eye_frame(image, eyes))
+
+
+# A frame: the grey image, and the warp that cuts the 48x48 face from it (scale, source, target).
+Frame = Tuple[np.ndarray, float, Tuple[float, float], Tuple[float, float]]
+
+
+def _box_frame(image: np.ndarray, box: Optional[Sequence[float]], margin: float) -> Frame:
     grey = to_grey(image)
     h, w = grey.shape
     if box is None:
@@ -73,16 +95,13 @@ def crop_face(image: np.ndarray, box: Optional[Sequence[float]] = None, margin: 
         x0, y0 = (w - side) // 2, (h - side) // 2
     else:
         x0, y0, side = square_box(box, margin)
-    return _warp(grey, SIZE / side, (x0 + side / 2.0, y0 + side / 2.0), (SIZE / 2.0, SIZE / 2.0))
+    return grey, SIZE / side, (x0 + side / 2.0, y0 + side / 2.0), (SIZE / 2.0, SIZE / 2.0)
 
 
-def align_face(image: np.ndarray, eyes: Sequence[Sequence[float]]) -> np.ndarray:
-    """uint8 48x48 grey face framed from its eyes as FER2013 frames a face: scaled so the
-    eyes are FER_EYE_DISTANCE apart, their midpoint at FER_EYE_MIDPOINT. The head keeps its
-    tilt, as FER2013's faces do. `eyes` are the two eye centres in image pixels."""
+def _eye_frame(image: np.ndarray, eyes: Sequence[Sequence[float]]) -> Frame:
     (x0, y0), (x1, y1) = eyes
     distance = max(float(np.hypot(x1 - x0, y1 - y0)), 1.0)
-    return _warp(to_grey(image), FER_EYE_DISTANCE / distance, ((x0 + x1) / 2.0, (y0 + y1) / 2.0), FER_EYE_MIDPOINT)
+    return to_grey(image), FER_EYE_DISTANCE / distance, ((x0 + x1) / 2.0, (y0 + y1) / 2.0), FER_EYE_MIDPOINT
 
 
 def detail(face: np.ndarray) -> float:
@@ -133,8 +152,23 @@ def _plain_warp(grey: np.ndarray, scale: float, source: Tuple[float, float],
 def crop_detected(image: np.ndarray, detection: Any, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """The 48x48 face of one detection: aligned from its eyes when the detector gave them
     (BlazeFace), else the box widened by `margin` (Haar)."""
+    return crop_views(image, detection, margin, 1)[0]
+
+
+def crop_views(image: np.ndarray, detection: Any = None, margin: float = DEFAULT_MARGIN, count: int = 1) -> np.ndarray:
+    """(count, 48, 48): the face of `detection` (or the whole image, for a face already
+    cropped) framed as `crop_detected` frames it, then as VIEWS' first `count` variations
+    of that frame. The first is the plain crop. Averaging the network's answers over
+    slightly different framings evens out its sensitivity to where the frame falls."""
     eyes = getattr(detection, "eyes", None)
-    return align_face(image, eyes) if eyes is not None else crop_face(image, detection[:4], margin)
+    if eyes is not None:
+        grey, scale, source, target = _eye_frame(image, eyes)
+    else:
+        grey, scale, source, target = _box_frame(image, None if detection is None else detection[:4], margin)
+    centre = SIZE / 2.0
+    return np.stack([_warp(grey, scale * zoom, source, (target[0] + (zoom - 1.0) * (target[0] - centre) + dx,
+                                                         target[1] + (zoom - 1.0) * (target[1] - centre) + dy))
+                     for dx, dy, zoom in VIEWS[:max(1, count)]])
 
 
 def to_model_input(faces: np.ndarray, dtype: Any = np.float32, scale: Optional[float] = None,

@@ -28,11 +28,11 @@ def peak_rss_mb() -> float:
 
 
 def bench_pipeline(source: str, model_path: Optional[str], detector: str = "auto", threads: int = 1, warmup: int = 20,
-                   max_frames: Optional[int] = None) -> dict:
+                   max_frames: Optional[int] = None, crops: int = 1) -> dict:
     """Run the pipeline over a video; per-stage medians (ms) and throughput."""
     stop = threading.Event()
     classifier = EmotionClassifier(model_path, threads=threads)
-    pipeline = Pipeline(FaceAnalyzer(make_detector(detector, threads=threads), classifier), Tracker())
+    pipeline = Pipeline(FaceAnalyzer(make_detector(detector, threads=threads), classifier, crops=crops), Tracker())
     src = open_source(source=source, stop=stop)
     frames = 0
     start = None
@@ -71,20 +71,22 @@ def bench_decode(source: str, max_frames: Optional[int] = None) -> dict:
 
 
 def bench_classifier(model_path: str, faces: np.ndarray, threads: int = 1, warmup: int = 20, repeats: int = 200) -> dict:
-    """Per-face latency of a model file."""
+    """Per-face latency of a model file (`faces` (N,views,48,48): all of a face's views in one call)."""
     classifier = EmotionClassifier(model_path, threads=threads)
     return {"model": classifier.name, "threads": threads, "per_face_ms": per_face_ms(classifier, faces, warmup, repeats)}
 
 
-def sample_faces(source: str, detector: str = "auto", n: int = 64) -> np.ndarray:
-    """Real face crops from a video, for the classifier benchmark."""
+def sample_faces(source: str, detector: str = "auto", n: int = 64, crops: int = 1) -> np.ndarray:
+    """Real face crops from a video, for the classifier benchmark: (n, 48, 48), or with
+    `crops` > 1 each face's views, (n, crops, 48, 48)."""
     found: list = []
-    analyzer = FaceAnalyzer(make_detector(detector), EmotionClassifier())
+    analyzer = FaceAnalyzer(make_detector(detector), EmotionClassifier(), crops=crops)
     src = open_source(source=source)
     for frame in src.frames():
         image = frame.image
         if image is not None:
-            found.extend(analyzer.crop(image, detection) for detection in analyzer.detect(image))
+            found.extend(analyzer.views(image, detection) if crops > 1 else analyzer.crop(image, detection)
+                         for detection in analyzer.detect(image))
         if len(found) >= n:
             break
     src.close()
@@ -96,7 +98,8 @@ def sample_faces(source: str, detector: str = "auto", n: int = 64) -> np.ndarray
 def format_table(results: dict) -> str:
     """`fer-edge bench`'s human-readable lines."""
     d = results["decode"]
-    lines = [f"decode: {d['decode_ms']} ms/frame ({d['decode_fps']} frames/s)",
+    lines = [f"decode: {d['decode_ms']} ms/frame ({d['decode_fps']} frames/s)"
+             + (f"; each face read on {results['crops']} crops" if results.get("crops", 1) > 1 else ""),
              f"{'model':<28}{'thr':>4}{'face ms':>9}{'detect ms':>11}{'classify ms':>13}{'frames/s':>10}{'faces/s':>9}"]
     for c, p in zip(results["classifier"], results["pipeline"]):
         lines.append(f"{c['model']:<28}{c['threads']:>4}{c['per_face_ms']:>9}{p['detect_ms']:>11}{p['classify_ms']:>13}"
@@ -107,8 +110,8 @@ def format_table(results: dict) -> str:
 
 
 def run_bench(source: str, models: Sequence[str], detector: str, thread_counts: Sequence[int], warmup: int,
-              max_frames: Optional[int]) -> dict:
-    """Every model at every thread count over the same video."""
+              max_frames: Optional[int], crops: int = 1) -> dict:
+    """Every model at every thread count over the same video (each face on `crops` framings)."""
     from ..model.classify import default_model_path, float32_twin
 
     if not models:
@@ -116,11 +119,12 @@ def run_bench(source: str, models: Sequence[str], detector: str, thread_counts: 
         twin = float32_twin(shipped)
         models = [shipped] + ([twin] if os.path.exists(twin) else [])
     say(f"sampling faces from {os.path.basename(source)} and timing its decoding ...")
-    faces = sample_faces(source, detector)
-    results: dict = {"source": source, "decode": bench_decode(source, max_frames), "pipeline": [], "classifier": []}
+    faces = sample_faces(source, detector, crops=crops)
+    results: dict = {"source": source, "crops": crops, "decode": bench_decode(source, max_frames), "pipeline": [],
+                     "classifier": []}
     runs = [(model, threads) for model in models for threads in thread_counts or (1, 2)]
     for model, threads in progress(runs, "benchmarking models x threads"):
         results["classifier"].append(bench_classifier(model, faces, threads))
-        results["pipeline"].append(bench_pipeline(source, model, detector, threads, warmup, max_frames))
+        results["pipeline"].append(bench_pipeline(source, model, detector, threads, warmup, max_frames, crops))
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return results

@@ -35,11 +35,12 @@ class Ensemble:
 
 def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages: Sequence[str],
                   ferplus_path: Optional[str], detect: bool, detector_name: str, margin: Optional[float], threads: int,
-                  mirror: bool) -> dict:
+                  mirror: bool, crops: int = 1) -> dict:
     """One report per set for a model (the shipped one when `model_paths` is empty) or the
     ensemble of several (each CSV once per split in `usages`; photo sets through the
     detector when `detect`), and their means: over every set, over the photo sets, and over
-    all but PrivateTest (what candidates are chosen on: PrivateTest is only reported)."""
+    all but PrivateTest (what candidates are chosen on: PrivateTest is only reported).
+    `crops` > 1 reads each face on that many framings, as the device's `crops` setting does."""
     from ..model.classify import EmotionClassifier
     from ..model.datasets import (is_csv, read_dataset, read_fer2013, read_ferplus, read_split, read_split_record,
                                   split_record_path)
@@ -61,7 +62,7 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
             for usage in usages:
                 split = faces if usage == "all" else faces.split(usage)
                 reports.append(_report(classifier, split.relabelled(classifier.labels), path, usage, votes,
-                                       ferplus_path))
+                                       ferplus_path, crops=crops))
             continue
         record_path = split_record_path(path)
         record = read_split_record(record_path) if record_path else None
@@ -72,15 +73,16 @@ def evaluate_sets(model_paths: Sequence[str], data_paths: Sequence[str], usages:
                 say(detector.note)
         if record is None:
             faces = read_dataset(path, raw=detect, labels=classifier.labels)
-            reports.append(_report(classifier, faces, path, None, None, None, detector if detect else None, crop_margin))
+            reports.append(_report(classifier, faces, path, None, None, None, detector if detect else None, crop_margin,
+                                   crops))
             continue
         for part in split_parts(usages):
             faces = read_split(record, part, raw=detects, labels=classifier.labels)
             reports.append(_report(classifier, faces, path, part, None, None, detector if detects else None,
-                                   crop_margin))
+                                   crop_margin, crops))
     photo_sets = [r for r in reports if r["usage"] is None]
     chosen_on = [r for r in reports if r["usage"] != "PrivateTest"]
-    return {"model": classifier.path, "model_name": classifier.name, "sets": reports,
+    return {"model": classifier.path, "model_name": classifier.name, "crops": crops, "sets": reports,
             "mean": _mean(reports), "field_mean": _mean(photo_sets) if photo_sets else None,
             "selection": _mean(chosen_on) if photo_sets and len(chosen_on) < len(reports) else None}
 
@@ -98,16 +100,20 @@ def split_parts(usages: Sequence[str]) -> Sequence[str]:
 
 
 def _report(classifier: Any, faces: Any, data_path: str, usage: Optional[str], votes: Optional[np.ndarray],
-            ferplus_path: Optional[str], detector: Any = None, margin: float = 0.0) -> dict:
+            ferplus_path: Optional[str], detector: Any = None, margin: float = 0.0, crops: int = 1) -> dict:
     from ..model.calibration import expected_calibration_error
     from ..model.datasets import ferplus_majority
     from ..model.metrics import classification_report
+    from ..model.preprocess import crop_views
     from ..vision.analyzer import largest_faces
 
     labels, images = faces.labels, faces.images
     view, found = "FER2013 labels", np.ones(len(labels), bool)
     if detector is not None:
-        images, found = largest_faces(images, detector, margin, lambda photos: progress(photos, "detecting"))
+        images, found = largest_faces(images, detector, margin, lambda photos: progress(photos, "detecting"),
+                                      crops if crops > 1 else None)
+    elif crops > 1:   # faces cropped already: their framings as the device would make them
+        images = np.stack([crop_views(face, None, margin, crops) for face in images]) if len(images) else images
     if votes is not None:
         if classifier.labels != LABELS:
             raise UserError(f"{ferplus_path}: FER+ votes are over FER2013's seven labels; {classifier.name} has others")
