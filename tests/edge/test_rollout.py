@@ -110,6 +110,8 @@ class StandIn:
     def _judge(self, rollout, release):
         if self.verdict == "kept":
             self.say("kept", rollout, release)
+        elif self.verdict != "rolled back":           # a hostile device's word
+            self.say(self.verdict, rollout, release, self.reason)
         else:
             self.model, self.previous = self.previous, None
             self.say("rolled back", rollout, release, self.reason)
@@ -401,3 +403,26 @@ def test_a_controller_killed_in_the_canary_wait_leaves_promote_rollback_and_stat
     shown = deploy(fleet, "status").stdout
     assert shown.startswith(f"{rid}  rolled back") and other.orders == [], shown
     assert retained_orders(fleet["broker"].port) == {}
+
+
+def test_what_a_hostile_device_says_never_reaches_the_terminal_raw_nor_costs_the_record(fleet, model_path):
+    """A device (with the documented ACL) that names its model with terminal escapes, and a
+    canary that answers with a state no device says: the deployer's lines are clean, the
+    unknown state is not taken as a step, and the collector stores every record."""
+    hostile = "\x1b[2J\x1b]0;owned\x07<img src=x onerror=alert(1)>"
+    first = fleet["add"]("kiosk-1", delay=0.2)
+    first.model["name"] = hostile                      # what it runs before; back on it after the rollback
+    fleet["add"]("kiosk-2", verdict="rolled back", delay=1.5)
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-1", "--canary", "kiosk-2",
+                    "--wait", "15")
+    assert result.returncode == 1 and "kiosk-1: back on [2J ]0;owned <img src=x onerror=alert(1)> v1" in said(result)
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr, result.stderr
+    fleet["add"]("kiosk-3", verdict="\x1b[2J" + "x" * 600, delay=0.2)
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-3", "--device", "kiosk-3",
+                    "--wait", "4")
+    assert result.returncode == 3 and "\x1b" not in result.stderr, result.stderr
+    assert "no word from canary kiosk-3" in result.stderr, result.stderr
+    rid = said(result)[0].split()[1].rstrip(":")
+    db = fleet["db"]
+    assert Recorder.wait_for(lambda: rows(db, f"SELECT state FROM rollouts WHERE id = '{rid}'") == [("stopped",)], 10)
+    assert rows(db, "SELECT reason FROM rejected WHERE topic LIKE 'fer-edge-rollouts/%'") == []

@@ -24,6 +24,7 @@ READ_SECONDS = 5.0             # reading the retained messages takes at most thi
 CONNECT_SECONDS = 10.0
 SEND_SECONDS = 60.0            # a message waits this long for the broker (restarting) to take it
 MAX_PAYLOAD = 65_536           # a model state or a record
+STEPS = ("received", "trial", "kept", "rolled back", "refused", "unjudged")   # a device's steps in a rollout
 
 
 def read_json(payload: bytes) -> Optional[Dict[str, Any]]:
@@ -73,11 +74,16 @@ class Device:
         names no rollout the device may trust: a refusal that names none, said live after this
         rollout's order went to the device, is taken as this one's."""
         state = self.state.get("state")
-        if not isinstance(state, str) or state == "running":
+        if state not in STEPS:
             return None
         if self.state.get("rollout") == rollout or (state == "refused" and self.state.get("rollout") is None):
             return state
         return None
+
+    def runs_now(self) -> str:
+        """`name vN` of the model it says it runs, as one printable line."""
+        version = self.model.get("version")
+        return f"{text(self.model.get('name')) or '?'} v{version if isinstance(version, int) else '?'}"
 
     def runs(self, sha256: str) -> bool:
         return self.model.get("sha256") == sha256

@@ -164,7 +164,7 @@ class Rollout:
                     waiting.remove(device)
                     self.mark(device, "rolled back", text(state.state.get("reason")))
                     self.link.send(self.link.release_topic(device), b"")
-                    self.say(f"{device}: back on {state.model.get('name')} v{state.model.get('version')}")
+                    self.say(f"{device}: back on {state.runs_now()}")
                     self.publish()
             self.link.wait(min(1.0, max(0.0, deadline - time.monotonic())))
         return waiting
