@@ -82,3 +82,28 @@ def test_a_send_while_the_broker_restarts_waits_for_it(tmp_path):
     finally:
         link.close()
         broker.stop()
+
+
+def test_a_malformed_rollout_record_is_ignored_and_status_goes_on(tmp_path):
+    """What holds the rollouts' topics is the deployer's word, but a broker without the ACL lets
+    anyone write there: a record of the wrong shape is ignored, never a crash of `deploy status`,
+    `promote` or `rollback` (was ValueError and AttributeError)."""
+    from fer_edge.deploy.rollout import status
+
+    broker = Broker(tmp_path).start()
+    client = publisher(broker.port)
+    hostile = {"r-1": rollout_record("r-1", started="yesterday"), "r-2": rollout_record("r-2", model=[1], devices=[]),
+               "r-3": rollout_record("r-3", devices={"kiosk-a": "not a step"}), "r-4": rollout_record("r-4", history="x"),
+               "r-5": rollout_record("r-1"), "r-6": rollout_record("r-6", canaries="kiosk-a"),
+               "r-7": rollout_record("r-7", updated=None), "r-8": rollout_record("r-8", started=10 ** 400)}
+    for rid, record in [*hostile.items(), ("r-ok", rollout_record("r-ok"))]:
+        client.publish(f"fer-edge-rollouts/{rid}", json.dumps(record), qos=1, retain=True).wait_for_publish(10)
+    link = Link(Address("127.0.0.1", broker.port), "fer-edge", print).open()
+    try:
+        assert list(link.records) == ["r-ok"], list(link.records)
+        assert status(link).startswith("r-ok  canary  fer-int8 v2")
+    finally:
+        link.close()
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()

@@ -38,6 +38,22 @@ def read_json(payload: bytes) -> Optional[Dict[str, Any]]:
     return value if isinstance(value, dict) else None
 
 
+def usable_record(record: Dict[str, Any], rollout: str) -> bool:
+    """A rollout record of the shape the deployer writes, on its own topic: a broker without
+    the ACL lets anyone write the rollouts' topics."""
+    def is_time(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e10
+
+    def is_names(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+    devices = record.get("devices")
+    return (record.get("rollout") == rollout and isinstance(record.get("model"), dict) and isinstance(record.get("state"), str)
+            and is_time(record.get("started")) and is_time(record.get("updated")) and is_names(record.get("canaries"))
+            and is_names(record.get("targets")) and isinstance(record.get("history"), list)
+            and isinstance(devices, dict) and all(isinstance(step, dict) for step in devices.values()))
+
+
 def text(value: Any, longest: int = 500) -> Optional[str]:
     """A text a device sent as one printable line of at most `longest` characters (what a
     record carries, and the collector stores); None where it is not a text."""
@@ -161,7 +177,7 @@ class Link:
         with self.lock:
             if message.topic.startswith(f"{self.prefix}-rollouts/"):
                 record = read_json(message.payload)
-                if record is not None:
+                if record is not None and usable_record(record, levels[-1]):
                     self.records[levels[-1]] = record
                 else:
                     self.records.pop(levels[-1], None)

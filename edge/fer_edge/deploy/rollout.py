@@ -333,7 +333,7 @@ def _name_silent(say: Say, silent: List[str], what: str) -> None:
 
 def find(link: Link, rid: str) -> Dict[str, Any]:
     record = link.records.get(rid)
-    if record is None or not isinstance(record.get("model"), dict) or not isinstance(record.get("devices"), dict):
+    if record is None:
         raise UserError(f"no rollout {rid!r} on the broker (fer-edge deploy status lists them)")
     return record
 
