@@ -136,13 +136,19 @@ def test_at_most_three_model_files_are_kept(tmp_path, orders):
     with pytest.raises(RuntimeError, match="a trial is under way"):
         store.begin_trial(store.put(made[2]), None, None, {})
 
+WHOLE = {"format": 1, "active": None, "previous": None, "state": "running", "rollout": None, "trial": None, "rejected": []}
+
 
 @pytest.mark.parametrize("pointer", [b"", b"{", b"[]", b"\xff\xfe", b"[" * 100000, json.dumps({"format": 2}).encode(),
                                      json.dumps({"format": 1, "active": {"name": "x", "version": 1, "sha256": "../../etc/passwd",
                                                                           "labels": ["a", "b"]}}).encode(),
                                      json.dumps({"format": 1, "state": "trial", "active": None, "trial": {}}).encode(),
                                      json.dumps({"format": 1, "state": "exploded"}).encode(),
-                                     json.dumps({"format": 1, "rejected": "all"}).encode()])
+                                     json.dumps({"format": 1, "rejected": "all"}).encode(),
+                                     json.dumps(dict(WHOLE, active={"name": "\x1b[2Jx\nfer-edge: forged", "version": 1,
+                                                                    "sha256": "ab" * 32, "labels": ["a", "b"]})).encode(),
+                                     json.dumps(dict(WHOLE, previous={"name": "", "version": 1, "sha256": "ab" * 32,
+                                                                      "labels": ["a", "b"]})).encode()])
 def test_a_damaged_pointer_runs_the_configured_model_with_one_line(tmp_path, pointer):
     (tmp_path / POINTER).write_bytes(pointer)
     store = ModelStore(str(tmp_path))

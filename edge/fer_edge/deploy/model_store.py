@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..core.atomic import sha256_of, write_atomically
 from ..core.errors import UserError
 from ..core.labels import label_problem
-from .order import Order, is_unix_time
+from .order import MAX_NAME, Order, is_text, is_unix_time
 
 POINTER = "active.json"
 FORMAT = 1
@@ -240,7 +240,7 @@ def pointer_problem(pointer: Any) -> Optional[str]:
         entry = pointer.get(key)
         if entry is None:
             continue
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("sha256"), str) \
+        if not isinstance(entry, dict) or not is_text(entry.get("name"), MAX_NAME) or not isinstance(entry.get("sha256"), str) \
                 or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) or isinstance(entry.get("version"), bool) \
                 or not isinstance(entry.get("version"), int) or label_problem(entry.get("labels")):
             return f"its {key} entry"

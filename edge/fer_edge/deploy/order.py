@@ -32,6 +32,7 @@ MAGIC = b"FER-EDGE-ORDER 1\n"
 MAX_HEADER = 64 * 1024
 MAX_MODEL = 64 * 1024 * 1024
 MAX_REASON = 500
+MAX_NAME = 128            # a model's name, and who signed
 SIGNATURE_LINE = 88   # base64 of 64 bytes
 KEY_NAME, PUB_NAME = "fer-edge-deploy.key", "fer-edge-deploy.pub"
 
@@ -329,7 +330,7 @@ def check_header(header: Any) -> None:
         raise OrderRefused(f"header: rollout {_shown(header['rollout'])} is not 1..64 letters, digits, '.', '_' or '-'")
     if not is_unix_time(header["issued"]):
         raise OrderRefused(f"header: issued {_shown(header['issued'])} is not a unix time")
-    _text(header["by"], 128, "header: by")
+    _text(header["by"], MAX_NAME, "header: by")
     if not isinstance(header["key_id"], str) or not KEY_ID_FORM.fullmatch(header["key_id"]):
         raise OrderRefused("header: key_id is not 16 hex digits")
     if action == "rollback":
@@ -345,7 +346,7 @@ def check_model_fields(model: Any) -> None:
     if not isinstance(model, dict):
         raise OrderRefused("header: model is not an object")
     _exact_fields(model, MODEL_FIELDS, "header: model")
-    _text(model["name"], 128, "header: model name")
+    _text(model["name"], MAX_NAME, "header: model name")
     version = model["version"]
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
         raise OrderRefused(f"header: model version {_shown(version)} is not a whole number >= 1")
@@ -412,8 +413,13 @@ def _number(value: Any, least: float, most: float) -> bool:
     return (isinstance(value, int) or math.isfinite(value)) and least <= value <= most
 
 
+def is_text(value: Any, most: int) -> bool:
+    """A printable text of 1..`most` characters (nothing a log line or a terminal must not be given)."""
+    return isinstance(value, str) and 1 <= len(value) <= most and not any(unprintable(c) for c in value)
+
+
 def _text(value: Any, most: int, where: str) -> None:
-    if not isinstance(value, str) or not 1 <= len(value) <= most or any(unprintable(c) for c in value):
+    if not is_text(value, most):
         raise OrderRefused(f"{where} is not a printable text of 1..{most} characters")
 
 
