@@ -176,3 +176,50 @@ def test_two_collectors_each_read_the_retained_states_and_store_each_once(tmp_pa
     assert count("SELECT COUNT(*) FROM model_events") == 5 and count("SELECT COUNT(*) FROM device_models") == 5
     assert count("SELECT COUNT(*) FROM rejected") == 0
     assert all("5 model states, 1 rollout records stored" in text for text in said), said
+
+
+@pytest.mark.needs_broker
+@pytest.mark.slow
+def test_two_collectors_on_postgresql_store_each_model_state_once_with_the_database_away_meanwhile(tmp_path):
+    """Two collectors into one PostgreSQL; it is stopped while devices report their steps and
+    the deployer its record, then started again: every step is stored once, each device's row
+    and the rollout's row are the newest, and nothing is rejected."""
+    from pg_helpers import Postgres
+
+    pytest.importorskip("psycopg")
+    postgres = Postgres().start()
+    broker = Broker(tmp_path).start()
+    client = publisher(broker.port)
+    first = start_collector(broker.port, postgres.url, "collector-a")
+    second = start_collector(broker.port, postgres.url, "collector-b")
+    sent = []
+
+    def report(state, version, rollout_state):
+        for n in range(20):
+            message = model_state(f"kiosk-{n}", state, version=version, sha=SHA_B if version == 2 else SHA_A)
+            sent.append(message["msg_id"])
+            publish(client, f"fer-edge/kiosk-{n}/model", json.dumps(message).encode())
+        publish(client, "fer-edge-rollouts/r-1", json.dumps(rollout_record(state=rollout_state)).encode())
+
+    try:
+        report("trial", 2, "canary")
+        assert Recorder.wait_for(lambda: postgres.query("SELECT COUNT(*) FROM model_events") == [(20,)], 20)
+        postgres.stop()
+        report("kept", 2, "done")
+        time.sleep(2)
+        postgres.start()
+        assert Recorder.wait_for(lambda: postgres.query("SELECT COUNT(*) FROM model_events") == [(40,)], 60), \
+            postgres.query("SELECT COUNT(*) FROM model_events")
+        time.sleep(2)
+        stored = {row[0] for row in postgres.query("SELECT msg_id FROM model_events")}
+        assert stored == set(sent)
+        assert postgres.query("SELECT DISTINCT state, version FROM device_models") == [("kept", 2)]
+        assert postgres.query("SELECT state FROM rollouts") == [("done",)]
+        assert postgres.query("SELECT COUNT(*) FROM rejected") == [(0,)]
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        said = [stop(first), stop(second)]
+        broker.stop()
+        postgres.close()
+    assert all("Traceback" not in text for text in said), said
