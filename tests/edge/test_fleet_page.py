@@ -225,3 +225,53 @@ def test_the_page_shows_each_devices_model_and_the_rollouts_in_a_real_browser(tm
     finally:
         browser.quit()
         server.stop()
+
+
+@pytest.mark.browser
+def test_what_devices_and_records_say_is_shown_as_text_never_run_in_a_real_browser(tmp_path):
+    """HTML and script in every field a device or a record may fill (device id, model name,
+    labels, reason, group, who, history), stored as the collector stores them: shown as text."""
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from fer_edge.fleet.fleet_db import open_database
+    from fer_edge.fleet.message_rows import Message, rows_of
+    from test_message_rows import SHA_B, model_state, rollout_record
+    from web_helpers import chromium
+
+    html = "<img src=x onerror=\"window.owned=1\"><script>window.owned=2</script>"
+    device = "<svg onload=window.owned=3>"
+    db = tmp_path / "fleet.db"
+    fill_fleet_database(db, [], [(device, True, json.dumps({"fps": 5.0}))])
+    now = time.time()
+    step = {"state": html[:100], "at": now, "reason": html}
+    messages = [(f"fer-edge/{device}/model", model_state(device, "rolled back", version=2, sha=SHA_B, rollout="r-x",
+                                                          group=html[:100], reason=html,
+                                                          model={"name": html[:100], "version": 2, "sha256": SHA_B,
+                                                                 "labels": [html[:100], "b"]})),
+                ("fer-edge-rollouts/r-x", rollout_record("r-x", "rolled back", by=html[:100], reason=html,
+                                                         canaries=[device], targets=[device], devices={device: step},
+                                                         history=[{"at": now, "event": html[:100], "by": html[:100],
+                                                                   "detail": html}]))]
+    database = open_database(str(db), create=True)
+    for topic, payload in messages:
+        for row in rows_of(Message(topic, json.dumps(payload).encode(), 0, 1, now, 0)):
+            assert row.kind != "rejected", row.args
+            database.execute(row.statement, row.args)
+    database.commit()
+    database.close()
+    server = Server("--fleet", "--db", db)
+    browser = chromium()
+    try:
+        browser.get(server.url + "/")
+        WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#rollouts tbody tr")) == 1)
+        browser.find_element(By.CSS_SELECTOR, "#rollouts summary").click()
+        time.sleep(1)
+        assert browser.execute_script("return window.owned") is None
+        assert browser.find_elements(By.CSS_SELECTOR, "main img, main script, main svg") == []
+        text = browser.find_element(By.TAG_NAME, "main").text
+        assert device in text and html in text, text
+    finally:
+        browser.quit()
+        server.stop()
