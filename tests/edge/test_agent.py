@@ -227,6 +227,24 @@ def test_in_the_loop_a_flood_of_unsigned_orders_neither_floods_the_log_nor_hides
     assert camera.run_until(lambda: len(camera.said("deploy: refused an order")) > len(refused)), camera.lines
     assert f"(and {len(sent) - len(refused)} more such orders since the last one said)" in camera.lines[-1], camera.lines[-1]
 
+def test_in_the_loop_a_rollback_with_the_previous_model_damaged_goes_back_to_the_configured_one(camera, keys):
+    """The model to go back to may be gone or damaged on disk by then (a restart since: it is
+    read from the store): the configured model runs rather than none, and the failing one never stays."""
+    from fer_edge.deploy.order import rollback_header, sign_order
+
+    gate = {"seconds": 3, "min_faces": 5, "max_emotion_shift": 1}
+    camera.agent.offer(order(keys[0], V2, 2, gate=gate))
+    assert camera.run_until(lambda: camera.said("deploy: kept")), camera.lines
+    camera.agent.offer(order(keys[0], V1, 3, gate=gate))
+    assert camera.run_until(lambda: len(camera.said("deploy: kept")) == 2), camera.lines
+    Path(camera.store.previous.path).write_bytes(b"damaged")
+    camera.agent.previous = None   # as after a restart: what ran before is read from the store
+    camera.agent.offer(sign_order(rollback_header("r-1", camera.agent.running.sha256, "ops@test"), b"", keys[0]))
+    assert camera.run_until(lambda: camera.said("deploy: rolled back")), camera.lines
+    assert camera.said("deploy: rolled back fer-cnn-int8.tflite v3 to fer-cnn-int8.tflite (configured) at frame ")
+    assert camera.store.active is None and not camera.said("unexpected"), camera.lines
+
+
 def on_disk(camera, folder):
     """The camera's agent keeps its models in `folder` (a small disk of the test's)."""
     from fer_edge.deploy.model_store import ModelStore

@@ -345,7 +345,10 @@ class DeployAgent:
         previous = self.store.previous
         if previous is None:
             return self.configured
-        classifier = EmotionClassifier(previous.path, **self.options)
+        try:
+            classifier = EmotionClassifier(previous.path, **self.options)
+        except ModelError:   # gone or damaged since (the store then names none): never stay on the one left
+            return self.configured
         classifier.name = f"{previous.name} v{previous.version}"
         return running_of(classifier, previous)
 
