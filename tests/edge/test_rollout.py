@@ -392,7 +392,9 @@ def test_a_controller_killed_in_the_canary_wait_leaves_promote_rollback_and_stat
     controller.send_signal(signal.SIGKILL)
     controller.wait(10)
     assert Recorder.wait_for(lambda: canary.model["version"] == 1, 10), "the canary rolled back by itself"
-    rid = deploy(fleet, "status").stdout.split()[0]
+    shown = deploy(fleet, "status").stdout
+    rid = shown.split()[0]
+    assert shown.startswith(f"{rid}  canary") and "; 1 rolled back, 1 waiting" in shown.splitlines()[0], shown
     promoted = deploy(fleet, "promote", rid, "--wait", "5")
     assert promoted.returncode == 1 and other.orders == [], (promoted.stderr, other.orders)
     assert promoted.stderr.startswith(f"Error: canary kiosk-1 rolled back rollout {rid} by itself: "

@@ -103,22 +103,24 @@ class Rollout:
             self.say(step)
             self.publish()
 
-    def _take(self, state: Device) -> Optional[str]:
-        """A device's new step in this rollout marked; `device: step: reason`, or None."""
+    def _take(self, state: Device, sent: bool = False) -> Optional[str]:
+        """A device's new step in this rollout marked; `device: step: reason`, or None. A
+        device still 'waiting' was not sent the order, unless `sent` (the record may be older
+        than the send)."""
         device = state.id
         step = state.step(self.id)
-        if step is None or step == self.state_of(device) or self.state_of(device) == "waiting":
+        if step is None or step == self.state_of(device) or (self.state_of(device) == "waiting" and not sent):
             return None
         reason = text(state.state.get("reason"))
         self.mark(device, step, reason)
         return f"{device}: {step}" + (f": {reason}" if reason else "")
 
-    def catch_up(self) -> None:
+    def catch_up(self, publish: bool = True) -> None:
         """What its devices said of it while no deployer listened (one killed, the broker away):
-        each device's retained MODEL STATE that names this rollout."""
-        steps = [self._take(device) for device in self.link.known().values()
+        each device's retained MODEL STATE that names this rollout (its id comes with the order)."""
+        steps = [self._take(device, sent=True) for device in self.link.known().values()
                  if device.id in self.record["devices"] and device.state.get("rollout") == self.id]
-        if any(steps):
+        if any(steps) and publish:
             self.publish()
 
     def roll_back(self, why: str, by_hand: bool = False) -> List[str]:
@@ -382,6 +384,7 @@ def status(link: Link, now: Optional[float] = None) -> str:
     lines = []
     records = sorted(link.records.values(), key=lambda r: -float(r.get("started") or 0))
     for r in records:
+        Rollout(link, r, lambda line: None).catch_up(publish=False)   # what devices said since
         model, steps = r.get("model") or {}, r.get("devices") or {}
         counts: Dict[str, int] = {}
         for step in steps.values():
