@@ -75,9 +75,13 @@ class Rollout:
     def state_of(self, device: str) -> str:
         return str(self.record["devices"].get(device, {}).get("state", "waiting"))
 
-    def send_install(self, devices: Iterable[str], order: bytes) -> None:
+    def send_install(self, devices: Sequence[str], order: bytes) -> None:
+        """The record says 'sent' before any order goes (a device's answer may come before the
+        broker's acknowledgement, and a deployer killed in between leaves no order unrecorded)."""
         for device in devices:
-            self.mark(device, "sent")          # before: its answer may come before the broker's acknowledgement
+            self.mark(device, "sent")
+        self.publish()
+        for device in devices:
             self.link.send(self.link.release_topic(device), order)
 
     def watch(self, devices: Sequence[str], seconds: float, stop_on_failure: bool = False) -> List[str]:
@@ -177,7 +181,6 @@ class Rollout:
         self.record.update(state="promoted", reason="promoted by hand" if by_hand else "every canary kept it")
         self.note("promoted by hand" if by_hand else "promoted", f"to {len(rest)} more devices")
         self.send_install(rest, order)
-        self.publish()
         self.say(f"promoted: sent to {', '.join(rest) or 'no other device'}")
         silent = self.watch(rest, seconds)
         failed = [d for d in rest if self.state_of(d) in FAILED]
@@ -297,9 +300,7 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
     say(f"rollout {rid}: {header['model']['name']} v{version} ({header['model']['sha256'][:12]}) to {len(targets)} "
         f"devices, canaries {', '.join(chosen)}" + (f"; offline now: {', '.join(offline)}" if offline else ""))
     seconds = wait if wait is not None else float(header["gate"]["max_seconds"]) + 120
-    rollout.publish()
     rollout.send_install(chosen, order)
-    rollout.publish()
     silent = rollout.watch(chosen, seconds, stop_on_failure=True)
     failed = [d for d in chosen if rollout.state_of(d) in FAILED]
     if failed:
