@@ -428,3 +428,23 @@ def test_what_a_hostile_device_says_never_reaches_the_terminal_raw_nor_costs_the
     db = fleet["db"]
     assert Recorder.wait_for(lambda: rows(db, f"SELECT state FROM rollouts WHERE id = '{rid}'") == [("stopped",)], 10)
     assert rows(db, "SELECT reason FROM rejected WHERE topic LIKE 'fer-edge-rollouts/%'") == []
+
+
+def test_ctrl_c_in_the_canary_wait_leaves_the_rollout_stopped_for_a_decision(fleet, model_path):
+    import signal
+    import subprocess
+    import sys
+
+    canary = fleet["add"]("kiosk-1", verdict=None)
+    other = fleet["add"]("kiosk-2")
+    command = [str(Path(sys.executable).parent / "fer-edge"), "deploy", "publish", str(model_path), "--key",
+               str(fleet["key"]), "--canary", "kiosk-1", "--wait", "60", *map(str, fleet["login"])]
+    controller = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert Recorder.wait_for(lambda: canary.orders, 30), "the canary got its order"
+    time.sleep(0.5)
+    controller.send_signal(signal.SIGINT)
+    stderr = controller.communicate(timeout=30)[1]
+    assert controller.returncode == 3 and "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    rid = stderr.split()[2].rstrip(":")
+    assert f"stopped: interrupted in the canary wait; `fer-edge deploy promote {rid}`" in stderr, stderr
+    assert deploy(fleet, "status").stdout.startswith(f"{rid}  stopped") and other.orders == []

@@ -301,16 +301,20 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
         f"devices, canaries {', '.join(chosen)}" + (f"; offline now: {', '.join(offline)}" if offline else ""))
     seconds = wait if wait is not None else float(header["gate"]["max_seconds"]) + 120
     rollout.send_install(chosen, order)
-    silent = rollout.watch(chosen, seconds, stop_on_failure=True)
-    failed = [d for d in chosen if rollout.state_of(d) in FAILED]
+    try:
+        silent, interrupted = rollout.watch(chosen, seconds, stop_on_failure=True), False
+    except KeyboardInterrupt:   # Ctrl-C: the rollout waits for the operator's decision, as with a silent canary
+        silent, interrupted = [d for d in chosen if rollout.state_of(d) not in FINAL], True
+    failed = [] if interrupted else [d for d in chosen if rollout.state_of(d) in FAILED]
     if failed:
         device = failed[0]
         reason = rollout.record["devices"][device]["reason"]
         rollout.roll_back(f"canary {device} {rollout.state_of(device)}" + (f": {reason}" if reason else ""))
         return ROLLED_BACK
-    if silent or any(rollout.state_of(d) != "kept" for d in chosen):
+    if interrupted or silent or any(rollout.state_of(d) != "kept" for d in chosen):
         unjudged = [d for d in chosen if rollout.state_of(d) == "unjudged"]
-        why = (f"canary {', '.join(unjudged)} could not judge the model" if unjudged else
+        why = ("interrupted in the canary wait" if interrupted else
+               f"canary {', '.join(unjudged)} could not judge the model" if unjudged else
                f"no word from canary {', '.join(silent)} within {seconds:.0f} s")
         rollout.record.update(state="stopped", reason=text(why))
         rollout.note("stopped", why)
