@@ -82,6 +82,7 @@ class StandIn:
 
         if not message.payload:
             return                                        # the order cleared
+        self.raw = bytes(message.payload)
         try:
             order = read_order(message.payload, self.public_key)
         except OrderRefused as refused:
@@ -448,3 +449,23 @@ def test_ctrl_c_in_the_canary_wait_leaves_the_rollout_stopped_for_a_decision(fle
     rid = stderr.split()[2].rstrip(":")
     assert f"stopped: interrupted in the canary wait; `fer-edge deploy promote {rid}`" in stderr, stderr
     assert deploy(fleet, "status").stdout.startswith(f"{rid}  stopped") and other.orders == []
+
+
+def test_promote_sends_only_the_order_the_rollout_signed_not_what_a_canary_left_on_its_topic(fleet, model_path):
+    """Under the documented ACL a device may write its own release topic: a canary that puts
+    there the signed header with other model bytes does not get `deploy promote` to hand every
+    other device an order they all refuse."""
+    canary = fleet["add"]("kiosk-1", verdict=None)
+    other = fleet["add"]("kiosk-2")
+    result = deploy(fleet, "publish", model_path, "--key", fleet["key"], "--canary", "kiosk-1", "--wait", "3")
+    assert result.returncode == 3, result.stderr
+    rid = said(result)[0].split()[1].rstrip(":")
+    forged = canary.raw[:-1] + bytes([canary.raw[-1] ^ 1])
+    canary.client.unsubscribe(canary.topic("release"))     # a hostile canary says nothing of it
+    time.sleep(0.3)
+    canary.client.publish(canary.topic("release"), forged, qos=1, retain=True).wait_for_publish(10)
+    time.sleep(0.5)
+    promoted = deploy(fleet, "promote", rid, "--wait", "5")
+    assert promoted.returncode == 1 and other.orders == [] and other.refusals == [], (promoted.stderr, other.refusals)
+    assert promoted.stderr == f"Error: the signed order of rollout {rid} is no longer on the broker: publish the " \
+        "model again\n", promoted.stderr

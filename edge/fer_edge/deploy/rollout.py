@@ -11,6 +11,7 @@ rollback order and every retained install order is cleared, so no other device e
 """
 
 import getpass
+import hashlib
 import json
 import re
 import socket
@@ -266,10 +267,14 @@ def choose_version(devices: Dict[str, Device], targets: Sequence[str], version: 
     return version
 
 
-def new_record(rollout: str, header: Dict[str, Any], by: str, canaries: List[str], targets: List[str]) -> Dict[str, Any]:
+def new_record(rollout: str, header: Dict[str, Any], by: str, canaries: List[str], targets: List[str],
+               order: bytes = b"") -> Dict[str, Any]:
+    """The record of a new rollout; `order_sha256` names the signed order, the one `deploy
+    promote` may send on (a device may write its own release topic)."""
     model = {k: header["model"][k] for k in ("name", "version", "sha256", "labels")}
     now = time.time()
     return {"msg_id": "", "rollout": rollout, "by": by, "started": now, "updated": now, "model": model,
+            "order_sha256": hashlib.sha256(order).hexdigest(),
             "canaries": canaries, "targets": targets, "state": "canary", "reason": None,
             "devices": {d: {"state": "waiting", "at": now, "reason": None} for d in targets},
             "history": [{"at": now, "event": "published", "by": by,
@@ -293,7 +298,7 @@ def publish(link: Link, model_path: str, key: Any, say: Say, version: Optional[i
     header["rollout"] = rid
     with open(model_path, "rb") as f:
         order = sign_order(header, f.read(), key)
-    record = new_record(rid, header, by, chosen, targets)
+    record = new_record(rid, header, by, chosen, targets, order)
     check_fits(record)
     rollout = Rollout(link, record, say, key, by)
     offline = [d for d in targets if devices[d].online is False]
@@ -359,8 +364,13 @@ def promote(link: Link, rid: str, say: Say, wait: float) -> int:
         raise UserError(f"canary {failed[0]} {rollout.state_of(failed[0])} rollout {rid} by itself"
                         + (f": {reason}" if reason else "") + f"; `fer-edge deploy rollback {rid} --key KEY` ends it")
     link.read([link.release_topic(canary) for canary in rollout.record["canaries"]])
+    signed = rollout.record.get("order_sha256")
     for canary in rollout.record["canaries"]:
         order = link.orders.get(canary, b"")
+        if signed is not None:                 # the very order this rollout signed, nothing a canary put there
+            if hashlib.sha256(order).hexdigest() == signed:
+                break
+            continue
         end = order.find(b"\n", len(MAGIC))
         try:
             header = parse_header(order[len(MAGIC):end]) if order.startswith(MAGIC) and end > 0 else {}

@@ -319,7 +319,7 @@ ROLLOUT: Dict[str, Rule] = {
     "msg_id": _name(64), "rollout": ROLLOUT_ID, "by": _name(), "started": TIME, "updated": TIME,
     "model": ("an object", _is_object), "canaries": DEVICES, "targets": DEVICES, "state": _one_of(ROLLOUT_STATES)}
 ROLLOUT_OPTIONAL: Dict[str, Rule] = {
-    "reason": REASON,
+    "reason": REASON, "order_sha256": ("64 hex digits", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None),
     "devices": (f"an object of up to {MAX_DEVICES:,} device ids, each {{state, at, reason}}",
                 lambda v: isinstance(v, dict) and len(v) <= MAX_DEVICES
                 and all(_name(MAX_DEVICE)[1](k) and _is_step(x) for k, x in v.items())),
