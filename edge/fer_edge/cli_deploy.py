@@ -23,7 +23,7 @@ GATE_OPTIONS: Dict[str, Tuple[click.ParamType, str]] = {
     "min_spread_ratio": (FiniteFloatRange(0, 1), "Least spread of confidences, as a share of the spread before"),
 }
 EXIT_HELP = ("Exit status 0: promoted; 1: rolled back (by a canary, or by a device after the promotion); "
-             "3: undecided (a canary silent or unable to judge).")
+             "3: undecided (a canary silent or unable to judge, or Ctrl-C in the canary wait).")
 
 
 def broker_options(function: Callable) -> Callable:
