@@ -107,3 +107,29 @@ def test_a_malformed_rollout_record_is_ignored_and_status_goes_on(tmp_path):
         client.loop_stop()
         client.disconnect()
         broker.stop()
+
+
+def test_under_the_documented_acl_a_device_writes_no_record_and_no_other_devices_topics(tmp_path):
+    """A device's login (docs/fleet.md) cannot write a rollout's record, another device's MODEL
+    STATE or another device's release topic: the broker drops each, and the deployer never reads them."""
+    users = {"kiosk-a": "a-password", "kiosk-b": "b-password", "fer-edge-deployer": "d-password"}
+    broker = Broker(tmp_path).with_passwords(users, acl=broker_acl()).start()
+    device = publisher(broker.port, "kiosk-a", "a-password")
+    try:
+        for topic, payload in [("fer-edge-rollouts/r-1", json.dumps(rollout_record())),
+                               ("fer-edge/kiosk-b/model", json.dumps(model_state("kiosk-b", version=99))),
+                               ("fer-edge/kiosk-b/release", "forged order")]:
+            info = device.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(10)
+            assert Recorder.wait_for(lambda mid=info.mid: mid in device.answers, 5)
+            assert device.answers[info.mid] == "Not authorized", (topic, device.answers[info.mid])
+        link = Link(Address("127.0.0.1", broker.port, "fer-edge-deployer", "d-password"), "fer-edge", print).open()
+        try:
+            link.read(["fer-edge/+/release"])
+            assert link.records == {} and link.known() == {} and link.orders == {}
+        finally:
+            link.close()
+    finally:
+        device.loop_stop()
+        device.disconnect()
+        broker.stop()
