@@ -469,3 +469,28 @@ def test_promote_sends_only_the_order_the_rollout_signed_not_what_a_canary_left_
     assert promoted.returncode == 1 and other.orders == [] and other.refusals == [], (promoted.stderr, other.refusals)
     assert promoted.stderr == f"Error: the signed order of rollout {rid} is no longer on the broker: publish the " \
         "model again\n", promoted.stderr
+
+
+def test_an_old_refusal_read_again_after_a_broker_restart_is_not_taken_for_this_rollouts(fleet, model_path):
+    """A canary offline with an old refusal retained (an order of another key: it names no
+    rollout); the broker restarts in the canary wait and the deployer reads that refusal again:
+    it is not this rollout's (was: the rollout rolled back), and the canary stays silent."""
+    import signal
+    import subprocess
+    import sys
+
+    canary = fleet["add"]("kiosk-1")
+    fleet["add"]("kiosk-2")
+    canary.say("refused", None, None, "not signed by this fleet's key")
+    time.sleep(0.3)
+    canary.go_offline()
+    command = [str(Path(sys.executable).parent / "fer-edge"), "deploy", "publish", str(model_path), "--key",
+               str(fleet["key"]), "--canary", "kiosk-1", "--wait", "12", *map(str, fleet["login"])]
+    controller = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    broker = fleet["broker"]
+    broker.process.send_signal(signal.SIGKILL)
+    broker.process.wait(10)
+    broker.start()
+    stderr = controller.communicate(timeout=120)[1]
+    assert controller.returncode == 3 and "no word from canary kiosk-1" in stderr, stderr

@@ -75,6 +75,7 @@ class Device:
     id: str                                   # its topic's level (topic_id of its device id)
     state: Dict[str, Any] = field(default_factory=dict)
     online: Optional[bool] = None
+    live: bool = True                         # said now, not a retained state read again (on a reconnection)
 
     @property
     def group(self) -> Optional[str]:
@@ -88,11 +89,12 @@ class Device:
     def step(self, rollout: str) -> Optional[str]:
         """Its state, if it speaks of this rollout, else None. An order whose signature fails
         names no rollout the device may trust: a refusal that names none, said live after this
-        rollout's order went to the device, is taken as this one's."""
+        rollout's order went to the device, is taken as this one's (read again from the broker,
+        it may be older than the order)."""
         state = self.state.get("state")
         if state not in STEPS:
             return None
-        if self.state.get("rollout") == rollout or (state == "refused" and self.state.get("rollout") is None):
+        if self.state.get("rollout") == rollout or (state == "refused" and self.state.get("rollout") is None and self.live):
             return state
         return None
 
@@ -191,7 +193,7 @@ class Link:
                     return
                 device = self.devices.setdefault(levels[-2], Device(levels[-2]))
                 device.state = state
-                self.heard.put(Device(device.id, state, device.online))
+                self.heard.put(Device(device.id, state, device.online, live=not message.retain))
 
     def known(self) -> Dict[str, Device]:
         """The devices that said which model they run (those with deployments on)."""
