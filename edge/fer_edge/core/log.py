@@ -84,3 +84,21 @@ def unprintable(char: str) -> bool:
     """A control or format character (escape sequences' first byte, text-direction overrides):
     given to a terminal raw, it can rewrite what the screen shows."""
     return unicodedata.category(char) in ("Cc", "Cf")
+
+
+class Budget:
+    """How often a line may be said when others can make it come by the hundred: at most `most`
+    at once, then one per `seconds` (a token bucket); `skipped` counts the ones not said."""
+
+    def __init__(self, most: int, seconds: float, clock: Callable[[], float]):
+        self.most, self.seconds, self.clock = most, seconds, clock
+        self.tokens, self.at, self.skipped = float(most), clock(), 0
+
+    def spend(self) -> bool:
+        now = self.clock()
+        self.tokens, self.at = min(float(self.most), self.tokens + (now - self.at) / self.seconds), now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.skipped += 1
+        return False

@@ -17,15 +17,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
-
 from ..core.atomic import sha256_of
 from ..core.events import EventSink
 from ..core.settings_sections import ModelSection
-from ..core.log import Say
+from ..core.log import Budget, Say
 from ..model.classify import EmotionClassifier
 from ..model.metadata import ModelError
-from .contract import check_model
+from .contract import check_model, self_test
 from .health import Health, figures_of, judge
 from .model_store import POINTER, Installed, ModelStore
 from .order import MAX_HEADER, MAX_MODEL, Order, OrderRefused, one_line, read_order
@@ -383,42 +381,6 @@ class DeployAgent:
                      "state": state, "rollout": rollout or (order.rollout if order else None),
                      "release": release or (order.release() if order else None),
                      "reason": one_line(reason) if reason else None, "before": before, "after": after})
-
-
-class Budget:
-    """At most `most` at once, then one per `seconds` (a token bucket); `skipped` counts the refused."""
-
-    def __init__(self, most: int, seconds: float, clock: Callable[[], float]):
-        self.most, self.seconds, self.clock = most, seconds, clock
-        self.tokens, self.at, self.skipped = float(most), clock(), 0
-
-    def spend(self) -> bool:
-        now = self.clock()
-        self.tokens, self.at = min(float(self.most), self.tokens + (now - self.at) / self.seconds), now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        self.skipped += 1
-        return False
-
-
-def self_test(classifier: EmotionClassifier, faces: List[np.ndarray]) -> str:
-    """Run the new model on the last real faces this camera saw (kept in memory only): finite
-    probabilities, one per label, that sum to 1. What it found, or OrderRefused."""
-    if not faces:
-        return "self-test: no face seen yet to try it on"
-    started = time.perf_counter()
-    try:
-        probabilities = classifier.predict(np.stack(faces))
-    except Exception as exc:
-        raise OrderRefused(f"self-test failed on {len(faces)} faces this camera saw: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    took = (time.perf_counter() - started) * 1000 / len(faces)
-    if (probabilities.shape != (len(faces), len(classifier.labels)) or not np.all(np.isfinite(probabilities))
-            or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)):
-        raise OrderRefused(f"self-test: the model's answers on {len(faces)} faces this camera saw are not "
-                           "probabilities, one per label")
-    return f"self-test on {len(faces)} faces this camera saw ok ({took:.1f} ms a face)"
 
 
 def _release_of(header: Optional[dict]) -> Optional[dict]:

@@ -4,7 +4,8 @@ preprocesses, its labels are the ones its signed order names, and one run on a g
 gives a finite answer per label. The checks of the model's own metadata and outputs are
 EmotionClassifier's; this adds what an order promises."""
 
-from typing import Optional
+import time
+from typing import List, Optional
 
 import numpy as np
 
@@ -52,3 +53,22 @@ def check_model(path: str, header_model: dict, threads: int = 1, delegate: Optio
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def self_test(classifier: EmotionClassifier, faces: List[np.ndarray]) -> str:
+    """Run the new model on the last real faces this camera saw (kept in memory only): finite
+    probabilities, one per label, that sum to 1. What it found, or OrderRefused."""
+    if not faces:
+        return "self-test: no face seen yet to try it on"
+    started = time.perf_counter()
+    try:
+        probabilities = classifier.predict(np.stack(faces))
+    except Exception as exc:
+        raise OrderRefused(f"self-test failed on {len(faces)} faces this camera saw: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    took = (time.perf_counter() - started) * 1000 / len(faces)
+    if (probabilities.shape != (len(faces), len(classifier.labels)) or not np.all(np.isfinite(probabilities))
+            or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)):
+        raise OrderRefused(f"self-test: the model's answers on {len(faces)} faces this camera saw are not "
+                           "probabilities, one per label")
+    return f"self-test on {len(faces)} faces this camera saw ok ({took:.1f} ms a face)"
