@@ -37,22 +37,24 @@ class Text(Kind):
         return None
 
 
-class DeviceId(Text):
-    """The device's name: the collector refuses every message of a device whose id is longer
-    than it stores or holds control characters, so such an id is refused here, at the start."""
+class Name(Text):
+    """A name a person gives (a device's id, its group): printable and of bounded length. The
+    collector refuses every message of a device whose id is longer than it stores or holds
+    control characters, so such a name is refused here, at the start."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest: int = 64, what: str = "name", metavar: str = "NAME") -> None:
         super().__init__(nonempty=True)
+        self.longest, self.what, self.metavar = longest, what, metavar
 
     def problem(self, value: Any) -> Optional[str]:
-        from .fleet.message_check import MAX_DEVICE, printable   # only when an id is given: the check's module is not small
+        from .core.log import unprintable
 
         problem = super().problem(value)
         if problem:
             return problem
-        if len(value) > MAX_DEVICE:
-            return f"at most {MAX_DEVICE} characters (the collector stores no longer id)"
-        return None if printable(value) else "control characters cannot be part of a device id"
+        if len(value) > self.longest:
+            return f"at most {self.longest} characters"
+        return f"control characters cannot be part of a {self.what}" if any(unprintable(c) for c in value) else None
 
 
 class TopicPrefix(Text):
@@ -125,25 +127,6 @@ class DeployKey(FilePath):
         except UserError as exc:
             return str(exc).removeprefix(f"{value}: ")
         return None
-
-
-class Name(Text):
-    """A short name a person gives (a device's group): printable, at most 64 characters."""
-
-    metavar = "NAME"
-
-    def __init__(self) -> None:
-        super().__init__(nonempty=True)
-
-    def problem(self, value: Any) -> Optional[str]:
-        from .core.log import unprintable
-
-        problem = super().problem(value)
-        if problem:
-            return problem
-        if len(value) > 64:
-            return "at most 64 characters"
-        return "control characters cannot be part of a name" if any(unprintable(c) for c in value) else None
 
 
 class Number(Kind):

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from .core.errors import UserError
 from .core import settings_sections as sections
 from .core.network import without_password
-from .setting_kinds import (Boolean, Camera, Choice, DeployKey, DeviceId, FilePath, HostPort, Kind, Name, Networks, Number, Text,
+from .core.records import MAX_DEVICE
+from .setting_kinds import (Boolean, Camera, Choice, DeployKey, FilePath, HostPort, Kind, Name, Networks, Number, Text,
                             Threads, TopicLevel, TopicPrefix, Valence)
 
 try:
@@ -85,7 +86,7 @@ SETTINGS: List[Setting] = [
     Setting("log", "json", Boolean(), False, "JSON lines on stdout.", "--json"),
     Setting("log", "quiet", Boolean(), False, "No per-update lines on stdout.", "--quiet"),
     Setting("log", "save_crops", FilePath(folder=True), None, "Store face crops in this folder (off by default).", "--save-crops"),
-    Setting("device", "id", DeviceId(), None, "Device id in events; unset: the host name.", "--device-id"),
+    Setting("device", "id", Name(MAX_DEVICE, "device id", "TEXT"), None, "Device id in events; unset: the host name.", "--device-id"),
     Setting("mqtt", "host", HostPort(1883), None, "MQTT broker HOST[:PORT]; unset: no MQTT.", "--mqtt"),
     Setting("mqtt", "prefix", TopicPrefix(), "fer-edge", "Topic prefix: PREFIX/DEVICE/...", "--mqtt-prefix"),
     Setting("mqtt", "username", Text(), None, "Broker user name.", "--mqtt-username"),

@@ -19,6 +19,8 @@ CAMERA_LOST = "camera lost"
 MODEL_CHANGED = "model changed"   # a deployed model with other labels took over mid-visit
 CUT_ENDINGS = (STOPPED, CAMERA_LOST, MODEL_CHANGED)
 
+MAX_DEVICE = 128   # characters of a device id: the collector stores no longer one, and the settings refuse it
+
 
 def emotion_mix(probs: Iterable[float], labels: Sequence[str] = LABELS) -> Dict[str, float]:
     """{label: probability} rounded for output, in the model's label order."""

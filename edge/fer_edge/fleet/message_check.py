@@ -17,12 +17,11 @@ import re
 from typing import Any, Callable, Dict, Tuple, Union
 
 from ..core.log import unprintable
-from ..core.records import Visit
+from ..core.records import MAX_DEVICE, Visit
 from ..outputs.broker import topic_id
 
 MAX_BYTES = 65_536          # a visit is under 1 KB, a stats message or a view a few KB
 MAX_DEPTH = 10              # objects and lists inside each other (a device's deepest is 3)
-MAX_DEVICE = 128            # characters of a device id
 MAX_NAME = 128              # a visit id, an emotion label, how a visit ended
 MAX_TEXT = 1_000            # any other text
 MAX_LABELS = 64             # entries of an emotion mix
