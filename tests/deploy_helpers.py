@@ -46,14 +46,16 @@ class Device:
     """`fer-edge run` on a looping video with deployments on; its stderr lines kept as they come."""
 
     def __init__(self, folder: Path, port: int, video: Path, pub_path: Path, name: str, model: Path = V1,
-                 fps: int = 10, extra=()):
+                 fps: int = 10, realtime: bool = True, extra=()):
+        """`realtime`: the video at its own pace (as a camera gives it), else as fast as `fps` allows."""
         self.folder, self.port, self.video, self.pub_path, self.name = folder, port, video, pub_path, name
-        self.model, self.fps, self.extra = model, fps, list(extra)
+        self.model, self.fps, self.realtime, self.extra = model, fps, realtime, list(extra)
         self.lines, self.process = [], None
         self.start()
 
     def start(self) -> None:
-        command = [FER_EDGE, "run", "--source", str(self.video), "--loop", "--realtime", "--fps", str(self.fps),
+        command = [FER_EDGE, "run", "--source", str(self.video), "--loop", *(["--realtime"] if self.realtime else []),
+                   "--fps", str(self.fps),
                    "--model", str(self.model), "--db", str(self.folder / f"{self.name}.db"),
                    "--mqtt", f"127.0.0.1:{self.port}", "--device-id", self.name, "--deploy-key", str(self.pub_path),
                    "--deploy-dir", str(self.folder / f"{self.name}-models"), "--quiet", "--stats-interval", "3600",

@@ -7,11 +7,7 @@ refused in one line each and the device runs on."""
 import hashlib
 import json
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,12 +15,10 @@ import pytest
 
 from conftest import read_frames
 from fer_edge.core.labels import LABELS
+from deploy_helpers import V1, V2, Device
 from mqtt_helpers import Broker, Recorder
 
 
-ROOT = Path(__file__).resolve().parents[2]
-V1 = ROOT / "models" / "fer-cnn-int8.tflite"
-V2 = ROOT / "models" / "fer-cnn-int8-dynamic.tflite"   # the same network quantized otherwise: a good new model
 # Gate windows longer than one loop of the video (72 frames at 20 frames/s), so the scene before
 # and after is the same; a few faces suffice. Frames/s are left out of these verdicts (a test
 # machine's other work moves them; test_health judges them).
@@ -300,41 +294,6 @@ def publish(port, device, payload):
     client.disconnect()
 
 
-class Device:
-    """`fer-edge run` on the looping video with deployments on; its stderr lines kept as they come."""
-
-    def __init__(self, tmp_path, port, video, pub_path, name="dev-1", model=V1):
-        self.lines, self.name = [], name
-        command = [str(Path(sys.executable).parent / "fer-edge"), "run", "--source", str(video), "--loop",
-                   "--fps", "20", "--model", str(model), "--db", str(tmp_path / f"{name}.db"),
-                   "--mqtt", f"127.0.0.1:{port}", "--device-id", name, "--deploy-key", str(pub_path),
-                   "--deploy-dir", str(tmp_path / f"{name}-models"), "--quiet", "--stats-interval", "3600"]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text, timeout=30.0, count=1):
-        """The `count`th line holding `text` (fails with the log when it does not come)."""
-        if not Recorder.wait_for(lambda: len(self.holding(text)) >= count, timeout):
-            pytest.fail(f"no {text!r} (x{count}) from {self.name} in {timeout} s:\n" + "\n".join(self.lines[-40:]))
-        return self.holding(text)[count - 1]
-
-    def holding(self, text):
-        return [line for line in list(self.lines) if text in line]
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(30)
-        self.reader.join(5)
-        return self.process.returncode
-
-
 def states(recorder, device="dev-1"):
     return [m for m in recorder.json_on(f"fer-edge/{device}/model")]
 
@@ -346,7 +305,8 @@ def fleet(tmp_path, photos):
     devices = []
 
     def start(pub_path, **options):
-        device = Device(tmp_path, broker.port, photos / "single_face.mp4", pub_path, **options)
+        options.setdefault("name", "dev-1")
+        device = Device(tmp_path, broker.port, photos / "single_face.mp4", pub_path, fps=20, realtime=False, **options)
         devices.append(device)
         device.wait_for("MQTT connected")
         return device
