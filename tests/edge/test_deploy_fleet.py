@@ -54,7 +54,7 @@ def test_a_good_model_reaches_the_canaries_then_every_device(fleet):
     offline = fleet.devices["kiosk-6"]
     offline.stop()                      # away while the model is published: it gets it when it returns
     result = fleet.deploy("publish", V2, "--key", fleet.key, "--version", "1", "--canary", CANARIES[0],
-                          "--canary", CANARIES[1], *GATE, "--wait", "60")
+                          "--canary", CANARIES[1], *GATE, "--wait", "30")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "kiosk-6" in result.stderr   # named: it gets the model when it returns
 
