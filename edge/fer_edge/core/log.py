@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import unicodedata
-from typing import Callable, Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TextIO, TypeVar
 
 LOGGER = logging.getLogger("fer_edge")
 Say = Callable[[str], None]   # how a component is told to speak: `say`, `warn`, or a test's list.append
@@ -84,6 +84,13 @@ def unprintable(char: str) -> bool:
     """A control or format character (escape sequences' first byte, text-direction overrides):
     given to a terminal raw, it can rewrite what the screen shows."""
     return unicodedata.category(char) in ("Cc", "Cf")
+
+
+def escaped(text: Any) -> str:
+    """Text a device or a record sent, as a terminal may show it: control and format characters
+    written out (`\\x1b`, `\\u202e`), so a name or a reason cannot rewrite the screen."""
+    return "".join((f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}") if unprintable(char) else char
+                   for char in str(text))
 
 
 class Budget:

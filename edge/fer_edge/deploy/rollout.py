@@ -20,6 +20,7 @@ import uuid
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..core.errors import UserError
+from ..core.log import escaped
 from ..outputs.broker import topic_id
 from .fleet_link import MAX_PAYLOAD, Device, Link, Say, text
 
@@ -414,11 +415,4 @@ def status(link: Link, now: Optional[float] = None) -> str:
               + ("  offline" if d.online is False else "") for d in sorted(devices.values(), key=lambda d: d.id)]
     if not lines:
         return "no rollouts and no devices with deployments on"
-    return "\n".join(_printable(line) for line in lines)
-
-
-def _printable(line: str) -> str:
-    """What devices and records said, as a terminal may show it."""
-    from ..core.log import unprintable
-
-    return "".join(f"\\x{ord(c):02x}" if unprintable(c) else c for c in line)
+    return "\n".join(escaped(line) for line in lines)

@@ -9,8 +9,9 @@ from typing import Iterable, List, Optional, Sequence
 
 from .fleet_db import DatabaseError, open_database, reason
 from ..core.errors import UserError
+from ..core.log import escaped
 from ..core.records import CAMERA_LOST, CUT_ENDINGS
-from .visit_report import build_report, finite, parse_since, printable, without_nan
+from .visit_report import build_report, finite, parse_since, without_nan
 
 SILENT_SECONDS = 180.0   # online, but nothing heard for this long (three missed stats messages): stale
 FINITE = 1e300           # a satisfaction outside +-this (NaN, infinity) is left out of the mean
@@ -108,12 +109,12 @@ def format_rollouts(found: List[dict], now: Optional[float] = None) -> str:
     lines = ["rollouts, newest first:"]
     for r in found:
         ended = f"; {r['state']}: {r['reason']}" if r["reason"] else ""
-        lines.append(printable(f"{r['id']}  {r['state']}  {r['name']} v{r['version']}  by {r['by_whom']}, started "
+        lines.append(escaped(f"{r['id']}  {r['state']}  {r['name']} v{r['version']}  by {r['by_whom']}, started "
                                f"{_ago(r['started'], now)}, updated {_ago(r['updated'], now)}; canaries "
                                f"{', '.join(r['canaries']) or '-'}; {len(r['targets'])} devices{ended}"))
         steps = [f"{device} {step.get('state')}" for device, step in sorted(r["devices"].items()) if isinstance(step, dict)]
         if steps:
-            lines.append("  " + printable(", ".join(steps)))
+            lines.append("  " + escaped(", ".join(steps)))
     return "\n".join(lines)
 
 
@@ -146,9 +147,9 @@ def format_health(rows: List[dict], now: Optional[float] = None) -> str:
         score = "-" if r["satisfaction_today"] is None else f"{r['satisfaction_today']:.0f}"
         backlog = "-" if r["outbox_pending"] is None else str(r["outbox_pending"])
         fps = "-" if r["fps"] is None else f"{r['fps']:.1f}"
-        lines.append(f"{printable(r['device']):<20}{r['status']:<9}{_ago(r['last_seen'], now):>14}{_ago(r['last_visit'], now):>14}"
+        lines.append(f"{escaped(r['device']):<20}{r['status']:<9}{_ago(r['last_seen'], now):>14}{_ago(r['last_visit'], now):>14}"
                      f"{r['visits_today']:>7}{score:>9}{backlog:>9}{fps:>8}{r['camera_lost_today']:>8}"
-                     f"  {printable(describe_model(r.get('model')))}")
+                     f"  {escaped(describe_model(r.get('model')))}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from ..core.atomic import write_atomically
 from ..core.clock import start_of_today
 from ..core.errors import UserError
 from ..core.labels import LABELS, colour, pleasant_first
-from ..core.log import unprintable
+from ..core.log import escaped
 from ..core.records import CUT_ENDINGS
 
 PERIODS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
@@ -24,13 +24,6 @@ HOURLY_UP_TO = 2 * 86400   # "auto": a span up to two days is drawn in hours, a 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 # A visit as the report reads it: (satisfaction, exit emotion, shares per emotion, dominant, ended by)
 Item = Tuple[Optional[float], Any, Dict[str, float], Any, Any]
-
-
-def printable(text: Any) -> str:
-    """Stored text (a device id, a label) as a terminal may show it: control characters and
-    escape sequences written out (`\\x1b`), so a device's name cannot rewrite the screen."""
-    return "".join((f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}") if unprintable(char) else char
-                   for char in str(text))
 
 
 def finite(value: Any) -> Optional[float]:
@@ -209,21 +202,21 @@ def format_table(report: dict) -> str:
 
 def _shares(mix: Mapping[str, float], least: float = 1e-9) -> str:
     """'happy 60%, neutral 40%': the emotions of a mix, largest first."""
-    return ", ".join(f"{printable(k)} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
+    return ", ".join(f"{escaped(k)} {v * 100:.0f}%" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= least)
 
 
 def _row(name: str, summary: dict) -> str:
     """One line of the table: a period's or a device's visits, satisfaction and exit emotions."""
     score = "-" if summary["mean_satisfaction"] is None else f"{summary['mean_satisfaction']:.1f}"
-    return f"{printable(name):<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
+    return f"{escaped(name):<18}{summary['sessions']:>9}{score:>14}  {_shares(summary['exit_mix'])}"
 
 
 def format_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     labels = report["labels"]
-    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{printable(label)}" for label in labels),
-                     *(f"emotion_{printable(label)}" for label in labels)])
+    writer.writerow(["period", "sessions", "mean_satisfaction", *(f"exit_{escaped(label)}" for label in labels),
+                     *(f"emotion_{escaped(label)}" for label in labels)])
     for p in report["periods"]:
         writer.writerow([p["period"], p["sessions"], p["mean_satisfaction"], *(p["exit_mix"][label] for label in labels),
                          *(p["emotion_mix"][label] for label in labels)])
