@@ -5,7 +5,7 @@ import os
 from typing import Dict, Optional
 
 from fer_edge.core.labels import LABELS
-from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance, Teacher
+from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, PairMember, Provenance, Teacher
 
 
 def _pct(value: float) -> str:
@@ -27,6 +27,15 @@ def _warm_start_line(warm: Ancestor) -> str:
             "started from its weights") if warm.labels else ""
     return (f"- Warm start: the run below began from {start} "
             f"(commit `{warm.commit}`, {warm.epochs} epochs, {warm.train_seconds:.0f} s{grown}{head})")
+
+
+def _member_line(member: PairMember) -> str:
+    made = f"made by `{member.command}`" if member.command else "its making unknown"
+    teachers = (f"; its last run distilled from {'; '.join(_teacher(t) for t in member.distilled.teachers)}"
+                if member.distilled else "")
+    return (f"- Pair member, share {member.share:g} of the mean log-probabilities: `{os.path.basename(member.model.rstrip('/'))}` "
+            f"(`{member.architecture}`), {made} (commit `{member.commit}`, {member.epochs} epochs, "
+            f"{member.train_seconds:.0f} s{teachers})")
 
 
 def _averaging_line(averaging: Averaging) -> str:
@@ -85,12 +94,14 @@ def model_card(name: str, results: dict, sizes: dict, latency_ms: dict, metadata
         (f"- Training command: `{prov.train_command}` (commit `{prov.train_commit}`)"
          if prov.train_command else "- Training command: unknown (the model was not in its fer-train run folder)"),
         *([_averaging_line(prov.averaging)] if prov.averaging and prov.averaging.command else []),
+        *[_member_line(member) for member in prov.members],
         *([_distillation_line(prov.distilled)] if prov.distilled else []),
         *([_ferplus_line(prov.ferplus, prov.distilled)] if prov.ferplus else []),
         f"- Conversion command: `{prov.convert_command}`",
         f"- Training hardware: {metadata.get('train_hardware') or hardware}",
         f"- Training time: {train_seconds:.0f} s ({train_seconds / 60:.0f} min"
-        + (", all runs of the chain" if warm else "") + f"), best single epoch {prov.best_epoch}",
+        + (", all runs of the chain" if warm or prov.members else "") + ")"
+        + ("" if prov.members else f", best single epoch {prov.best_epoch}"),
         f"- Converted on: {hardware}, {prov.converted_at}",
         f"- Architecture: `{metadata.get('architecture') or 'unknown'}`, {metadata.get('params'):,} parameters, "
         + (f"{metadata['multiply_adds'] / 1e6:.1f} M" if metadata.get("multiply_adds") else "unknown")

@@ -118,6 +118,55 @@ def test_soup_refuses_bad_mixes_in_one_line(tiny_model, tiny_run, small_csv, tmp
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_pair_reads_as_the_share_weighted_mean_of_its_members_log_probabilities(tiny_model, resumed_run, small_csv,
+                                                                                  public_test, tmp_path):
+    import keras
+
+    from fer_train.networks.arch import build
+    from fer_train.networks.warmstart import load_float_twin
+
+    twin, run = str(tiny_model).replace("int8.tflite", "int8-float32.tflite"), str(resumed_run[0])
+    result = run_cli("fer-train", "pair", "--data", small_csv, "--model", twin, "--model", run,
+                     "--share", "0.7", "--share", "0.3", "--out", tmp_path / "pair")
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = json.loads((tmp_path / "pair" / "state.json").read_text())
+    assert state["config"]["arch"] == "fercnn + fercnn"
+    assert [(m["model"], m["share"]) for m in state["members"]] == [(twin, 0.7), (run, 0.3)]
+    assert "fer-train fit" in state["members"][1]["command"] and state["members"][1]["epochs"] >= 1
+    faces = public_test.images[:64, ..., None].astype(np.float32)
+    first = build("fercnn")
+    load_float_twin(first, twin, np.zeros((8, 48, 48), np.uint8), "fercnn")
+    second = keras.models.load_model(os.path.join(run, "best.keras"))
+    pair = keras.models.load_model(tmp_path / "pair" / "best.keras")
+
+    def log_probs(model):
+        logits = np.asarray(model(faces, training=False), np.float64)
+        return logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+
+    # The twin's batch-norm statistics are measured anew on Training faces: the same function, to float error.
+    np.testing.assert_allclose(np.asarray(pair(faces, training=False)), 0.7 * log_probs(first) + 0.3 * log_probs(second),
+                               atol=2e-3)
+    result = run_cli("fer-convert", tmp_path / "pair" / "best.keras", "--data", small_csv, "--int8", "--calib", "100",
+                     "--allow-loss", "-o", tmp_path / "pair.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = (tmp_path / "pair.md").read_text()
+    assert "- Pair member, share 0.7 of the mean log-probabilities: `tiny-int8-float32.tflite`" in card
+    assert "- Pair member, share 0.3" in card and "best single epoch" not in card
+    members = EmotionClassifier(str(tmp_path / "pair.tflite")).metadata["provenance"]["members"]
+    assert [m["share"] for m in members] == [0.7, 0.3]
+
+
+def test_pair_refuses_bad_pairs_in_one_line(tiny_model, tiny_run, small_csv, tmp_path):
+    twin = str(tiny_model).replace("int8.tflite", "int8-float32.tflite")
+    for args, message in ((["--model", twin, "--model", tiny_run, "--share", "0.5", "--share", "0.6"], "summing to 1"),
+                          (["--model", twin], "two or more models"),
+                          (["--model", twin, "--model", tiny_run, "--share", "1", "--share", "0"], "positive share"),
+                          (["--model", twin, "--model", tmp_path], "not a fer-train run folder"),
+                          (["--model", twin, "--model", tiny_model], "needs the float32 twin")):
+        result = run_cli("fer-train", "pair", "--data", small_csv, *args, "--out", tmp_path / "x")
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_broken_run_folders_are_refused_in_one_line_before_training(tiny_run, small_csv, tmp_path):
     # A copy of a real run whose state.json was cut short (a full disk), and one without best.keras.
     cut, no_best = tmp_path / "cut", tmp_path / "no-best"

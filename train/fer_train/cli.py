@@ -282,6 +282,36 @@ def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], lim
 
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="The FER2013 CSV the models were trained on (batch-norm statistics of a twin, evaluation).")
+@click.option("--model", "models", required=True, multiple=True, type=click.Path(exists=True),
+              help="A run folder (its best.keras) or a shipped model's float32 twin; repeat.")
+@click.option("--share", "shares", multiple=True, type=FiniteFloatRange(0),
+              help="Each --model's share of the mean log-probabilities, in the same order, summing to 1 "
+                   "(default: equal).")
+@LIMIT
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the pair.")
+def pair(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], limit: Optional[int], out: str) -> None:
+    """Read several finished models as one (the mean of their log-probabilities) into OUT/best.keras."""
+    quiet_tensorflow()
+    for model in models:
+        if not model.endswith(".tflite"):
+            _require_run(model, BEST)
+    data = _load_splits(data_path, limit)
+    with filtered_stderr():
+        from .loops.pair import pair_models  # imports TensorFlow
+
+    try:
+        metrics = pair_models(list(models), list(shares) or [1 / len(models)] * len(models), data, out,
+                              command=_this_command())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_metrics(metrics, "float, " + " + ".join(f"{share:g} x {model}" for share, model in
+                                                  zip(shares or [1 / len(models)] * len(models), models)))
+    click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png")
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="FER2013 CSV (emotion,pixels,Usage), plain or .gz.")
 @click.option("--usage", "usages", multiple=True, type=click.Choice(["Training", "PublicTest", "PrivateTest"]),
               help="Keep only these splits (repeat; default: all).")

@@ -149,6 +149,33 @@ class Averaging:
                    soup=tuple(SoupShare(s["model"], s["share"]) for s in record.get("soup") or ()))
 
 
+@dataclasses.dataclass(frozen=True)
+class PairMember:
+    """One network of a pair (`fer-train pair`): its share of the mean, the chain of runs
+    that made it, and the teachers its last run learnt from."""
+
+    model: str
+    share: float
+    architecture: Optional[str] = None
+    command: Optional[str] = None
+    commit: Optional[str] = None
+    epochs: int = 0
+    train_seconds: float = 0.0
+    distilled: Optional[Distillation] = None
+
+    def to_json(self) -> dict:
+        record = _compact(self)
+        if self.distilled:
+            record["distilled"] = self.distilled.to_json()
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> "PairMember":
+        values = _known(cls, record)
+        values["distilled"] = Distillation.from_json(record["distilled"]) if record.get("distilled") else None
+        return cls(**values)
+
+
 def _optional(cls: Any, record: Optional[dict]) -> Any:
     return cls.from_json(record) if record else None
 
@@ -171,6 +198,7 @@ class Provenance:
     converted_on: Optional[str] = None
     converted_at: Optional[str] = None
     teacher_source: Optional[str] = None  # a third-party teacher: where its weights came from
+    members: Tuple[PairMember, ...] = ()  # a pair of networks read as one: each network's chain
 
     def to_json(self) -> dict:
         averaging = self.averaging
@@ -188,6 +216,8 @@ class Provenance:
         }
         if self.teacher_source:
             record["teacher_source"] = self.teacher_source
+        if self.members:
+            record["members"] = [m.to_json() for m in self.members]
         return record
 
     @classmethod
@@ -202,7 +232,8 @@ class Provenance:
                                             "teacher_source")}
         return cls(**plain, averaging=averaging, warm_start=_optional(Ancestor, record.get("warm_start")),
                    distilled=_optional(Distillation, record.get("distilled")),
-                   ferplus=_optional(FerPlusVotes, record.get("ferplus")))
+                   ferplus=_optional(FerPlusVotes, record.get("ferplus")),
+                   members=tuple(PairMember.from_json(m) for m in record.get("members") or ()))
 
     def lineage(self) -> Tuple[Optional[str], int, float]:
         """The command, epochs and seconds of the whole chain of runs that made the model."""

@@ -10,7 +10,7 @@ import os
 from typing import Callable, Optional, Tuple, TypeVar
 
 from fer_edge.core.labels import LABELS
-from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, Provenance
+from fer_edge.model.provenance import Ancestor, Averaging, Distillation, FerPlusVotes, PairMember, Provenance
 
 # What each reader takes from a run folder, besides its state.json.
 LAST = ("last.keras",)  # warm restarts and `average`: the run's final weights and its epochs
@@ -85,6 +85,7 @@ class RunRecord:
     flip_average: bool = False
     labels: Tuple[str, ...] = LABELS
     data: Optional[dict] = None   # how a folder dataset was read and split (FolderOptions' JSON form)
+    members: Tuple[PairMember, ...] = ()   # `fer-train pair`: the networks read as one
 
     @classmethod
     def from_state(cls, state: dict) -> "RunRecord":
@@ -99,7 +100,8 @@ class RunRecord:
                    distilled=optional(Distillation.from_json, "distilled"),
                    ferplus=optional(FerPlusVotes.from_json, "ferplus"), averaged=optional(Averaging.from_json, "averaged"),
                    flip_average=bool(state.get("flip_average")),
-                   labels=tuple(state["config"].get("labels") or LABELS), data=state.get("data"))
+                   labels=tuple(state["config"].get("labels") or LABELS), data=state.get("data"),
+                   members=tuple(PairMember.from_json(m) for m in state.get("members") or ()))
 
     def as_ancestor(self, run: str, epochs: int) -> Ancestor:
         """This run as the starting point of another."""
@@ -113,7 +115,7 @@ class RunRecord:
                           train_seconds=self.train_seconds, best_epoch=self.best_epoch, averaging=self.averaged,
                           warm_start=self.init_from, distilled=self.distilled, ferplus=self.ferplus,
                           convert_command=convert_command, calibration_faces=calibration_faces,
-                          converted_on=converted_on, converted_at=converted_at)
+                          converted_on=converted_on, converted_at=converted_at, members=self.members)
 
 
 def read_record(path: str) -> dict:
