@@ -101,7 +101,7 @@ def make_analyzer(settings: Settings, mode: RunningMode, threads: Optional[int] 
     model = settings.model
     threads = threads or thread_count(model.threads)
     delegate = None if model.delegate == "cpu" else model.delegate
-    path, temperature, why = choose_variant(model.path, model.variant, delegate)
+    path, temperature, why = choose_variant(model.path, model.variant, delegate, model.size)
     classifier = EmotionClassifier(path, threads=threads, delegate=delegate, mirror=model.mirror, temperature=temperature,
                                    variant_reason=why)
     detector = make_detector(settings.detector.type, settings.detector.blazeface_model, mode=mode,
@@ -212,10 +212,10 @@ def start_deploy_agent(settings: Settings, store: "Optional[ModelStore]", instal
     if store is None or health is None:
         return None
     from .deploy.agent import start_agent
-    from .model.classify import default_model_path
+    from .model.classify import configured_model
 
     return start_agent(store, installed, settings.deploy, settings.model, analyzer.classifier,
-                       configured_path or default_model_path(), health, pipeline.request_swap, sinks,
+                       configured_model(configured_path, settings.model.size), health, pipeline.request_swap, sinks,
                        device_id(settings), say)
 
 

@@ -191,10 +191,11 @@ def config_show(config_path: Optional[str]) -> None:
     """The effective settings of `run` (defaults, then the file), and the valence each of the
     model's labels gets."""
     from .kiosk.sessions import valence_note
+    from .model.classify import configured_model
 
     settings = from_config(config_path, {})
     click.echo(settings.render(), nl=False)
-    click.echo(valence_note(settings.model.path, settings.sessions.valence))
+    click.echo(valence_note(configured_model(settings.model.path, settings.model.size), settings.sessions.valence))
 
 
 @main.group()

@@ -61,7 +61,10 @@ SETTINGS: List[Setting] = [
     Setting("detector", "type", Choice(*_detector_names()), "auto", "Face detector.", "--detector"),
     Setting("detector", "blazeface_model", FilePath(exists=True), None, "Path of a BlazeFace .tflite.", "--blazeface-model"),
     Setting("detector", "min_face", Number(8, 4096, integer=True), 24, "Smallest face side in pixels.", "--min-face"),
-    Setting("model", "path", FilePath(), None, "Emotion model (.tflite); unset: the shipped int8 model.", "--model"),
+    Setting("model", "path", FilePath(), None, "Emotion model (.tflite); unset: the shipped model of [model] size.", "--model"),
+    Setting("model", "size", Choice("auto", "small", "large"), "auto",
+            "Which shipped model runs when [model] path is unset: small (every Pi), large (Pi 4/5-class CPUs), "
+            "or auto: large on x86 and on out-of-order Arm cores (Cortex-A72 and later), else small.", "--model-size"),
     Setting("model", "threads", Threads(), "auto",
             'LiteRT threads for the detector and the model; "auto": one at camera rate (a camera or --realtime), '
             'else one per CPU, at most 4.',

@@ -44,10 +44,10 @@ def video_seconds(video):
     return frames / fps, int(frames), fps
 
 
-def cpu_seconds(video, flags, crops=1):
+def cpu_seconds(video, flags, crops=1, size="auto"):
     """CPU time of one whole realtime run (start-up included), from the kernel's rusage."""
     process = subprocess.Popen([FER_EDGE, "run", "--source", str(video), "--realtime", "--no-db", "--quiet",
-                                "--crops", str(crops), *flags],
+                                "--crops", str(crops), "--model-size", size, *flags],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -55,7 +55,7 @@ def cpu_seconds(video, flags, crops=1):
     return usage.ru_utime + usage.ru_stime
 
 
-def stage_split(video, every_frame, threads=1, crops=1):
+def stage_split(video, every_frame, threads=1, crops=1, size="auto"):
     """Per-stage cost in seconds per second of video, in one process on one thread (so time
     spent is CPU time spent): decode, detect, classify, and the rest of the loop."""
     import threading
@@ -63,12 +63,13 @@ def stage_split(video, every_frame, threads=1, crops=1):
     from fer_edge.vision.analyzer import FaceAnalyzer
     from fer_edge.vision.cadence import Cadence
     from fer_edge.vision.capture import open_source
-    from fer_edge.model.classify import EmotionClassifier
+    from fer_edge.model.classify import EmotionClassifier, shipped_model
     from fer_edge.vision.detect import make_detector
     from fer_edge.kiosk.pipeline import Pipeline
     from fer_edge.vision.track import Tracker
 
-    analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(threads=threads), crops=crops)
+    analyzer = FaceAnalyzer(make_detector("auto", threads=threads), EmotionClassifier(shipped_model(size)[0], threads=threads),
+                             crops=crops)
     cadence = Cadence() if every_frame else Cadence(BY_DEFAULT["analyse_fps"])
     pipeline = Pipeline(analyzer, Tracker(), cadence=cadence)
     source = open_source(source=str(video), stop=threading.Event(), lean=True)
@@ -86,6 +87,8 @@ def main():
     parser.add_argument("--video", default=str(DEFAULT_VIDEO))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--crops", type=int, default=1, help="framings per face (fer-edge run --crops)")
+    parser.add_argument("--model-size", default="auto", choices=("auto", "small", "large"),
+                        help="which shipped model (fer-edge run --model-size)")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     seconds, frames, fps = video_seconds(args.video)
@@ -94,7 +97,7 @@ def main():
     runs = {name: [] for name in CONFIGS}
     for _ in range(args.repeats):  # alternate, so a busy moment of the machine hits every configuration
         for name, flags in CONFIGS.items():
-            runs[name].append(cpu_seconds(args.video, flags, args.crops) / seconds)
+            runs[name].append(cpu_seconds(args.video, flags, args.crops, args.model_size) / seconds)
     results = {"video": args.video, "seconds": seconds, "crops": args.crops, "cpu_s_per_video_s": {}}
     for name, values in runs.items():
         results["cpu_s_per_video_s"][name] = round(statistics.median(values), 4)
@@ -104,7 +107,7 @@ def main():
     print(f"ratio, every frame / default: {cpu['--every-frame'] / cpu['default cadence']:.2f}x")
     results["stages"] = {}
     for name, every_frame in (("default cadence", False), ("--every-frame", True)):
-        split, analysed = stage_split(args.video, every_frame, crops=args.crops)
+        split, analysed = stage_split(args.video, every_frame, crops=args.crops, size=args.model_size)
         results["stages"][name] = dict(split, analyses=analysed)
         print(f"stages on one thread, {name}: {analysed} analyses; " + ", ".join(f"{k} {v * 1000:.1f} ms/s" for k, v in split.items()))
         network = sum(v for k, v in split.items() if k in NETWORK_STAGES)

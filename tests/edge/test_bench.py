@@ -38,3 +38,13 @@ def test_bench_reads_each_face_on_its_crops(photos, model_path):
     results = run_bench(str(photos / "single_face.mp4"), [str(model_path)], "auto", [1], warmup=2, max_frames=8, crops=3)
     assert results["crops"] == 3 and results["pipeline"][0]["faces"] >= 6 and results["classifier"][0]["per_face_ms"] > 0
     assert "each face read on 3 crops" in format_table(results).splitlines()[0]
+
+
+def test_by_default_every_shipped_model_and_twin_is_timed(photos):
+    from fer_edge.model.classify import SHIPPED_MODELS
+
+    results = run_bench(str(photos / "single_face.mp4"), [], "auto", [1], warmup=1, max_frames=4)
+    names = [c["model"] for c in results["classifier"]]
+    assert names == [f"{name[:-len('.tflite')]}{twin}.tflite" for name in SHIPPED_MODELS.values() for twin in ("", "-float32")]
+    rows = format_table(results).splitlines()[2:-1]
+    assert [row.split()[0] for row in rows] == names and all(float(row.split()[2]) > 0 for row in rows)

@@ -1,10 +1,13 @@
-"""The emotion classifier on real faces with the shipped model: mirror averaging, batches,
-probabilities, and models that are not models refused in one line."""
+"""The emotion classifier on real faces with the shipped models: mirror averaging, batches,
+probabilities, the shipped model of each size, and models that are not models refused in one line."""
+
+import os
 
 import numpy as np
 import pytest
 
-from fer_edge.model.classify import EmotionClassifier
+from fer_edge.core.hardware import model_size
+from fer_edge.model.classify import SHIPPED_MODELS, EmotionClassifier, choose_variant, default_model_path
 from fer_edge.model.metadata import ModelError
 
 
@@ -36,6 +39,22 @@ def test_the_shipped_model_reads_real_faces_better_than_chance(public_test):
     predicted = classifier.predict(public_test.images[:500]).argmax(axis=1)
     assert classifier.name == "fer-cnn-int8.tflite" and len(classifier.labels) == 7
     assert (predicted == public_test.labels[:500]).mean() > 0.5
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_each_shipped_size_reads_real_faces_better_than_chance(public_test, size):
+    path, _, why = choose_variant(None, "int8", size=size)
+    assert os.path.basename(path) == SHIPPED_MODELS[size] and why == f"{size} as set; int8 as set"
+    classifier = EmotionClassifier(path)
+    assert classifier.labels == EmotionClassifier().labels
+    assert (classifier.predict(public_test.images[:500]).argmax(axis=1) == public_test.labels[:500]).mean() > 0.5
+
+
+def test_auto_size_follows_the_cpu_and_a_set_path_wins():
+    expected, reason = model_size()
+    path, _, why = choose_variant(None, "int8")
+    assert path == default_model_path(expected) and why == f"{reason}; int8 as set"
+    assert choose_variant(default_model_path("small"), "int8", size="large")[0] == default_model_path("small")
 
 
 def test_files_that_are_not_models_are_one_line(tmp_path, model_path):

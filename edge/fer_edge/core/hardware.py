@@ -1,26 +1,44 @@
-"""What this machine is: a one-line description for provenance in runs and model cards, and
-whether its CPU has the int8 instructions that make an int8 model the fast one."""
+"""What this machine is: a one-line description for provenance in runs and model cards,
+whether its CPU has the int8 instructions that make an int8 model the fast one, and whether
+its cores carry the large model at camera rate."""
 
 import os
 import platform
-from typing import Optional, Set, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 # CPU flags with which LiteRT's int8 kernels beat its float32 ones: x86's VNNI dot products
 # and Arm's int8 dot products (a Pi 5's Cortex-A76 has them, a Pi 4's Cortex-A72 does not).
 INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "asimddp"}
 
 
-def cpu_flags() -> Set[str]:
-    """The flags (x86) or features (Arm) /proc/cpuinfo lists for the first CPU."""
+# Arm cores that run in order (a Pi Zero 2's and a Pi 3's Cortex-A53, older Pis' A7 and
+# ARM1176, the A35 and A55): the small model is the one they keep up with. Out-of-order
+# cores (a Pi 4's A72, a Pi 5's A76, x86) carry the large one.
+IN_ORDER_ARM_PARTS = {"0xb76": "ARM1176", "0xc07": "Cortex-A7", "0xd03": "Cortex-A53", "0xd04": "Cortex-A35",
+                      "0xd05": "Cortex-A55"}
+
+
+def first_cpu(path: str = "/proc/cpuinfo") -> Dict[str, str]:
+    """The fields /proc/cpuinfo gives the first CPU, keys in lower case."""
+    fields: Dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("flags", "features"):
-                    return set(line.split(":", 1)[1].split())
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
-    return set()
+    return fields
+
+
+def cpu_flags() -> Set[str]:
+    """The flags (x86) or features (Arm) /proc/cpuinfo lists for the first CPU."""
+    fields = first_cpu()
+    return set((fields.get("flags") or fields.get("features") or "").split())
 
 
 def fast_variant(flags: Optional[Set[str]] = None) -> Tuple[str, str]:
@@ -33,6 +51,21 @@ def fast_variant(flags: Optional[Set[str]] = None) -> Tuple[str, str]:
     if platform.machine().lower() in ("x86_64", "amd64", "i686"):
         return "float32", "an x86 CPU without VNNI, where int8 kernels are slower than float32 ones"
     return "int8", "an Arm CPU, where int8 is the lighter load"
+
+
+def model_size(cpu: Optional[Dict[str, str]] = None, machine: Optional[str] = None) -> Tuple[str, str]:
+    """("large" or "small", why): the shipped model this CPU runs at camera rate with room
+    to spare. An Arm CPU it cannot name gets the small one."""
+    cpu = first_cpu() if cpu is None else cpu
+    machine = (machine or platform.machine()).lower()
+    if machine in ("x86_64", "amd64"):
+        return "large", "an x86-64 CPU"
+    part = cpu.get("cpu part", "").lower()
+    if part in IN_ORDER_ARM_PARTS:
+        return "small", f"an in-order {IN_ORDER_ARM_PARTS[part]} CPU (Pi 3 / Zero 2 class)"
+    if machine in ("aarch64", "arm64") and part.startswith("0x"):
+        return "large", f"an out-of-order Arm CPU (part {part}: Pi 4 / 5 class)"
+    return "small", f"a CPU this cannot rank ({machine}{', part ' + part if part else ''})"
 
 
 def describe() -> str:

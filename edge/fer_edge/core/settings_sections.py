@@ -25,6 +25,7 @@ class DetectorSection:
 @dataclass(frozen=True)
 class ModelSection:
     path: Optional[str] = None
+    size: str = 'auto'
     threads: Union[int, str] = 'auto'
     variant: str = 'auto'
     delegate: str = 'cpu'

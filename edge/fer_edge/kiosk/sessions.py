@@ -39,13 +39,11 @@ def unweighed(labels: Sequence[str], overrides: Optional[Dict[str, float]] = Non
     return [label for label in labels if label not in DEFAULT_VALENCE and label not in (overrides or {})]
 
 
-def valence_note(model_path: Optional[str], overrides: Optional[Dict[str, float]]) -> str:
+def valence_note(path: str, overrides: Optional[Dict[str, float]]) -> str:
     """`config show`'s comment lines: the model's labels and the satisfaction weight each one
     gets, and the labels no weight was given."""
-    from ..model.classify import default_model_path
     from ..model.metadata import ModelError, read_model_metadata
 
-    path = model_path or default_model_path()
     try:
         labels = read_model_metadata(path)["labels"]
     except ModelError as exc:

@@ -10,12 +10,29 @@ from .litert import allocate_tensors, make_interpreter
 from .metadata import ModelError, read_metadata, read_model_metadata
 from .preprocess import DEFAULT_MARGIN, to_model_input
 
-DEFAULT_MODEL_NAME = "fer-cnn-int8.tflite"
+# The shipped models, by size: the small one for every Pi, the large one for Pi 4/5-class CPUs.
+SHIPPED_MODELS = {"small": "fer-cnn-int8.tflite", "large": "fer-cnn-l-int8.tflite"}
+DEFAULT_MODEL_NAME = SHIPPED_MODELS["small"]
 
 
-def default_model_path() -> str:
-    """The model shipped inside the installed package (models/ in the repo)."""
-    return str(resources.files("fer_edge.models").joinpath(DEFAULT_MODEL_NAME))
+def default_model_path(size: str = "small") -> str:
+    """The model of `size` shipped inside the installed package (models/ in the repo)."""
+    return str(resources.files("fer_edge.models").joinpath(SHIPPED_MODELS[size]))
+
+
+def shipped_model(size: str = "auto") -> Tuple[str, str]:
+    """(path, why) of the shipped model of `size`; auto: the one this CPU carries."""
+    from ..core.hardware import model_size
+
+    if size != "auto":
+        return default_model_path(size), f"{size} as set"
+    chosen, why = model_size()
+    return default_model_path(chosen), why
+
+
+def configured_model(path: Optional[str], size: str = "auto") -> str:
+    """The model file the settings name: `[model] path`, else the shipped one of `[model] size`."""
+    return path or shipped_model(size)[0]
 
 
 def float32_twin(path: str) -> str:
@@ -23,15 +40,23 @@ def float32_twin(path: str) -> str:
     return path[: -len(".tflite")] + "-float32.tflite" if path.endswith(".tflite") else path + "-float32"
 
 
-def choose_variant(path: Optional[str], variant: str = "auto",
-                   delegate: Optional[str] = None) -> Tuple[str, Optional[float], str]:
-    """(model file, temperature or None, why) for `variant`: the int8 model, or its float32
-    twin where that is faster (x86 without VNNI) or asked for. The twin keeps the int8
-    model's calibration, which its metadata lacks."""
+def choose_variant(path: Optional[str], variant: str = "auto", delegate: Optional[str] = None,
+                   size: str = "auto") -> Tuple[str, Optional[float], str]:
+    """(model file, temperature or None, why) for `variant`: the int8 model (`path`, else the
+    shipped one of `size`), or its float32 twin where that is faster (x86 without VNNI) or
+    asked for. The twin keeps the int8 model's calibration, which its metadata lacks."""
+    size_why = ""
+    if path is None:
+        path, size_why = shipped_model(size)
+        size_why = f"{size_why}; "
+    file, temperature, why = _int8_or_twin(path, variant, delegate)
+    return file, temperature, size_why + why
+
+
+def _int8_or_twin(path: str, variant: str, delegate: Optional[str]) -> Tuple[str, Optional[float], str]:
     from ..core.hardware import fast_variant
     from .metadata import ModelError
 
-    path = path or default_model_path()
     twin = float32_twin(path)
     if variant == "int8" or delegate == "edgetpu":
         return path, None, "int8 as set" if variant == "int8" else "int8 for the Edge TPU"

@@ -98,11 +98,12 @@ def sample_faces(source: str, detector: str = "auto", n: int = 64, crops: int = 
 def format_table(results: dict) -> str:
     """`fer-edge bench`'s human-readable lines."""
     d = results["decode"]
+    width = max([len(c["model"]) + 2 for c in results["classifier"]] + [28])
     lines = [f"decode: {d['decode_ms']} ms/frame ({d['decode_fps']} frames/s)"
              + (f"; each face read on {results['crops']} crops" if results.get("crops", 1) > 1 else ""),
-             f"{'model':<28}{'thr':>4}{'face ms':>9}{'detect ms':>11}{'classify ms':>13}{'frames/s':>10}{'faces/s':>9}"]
+             f"{'model':<{width}}{'thr':>4}{'face ms':>9}{'detect ms':>11}{'classify ms':>13}{'frames/s':>10}{'faces/s':>9}"]
     for c, p in zip(results["classifier"], results["pipeline"]):
-        lines.append(f"{c['model']:<28}{c['threads']:>4}{c['per_face_ms']:>9}{p['detect_ms']:>11}{p['classify_ms']:>13}"
+        lines.append(f"{c['model']:<{width}}{c['threads']:>4}{c['per_face_ms']:>9}{p['detect_ms']:>11}{p['classify_ms']:>13}"
                      f"{p['process_fps']:>10}{p['faces_per_s']:>9}")
     lines.append(f"detector: {results['pipeline'][0]['detector']}; peak RSS {results['peak_rss_mb']} MB; "
                  "frames/s excludes decoding (see decode line)")
@@ -112,12 +113,11 @@ def format_table(results: dict) -> str:
 def run_bench(source: str, models: Sequence[str], detector: str, thread_counts: Sequence[int], warmup: int,
               max_frames: Optional[int], crops: int = 1) -> dict:
     """Every model at every thread count over the same video (each face on `crops` framings)."""
-    from ..model.classify import default_model_path, float32_twin
+    from ..model.classify import SHIPPED_MODELS, default_model_path, float32_twin
 
     if not models:
-        shipped = default_model_path()
-        twin = float32_twin(shipped)
-        models = [shipped] + ([twin] if os.path.exists(twin) else [])
+        shipped = [default_model_path(size) for size in SHIPPED_MODELS]
+        models = [path for model in shipped for path in (model, float32_twin(model)) if os.path.exists(path)]
     say(f"sampling faces from {os.path.basename(source)} and timing its decoding ...")
     faces = sample_faces(source, detector, crops=crops)
     results: dict = {"source": source, "crops": crops, "decode": bench_decode(source, max_frames), "pipeline": [],
