@@ -33,6 +33,7 @@ def _member_line(member: PairMember) -> str:
     made = f"made by `{member.command}`" if member.command else "its making unknown"
     teachers = (f"; its last run distilled from {'; '.join(_teacher(t) for t in member.distilled.teachers)}"
                 if member.distilled else "")
+    teachers += (f"; FER+ vote shares mixed in at {member.ferplus.weight:g}" if member.ferplus else "")
     return (f"- Pair member, share {member.share:g} of the mean log-probabilities: `{os.path.basename(member.model.rstrip('/'))}` "
             f"(`{member.architecture}`), {made} (commit `{member.commit}`, {member.epochs} epochs, "
             f"{member.train_seconds:.0f} s{teachers})")

@@ -165,6 +165,16 @@ def test_pair_refuses_bad_pairs_in_one_line(tiny_model, tiny_run, small_csv, tmp
                           (["--model", twin, "--model", tiny_model], "needs the float32 twin")):
         result = run_cli("fer-train", "pair", "--data", small_csv, *args, "--out", tmp_path / "x")
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    # An existing run is never overwritten, and a pair is not a member of another pair.
+    before = (tiny_run / "state.json").read_bytes()
+    result = run_cli("fer-train", "pair", "--data", small_csv, "--model", twin, "--model", twin, "--out", tiny_run)
+    assert result.returncode != 0 and "already holds a run" in result.stderr and "Traceback" not in result.stderr
+    assert (tiny_run / "state.json").read_bytes() == before
+    pair = tmp_path / "pair"
+    assert run_cli("fer-train", "pair", "--data", small_csv, "--model", twin, "--model", twin, "--out", pair).returncode == 0
+    result = run_cli("fer-train", "pair", "--data", small_csv, "--model", twin, "--model", pair, "--out", tmp_path / "y")
+    assert result.returncode != 0 and "cannot be a member of another pair" in result.stderr
+    assert not (tmp_path / "y").exists()
 
 
 def test_broken_run_folders_are_refused_in_one_line_before_training(tiny_run, small_csv, tmp_path):

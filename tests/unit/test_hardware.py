@@ -60,3 +60,14 @@ def test_a_cpu_it_cannot_rank_gets_the_small_model(tmp_path):
 
 def test_this_machines_model_size():
     assert model_size() == model_size(first_cpu(), platform.machine())
+
+
+def test_odd_cpuinfo_texts_still_give_an_answer(tmp_path):
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    assert model_size(first_cpu(str(garbage)), "aarch64")[0] == "small"
+    padded = tmp_path / "padded"
+    padded.write_text(raspberry_pi_cpuinfo(" 0xD03 ", "Raspberry Pi 3 Model B Rev 1.2"))
+    assert model_size(first_cpu(str(padded)), "aarch64")[0] == "small"
+    # A Pi 4 on 32-bit Raspberry Pi OS is still a Pi 4.
+    assert model_size({"cpu part": "0xd08"}, "armv7l")[0] == "large"

@@ -22,7 +22,7 @@ def first_cpu(path: str = "/proc/cpuinfo") -> Dict[str, str]:
     """The fields /proc/cpuinfo gives the first CPU, keys in lower case."""
     fields: Dict[str, str] = {}
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             for line in f:
                 if not line.strip():
                     if fields:
@@ -60,10 +60,10 @@ def model_size(cpu: Optional[Dict[str, str]] = None, machine: Optional[str] = No
     machine = (machine or platform.machine()).lower()
     if machine in ("x86_64", "amd64"):
         return "large", "an x86-64 CPU"
-    part = cpu.get("cpu part", "").lower()
+    part = cpu.get("cpu part", "").strip().lower()
     if part in IN_ORDER_ARM_PARTS:
         return "small", f"an in-order {IN_ORDER_ARM_PARTS[part]} CPU (Pi 3 / Zero 2 class)"
-    if machine in ("aarch64", "arm64") and part.startswith("0x"):
+    if machine.startswith(("aarch64", "arm")) and part.startswith("0x"):
         return "large", f"an out-of-order Arm CPU (part {part}: Pi 4 / 5 class)"
     return "small", f"a CPU this cannot rank ({machine}{', part ' + part if part else ''})"
 

@@ -162,17 +162,20 @@ class PairMember:
     epochs: int = 0
     train_seconds: float = 0.0
     distilled: Optional[Distillation] = None
+    ferplus: Optional[FerPlusVotes] = None
 
     def to_json(self) -> dict:
         record = _compact(self)
-        if self.distilled:
-            record["distilled"] = self.distilled.to_json()
+        for key, value in (("distilled", self.distilled), ("ferplus", self.ferplus)):
+            if value:
+                record[key] = value.to_json()
         return record
 
     @classmethod
     def from_json(cls, record: dict) -> "PairMember":
         values = _known(cls, record)
         values["distilled"] = Distillation.from_json(record["distilled"]) if record.get("distilled") else None
+        values["ferplus"] = FerPlusVotes.from_json(record["ferplus"]) if record.get("ferplus") else None
         return cls(**values)
 
 

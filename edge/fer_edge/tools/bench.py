@@ -67,7 +67,7 @@ def bench_decode(source: str, max_frames: Optional[int] = None) -> dict:
         if max_frames and len(times) >= max_frames:
             break
     src.close()
-    return {"decode_ms": median_ms(times[5:]), "decode_fps": round(len(times) / sum(times), 1) if times else None}
+    return {"decode_ms": median_ms(times[5:] or times), "decode_fps": round(len(times) / sum(times), 1) if times else None}
 
 
 def bench_classifier(model_path: str, faces: np.ndarray, threads: int = 1, warmup: int = 20, repeats: int = 200) -> dict:

@@ -5,7 +5,8 @@ so that the model card can say how each came to be.
 """
 
 import os
-from typing import Optional, Sequence, Tuple
+import re
+from typing import Callable, Optional, Sequence, Tuple, TypeVar
 
 import keras
 import numpy as np
@@ -20,6 +21,8 @@ from ..networks.pair import pair_networks
 from .fit import finish
 from .recipe import atomic_save, git_commit, write_json
 
+R = TypeVar("R")
+
 
 def load_member(source: str, share: float, train_images: np.ndarray) -> Tuple[keras.Model, PairMember, Tuple[str, ...]]:
     """A member network, its record and its labels: a run folder's best.keras, or a shipped
@@ -28,20 +31,34 @@ def load_member(source: str, share: float, train_images: np.ndarray) -> Tuple[ke
         from ..networks.warmstart import STATISTICS_FACES, load_float_twin
 
         metadata = read_model_metadata(source)
-        arch = metadata.get("architecture") or ""
+        provenance = metadata.get("provenance")
+        if isinstance(provenance, dict) and provenance.get("members"):
+            raise ValueError(f"{source}: a pair cannot be a member of another pair (give its members instead)")
+        arch = str(metadata.get("architecture") or "")
         model = build(arch, len(metadata["labels"]))
         load_float_twin(model, source, train_images[:STATISTICS_FACES], arch)
-        prov = Provenance.from_json(metadata.get("provenance"))
+        prov = _readable(source, lambda: Provenance.from_json(metadata.get("provenance")))
         labels = tuple(metadata["labels"])
     else:
         state = read_run_state(source, BEST)
-        record = RunRecord.from_state(state)
+        if state.get("members"):
+            raise ValueError(f"{source}: a pair cannot be a member of another pair (give its members instead)")
+        record = _readable(source, lambda: RunRecord.from_state(state))
         model = keras.models.load_model(os.path.join(source, "best.keras"), compile=False)
         prov = record.provenance("", "", None, "", "")
         arch, labels = record.arch or "", record.labels
-    command, epochs, seconds = prov.lineage()
+    command, epochs, seconds = _readable(source, prov.lineage)
     return model, PairMember(model=source, share=share, architecture=arch, command=command, commit=prov.train_commit,
-                             epochs=epochs, train_seconds=seconds, distilled=prov.distilled), labels
+                             epochs=epochs, train_seconds=seconds, distilled=prov.distilled,
+                             ferplus=prov.ferplus), labels
+
+
+def _readable(source: str, read: Callable[[], R]) -> R:
+    """What `read` makes of a member's records; records of the wrong shape are a one-line ValueError."""
+    try:
+        return read()
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: its provenance record is malformed ({exc})") from None
 
 
 def pair_models(sources: Sequence[str], shares: Sequence[float], data: dict, out: str,
@@ -50,13 +67,15 @@ def pair_models(sources: Sequence[str], shares: Sequence[float], data: dict, out
     if len(sources) < 2 or len(shares) != len(sources) or any(s <= 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         raise ValueError("give two or more models and one positive share each, summing to 1 "
                          f"(got {len(sources)} models, shares {', '.join(f'{s:g}' for s in shares) or 'none'})")
+    if os.path.exists(os.path.join(out, "state.json")):
+        raise ValueError(f"{out}: already holds a run; give the pair a new --out")
     loaded = [load_member(source, share, data["train"].images) for source, share in zip(sources, shares)]
     labels = loaded[0][2]
     for source, (_, _, other) in zip(sources, loaded):
         if other != labels:
             raise ValueError(f"{source}: its labels ({', '.join(other)}) differ from the first model's ({', '.join(labels)})")
     members = [member for _, member, _ in loaded]
-    names = [f"member{k}_{(m.architecture or 'net').replace('-', '_')}" for k, m in enumerate(members)]
+    names = [f"member{k}_{re.sub('[^A-Za-z0-9_]', '_', m.architecture or 'net')}" for k, m in enumerate(members)]
     model = pair_networks([network for network, _, _ in loaded], shares, names)
     os.makedirs(out, exist_ok=True)
     atomic_save(model, os.path.join(out, "best.keras"))

@@ -70,7 +70,7 @@ def load_float_twin(model: Any, path: str, images: np.ndarray, arch: str, batch_
         model_bytes = f.read()
     metadata = read_metadata(model_bytes, path)
     if metadata.get("quantization") != "float32":
-        raise ValueError(f"{path}: --init-from needs the float32 twin (fer-convert --float32), this one is {metadata.get('quantization')}")
+        raise ValueError(f"{path}: this needs the float32 twin (fer-convert --float32), this one is {metadata.get('quantization')}")
     if metadata.get("architecture") != arch:
         raise ValueError(f"{path} is a {metadata.get('architecture')} model, not {arch}")
     if metadata.get("flip_average"):
