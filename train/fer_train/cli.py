@@ -2,11 +2,12 @@
 last epochs; `fer-train soup` mixes fine-tuned models; `fer-train pack` and `fer-train
 fit-portable` train on a GPU machine without TensorFlow."""
 
+import importlib
 import os
 import shlex
 import sys
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 import numpy as np
@@ -126,6 +127,24 @@ def _ferplus_vote_shares(path: str, rows: np.ndarray) -> np.ndarray:
 def _this_command() -> str:
     """The command line as typed, for the run's provenance."""
     return "fer-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _mix_models(loop: str, mixer: str, data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...],
+                limit: Optional[int], out: str) -> Tuple[dict, List[float]]:
+    """`soup` and `pair`: check the run folders, load the faces, then mix with `loops.<loop>.<mixer>`
+    (equal shares unless given); a bad mix is one line. Returns the metrics and the shares used."""
+    quiet_tensorflow()
+    for model in models:
+        if not model.endswith(".tflite"):
+            _require_run(model, BEST)
+    data = _load_splits(data_path, limit)
+    with filtered_stderr():
+        mix = getattr(importlib.import_module(f"{__package__}.loops.{loop}"), mixer)  # imports TensorFlow
+    used = list(shares) or [1 / len(models)] * len(models)
+    try:
+        return mix(list(models), used, data, out, command=_this_command()), used
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _require_run(folder: str, needs: Tuple[str, ...] = LAST) -> None:
@@ -262,19 +281,7 @@ def average(data_path: str, run: str, last: int, limit: Optional[int], out: str)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the mixed model.")
 def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], limit: Optional[int], out: str) -> None:
     """Mix models fine-tuned from one another (a weight soup) into OUT/best.keras."""
-    quiet_tensorflow()
-    for model in models:
-        if not model.endswith(".tflite"):
-            _require_run(model, BEST)
-    data = _load_splits(data_path, limit)
-    with filtered_stderr():
-        from .loops.average import soup_models  # imports TensorFlow
-
-    try:
-        metrics = soup_models(list(models), list(shares) or [1 / len(models)] * len(models), data, out,
-                              command=_this_command())
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    metrics, _ = _mix_models("average", "soup_models", data_path, models, shares, limit, out)
     mix = " + ".join(f"{s['share']:g} x {s['model']}" for s in metrics["soup"])
     _echo_metrics(metrics, f"float, {mix}")
     click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png, curves.png")
@@ -292,21 +299,8 @@ def soup(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], lim
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the pair.")
 def pair(data_path: str, models: Tuple[str, ...], shares: Tuple[float, ...], limit: Optional[int], out: str) -> None:
     """Read several finished models as one (the mean of their log-probabilities) into OUT/best.keras."""
-    quiet_tensorflow()
-    for model in models:
-        if not model.endswith(".tflite"):
-            _require_run(model, BEST)
-    data = _load_splits(data_path, limit)
-    with filtered_stderr():
-        from .loops.pair import pair_models  # imports TensorFlow
-
-    try:
-        metrics = pair_models(list(models), list(shares) or [1 / len(models)] * len(models), data, out,
-                              command=_this_command())
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    _echo_metrics(metrics, "float, " + " + ".join(f"{share:g} x {model}" for share, model in
-                                                  zip(shares or [1 / len(models)] * len(models), models)))
+    metrics, used = _mix_models("pair", "pair_models", data_path, models, shares, limit, out)
+    _echo_metrics(metrics, "float, " + " + ".join(f"{share:g} x {model}" for share, model in zip(used, models)))
     click.echo(f"wrote {out}/best.keras, metrics.json, confusion.png")
 
 
