@@ -235,7 +235,7 @@ def test_config_show_says_unset_once_a_line():
     assert shown.returncode == 0, shown.stderr
     unset = [line for line in shown.stdout.splitlines() if "unset" in line]
     assert unset and all(line.count("unset") == 1 for line in unset), unset
-    assert "# path = (unset: the shipped int8 model)  # Emotion model (.tflite)" in shown.stdout
+    assert "# path = (unset: the shipped model of [model] size)  # Emotion model (.tflite)" in shown.stdout
 
 
 def venv_with_this_fer_edge(folder):
