@@ -79,6 +79,10 @@ def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
     assert result.returncode != 0 and "99 asked for" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("fer-train", "average", "--data", small_csv, "--run", tmp_path, "--out", tmp_path / "b")
     assert result.returncode != 0 and "not a fer-train run folder" in result.stderr and "Traceback" not in result.stderr
+    before = (tiny_run / "state.json").read_bytes()   # a run is never overwritten by its own average
+    result = run_cli("fer-train", "average", "--data", small_csv, "--run", tiny_run, "--last", "1", "--out", tiny_run)
+    assert result.returncode != 0 and "already holds a run" in result.stderr and "Traceback" not in result.stderr
+    assert (tiny_run / "state.json").read_bytes() == before
 
 
 def test_soup_mixes_a_twin_and_the_run_fine_tuned_from_it(tiny_model, resumed_run, small_csv, tmp_path):
@@ -116,6 +120,10 @@ def test_soup_refuses_bad_mixes_in_one_line(tiny_model, tiny_run, small_csv, tmp
                           (["--model", tmp_path], "not a fer-train run folder")):
         result = run_cli("fer-train", "soup", "--data", small_csv, *args, "--out", tmp_path / "x")
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    before = (tiny_run / "state.json").read_bytes()
+    result = run_cli("fer-train", "soup", "--data", small_csv, "--model", twin, "--model", tiny_run, "--out", tiny_run)
+    assert result.returncode != 0 and "already holds a run" in result.stderr and "Traceback" not in result.stderr
+    assert (tiny_run / "state.json").read_bytes() == before
 
 
 def test_a_pair_reads_as_the_share_weighted_mean_of_its_members_log_probabilities(tiny_model, resumed_run, small_csv,

@@ -17,7 +17,7 @@ from fer_edge.cli_guard import FiniteFloatRange, guarded
 
 from .data.folders import FolderOptions, is_folder_dataset, read_folder_dataset
 from .quiet import filtered_stderr, quiet_tensorflow
-from .data.run_folder import BEST, LAST, FitConfig, parent_labels_of, read_run_state
+from .data.run_folder import BEST, LAST, FitConfig, parent_labels_of, read_run_state, require_new_out
 
 
 # Options that more than one command takes, defined once.
@@ -137,6 +137,7 @@ def _mix_models(loop: str, mixer: str, data_path: str, models: Tuple[str, ...], 
     for model in models:
         if not model.endswith(".tflite"):
             _require_run(model, BEST)
+    _require_new_out(out)
     data = _load_splits(data_path, limit)
     with filtered_stderr():
         mix = getattr(importlib.import_module(f"{__package__}.loops.{loop}"), mixer)  # imports TensorFlow
@@ -151,6 +152,14 @@ def _require_run(folder: str, needs: Tuple[str, ...] = LAST) -> None:
     """Stop before the faces and the framework load when `folder` is not a usable run folder."""
     try:
         read_run_state(folder, needs)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _require_new_out(out: str) -> None:
+    """Stop before the faces load when --out holds a run that mixing would overwrite."""
+    try:
+        require_new_out(out)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -257,6 +266,7 @@ def average(data_path: str, run: str, last: int, limit: Optional[int], out: str)
     """Average a run's last epochs' weights (SWA-style) into OUT/best.keras."""
     quiet_tensorflow()
     _require_run(run)
+    _require_new_out(out)
     data = _load_splits(data_path, limit)
     with filtered_stderr():
         from .loops.average import average_run  # imports TensorFlow

@@ -141,6 +141,13 @@ def read_run_state(folder: str, needs: tuple = LAST) -> dict:
     return state
 
 
+def require_new_out(out: str) -> None:
+    """A mixed model's --out must not hold a run already: writing into it would replace that
+    run's model and records. Raises ValueError with a one-line reason."""
+    if os.path.exists(os.path.join(out, "state.json")):
+        raise ValueError(f"{out}: already holds a run; give a new --out")
+
+
 def parent_labels_of(source: str) -> Tuple[str, ...]:
     """The labels of a model a run may start from: a run folder's, or a float32 twin's
     metadata. Raises ValueError with a one-line reason when it cannot be read."""

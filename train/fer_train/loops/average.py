@@ -24,7 +24,7 @@ from fer_edge.model.provenance import Averaging, SoupShare
 from ..networks.arch import build
 from .fit import finish
 from .recipe import atomic_save, epoch_weights_path, write_json
-from ..data.run_folder import BEST, LAST, read_run_state
+from ..data.run_folder import BEST, LAST, read_run_state, require_new_out
 
 
 def saved_epochs(run: str) -> List[int]:
@@ -69,6 +69,7 @@ def recompute_batchnorm(model: keras.Model, images: np.ndarray, batch_size: int 
 
 def average_run(run: str, data: dict, last: int, out: str, command: Optional[str] = None) -> dict:
     """Average the weights of `run`'s last `last` epochs into `out`/best.keras and report."""
+    require_new_out(out)
     epochs = saved_epochs(run)
     if len(epochs) < last:
         raise ValueError(f"{run}: {len(epochs)} epoch weight files, {last} asked for")
@@ -111,6 +112,7 @@ def soup_models(sources: Sequence[str], shares: Sequence[float], data: dict, out
     The first run folder among `sources` gives the network and the provenance; the
     batch-norm statistics are measured again over the Training faces.
     """
+    require_new_out(out)
     if len(shares) != len(sources) or any(s < 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         raise ValueError(f"give one share per model, none negative, summing to 1 (got {', '.join(f'{s:g}' for s in shares)})")
     runs = [s for s in sources if not s.endswith(".tflite")]

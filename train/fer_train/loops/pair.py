@@ -15,7 +15,7 @@ from fer_edge.core.hardware import describe
 from fer_edge.model.metadata import read_model_metadata
 from fer_edge.model.provenance import PairMember, Provenance
 
-from ..data.run_folder import BEST, RunRecord, read_run_state
+from ..data.run_folder import BEST, RunRecord, read_run_state, require_new_out
 from ..networks.arch import build, multiply_adds
 from ..networks.pair import pair_networks
 from .fit import finish
@@ -67,8 +67,7 @@ def pair_models(sources: Sequence[str], shares: Sequence[float], data: dict, out
     if len(sources) < 2 or len(shares) != len(sources) or any(s <= 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         raise ValueError("give two or more models and one positive share each, summing to 1 "
                          f"(got {len(sources)} models, shares {', '.join(f'{s:g}' for s in shares) or 'none'})")
-    if os.path.exists(os.path.join(out, "state.json")):
-        raise ValueError(f"{out}: already holds a run; give the pair a new --out")
+    require_new_out(out)
     loaded = [load_member(source, share, data["train"].images) for source, share in zip(sources, shares)]
     labels = loaded[0][2]
     for source, (_, _, other) in zip(sources, loaded):
