@@ -494,3 +494,13 @@ def test_an_old_refusal_read_again_after_a_broker_restart_is_not_taken_for_this_
     broker.start()
     stderr = controller.communicate(timeout=120)[1]
     assert controller.returncode == 3 and "no word from canary kiosk-1" in stderr, stderr
+
+
+def test_two_rollouts_of_one_model_in_the_same_second_get_two_ids_the_order_accepts():
+    from fer_edge.deploy.order import ROLLOUT_FORM
+    from fer_edge.deploy.rollout import rollout_id
+
+    now = time.time()
+    ids = {rollout_id("a-very-long-model-name/with odd characters" * 3 + ".tflite", 2**31, now) for _ in range(5)}
+    assert len(ids) == 5
+    assert all(ROLLOUT_FORM.fullmatch(rid) for rid in ids), ids
