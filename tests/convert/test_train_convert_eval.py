@@ -83,6 +83,13 @@ def test_average_refuses_bad_runs_in_one_line(tiny_run, small_csv, tmp_path):
     result = run_cli("fer-train", "average", "--data", small_csv, "--run", tiny_run, "--last", "1", "--out", tiny_run)
     assert result.returncode != 0 and "already holds a run" in result.stderr and "Traceback" not in result.stderr
     assert (tiny_run / "state.json").read_bytes() == before
+    half = tmp_path / "half"   # a run whose state.json is a link to a disk not mounted now
+    half.mkdir()
+    (half / "best.keras").write_bytes(b"weights")
+    (half / "state.json").symlink_to(tmp_path / "unmounted" / "state.json")
+    result = run_cli("fer-train", "average", "--data", small_csv, "--run", tiny_run, "--last", "1", "--out", half)
+    assert result.returncode != 0 and "already holds a run (state.json, best.keras)" in result.stderr
+    assert (half / "best.keras").read_bytes() == b"weights"
 
 
 def test_soup_mixes_a_twin_and_the_run_fine_tuned_from_it(tiny_model, resumed_run, small_csv, tmp_path):

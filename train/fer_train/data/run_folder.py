@@ -144,8 +144,9 @@ def read_run_state(folder: str, needs: tuple = LAST) -> dict:
 def require_new_out(out: str) -> None:
     """A mixed model's --out must not hold a run already: writing into it would replace that
     run's model and records. Raises ValueError with a one-line reason."""
-    if os.path.exists(os.path.join(out, "state.json")):
-        raise ValueError(f"{out}: already holds a run; give a new --out")
+    held = [name for name in ("state.json", *BEST, *LAST) if os.path.lexists(os.path.join(out, name))]
+    if held:
+        raise ValueError(f"{out}: already holds a run ({', '.join(held)}); give a new --out")
 
 
 def parent_labels_of(source: str) -> Tuple[str, ...]:
