@@ -504,3 +504,4 @@ def test_two_rollouts_of_one_model_in_the_same_second_get_two_ids_the_order_acce
     ids = {rollout_id("a-very-long-model-name/with odd characters" * 3 + ".tflite", 2**31, now) for _ in range(5)}
     assert len(ids) == 5
     assert all(ROLLOUT_FORM.fullmatch(rid) for rid in ids), ids
+    assert rollout_id("-m.tflite", 2, now).startswith("m-v2-") and rollout_id("..", 2, now).startswith("model-v2-")

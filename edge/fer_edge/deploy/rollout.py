@@ -41,8 +41,9 @@ def operator() -> str:
 
 def rollout_id(name: str, version: int, now: Optional[float] = None) -> str:
     """A readable, unique id, as the order allows: the model's name and version, the time, and
-    six random hex digits, so two operators publishing in the same second keep two records."""
-    stem = re.sub(r"[^A-Za-z0-9._-]", "-", re.sub(r"\.tflite$", "", name))[:26] or "model"
+    six random hex digits, so two operators publishing in the same second keep two records.
+    It starts with a letter or digit, so a command line never reads it as an option."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", re.sub(r"\.tflite$", "", name))[:26].lstrip("-._") or "model"
     return f"{stem}-v{version}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
 
 
